@@ -1,0 +1,224 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+/**
+ * Configuration comes from the environment only. Secrets may instead be given as a path in
+ * `NAME_FILE`; the file's contents (trailing newline trimmed) win over `NAME`.
+ * Every variable is validated at start-up and a bad one is reported by name.
+ */
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable}: ${message}`);
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+function readSecret(env: Env, name: string): string | undefined {
+  const file = env[`${name}_FILE`];
+  if (file !== undefined && file !== '') {
+    try {
+      return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    } catch (err) {
+      throw new ConfigError(
+        `${name}_FILE`,
+        `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+      );
+    }
+  }
+  const value = env[name];
+  return value === '' ? undefined : value;
+}
+
+function parse<T>(env: Env, name: string, schema: z.ZodType<T>, raw?: string | undefined): T {
+  const value = raw !== undefined ? raw : env[name] === '' ? undefined : env[name];
+  const result = schema.safeParse(value);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    throw new ConfigError(name, issue?.message ?? 'invalid value');
+  }
+  return result.data;
+}
+
+const intIn = (min: number, max: number, def: number) =>
+  z.coerce
+    .number({ message: 'must be a number' })
+    .int({ message: 'must be an integer' })
+    .min(min, { message: `must be >= ${min}` })
+    .max(max, { message: `must be <= ${max}` })
+    .default(def);
+
+const url = (def?: string) => {
+  const s = z.url({ message: 'must be an absolute http(s) URL' }).refine((v) => /^https?:\/\//.test(v), {
+    message: 'must be an http(s) URL',
+  });
+  return def === undefined ? s.optional() : s.default(def);
+};
+
+const entity = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9 ]{0,31}$/, { message: 'must be 1-32 letters, digits or spaces' });
+
+export interface Config {
+  databaseUrl: string | undefined;
+  dataDir: string;
+  logLevel: string;
+  worldpay: {
+    url: string;
+    username: string | undefined;
+    password: string | undefined;
+    entity: string;
+    maxInFlight: number;
+    requestsPerSecond: number;
+    connectTimeoutMs: number;
+    requestTimeoutMs: number;
+  };
+  liquido: {
+    url: string;
+    clientId: string | undefined;
+    clientSecret: string | undefined;
+    apiKey: string | undefined;
+    subMerchantId: string | undefined;
+    country: string;
+  };
+  billing: {
+    referencePrefix: string;
+    batchSize: number;
+    concurrency: number;
+    leaseSeconds: number;
+    eventLagMinutes: number;
+    dunningPolicyFile: string | undefined;
+  };
+  encryptionKey: Buffer | undefined;
+  admin: {
+    addr: string;
+    tokens: string[];
+  };
+  daemon: {
+    schedule: string;
+    shutdownTimeoutMs: number;
+  };
+  webhook: {
+    secrets: Map<string, string>;
+  };
+}
+
+function parseKey(name: string, raw: string | undefined): Buffer | undefined {
+  if (raw === undefined) return undefined;
+  const trimmed = raw.trim();
+  const buf = /^[0-9a-fA-F]{64}$/.test(trimmed)
+    ? Buffer.from(trimmed, 'hex')
+    : Buffer.from(trimmed, 'base64');
+  if (buf.length !== 32) {
+    throw new ConfigError(name, 'must be 32 bytes, given as 64 hex characters or base64');
+  }
+  return buf;
+}
+
+function parseWebhookSecrets(raw: string | undefined): Map<string, string> {
+  const out = new Map<string, string>();
+  if (raw === undefined) return out;
+  // "keyId:secret,keyId:secret" or a bare secret (key id "1").
+  for (const part of raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const i = part.indexOf(':');
+    if (i <= 0) {
+      if (raw.includes(','))
+        throw new ConfigError('WORLDPAY_WEBHOOK_SECRETS', 'each entry must be keyId:secret');
+      out.set('1', part);
+    } else out.set(part.slice(0, i), part.slice(i + 1));
+  }
+  return out;
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const tokens = readSecret(env, 'REBILL_ADMIN_TOKENS');
+  return {
+    databaseUrl: parse(
+      env,
+      'DATABASE_URL',
+      z
+        .string()
+        .regex(/^postgres(ql)?:\/\//, { message: 'must be a postgres:// or postgresql:// URL' })
+        .optional(),
+      readSecret(env, 'DATABASE_URL'),
+    ),
+    dataDir: parse(env, 'REBILL_DATA_DIR', z.string().default('./.rebill')),
+    logLevel: parse(
+      env,
+      'REBILL_LOG_LEVEL',
+      z
+        .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
+          message: 'must be one of fatal, error, warn, info, debug, trace, silent',
+        })
+        .default('info'),
+    ),
+    worldpay: {
+      url: parse(env, 'WORLDPAY_URL', url('https://try.access.worldpay.com')) as string,
+      username: readSecret(env, 'WORLDPAY_USERNAME'),
+      password: readSecret(env, 'WORLDPAY_PASSWORD'),
+      entity: parse(env, 'WORLDPAY_ENTITY', entity.default('default')),
+      maxInFlight: parse(env, 'WORLDPAY_MAX_IN_FLIGHT', intIn(1, 10_000, 64)),
+      requestsPerSecond: parse(env, 'WORLDPAY_RPS', intIn(0, 1_000_000, 0)),
+      connectTimeoutMs: parse(env, 'WORLDPAY_CONNECT_TIMEOUT_MS', intIn(100, 120_000, 5_000)),
+      requestTimeoutMs: parse(env, 'WORLDPAY_TIMEOUT_MS', intIn(100, 300_000, 30_000)),
+    },
+    liquido: {
+      url: parse(env, 'LIQUIDO_URL', url('https://api-qa.liquido.com')) as string,
+      clientId: readSecret(env, 'LIQUIDO_CLIENT_ID'),
+      clientSecret: readSecret(env, 'LIQUIDO_CLIENT_SECRET'),
+      apiKey: readSecret(env, 'LIQUIDO_API_KEY'),
+      subMerchantId: parse(env, 'LIQUIDO_SUB_MERCHANT_ID', z.string().optional()),
+      country: parse(
+        env,
+        'LIQUIDO_COUNTRY',
+        z
+          .string()
+          .regex(/^[A-Z]{2}$/, { message: 'must be an ISO 3166 alpha-2 code' })
+          .default('PE'),
+      ),
+    },
+    billing: {
+      referencePrefix: parse(
+        env,
+        'REBILL_REFERENCE_PREFIX',
+        z
+          .string()
+          .regex(/^[A-Za-z0-9]{1,12}$/, { message: 'must be 1-12 letters or digits' })
+          .default('rb'),
+      ),
+      batchSize: parse(env, 'REBILL_BATCH_SIZE', intIn(1, 10_000, 500)),
+      concurrency: parse(env, 'REBILL_CONCURRENCY', intIn(1, 10_000, 32)),
+      leaseSeconds: parse(env, 'REBILL_LEASE_SECONDS', intIn(5, 3600, 120)),
+      eventLagMinutes: parse(env, 'REBILL_EVENT_LAG_MINUTES', intIn(0, 1440, 15)),
+      dunningPolicyFile: parse(env, 'REBILL_DUNNING_POLICY_FILE', z.string().optional()),
+    },
+    encryptionKey: parseKey('REBILL_ENCRYPTION_KEY', readSecret(env, 'REBILL_ENCRYPTION_KEY')),
+    admin: {
+      addr: parse(
+        env,
+        'REBILL_ADMIN_ADDR',
+        z
+          .string()
+          .regex(/^[^:\s]+:\d{1,5}$/, { message: 'must be host:port' })
+          .default('127.0.0.1:8080'),
+      ),
+      tokens: (tokens ?? '')
+        .split(',')
+        .map((t) => t.trim())
+        .filter(Boolean),
+    },
+    daemon: {
+      schedule: parse(env, 'REBILL_CRON', z.string().default('* * * * *')),
+      shutdownTimeoutMs: parse(env, 'REBILL_SHUTDOWN_TIMEOUT_MS', intIn(0, 600_000, 30_000)),
+    },
+    webhook: { secrets: parseWebhookSecrets(readSecret(env, 'WORLDPAY_WEBHOOK_SECRETS')) },
+  };
+}

@@ -1,0 +1,168 @@
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { PGlite } from '@electric-sql/pglite';
+import type { SQL, SQLWrapper } from 'drizzle-orm';
+import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg-core';
+import type { Sql } from 'postgres';
+import * as schema from './schema.ts';
+
+export type Schema = typeof schema;
+export type Db = PgDatabase<PgQueryResultHKT, Schema>;
+// biome-ignore lint/suspicious/noExplicitAny: the transaction type is the same for both drivers.
+export type Tx = PgTransaction<PgQueryResultHKT, Schema, any>;
+export type Executor = Db | Tx;
+
+export interface Database {
+  db: Db;
+  kind: 'postgres' | 'pglite';
+  /** Run raw SQL and get its rows, whichever driver is underneath. */
+  rows<T = Record<string, unknown>>(query: SQLWrapper | string, on?: Executor): Promise<T[]>;
+  /** Statements sent so far (for the benchmark's statements-per-charge figure). */
+  statements(): number;
+  /** Whether several connections can work at once (false for PGlite). */
+  concurrent: boolean;
+  close(): Promise<void>;
+  /** The underlying driver handles, for migration and tests. */
+  postgres?: Sql;
+  url?: string;
+  pglite?: PGlite;
+}
+
+export class DataDirInUseError extends Error {
+  override name = 'DataDirInUseError';
+}
+
+export interface DbOptions {
+  databaseUrl?: string | undefined;
+  dataDir?: string;
+  /** Open PGlite in memory (tests). */
+  memory?: boolean;
+  maxConnections?: number;
+  /** PGlite only: a dumped, already-migrated data directory to start from. */
+  loadDataDir?: Blob;
+}
+
+function normalise<T>(result: unknown): T[] {
+  if (Array.isArray(result)) return result as T[];
+  return ((result as { rows?: T[] }).rows ?? []) as T[];
+}
+
+/** Create a database handle: postgres.js when a URL is given, else embedded PGlite. */
+export async function createDatabase(opts: DbOptions): Promise<Database> {
+  let count = 0;
+  if (opts.databaseUrl) {
+    const { default: postgres } = await import('postgres');
+    const { drizzle } = await import('drizzle-orm/postgres-js');
+    const client = postgres(opts.databaseUrl, {
+      max: opts.maxConnections ?? 10,
+      onnotice: () => {},
+      connection: { application_name: 'rebill' },
+      debug: () => {
+        count++;
+      },
+    });
+    const db = drizzle(client, { schema }) as unknown as Db;
+    return {
+      db,
+      kind: 'postgres',
+      concurrent: true,
+      postgres: client,
+      url: opts.databaseUrl,
+      statements: () => count,
+      rows: async <T>(q: SQLWrapper | string, on?: Executor) =>
+        normalise<T>(await (on ?? db).execute(q as SQL)),
+      close: async () => {
+        await client.end({ timeout: 5 });
+      },
+    };
+  }
+  const { PGlite } = await import('@electric-sql/pglite');
+  const { drizzle } = await import('drizzle-orm/pglite');
+  let release = () => {};
+  let client: PGlite;
+  if (opts.memory) {
+    client = await PGlite.create(opts.loadDataDir ? { loadDataDir: opts.loadDataDir } : {});
+  } else {
+    const dir = opts.dataDir ?? './.rebill';
+    mkdirSync(dir, { recursive: true });
+    release = lockDataDir(dir);
+    try {
+      client = await PGlite.create(join(dir, 'pgdata'));
+    } catch (err) {
+      release();
+      throw err;
+    }
+  }
+  const wrapped = countQueries(client, () => {
+    count++;
+  });
+  const db = drizzle(wrapped, { schema }) as unknown as Db;
+  return {
+    db,
+    kind: 'pglite',
+    concurrent: false,
+    pglite: client,
+    statements: () => count,
+    rows: async <T>(q: SQLWrapper | string, on?: Executor) =>
+      normalise<T>(await (on ?? db).execute(q as SQL)),
+    close: async () => {
+      await client.close();
+      release();
+    },
+  };
+}
+
+function countQueries(client: PGlite, onQuery: () => void): PGlite {
+  const query = client.query.bind(client);
+  const exec = client.exec.bind(client);
+  client.query = ((...args: Parameters<PGlite['query']>) => {
+    onQuery();
+    return query(...args);
+  }) as PGlite['query'];
+  client.exec = ((...args: Parameters<PGlite['exec']>) => {
+    onQuery();
+    return exec(...args);
+  }) as PGlite['exec'];
+  return client;
+}
+
+/**
+ * PGlite is one process's database: a second process opening the same directory would
+ * corrupt it. A pid file taken with O_EXCL makes the second one fail with a clear message.
+ */
+function lockDataDir(dir: string): () => void {
+  const file = join(dir, 'rebill.pid');
+  for (let i = 0; i < 2; i++) {
+    try {
+      const fd = openSync(file, 'wx');
+      writeFileSync(fd, String(process.pid));
+      closeSync(fd);
+      const onExit = () => rmSync(file, { force: true });
+      process.once('exit', onExit);
+      return () => {
+        process.off('exit', onExit);
+        rmSync(file, { force: true });
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const pid = Number(readFileSync(file, 'utf8'));
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+        throw new DataDirInUseError(
+          `the embedded database in ${dir} is in use by process ${pid}; PGlite allows one process at a time. ` +
+            'Stop that process, or set DATABASE_URL to share a PostgreSQL server between processes.',
+        );
+      }
+      rmSync(file, { force: true });
+    }
+  }
+  throw new DataDirInUseError(`cannot lock ${dir}`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -1,0 +1,36 @@
+import { fileURLToPath } from 'node:url';
+import type { Database } from './client.ts';
+
+export const migrationsFolder = fileURLToPath(new URL('../../migrations', import.meta.url));
+
+/** Arbitrary constant: the advisory lock key that serialises schema changes across processes. */
+const MIGRATION_LOCK = 727_1001;
+
+/**
+ * Apply pending migrations. On PostgreSQL two processes starting together would race on
+ * drizzle's journal table, so a session-level advisory lock, held on a reserved connection,
+ * lets one migrate while the other waits and then finds nothing to do.
+ */
+export async function migrate(database: Database): Promise<void> {
+  if (database.kind === 'pglite') {
+    const { migrate: run } = await import('drizzle-orm/pglite/migrator');
+    // biome-ignore lint/suspicious/noExplicitAny: driver-specific drizzle instance.
+    await run(database.db as any, { migrationsFolder });
+    return;
+  }
+  const { migrate: run } = await import('drizzle-orm/postgres-js/migrator');
+  // The lock lives on a connection of its own so that a pool of one can still migrate.
+  const { default: postgres } = await import('postgres');
+  const lock = postgres(database.url!, { max: 1, onnotice: () => {} });
+  try {
+    await lock`select pg_advisory_lock(${MIGRATION_LOCK})`;
+    try {
+      // biome-ignore lint/suspicious/noExplicitAny: driver-specific drizzle instance.
+      await run(database.db as any, { migrationsFolder });
+    } finally {
+      await lock`select pg_advisory_unlock(${MIGRATION_LOCK})`;
+    }
+  } finally {
+    await lock.end();
+  }
+}

@@ -1,0 +1,320 @@
+import { sql } from 'drizzle-orm';
+import {
+  bigint,
+  bigserial,
+  boolean,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  smallint,
+  text,
+  timestamp,
+  uniqueIndex,
+} from 'drizzle-orm/pg-core';
+
+/**
+ * One schema for PostgreSQL and PGlite. Money is integer minor units (bigint, read as a JS
+ * number: amounts are far below 2^53) beside an ISO-4217 code; every instant is timestamptz.
+ */
+const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
+const id = () => bigserial('id', { mode: 'number' }).primaryKey();
+const ref = (name: string) => bigint(name, { mode: 'number' });
+const money = (name: string) => bigint(name, { mode: 'number' });
+const created = () => ts('created_at').notNull().defaultNow();
+
+export const customers = pgTable('customers', {
+  id: id(),
+  ref: text('ref').notNull().unique(),
+  name: text('name'),
+  createdAt: created(),
+});
+export type Customer = typeof customers.$inferSelect;
+
+/**
+ * A stored credential: what the gateway is asked to charge. For Worldpay it is either a
+ * recurring link chain (`current_link_id`) or, for a legacy mandate not yet migrated, an
+ * instrument (`card/plain`, `card/token`, `card/networkToken+applepay`) sent through
+ * migrateRecurring. For Liquido it is a vaulted card id.
+ */
+export const credentials = pgTable(
+  'credentials',
+  {
+    id: id(),
+    customerId: ref('customer_id')
+      .notNull()
+      .references(() => customers.id),
+    gateway: text('gateway').notNull().default('worldpay'),
+    instrumentType: text('instrument_type').notNull(),
+    status: text('status').notNull().default('active'),
+    statusReason: text('status_reason'),
+    brand: text('brand'),
+    bin: text('bin'),
+    lastFour: text('last_four'),
+    expiryMonth: smallint('expiry_month'),
+    expiryYear: smallint('expiry_year'),
+    cardHolderName: text('card_holder_name'),
+    tokenHref: text('token_href'),
+    vaultedCardId: text('vaulted_card_id'),
+    /** AES-256-GCM ciphertext of the PAN or DPAN; erased after the first migrateRecurring. */
+    encryptedPan: text('encrypted_pan'),
+    /** Keyed hash of the PAN/DPAN/token (HMAC), to share one credential per customer and card. */
+    fingerprint: text('fingerprint'),
+    schemeReference: text('scheme_reference'),
+    currentLinkId: ref('current_link_id'),
+    migratedAt: ts('migrated_at'),
+    createdAt: created(),
+    updatedAt: ts('updated_at').notNull().defaultNow(),
+  },
+  (t) => [
+    index('credentials_customer_idx').on(t.customerId),
+    uniqueIndex('credentials_customer_fingerprint_uq').on(t.customerId, t.fingerprint),
+  ],
+);
+export type Credential = typeof credentials.$inferSelect;
+
+/** Append-only: every link any gateway response returned, and which response it came from. */
+export const links = pgTable(
+  'links',
+  {
+    id: id(),
+    credentialId: ref('credential_id').references(() => credentials.id),
+    attemptId: ref('attempt_id'),
+    actionId: ref('action_id'),
+    source: text('source').notNull(),
+    rel: text('rel').notNull(),
+    href: text('href').notNull(),
+    createdAt: created(),
+  },
+  (t) => [index('links_credential_idx').on(t.credentialId), index('links_attempt_idx').on(t.attemptId)],
+);
+export type Link = typeof links.$inferSelect;
+
+export const mandates = pgTable(
+  'mandates',
+  {
+    id: id(),
+    customerId: ref('customer_id')
+      .notNull()
+      .references(() => customers.id),
+    credentialId: ref('credential_id')
+      .notNull()
+      .references(() => credentials.id),
+    gateway: text('gateway').notNull().default('worldpay'),
+    intent: text('intent').notNull(),
+    amount: money('amount').notNull(),
+    currency: text('currency').notNull(),
+    entity: text('entity').notNull(),
+    narrative: text('narrative').notNull(),
+    status: text('status').notNull().default('active'),
+    statusReason: text('status_reason'),
+    /** Calendar: interval and an anchor kept apart from the last charge date. */
+    intervalUnit: text('interval_unit'),
+    intervalCount: integer('interval_count'),
+    timezone: text('timezone').notNull().default('UTC'),
+    anchorAt: ts('anchor_at').notNull(),
+    startAt: ts('start_at').notNull(),
+    endAt: ts('end_at'),
+    trialEndAt: ts('trial_end_at'),
+    instalmentsTotal: integer('instalments_total'),
+    /** Amount of the last instalment when the total does not divide evenly (the remainder made explicit). */
+    lastInstalmentAmount: money('last_instalment_amount'),
+    cancelAtPeriodEnd: boolean('cancel_at_period_end').notNull().default(false),
+    /** Next cycle to materialise (0-based) and when it falls due; null when nothing is scheduled. */
+    nextCycle: integer('next_cycle').notNull().default(0),
+    nextDueAt: ts('next_due_at'),
+    settleMode: text('settle_mode').notNull().default('full'),
+    settlePercent: integer('settle_percent'),
+    legacyId: text('legacy_id').unique(),
+    legacyHash: text('legacy_hash'),
+    createdAt: created(),
+    updatedAt: ts('updated_at').notNull().defaultNow(),
+  },
+  (t) => [
+    index('mandates_due_idx')
+      .on(t.nextDueAt)
+      .where(sql`${t.status} = 'active' and ${t.nextDueAt} is not null`),
+    index('mandates_customer_idx').on(t.customerId),
+    index('mandates_credential_idx').on(t.credentialId),
+  ],
+);
+export type Mandate = typeof mandates.$inferSelect;
+
+/** One charge per mandate and cycle. The unit of work the charge loop claims under a lease. */
+export const charges = pgTable(
+  'charges',
+  {
+    id: id(),
+    mandateId: ref('mandate_id')
+      .notNull()
+      .references(() => mandates.id),
+    cycle: integer('cycle').notNull(),
+    amount: money('amount').notNull(),
+    currency: text('currency').notNull(),
+    dueAt: ts('due_at').notNull(),
+    state: text('state').notNull().default('pending'),
+    stateReason: text('state_reason'),
+    nextAttemptAt: ts('next_attempt_at'),
+    attemptCount: integer('attempt_count').notNull().default(0),
+    /** Lease: who works on it, until when, and a fencing token bumped on every claim. */
+    leaseOwner: text('lease_owner'),
+    leaseExpiresAt: ts('lease_expires_at'),
+    fence: bigint('fence', { mode: 'number' }).notNull().default(0),
+    authorizedAttemptId: ref('authorized_attempt_id'),
+    settledAmount: money('settled_amount').notNull().default(0),
+    refundedAmount: money('refunded_amount').notNull().default(0),
+    createdAt: created(),
+    updatedAt: ts('updated_at').notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex('charges_mandate_cycle_uq').on(t.mandateId, t.cycle),
+    index('charges_work_idx')
+      .on(t.nextAttemptAt)
+      .where(sql`${t.state} in ('pending', 'retry_scheduled', 'unknown', 'authorized')`),
+    index('charges_state_idx').on(t.state),
+  ],
+);
+export type Charge = typeof charges.$inferSelect;
+
+/** One authorization request. Written (state `sending`) and committed before the request goes out. */
+export const attempts = pgTable(
+  'attempts',
+  {
+    id: id(),
+    chargeId: ref('charge_id')
+      .notNull()
+      .references(() => charges.id),
+    credentialId: ref('credential_id')
+      .notNull()
+      .references(() => credentials.id),
+    attemptNo: integer('attempt_no').notNull(),
+    transactionReference: text('transaction_reference').notNull().unique(),
+    kind: text('kind').notNull(),
+    linkHref: text('link_href'),
+    state: text('state').notNull().default('sending'),
+    fence: bigint('fence', { mode: 'number' }).notNull(),
+    httpStatus: integer('http_status'),
+    outcome: text('outcome'),
+    refusalCode: text('refusal_code'),
+    refusalDescription: text('refusal_description'),
+    adviceCode: text('advice_code'),
+    decision: text('decision'),
+    decisionReason: text('decision_reason'),
+    retryAt: ts('retry_at'),
+    correlationId: text('correlation_id'),
+    latencyMs: integer('latency_ms'),
+    schemeReference: text('scheme_reference'),
+    authCode: text('auth_code'),
+    gatewayPaymentId: text('gateway_payment_id'),
+    error: text('error'),
+    /** Business time the attempt was made at (the run's as-of time). */
+    attemptedAt: ts('attempted_at').notNull(),
+    sentAt: ts('sent_at').notNull().defaultNow(),
+    completedAt: ts('completed_at'),
+  },
+  (t) => [
+    uniqueIndex('attempts_charge_no_uq').on(t.chargeId, t.attemptNo),
+    index('attempts_credential_time_idx').on(t.credentialId, t.attemptedAt),
+    index('attempts_open_idx').on(t.state).where(sql`${t.state} in ('sending', 'unknown')`),
+  ],
+);
+export type Attempt = typeof attempts.$inferSelect;
+
+/** Settle, partial settle, cancel, refund, partial refund, reversal: each with its own reference. */
+export const paymentActions = pgTable(
+  'payment_actions',
+  {
+    id: id(),
+    chargeId: ref('charge_id')
+      .notNull()
+      .references(() => charges.id),
+    attemptId: ref('attempt_id')
+      .notNull()
+      .references(() => attempts.id),
+    kind: text('kind').notNull(),
+    reference: text('reference').notNull().unique(),
+    amount: money('amount'),
+    currency: text('currency'),
+    state: text('state').notNull().default('requested'),
+    linkHref: text('link_href').notNull(),
+    httpStatus: integer('http_status'),
+    correlationId: text('correlation_id'),
+    error: text('error'),
+    lastEvent: text('last_event'),
+    createdAt: created(),
+    completedAt: ts('completed_at'),
+  },
+  (t) => [index('payment_actions_charge_idx').on(t.chargeId)],
+);
+export type PaymentAction = typeof paymentActions.$inferSelect;
+
+/** The last event seen for a payment, from the events query or the webhook. */
+export const paymentEvents = pgTable(
+  'payment_events',
+  {
+    id: id(),
+    attemptId: ref('attempt_id').references(() => attempts.id),
+    eventId: text('event_id').unique(),
+    source: text('source').notNull(),
+    lastEvent: text('last_event').notNull(),
+    transactionReference: text('transaction_reference'),
+    payload: jsonb('payload'),
+    occurredAt: ts('occurred_at'),
+    receivedAt: created(),
+  },
+  (t) => [index('payment_events_attempt_idx').on(t.attemptId)],
+);
+export type PaymentEvent = typeof paymentEvents.$inferSelect;
+
+export const billingRuns = pgTable('billing_runs', {
+  id: id(),
+  trigger: text('trigger').notNull(),
+  asOf: ts('as_of').notNull(),
+  dryRun: boolean('dry_run').notNull().default(false),
+  mandateId: ref('mandate_id'),
+  limit: integer('limit'),
+  status: text('status').notNull().default('running'),
+  counts: jsonb('counts').$type<Record<string, number>>().notNull().default({}),
+  owner: text('owner'),
+  error: text('error'),
+  startedAt: created(),
+  finishedAt: ts('finished_at'),
+});
+export type BillingRun = typeof billingRuns.$inferSelect;
+
+/** Audit trail of every state change of a mandate, charge, credential or action. */
+export const auditLog = pgTable(
+  'audit_log',
+  {
+    id: id(),
+    entityType: text('entity_type').notNull(),
+    entityId: bigint('entity_id', { mode: 'number' }).notNull(),
+    fromState: text('from_state'),
+    toState: text('to_state').notNull(),
+    reason: text('reason'),
+    actor: text('actor').notNull().default('system'),
+    runId: ref('run_id'),
+    at: created(),
+  },
+  (t) => [index('audit_log_entity_idx').on(t.entityType, t.entityId)],
+);
+export type AuditEntry = typeof auditLog.$inferSelect;
+
+/** Daemon ticks coordinated across replicas: one row per schedule slot that fired. */
+export const cronSlots = pgTable('cron_slots', {
+  name: text('name').primaryKey(),
+  lastSlot: ts('last_slot').notNull(),
+  owner: text('owner'),
+  updatedAt: ts('updated_at').notNull().defaultNow(),
+});
+
+/** Admin API idempotency: the first response to a key is replayed for the same key. */
+export const idempotencyKeys = pgTable('idempotency_keys', {
+  key: text('key').primaryKey(),
+  method: text('method').notNull(),
+  path: text('path').notNull(),
+  requestHash: text('request_hash').notNull(),
+  statusCode: integer('status_code'),
+  response: jsonb('response'),
+  createdAt: created(),
+});
