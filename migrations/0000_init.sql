@@ -152,6 +152,7 @@ CREATE TABLE "mandates" (
 	"interval_count" integer,
 	"timezone" text DEFAULT 'UTC' NOT NULL,
 	"anchor_at" timestamp with time zone NOT NULL,
+	"anchor_cycle" integer DEFAULT 0 NOT NULL,
 	"start_at" timestamp with time zone NOT NULL,
 	"end_at" timestamp with time zone,
 	"trial_end_at" timestamp with time zone,

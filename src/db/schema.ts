@@ -112,7 +112,9 @@ export const mandates = pgTable(
     intervalUnit: text('interval_unit'),
     intervalCount: integer('interval_count'),
     timezone: text('timezone').notNull().default('UTC'),
+    /** Cycle `anchor_cycle` falls due at `anchor_at`; every other cycle is counted from it. */
     anchorAt: ts('anchor_at').notNull(),
+    anchorCycle: integer('anchor_cycle').notNull().default(0),
     startAt: ts('start_at').notNull(),
     endAt: ts('end_at'),
     trialEndAt: ts('trial_end_at'),
