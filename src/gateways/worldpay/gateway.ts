@@ -1,0 +1,300 @@
+import type { Logger } from 'pino';
+import { ValidationError } from '../../errors.ts';
+import { ConnectionError, type GatewayError, TimeoutError } from '../errors.ts';
+import { createHttpClient, type HttpRequest, type HttpResponse, splitHref } from '../http.ts';
+import type {
+  AuthorizeRequest,
+  AuthorizeResult,
+  Exchange,
+  Gateway,
+  Links,
+  Money,
+  PaymentActionKind,
+  PaymentActionRequest,
+  PaymentActionResult,
+  QueryResult,
+} from '../types.ts';
+import {
+  exchangeOf,
+  mapActionResponse,
+  mapAuthorizeResponse,
+  mapQueryResponse,
+  parseLinks,
+} from './responses.ts';
+import {
+  buildPaymentInstrument,
+  normaliseNarrative,
+  validateEntity,
+  validateHref,
+  validateMoney,
+  validatePartialReference,
+  validateTransactionReference,
+} from './validation.ts';
+
+export interface WorldpayGatewayOptions {
+  /** Base URL, e.g. https://try.access.worldpay.com */
+  url: string;
+  username?: string | undefined;
+  password?: string | undefined;
+  /** Default merchant entity (an AuthorizeRequest may name its own). */
+  entity: string;
+  maxInFlight?: number | undefined;
+  /** 0 = unlimited. */
+  requestsPerSecond?: number | undefined;
+  connectTimeoutMs?: number | undefined;
+  requestTimeoutMs?: number | undefined;
+  logger?: Logger | undefined;
+  maxRetries?: number | undefined;
+  /** First backoff step (full jitter, doubling). */
+  retryBaseMs?: number | undefined;
+  retryMaxMs?: number | undefined;
+}
+
+export interface WorldpayGateway extends Gateway {
+  readonly name: 'worldpay';
+  /** The migrateRecurring entry point, discovered from the payments root (cached). */
+  migrateUrl(): Promise<string>;
+  /** PayPal (`action:` CURIE): GET `action:events`. */
+  paypalEvents(href: string): Promise<QueryResult>;
+  /** PayPal full refund: POST `action:refund` (only when lastEvent is sentForSettlement). */
+  paypalRefund(href: string): Promise<PaymentActionResult>;
+  /** PayPal partial refund: POST `action:partialRefund` with `{value, reference}`. */
+  paypalPartialRefund(href: string, value: Money, reference: string): Promise<PaymentActionResult>;
+}
+
+const contentType = 'application/vnd.worldpay.payments-v6+json';
+const accept = 'application/vnd.worldpay.payments-v6.hal+json';
+const migrateFallbackPath = '/payments/authorizations/migrateRecurring';
+
+const partialKinds: ReadonlySet<PaymentActionKind> = new Set(['partialSettle', 'partialRefund']);
+
+export function createWorldpayGateway(opts: WorldpayGatewayOptions): WorldpayGateway {
+  const base = opts.url.replace(/\/+$/, '');
+  const { origin } = splitHref(base);
+  const defaultEntity = validateEntity(opts.entity, 'entity');
+  const logger = opts.logger;
+  const http = createHttpClient({
+    maxInFlight: opts.maxInFlight,
+    requestsPerSecond: opts.requestsPerSecond,
+    connectTimeoutMs: opts.connectTimeoutMs,
+    requestTimeoutMs: opts.requestTimeoutMs,
+    maxRetries: opts.maxRetries,
+    retryBaseMs: opts.retryBaseMs,
+    retryMaxMs: opts.retryMaxMs,
+    logger,
+  });
+
+  const headers: Record<string, string> = { 'content-type': contentType, accept };
+  if (opts.username !== undefined) {
+    const token = Buffer.from(`${opts.username}:${opts.password ?? ''}`).toString('base64');
+    headers.authorization = `Basic ${token}`;
+  }
+
+  /**
+   * Hrefs are followed as given; a relative one is resolved against the configured origin.
+   * An href on another origin is refused: it would carry our Basic credentials there.
+   */
+  function resolve(href: string, field: string): string {
+    const absolute = typeof href === 'string' && href.startsWith('/') ? origin + href : href;
+    validateHref(absolute, field);
+    if (splitHref(absolute).origin !== origin) {
+      throw new ValidationError(field, 'points outside the configured Worldpay origin');
+    }
+    return absolute;
+  }
+
+  function log(
+    kind: string,
+    method: string,
+    exchange: Partial<Exchange>,
+    extra: Record<string, unknown>,
+  ): void {
+    logger?.debug(
+      {
+        gateway: 'worldpay',
+        kind,
+        method,
+        correlationId: exchange.correlationId,
+        httpStatus: exchange.httpStatus,
+        latencyMs: exchange.latencyMs,
+        ...extra,
+      },
+      'worldpay call',
+    );
+  }
+
+  /** Sends and logs; transport failures come back as errors for the caller to map. */
+  async function send(req: HttpRequest): Promise<HttpResponse> {
+    try {
+      const res = await http.request({ ...req, headers });
+      log(req.kind, req.method, exchangeOf(res), { attempts: res.attempts });
+      return res;
+    } catch (err) {
+      const e = err as GatewayError;
+      log(req.kind, req.method, e, { error: e.name, reason: e.message });
+      throw err;
+    }
+  }
+
+  /** Timeouts and broken connections: the request may have been acted on. */
+  function transportReason(err: unknown): { reason: string; latencyMs: number } | undefined {
+    if (err instanceof TimeoutError || err instanceof ConnectionError) {
+      const sent = err.reachedServer ? '' : ' (not sent)';
+      return { reason: `${err.message}${sent}`, latencyMs: err.latencyMs ?? 0 };
+    }
+    return undefined;
+  }
+
+  let migrateCache: string | undefined;
+  let migrateDiscovery: Promise<string> | undefined;
+
+  async function discoverMigrateUrl(): Promise<string> {
+    const fallback = base + migrateFallbackPath;
+    try {
+      const res = await send({ url: `${base}/payments`, method: 'GET', retry: 'idempotent', kind: 'root' });
+      if (res.status === 200) {
+        let links: Links = {};
+        try {
+          links = parseLinks(JSON.parse(res.body)._links, origin);
+        } catch {
+          links = {};
+        }
+        const href = links['payments:migrateRecurringAuthorize'];
+        migrateCache = href !== undefined && splitHref(href).origin === origin ? href : fallback;
+        return migrateCache;
+      }
+      // A definite "no root resource here" is cached; a 5xx/429 is retried next time.
+      if (res.status >= 400 && res.status < 500 && res.status !== 429) migrateCache = fallback;
+      return fallback;
+    } catch (err) {
+      if (transportReason(err) === undefined) throw err;
+      return fallback;
+    }
+  }
+
+  async function migrateUrl(): Promise<string> {
+    if (migrateCache !== undefined) return migrateCache;
+    migrateDiscovery ??= discoverMigrateUrl().finally(() => {
+      migrateDiscovery = undefined;
+    });
+    return migrateDiscovery;
+  }
+
+  async function authorize(req: AuthorizeRequest): Promise<AuthorizeResult> {
+    const instruction: Record<string, unknown> = {
+      narrative: { line1: normaliseNarrative(req.narrative) },
+      value: validateMoney(req.value, 'instruction.value'),
+    };
+    if (!['subscription', 'instalment', 'unscheduled'].includes(req.intent)) {
+      throw new ValidationError('instruction.intent', 'must be subscription, instalment or unscheduled');
+    }
+    const body = {
+      transactionReference: validateTransactionReference(req.reference),
+      merchant: { entity: validateEntity(req.entity ?? defaultEntity) },
+      instruction,
+    };
+    let url: string;
+    let kind: string;
+    if (req.instrument.type === 'link') {
+      // The link stands for the stored credential: no paymentInstrument goes with it.
+      url = resolve(req.instrument.href, 'instrument.href');
+      kind = 'authorize.recurring';
+    } else {
+      instruction.paymentInstrument = buildPaymentInstrument(req.instrument);
+      url = await migrateUrl();
+      kind = 'authorize.migrate';
+    }
+    instruction.intent = req.intent;
+    let res: HttpResponse;
+    try {
+      // `notProcessed`: a 429 or a refused connection may be resent; a timeout, reset or 5xx never.
+      res = await send({ url, method: 'POST', body: JSON.stringify(body), retry: 'notProcessed', kind });
+    } catch (err) {
+      const t = transportReason(err);
+      if (t === undefined) throw err;
+      return { outcome: 'unknown', reason: t.reason, latencyMs: t.latencyMs };
+    }
+    return mapAuthorizeResponse(res, splitHref(url).origin);
+  }
+
+  async function post(href: string, body: unknown, kind: string, what: string): Promise<PaymentActionResult> {
+    let res: HttpResponse;
+    try {
+      res = await send({
+        url: href,
+        method: 'POST',
+        body: body === undefined ? undefined : JSON.stringify(body),
+        retry: 'notProcessed',
+        kind,
+      });
+    } catch (err) {
+      const t = transportReason(err);
+      if (t === undefined) throw err;
+      return { outcome: 'unknown', reason: t.reason, latencyMs: t.latencyMs };
+    }
+    return mapActionResponse(res, origin, what);
+  }
+
+  async function get(href: string, kind: string, what: string): Promise<QueryResult> {
+    let res: HttpResponse;
+    try {
+      res = await send({ url: href, method: 'GET', retry: 'idempotent', kind });
+    } catch (err) {
+      const t = transportReason(err);
+      if (t === undefined) throw err;
+      return { found: 'unknown', reason: t.reason, latencyMs: t.latencyMs };
+    }
+    return mapQueryResponse(res, origin, what);
+  }
+
+  function partialBody(value: Money | undefined, reference: string): unknown {
+    return { value: validateMoney(value, 'value'), reference: validatePartialReference(reference) };
+  }
+
+  async function action(req: PaymentActionRequest): Promise<PaymentActionResult> {
+    const rel = `payments:${req.kind}`;
+    const href = req.links[rel];
+    if (href === undefined) {
+      throw new ValidationError(
+        'links',
+        `the payment has no ${rel} link: ${req.kind} is not available in its state`,
+      );
+    }
+    const body = partialKinds.has(req.kind) ? partialBody(req.value, req.reference) : undefined;
+    return post(resolve(href, `links.${rel}`), body, req.kind, req.kind);
+  }
+
+  async function query(payment: { paymentId: string; links: Links }): Promise<QueryResult> {
+    const href = payment.links['payments:events'] ?? payment.paymentId;
+    return get(resolve(href, 'payments:events'), 'query', 'the events query');
+  }
+
+  async function queryByReference(reference: string, entity: string): Promise<QueryResult> {
+    validateTransactionReference(reference, 'transactionRef');
+    validateEntity(entity, 'entity');
+    const url =
+      `${base}/payments/events?transactionRef=${encodeURIComponent(reference)}` +
+      `&entity=${encodeURIComponent(entity)}`;
+    return get(url, 'queryByReference', 'the recovery query');
+  }
+
+  return {
+    name: 'worldpay',
+    authorize,
+    action,
+    query,
+    queryByReference,
+    migrateUrl,
+    paypalEvents: (href) => get(resolve(href, 'action:events'), 'paypal.events', 'the PayPal events query'),
+    paypalRefund: (href) =>
+      post(resolve(href, 'action:refund'), undefined, 'paypal.refund', 'the PayPal refund'),
+    paypalPartialRefund: (href, value, reference) =>
+      post(
+        resolve(href, 'action:partialRefund'),
+        partialBody(value, reference),
+        'paypal.partialRefund',
+        'the PayPal partial refund',
+      ),
+    close: () => http.close(),
+  };
+}

@@ -1,0 +1,4 @@
+export { WorldpayRequestError } from './errors.ts';
+export { createWorldpayGateway, type WorldpayGateway, type WorldpayGatewayOptions } from './gateway.ts';
+export { parseLinks, parseRefusal } from './responses.ts';
+export { normalisePaymentStatus } from './status.ts';
