@@ -1,0 +1,97 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import { controlRoutes, scriptRuleProblem } from './worldpay/controlRoutes.js';
+import type { LedgerEntry, SandboxStats, ScriptRule, WebhookOptions } from './worldpay/types.js';
+import { createWebhookSender } from './worldpay/webhookSender.js';
+import { WORLDPAY_PREFIX, worldpayRoutes } from './worldpay/worldpayRoutes.js';
+import { createWorldpayState } from './worldpay/worldpayState.js';
+
+export type { LedgerEntry, Outcome, SandboxStats, ScriptRule } from './worldpay/types.js';
+
+export type SandboxPlugin = (app: FastifyInstance) => Promise<void> | void;
+
+export interface SandboxOptions {
+  /** 0 (default) picks a free port. */
+  port?: number;
+  host?: string;
+  username?: string;
+  password?: string;
+  latencyMs?: number;
+  eventLagMs?: number;
+  /** Time from a settle request until the payment reads `Settled`; 0 = at once (after `sentForSettlement`). */
+  settleAfterMs?: number;
+  /** Window after authorization in which a reversal becomes a cancel; default 15 min as on Worldpay. */
+  reversalCancelWindowMs?: number;
+  webhook?: WebhookOptions;
+  rateLimit?: { requestsPerSecond: number };
+  logger?: boolean;
+  /** Base of hrefs in responses; default http:// + the request's Host header. */
+  publicUrl?: string;
+  /** Clock for event lag, settlement and reversal windows (tests pin it). Default Date.now. */
+  now?: () => number;
+  /** Extra route plugins mounted on the same server (e.g. the Liquido sandbox). */
+  plugins?: SandboxPlugin[];
+}
+
+export interface Sandbox {
+  url: string;
+  close(): Promise<void>;
+  ledger(): LedgerEntry[];
+  stats(): SandboxStats;
+  script(rule: ScriptRule): void;
+  reset(): void;
+  /** The fastify instance, for plugins or inject() in tests. */
+  app: FastifyInstance;
+}
+
+export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> {
+  const webhook = opts.webhook ? createWebhookSender(opts.webhook) : undefined;
+  const state = createWorldpayState({
+    now: opts.now ?? Date.now,
+    eventLagMs: opts.eventLagMs ?? 0,
+    settleAfterMs: opts.settleAfterMs ?? 0,
+    reversalCancelWindowMs: opts.reversalCancelWindowMs ?? 15 * 60_000,
+    webhook,
+  });
+  const stats = () => state.stats(webhook?.stats() ?? { delivered: 0, failedAttempts: 0, pending: 0 });
+  const app = Fastify({ logger: opts.logger ?? false, keepAliveTimeout: 30_000 });
+  await app.register(worldpayRoutes, {
+    prefix: WORLDPAY_PREFIX,
+    state,
+    username: opts.username ?? 'sandbox',
+    password: opts.password ?? 'sandbox',
+    latencyMs: opts.latencyMs ?? 0,
+    requestsPerSecond: opts.rateLimit?.requestsPerSecond,
+    publicUrl: opts.publicUrl,
+  });
+  await app.register(controlRoutes, { state, stats, publicUrl: opts.publicUrl });
+  for (const plugin of opts.plugins ?? []) {
+    await app.register(async (child) => {
+      await plugin(child);
+    });
+  }
+  const host = opts.host ?? '127.0.0.1';
+  await app.listen({ port: opts.port ?? 0, host });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : opts.port;
+  const urlHost = host.includes(':') ? `[${host}]` : host;
+  let closed = false;
+  return {
+    url: `http://${urlHost}:${port}`,
+    app,
+    async close() {
+      if (closed) return;
+      closed = true;
+      state.close();
+      await webhook?.close();
+      await app.close();
+    },
+    ledger: () => state.ledger(),
+    stats,
+    script(rule) {
+      const problem = scriptRuleProblem(rule);
+      if (problem) throw new TypeError(`Invalid sandbox script: ${problem}`);
+      state.script(rule);
+    },
+    reset: () => state.reset(),
+  };
+}

@@ -1,0 +1,208 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { ManageOp } from './paymentMachine.js';
+import { notFound, type SandboxReply, type WorldpayState } from './worldpayState.js';
+
+// The Worldpay-facing routes. Thin: check auth, media type and throttling, cut the link data
+// out of the raw URL, and write out what the state answers.
+
+export interface WorldpayRouteOptions {
+  state: WorldpayState;
+  username: string;
+  password: string;
+  latencyMs: number;
+  requestsPerSecond?: number;
+  /** Base of the hrefs in responses; default: http:// + the request's Host header. */
+  publicUrl?: string;
+}
+
+const RESPONSE_TYPE = 'application/vnd.worldpay.payments-v6.hal+json';
+const REQUEST_TYPE = /^application\/vnd\.worldpay\.payments-v[67]\+json\s*(;.*)?$/i;
+
+const MANAGE_ROUTES: Array<[string, ManageOp]> = [
+  ['/payments/authorizations/cancellations/', 'cancel'],
+  ['/payments/settlements/full/', 'settle'],
+  ['/payments/settlements/partials/', 'partialSettle'],
+  ['/payments/settlements/refunds/full/', 'refund'],
+  ['/payments/settlements/refunds/partials/', 'partialRefund'],
+  ['/payments/sales/reversals/', 'reversal'],
+];
+
+/** The plugin is registered under the `/payments` prefix; routes are written as full paths. */
+export const WORLDPAY_PREFIX = '/payments';
+function at(fullPath: string): string {
+  const rest = fullPath.slice(WORLDPAY_PREFIX.length);
+  return rest === '' ? '/' : rest;
+}
+
+/** Link data exactly as the client sent it: a client that re-encodes `+` or `/` must miss. */
+function rawTail(request: FastifyRequest, prefix: string): string {
+  const url = request.raw.url ?? '';
+  const query = url.indexOf('?');
+  return url.slice(prefix.length, query < 0 ? undefined : query);
+}
+
+export async function worldpayRoutes(app: FastifyInstance, options: WorldpayRouteOptions): Promise<void> {
+  const { state } = options;
+  const expectedAuth = 'Basic ' + Buffer.from(`${options.username}:${options.password}`).toString('base64');
+  let windowSecond = 0;
+  let windowCount = 0;
+
+  function base(request: FastifyRequest): string {
+    return options.publicUrl ?? 'http://' + request.headers.host;
+  }
+
+  async function send(request: FastifyRequest, reply: FastifyReply, answer: SandboxReply): Promise<void> {
+    if (answer.delayMs) await sleep(answer.delayMs);
+    if (answer.lost) {
+      // "Committed but the response is lost": the payment exists, the client sees a reset.
+      reply.hijack();
+      request.raw.socket.destroy();
+      return;
+    }
+    if (answer.headers) reply.headers(answer.headers);
+    reply.code(answer.status).type(RESPONSE_TYPE);
+    return reply.send(answer.body ?? {});
+  }
+
+  // Only the Worldpay paths take raw bodies: other plugins on the same server keep fastify's parsers.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => done(null, body));
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('wp-correlationid', randomUUID());
+    state.countRequest();
+    if (options.latencyMs > 0) await sleep(options.latencyMs);
+    if (options.requestsPerSecond !== undefined) {
+      const second = Math.floor(Date.now() / 1000);
+      if (second !== windowSecond) {
+        windowSecond = second;
+        windowCount = 0;
+      }
+      windowCount += 1;
+      if (windowCount > options.requestsPerSecond) {
+        state.countThrottled();
+        return reply
+          .code(429)
+          .type(RESPONSE_TYPE)
+          .header('retry-after', '1')
+          .send({ errorName: 'tooManyRequests', message: 'Request rate limit exceeded.' });
+      }
+    }
+    if (request.headers.authorization !== expectedAuth) {
+      return reply
+        .code(401)
+        .type(RESPONSE_TYPE)
+        .send({ errorName: 'accessDenied', message: 'Access to the requested resource has been denied' });
+    }
+  });
+
+  app.addHook('preHandler', async (request, reply) => {
+    if (request.method !== 'POST') return;
+    const contentType = request.headers['content-type'];
+    const raw = request.body as string | undefined;
+    if (
+      (contentType !== undefined || (raw !== undefined && raw.length > 0)) &&
+      !REQUEST_TYPE.test(contentType ?? '')
+    ) {
+      return reply.code(415).type(RESPONSE_TYPE).send({
+        errorName: 'headerHasInvalidValue',
+        message: 'Content-Type must be application/vnd.worldpay.payments-v6+json',
+      });
+    }
+    if (raw === undefined || raw.length === 0) {
+      request.body = undefined;
+      return;
+    }
+    try {
+      request.body = JSON.parse(raw);
+    } catch {
+      return reply
+        .code(400)
+        .type(RESPONSE_TYPE)
+        .send({ errorName: 'bodyIsNotJson', message: 'The body within the request is not valid json' });
+    }
+  });
+
+  app.setErrorHandler(async (error, _request, reply) => {
+    const status = (error as { statusCode?: number }).statusCode ?? 500;
+    reply.code(status >= 400 && status < 500 ? status : 500).type(RESPONSE_TYPE);
+    return reply.send(
+      status === 413
+        ? { errorName: 'bodyIsTooLarge', message: 'The body is too large' }
+        : status < 500 && status >= 400
+          ? { errorName: 'bodyDoesNotMatchSchema', message: 'The request could not be read' }
+          : { errorName: 'internalErrorOccurred', message: 'An internal error occurred' },
+    );
+  });
+
+  app.get(at('/payments'), async (request, reply) => {
+    const b = base(request);
+    return send(request, reply, {
+      status: 200,
+      body: {
+        _links: {
+          'payments:authorize': { href: b + '/payments/authorizations' },
+          'payments:migrateRecurringAuthorize': { href: b + '/payments/authorizations/migrateRecurring' },
+          'payments:events': { href: b + '/payments/events' },
+          curies: [{ name: 'payments', href: b + '/rels/payments/{rel}', templated: true }],
+        },
+      },
+    });
+  });
+
+  app.post(at('/payments/authorizations/migrateRecurring'), async (request, reply) =>
+    send(request, reply, state.authorize(base(request), 'migrate', request.body, undefined)),
+  );
+
+  const RECURRING = '/payments/authorizations/recurring/';
+  app.post(at(RECURRING + '*'), async (request, reply) =>
+    send(
+      request,
+      reply,
+      state.authorize(base(request), 'authorize', request.body, rawTail(request, RECURRING)),
+    ),
+  );
+
+  for (const [prefix, op] of MANAGE_ROUTES) {
+    app.post(at(prefix + '*'), async (request, reply) =>
+      send(request, reply, state.manage(base(request), op, rawTail(request, prefix), request.body)),
+    );
+  }
+
+  const EVENTS = '/payments/events/';
+  app.get(at(EVENTS + '*'), async (request, reply) =>
+    send(request, reply, state.events(base(request), rawTail(request, EVENTS))),
+  );
+  app.get(at('/payments/events'), async (request, reply) => {
+    const query = request.query as { transactionRef?: string; entity?: string };
+    return send(request, reply, state.recover(base(request), query.transactionRef, query.entity));
+  });
+
+  const PAYPAL = '/payments/alternative/action/paypal/';
+  app.get(at(PAYPAL + 'events/*'), async (request, reply) =>
+    send(request, reply, state.paypalEvents(base(request), rawTail(request, PAYPAL + 'events/'))),
+  );
+  app.post(at(PAYPAL + 'refunds/full/*'), async (request, reply) =>
+    send(
+      request,
+      reply,
+      state.paypalRefund(base(request), 'refund', rawTail(request, PAYPAL + 'refunds/full/'), request.body),
+    ),
+  );
+  app.post(at(PAYPAL + 'refunds/partials/*'), async (request, reply) =>
+    send(
+      request,
+      reply,
+      state.paypalRefund(
+        base(request),
+        'partialRefund',
+        rawTail(request, PAYPAL + 'refunds/partials/'),
+        request.body,
+      ),
+    ),
+  );
+
+  app.setNotFoundHandler(async (request, reply) => send(request, reply, notFound()));
+}
