@@ -1,0 +1,140 @@
+/**
+ * Card data at rest: AES-256-GCM with node:crypto. A ciphertext names the key that made it
+ * (`v1:<keyId>:<iv>:<tag>:<ct>`, base64), so after a rotation a reader can tell old from new
+ * and `decryptSecret` picks the right key instead of trying each one.
+ */
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto';
+import { sql } from 'drizzle-orm';
+import type { Database } from '../db/client.ts';
+
+export class DecryptError extends Error {
+  override name = 'DecryptError';
+}
+
+export class KeyError extends Error {
+  override name = 'KeyError';
+}
+
+const VERSION = 'v1';
+
+/** A short, stable name for a key: enough to tell keys apart, far too short to help guess one. */
+export function keyId(key: Buffer): string {
+  return createHash('sha256').update('rebill key id\0').update(key).digest('hex').slice(0, 8);
+}
+
+function assertKey(key: Buffer): void {
+  if (!Buffer.isBuffer(key) || key.length !== 32) throw new KeyError('an encryption key must be 32 bytes');
+}
+
+/** Parse a key given as 64 hex characters or base64 of 32 bytes (the REBILL_ENCRYPTION_KEY forms). */
+export function parseKey(text: string): Buffer {
+  const trimmed = text.trim();
+  const buf = /^[0-9a-fA-F]{64}$/.test(trimmed) ? Buffer.from(trimmed, 'hex') : Buffer.from(trimmed, 'base64');
+  if (buf.length !== 32) throw new KeyError('the key must be 32 bytes, given as 64 hex characters or base64');
+  return buf;
+}
+
+export function encryptSecret(plain: string, key: Buffer): string {
+  assertKey(key);
+  const id = keyId(key);
+  const iv = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  // The header is authenticated too, so a blob cannot be relabelled with another key id.
+  cipher.setAAD(Buffer.from(`${VERSION}:${id}`));
+  const ct = Buffer.concat([cipher.update(plain, 'utf8'), cipher.final()]);
+  const tag = cipher.getAuthTag();
+  return `${VERSION}:${id}:${iv.toString('base64')}:${tag.toString('base64')}:${ct.toString('base64')}`;
+}
+
+/** The key id a blob was encrypted under, or null when it is not a v1 blob. */
+export function blobKeyId(blob: string): string | null {
+  const parts = blob.split(':');
+  return parts.length === 5 && parts[0] === VERSION ? parts[1]! : null;
+}
+
+export function decryptSecret(blob: string, keys: readonly Buffer[]): string {
+  const parts = blob.split(':');
+  if (parts.length !== 5 || parts[0] !== VERSION) throw new DecryptError('not a v1 ciphertext');
+  const [, id, iv, tag, ct] = parts as [string, string, string, string, string];
+  const key = keys.find((k) => keyId(k) === id);
+  if (!key) throw new DecryptError(`no key with id ${id} is configured`);
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64'));
+    decipher.setAAD(Buffer.from(`${VERSION}:${id}`));
+    decipher.setAuthTag(Buffer.from(tag, 'base64'));
+    return Buffer.concat([decipher.update(Buffer.from(ct, 'base64')), decipher.final()]).toString('utf8');
+  } catch (err) {
+    throw new DecryptError('the ciphertext does not authenticate (tampered, or the wrong key)', { cause: err });
+  }
+}
+
+/**
+ * Keyed hash of a PAN/DPAN: equal cards of one customer get equal fingerprints, and without the
+ * key nobody can test guesses against it (a plain hash of a 16-digit number with a known BIN and
+ * last four is brute-forced in seconds). The HMAC key is derived, not the encryption key itself.
+ */
+export function fingerprint(value: string, key: Buffer): string {
+  assertKey(key);
+  const sub = createHmac('sha256', key).update('rebill fingerprint v1').digest();
+  return createHmac('sha256', sub).update(value).digest('base64url');
+}
+
+export interface RotateResult {
+  reencrypted: number;
+  /** Already under the new key (a rotation interrupted and run again). */
+  alreadyNew: number;
+}
+
+/**
+ * Re-encrypt every stored PAN/DPAN under `newKey`, in batches, each in one transaction, so an
+ * interrupted rotation leaves every value readable with one of the two keys and can be re-run.
+ * Fingerprints of card-number credentials are recomputed too, so later imports of the same
+ * card still find the credential (token fingerprints are unkeyed and stay).
+ */
+export async function rotateKeys(
+  database: Database,
+  oldKey: Buffer,
+  newKey: Buffer,
+  opts: { batchSize?: number } = {},
+): Promise<RotateResult> {
+  assertKey(oldKey);
+  assertKey(newKey);
+  const batchSize = opts.batchSize ?? 500;
+  const newId = keyId(newKey);
+  let after = 0;
+  const result: RotateResult = { reencrypted: 0, alreadyNew: 0 };
+  for (;;) {
+    const done = await database.db.transaction(async (tx) => {
+      const rows = await database.rows<{ id: number | string; encrypted_pan: string; instrument_type: string }>(
+        sql`select id, encrypted_pan, instrument_type from credentials
+            where encrypted_pan is not null and id > ${after} order by id limit ${batchSize} for update`,
+        tx,
+      );
+      if (rows.length === 0) return true;
+      after = Number(rows[rows.length - 1]!.id);
+      const updates: { id: number; pan: string; fp: string }[] = [];
+      for (const row of rows) {
+        if (blobKeyId(row.encrypted_pan) === newId) {
+          result.alreadyNew++;
+          continue;
+        }
+        const plain = decryptSecret(row.encrypted_pan, [oldKey, newKey]);
+        updates.push({ id: Number(row.id), pan: encryptSecret(plain, newKey), fp: fingerprint(plain, newKey) });
+      }
+      if (updates.length > 0) {
+        const values = sql.join(
+          updates.map((u) => sql`(${u.id}::bigint, ${u.pan}::text, ${u.fp}::text)`),
+          sql`, `,
+        );
+        await database.rows(
+          sql`update credentials c set encrypted_pan = v.pan, fingerprint = v.fp, updated_at = now()
+              from (values ${values}) as v(id, pan, fp) where c.id = v.id`,
+          tx,
+        );
+        result.reencrypted += updates.length;
+      }
+      return rows.length < batchSize;
+    });
+    if (done) return result;
+  }
+}
