@@ -85,6 +85,7 @@ export function createLiquidoGateway(opts: LiquidoGatewayOptions): Gateway {
     url: opts.url,
     maxInFlight: opts.maxInFlight ?? 16,
     requestTimeoutMs: opts.requestTimeoutMs ?? 30_000,
+    logger,
   });
   const tokens = createTokenSource({
     transport,
@@ -119,6 +120,8 @@ export function createLiquidoGateway(opts: LiquidoGatewayOptions): Gateway {
         method,
         path,
         headers,
+        retry: method === 'GET' ? 'idempotent' : 'notProcessed',
+        kind: op,
         body: body === undefined ? undefined : JSON.stringify(body),
       });
       logger.debug({ gateway: 'liquido', op, path, httpStatus: res.status, latencyMs: res.latencyMs });
@@ -157,7 +160,11 @@ export function createLiquidoGateway(opts: LiquidoGatewayOptions): Gateway {
       }
       throw err;
     }
-    const ex: Exchange = { httpStatus: res.status, correlationId: res.correlationId, latencyMs: res.latencyMs };
+    const ex: Exchange = {
+      httpStatus: res.status,
+      correlationId: res.correlationId,
+      latencyMs: res.latencyMs,
+    };
     if (res.status === 404 && opts2.notFound) return { notFound: ex };
     if (res.status >= 500) return new Unknown(`HTTP ${res.status}`, ex);
     if (res.status >= 400) {

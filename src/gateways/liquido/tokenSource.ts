@@ -51,6 +51,8 @@ export function createTokenSource(opts: {
       res = await opts.transport.request({
         method: 'POST',
         path: '/oauth2/token',
+        retry: 'idempotent',
+        kind: 'token',
         headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
         body,
       });
