@@ -7,6 +7,7 @@ import type {
   AuthorizeResult,
   Exchange,
   Gateway,
+  Instrument,
   Links,
   Money,
   PaymentActionKind,
@@ -50,8 +51,23 @@ export interface WorldpayGatewayOptions {
   retryMaxMs?: number | undefined;
 }
 
+/** A card credential Worldpay can take as `paymentInstrument`. */
+export type WorldpayCredential = Extract<
+  Instrument,
+  { type: 'card/plain' } | { type: 'card/token' } | { type: 'card/networkToken+applepay' }
+>;
+
+/**
+ * Seed 003 sends a `paymentInstrument` with the POST to a `payments:recurringAuthorize` link
+ * too (the link carries the verification, not the card). The shared Instrument type has no
+ * room for it on `{type: 'link'}`, so Worldpay callers pass the stored card as `credential`;
+ * without one the body carries no instrument.
+ */
+export type WorldpayAuthorizeRequest = AuthorizeRequest & { credential?: WorldpayCredential | undefined };
+
 export interface WorldpayGateway extends Gateway {
   readonly name: 'worldpay';
+  authorize(req: WorldpayAuthorizeRequest): Promise<AuthorizeResult>;
   /** The migrateRecurring entry point, discovered from the payments root (cached). */
   migrateUrl(): Promise<string>;
   /** PayPal (`action:` CURIE): GET `action:events`. */
@@ -180,7 +196,7 @@ export function createWorldpayGateway(opts: WorldpayGatewayOptions): WorldpayGat
     return migrateDiscovery;
   }
 
-  async function authorize(req: AuthorizeRequest): Promise<AuthorizeResult> {
+  async function authorize(req: WorldpayAuthorizeRequest): Promise<AuthorizeResult> {
     const instruction: Record<string, unknown> = {
       narrative: { line1: normaliseNarrative(req.narrative) },
       value: validateMoney(req.value, 'instruction.value'),
@@ -195,9 +211,13 @@ export function createWorldpayGateway(opts: WorldpayGatewayOptions): WorldpayGat
     };
     let url: string;
     let kind: string;
+    if (req.instrument.type === 'liquido/cardId') {
+      throw new ValidationError('instrument.type', 'liquido/cardId is not a Worldpay instrument');
+    }
     if (req.instrument.type === 'link') {
-      // The link stands for the stored credential: no paymentInstrument goes with it.
       url = resolve(req.instrument.href, 'instrument.href');
+      if (req.credential !== undefined)
+        instruction.paymentInstrument = buildPaymentInstrument(req.credential);
       kind = 'authorize.recurring';
     } else {
       instruction.paymentInstrument = buildPaymentInstrument(req.instrument);

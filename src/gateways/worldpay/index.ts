@@ -1,4 +1,10 @@
 export { WorldpayRequestError } from './errors.ts';
-export { createWorldpayGateway, type WorldpayGateway, type WorldpayGatewayOptions } from './gateway.ts';
+export {
+  createWorldpayGateway,
+  type WorldpayAuthorizeRequest,
+  type WorldpayCredential,
+  type WorldpayGateway,
+  type WorldpayGatewayOptions,
+} from './gateway.ts';
 export { parseLinks, parseRefusal } from './responses.ts';
 export { normalisePaymentStatus } from './status.ts';
