@@ -3,7 +3,15 @@
  * Nothing here logs or returns the number itself; `maskPan` is the most any caller may show.
  */
 
-export type CardBrand = 'visa' | 'mastercard' | 'amex' | 'maestro' | 'jcb' | 'discover' | 'diners' | 'unionpay';
+export type CardBrand =
+  | 'visa'
+  | 'mastercard'
+  | 'amex'
+  | 'maestro'
+  | 'jcb'
+  | 'discover'
+  | 'diners'
+  | 'unionpay';
 
 /** True when `digits` (digits only) passes the Luhn (mod 10) check. */
 export function luhnValid(digits: string): boolean {

@@ -29,7 +29,9 @@ function assertKey(key: Buffer): void {
 /** Parse a key given as 64 hex characters or base64 of 32 bytes (the REBILL_ENCRYPTION_KEY forms). */
 export function parseKey(text: string): Buffer {
   const trimmed = text.trim();
-  const buf = /^[0-9a-fA-F]{64}$/.test(trimmed) ? Buffer.from(trimmed, 'hex') : Buffer.from(trimmed, 'base64');
+  const buf = /^[0-9a-fA-F]{64}$/.test(trimmed)
+    ? Buffer.from(trimmed, 'hex')
+    : Buffer.from(trimmed, 'base64');
   if (buf.length !== 32) throw new KeyError('the key must be 32 bytes, given as 64 hex characters or base64');
   return buf;
 }
@@ -64,7 +66,9 @@ export function decryptSecret(blob: string, keys: readonly Buffer[]): string {
     decipher.setAuthTag(Buffer.from(tag, 'base64'));
     return Buffer.concat([decipher.update(Buffer.from(ct, 'base64')), decipher.final()]).toString('utf8');
   } catch (err) {
-    throw new DecryptError('the ciphertext does not authenticate (tampered, or the wrong key)', { cause: err });
+    throw new DecryptError('the ciphertext does not authenticate (tampered, or the wrong key)', {
+      cause: err,
+    });
   }
 }
 
@@ -105,7 +109,11 @@ export async function rotateKeys(
   const result: RotateResult = { reencrypted: 0, alreadyNew: 0 };
   for (;;) {
     const done = await database.db.transaction(async (tx) => {
-      const rows = await database.rows<{ id: number | string; encrypted_pan: string; instrument_type: string }>(
+      const rows = await database.rows<{
+        id: number | string;
+        encrypted_pan: string;
+        instrument_type: string;
+      }>(
         sql`select id, encrypted_pan, instrument_type from credentials
             where encrypted_pan is not null and id > ${after} order by id limit ${batchSize} for update`,
         tx,
@@ -119,7 +127,11 @@ export async function rotateKeys(
           continue;
         }
         const plain = decryptSecret(row.encrypted_pan, [oldKey, newKey]);
-        updates.push({ id: Number(row.id), pan: encryptSecret(plain, newKey), fp: fingerprint(plain, newKey) });
+        updates.push({
+          id: Number(row.id),
+          pan: encryptSecret(plain, newKey),
+          fp: fingerprint(plain, newKey),
+        });
       }
       if (updates.length > 0) {
         const values = sql.join(

@@ -30,5 +30,9 @@ export async function legacyStatus(database: Database): Promise<LegacyStatus> {
            count(*) filter (where c.current_link_id is not null or c.migrated_at is not null)::int as migrated
     from mandates m join credentials c on c.id = m.credential_id
     where m.legacy_id is not null`);
-  return { mandates: row?.mandates ?? 0, withCardData: row?.with_card_data ?? 0, migrated: row?.migrated ?? 0 };
+  return {
+    mandates: row?.mandates ?? 0,
+    withCardData: row?.with_card_data ?? 0,
+    migrated: row?.migrated ?? 0,
+  };
 }

@@ -10,8 +10,8 @@ import { and, eq, inArray } from 'drizzle-orm';
 import type { Database, Executor } from '../db/client.ts';
 import { auditLog, credentials, customers, mandates } from '../db/schema.ts';
 import { encryptSecret, fingerprint } from './crypto.ts';
-import { createRowValidator, type RowError, type ValidRow } from './rows.ts';
 import type { SourceRecord } from './reader.ts';
+import { createRowValidator, type RowError, type ValidRow } from './rows.ts';
 
 export interface ImportOptions {
   /** Encryption key for PANs/DPANs. Without it rows carrying one are rejected (field card_number/dpan). */
@@ -127,7 +127,13 @@ export async function importLegacy(
           report.imported += await database.db.transaction((tx) => writeRows(tx, [one], opts));
         } catch (err) {
           const code = (err as { code?: string }).code ?? (err as { cause?: { code?: string } }).cause?.code;
-          reject([{ line: one.row.line, field: '(row)', reason: `the database refused the row (${code ?? 'error'})` }]);
+          reject([
+            {
+              line: one.row.line,
+              field: '(row)',
+              reason: `the database refused the row (${code ?? 'error'})`,
+            },
+          ]);
         }
       }
     }

@@ -30,7 +30,9 @@ export function detectFormat(path: string, format?: string): LegacyFormat {
   if (f === 'csv') return 'csv';
   if (f === 'ndjson' || f === 'jsonl') return 'ndjson';
   throw new LegacyFileError(
-    format ? `unknown format ${JSON.stringify(format)}: use csv or ndjson` : 'cannot tell the format from the file name: pass --format csv|ndjson',
+    format
+      ? `unknown format ${JSON.stringify(format)}: use csv or ndjson`
+      : 'cannot tell the format from the file name: pass --format csv|ndjson',
   );
 }
 

@@ -250,7 +250,8 @@ export function createRowValidator(opts: ValidatorOptions): (line: number, recor
 
     const entity = get('entity');
     if (entity === '') fail('entity', 'required');
-    else if (!ENTITY.test(entity)) fail('entity', 'must be 1-32 letters, digits or spaces, starting with one of the first two');
+    else if (!ENTITY.test(entity))
+      fail('entity', 'must be 1-32 letters, digits or spaces, starting with one of the first two');
 
     const narrative = get('narrative');
     if (narrative === '') fail('narrative', 'required');
@@ -278,7 +279,8 @@ export function createRowValidator(opts: ValidatorOptions): (line: number, recor
           : instrumentType === 'card/token'
             ? ['card_number', 'dpan']
             : ['card_number', 'token_href'];
-      for (const f of forbidden) if (get(f) !== '') fail(f, `not allowed for instrument_type ${instrumentType}`);
+      for (const f of forbidden)
+        if (get(f) !== '') fail(f, `not allowed for instrument_type ${instrumentType}`);
     }
     if (needsPan) {
       const raw = record[panField];
