@@ -39,6 +39,8 @@ export interface Sandbox {
   stats(): SandboxStats;
   script(rule: ScriptRule): void;
   reset(): void;
+  /** Resolves when every webhook sent so far has been acknowledged (at once without a webhook). */
+  webhooksDrained(): Promise<void>;
   /** The fastify instance, for plugins or inject() in tests. */
   app: FastifyInstance;
 }
@@ -93,5 +95,6 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
       state.script(rule);
     },
     reset: () => state.reset(),
+    webhooksDrained: () => webhook?.drained() ?? Promise.resolve(),
   };
 }

@@ -9,6 +9,8 @@ import type { WebhookOptions } from './types.js';
 export interface WebhookSender {
   send(body: object): void;
   stats(): { delivered: number; failedAttempts: number; pending: number };
+  /** Resolves once every event sent so far was acknowledged (or given up on close). */
+  drained(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -26,6 +28,15 @@ export function createWebhookSender(options: WebhookOptions): WebhookSender {
   let failedAttempts = 0;
   let pending = 0;
   let closed = false;
+  let waiters: Array<() => void> = [];
+
+  function settleOne(): void {
+    pending -= 1;
+    if (pending > 0) return;
+    const ready = waiters;
+    waiters = [];
+    for (const resolve of ready) resolve();
+  }
 
   async function attempt(raw: string, signature: string, attemptNo: number): Promise<void> {
     let ok = false;
@@ -47,12 +58,12 @@ export function createWebhookSender(options: WebhookOptions): WebhookSender {
     }
     if (ok) {
       delivered += 1;
-      pending -= 1;
+      settleOne();
       return;
     }
     failedAttempts += 1;
     if (closed) {
-      pending -= 1;
+      settleOne();
       return;
     }
     const delay = Math.min(maxMs, baseMs * 2 ** attemptNo);
@@ -76,10 +87,14 @@ export function createWebhookSender(options: WebhookOptions): WebhookSender {
       track(attempt(raw, signBody(raw, options.secret, keyId), 0));
     },
     stats: () => ({ delivered, failedAttempts, pending }),
+    drained: () =>
+      pending === 0 ? Promise.resolve() : new Promise<void>((resolve) => waiters.push(resolve)),
     async close() {
       closed = true;
-      for (const timer of timers) clearTimeout(timer);
-      pending -= timers.size;
+      for (const timer of timers) {
+        clearTimeout(timer);
+        settleOne();
+      }
       timers.clear();
       await Promise.allSettled([...inFlight]);
     },

@@ -143,7 +143,6 @@ export async function worldpayRoutes(app: FastifyInstance, options: WorldpayRout
       status: 200,
       body: {
         _links: {
-          'payments:authorize': { href: b + '/payments/authorizations' },
           'payments:migrateRecurringAuthorize': { href: b + '/payments/authorizations/migrateRecurring' },
           'payments:events': { href: b + '/payments/events' },
           curies: [{ name: 'payments', href: b + '/rels/payments/{rel}', templated: true }],
