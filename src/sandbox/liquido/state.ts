@@ -3,6 +3,7 @@ import type { LiquidoCardInfo, LiquidoPayment } from '../../gateways/liquido/wir
 import type {
   LiquidoLedger,
   LiquidoLedgerEntry,
+  LiquidoLedgerOutcome,
   LiquidoOp,
   LiquidoOutcome,
   LiquidoScriptRule,
@@ -26,6 +27,14 @@ const transitions = {
   capture: { from: ['AUTHORIZED'], to: 'SETTLED' },
   cancel: { from: ['AUTHORIZED'], to: 'CANCELLED' },
 } as const satisfies Record<string, { from: readonly TransferStatus[]; to: TransferStatus }>;
+
+const ledgerOutcome = {
+  AUTHORIZED: 'authorized',
+  SETTLED: 'settled',
+  CANCELLED: 'cancelled',
+  FAILED: 'failed',
+  IN_PROGRESS: 'inProgress',
+} as const satisfies Record<TransferStatus, LiquidoLedgerOutcome>;
 
 interface StoredPayment {
   wire: LiquidoPayment;
@@ -216,7 +225,13 @@ export function createLiquidoState(opts: {
       }
       const failure = outcome?.type === 'fail' ? outcome.message : failureOf(card);
       const status: TransferStatus =
-        failure !== undefined ? 'FAILED' : b.capture === true ? 'SETTLED' : 'AUTHORIZED';
+        failure !== undefined
+          ? 'FAILED'
+          : outcome?.type === 'pending'
+            ? 'IN_PROGRESS'
+            : b.capture === true
+              ? 'SETTLED'
+              : 'AUTHORIZED';
       const time = liquidoTime();
       const wire: LiquidoPayment = {
         transferStatusCode: 200,
@@ -242,7 +257,7 @@ export function createLiquidoState(opts: {
         idempotencyKey: key,
         amount,
         currency,
-        outcome: failure !== undefined ? 'failed' : status === 'SETTLED' ? 'settled' : 'authorized',
+        outcome: ledgerOutcome[status],
         httpStatus: 200,
         ...withheld(outcome),
       });

@@ -9,6 +9,7 @@ export type LiquidoOp = 'token' | 'authorize' | 'capture' | 'cancel' | 'status';
  * What the sandbox does with the next matching request:
  * - `authorize`: behave normally (a charge is AUTHORIZED unless its card says otherwise);
  * - `fail`: a charge comes back FAILED with `transferErrorMsg: message` (capture/cancel: 400);
+ * - `pending`: a charge is recorded IN_PROGRESS (and stays so: capture/cancel answer 400);
  * - `error`: answer `status` without processing anything;
  * - `slow`: process, then wait `ms` before answering (a client timeout sees nothing);
  * - `lost`: process (the hold is recorded), then destroy the socket without answering.
@@ -16,6 +17,7 @@ export type LiquidoOp = 'token' | 'authorize' | 'capture' | 'cancel' | 'status';
 export type LiquidoOutcome =
   | { type: 'authorize' }
   | { type: 'fail'; message: string }
+  | { type: 'pending' }
   | { type: 'error'; status: number }
   | { type: 'slow'; ms: number }
   | { type: 'lost' };
@@ -41,6 +43,7 @@ export type LiquidoLedgerOutcome =
   | 'forbidden'
   | 'authorized'
   | 'failed'
+  | 'inProgress'
   | 'settled'
   | 'cancelled'
   | 'replayed'
