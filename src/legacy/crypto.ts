@@ -112,9 +112,9 @@ export async function rotateKeys(
       const rows = await database.rows<{
         id: number | string;
         encrypted_pan: string;
-        instrument_type: string;
+        fingerprint: string | null;
       }>(
-        sql`select id, encrypted_pan, instrument_type from credentials
+        sql`select id, encrypted_pan, fingerprint from credentials
             where encrypted_pan is not null and id > ${after} order by id limit ${batchSize} for update`,
         tx,
       );
@@ -127,10 +127,13 @@ export async function rotateKeys(
           continue;
         }
         const plain = decryptSecret(row.encrypted_pan, [oldKey, newKey]);
+        // Fingerprints read `<kind>:<hmac>`: the kind (pan, dpan) stays, the HMAC follows the key.
+        const colon = row.fingerprint?.indexOf(':') ?? -1;
+        const kind = colon >= 0 ? row.fingerprint!.slice(0, colon + 1) : '';
         updates.push({
           id: Number(row.id),
           pan: encryptSecret(plain, newKey),
-          fp: fingerprint(plain, newKey),
+          fp: kind + fingerprint(plain, newKey),
         });
       }
       if (updates.length > 0) {
