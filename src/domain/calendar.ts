@@ -196,6 +196,21 @@ function instantOf(wall: number, zone: string): Date {
   return new Date(hi);
 }
 
+/**
+ * The anchor's wall-clock time, remembered per schedule object: catch-up loops call dueAt on one
+ * schedule many times, and the zone lookup is the expensive part. Keyed on the values too, so a
+ * schedule mutated in place is recomputed rather than served stale.
+ */
+const anchorWalls = new WeakMap<Schedule, { anchorMs: number; zone: string; wall: number }>();
+function anchorWall(s: Schedule): WallDate {
+  const anchorMs = s.anchorAt.getTime();
+  const cached = anchorWalls.get(s);
+  if (cached && cached.anchorMs === anchorMs && cached.zone === s.timezone) return new WallDate(cached.wall);
+  const wall = wallClock(s.anchorAt, s.timezone);
+  anchorWalls.set(s, { anchorMs, zone: s.timezone, wall: wall.getTime() });
+  return wall;
+}
+
 function requireInterval(s: Schedule): Interval {
   if (!s.interval) throw new ValidationError('interval', 'an unscheduled mandate has no calendar');
   return s.interval;
@@ -231,7 +246,7 @@ export function dueAt(s: Schedule, cycle: number): Date {
   assertCycle(cycle);
   const steps = (cycle - s.anchorCycle) * interval.count;
   if (steps === 0) return new Date(s.anchorAt.getTime());
-  const wall = shift(wallClock(s.anchorAt, s.timezone), interval.unit, steps);
+  const wall = shift(anchorWall(s), interval.unit, steps);
   return instantOf(wall.getTime(), s.timezone);
 }
 
