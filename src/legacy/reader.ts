@@ -116,8 +116,11 @@ export async function* readCsv(input: Readable): AsyncGenerator<SourceRecord> {
     info: { lines: number };
     raw: string;
   }>) {
-    while (skipped.length > 0) yield skipped.shift()!;
-    yield { line: startLine(item.info.lines, item.raw), record: item.record };
+    // on_skip runs as the parser reaches a record, possibly before records it parsed earlier
+    // have been read from the stream: merge by line so the order is the file's.
+    const line = startLine(item.info.lines, item.raw);
+    while (skipped.length > 0 && skipped[0]!.line < line) yield skipped.shift()!;
+    yield { line, record: item.record };
   }
   while (skipped.length > 0) yield skipped.shift()!;
 }
