@@ -1,7 +1,16 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ValidationError } from '../src/errors.ts';
 import { ContractError, GatewayError, RequestRejectedError } from '../src/gateways/errors.ts';
-import { backoffDelay, type HttpResponse, parseRetryAfter, splitHref } from '../src/gateways/http.ts';
+import {
+  backoffDelay,
+  createHttpClient,
+  type HttpResponse,
+  parseRetryAfter,
+  splitHref,
+} from '../src/gateways/http.ts';
 import type { AuthorizeResult, QueryResult } from '../src/gateways/types.ts';
 import {
   createWorldpayGateway,
@@ -831,6 +840,156 @@ describe('against the sandbox over loopback', () => {
       });
     } finally {
       await client.close();
+    }
+  });
+});
+
+describe('transport limits and logging (loopback recorder)', () => {
+  type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+  let server: Server;
+  let handler: Handler = (_req, res) => res.end('{}');
+  let url: string;
+
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => handler(req, res));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+
+  afterAll(async () => {
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('never has more than maxInFlight requests open', async () => {
+    // The server answers only when two requests are waiting: a limiter that let more through
+    // would show a third, one that let fewer through would hang.
+    const pending: ServerResponse[] = [];
+    let maxOpen = 0;
+    handler = (_req, res) => {
+      pending.push(res);
+      maxOpen = Math.max(maxOpen, pending.length);
+      if (pending.length === 2) for (const r of pending.splice(0)) r.end('{}');
+    };
+    const http = createHttpClient({ maxInFlight: 2 });
+    try {
+      const all = await Promise.all(
+        Array.from({ length: 6 }, (_, i) =>
+          http.request({ url: `${url}/r/${i}`, method: 'GET', retry: 'idempotent', kind: 'test' }),
+        ),
+      );
+      expect(all.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200]);
+      expect(maxOpen).toBe(2);
+      expect(http.stats()).toMatchObject({ requests: 6, retries: 0, inFlight: 0 });
+    } finally {
+      await http.close();
+    }
+  });
+
+  it('spaces request starts to requestsPerSecond', async () => {
+    const arrivals: number[] = [];
+    handler = (_req, res) => {
+      arrivals.push(performance.now());
+      res.end('{}');
+    };
+    const http = createHttpClient({ requestsPerSecond: 20 });
+    try {
+      await Promise.all(
+        Array.from({ length: 5 }, () =>
+          http.request({ url, method: 'GET', retry: 'idempotent', kind: 'test' }),
+        ),
+      );
+      // Five starts at 20/s take at least four 50 ms gaps (a lower bound only: never flaky).
+      expect(arrivals.at(-1)! - arrivals[0]!).toBeGreaterThanOrEqual(190);
+    } finally {
+      await http.close();
+    }
+  });
+
+  it('bounds the response body', async () => {
+    handler = (_req, res) => res.end('x'.repeat(4096));
+    const http = createHttpClient({ maxBodyBytes: 1024 });
+    try {
+      const err = await catchAsync(http.request({ url, method: 'GET', retry: 'idempotent', kind: 'test' }));
+      expect(err).toBeInstanceOf(ContractError);
+      expect((err as Error).message).toMatch(/1024 bytes/);
+    } finally {
+      await http.close();
+    }
+  });
+
+  it('retries a query on 503 honouring Retry-After, but an action only on 429', async () => {
+    let calls = 0;
+    handler = (_req, res) => {
+      calls++;
+      res.setHeader('wp-correlationid', `c-${calls}`);
+      if (calls === 1) {
+        res.writeHead(503, { 'retry-after': '0' });
+        res.end('{"errorName":"serviceUnavailable"}');
+      } else res.end(JSON.stringify({ lastEvent: 'Settled', _links: {} }));
+    };
+    const gw = createWorldpayGateway({ url, entity: 'E', retryBaseMs: 1 });
+    try {
+      const result = await gw.query({ paymentId: `${url}/payments/events/a+b`, links: {} });
+      expect(result).toMatchObject({ found: true, status: 'settled', correlationId: 'c-2', httpStatus: 200 });
+      expect(calls).toBe(2);
+
+      calls = 0;
+      const action = await gw.action({
+        kind: 'settle',
+        links: { 'payments:settle': `${url}/payments/settlements/full/a+b` },
+        paymentId: 'p',
+        reference: 's',
+      });
+      expect(action).toMatchObject({
+        outcome: 'unknown',
+        reason: 'HTTP 503 serviceUnavailable',
+        correlationId: 'c-1',
+      });
+      expect(calls).toBe(1);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('logs each call at debug with correlationId and kind, never card data or credentials', async () => {
+    handler = (_req, res) => {
+      res.writeHead(201, { 'wp-correlationid': 'log-corr' });
+      res.end(
+        JSON.stringify({
+          outcome: 'authorized',
+          _links: { 'payments:events': { href: `${url}/payments/events/x` } },
+        }),
+      );
+    };
+    const lines: string[] = [];
+    const logger = pino({ level: 'debug' }, { write: (line: string) => lines.push(line) });
+    const gw = createWorldpayGateway({ url, entity: 'E', username: 'merchant', password: 'hunter2', logger });
+    try {
+      const result = await gw.authorize({
+        reference: 'log-1',
+        entity: 'E',
+        narrative: 'N',
+        intent: 'unscheduled',
+        value: { amount: 1, currency: 'EUR' },
+        instrument: { type: 'card/plain', cardNumber: '5555555555554444', expiryMonth: 1, expiryYear: 2030 },
+      });
+      expect(result.outcome).toBe('authorized');
+      const call = lines.map((l) => JSON.parse(l)).find((l) => l.kind === 'authorize.migrate');
+      expect(call).toMatchObject({
+        correlationId: 'log-corr',
+        method: 'POST',
+        httpStatus: 201,
+        gateway: 'worldpay',
+      });
+      const all = lines.join('\n');
+      expect(all).not.toContain('5555555555554444');
+      expect(all).not.toContain('hunter2');
+      expect(all).not.toContain(Buffer.from('merchant:hunter2').toString('base64'));
+    } finally {
+      await gw.close();
     }
   });
 });
