@@ -231,6 +231,9 @@ describe('pre-authorization, capture, cancel', () => {
     const err = await fresh.action(over).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CaptureExceedsHoldError);
     expect((err as Error).message).toBe('capture of 1001 PEN exceeds the 1000 PEN held by rb-over');
+    await expect(fresh.action({ ...over, value: { amount: 500, currency: 'USD' } })).rejects.toBeInstanceOf(
+      ValidationError,
+    );
     expect(ops('capture')).toHaveLength(0);
     expect(ops('status')).toHaveLength(1);
     // Sent anyway, Liquido (the sandbox) says no and the hold stays.

@@ -54,13 +54,12 @@ export class CaptureExceedsHoldError extends ConflictError {
   }
 }
 
-/** Transport failures and answers that may hide a processed request: the outcome is unknown. */
-class Unknown {
-  constructor(
-    readonly reason: string,
-    readonly exchange: Exchange,
-  ) {}
-}
+/** How one call ended, short of a thrown 4xx. */
+type Answer =
+  | { kind: 'payment'; payment: LiquidoPayment; exchange: Exchange }
+  | { kind: 'notFound'; exchange: Exchange }
+  /** Transport failure, 5xx or an unreadable answer: the call may have been processed. */
+  | { kind: 'unknown'; reason: string; exchange: Exchange };
 
 // Bounds the in-memory hold cache; a miss only costs one status query.
 const MAX_REMEMBERED_HOLDS = 10_000;
@@ -73,9 +72,10 @@ const MAX_REMEMBERED_HOLDS = 10_000;
  * Retries: the client never resends a charge on its own after a timeout, reset or 5xx; it
  * reports `unknown` and the caller resolves it with queryByReference. Resending under the
  * SAME idempotencyKey would be safe for Liquido (it answers with the existing payment), so
- * billing may do that after a query says found:false, but never under a new key. The one
- * automatic resend is after a 401: Liquido processed nothing, so after one token refresh
- * the same call goes again.
+ * billing may do that after a query says found:false, but never under a new key. Automatic
+ * resends happen only where Liquido provably did nothing: after a 401 (one token refresh,
+ * then the same call again), and in the shared http client on 429 or a connection that
+ * never reached the server.
  */
 export function createLiquidoGateway(opts: LiquidoGatewayOptions): Gateway {
   const logger = opts.logger ?? silentLogger;
@@ -141,22 +141,21 @@ export function createLiquidoGateway(opts: LiquidoGatewayOptions): Gateway {
   }
 
   /**
-   * Runs a call and sorts its result: a readable 2xx payment, a thrown 4xx, or Unknown for
-   * everything that may have been processed without us seeing the answer.
+   * Runs a call and sorts its result: a readable 2xx payment, a 404 (reads only), a thrown
+   * 4xx (nothing was processed), or unknown for everything that may have been processed
+   * without us seeing the answer.
    */
-  async function exchange(
-    op: string,
-    method: 'GET' | 'POST',
-    path: string,
-    body: unknown,
-    opts2: { notFound?: boolean } = {},
-  ): Promise<{ payment: LiquidoPayment; exchange: Exchange } | { notFound: Exchange } | Unknown> {
+  async function exchange(op: string, method: 'GET' | 'POST', path: string, body: unknown): Promise<Answer> {
     let res: TransportResponse;
     try {
       res = await call(op, method, path, body);
     } catch (err) {
       if (err instanceof TimeoutError || err instanceof ConnectionError || err instanceof ContractError) {
-        return new Unknown(`${err.name}: ${err.message}`, { latencyMs: err.latencyMs ?? 0 });
+        return {
+          kind: 'unknown',
+          reason: `${err.name}: ${err.message}`,
+          exchange: { latencyMs: err.latencyMs ?? 0 },
+        };
       }
       throw err;
     }
@@ -165,8 +164,8 @@ export function createLiquidoGateway(opts: LiquidoGatewayOptions): Gateway {
       correlationId: res.correlationId,
       latencyMs: res.latencyMs,
     };
-    if (res.status === 404 && opts2.notFound) return { notFound: ex };
-    if (res.status >= 500) return new Unknown(`HTTP ${res.status}`, ex);
+    if (res.status === 404 && method === 'GET') return { kind: 'notFound', exchange: ex };
+    if (res.status >= 500) return { kind: 'unknown', reason: `HTTP ${res.status}`, exchange: ex };
     if (res.status >= 400) {
       const j = res.json as { message?: unknown; error?: unknown } | undefined;
       const message = typeof j?.message === 'string' ? j.message.slice(0, 200) : `HTTP ${res.status}`;
@@ -178,9 +177,15 @@ export function createLiquidoGateway(opts: LiquidoGatewayOptions): Gateway {
       });
     }
     const payment = readPayment(res.json);
-    if (payment === undefined) return new Unknown(`unreadable ${op} response (HTTP ${res.status})`, ex);
-    return { payment, exchange: ex };
+    if (payment === undefined) {
+      return { kind: 'unknown', reason: `unreadable ${op} response (HTTP ${res.status})`, exchange: ex };
+    }
+    return { kind: 'payment', payment, exchange: ex };
   }
+
+  /** The reason an answer that is not a payment leaves the outcome open. */
+  const openReason = (a: Exclude<Answer, { kind: 'payment' }>) =>
+    a.kind === 'unknown' ? a.reason : `HTTP ${a.exchange.httpStatus}`;
 
   function checkMoney(field: string, value: Money): void {
     if (!Number.isSafeInteger(value.amount) || value.amount <= 0) {
@@ -192,11 +197,9 @@ export function createLiquidoGateway(opts: LiquidoGatewayOptions): Gateway {
   }
 
   async function lookup(reference: string): Promise<{ result: QueryResult; payment?: LiquidoPayment }> {
-    const r = await exchange('status', 'GET', `/v1/payments/${encodeURIComponent(reference)}`, undefined, {
-      notFound: true,
-    });
-    if (r instanceof Unknown) return { result: { ...r.exchange, found: 'unknown', reason: r.reason } };
-    if ('notFound' in r) return { result: { ...r.notFound, found: false } };
+    const r = await exchange('status', 'GET', `/v1/payments/${encodeURIComponent(reference)}`, undefined);
+    if (r.kind === 'unknown') return { result: { ...r.exchange, found: 'unknown', reason: r.reason } };
+    if (r.kind === 'notFound') return { result: { ...r.exchange, found: false } };
     const status = normaliseStatus(r.payment.transferStatus);
     if (status === 'authorized') {
       rememberHold(reference, { amount: r.payment.amount, currency: r.payment.currency });
@@ -240,11 +243,11 @@ export function createLiquidoGateway(opts: LiquidoGatewayOptions): Gateway {
       subMerchantId: opts.subMerchantId,
     };
     const r = await exchange('authorize', 'POST', '/v1/payments/charges/card', body);
-    if (r instanceof Unknown) {
-      logger.warn({ gateway: 'liquido', op: 'authorize', reference: req.reference, reason: r.reason });
-      return { ...r.exchange, outcome: 'unknown', reason: r.reason };
+    if (r.kind !== 'payment') {
+      const reason = openReason(r);
+      logger.warn({ gateway: 'liquido', op: 'authorize', reference: req.reference, reason });
+      return { ...r.exchange, outcome: 'unknown', reason };
     }
-    if ('notFound' in r) throw new Error('unreachable');
     const { payment, exchange: ex } = r;
     if (payment.idempotencyKey !== req.reference) {
       return { ...ex, outcome: 'unknown', reason: 'response is for another idempotencyKey' };
@@ -289,9 +292,13 @@ export function createLiquidoGateway(opts: LiquidoGatewayOptions): Gateway {
           hold = { amount: payment.amount, currency: payment.currency };
         }
       }
-      if (hold !== undefined && (hold.currency !== req.value.currency || req.value.amount > hold.amount)) {
+      if (hold !== undefined && hold.currency !== req.value.currency) {
+        throw new ValidationError('value.currency', `must be ${hold.currency}, the currency of the hold`);
+      }
+      if (hold !== undefined && req.value.amount > hold.amount) {
         throw new CaptureExceedsHoldError(req.paymentId, req.value, hold);
       }
+      // hold still undefined: the status query could not tell; Liquido itself refuses an over-capture.
     }
     const body = req.value === undefined ? {} : { amount: req.value.amount };
     return finishAction(
@@ -306,16 +313,12 @@ export function createLiquidoGateway(opts: LiquidoGatewayOptions): Gateway {
     );
   }
 
-  function finishAction(
-    op: string,
-    paymentId: string,
-    r: Awaited<ReturnType<typeof exchange>>,
-  ): PaymentActionResult {
-    if (r instanceof Unknown) {
-      logger.warn({ gateway: 'liquido', op, paymentId, reason: r.reason });
-      return { ...r.exchange, outcome: 'unknown', reason: r.reason };
+  function finishAction(op: string, paymentId: string, r: Answer): PaymentActionResult {
+    if (r.kind !== 'payment') {
+      const reason = openReason(r);
+      logger.warn({ gateway: 'liquido', op, paymentId, reason });
+      return { ...r.exchange, outcome: 'unknown', reason };
     }
-    if ('notFound' in r) throw new Error('unreachable');
     const status = normaliseStatus(r.payment.transferStatus);
     if (status !== 'authorized') held.delete(paymentId);
     return { ...r.exchange, outcome: 'accepted', status, links: linksFor(opts.url, paymentId, status) };
