@@ -132,10 +132,11 @@ export interface AuthorizationRequest {
   amount: number;
   currency: string;
   intent: string;
-  instrumentType: InstrumentType;
+  /** Absent when a recurring link was followed without a paymentInstrument. */
+  instrumentType: InstrumentType | undefined;
   /** What identifies the card across calls: number, token href or DPAN (never logged or returned). */
-  cardKey: string;
-  cardHolderName?: string;
+  cardKey: string | undefined;
+  cardHolderName?: string | undefined;
 }
 
 function instrumentAt(
@@ -185,6 +186,7 @@ export const RECURRING_INSTRUMENTS: ReadonlySet<string> = MIGRATE_INSTRUMENTS;
 export function validateAuthorization(
   body: unknown,
   instruments: ReadonlySet<string>,
+  opts: { instrumentOptional?: boolean } = {},
 ): { ok: true; request: AuthorizationRequest } | { ok: false; errors: ValidationError[] } {
   const errors: ValidationError[] = [];
   if (!isObject(body)) {
@@ -223,7 +225,10 @@ export function validateAuthorization(
         jsonPath: '$.instruction.intent',
       });
     }
-    instrument = instrumentAt(errors, instruction, instruments);
+    // A recurring link already names the verified card: the instrument may be left out there.
+    if (!(opts.instrumentOptional && instruction.paymentInstrument === undefined)) {
+      instrument = instrumentAt(errors, instruction, instruments);
+    }
   }
   if (errors.length > 0) return { ok: false, errors };
   return {
@@ -234,9 +239,9 @@ export function validateAuthorization(
       amount: amount!,
       currency: currency!,
       intent: intent!,
-      instrumentType: instrument!.type,
-      cardKey: instrument!.cardKey,
-      cardHolderName: instrument!.cardHolderName,
+      instrumentType: instrument?.type,
+      cardKey: instrument?.cardKey,
+      cardHolderName: instrument?.cardHolderName,
     },
   };
 }

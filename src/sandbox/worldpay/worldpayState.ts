@@ -1,4 +1,4 @@
-import { randomInt, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { paymentLinkData, recurringLinkData } from './linkData.js';
 import {
   ACTION_PATH,
@@ -128,9 +128,10 @@ function errorReply(outcome: Extract<Outcome, { type: 'error' }>): SandboxReply 
   return reply;
 }
 
+/** Random digits for authorization codes and scheme references (not secrets: Math.random is enough). */
 function digits(n: number): string {
-  let out = String(randomInt(1, 10));
-  for (let i = 1; i < n; i++) out += String(randomInt(0, 10));
+  let out = String(1 + Math.floor(Math.random() * 9));
+  for (let i = 1; i < n; i++) out += String(Math.floor(Math.random() * 10));
   return out;
 }
 
@@ -294,6 +295,7 @@ export function createWorldpayState(options: WorldpayStateOptions) {
     const checked = validateAuthorization(
       body,
       op === 'migrate' ? MIGRATE_INSTRUMENTS : RECURRING_INSTRUMENTS,
+      { instrumentOptional: op === 'authorize' },
     );
     if (!checked.ok) {
       record({ op, chainId: chain?.id, linkUsed: linkData, outcome: 'rejected', httpStatus: 400 });
@@ -322,7 +324,7 @@ export function createWorldpayState(options: WorldpayStateOptions) {
       };
     }
     if (op === 'migrate') {
-      chain = chainsByCard.get(req.cardKey) ?? newChain(req.cardKey, req.cardHolderName);
+      chain = (req.cardKey && chainsByCard.get(req.cardKey)) || newChain(req.cardKey, req.cardHolderName);
       if (req.cardHolderName !== undefined) chain.holderName = req.cardHolderName;
     }
     const holderName = req.cardHolderName ?? chain!.holderName;
