@@ -51,7 +51,7 @@ CREATE TABLE "billing_runs" (
 	"counts" jsonb DEFAULT '{}'::jsonb NOT NULL,
 	"owner" text,
 	"error" text,
-	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"started_at" timestamp with time zone DEFAULT now() NOT NULL,
 	"finished_at" timestamp with time zone
 );
 --> statement-breakpoint

@@ -279,7 +279,7 @@ export const billingRuns = pgTable('billing_runs', {
   counts: jsonb('counts').$type<Record<string, number>>().notNull().default({}),
   owner: text('owner'),
   error: text('error'),
-  startedAt: created(),
+  startedAt: ts('started_at').notNull().defaultNow(),
   finishedAt: ts('finished_at'),
 });
 export type BillingRun = typeof billingRuns.$inferSelect;

@@ -1,0 +1,325 @@
+import { type SQL, sql } from 'drizzle-orm';
+import type { Database } from '../db/client.ts';
+import { num } from '../db/values.ts';
+import type { AuthorizeResult, Instrument } from '../gateways/types.ts';
+import type { ClaimedCharge } from './claim.ts';
+import type { RetryDecision } from './retry-policy.ts';
+
+/** An attempt whose write-ahead row is committed: from here on it may be sent. */
+export interface PlannedAttempt {
+  charge: ClaimedCharge;
+  attemptId: number;
+  attemptNo: number;
+  reference: string;
+  kind: 'recurring' | 'migrate' | 'liquido';
+  linkHref: string | null;
+  asOf: Date;
+}
+
+/**
+ * Write ahead, for a whole batch in one statement: the attempt rows (state `sending`, with
+ * their deterministic references) and the charges' move to `attempting` commit before any
+ * request goes out. A crash after this leaves rows that reconciliation resolves by reference.
+ * The unique (charge, attempt_no) and transaction_reference constraints make a second worker's
+ * identical write fail instead of producing a second request.
+ */
+export async function writeAhead(
+  database: Database,
+  items: {
+    charge: ClaimedCharge;
+    reference: string;
+    kind: PlannedAttempt['kind'];
+    linkHref: string | null;
+  }[],
+  asOf: Date,
+): Promise<PlannedAttempt[]> {
+  if (items.length === 0) return [];
+  const values = items.map(
+    (it) =>
+      sql`(${it.charge.id}::bigint, ${it.charge.credentialId}::bigint, ${it.charge.attemptCount + 1}::int, ${it.reference}, ${it.kind}, ${it.linkHref}, ${it.charge.fence}::bigint, ${asOf.toISOString()}::timestamptz)`,
+  );
+  const rows = await database.rows(sql`
+    with ins as (
+      insert into attempts (charge_id, credential_id, attempt_no, transaction_reference, kind, link_href, fence, attempted_at)
+      select v.* from (values ${sql.join(values, sql`, `)}) as v(charge_id, credential_id, attempt_no, transaction_reference, kind, link_href, fence, attempted_at)
+      join charges c on c.id = v.charge_id and c.fence = v.fence
+      on conflict do nothing
+      returning id, charge_id, attempt_no
+    )
+    update charges c set state = 'attempting', attempt_count = ins.attempt_no, updated_at = now()
+      from ins where c.id = ins.charge_id
+    returning c.id as charge_id, ins.id as attempt_id, ins.attempt_no`);
+  const byCharge = new Map(rows.map((r) => [num(r.charge_id), r]));
+  const planned: PlannedAttempt[] = [];
+  for (const it of items) {
+    const r = byCharge.get(it.charge.id);
+    if (!r) continue; // lost the fence or someone else wrote this attempt: not ours to send
+    planned.push({
+      charge: it.charge,
+      attemptId: num(r.attempt_id),
+      attemptNo: num(r.attempt_no),
+      reference: it.reference,
+      kind: it.kind,
+      linkHref: it.linkHref,
+      asOf,
+    });
+  }
+  return planned;
+}
+
+export interface SettlePlan {
+  kind: 'settle' | 'partialSettle';
+  reference: string;
+  amount: number;
+  currency: string;
+  linkHref: string;
+}
+
+const RECURRING_RELS = ['payments:recurringAuthorize', 'payments:migrateRecurringAuthorize'];
+
+/**
+ * Commit an authorization in one statement: the attempt's outcome, every returned link
+ * (append-only), the credential's move to the newest recurring link, the charge's new state,
+ * and, when the mandate settles automatically, the settle action's write-ahead row. The
+ * fencing token guards it: a worker whose lease was taken over writes nothing.
+ * Returns the settle action id when one was written, or null; false when fenced out.
+ */
+export async function commitAuthorized(
+  database: Database,
+  p: PlannedAttempt,
+  r: Extract<AuthorizeResult, { outcome: 'authorized' }>,
+  settle: SettlePlan | null,
+  opts: { recovered?: boolean; erasePan?: boolean } = {},
+): Promise<{ settleActionId: number | null } | false> {
+  const entries = Object.entries(r.links);
+  if (r.nextRecurringLink && !entries.some(([, h]) => h === r.nextRecurringLink)) {
+    entries.push(['payments:recurringAuthorize', r.nextRecurringLink]);
+  }
+  const nextRel = r.nextRecurringLink
+    ? (entries.find(([, h]) => h === r.nextRecurringLink)?.[0] ?? null)
+    : null;
+  const source = p.kind === 'migrate' ? 'migrate' : opts.recovered ? 'recovery' : 'authorize';
+  const linkValues = entries.map(
+    ([rel, href]) =>
+      sql`(${RECURRING_RELS.includes(rel) ? p.charge.credentialId : null}::bigint, ${p.attemptId}::bigint, ${source}, ${rel}, ${href})`,
+  );
+  const linksCte: SQL =
+    linkValues.length === 0
+      ? sql`lk as (select null::bigint as id, null::text as rel where false)`
+      : sql`lk as (
+          insert into links (credential_id, attempt_id, source, rel, href)
+          select v.* from (values ${sql.join(linkValues, sql`, `)}) as v(credential_id, attempt_id, source, rel, href)
+          where exists (select 1 from ch)
+          returning id, rel)`;
+  const credentialCte: SQL =
+    nextRel !== null
+      ? sql`, cred as (
+          update credentials set current_link_id = (select max(id) from lk where rel = ${nextRel}),
+                 updated_at = now(),
+                 migrated_at = coalesce(migrated_at, now())
+                 ${opts.erasePan ? sql`, encrypted_pan = null` : sql``}
+           where id = ${p.charge.credentialId} and exists (select 1 from ch) returning id)`
+      : sql``;
+  const settleCte: SQL = settle
+    ? sql`, act as (
+        insert into payment_actions (charge_id, attempt_id, kind, reference, amount, currency, link_href)
+        select ${p.charge.id}, ${p.attemptId}, ${settle.kind}, ${settle.reference}, ${settle.amount}, ${settle.currency}, ${settle.linkHref}
+        where exists (select 1 from ch)
+        on conflict (reference) do nothing
+        returning id)`
+    : sql`, act as (select null::bigint as id where false)`;
+  const rows = await database.rows(sql`
+    with ch as (
+      update charges set state = 'authorized', authorized_attempt_id = ${p.attemptId}, state_reason = null,
+             lease_owner = case when ${settle !== null}::boolean then lease_owner else null end,
+             lease_expires_at = case when ${settle !== null}::boolean then lease_expires_at else null end,
+             updated_at = now()
+       where id = ${p.charge.id} and fence = ${p.charge.fence} returning id
+    ), att as (
+      update attempts set state = 'authorized', outcome = 'authorized', http_status = ${r.httpStatus ?? null},
+             correlation_id = ${r.correlationId ?? null}, latency_ms = ${Math.round(r.latencyMs)},
+             scheme_reference = ${r.schemeReference ?? null}, auth_code = ${r.authorizationCode ?? null},
+             gateway_payment_id = ${r.paymentId}, completed_at = now()
+       where id = ${p.attemptId} and exists (select 1 from ch) returning id
+    ), ${linksCte}${credentialCte}${settleCte}, aud as (
+      insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
+      select 'charge', ${p.charge.id}, 'attempting', 'authorized', ${`attempt ${p.reference} authorized${opts.recovered ? ' (recovered by query)' : ''}${opts.recovered && nextRel === null ? '; no new recurring link returned, credential keeps its link' : ''}`}
+      where exists (select 1 from ch)
+    )
+    select (select count(*) from ch)::int as ok, (select max(id) from act) as action_id, (select count(*) from att)::int as att`);
+  const row = rows[0];
+  if (!row || num(row.ok) === 0) return false;
+  return {
+    settleActionId: row.action_id === null || row.action_id === undefined ? null : num(row.action_id),
+  };
+}
+
+/** Record an unknown outcome: the attempt stays open and blocks the charge until reconciled. */
+export async function commitUnknown(
+  database: Database,
+  p: PlannedAttempt,
+  info: {
+    httpStatus?: number | undefined;
+    correlationId?: string | undefined;
+    latencyMs: number;
+    reason: string;
+  },
+): Promise<boolean> {
+  const rows = await database.rows(sql`
+    with ch as (
+      update charges set state = 'unknown', state_reason = ${info.reason}, lease_owner = null, lease_expires_at = null, updated_at = now()
+       where id = ${p.charge.id} and fence = ${p.charge.fence} returning id
+    ), att as (
+      update attempts set state = 'unknown', outcome = 'unknown', http_status = ${info.httpStatus ?? null},
+             correlation_id = ${info.correlationId ?? null}, latency_ms = ${Math.round(info.latencyMs)}, error = ${info.reason}
+       where id = ${p.attemptId} and exists (select 1 from ch) returning id
+    ), aud as (
+      insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
+      select 'charge', ${p.charge.id}, 'attempting', 'unknown', ${`attempt ${p.reference}: ${info.reason}`} where exists (select 1 from ch)
+    )
+    select (select count(*) from ch)::int as ok`);
+  return num(rows[0]?.ok ?? 0) > 0;
+}
+
+export interface RefusalInfo {
+  httpStatus?: number | undefined;
+  correlationId?: string | undefined;
+  latencyMs?: number | undefined;
+  code: string | null;
+  description?: string | undefined;
+  adviceCode?: string | undefined;
+  /** Attempt state: refused by the issuer, an error the gateway answered, or never reached it. */
+  attemptState: 'refused' | 'error' | 'not_found';
+  error?: string | undefined;
+}
+
+/** How a refusal decision lands on the charge, its mandate and its credential. */
+export function chargeStateFor(decision: RetryDecision): string {
+  switch (decision.action) {
+    case 'retry':
+      return 'retry_scheduled';
+    case 'needs_new_credential':
+      return 'needs_new_credential';
+    case 'stop':
+      return 'stopped';
+    case 'fail':
+      return 'failed';
+  }
+}
+
+/**
+ * Commit a refusal (or an attempt that ended without a payment) with the dunning decision, in
+ * one transaction: attempt, charge, and where the decision says so, mandate and credential.
+ */
+export async function commitRefused(
+  database: Database,
+  p: {
+    chargeId: number;
+    fence: number;
+    attemptId: number;
+    reference: string;
+    mandateId: number;
+    credentialId: number;
+  },
+  info: RefusalInfo,
+  decision: RetryDecision,
+  mandateStatus: string | null,
+): Promise<boolean> {
+  const chargeState = chargeStateFor(decision);
+  const retryAt = decision.action === 'retry' ? decision.retryAt.toISOString() : null;
+  return database.db.transaction(async (tx) => {
+    const ch = await database.rows(
+      sql`update charges set state = ${chargeState}, state_reason = ${decision.reason},
+                 next_attempt_at = coalesce(${retryAt}::timestamptz, next_attempt_at),
+                 lease_owner = null, lease_expires_at = null, updated_at = now()
+           where id = ${p.chargeId} and fence = ${p.fence} returning id`,
+      tx,
+    );
+    if (ch.length === 0) {
+      tx.rollback();
+      return false;
+    }
+    await tx.execute(sql`update attempts set state = ${info.attemptState}, outcome = ${info.attemptState},
+        http_status = ${info.httpStatus ?? null}, correlation_id = ${info.correlationId ?? null},
+        latency_ms = ${info.latencyMs === undefined ? null : Math.round(info.latencyMs)},
+        refusal_code = ${info.code}, refusal_description = ${info.description ?? null}, advice_code = ${info.adviceCode ?? null},
+        decision = ${decision.action}, decision_reason = ${decision.reason}, retry_at = ${retryAt}::timestamptz,
+        error = ${info.error ?? null}, completed_at = now()
+      where id = ${p.attemptId}`);
+    await tx.execute(sql`insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
+      values ('charge', ${p.chargeId}, 'attempting', ${chargeState}, ${`attempt ${p.reference}: ${decision.reason}`})`);
+    if (mandateStatus !== null) {
+      const m = await database.rows(
+        sql`update mandates set status = ${mandateStatus}, status_reason = ${decision.reason}, updated_at = now()
+             where id = ${p.mandateId} and status = 'active' returning id`,
+        tx,
+      );
+      if (m.length > 0) {
+        await tx.execute(sql`insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
+          values ('mandate', ${p.mandateId}, 'active', ${mandateStatus}, ${decision.reason})`);
+      }
+    }
+    if ('blockCard' in decision && decision.blockCard) {
+      await tx.execute(sql`update credentials set status = 'blocked', status_reason = ${decision.reason}, updated_at = now()
+        where id = ${p.credentialId} and status = 'active'`);
+      await tx.execute(sql`insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
+        values ('credential', ${p.credentialId}, 'active', 'blocked', ${decision.reason})`);
+    }
+    return true;
+  });
+}
+
+/** The instrument to send for a claimed charge, or why there is none. */
+export function instrumentFor(
+  c: ClaimedCharge,
+  decrypt: (blob: string) => string,
+): { instrument: Instrument; kind: PlannedAttempt['kind']; linkHref: string | null } | { error: string } {
+  if (c.gateway === 'liquido') {
+    if (!c.vaultedCardId) return { error: 'credential has no vaulted Liquido card id' };
+    return {
+      instrument: { type: 'liquido/cardId', cardId: c.vaultedCardId },
+      kind: 'liquido',
+      linkHref: null,
+    };
+  }
+  if (c.linkHref)
+    return { instrument: { type: 'link', href: c.linkHref }, kind: 'recurring', linkHref: c.linkHref };
+  switch (c.instrumentType) {
+    case 'card/plain':
+    case 'card/networkToken+applepay': {
+      if (!c.encryptedPan || c.expiryMonth === null || c.expiryYear === null) {
+        return { error: `legacy ${c.instrumentType} credential has no card data left and no recurring link` };
+      }
+      const secret = decrypt(c.encryptedPan);
+      const holder = c.cardHolderName ?? undefined;
+      return c.instrumentType === 'card/plain'
+        ? {
+            instrument: {
+              type: 'card/plain',
+              cardNumber: secret,
+              expiryMonth: c.expiryMonth,
+              expiryYear: c.expiryYear,
+              cardHolderName: holder,
+            },
+            kind: 'migrate',
+            linkHref: null,
+          }
+        : {
+            instrument: {
+              type: 'card/networkToken+applepay',
+              dpan: secret,
+              expiryMonth: c.expiryMonth,
+              expiryYear: c.expiryYear,
+              cardHolderName: holder,
+            },
+            kind: 'migrate',
+            linkHref: null,
+          };
+    }
+    case 'card/token':
+      if (!c.tokenHref) return { error: 'legacy card/token credential has no token href' };
+      return { instrument: { type: 'card/token', href: c.tokenHref }, kind: 'migrate', linkHref: null };
+    default:
+      return { error: `credential ${c.credentialId} has no recurring link` };
+  }
+}

@@ -1,0 +1,136 @@
+import { type SQL, sql } from 'drizzle-orm';
+import type { Database } from '../db/client.ts';
+import { date, dateOrNull, num, numOrNull, str } from '../db/values.ts';
+import type { Intent } from '../gateways/types.ts';
+
+/** A charge claimed under a lease, with what sending it needs from its mandate and credential. */
+export interface ClaimedCharge {
+  id: number;
+  mandateId: number;
+  cycle: number;
+  amount: number;
+  currency: string;
+  state: string;
+  attemptCount: number;
+  fence: number;
+  intent: Intent;
+  entity: string;
+  narrative: string;
+  gateway: string;
+  settleMode: string;
+  settlePercent: number | null;
+  customerRef: string;
+  credentialId: number;
+  credentialStatus: string;
+  instrumentType: string;
+  linkHref: string | null;
+  encryptedPan: string | null;
+  expiryMonth: number | null;
+  expiryYear: number | null;
+  cardHolderName: string | null;
+  tokenHref: string | null;
+  vaultedCardId: string | null;
+  schemeReference: string | null;
+}
+
+/**
+ * Claim due charges in one round trip. The CTE picks rows with FOR UPDATE SKIP LOCKED, so two
+ * workers never wait on each other and never take the same row; the UPDATE takes a lease and
+ * bumps the fencing token, and RETURNING reads the mandate and credential through the FROM
+ * list so no second query is needed. Leases are in wall-clock time (process liveness); due
+ * times are in business time (`asOf`, which `rebill run --at` moves).
+ */
+export async function claimDueCharges(
+  database: Database,
+  opts: { asOf: Date; owner: string; leaseSeconds: number; limit: number; mandateId?: number | undefined },
+): Promise<ClaimedCharge[]> {
+  const mandateFilter: SQL = opts.mandateId === undefined ? sql`` : sql`and c.mandate_id = ${opts.mandateId}`;
+  const rows = await database.rows(sql`
+    with picked as (
+      select c.id from charges c
+      where c.state in ('pending', 'retry_scheduled')
+        and c.next_attempt_at <= ${opts.asOf.toISOString()}::timestamptz
+        and (c.lease_expires_at is null or c.lease_expires_at < now())
+        ${mandateFilter}
+      order by c.next_attempt_at, c.id
+      limit ${opts.limit}
+      for update of c skip locked
+    )
+    update charges c
+       set lease_owner = ${opts.owner},
+           lease_expires_at = now() + make_interval(secs => ${opts.leaseSeconds}),
+           fence = c.fence + 1
+      from picked, mandates m, customers cu, credentials cr
+      left join links l on l.id = cr.current_link_id
+     where c.id = picked.id and m.id = c.mandate_id and cu.id = m.customer_id and cr.id = m.credential_id
+    returning c.id, c.mandate_id, c.cycle, c.amount, c.currency, c.state, c.attempt_count, c.fence,
+              m.intent, m.entity, m.narrative, m.gateway, m.settle_mode, m.settle_percent, cu.ref as customer_ref,
+              cr.id as credential_id, cr.status as credential_status, cr.instrument_type, l.href as link_href,
+              cr.encrypted_pan, cr.expiry_month, cr.expiry_year, cr.card_holder_name, cr.token_href,
+              cr.vaulted_card_id, cr.scheme_reference`);
+  return rows.map(toClaimed).sort((a, b) => a.id - b.id);
+}
+
+function toClaimed(r: Record<string, unknown>): ClaimedCharge {
+  return {
+    id: num(r.id),
+    mandateId: num(r.mandate_id),
+    cycle: num(r.cycle),
+    amount: num(r.amount),
+    currency: String(r.currency),
+    state: String(r.state),
+    attemptCount: num(r.attempt_count),
+    fence: num(r.fence),
+    intent: String(r.intent) as Intent,
+    entity: String(r.entity),
+    narrative: String(r.narrative),
+    gateway: String(r.gateway),
+    settleMode: String(r.settle_mode),
+    settlePercent: numOrNull(r.settle_percent),
+    customerRef: String(r.customer_ref),
+    credentialId: num(r.credential_id),
+    credentialStatus: String(r.credential_status),
+    instrumentType: String(r.instrument_type),
+    linkHref: str(r.link_href),
+    encryptedPan: str(r.encrypted_pan),
+    expiryMonth: numOrNull(r.expiry_month),
+    expiryYear: numOrNull(r.expiry_year),
+    cardHolderName: str(r.card_holder_name),
+    tokenHref: str(r.token_href),
+    vaultedCardId: str(r.vaulted_card_id),
+    schemeReference: str(r.scheme_reference),
+  };
+}
+
+/** Attempts on these credentials in the last 30 days (business time), for the retry ledger. */
+export async function loadCardHistory(
+  database: Database,
+  credentialIds: number[],
+  asOf: Date,
+): Promise<Map<number, { at: Date; first: boolean; refused: boolean }[]>> {
+  const out = new Map<number, { at: Date; first: boolean; refused: boolean }[]>();
+  if (credentialIds.length === 0) return out;
+  const since = new Date(asOf.getTime() - 31 * 86_400_000);
+  const rows = await database.rows(sql`
+    select credential_id, attempted_at, attempt_no, state from attempts
+    where credential_id in (${sql.join(
+      credentialIds.map((id) => sql`${id}`),
+      sql`, `,
+    )}) and attempted_at > ${since.toISOString()}::timestamptz
+    order by attempted_at`);
+  for (const r of rows) {
+    const id = num(r.credential_id);
+    const list = out.get(id) ?? [];
+    list.push({ at: date(r.attempted_at), first: num(r.attempt_no) === 1, refused: r.state === 'refused' });
+    out.set(id, list);
+  }
+  return out;
+}
+
+/** When this charge was first refused (the dunning window starts there). */
+export async function firstRefusalAt(database: Database, chargeId: number): Promise<Date | null> {
+  const rows = await database.rows(
+    sql`select min(attempted_at) as at from attempts where charge_id = ${chargeId} and state in ('refused', 'not_found')`,
+  );
+  return dateOrNull(rows[0]?.at);
+}

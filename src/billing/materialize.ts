@@ -1,0 +1,183 @@
+import { type SQL, sql } from 'drizzle-orm';
+import type { Database } from '../db/client.ts';
+import { date, dateOrNull, num, numOrNull } from '../db/values.ts';
+import { type IntervalUnit, nextDue, type Schedule } from '../domain/calendar.ts';
+
+export interface MandateCalendarRow {
+  id: number;
+  nextCycle: number;
+  nextDueAt: Date;
+  amount: number;
+  currency: string;
+  intervalUnit: IntervalUnit | null;
+  intervalCount: number | null;
+  timezone: string;
+  anchorAt: Date;
+  anchorCycle: number;
+  endAt: Date | null;
+  instalmentsTotal: number | null;
+  lastInstalmentAmount: number | null;
+  cancelAtPeriodEnd: boolean;
+}
+
+export function scheduleOf(m: {
+  intervalUnit: string | null;
+  intervalCount: number | null;
+  timezone: string;
+  anchorAt: Date;
+  anchorCycle: number;
+  endAt: Date | null;
+  instalmentsTotal: number | null;
+}): Schedule {
+  return {
+    interval:
+      m.intervalUnit && m.intervalCount
+        ? { unit: m.intervalUnit as IntervalUnit, count: m.intervalCount }
+        : null,
+    timezone: m.timezone,
+    anchorAt: m.anchorAt,
+    anchorCycle: m.anchorCycle,
+    endAt: m.endAt,
+    instalmentsTotal: m.instalmentsTotal,
+  };
+}
+
+/** The amount of one cycle: the last instalment carries the remainder when there is one. */
+export function cycleAmount(m: MandateCalendarRow, cycle: number): number {
+  if (m.instalmentsTotal !== null && m.lastInstalmentAmount !== null && cycle === m.instalmentsTotal - 1) {
+    return m.lastInstalmentAmount;
+  }
+  return m.amount;
+}
+
+function toRow(r: Record<string, unknown>): MandateCalendarRow {
+  return {
+    id: num(r.id),
+    nextCycle: num(r.next_cycle),
+    nextDueAt: date(r.next_due_at),
+    amount: num(r.amount),
+    currency: String(r.currency),
+    intervalUnit: (r.interval_unit as IntervalUnit | null) ?? null,
+    intervalCount: numOrNull(r.interval_count),
+    timezone: String(r.timezone),
+    anchorAt: date(r.anchor_at),
+    anchorCycle: num(r.anchor_cycle),
+    endAt: dateOrNull(r.end_at),
+    instalmentsTotal: numOrNull(r.instalments_total),
+    lastInstalmentAmount: numOrNull(r.last_instalment_amount),
+    cancelAtPeriodEnd: r.cancel_at_period_end === true,
+  };
+}
+
+const selectColumns = sql`id, next_cycle, next_due_at, amount, currency, interval_unit, interval_count, timezone,
+  anchor_at, anchor_cycle, end_at, instalments_total, last_instalment_amount, cancel_at_period_end`;
+
+/** Mandates whose next cycle is due at `asOf`: read-only, for dry runs and forecasts. */
+export async function dueMandates(
+  database: Database,
+  asOf: Date,
+  opts: { mandateId?: number | undefined; limit: number },
+): Promise<MandateCalendarRow[]> {
+  const filter: SQL = opts.mandateId === undefined ? sql`` : sql`and id = ${opts.mandateId}`;
+  const rows = await database.rows(sql`select ${selectColumns} from mandates
+    where status = 'active' and next_due_at <= ${asOf.toISOString()}::timestamptz ${filter}
+    order by next_due_at, id limit ${opts.limit}`);
+  return rows.map(toRow);
+}
+
+/**
+ * Turn due cycles into charge rows. Each batch is one transaction: lock due mandates
+ * (SKIP LOCKED, so concurrent runs split the work), insert one charge per (mandate, cycle)
+ * (the unique key makes a repeat a no-op), and advance each mandate to its next cycle by the
+ * calendar in the same commit. A mandate several cycles behind gets one charge per cycle,
+ * one cycle per pass, so catching up after downtime charges every missed cycle exactly once.
+ */
+export async function materializeDueCharges(
+  database: Database,
+  asOf: Date,
+  opts: { batchSize: number; mandateId?: number | undefined },
+): Promise<{ created: number; completed: number; cancelled: number }> {
+  const totals = { created: 0, completed: 0, cancelled: 0 };
+  const filter: SQL = opts.mandateId === undefined ? sql`` : sql`and id = ${opts.mandateId}`;
+  for (;;) {
+    const batch = await database.db.transaction(async (tx) => {
+      const rows = (
+        await database.rows(
+          sql`select ${selectColumns} from mandates
+               where status = 'active' and next_due_at <= ${asOf.toISOString()}::timestamptz ${filter}
+               order by next_due_at, id limit ${opts.batchSize} for update skip locked`,
+          tx,
+        )
+      ).map(toRow);
+      if (rows.length === 0) return null;
+      const chargeValues: SQL[] = [];
+      const mandateValues: SQL[] = [];
+      const counts = { created: 0, completed: 0, cancelled: 0 };
+      for (const m of rows) {
+        if (m.cancelAtPeriodEnd) {
+          mandateValues.push(sql`(${m.id}::bigint, ${m.nextCycle}::int, null::timestamptz, 'cancelled')`);
+          counts.cancelled++;
+          continue;
+        }
+        const cycle = m.nextCycle;
+        chargeValues.push(
+          sql`(${m.id}::bigint, ${cycle}::int, ${cycleAmount(m, cycle)}::bigint, ${m.currency}, ${m.nextDueAt.toISOString()}::timestamptz)`,
+        );
+        const schedule = scheduleOf(m);
+        const next = schedule.interval ? nextDue(schedule, cycle + 1) : null;
+        const status = next === null ? 'completed' : 'active';
+        if (next === null) counts.completed++;
+        mandateValues.push(
+          sql`(${m.id}::bigint, ${cycle + 1}::int, ${next?.toISOString() ?? null}::timestamptz, ${status})`,
+        );
+        counts.created++;
+      }
+      if (chargeValues.length > 0) {
+        await tx.execute(sql`insert into charges (mandate_id, cycle, amount, currency, due_at, next_attempt_at)
+          select v.mandate_id, v.cycle, v.amount, v.currency, v.due_at, v.due_at
+            from (values ${sql.join(chargeValues, sql`, `)}) as v(mandate_id, cycle, amount, currency, due_at)
+          on conflict (mandate_id, cycle) do nothing`);
+      }
+      await tx.execute(sql`update mandates m set next_cycle = v.next_cycle, next_due_at = v.next_due_at,
+             status = v.status, updated_at = now()
+        from (values ${sql.join(mandateValues, sql`, `)}) as v(id, next_cycle, next_due_at, status)
+       where m.id = v.id`);
+      const ended = rows.filter((m) => m.cancelAtPeriodEnd || !mandateValues.length);
+      if (counts.completed + counts.cancelled > 0 || ended.length > 0) {
+        await tx.execute(sql`insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
+          select 'mandate', id, 'active', status, case when status = 'cancelled' then 'cancelled at period end' else 'schedule complete' end
+            from mandates where id in (${sql.join(
+              rows.map((m) => sql`${m.id}`),
+              sql`, `,
+            )}) and status <> 'active'`);
+      }
+      return counts;
+    });
+    if (batch === null) break;
+    totals.created += batch.created;
+    totals.completed += batch.completed;
+    totals.cancelled += batch.cancelled;
+  }
+  return totals;
+}
+
+/** Queue a charge of an `unscheduled` mandate (or an extra one): the next cycle, due now. */
+export async function queueCharge(
+  database: Database,
+  mandateId: number,
+  opts: { amount?: number | undefined; dueAt: Date },
+): Promise<{ chargeId: number; cycle: number }> {
+  const rows = await database.rows(sql`
+    with m as (
+      update mandates set next_cycle = next_cycle + 1, updated_at = now()
+       where id = ${mandateId} and status = 'active' and intent = 'unscheduled'
+      returning id, next_cycle - 1 as cycle, amount, currency
+    )
+    insert into charges (mandate_id, cycle, amount, currency, due_at, next_attempt_at)
+    select id, cycle, coalesce(${opts.amount ?? null}::bigint, amount), currency, ${opts.dueAt.toISOString()}::timestamptz,
+           ${opts.dueAt.toISOString()}::timestamptz from m
+    returning id, cycle`);
+  const r = rows[0];
+  if (!r) return { chargeId: 0, cycle: -1 };
+  return { chargeId: num(r.id), cycle: num(r.cycle) };
+}

@@ -1,0 +1,208 @@
+import { type SQL, sql } from 'drizzle-orm';
+import { date, num, str } from '../db/values.ts';
+import type { PaymentStatus } from '../gateways/types.ts';
+import { commitAuthorized, commitRefused, commitUnknown, type PlannedAttempt } from './attempt.ts';
+import type { ClaimedCharge } from './claim.ts';
+import type { BillingContext } from './context.ts';
+import { decideRefusal } from './decide.ts';
+import { planSettle, sendSettle } from './settle.ts';
+
+const AUTHORIZED_LIKE: PaymentStatus[] = [
+  'authorized',
+  'sentForSettlement',
+  'settled',
+  'sentForCancellation',
+  'cancelled',
+  'sentForRefund',
+  'refunded',
+  'refundFailed',
+  'settlementFailed',
+];
+
+export interface ReconcileReport {
+  checked: number;
+  authorized: number;
+  refused: number;
+  notFound: number;
+  stillUnknown: number;
+}
+
+/**
+ * Resolve attempts whose outcome is not known: `unknown` ones (timeout, reset, 5xx) and
+ * `sending` ones a crashed worker left behind (its lease expired). Each is looked up by its
+ * transactionReference; the charge is claimed under a lease first so two reconcilers never
+ * act on one attempt. Nothing is ever resent under a new reference until the gateway has
+ * said, past its event lag, that it has no such payment.
+ */
+export async function reconcileUnknown(
+  ctx: BillingContext,
+  opts: { asOf: Date; limit: number; mandateId?: number | undefined },
+): Promise<ReconcileReport> {
+  const report: ReconcileReport = { checked: 0, authorized: 0, refused: 0, notFound: 0, stillUnknown: 0 };
+  const filter: SQL = opts.mandateId === undefined ? sql`` : sql`and c.mandate_id = ${opts.mandateId}`;
+  const rows = await ctx.database.rows(sql`
+    with picked as (
+      select c.id from charges c
+       where c.state in ('unknown', 'attempting')
+         and (c.lease_expires_at is null or c.lease_expires_at < now()) ${filter}
+       order by c.id limit ${opts.limit} for update of c skip locked
+    )
+    update charges c set lease_owner = ${ctx.workerId},
+           lease_expires_at = now() + make_interval(secs => ${ctx.config.billing.leaseSeconds}), fence = c.fence + 1
+      from picked, mandates m, customers cu, credentials cr, attempts a
+     where c.id = picked.id and m.id = c.mandate_id and cu.id = m.customer_id and cr.id = a.credential_id
+       and a.charge_id = c.id and a.attempt_no = c.attempt_count
+    returning c.id, c.mandate_id, c.cycle, c.amount, c.currency, c.state, c.attempt_count, c.fence,
+              m.intent, m.entity, m.narrative, m.gateway, m.settle_mode, m.settle_percent, cu.ref as customer_ref,
+              cr.id as credential_id, cr.status as credential_status, cr.instrument_type,
+              a.id as attempt_id, a.attempt_no, a.transaction_reference, a.kind, a.link_href, a.sent_at, a.attempted_at,
+              extract(epoch from (now() - a.sent_at))::float8 as age_seconds`);
+  for (const r of rows) {
+    report.checked++;
+    const charge: ClaimedCharge = {
+      id: num(r.id),
+      mandateId: num(r.mandate_id),
+      cycle: num(r.cycle),
+      amount: num(r.amount),
+      currency: String(r.currency),
+      state: String(r.state),
+      attemptCount: num(r.attempt_count),
+      fence: num(r.fence),
+      intent: String(r.intent) as ClaimedCharge['intent'],
+      entity: String(r.entity),
+      narrative: String(r.narrative),
+      gateway: String(r.gateway),
+      settleMode: String(r.settle_mode),
+      settlePercent: r.settle_percent === null ? null : num(r.settle_percent),
+      customerRef: String(r.customer_ref),
+      credentialId: num(r.credential_id),
+      credentialStatus: String(r.credential_status),
+      instrumentType: String(r.instrument_type),
+      linkHref: str(r.link_href),
+      encryptedPan: null,
+      expiryMonth: null,
+      expiryYear: null,
+      cardHolderName: null,
+      tokenHref: null,
+      vaultedCardId: null,
+      schemeReference: null,
+    };
+    const p: PlannedAttempt = {
+      charge,
+      attemptId: num(r.attempt_id),
+      attemptNo: num(r.attempt_no),
+      reference: String(r.transaction_reference),
+      kind: String(r.kind) as PlannedAttempt['kind'],
+      linkHref: str(r.link_href),
+      asOf: date(r.attempted_at),
+    };
+    const gw = ctx.gateway(charge.gateway);
+    const q = await gw.queryByReference(p.reference, charge.entity);
+    const log = ctx.logger.child({
+      chargeId: charge.id,
+      reference: p.reference,
+      correlationId: q.correlationId,
+    });
+    if (q.found === 'unknown') {
+      report.stillUnknown++;
+      await commitUnknown(ctx.database, p, {
+        latencyMs: q.latencyMs,
+        reason: `recovery query failed: ${q.reason}`,
+      });
+      continue;
+    }
+    if (q.found === false) {
+      const lagSeconds = ctx.config.billing.eventLagMinutes * 60;
+      if (num(r.age_seconds) < lagSeconds) {
+        report.stillUnknown++;
+        await commitUnknown(ctx.database, p, {
+          httpStatus: q.httpStatus,
+          correlationId: q.correlationId,
+          latencyMs: q.latencyMs,
+          reason: 'not found yet; the gateway may still be within its event lag',
+        });
+        continue;
+      }
+      report.notFound++;
+      log.info('recovery: the gateway has no such payment; the attempt did not happen');
+      const decision = await decideRefusal(ctx, charge, { gatewayError: true }, opts.asOf);
+      await commitRefused(
+        ctx.database,
+        { ...charge, chargeId: charge.id, attemptId: p.attemptId, reference: p.reference },
+        {
+          attemptState: 'not_found',
+          code: null,
+          httpStatus: q.httpStatus,
+          correlationId: q.correlationId,
+          latencyMs: q.latencyMs,
+          error: 'outcome unknown, then not found at the gateway after its event lag',
+        },
+        decision.decision,
+        decision.mandateStatus,
+      );
+      continue;
+    }
+    if (q.status === 'refused' || q.status === 'failed' || q.status === 'error' || q.status === 'expired') {
+      report.refused++;
+      const decision = await decideRefusal(ctx, charge, { code: q.rawStatus, adviceCode: null }, opts.asOf);
+      await commitRefused(
+        ctx.database,
+        { ...charge, chargeId: charge.id, attemptId: p.attemptId, reference: p.reference },
+        {
+          attemptState: 'refused',
+          code: null,
+          description: `recovered by query: ${q.rawStatus}`,
+          httpStatus: q.httpStatus,
+          correlationId: q.correlationId,
+          latencyMs: q.latencyMs,
+        },
+        decision.decision,
+        decision.mandateStatus,
+      );
+      continue;
+    }
+    if (AUTHORIZED_LIKE.includes(q.status) || q.status === 'inProgress') {
+      if (q.status === 'inProgress') {
+        report.stillUnknown++;
+        await commitUnknown(ctx.database, p, { latencyMs: q.latencyMs, reason: 'payment still in progress' });
+        continue;
+      }
+      report.authorized++;
+      const paymentId = q.links['payments:events'] ?? p.reference;
+      const alreadySettling = q.status !== 'authorized';
+      const settle = alreadySettling ? null : planSettle(charge, p.reference, q.links, paymentId);
+      const committed = await commitAuthorized(
+        ctx.database,
+        p,
+        {
+          outcome: 'authorized',
+          paymentId,
+          links: q.links,
+          latencyMs: q.latencyMs,
+          httpStatus: q.httpStatus,
+          correlationId: q.correlationId,
+        },
+        settle,
+        { recovered: true },
+      );
+      log.info({ status: q.rawStatus }, 'recovery: the payment was authorized; kept the credential link');
+      if (committed && alreadySettling) {
+        await ctx.database.rows(
+          sql`update charges set state = 'settling', lease_owner = null, lease_expires_at = null where id = ${charge.id} and state = 'authorized'`,
+        );
+      }
+      if (committed && settle && committed.settleActionId !== null) {
+        await sendSettle(ctx, {
+          gateway: charge.gateway,
+          chargeId: charge.id,
+          attemptId: p.attemptId,
+          actionId: committed.settleActionId,
+          plan: settle,
+          paymentId,
+          links: q.links,
+        });
+      }
+    }
+  }
+  return report;
+}

@@ -1,0 +1,568 @@
+import { sql } from 'drizzle-orm';
+import { num } from '../db/values.ts';
+import { RebillError, ValidationError } from '../errors.ts';
+import { RequestRejectedError } from '../gateways/errors.ts';
+import type { AuthorizeResult } from '../gateways/types.ts';
+import { decryptSecret } from '../legacy/crypto.ts';
+import {
+  commitAuthorized,
+  commitRefused,
+  commitUnknown,
+  instrumentFor,
+  type PlannedAttempt,
+  writeAhead,
+} from './attempt.ts';
+import { type ClaimedCharge, claimDueCharges, loadCardHistory } from './claim.ts';
+import type { BillingContext } from './context.ts';
+import { decideRefusal, mandateStatusFor } from './decide.ts';
+import { dueMandates, materializeDueCharges } from './materialize.ts';
+import { reconcileUnknown } from './reconcile.ts';
+import { transactionReference } from './references.ts';
+import type { RetryDecision } from './retry-policy.ts';
+import { followSettlements, planSettle, resumeSettlements, sendSettle } from './settle.ts';
+
+export type RunTrigger = 'cli' | 'api' | 'cron' | 'demo' | 'bench' | 'test';
+
+export interface RunOptions {
+  asOf: Date;
+  dryRun?: boolean;
+  mandateId?: number | undefined;
+  /** At most this many authorization attempts in this run. */
+  limit?: number | undefined;
+  trigger: RunTrigger;
+  /** Also ask the gateway about settlements still pending (the daemon does this every tick). */
+  followSettlements?: boolean;
+  /** Called after each charge with the counts so far. */
+  onProgress?: (counts: RunCounts) => void;
+  /** Stop claiming new work (graceful shutdown); work in flight finishes. */
+  signal?: AbortSignal;
+  /** An existing billing_runs row to fill in (the API creates it before starting). */
+  runId?: number;
+}
+
+export interface RunCounts {
+  due: number;
+  created: number;
+  attempted: number;
+  authorized: number;
+  refused: number;
+  unknown: number;
+  errors: number;
+  skipped: number;
+  settleRequested: number;
+  settled: number;
+  reconciled: number;
+  needsNewCredential: number;
+  retryScheduled: number;
+  stopped: number;
+  failed: number;
+}
+
+export interface RunReport {
+  runId: number;
+  asOf: string;
+  dryRun: boolean;
+  status: 'completed' | 'failed' | 'interrupted';
+  counts: RunCounts;
+  /** Dry runs: what would be charged. */
+  forecast?: {
+    mandateId: number;
+    cycle: number;
+    amount: number;
+    currency: string;
+    dueAt: string;
+    kind: string;
+  }[];
+  /** Refusals by code with what was decided (the dunning report). */
+  refusals: {
+    code: string;
+    adviceCode: string | null;
+    decision: string;
+    count: number;
+    nextAttemptAt: string | null;
+  }[];
+  durationMs: number;
+}
+
+const zero = (): RunCounts => ({
+  due: 0,
+  created: 0,
+  attempted: 0,
+  authorized: 0,
+  refused: 0,
+  unknown: 0,
+  errors: 0,
+  skipped: 0,
+  settleRequested: 0,
+  settled: 0,
+  reconciled: 0,
+  needsNewCredential: 0,
+  retryScheduled: 0,
+  stopped: 0,
+  failed: 0,
+});
+
+/** Check that a mandate filter names a real mandate, so a typo is an error, not an empty run. */
+export async function assertMandateExists(ctx: BillingContext, mandateId: number): Promise<void> {
+  const rows = await ctx.database.rows(sql`select 1 from mandates where id = ${mandateId}`);
+  if (rows.length === 0) throw new RebillError(`mandate ${mandateId} not found`, 'not_found');
+}
+
+export async function createRun(ctx: BillingContext, opts: RunOptions): Promise<number> {
+  const rows =
+    await ctx.database.rows(sql`insert into billing_runs (trigger, as_of, dry_run, mandate_id, "limit", owner)
+    values (${opts.trigger}, ${opts.asOf.toISOString()}::timestamptz, ${opts.dryRun ?? false}, ${opts.mandateId ?? null},
+            ${opts.limit ?? null}, ${ctx.workerId}) returning id`);
+  return num(rows[0]?.id);
+}
+
+/**
+ * One billing run: reconcile what an earlier crash or timeout left open, finish pending
+ * settlements, turn due cycles into charges, then claim and send due charges in leased
+ * batches with bounded concurrency. The run's row records its progress as it goes.
+ */
+export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise<RunReport> {
+  const started = Date.now();
+  if (opts.mandateId !== undefined) await assertMandateExists(ctx, opts.mandateId);
+  const runId = opts.runId ?? (await createRun(ctx, opts));
+  const counts = zero();
+  const log = ctx.logger.child({ runId });
+  const report = (status: RunReport['status']): RunReport => ({
+    runId,
+    asOf: opts.asOf.toISOString(),
+    dryRun: opts.dryRun ?? false,
+    status,
+    counts,
+    refusals: [],
+    durationMs: Date.now() - started,
+  });
+  try {
+    if (opts.dryRun) {
+      const out = report('completed');
+      out.forecast = await forecast(ctx, opts);
+      counts.due = out.forecast.length;
+      await finishRun(ctx, runId, 'completed', counts, null);
+      return out;
+    }
+    const batch = ctx.config.billing.batchSize;
+    const rec = await reconcileUnknown(ctx, { asOf: opts.asOf, limit: 10_000, mandateId: opts.mandateId });
+    counts.reconciled = rec.checked;
+    counts.settleRequested += await resumeSettlements(ctx, { limit: 10_000, mandateId: opts.mandateId });
+    const mat = await materializeDueCharges(ctx.database, opts.asOf, {
+      batchSize: batch,
+      mandateId: opts.mandateId,
+    });
+    counts.created = mat.created;
+    let remaining = opts.limit ?? Number.POSITIVE_INFINITY;
+    let lastProgressWrite = Date.now();
+    while (remaining > 0 && !opts.signal?.aborted) {
+      const claimed = await claimDueCharges(ctx.database, {
+        asOf: opts.asOf,
+        owner: ctx.workerId,
+        leaseSeconds: ctx.config.billing.leaseSeconds,
+        limit: Math.min(batch, remaining),
+        mandateId: opts.mandateId,
+      });
+      if (claimed.length === 0) break;
+      counts.due += claimed.length;
+      remaining -= claimed.length;
+      await processBatch(ctx, claimed, opts.asOf, counts, () => opts.onProgress?.(counts));
+      if (Date.now() - lastProgressWrite > 1000) {
+        lastProgressWrite = Date.now();
+        await ctx.database.rows(
+          sql`update billing_runs set counts = ${JSON.stringify(counts)}::jsonb where id = ${runId}`,
+        );
+      }
+    }
+    if (opts.followSettlements) {
+      const f = await followSettlements(ctx, { limit: 10_000 });
+      counts.settled += f.settled;
+    }
+    const status = opts.signal?.aborted ? 'interrupted' : 'completed';
+    await finishRun(ctx, runId, status, counts, null);
+    const out = report(status);
+    out.refusals = await refusalSummary(ctx, runId, opts.asOf);
+    log.info({ counts, durationMs: out.durationMs }, 'billing run finished');
+    return out;
+  } catch (err) {
+    await finishRun(ctx, runId, 'failed', counts, (err as Error).message).catch(() => {});
+    throw err;
+  }
+}
+
+async function finishRun(
+  ctx: BillingContext,
+  runId: number,
+  status: string,
+  counts: RunCounts,
+  error: string | null,
+): Promise<void> {
+  await ctx.database.rows(sql`update billing_runs set status = ${status}, counts = ${JSON.stringify(counts)}::jsonb,
+    error = ${error}, finished_at = now() where id = ${runId}`);
+}
+
+/** What a run at `asOf` would charge, without writing or sending anything. */
+async function forecast(ctx: BillingContext, opts: RunOptions): Promise<NonNullable<RunReport['forecast']>> {
+  const limit = opts.limit ?? 100_000;
+  const out: NonNullable<RunReport['forecast']> = [];
+  for (const m of await dueMandates(ctx.database, opts.asOf, { mandateId: opts.mandateId, limit })) {
+    out.push({
+      mandateId: m.id,
+      cycle: m.nextCycle,
+      amount: m.amount,
+      currency: m.currency,
+      dueAt: m.nextDueAt.toISOString(),
+      kind: 'new cycle',
+    });
+  }
+  const filter = opts.mandateId === undefined ? sql`` : sql`and mandate_id = ${opts.mandateId}`;
+  const rows =
+    await ctx.database.rows(sql`select mandate_id, cycle, amount, currency, next_attempt_at, state from charges
+    where state in ('pending', 'retry_scheduled') and next_attempt_at <= ${opts.asOf.toISOString()}::timestamptz ${filter}
+    order by next_attempt_at limit ${limit}`);
+  for (const r of rows) {
+    out.push({
+      mandateId: num(r.mandate_id),
+      cycle: num(r.cycle),
+      amount: num(r.amount),
+      currency: String(r.currency),
+      dueAt: new Date(
+        String(r.next_attempt_at)
+          .replace(' ', 'T')
+          .replace(/([+-]\d\d)$/, '$1:00'),
+      ).toISOString(),
+      kind: r.state === 'pending' ? 'pending charge' : 'retry',
+    });
+  }
+  return out.slice(0, limit);
+}
+
+async function refusalSummary(
+  ctx: BillingContext,
+  runId: number,
+  _asOf: Date,
+): Promise<RunReport['refusals']> {
+  const rows = await ctx.database.rows(sql`
+    select a.refusal_code, a.advice_code, a.decision, count(*)::int as n, min(a.retry_at) as next_at
+      from attempts a, billing_runs r
+     where r.id = ${runId} and a.state = 'refused' and a.sent_at >= r.started_at
+     group by 1, 2, 3 order by n desc`);
+  return rows.map((r) => ({
+    code: String(r.refusal_code ?? ''),
+    adviceCode: r.advice_code === null ? null : String(r.advice_code),
+    decision: String(r.decision ?? ''),
+    count: num(r.n),
+    nextAttemptAt: r.next_at
+      ? new Date(
+          String(r.next_at)
+            .replace(' ', 'T')
+            .replace(/([+-]\d\d)$/, '$1:00'),
+        ).toISOString()
+      : null,
+  }));
+}
+
+/** Run `fn` over `items` with at most `limit` promises in flight. */
+async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const item = items[next++]!;
+      await fn(item);
+    }
+  });
+  await Promise.all(workers);
+}
+
+function count(counts: RunCounts, d: RetryDecision): void {
+  if (d.action === 'retry') counts.retryScheduled++;
+  else if (d.action === 'needs_new_credential') counts.needsNewCredential++;
+  else if (d.action === 'stop') counts.stopped++;
+  else counts.failed++;
+}
+
+/** A decision taken before anything is sent (expired card, blocked card, ledger full). */
+async function commitWithoutAttempt(
+  ctx: BillingContext,
+  c: ClaimedCharge,
+  decision: RetryDecision,
+  counts: RunCounts,
+): Promise<void> {
+  const state =
+    decision.action === 'retry'
+      ? 'retry_scheduled'
+      : decision.action === 'needs_new_credential'
+        ? 'needs_new_credential'
+        : decision.action === 'stop'
+          ? 'stopped'
+          : 'failed';
+  const mandateStatus = mandateStatusFor(decision);
+  const retryAt = decision.action === 'retry' ? decision.retryAt.toISOString() : null;
+  await ctx.database.db.transaction(async (tx) => {
+    const ok = await ctx.database.rows(
+      sql`update charges set state = ${state}, state_reason = ${decision.reason},
+            next_attempt_at = coalesce(${retryAt}::timestamptz, next_attempt_at),
+            lease_owner = null, lease_expires_at = null, updated_at = now()
+          where id = ${c.id} and fence = ${c.fence} returning id`,
+      tx,
+    );
+    if (ok.length === 0) return;
+    await tx.execute(sql`insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
+      values ('charge', ${c.id}, ${c.state}, ${state}, ${`not sent: ${decision.reason}`})`);
+    if (mandateStatus) {
+      await tx.execute(sql`update mandates set status = ${mandateStatus}, status_reason = ${decision.reason}, updated_at = now()
+        where id = ${c.mandateId} and status = 'active'`);
+    }
+  });
+  counts.skipped++;
+  count(counts, decision);
+}
+
+async function processBatch(
+  ctx: BillingContext,
+  claimed: ClaimedCharge[],
+  asOf: Date,
+  counts: RunCounts,
+  progress: () => void,
+): Promise<void> {
+  const retries = claimed.filter((c) => c.attemptCount > 0 || c.expiryYear !== null);
+  const histories = await loadCardHistory(
+    ctx.database,
+    [...new Set(retries.map((c) => c.credentialId))],
+    asOf,
+  );
+  const decrypt = (blob: string): string => {
+    const key = ctx.config.encryptionKey;
+    if (!key)
+      throw new RebillError('REBILL_ENCRYPTION_KEY is not set: cannot read stored card data', 'config');
+    return decryptSecret(blob, [key]);
+  };
+  const toSend: {
+    charge: ClaimedCharge;
+    reference: string;
+    kind: PlannedAttempt['kind'];
+    linkHref: string | null;
+  }[] = [];
+  const instruments = new Map<number, ReturnType<typeof instrumentFor>>();
+  for (const c of claimed) {
+    if (c.credentialStatus !== 'active') {
+      await commitWithoutAttempt(
+        ctx,
+        c,
+        { action: 'needs_new_credential', reason: `credential ${c.credentialId} is ${c.credentialStatus}` },
+        counts,
+      );
+      continue;
+    }
+    const check = ctx.policy.beforeSend({
+      now: asOf,
+      expiryMonth: c.expiryMonth,
+      expiryYear: c.expiryYear,
+      ledger: { attempts: histories.get(c.credentialId) ?? [], blocked: null },
+      isRetry: c.attemptCount > 0,
+    });
+    if (!check.ok) {
+      await commitWithoutAttempt(ctx, c, check.decision, counts);
+      continue;
+    }
+    let inst: ReturnType<typeof instrumentFor>;
+    try {
+      inst = instrumentFor(c, decrypt);
+    } catch (err) {
+      inst = { error: (err as Error).message };
+    }
+    if ('error' in inst) {
+      await commitWithoutAttempt(ctx, c, { action: 'stop', reason: inst.error }, counts);
+      continue;
+    }
+    instruments.set(c.id, inst);
+    toSend.push({
+      charge: c,
+      reference: transactionReference(
+        ctx.config.billing.referencePrefix,
+        c.mandateId,
+        c.cycle,
+        c.attemptCount + 1,
+      ),
+      kind: inst.kind,
+      linkHref: inst.linkHref,
+    });
+  }
+  const planned = await writeAhead(ctx.database, toSend, asOf);
+  for (const p of planned)
+    await ctx.faults?.hit('after-write-ahead', { chargeId: p.charge.id, reference: p.reference });
+  await pool(planned, ctx.config.billing.concurrency, async (p) => {
+    const inst = instruments.get(p.charge.id);
+    if (!inst || 'error' in inst) return;
+    await sendAttempt(ctx, p, inst.instrument, counts);
+    progress();
+  });
+}
+
+async function sendAttempt(
+  ctx: BillingContext,
+  p: PlannedAttempt,
+  instrument: import('../gateways/types.ts').Instrument,
+  counts: RunCounts,
+): Promise<void> {
+  const c = p.charge;
+  const log = ctx.logger.child({ chargeId: c.id, mandateId: c.mandateId, reference: p.reference });
+  counts.attempted++;
+  let result: AuthorizeResult;
+  try {
+    result = await ctx.gateway(c.gateway).authorize({
+      reference: p.reference,
+      instrument,
+      value: { amount: c.amount, currency: c.currency },
+      entity: c.entity,
+      narrative: c.narrative,
+      intent: c.intent,
+      schemeReference: c.schemeReference ?? undefined,
+      customerRef: c.customerRef,
+    });
+  } catch (err) {
+    await recordRejected(ctx, p, err, counts);
+    return;
+  }
+  ctx.metrics?.gatewayLatency('authorize', result.latencyMs / 1000);
+  await ctx.faults?.hit('after-authorize', { chargeId: c.id, reference: p.reference });
+  if (result.outcome === 'unknown') {
+    counts.unknown++;
+    ctx.metrics?.attempt('unknown', c.gateway);
+    log.warn({ correlationId: result.correlationId, reason: result.reason }, 'authorization outcome unknown');
+    await commitUnknown(ctx.database, p, result);
+    return;
+  }
+  if (result.outcome === 'refused') {
+    counts.refused++;
+    ctx.metrics?.attempt('refused', c.gateway, result.code);
+    const { decision, mandateStatus } = await decideRefusal(
+      ctx,
+      c,
+      { code: result.code, adviceCode: result.adviceCode ?? null },
+      p.asOf,
+    );
+    count(counts, decision);
+    log.info(
+      {
+        correlationId: result.correlationId,
+        code: result.code,
+        adviceCode: result.adviceCode,
+        decision: decision.action,
+      },
+      decision.reason,
+    );
+    await commitRefused(
+      ctx.database,
+      {
+        chargeId: c.id,
+        fence: c.fence,
+        attemptId: p.attemptId,
+        reference: p.reference,
+        mandateId: c.mandateId,
+        credentialId: c.credentialId,
+      },
+      {
+        attemptState: 'refused',
+        code: result.code,
+        description: result.description,
+        adviceCode: result.adviceCode,
+        httpStatus: result.httpStatus,
+        correlationId: result.correlationId,
+        latencyMs: result.latencyMs,
+      },
+      decision,
+      mandateStatus,
+    );
+    return;
+  }
+  counts.authorized++;
+  ctx.metrics?.attempt('authorized', c.gateway);
+  const settle = planSettle(c, p.reference, result.links, result.paymentId);
+  const committed = await commitAuthorized(ctx.database, p, result, settle, {
+    erasePan: p.kind === 'migrate' && c.encryptedPan !== null,
+  });
+  if (!committed) {
+    log.warn('lease lost before the outcome was committed; another worker owns this charge now');
+    ctx.metrics?.leaseTakeover();
+    return;
+  }
+  log.debug({ correlationId: result.correlationId }, 'authorized');
+  await ctx.faults?.hit('after-outcome', { chargeId: c.id, reference: p.reference });
+  if (settle && committed.settleActionId !== null) {
+    const out = await sendSettle(ctx, {
+      gateway: c.gateway,
+      chargeId: c.id,
+      attemptId: p.attemptId,
+      actionId: committed.settleActionId,
+      plan: settle,
+      paymentId: result.paymentId,
+      links: result.links,
+    });
+    if (out === 'accepted') counts.settleRequested++;
+    await ctx.faults?.hit('after-settle-request', { chargeId: c.id, reference: p.reference });
+  }
+}
+
+/** The gateway (or our own validation) rejected the request: nothing was charged. */
+async function recordRejected(
+  ctx: BillingContext,
+  p: PlannedAttempt,
+  err: unknown,
+  counts: RunCounts,
+): Promise<void> {
+  const c = p.charge;
+  counts.errors++;
+  const e = err as Error & {
+    status?: number;
+    httpStatus?: number;
+    correlationId?: string;
+    latencyMs?: number;
+  };
+  const status = e.httpStatus ?? e.status;
+  ctx.logger.error(
+    {
+      chargeId: c.id,
+      reference: p.reference,
+      err: e.message,
+      httpStatus: status,
+      correlationId: e.correlationId,
+    },
+    'authorization request rejected',
+  );
+  // Credentials or configuration problems hit every charge alike: retry later, do not stop mandates.
+  const transient =
+    err instanceof RequestRejectedError && (status === 401 || status === 403 || status === 429);
+  const decision: RetryDecision = transient
+    ? {
+        action: 'retry',
+        retryAt: new Date(p.asOf.getTime() + 3_600_000),
+        reason: `gateway rejected the request (${status}): ${e.message}; retry in an hour`,
+      }
+    : {
+        action: 'stop',
+        reason: `${err instanceof ValidationError ? 'invalid request' : 'gateway rejected the request'}: ${e.message}`,
+      };
+  count(counts, decision);
+  await commitRefused(
+    ctx.database,
+    {
+      chargeId: c.id,
+      fence: c.fence,
+      attemptId: p.attemptId,
+      reference: p.reference,
+      mandateId: c.mandateId,
+      credentialId: c.credentialId,
+    },
+    {
+      attemptState: 'error',
+      code: null,
+      httpStatus: status,
+      correlationId: e.correlationId,
+      latencyMs: e.latencyMs,
+      error: e.message,
+    },
+    decision,
+    null,
+  );
+}

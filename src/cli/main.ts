@@ -1,0 +1,97 @@
+import { Command, CommanderError } from 'commander';
+import { type App, openApp, openDatabase } from '../app.ts';
+import type { FaultPoint } from '../billing/context.ts';
+import { fixedClock } from '../clock.ts';
+import { type Config, loadConfig } from '../config.ts';
+import { migrate } from '../db/migrate.ts';
+import { registerSandboxCommand } from '../sandbox/cli.ts';
+import { registerLegacyCommands } from './legacy.ts';
+import { registerMandateCommands } from './mandates.ts';
+import { exitCodeFor } from './output.ts';
+import { registerRunCommand } from './run.ts';
+
+export interface CliDeps {
+  config(): Config;
+  /** Open the app (database migrated, gateways lazy), run `fn`, close everything. */
+  withApp<T>(fn: (app: App) => Promise<T>, opts?: { asOf?: Date }): Promise<T>;
+}
+
+/**
+ * A crash switch for the crash-recovery tests and the soak: REBILL_CRASH_AT=<fault point>
+ * makes the process SIGKILL itself the first time it reaches that point. Never set it in
+ * production.
+ */
+function crashSwitch() {
+  const at = process.env.REBILL_CRASH_AT as FaultPoint | undefined;
+  if (!at) return undefined;
+  return {
+    hit(point: FaultPoint) {
+      if (point === at) process.kill(process.pid, 'SIGKILL');
+    },
+  };
+}
+
+export function buildProgram(): Command {
+  let config: Config | undefined;
+  const getConfig = () => {
+    config ??= loadConfig();
+    return config;
+  };
+  const deps: CliDeps = {
+    config: getConfig,
+    async withApp(fn, opts = {}) {
+      const app = await openApp(getConfig(), {
+        ...(opts.asOf ? { clock: fixedClock(opts.asOf) } : {}),
+        faults: crashSwitch(),
+      });
+      try {
+        return await fn(app);
+      } finally {
+        await app.close();
+      }
+    },
+  };
+  const program = new Command('rebill')
+    .description(
+      'Recurring billing on Access Worldpay: exactly-once charges, link chains, scheme-aware dunning',
+    )
+    .version('0.1.0')
+    .showHelpAfterError()
+    .exitOverride();
+
+  registerRunCommand(program, deps);
+  registerMandateCommands(program, deps);
+  registerLegacyCommands(program, {
+    openDatabase: () => openDatabase(getConfig()),
+    config: getConfig,
+  });
+  registerSandboxCommand(program);
+
+  const db = program.command('db').description('Database maintenance');
+  db.command('migrate')
+    .description('Apply pending migrations (also done at every start)')
+    .action(async () => {
+      const database = await openDatabase(getConfig());
+      await migrate(database);
+      await database.close();
+      process.stdout.write('database is up to date\n');
+    });
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    // Database errors arrive wrapped (drizzle's "Failed query"): the cause says what went wrong.
+    const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
+    const message = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    process.stderr.write(`rebill: ${message}${cause}\n`);
+    process.exitCode = exitCodeFor(err);
+  }
+}

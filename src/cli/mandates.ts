@@ -1,0 +1,257 @@
+import type { Command } from 'commander';
+import {
+  attachCredential,
+  cancelMandate,
+  createMandate,
+  listMandates,
+  type MandateView,
+  pauseMandate,
+  queueCharge,
+  resumeMandate,
+  showMandate,
+} from '../billing/mandates.ts';
+import { RebillError } from '../errors.ts';
+import type { CliDeps } from './main.ts';
+import { idArg, intOption, parseInstant, printJson, table } from './output.ts';
+
+function credentialFrom(opts: Record<string, string | undefined>): Record<string, unknown> {
+  const given = ['link', 'cardNumber', 'tokenHref', 'dpan', 'liquidoCardId'].filter(
+    (k) => opts[k] !== undefined,
+  );
+  if (given.length !== 1) {
+    throw new RebillError(
+      'credential: give exactly one of --link, --card-number, --token-href, --dpan, --liquido-card-id',
+      'validation_error',
+    );
+  }
+  const expiry = () => {
+    const m = /^(\d{1,2})\/(\d{4})$/.exec(opts.expiry ?? '');
+    if (!m) throw new RebillError('--expiry: expected MM/YYYY', 'validation_error');
+    return { expiryMonth: Number(m[1]), expiryYear: Number(m[2]) };
+  };
+  if (opts.link) return { link: opts.link };
+  if (opts.tokenHref) return { tokenHref: opts.tokenHref };
+  if (opts.liquidoCardId) return { liquidoCardId: opts.liquidoCardId };
+  const holder = opts.cardHolder ? { cardHolderName: opts.cardHolder } : {};
+  if (opts.cardNumber) return { cardNumber: opts.cardNumber, ...expiry(), ...holder };
+  return { dpan: opts.dpan, ...expiry(), ...holder };
+}
+
+function credentialOptions(c: Command): Command {
+  return c
+    .option('--link <href>', 'payments:recurringAuthorize href from a customer-initiated verification')
+    .option('--card-number <pan>', 'card for migrateRecurring (stored encrypted until the first charge)')
+    .option('--token-href <href>', 'Worldpay token href for migrateRecurring')
+    .option('--dpan <dpan>', 'Apple Pay network token for migrateRecurring')
+    .option('--expiry <MM/YYYY>', 'expiry of --card-number or --dpan')
+    .option('--card-holder <name>', 'card holder name')
+    .option('--liquido-card-id <id>', 'vaulted Liquido card (Liquido mandates)');
+}
+
+function printMandates(items: MandateView[]): void {
+  process.stdout.write(
+    table(
+      ['id', 'customer', 'intent', 'amount', 'cur', 'interval', 'status', 'next due', 'card'],
+      items.map((m) => [
+        m.id,
+        m.customerRef,
+        m.intent,
+        m.amount,
+        m.currency,
+        m.interval,
+        m.status,
+        m.nextDueAt,
+        m.credential.lastFour
+          ? `${m.credential.brand ?? ''} ..${m.credential.lastFour}`
+          : m.credential.instrumentType,
+      ]),
+    ),
+  );
+}
+
+export function registerMandateCommands(program: Command, deps: CliDeps): void {
+  const mandates = program.command('mandates').description('Create, inspect and change mandates');
+
+  credentialOptions(
+    mandates
+      .command('create')
+      .description('Register a mandate (its customer already went through a customer-initiated verification)')
+      .requiredOption('--customer <ref>', 'customer reference')
+      .requiredOption('--intent <intent>', 'subscription | instalment | unscheduled')
+      .requiredOption(
+        '--amount <minor>',
+        'amount in minor units (per instalment for instalment plans)',
+        intOption('--amount'),
+      )
+      .requiredOption('--currency <XXX>', 'ISO-4217 currency')
+      .option('--entity <entity>', 'merchant entity (default WORLDPAY_ENTITY)')
+      .requiredOption('--narrative <text>', 'statement narrative (<= 24 characters)')
+      .option('--interval <interval>', 'e.g. "1 month", "2 weeks", "1 year"')
+      .option('--start <iso>', 'first charge (default now)')
+      .option('--timezone <iana>', 'calendar time zone', 'UTC')
+      .option('--local-time <HH:mm>', 'charge time of day in the time zone')
+      .option('--trial-end <iso>', 'first charge at the end of a trial')
+      .option('--end <iso>', 'no charge after this instant')
+      .option('--instalments <n>', 'number of instalments', intOption('--instalments'))
+      .option(
+        '--total <minor>',
+        'instalment plans: total to split, remainder on the last',
+        intOption('--total'),
+      )
+      .option('--gateway <name>', 'worldpay | liquido', 'worldpay')
+      .option('--settle <mode>', 'full | partial | none', 'full')
+      .option('--settle-percent <n>', 'with --settle partial', intOption('--settle-percent'))
+      .option('--json', 'print the created mandate as JSON'),
+  ).action(async (o) => {
+    await deps.withApp(async (app) => {
+      const m = await createMandate(app, {
+        customerRef: o.customer,
+        intent: o.intent,
+        amount: o.amount,
+        currency: o.currency,
+        entity: o.entity,
+        narrative: o.narrative,
+        interval: o.interval,
+        start: o.start ? parseInstant('--start', o.start) : undefined,
+        timezone: o.timezone,
+        localTime: o.localTime,
+        trialEnd: o.trialEnd ? parseInstant('--trial-end', o.trialEnd) : undefined,
+        end: o.end ? parseInstant('--end', o.end) : undefined,
+        instalments: o.instalments,
+        totalAmount: o.total,
+        gateway: o.gateway,
+        settleMode: o.settle,
+        settlePercent: o.settlePercent,
+        credential: credentialFrom(o),
+      });
+      if (o.json) printJson(m);
+      else
+        process.stdout.write(
+          `created mandate ${m.id} (${m.intent}, next due ${m.nextDueAt ?? 'when a charge is queued'})\n`,
+        );
+    });
+  });
+
+  mandates
+    .command('list')
+    .description('List mandates')
+    .option('--status <s>', 'active | paused | needs_new_credential | stopped | cancelled | completed')
+    .option('--intent <i>', 'subscription | instalment | unscheduled')
+    .option('--customer <ref>', 'customer reference')
+    .option('--limit <n>', 'page size (max 1000)', intOption('--limit'), 50)
+    .option('--after <id>', 'next page: mandates after this id', intOption('--after'))
+    .option('--json', 'JSON output')
+    .action(async (o) => {
+      await deps.withApp(async (app) => {
+        const page = await listMandates(app.database, {
+          status: o.status,
+          intent: o.intent,
+          customerRef: o.customer,
+          limit: o.limit,
+          after: o.after,
+        });
+        if (o.json) printJson(page);
+        else {
+          printMandates(page.items);
+          if (page.next !== null) process.stdout.write(`more: --after ${page.next}\n`);
+        }
+      });
+    });
+
+  mandates
+    .command('show <id>')
+    .description('Show a mandate with its charges, attempts and link chain')
+    .option('--json', 'JSON output')
+    .action(async (id, o) => {
+      await deps.withApp(async (app) => {
+        const m = await showMandate(app.database, idArg('id', id));
+        if (o.json) return printJson(m);
+        printMandates([m]);
+        process.stdout.write(`\nlink chain (credential ${m.credential.id})\n`);
+        process.stdout.write(
+          table(
+            ['link', 'rel', 'source', 'current', 'href'],
+            m.links.map((l) => [l.id, l.rel, l.source, l.current ? 'yes' : '', l.href]),
+          ),
+        );
+        process.stdout.write('\ncharges\n');
+        process.stdout.write(
+          table(
+            ['charge', 'cycle', 'amount', 'due', 'state', 'attempts', 'last decision'],
+            m.charges.map((c) => [
+              c.id,
+              c.cycle,
+              c.amount,
+              c.dueAt,
+              c.state,
+              c.attempts.length,
+              c.attempts.at(-1)?.decisionReason ?? c.stateReason,
+            ]),
+          ),
+        );
+      });
+    });
+
+  for (const [name, desc] of [
+    ['pause', 'Pause billing'],
+    ['resume', 'Resume billing (cycles missed while paused are skipped)'],
+  ] as const) {
+    mandates
+      .command(`${name} <id>`)
+      .description(desc)
+      .option('--json', 'JSON output')
+      .action(async (id, o) => {
+        await deps.withApp(async (app) => {
+          const m =
+            name === 'pause'
+              ? await pauseMandate(app, idArg('id', id))
+              : await resumeMandate(app, idArg('id', id));
+          if (o.json) printJson(m);
+          else process.stdout.write(`mandate ${m.id} is ${m.status}\n`);
+        });
+      });
+  }
+
+  mandates
+    .command('cancel <id>')
+    .description('Cancel now, or at the end of the current period')
+    .option('--at-period-end', 'let the current period run out')
+    .option('--json', 'JSON output')
+    .action(async (id, o) => {
+      await deps.withApp(async (app) => {
+        const m = await cancelMandate(app, idArg('id', id), { atPeriodEnd: Boolean(o.atPeriodEnd) });
+        if (o.json) printJson(m);
+        else
+          process.stdout.write(
+            `mandate ${m.id} is ${m.status}${m.cancelAtPeriodEnd ? ' (cancels at period end)' : ''}\n`,
+          );
+      });
+    });
+
+  credentialOptions(
+    mandates
+      .command('attach-credential <id>')
+      .description('Attach new card details: resumes billing and clears a stop')
+      .option('--json', 'JSON output'),
+  ).action(async (id, o) => {
+    await deps.withApp(async (app) => {
+      const m = await attachCredential(app, idArg('id', id), credentialFrom(o));
+      if (o.json) printJson(m);
+      else
+        process.stdout.write(`mandate ${m.id} now uses credential ${m.credential.id} and is ${m.status}\n`);
+    });
+  });
+
+  mandates
+    .command('queue-charge <id>')
+    .description('Queue a charge on an unscheduled mandate (due now)')
+    .option('--amount <minor>', 'amount (default the mandate amount)', intOption('--amount'))
+    .option('--json', 'JSON output')
+    .action(async (id, o) => {
+      await deps.withApp(async (app) => {
+        const c = await queueCharge(app, idArg('id', id), { amount: o.amount });
+        if (o.json) printJson(c);
+        else process.stdout.write(`queued charge ${c.chargeId} (cycle ${c.cycle})\n`);
+      });
+    });
+}

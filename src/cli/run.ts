@@ -1,0 +1,96 @@
+import type { Command } from 'commander';
+import type { RunReport } from '../billing/run.ts';
+import { runBilling } from '../billing/run.ts';
+import type { CliDeps } from './main.ts';
+import { idArg, intOption, parseInstant, printJson, progressBar, table } from './output.ts';
+
+export function registerRunCommand(program: Command, deps: CliDeps): void {
+  program
+    .command('run')
+    .description(
+      'Bill everything due at or before --at (default now): charges, retries, reconciliation, settlement',
+    )
+    .option('--at <iso>', 'treat this instant as now (ISO-8601)')
+    .option('--dry-run', 'list what would be charged and send nothing')
+    .option('--mandate <id>', 'only this mandate')
+    .option('--limit <n>', 'at most this many authorizations', intOption('--limit'))
+    .option('--follow-settlements', 'also ask the gateway about settlements still pending')
+    .option('--json', 'print a machine-readable report')
+    .action(async (opts) => {
+      const asOf = opts.at ? parseInstant('--at', opts.at) : new Date();
+      const mandateId = opts.mandate ? idArg('--mandate', opts.mandate) : undefined;
+      if (opts.limit !== undefined && opts.limit < 1) throw new Error('--limit: must be at least 1');
+      await deps.withApp(
+        async (app) => {
+          const bar = progressBar('charging', !opts.json);
+          const report = await runBilling(app, {
+            asOf,
+            dryRun: Boolean(opts.dryRun),
+            mandateId,
+            limit: opts.limit,
+            trigger: 'cli',
+            followSettlements: Boolean(opts.followSettlements),
+            onProgress: (c) => bar.update(c.attempted + c.skipped, c.due),
+          });
+          bar.stop();
+          if (opts.json) printJson(report);
+          else process.stdout.write(formatRunReport(report));
+        },
+        { asOf },
+      );
+    });
+}
+
+export function formatRunReport(r: RunReport): string {
+  let out = `run ${r.runId} at ${r.asOf}${r.dryRun ? ' (dry run: nothing sent)' : ''}: ${r.status} in ${r.durationMs} ms\n`;
+  if (r.forecast) {
+    out +=
+      r.forecast.length === 0
+        ? 'nothing due\n'
+        : table(
+            ['mandate', 'cycle', 'amount', 'currency', 'due', 'kind'],
+            r.forecast.map((f) => [f.mandateId, f.cycle, f.amount, f.currency, f.dueAt, f.kind]),
+          );
+    return out;
+  }
+  const c = r.counts;
+  out += table(
+    [
+      'due',
+      'attempted',
+      'authorized',
+      'refused',
+      'unknown',
+      'errors',
+      'settle sent',
+      'retry later',
+      'new card',
+      'stopped',
+      'failed',
+    ],
+    [
+      [
+        c.due,
+        c.attempted,
+        c.authorized,
+        c.refused,
+        c.unknown,
+        c.errors,
+        c.settleRequested,
+        c.retryScheduled,
+        c.needsNewCredential,
+        c.stopped,
+        c.failed,
+      ],
+    ],
+  );
+  if (c.reconciled > 0) out += `reconciled ${c.reconciled} attempt(s) left open by an earlier run\n`;
+  if (r.refusals.length > 0) {
+    out += '\nrefusals\n';
+    out += table(
+      ['code', 'advice', 'decision', 'count', 'next attempt'],
+      r.refusals.map((x) => [x.code, x.adviceCode, x.decision, x.count, x.nextAttemptAt]),
+    );
+  }
+  return out;
+}
