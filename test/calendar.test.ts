@@ -335,6 +335,8 @@ describe('dueAt: daylight saving time', () => {
     ];
     for (const host of ['America/Los_Angeles', 'Australia/Lord_Howe', 'Asia/Kolkata']) {
       process.env.TZ = host;
+      // Proves the switch took: the host's own offset is no longer zero.
+      expect(new Date('2024-01-31T00:00:00Z').getTimezoneOffset()).not.toBe(0);
       expect([
         ...chain(s, 14),
         ...Array.from({ length: 400 }, (_, c) => dueAt(daily, c).toISOString()),
@@ -412,7 +414,15 @@ describe('cycles: instalments, end date, anchor cycle', () => {
     expect(cycleAtOrAfter(s, new Date('2030-01-01T00:00:00Z'), 0)).toBeNull();
   });
 
-  it('refuses bad cycle numbers and limits', () => {
+  it('refuses bad cycle numbers, limits, intervals, zones and anchors', () => {
+    expect(validationField(() => dueAt({ ...base, interval: { unit: 'month', count: 0 } }, 1))).toBe(
+      'interval',
+    );
+    expect(validationField(() => dueAt({ ...base, interval: { unit: 'month', count: 1.5 } }, 1))).toBe(
+      'interval',
+    );
+    expect(validationField(() => dueAt({ ...base, timezone: 'Nowhere/Special' }, 1))).toBe('timezone');
+    expect(validationField(() => dueAt({ ...base, anchorAt: new Date(Number.NaN) }, 1))).toBe('anchorAt');
     expect(validationField(() => dueAt(base, -1))).toBe('cycle');
     expect(validationField(() => dueAt(base, 1.5))).toBe('cycle');
     expect(validationField(() => cyclesDue(base, 0, new Date(), -1))).toBe('limit');
@@ -489,6 +499,10 @@ const ZONES = [
   'Pacific/Chatham',
   'Pacific/Auckland',
 ];
+
+// A failing property shrinks by re-running whole chains; cap it so a failure reports well inside
+// the test timeout instead of timing out.
+const SHRINK_BUDGET = { interruptAfterTimeLimit: 20_000, markInterruptAsFailure: true } as const;
 
 const TEN_YEARS_MS = 3653 * 86_400_000;
 const AVERAGE_DAYS = { day: 1, week: 7, month: 30.44, year: 365.25 } as const;
@@ -602,7 +616,7 @@ describe('calendar properties over 10 years of cycles', () => {
         gaps += seen.gaps;
         overlaps += seen.overlaps;
       }),
-      { numRuns: 100 },
+      { numRuns: 100, ...SHRINK_BUDGET },
     );
     // The anchors lean on the small hours so the DST rules are actually reached.
     expect(gaps + overlaps).toBeGreaterThan(0);
@@ -651,7 +665,7 @@ describe('calendar properties over 10 years of cycles', () => {
           expect(cyclesDue(s, 0, asOf, 2)).toEqual(expected.slice(0, 2));
         },
       ),
-      { numRuns: 100 },
+      { numRuns: 100, ...SHRINK_BUDGET },
     );
   });
 
@@ -673,7 +687,7 @@ describe('calendar properties over 10 years of cycles', () => {
           expect(cycleAtOrAfter(s, at, from)).toBe(expected);
         },
       ),
-      { numRuns: 100 },
+      { numRuns: 100, ...SHRINK_BUDGET },
     );
   });
 });

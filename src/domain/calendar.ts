@@ -166,7 +166,12 @@ function offsetMs(zone: string, ms: number): number {
  */
 function wallClock(instant: Date, zone: string): WallDate {
   const t = instant.getTime();
-  return new WallDate(t + offsetMs(zone, t));
+  if (Number.isNaN(t)) throw new ValidationError('anchorAt', 'is not a valid date');
+  const offset = offsetMs(zone, t);
+  // tzOffset answers NaN for an unknown zone; an Invalid Date must not reach the database.
+  if (Number.isNaN(offset))
+    throw new ValidationError('timezone', `unknown IANA time zone ${JSON.stringify(zone)}`);
+  return new WallDate(t + offset);
 }
 
 /**
@@ -213,6 +218,11 @@ function anchorWall(s: Schedule): WallDate {
 
 function requireInterval(s: Schedule): Interval {
   if (!s.interval) throw new ValidationError('interval', 'an unscheduled mandate has no calendar');
+  // A zero or fractional count would put every cycle on the anchor: doubled charges.
+  const { unit, count } = s.interval;
+  if (!Number.isInteger(count) || count < 1 || !INTERVAL_UNITS.includes(unit)) {
+    throw new ValidationError('interval', `invalid interval ${JSON.stringify(s.interval)}`);
+  }
   return s.interval;
 }
 
@@ -283,7 +293,9 @@ export function cyclesDue(s: Schedule, fromCycle: number, asOf: Date, limit: num
   const cycles: number[] = [];
   if (!s.interval) return cycles;
   for (let cycle = fromCycle; cycles.length < limit; cycle++) {
-    if (!cycleExists(s, cycle) || dueAt(s, cycle).getTime() > asOf.getTime()) break;
+    if (s.instalmentsTotal != null && cycle >= s.instalmentsTotal) break;
+    const due = dueAt(s, cycle).getTime();
+    if (due > asOf.getTime() || (s.endAt != null && due > s.endAt.getTime())) break;
     cycles.push(cycle);
   }
   return cycles;
