@@ -381,10 +381,10 @@ describe('against the sandbox over loopback', () => {
     // Links rotate: the next charge must use the new one.
     expect(result.nextRecurringLink).toBeDefined();
     expect(result.nextRecurringLink).not.toBe(verification.href);
-    const next = await gw.authorize({
-      ...migrateRequest(ref('link2'), { type: 'link', href: result.nextRecurringLink! }),
-      credential: card,
-    });
+    // Without a credential the body carries no paymentInstrument; the link alone identifies the card.
+    const next = await gw.authorize(
+      migrateRequest(ref('link2'), { type: 'link', href: result.nextRecurringLink! }),
+    );
     expect(next.outcome).toBe('authorized');
     expect(sandbox.stats().staleLinkUses).toBe(0);
   });
@@ -559,18 +559,6 @@ describe('against the sandbox over loopback', () => {
     } finally {
       await wrong.close();
     }
-  });
-
-  it('carries Worldpay validationErrors on a 400', async () => {
-    // A link authorization without the stored card: the sandbox (like seed 003) wants the instrument.
-    const verification = await control<{ href: string }>('/_sandbox/verifications', {});
-    const err = await catchAsync(
-      gw.authorize(migrateRequest(ref('noinst'), { type: 'link', href: verification.href })),
-    );
-    expect(err).toBeInstanceOf(WorldpayRequestError);
-    const e = err as WorldpayRequestError;
-    expect(e.errorName).toBe('bodyDoesNotMatchSchema');
-    expect(e.validationErrors.map((v) => v.jsonPath)).toContain('$.instruction.paymentInstrument');
   });
 
   it('refuses bad values locally and sends nothing', async () => {
@@ -889,20 +877,19 @@ describe('transport limits and logging (loopback recorder)', () => {
   });
 
   it('spaces request starts to requestsPerSecond', async () => {
-    const arrivals: number[] = [];
-    handler = (_req, res) => {
-      arrivals.push(performance.now());
-      res.end('{}');
-    };
+    handler = (_req, res) => res.end('{}');
     const http = createHttpClient({ requestsPerSecond: 20 });
     try {
+      const started = performance.now();
       await Promise.all(
         Array.from({ length: 5 }, () =>
           http.request({ url, method: 'GET', retry: 'idempotent', kind: 'test' }),
         ),
       );
-      // Five starts at 20/s take at least four 50 ms gaps (a lower bound only: never flaky).
-      expect(arrivals.at(-1)! - arrivals[0]!).toBeGreaterThanOrEqual(190);
+      // Five starts at 20/s: the fifth may not start before four 50 ms gaps have passed. A
+      // lower bound measured by the caller, so a slow machine cannot make it fail.
+      expect(performance.now() - started).toBeGreaterThanOrEqual(195);
+      expect(http.stats().requests).toBe(5);
     } finally {
       await http.close();
     }
@@ -949,6 +936,46 @@ describe('transport limits and logging (loopback recorder)', () => {
         correlationId: 'c-1',
       });
       expect(calls).toBe(1);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('carries Worldpay errorName and validationErrors on a 400', async () => {
+    handler = (_req, res) => {
+      res.writeHead(400, { 'wp-correlationid': 'bad-1' });
+      res.end(
+        JSON.stringify({
+          errorName: 'bodyDoesNotMatchSchema',
+          message: 'The json body provided does not match the expected schema',
+          validationErrors: [
+            { errorName: 'fieldHasInvalidValue', message: 'Reference already used', jsonPath: '$.reference' },
+          ],
+        }),
+      );
+    };
+    const gw = createWorldpayGateway({ url, entity: 'E' });
+    try {
+      const err = await catchAsync(
+        gw.action({
+          kind: 'partialRefund',
+          links: { 'payments:partialRefund': `${url}/payments/settlements/refunds/partials/x` },
+          paymentId: 'p',
+          reference: 'pr-1',
+          value: { amount: 5, currency: 'GBP' },
+        }),
+      );
+      expect(err).toBeInstanceOf(WorldpayRequestError);
+      expect(err).toMatchObject({
+        status: 400,
+        httpStatus: 400,
+        correlationId: 'bad-1',
+        errorName: 'bodyDoesNotMatchSchema',
+        validationErrors: [
+          { errorName: 'fieldHasInvalidValue', message: 'Reference already used', jsonPath: '$.reference' },
+        ],
+      });
+      expect((err as WorldpayRequestError).latencyMs).toBeGreaterThanOrEqual(0);
     } finally {
       await gw.close();
     }
