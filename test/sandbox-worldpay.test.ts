@@ -305,6 +305,31 @@ describe('worldpay sandbox', () => {
     expect(recovery.status).toBe(404);
   });
 
+  it('scripts manage operations by op, and unwraps slow outcomes', async () => {
+    const links = await authorized('op-1');
+    sandbox.script({
+      match: { transactionReference: 'op-1', op: 'settle' },
+      outcomes: [{ type: 'error', status: 500 }],
+    });
+    const failed = await post(links['payments:settle'].href);
+    expect(failed.status).toBe(500);
+    expect((await get(links['payments:events'].href)).body.lastEvent).toBe('Authorized');
+    expect((await post(links['payments:settle'].href)).status).toBe(202);
+    expect(
+      sandbox
+        .ledger()
+        .filter((e) => e.op === 'settle')
+        .map((e) => e.httpStatus),
+    ).toEqual([500, 202]);
+
+    const { chainId, href } = await verify(sandbox);
+    sandbox.script({
+      match: { chainId },
+      outcomes: [{ type: 'slow', ms: 5, then: { type: 'refuse', code: '51' } }],
+    });
+    expect((await post(href, authBody('op-2'))).body).toMatchObject({ outcome: 'refused', code: '51' });
+  });
+
   it('commits a "lost" authorization: the socket drops, the ledger and recovery query know it', async () => {
     const { chainId, href } = await verify(sandbox);
     sandbox.script({ match: { chainId }, outcomes: [{ type: 'lost' }] });
@@ -431,6 +456,29 @@ describe('worldpay sandbox timing', () => {
     expect((await get(recovery)).body.lastEvent).toBe('Sent for Settlement');
     clock += 5_000;
     expect((await get(recovery)).body.lastEvent).toBe('Settled');
+  });
+});
+
+describe('worldpay sandbox ledger', () => {
+  it('keeps the newest ledgerLimit entries, serves them since a seq, and counts everything in stats', async () => {
+    const sandbox = await startSandbox({ ledgerLimit: 10 });
+    try {
+      const { href } = await verify(sandbox);
+      for (let i = 1; i <= 12; i++) await post(href, authBody(`led-${i}`));
+      const all = await request(sandbox.url + '/_sandbox/ledger');
+      const body = (await all.body.json()) as { entries: Array<{ seq: number }>; stats: { ops: Json } };
+      expect(body.entries.map((e) => e.seq)).toEqual([3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+      expect(body.stats.ops).toEqual({ authorize: { authorized: 12 } });
+      const since = await request(sandbox.url + '/_sandbox/ledger?since=10');
+      const recent = (await since.body.json()) as {
+        entries: Array<{ seq: number; transactionReference: string }>;
+      };
+      expect(recent.entries.map((e) => e.transactionReference)).toEqual(['led-11', 'led-12']);
+      await control(sandbox, '/_sandbox/reset', {});
+      expect(sandbox.ledger()).toEqual([]);
+    } finally {
+      await sandbox.close();
+    }
   });
 });
 

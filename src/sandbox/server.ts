@@ -22,6 +22,8 @@ export interface SandboxOptions {
   /** Window after authorization in which a reversal becomes a cancel; default 15 min as on Worldpay. */
   reversalCancelWindowMs?: number;
   webhook?: WebhookOptions;
+  /** Ledger entries kept (oldest dropped first); default 100 000. Stats count everything. */
+  ledgerLimit?: number;
   rateLimit?: { requestsPerSecond: number };
   logger?: boolean;
   /** Base of hrefs in responses; default http:// + the request's Host header. */
@@ -35,7 +37,8 @@ export interface SandboxOptions {
 export interface Sandbox {
   url: string;
   close(): Promise<void>;
-  ledger(): LedgerEntry[];
+  /** Ledger entries with seq > since (default: every kept entry). */
+  ledger(since?: number): LedgerEntry[];
   stats(): SandboxStats;
   script(rule: ScriptRule): void;
   reset(): void;
@@ -52,6 +55,7 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
     eventLagMs: opts.eventLagMs ?? 0,
     settleAfterMs: opts.settleAfterMs ?? 0,
     reversalCancelWindowMs: opts.reversalCancelWindowMs ?? 15 * 60_000,
+    ledgerLimit: opts.ledgerLimit ?? 100_000,
     webhook,
   });
   const stats = () => state.stats(webhook?.stats() ?? { delivered: 0, failedAttempts: 0, pending: 0 });
@@ -87,7 +91,7 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
       await webhook?.close();
       await app.close();
     },
-    ledger: () => state.ledger(),
+    ledger: (since) => state.ledger(since),
     stats,
     script(rule) {
       const problem = scriptRuleProblem(rule);

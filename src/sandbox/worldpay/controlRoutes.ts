@@ -76,7 +76,10 @@ export async function controlRoutes(app: FastifyInstance, options: ControlRouteO
     return { ok: true };
   });
 
-  app.get('/_sandbox/ledger', async () => ({ entries: state.ledger(), stats: options.stats() }));
+  app.get('/_sandbox/ledger', async (request) => {
+    const since = Number((request.query as { since?: string }).since ?? 0);
+    return { entries: state.ledger(Number.isFinite(since) ? since : 0), stats: options.stats() };
+  });
   app.get('/_sandbox/stats', async () => options.stats());
 
   app.post('/_sandbox/reset', async () => {

@@ -77,6 +77,8 @@ export interface WorldpayStateOptions {
   settleAfterMs: number;
   /** Window after authorization in which a reversal cancels instead of refunding (Worldpay: 15 min). */
   reversalCancelWindowMs: number;
+  /** Oldest ledger entries are dropped beyond this, so a long benchmark does not grow without bound. */
+  ledgerLimit: number;
   webhook?: WebhookSender;
 }
 
@@ -144,6 +146,7 @@ export function createWorldpayState(options: WorldpayStateOptions) {
   let paymentsByReference = new Map<string, Payment>();
   let scripts: ScriptRule[] = [];
   let ledger: LedgerEntry[] = [];
+  let ledgerSeq = 0;
   let ids = 0;
   let counters = freshCounters();
   const settleTimers = new Set<NodeJS.Timeout>();
@@ -162,7 +165,10 @@ export function createWorldpayState(options: WorldpayStateOptions) {
     const byOutcome = counters.ops[entry.op] ?? {};
     counters.ops[entry.op] = byOutcome;
     byOutcome[entry.outcome] = (byOutcome[entry.outcome] ?? 0) + 1;
-    ledger.push({ seq: ledger.length + 1, ...entry, at: new Date(now()).toISOString() });
+    ledgerSeq += 1;
+    ledger.push({ seq: ledgerSeq, ...entry, at: new Date(now()).toISOString() });
+    // Trim in chunks of a tenth so the copy is amortised over many requests.
+    if (ledger.length > options.ledgerLimit) ledger = ledger.slice(-Math.floor(options.ledgerLimit * 0.9));
   }
 
   function href(base: string, path: string): { href: string } {
@@ -631,7 +637,12 @@ export function createWorldpayState(options: WorldpayStateOptions) {
     countThrottled(): void {
       counters.throttled += 1;
     },
-    ledger: (): LedgerEntry[] => ledger.slice(),
+    /** Ledger entries with seq > since (all kept entries by default). */
+    ledger(since = 0): LedgerEntry[] {
+      if (since <= 0) return ledger.slice();
+      const first = ledger.findIndex((entry) => entry.seq > since);
+      return first < 0 ? [] : ledger.slice(first);
+    },
     stats(webhooks: SandboxStats['webhooks']): SandboxStats {
       return {
         requests: counters.requests,
@@ -652,6 +663,7 @@ export function createWorldpayState(options: WorldpayStateOptions) {
       paymentsByReference = new Map();
       scripts = [];
       ledger = [];
+      ledgerSeq = 0;
       counters = freshCounters();
     },
     close(): void {
