@@ -77,7 +77,7 @@ async function post(url: string, body?: unknown, headers: Record<string, string>
   const res = await request(url, {
     method: 'POST',
     headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
   });
   const text = await res.body.text();
   return {
@@ -325,9 +325,19 @@ describe('worldpay sandbox', () => {
     const { chainId, href } = await verify(sandbox);
     sandbox.script({
       match: { chainId },
-      outcomes: [{ type: 'slow', ms: 5, then: { type: 'refuse', code: '51' } }],
+      outcomes: [{ type: 'slow', ms: 5, next: { type: 'refuse', code: '51' } }],
     });
     expect((await post(href, authBody('op-2'))).body).toMatchObject({ outcome: 'refused', code: '51' });
+    // Over HTTP the issue's spelling `then` is accepted too.
+    const scripted = await post(
+      sandbox.url + '/_sandbox/script',
+      '{"match":{"chainId":"' +
+        chainId +
+        '"},"outcomes":[{"type":"slow","ms":5,"then":{"type":"refuse","code":"34"}}]}',
+      { 'content-type': 'application/json' },
+    );
+    expect(scripted.status).toBe(200);
+    expect((await post(href, authBody('op-3'))).body).toMatchObject({ outcome: 'refused', code: '34' });
   });
 
   it('commits a "lost" authorization: the socket drops, the ledger and recovery query know it', async () => {

@@ -35,10 +35,19 @@ function isOutcome(value: unknown): value is Outcome {
     case 'error':
       return typeof o.status === 'number' && o.status >= 400 && o.status <= 599;
     case 'slow':
-      return typeof o.ms === 'number' && o.ms >= 0 && (o.then === undefined || isOutcome(o.then));
+      return typeof o.ms === 'number' && o.ms >= 0 && (o.next === undefined || isOutcome(o.next));
     default:
       return false;
   }
+}
+
+/** Renames the `then` of a `slow` outcome sent over HTTP to `next`, recursively. */
+function renameThen(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null) return value;
+  const { then: wrapped, ...rest } = value as Record<string, unknown>;
+  if (rest.type !== 'slow') return value;
+  const inner = rest.next ?? wrapped;
+  return inner === undefined ? rest : { ...rest, next: renameThen(inner) };
 }
 
 /** Checks a script rule from outside; returns the reason it is unusable, or undefined. */
@@ -70,9 +79,13 @@ export async function controlRoutes(app: FastifyInstance, options: ControlRouteO
   });
 
   app.post('/_sandbox/script', async (request, reply) => {
-    const problem = scriptRuleProblem(request.body);
+    const input = request.body as { match?: unknown; outcomes?: unknown } | undefined;
+    const rule = Array.isArray(input?.outcomes)
+      ? { ...input, outcomes: input.outcomes.map(renameThen) }
+      : input;
+    const problem = scriptRuleProblem(rule);
     if (problem) return reply.code(400).send({ errorName: 'invalidScript', message: problem });
-    state.script(request.body as ScriptRule);
+    state.script(rule as ScriptRule);
     return { ok: true };
   });
 

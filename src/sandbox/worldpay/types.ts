@@ -20,7 +20,9 @@ export type Outcome =
   | { type: 'authorize' }
   | { type: 'refuse'; code: string; adviceCode?: string; description?: string; spelling?: RefusalSpelling }
   | { type: 'error'; status: number; errorName?: string; retryAfterSeconds?: number }
-  | { type: 'slow'; ms: number; then?: Outcome }
+  // `next`, not `then`: an object with a `then` key looks like a promise to `await`. The HTTP
+  // control API also accepts `then` (the name in the issue) and renames it.
+  | { type: 'slow'; ms: number; next?: Outcome }
   | { type: 'lost' };
 
 export interface ScriptMatch {

@@ -262,7 +262,7 @@ export function createWorldpayState(options: WorldpayStateOptions) {
     let current = outcome;
     while (current?.type === 'slow') {
       delayMs += current.ms;
-      current = current.then;
+      current = current.next;
     }
     return { outcome: current, delayMs };
   }
