@@ -981,6 +981,31 @@ describe('transport limits and logging (loopback recorder)', () => {
     }
   });
 
+  it('turns an unreadable authorization answer into unknown: it may still be a charge', async () => {
+    handler = (_req, res) => {
+      res.writeHead(201, { 'wp-correlationid': 'garbled' });
+      res.end('{"outcome":"authori');
+    };
+    const gw = createWorldpayGateway({ url, entity: 'E' });
+    try {
+      const result = await gw.authorize({
+        reference: 'garbled-1',
+        entity: 'E',
+        narrative: 'N',
+        intent: 'unscheduled',
+        value: { amount: 1, currency: 'EUR' },
+        instrument: { type: 'link', href: `${url}/payments/authorizations/recurring/a+b` },
+      });
+      expect(result).toMatchObject({ outcome: 'unknown', httpStatus: 201, correlationId: 'garbled' });
+      if (result.outcome === 'unknown') expect(result.reason).toMatch(/^ContractError: unparseable JSON/);
+      // A query answer that breaks the contract is an error, not a guess.
+      const err = await catchAsync(gw.query({ paymentId: `${url}/payments/events/a`, links: {} }));
+      expect(err).toBeInstanceOf(ContractError);
+    } finally {
+      await gw.close();
+    }
+  });
+
   it('logs each call at debug with correlationId and kind, never card data or credentials', async () => {
     handler = (_req, res) => {
       res.writeHead(201, { 'wp-correlationid': 'log-corr' });

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { ValidationError } from '../../errors.ts';
-import { ConnectionError, type GatewayError, TimeoutError } from '../errors.ts';
+import { ConnectionError, ContractError, type GatewayError, TimeoutError } from '../errors.ts';
 import { createHttpClient, type HttpRequest, type HttpResponse, splitHref } from '../http.ts';
 import type {
   AuthorizeRequest,
@@ -231,10 +231,37 @@ export function createWorldpayGateway(opts: WorldpayGatewayOptions): WorldpayGat
       res = await send({ url, method: 'POST', body: JSON.stringify(body), retry: 'notProcessed', kind });
     } catch (err) {
       const t = transportReason(err);
-      if (t === undefined) throw err;
-      return { outcome: 'unknown', reason: t.reason, latencyMs: t.latencyMs };
+      if (t !== undefined) return { outcome: 'unknown', reason: t.reason, latencyMs: t.latencyMs };
+      if (err instanceof ContractError) return unknownFromContract(err);
+      throw err;
     }
-    return mapAuthorizeResponse(res, splitHref(url).origin);
+    try {
+      return mapAuthorizeResponse(res, splitHref(url).origin);
+    } catch (err) {
+      // An answer we cannot read may still be a charge that happened: unknown, so the caller
+      // recovers it by reference instead of treating it as rejected and charging again.
+      if (err instanceof ContractError) return unknownFromContract(err);
+      throw err;
+    }
+  }
+
+  function unknownFromContract(err: ContractError): AuthorizeResult {
+    logger?.warn(
+      {
+        gateway: 'worldpay',
+        correlationId: err.correlationId,
+        httpStatus: err.httpStatus,
+        reason: err.message,
+      },
+      'worldpay authorization answer breaks the contract; outcome unknown',
+    );
+    return {
+      outcome: 'unknown',
+      reason: `ContractError: ${err.message}`,
+      httpStatus: err.httpStatus,
+      correlationId: err.correlationId,
+      latencyMs: err.latencyMs ?? 0,
+    };
   }
 
   async function post(href: string, body: unknown, kind: string, what: string): Promise<PaymentActionResult> {

@@ -127,6 +127,10 @@ function isClientError(status: number): boolean {
   return status >= 400 && status < 500;
 }
 
+/**
+ * Throws ContractError for an unreadable answer; the gateway's authorize() turns that into
+ * `unknown`, because an unreadable 201 may still be a charge.
+ */
 export function mapAuthorizeResponse(res: HttpResponse, origin: string): AuthorizeResult {
   const exchange = exchangeOf(res);
   if (res.status >= 500) return { ...exchange, outcome: 'unknown', reason: serverErrorReason(res) };
