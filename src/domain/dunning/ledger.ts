@@ -91,13 +91,16 @@ export function earliestAllowed(
   if (ledger.blocked) return null;
   if (kind === 'reattempt' && config.maxReattemptsPer30Days <= 0) return null;
   const declines = sortedMs(ledger.declines);
-  const reattempts = kind === 'reattempt' ? sortedMs(ledger.reattempts) : [];
+  const reattempts = sortedMs(ledger.reattempts);
   let t = from.getTime();
   for (;;) {
     const next = Math.max(
       releaseTime(declines, t, DECLINE_WINDOW_MS, config.maxDeclinesPer24h),
-      releaseTime(reattempts, t, REATTEMPT_WINDOW_MS, config.maxReattemptsPer30Days),
+      kind === 'reattempt'
+        ? releaseTime(reattempts, t, REATTEMPT_WINDOW_MS, config.maxReattemptsPer30Days)
+        : t,
     );
+    if (!Number.isFinite(next)) return null;
     if (next <= t) return new Date(t);
     t = next;
   }
@@ -105,6 +108,7 @@ export function earliestAllowed(
 
 /** Earliest time >= t at which fewer than `limit` entries lie in (time - windowMs, time]. */
 function releaseTime(sorted: readonly number[], t: number, windowMs: number, limit: number): number {
+  if (limit <= 0) return Number.POSITIVE_INFINITY;
   const inWindow = sorted.filter((ms) => ms > t - windowMs && ms <= t);
   if (inWindow.length < limit) return t;
   // Drop the oldest (count - limit + 1) entries: the last of them leaves the window at +windowMs.
