@@ -5,9 +5,12 @@ import { fixedClock } from '../clock.ts';
 import { type Config, loadConfig } from '../config.ts';
 import { migrate } from '../db/migrate.ts';
 import { registerSandboxCommand } from '../sandbox/cli.ts';
+import { registerDaemonCommands } from './daemon.ts';
+import { registerChargeCommands } from './charges.ts';
 import { registerLegacyCommands } from './legacy.ts';
 import { registerMandateCommands } from './mandates.ts';
 import { exitCodeFor } from './output.ts';
+import { registerPaymentCommands } from './payments.ts';
 import { registerRunCommand } from './run.ts';
 
 export interface CliDeps {
@@ -61,6 +64,9 @@ export function buildProgram(): Command {
 
   registerRunCommand(program, deps);
   registerMandateCommands(program, deps);
+  registerChargeCommands(program, deps);
+  registerPaymentCommands(program, deps);
+  registerDaemonCommands(program, deps);
   registerLegacyCommands(program, {
     openDatabase: () => openDatabase(getConfig()),
     config: getConfig,

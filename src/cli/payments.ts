@@ -1,0 +1,156 @@
+import type { Command } from 'commander';
+import {
+  type ChargeDetail,
+  getCharge,
+  listCharges,
+  type PaymentOp,
+  paymentAction,
+  paymentEvents,
+} from '../billing/payments.ts';
+import type { CliDeps } from './main.ts';
+import { idArg, intOption, printJson, table } from './output.ts';
+
+const actions: { name: string; kind: PaymentOp; amount: boolean; what: string }[] = [
+  { name: 'settle', kind: 'settle', amount: false, what: 'Settle the full authorized amount' },
+  {
+    name: 'partial-settle',
+    kind: 'partialSettle',
+    amount: true,
+    what: 'Settle part of the authorized amount',
+  },
+  { name: 'cancel', kind: 'cancel', amount: false, what: 'Cancel an authorization with nothing settled' },
+  { name: 'refund', kind: 'refund', amount: false, what: 'Refund what is settled and not yet refunded' },
+  { name: 'partial-refund', kind: 'partialRefund', amount: true, what: 'Refund part of the settled amount' },
+  {
+    name: 'reverse',
+    kind: 'reversal',
+    amount: false,
+    what: 'Reverse the payment (the gateway cancels or refunds)',
+  },
+];
+
+function printCharge(c: ChargeDetail): void {
+  process.stdout.write(
+    `charge ${c.id} (mandate ${c.mandateId}, cycle ${c.cycle}): ${c.state}, ${c.amount} ${c.currency}, ` +
+      `settled ${c.settledAmount}, refunded ${c.refundedAmount}\n`,
+  );
+  if (c.actions.length > 0)
+    process.stdout.write(
+      table(
+        ['action', 'kind', 'reference', 'amount', 'state', 'last event', 'error'],
+        c.actions.map((a) => [a.id, a.kind, a.reference, a.amount, a.state, a.lastEvent, a.error]),
+      ),
+    );
+}
+
+export function registerPaymentCommands(program: Command, deps: CliDeps): void {
+  const payments = program
+    .command('payments')
+    .description('Settle, cancel, refund or reverse the payment of a charge; query its events');
+  for (const a of actions) {
+    const cmd = payments
+      .command(`${a.name} <chargeId>`)
+      .description(`${a.what} (amounts checked before Worldpay is called)`);
+    if (a.amount) cmd.requiredOption('--amount <minor>', 'amount in minor units', intOption('--amount'));
+    cmd
+      .option('--currency <code>', 'refuse unless the charge is in this currency')
+      .option('--json', 'print JSON')
+      .action(async (id: string, opts: { amount?: number; currency?: string; json?: boolean }) => {
+        const chargeId = idArg('chargeId', id);
+        const body = {
+          ...(a.amount ? { amount: opts.amount } : {}),
+          ...(opts.currency ? { currency: opts.currency } : {}),
+        };
+        await deps.withApp(async (app) => {
+          const out = await paymentAction(app, chargeId, a.kind, body);
+          if (opts.json) return printJson(out);
+          process.stdout.write(
+            `${a.kind} ${out.reference}${out.amount !== null ? ` ${out.amount} ${out.currency}` : ''}: ${out.outcome}` +
+              `${out.outcome === 'unknown' ? ' (run `rebill payments events` to resolve it before trying again)' : ''}\n`,
+          );
+          printCharge(out.charge);
+        });
+      });
+  }
+  payments
+    .command('events <chargeId>')
+    .description("Ask the gateway for the payment's latest status and apply it")
+    .option('--json', 'print JSON')
+    .action(async (id: string, opts: { json?: boolean }) => {
+      const chargeId = idArg('chargeId', id);
+      await deps.withApp(async (app) => {
+        const out = await paymentEvents(app, chargeId);
+        if (opts.json) return printJson(out);
+        process.stdout.write(
+          out.found === true
+            ? `payment is ${out.rawStatus}${out.applied ? `: charge moved to ${out.applied}` : ''}\n`
+            : out.found === false
+              ? 'no events yet (Worldpay events can lag up to 15 minutes)\n'
+              : 'the gateway could not be asked (try again)\n',
+        );
+        printCharge(out.charge);
+      });
+    });
+  payments
+    .command('show <chargeId>')
+    .description('A charge with its payment actions and events')
+    .option('--json', 'print JSON')
+    .action(async (id: string, opts: { json?: boolean }) => {
+      const chargeId = idArg('chargeId', id);
+      await deps.withApp(async (app) => {
+        const c = await getCharge(app.database, chargeId);
+        if (opts.json) printJson(c);
+        else printCharge(c);
+      });
+    });
+  payments
+    .command('list')
+    .description('Charges with their last refusal code, advice, decision and next attempt')
+    .option('--state <state>', 'only charges in this state')
+    .option('--mandate <id>', 'only this mandate')
+    .option('--limit <n>', 'at most this many', intOption('--limit'))
+    .option('--after <id>', 'charges after this id (pagination)', intOption('--after'))
+    .option('--json', 'print JSON')
+    .action(
+      async (opts: { state?: string; mandate?: string; limit?: number; after?: number; json?: boolean }) => {
+        await deps.withApp(async (app) => {
+          const out = await listCharges(app.database, {
+            state: opts.state,
+            mandateId: opts.mandate ? idArg('--mandate', opts.mandate) : undefined,
+            limit: opts.limit,
+            after: opts.after,
+          });
+          if (opts.json) return printJson(out);
+          process.stdout.write(
+            table(
+              [
+                'charge',
+                'mandate',
+                'cycle',
+                'amount',
+                'cur',
+                'state',
+                'refusal',
+                'advice',
+                'decision',
+                'next attempt',
+              ],
+              out.items.map((c) => [
+                c.id,
+                c.mandateId,
+                c.cycle,
+                c.amount,
+                c.currency,
+                c.state,
+                c.lastAttempt?.refusalCode,
+                c.lastAttempt?.adviceCode,
+                c.lastAttempt?.decision,
+                c.nextAttemptAt,
+              ]),
+            ),
+          );
+          if (out.next !== null) process.stdout.write(`more: --after ${out.next}\n`);
+        });
+      },
+    );
+}

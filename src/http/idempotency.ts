@@ -1,0 +1,83 @@
+import { createHash } from 'node:crypto';
+import { sql } from 'drizzle-orm';
+import type { Database } from '../db/client.ts';
+import { num } from '../db/values.ts';
+import { HttpError } from './errors.ts';
+
+export interface StoredResponse {
+  status: number;
+  body: unknown;
+}
+
+/** Canonical JSON (sorted keys) so that the same body sent with keys in another order matches. */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v && typeof v === 'object')
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  return JSON.stringify(v ?? null);
+}
+
+export function requestHash(method: string, path: string, body: unknown): string {
+  return createHash('sha256')
+    .update(`${method} ${path}\n${canonical(body)}`)
+    .digest('hex');
+}
+
+/**
+ * Idempotency-Key handling for mutating routes. The key is claimed with an insert before the
+ * work is done, so two concurrent requests with one key cannot both do it; the response is
+ * stored after. A replay of the same request gets the stored response; the same key on a
+ * different request is a 422; a key whose first request is still running is a 409. A 5xx is
+ * not stored (the key is released) so the client can retry it.
+ */
+export async function withIdempotency(
+  database: Database,
+  key: string | undefined,
+  req: { method: string; path: string; body: unknown },
+  run: () => Promise<StoredResponse>,
+): Promise<StoredResponse & { replayed: boolean }> {
+  if (key === undefined) return { ...(await run()), replayed: false };
+  if (key.length === 0 || key.length > 255)
+    throw new HttpError(400, 'validation_error', 'Idempotency-Key: must be 1-255 characters');
+  const hash = requestHash(req.method, req.path, req.body);
+  const claimed = await database.rows(sql`insert into idempotency_keys (key, method, path, request_hash)
+    values (${key}, ${req.method}, ${req.path}, ${hash}) on conflict (key) do nothing returning key`);
+  if (claimed.length === 0) {
+    const rows = await database.rows(
+      sql`select request_hash, status_code, response from idempotency_keys where key = ${key}`,
+    );
+    const row = rows[0];
+    if (!row) return withIdempotency(database, key, req, run); // released meanwhile
+    if (row.request_hash !== hash)
+      throw new HttpError(
+        422,
+        'idempotency_mismatch',
+        'Idempotency-Key was already used for a different request',
+      );
+    if (row.status_code === null)
+      throw new HttpError(
+        409,
+        'idempotency_in_progress',
+        'a request with this Idempotency-Key is still in progress',
+      );
+    const body = typeof row.response === 'string' ? JSON.parse(row.response) : row.response;
+    return { status: num(row.status_code), body, replayed: true };
+  }
+  let out: StoredResponse;
+  try {
+    out = await run();
+  } catch (err) {
+    await database.rows(sql`delete from idempotency_keys where key = ${key}`);
+    throw err;
+  }
+  if (out.status >= 500) {
+    await database.rows(sql`delete from idempotency_keys where key = ${key}`);
+  } else {
+    await database.rows(sql`update idempotency_keys set status_code = ${out.status},
+      response = ${JSON.stringify(out.body)}::jsonb where key = ${key}`);
+  }
+  return { ...out, replayed: false };
+}

@@ -1,0 +1,354 @@
+import { sql } from 'drizzle-orm';
+import { z } from 'zod';
+import type { BillingContext } from '../billing/context.ts';
+import {
+  attachCredential,
+  cancelMandate,
+  createMandate,
+  createMandateSchema,
+  credentialInputSchema,
+  listMandates,
+  parseInput,
+  pauseMandate,
+  queueCharge,
+  resumeMandate,
+  showMandate,
+} from '../billing/mandates.ts';
+import {
+  amountInputSchema,
+  getCharge,
+  listCharges,
+  noAmountInputSchema,
+  type PaymentOp,
+  paymentAction,
+  paymentEvents,
+} from '../billing/payments.ts';
+import type { Runner } from '../daemon/runner.ts';
+import { dateOrNull, num, str } from '../db/values.ts';
+import { NotFoundError, ValidationError } from '../errors.ts';
+
+export interface RouteRequest {
+  params: Record<string, string>;
+  query: Record<string, unknown>;
+  body: unknown;
+}
+
+export interface RouteResult {
+  status: number;
+  body: unknown;
+}
+
+/**
+ * One admin API route: what the server registers and what the OpenAPI document describes,
+ * from the same definition, so the two cannot drift apart.
+ */
+export interface RouteDef {
+  method: 'GET' | 'POST';
+  /** fastify form: /v1/mandates/:id */
+  url: string;
+  summary: string;
+  tag: string;
+  body?: z.ZodType;
+  query?: z.ZodType;
+  /** Status of a successful answer. */
+  status: number;
+  handler(req: RouteRequest): Promise<unknown>;
+}
+
+const idParam = (name: string, v: string | undefined): number => {
+  if (v === undefined || !/^\d{1,15}$/.test(v) || Number(v) < 1)
+    throw new ValidationError(name, 'must be a positive integer id');
+  return Number(v);
+};
+
+const int = z.coerce.number().int().positive();
+const mandateQuery = z
+  .object({
+    status: z.string().optional(),
+    intent: z.enum(['subscription', 'instalment', 'unscheduled']).optional(),
+    customer: z.string().optional(),
+    gateway: z.enum(['worldpay', 'liquido']).optional(),
+    limit: int.max(1000).optional(),
+    after: int.optional(),
+  })
+  .strict();
+const chargeQuery = z
+  .object({
+    state: z.string().optional(),
+    mandateId: int.optional(),
+    limit: int.max(1000).optional(),
+    after: int.optional(),
+  })
+  .strict();
+const runQuery = z.object({ limit: int.max(1000).optional(), before: int.optional() }).strict();
+const runBody = z
+  .object({
+    asOf: z.iso.datetime({ offset: true }).optional(),
+    dryRun: z.boolean().optional(),
+    mandateId: z.number().int().positive().optional(),
+    limit: z.number().int().positive().optional(),
+  })
+  .strict();
+const cancelBody = z.object({ atPeriodEnd: z.boolean().optional() }).strict();
+const queueBody = z.object({ amount: z.number().int().positive().optional() }).strict();
+const emptyBody = z.object({}).strict();
+
+export interface RunView {
+  id: number;
+  trigger: string;
+  asOf: string;
+  dryRun: boolean;
+  mandateId: number | null;
+  limit: number | null;
+  status: string;
+  counts: Record<string, number>;
+  owner: string | null;
+  error: string | null;
+  startedAt: string;
+  finishedAt: string | null;
+}
+
+function toRun(r: Record<string, unknown>): RunView {
+  return {
+    id: num(r.id),
+    trigger: String(r.trigger),
+    asOf: dateOrNull(r.as_of)?.toISOString() ?? '',
+    dryRun: r.dry_run === true,
+    mandateId: r.mandate_id === null ? null : num(r.mandate_id),
+    limit: r.limit === null ? null : num(r.limit),
+    status: String(r.status),
+    counts: (typeof r.counts === 'string' ? JSON.parse(r.counts) : r.counts) as Record<string, number>,
+    owner: str(r.owner),
+    error: str(r.error),
+    startedAt: dateOrNull(r.started_at)?.toISOString() ?? '',
+    finishedAt: dateOrNull(r.finished_at)?.toISOString() ?? null,
+  };
+}
+
+export async function getRun(ctx: BillingContext, id: number): Promise<RunView> {
+  const rows = await ctx.database.rows(sql`select * from billing_runs where id = ${id}`);
+  if (!rows[0]) throw new NotFoundError('run', id);
+  return toRun(rows[0]);
+}
+
+export async function listRuns(
+  ctx: BillingContext,
+  f: { limit?: number | undefined; before?: number | undefined },
+): Promise<{ items: RunView[]; next: number | null }> {
+  const limit = f.limit ?? 50;
+  const rows = await ctx.database.rows(sql`select * from billing_runs
+    where ${f.before === undefined ? sql`true` : sql`id < ${f.before}`} order by id desc limit ${limit + 1}`);
+  const items = rows.slice(0, limit).map(toRun);
+  return { items, next: rows.length > limit ? (items.at(-1)?.id ?? null) : null };
+}
+
+const paymentRoutes: { path: string; kind: PaymentOp; body: z.ZodType; summary: string }[] = [
+  { path: 'settle', kind: 'settle', body: noAmountInputSchema, summary: 'Settle the full authorized amount' },
+  {
+    path: 'partial-settle',
+    kind: 'partialSettle',
+    body: amountInputSchema,
+    summary: 'Settle part of the authorized amount',
+  },
+  {
+    path: 'cancel',
+    kind: 'cancel',
+    body: noAmountInputSchema,
+    summary: 'Cancel an authorization with nothing settled',
+  },
+  {
+    path: 'refund',
+    kind: 'refund',
+    body: noAmountInputSchema,
+    summary: 'Refund what is settled and not refunded yet',
+  },
+  {
+    path: 'partial-refund',
+    kind: 'partialRefund',
+    body: amountInputSchema,
+    summary: 'Refund part of the settled amount',
+  },
+  {
+    path: 'reversal',
+    kind: 'reversal',
+    body: noAmountInputSchema,
+    summary: 'Reverse the payment (cancel or refund, as the gateway decides)',
+  },
+];
+
+/** The admin API's business routes. Handlers only parse, call a service, and shape the answer. */
+export function adminRoutes(ctx: BillingContext, runner: Runner): RouteDef[] {
+  const db = ctx.database;
+  const routes: RouteDef[] = [
+    {
+      method: 'POST',
+      url: '/v1/runs',
+      tag: 'runs',
+      summary: 'Start a billing run in the background; poll GET /v1/runs/{id}',
+      body: runBody,
+      status: 202,
+      async handler(req) {
+        const b = parseInput(runBody, req.body ?? {});
+        const id = await runner.start({
+          asOf: b.asOf ? new Date(b.asOf) : ctx.clock.now(),
+          dryRun: b.dryRun ?? false,
+          mandateId: b.mandateId,
+          limit: b.limit,
+          trigger: 'api',
+          followSettlements: true,
+        });
+        return { id, status: 'running' };
+      },
+    },
+    {
+      method: 'GET',
+      url: '/v1/runs',
+      tag: 'runs',
+      summary: 'Billing runs, newest first (CLI, API and cron)',
+      query: runQuery,
+      status: 200,
+      handler: async (req) => listRuns(ctx, parseInput(runQuery, req.query)),
+    },
+    {
+      method: 'GET',
+      url: '/v1/runs/:id',
+      tag: 'runs',
+      summary: 'A billing run: status, counts so far, timestamps',
+      status: 200,
+      handler: async (req) => getRun(ctx, idParam('id', req.params.id)),
+    },
+    {
+      method: 'POST',
+      url: '/v1/mandates',
+      tag: 'mandates',
+      summary: 'Create a mandate',
+      body: createMandateSchema,
+      status: 201,
+      handler: async (req) => createMandate(ctx, req.body),
+    },
+    {
+      method: 'GET',
+      url: '/v1/mandates',
+      tag: 'mandates',
+      summary: 'List mandates (filters, keyset pagination with `after`)',
+      query: mandateQuery,
+      status: 200,
+      async handler(req) {
+        const q = parseInput(mandateQuery, req.query);
+        return listMandates(db, {
+          status: q.status,
+          intent: q.intent,
+          customerRef: q.customer,
+          gateway: q.gateway,
+          limit: q.limit,
+          after: q.after,
+        });
+      },
+    },
+    {
+      method: 'GET',
+      url: '/v1/mandates/:id',
+      tag: 'mandates',
+      summary: 'A mandate with its link chain and charges',
+      status: 200,
+      handler: async (req) => showMandate(db, idParam('id', req.params.id)),
+    },
+    {
+      method: 'POST',
+      url: '/v1/mandates/:id/pause',
+      tag: 'mandates',
+      summary: 'Pause a mandate',
+      body: emptyBody,
+      status: 200,
+      async handler(req) {
+        parseInput(emptyBody, req.body ?? {});
+        return pauseMandate(ctx, idParam('id', req.params.id));
+      },
+    },
+    {
+      method: 'POST',
+      url: '/v1/mandates/:id/resume',
+      tag: 'mandates',
+      summary: 'Resume a paused mandate (cycles missed while paused are skipped)',
+      body: emptyBody,
+      status: 200,
+      async handler(req) {
+        parseInput(emptyBody, req.body ?? {});
+        return resumeMandate(ctx, idParam('id', req.params.id));
+      },
+    },
+    {
+      method: 'POST',
+      url: '/v1/mandates/:id/cancel',
+      tag: 'mandates',
+      summary: 'Cancel a mandate now or at the end of the current period',
+      body: cancelBody,
+      status: 200,
+      async handler(req) {
+        const b = parseInput(cancelBody, req.body ?? {});
+        return cancelMandate(ctx, idParam('id', req.params.id), { atPeriodEnd: b.atPeriodEnd ?? false });
+      },
+    },
+    {
+      method: 'POST',
+      url: '/v1/mandates/:id/credential',
+      tag: 'mandates',
+      summary: 'Attach a new credential (link, card, token, network token or Liquido card)',
+      body: credentialInputSchema,
+      status: 200,
+      handler: async (req) => attachCredential(ctx, idParam('id', req.params.id), req.body),
+    },
+    {
+      method: 'POST',
+      url: '/v1/mandates/:id/charges',
+      tag: 'mandates',
+      summary: 'Queue a charge on an unscheduled mandate, due at once',
+      body: queueBody,
+      status: 201,
+      async handler(req) {
+        const b = parseInput(queueBody, req.body ?? {});
+        return queueCharge(ctx, idParam('id', req.params.id), { amount: b.amount });
+      },
+    },
+    {
+      method: 'GET',
+      url: '/v1/charges',
+      tag: 'charges',
+      summary: 'List charges with their last refusal code, advice, decision and next attempt',
+      query: chargeQuery,
+      status: 200,
+      async handler(req) {
+        const q = parseInput(chargeQuery, req.query);
+        return listCharges(db, q);
+      },
+    },
+    {
+      method: 'GET',
+      url: '/v1/charges/:id',
+      tag: 'charges',
+      summary: 'A charge with its payment actions and events',
+      status: 200,
+      handler: async (req) => getCharge(db, idParam('id', req.params.id)),
+    },
+    {
+      method: 'GET',
+      url: '/v1/charges/:id/events',
+      tag: 'payments',
+      summary: "Ask the gateway for the payment's latest status and apply it",
+      status: 200,
+      handler: async (req) => paymentEvents(ctx, idParam('id', req.params.id)),
+    },
+  ];
+  for (const p of paymentRoutes) {
+    routes.push({
+      method: 'POST',
+      url: `/v1/charges/:id/${p.path}`,
+      tag: 'payments',
+      summary: `${p.summary} (amount checks are done before the gateway is called)`,
+      body: p.body,
+      status: 200,
+      handler: async (req) => paymentAction(ctx, idParam('id', req.params.id), p.kind, req.body ?? {}),
+    });
+  }
+  return routes;
+}

@@ -1,0 +1,159 @@
+import { sql } from 'drizzle-orm';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { BillingContext } from '../billing/context.ts';
+import type { Runner } from '../daemon/runner.ts';
+import type { Metrics } from '../metrics.ts';
+import { createTokenCheck } from './auth.ts';
+import { errorResponse, HttpError } from './errors.ts';
+import { withIdempotency } from './idempotency.ts';
+import { type ExtraRoute, openApiDocument } from './openapi.ts';
+import { adminRoutes, type RouteRequest } from './routes.ts';
+import { WEBHOOK_PATH, webhookRoutes } from './webhook.ts';
+
+export interface AdminServer {
+  app: FastifyInstance;
+  /** Every route registered (method, url), HEAD excluded: what the OpenAPI test compares. */
+  registered(): { method: string; url: string }[];
+  openapi: Record<string, unknown>;
+  /** Listen on host:port (port 0 picks one); resolves to the base URL. */
+  listen(addr: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+type Auth = 'bearer' | 'none' | 'signature';
+
+const extraRoutes: ExtraRoute[] = [
+  {
+    method: 'GET',
+    url: '/healthz',
+    summary: 'Process up and database reachable',
+    tag: 'ops',
+    auth: 'none',
+    status: 200,
+  },
+  {
+    method: 'GET',
+    url: '/metrics',
+    summary: 'Prometheus metrics (bearer token like every admin route)',
+    tag: 'ops',
+    auth: 'bearer',
+    status: 200,
+  },
+  { method: 'GET', url: '/openapi.json', summary: 'This document', tag: 'ops', auth: 'bearer', status: 200 },
+  {
+    method: 'POST',
+    url: WEBHOOK_PATH,
+    summary: 'Worldpay payment events (authenticated by Event-Signature)',
+    tag: 'webhooks',
+    auth: 'signature',
+    status: 200,
+  },
+];
+
+/**
+ * The admin HTTP API, /healthz, /metrics, /openapi.json and the Worldpay webhook on one
+ * fastify instance. Bearer auth runs first on every route whose config does not opt out.
+ */
+export async function createAdminServer(opts: {
+  ctx: BillingContext;
+  runner: Runner;
+  metrics?: Metrics | undefined;
+  /** Fastify request logging: off by default (our own log lines carry the ids that matter). */
+  logRequests?: boolean;
+}): Promise<AdminServer> {
+  const { ctx, runner, metrics } = opts;
+  const checkToken = createTokenCheck(ctx.config.admin.tokens);
+  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024, exposeHeadRoutes: false });
+  const registered: { method: string; url: string }[] = [];
+  app.addHook('onRoute', (r) => {
+    for (const m of Array.isArray(r.method) ? r.method : [r.method])
+      registered.push({ method: m, url: r.url });
+  });
+  app.addHook('onRequest', async (req) => {
+    const auth = (req.routeOptions.config as { auth?: Auth } | undefined)?.auth ?? 'bearer';
+    if (auth === 'bearer') checkToken(req.headers.authorization);
+  });
+  app.setErrorHandler((err, req, reply) => {
+    const { status, body } = errorResponse(err);
+    if (status >= 500) ctx.logger.error({ err: (err as Error).message, url: req.url }, 'admin API error');
+    void reply.code(status).send(body);
+  });
+  app.setNotFoundHandler((_req, reply) => {
+    void reply.code(404).send({ error: { code: 'not_found', message: 'no such route' } });
+  });
+
+  const routes = adminRoutes(ctx, runner);
+  const openapi = openApiDocument(routes, extraRoutes);
+  for (const r of routes) {
+    app.route({
+      method: r.method,
+      url: r.url,
+      config: { auth: 'bearer' },
+      handler: async (req, reply) => {
+        const request: RouteRequest = {
+          params: req.params as Record<string, string>,
+          query: req.query as Record<string, unknown>,
+          body: req.body,
+        };
+        const run = async () => {
+          try {
+            return { status: r.status, body: await r.handler(request) };
+          } catch (err) {
+            const e = errorResponse(err);
+            if (e.status >= 500)
+              ctx.logger.error({ err: (err as Error).message, url: req.url }, 'admin API error');
+            return e;
+          }
+        };
+        const key = req.headers['idempotency-key'];
+        if (Array.isArray(key)) throw new HttpError(400, 'validation_error', 'Idempotency-Key: give one');
+        const out =
+          r.method === 'POST'
+            ? await withIdempotency(
+                ctx.database,
+                key,
+                { method: r.method, path: req.url, body: req.body ?? null },
+                run,
+              )
+            : { ...(await run()), replayed: false };
+        if (out.replayed) void reply.header('idempotent-replayed', 'true');
+        return reply.code(out.status).send(out.body);
+      },
+    });
+  }
+  app.get('/healthz', { config: { auth: 'none' } }, async (_req, reply) => {
+    try {
+      await ctx.database.rows(sql`select 1`);
+      return reply.send({ ok: true });
+    } catch (err) {
+      ctx.logger.warn({ err: (err as Error).message }, 'health check: database unreachable');
+      return reply
+        .code(503)
+        .send({ ok: false, error: { code: 'database', message: 'database unreachable' } });
+    }
+  });
+  app.get('/metrics', { config: { auth: 'bearer' } }, async (_req, reply) => {
+    if (!metrics) return reply.code(404).send({ error: { code: 'not_found', message: 'metrics are off' } });
+    const text = await metrics.render();
+    return reply.header('content-type', metrics.contentType).send(text);
+  });
+  app.get('/openapi.json', { config: { auth: 'bearer' } }, async () => openapi);
+  await app.register(webhookRoutes(ctx, metrics));
+  await app.ready();
+
+  return {
+    app,
+    openapi,
+    registered: () => registered.filter((r) => r.method !== 'HEAD'),
+    async listen(addr) {
+      const i = addr.lastIndexOf(':');
+      const host = addr.slice(0, i);
+      const port = Number(addr.slice(i + 1));
+      await app.listen({ host, port });
+      const a = app.server.address();
+      const bound = typeof a === 'object' && a ? a.port : port;
+      return `http://${host.includes(':') ? `[${host}]` : host}:${bound}`;
+    },
+    close: () => app.close(),
+  };
+}

@@ -1,0 +1,134 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { sql } from 'drizzle-orm';
+import type { FastifyInstance } from 'fastify';
+import type { BillingContext } from '../billing/context.ts';
+import { resolvePendingActions } from '../billing/payments.ts';
+import { applyPaymentStatus } from '../billing/settle.ts';
+import { num } from '../db/values.ts';
+import { normalisePaymentStatus } from '../gateways/worldpay/status.ts';
+import type { Metrics } from '../metrics.ts';
+
+export const WEBHOOK_PATH = '/webhooks/worldpay';
+const MEDIA_TYPES = ['application/vnd.worldpay.events-v1.hal+json', 'application/json'];
+
+/**
+ * Check `Event-Signature: {keyId}/{hashFunction}/{hex}` (possibly several, comma-separated, in
+ * any order) against the raw body. Signatures whose key id has no configured secret are
+ * skipped, so a rotation works by configuring the new key beside the old one.
+ */
+export function verifySignature(
+  raw: Buffer,
+  header: string | undefined,
+  secrets: Map<string, string>,
+): boolean {
+  if (!header) return false;
+  for (const part of header.split(',')) {
+    const [keyId, fn, hex] = part.trim().split('/');
+    if (!keyId || !fn || !hex || fn.toUpperCase() !== 'SHA256' || !/^[0-9a-fA-F]{64}$/.test(hex)) continue;
+    const secret = secrets.get(keyId);
+    if (secret === undefined) continue;
+    const expected = createHmac('sha256', secret).update(raw).digest();
+    if (timingSafeEqual(expected, Buffer.from(hex, 'hex'))) return true;
+  }
+  return false;
+}
+
+interface EventBody {
+  eventId?: unknown;
+  eventTimestamp?: unknown;
+  eventDetails?: { transactionReference?: unknown; type?: unknown };
+}
+
+export type WebhookOutcome =
+  | 'applied'
+  | 'recorded'
+  | 'duplicate'
+  | 'unknown_reference'
+  | 'bad_signature'
+  | 'bad_request';
+
+/**
+ * POST /webhooks/worldpay. Authenticated by signature, not by bearer token. Answers 200 for
+ * anything well-formed and signed, even an event for a payment rebill does not know, so that
+ * Worldpay does not redeliver it forever; the event is persisted (deduped on eventId) and
+ * applied in the same request (one short transaction).
+ */
+export function webhookRoutes(ctx: BillingContext, metrics?: Metrics) {
+  const secrets = ctx.config.webhook.secrets;
+  return async (app: FastifyInstance) => {
+    // The signature covers the raw bytes: keep them (this plugin's parsers only).
+    for (const type of MEDIA_TYPES)
+      app.addContentTypeParser(type, { parseAs: 'buffer', bodyLimit: 1024 * 1024 }, (_req, body, done) =>
+        done(null, body),
+      );
+    app.post(WEBHOOK_PATH, { config: { auth: 'signature' } }, async (req, reply) => {
+      const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.from('');
+      const log = ctx.logger.child({ webhook: 'worldpay' });
+      const answer = (status: number, outcome: WebhookOutcome, message?: string) => {
+        metrics?.webhook(outcome);
+        return reply
+          .code(status)
+          .send(
+            status === 200
+              ? { ok: true, outcome }
+              : { error: { code: outcome, message: message ?? outcome } },
+          );
+      };
+      if (
+        secrets.size > 0 &&
+        !verifySignature(raw, req.headers['event-signature'] as string | undefined, secrets)
+      ) {
+        log.warn('webhook rejected: missing or wrong Event-Signature');
+        return answer(400, 'bad_signature', 'Event-Signature missing or not valid for any configured key');
+      }
+      let body: EventBody;
+      try {
+        body = JSON.parse(raw.toString('utf8')) as EventBody;
+      } catch {
+        return answer(400, 'bad_request', 'body is not JSON');
+      }
+      const eventId = typeof body?.eventId === 'string' ? body.eventId : undefined;
+      const reference = body?.eventDetails?.transactionReference;
+      const type = body?.eventDetails?.type;
+      if (!eventId || typeof reference !== 'string' || typeof type !== 'string')
+        return answer(
+          400,
+          'bad_request',
+          'eventId, eventDetails.transactionReference and eventDetails.type are required',
+        );
+      const rows = await ctx.database.rows(
+        sql`select a.id, a.charge_id from attempts a where a.transaction_reference = ${reference}`,
+      );
+      const attempt = rows[0];
+      if (!attempt) {
+        log.warn(
+          { eventId, transactionReference: reference, type },
+          'webhook for an unknown transaction reference',
+        );
+        return answer(200, 'unknown_reference');
+      }
+      const attemptId = num(attempt.id);
+      const chargeId = num(attempt.charge_id);
+      const status = normalisePaymentStatus(type);
+      const occurred = typeof body.eventTimestamp === 'string' ? new Date(body.eventTimestamp) : undefined;
+      const seen = await ctx.database.rows(sql`select 1 from payment_events where event_id = ${eventId}`);
+      if (seen.length > 0) {
+        log.info({ eventId, chargeId }, 'webhook redelivered: already applied');
+        return answer(200, 'duplicate');
+      }
+      await resolvePendingActions(ctx.database, attemptId, status);
+      const moved = await applyPaymentStatus(ctx.database, {
+        attemptId,
+        status,
+        rawStatus: type,
+        source: 'webhook',
+        eventId,
+        transactionReference: reference,
+        payload: body,
+        occurredAt: occurred && !Number.isNaN(occurred.getTime()) ? occurred : undefined,
+      });
+      log.info({ eventId, chargeId, transactionReference: reference, type, moved }, 'webhook event recorded');
+      return answer(200, moved ? 'applied' : 'recorded');
+    });
+  };
+}
