@@ -1,0 +1,191 @@
+import { type SQL, sql } from 'drizzle-orm';
+import type { Database } from '../db/client.ts';
+import { date, dateOrNull, num, numOrNull, str } from '../db/values.ts';
+import { ConflictError, NotFoundError } from '../errors.ts';
+import { loadCardHistory } from './claim.ts';
+import type { BillingContext } from './context.ts';
+import { type RunReport, runBilling } from './run.ts';
+
+export interface ChargeView {
+  id: number;
+  mandateId: number;
+  customerRef: string;
+  cycle: number;
+  amount: number;
+  currency: string;
+  dueAt: string;
+  state: string;
+  stateReason: string | null;
+  nextAttemptAt: string | null;
+  attempts: number;
+  settledAmount: number;
+  refundedAmount: number;
+  lastAttempt: {
+    reference: string;
+    state: string;
+    refusalCode: string | null;
+    refusalDescription: string | null;
+    adviceCode: string | null;
+    decision: string | null;
+    decisionReason: string | null;
+    retryAt: string | null;
+    correlationId: string | null;
+  } | null;
+}
+
+const select = sql`select c.*, cu.ref as customer_ref, a.transaction_reference, a.state as a_state, a.refusal_code,
+    a.refusal_description, a.advice_code, a.decision, a.decision_reason, a.retry_at, a.correlation_id
+  from charges c join mandates m on m.id = c.mandate_id join customers cu on cu.id = m.customer_id
+  left join attempts a on a.charge_id = c.id and a.attempt_no = c.attempt_count`;
+
+function toView(r: Record<string, unknown>): ChargeView {
+  return {
+    id: num(r.id),
+    mandateId: num(r.mandate_id),
+    customerRef: String(r.customer_ref),
+    cycle: num(r.cycle),
+    amount: num(r.amount),
+    currency: String(r.currency),
+    dueAt: date(r.due_at).toISOString(),
+    state: String(r.state),
+    stateReason: str(r.state_reason),
+    nextAttemptAt: dateOrNull(r.next_attempt_at)?.toISOString() ?? null,
+    attempts: num(r.attempt_count),
+    settledAmount: num(r.settled_amount),
+    refundedAmount: num(r.refunded_amount),
+    lastAttempt:
+      r.transaction_reference === null || r.transaction_reference === undefined
+        ? null
+        : {
+            reference: String(r.transaction_reference),
+            state: String(r.a_state),
+            refusalCode: str(r.refusal_code),
+            refusalDescription: str(r.refusal_description),
+            adviceCode: str(r.advice_code),
+            decision: str(r.decision),
+            decisionReason: str(r.decision_reason),
+            retryAt: dateOrNull(r.retry_at)?.toISOString() ?? null,
+            correlationId: str(r.correlation_id),
+          },
+  };
+}
+
+export interface ChargeFilter {
+  /** Charge state, or a dunning view: `dunning` = retry_scheduled + needs_new_credential + stopped + failed. */
+  state?: string | undefined;
+  mandateId?: number | undefined;
+  refusalCode?: string | undefined;
+  limit?: number | undefined;
+  after?: number | undefined;
+}
+
+export const DUNNING_STATES = ['retry_scheduled', 'needs_new_credential', 'stopped', 'failed'];
+
+export async function listCharges(
+  database: Database,
+  f: ChargeFilter = {},
+): Promise<{ items: ChargeView[]; next: number | null }> {
+  const where: SQL[] = [sql`true`];
+  if (f.state === 'dunning') {
+    where.push(
+      sql`c.state in (${sql.join(
+        DUNNING_STATES.map((s) => sql`${s}`),
+        sql`, `,
+      )})`,
+    );
+  } else if (f.state) where.push(sql`c.state = ${f.state}`);
+  if (f.mandateId !== undefined) where.push(sql`c.mandate_id = ${f.mandateId}`);
+  if (f.refusalCode) where.push(sql`a.refusal_code = ${f.refusalCode}`);
+  if (f.after !== undefined) where.push(sql`c.id > ${f.after}`);
+  const limit = Math.min(Math.max(f.limit ?? 50, 1), 1000);
+  const rows = await database.rows(
+    sql`${select} where ${sql.join(where, sql` and `)} order by c.id limit ${limit + 1}`,
+  );
+  const items = rows.slice(0, limit).map(toView);
+  return { items, next: rows.length > limit ? (items.at(-1)?.id ?? null) : null };
+}
+
+export async function getCharge(database: Database, id: number): Promise<ChargeView> {
+  const rows = await database.rows(sql`${select} where c.id = ${id}`);
+  if (!rows[0]) throw new NotFoundError('charge', id);
+  return toView(rows[0]);
+}
+
+/** Refusals grouped by code and decision, with the earliest next attempt: the dunning report. */
+export async function dunningReport(
+  database: Database,
+): Promise<
+  {
+    code: string | null;
+    adviceCode: string | null;
+    decision: string | null;
+    state: string;
+    charges: number;
+    nextAttemptAt: string | null;
+  }[]
+> {
+  const rows = await database.rows(sql`
+    select a.refusal_code, a.advice_code, a.decision, c.state, count(*)::int as n,
+           min(c.next_attempt_at) filter (where c.state = 'retry_scheduled') as next_at
+      from charges c join attempts a on a.charge_id = c.id and a.attempt_no = c.attempt_count
+     where c.state in ('retry_scheduled', 'needs_new_credential', 'stopped', 'failed')
+     group by 1, 2, 3, 4 order by n desc`);
+  return rows.map((r) => ({
+    code: str(r.refusal_code),
+    adviceCode: str(r.advice_code),
+    decision: str(r.decision),
+    state: String(r.state),
+    charges: num(r.n),
+    nextAttemptAt: dateOrNull(r.next_at)?.toISOString() ?? null,
+  }));
+}
+
+/**
+ * An operator's "retry this charge now". Refused, with the reason, when an attempt's outcome
+ * is still unknown (it must be reconciled first), when the card is blocked or out of its
+ * scheme retry allowance, or when the charge is not waiting for a retry.
+ */
+export async function retryNow(ctx: BillingContext, id: number): Promise<RunReport> {
+  const charge = await getCharge(ctx.database, id);
+  const now = ctx.clock.now();
+  if (!['retry_scheduled', 'stopped', 'needs_new_credential', 'pending'].includes(charge.state)) {
+    throw new ConflictError(`charge ${id} is ${charge.state}: nothing to retry`);
+  }
+  const open = await ctx.database.rows(
+    sql`select transaction_reference from attempts where charge_id = ${id} and state in ('sending', 'unknown')`,
+  );
+  if (open.length > 0) {
+    throw new ConflictError(
+      `charge ${id} has an attempt whose outcome is unknown (${String(open[0]?.transaction_reference)}); reconcile it first`,
+    );
+  }
+  const cred =
+    await ctx.database.rows(sql`select cr.id, cr.status, cr.status_reason, cr.expiry_month, cr.expiry_year, m.status as mandate_status
+    from charges c join mandates m on m.id = c.mandate_id join credentials cr on cr.id = m.credential_id where c.id = ${id}`);
+  const c = cred[0]!;
+  if (c.status !== 'active') {
+    throw new ConflictError(
+      `the card of charge ${id} is ${String(c.status)}: ${String(c.status_reason ?? '')}; attach a new credential`,
+    );
+  }
+  if (c.mandate_status === 'cancelled') throw new ConflictError(`mandate ${charge.mandateId} is cancelled`);
+  const credentialId = num(c.id);
+  const history = await loadCardHistory(ctx.database, [credentialId], now);
+  const check = ctx.policy.beforeSend({
+    now,
+    expiryMonth: numOrNull(c.expiry_month),
+    expiryYear: numOrNull(c.expiry_year),
+    ledger: { attempts: history.get(credentialId) ?? [], blocked: null },
+    isRetry: true,
+  });
+  if (!check.ok) throw new ConflictError(`charge ${id} cannot be retried now: ${check.decision.reason}`);
+  await ctx.database.db.transaction(async (tx) => {
+    await tx.execute(sql`update charges set state = 'retry_scheduled', next_attempt_at = ${now.toISOString()}::timestamptz,
+      state_reason = 'retry requested by operator', updated_at = now() where id = ${id}`);
+    await tx.execute(sql`update mandates set status = 'active', status_reason = 'retry requested by operator'
+      where id = ${charge.mandateId} and status in ('stopped', 'paused')`);
+    await tx.execute(sql`insert into audit_log (entity_type, entity_id, from_state, to_state, reason, actor)
+      values ('charge', ${id}, ${charge.state}, 'retry_scheduled', 'retry requested by operator', 'operator')`);
+  });
+  return runBilling(ctx, { asOf: now, trigger: 'cli', mandateId: charge.mandateId });
+}

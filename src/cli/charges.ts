@@ -1,0 +1,124 @@
+import type { Command } from 'commander';
+import { dunningReport, getCharge, listCharges, retryNow } from '../billing/charges.ts';
+import type { CliDeps } from './main.ts';
+import { idArg, intOption, printJson, table } from './output.ts';
+import { formatRunReport } from './run.ts';
+
+export function registerChargeCommands(program: Command, deps: CliDeps): void {
+  const charges = program
+    .command('charges')
+    .description('Inspect charges, their dunning state, and retry one now');
+
+  charges
+    .command('list')
+    .description('List charges; --state dunning lists every charge in dunning with its refusal and decision')
+    .option(
+      '--state <state>',
+      'pending | retry_scheduled | needs_new_credential | stopped | failed | settling | settled | unknown | dunning',
+    )
+    .option('--mandate <id>', 'only this mandate', intOption('--mandate'))
+    .option('--code <code>', 'only charges whose last refusal had this code')
+    .option('--limit <n>', 'page size (max 1000)', intOption('--limit'), 50)
+    .option('--after <id>', 'next page: charges after this id', intOption('--after'))
+    .option('--json', 'JSON output')
+    .action(async (o) => {
+      await deps.withApp(async (app) => {
+        const page = await listCharges(app.database, {
+          state: o.state,
+          mandateId: o.mandate,
+          refusalCode: o.code,
+          limit: o.limit,
+          after: o.after,
+        });
+        const summary = o.state === 'dunning' ? await dunningReport(app.database) : undefined;
+        if (o.json) return printJson({ ...page, ...(summary ? { summary } : {}) });
+        process.stdout.write(
+          table(
+            [
+              'charge',
+              'mandate',
+              'cycle',
+              'amount',
+              'cur',
+              'state',
+              'code',
+              'advice',
+              'decision',
+              'next attempt',
+              'reason',
+            ],
+            page.items.map((c) => [
+              c.id,
+              c.mandateId,
+              c.cycle,
+              c.amount,
+              c.currency,
+              c.state,
+              c.lastAttempt?.refusalCode,
+              c.lastAttempt?.adviceCode,
+              c.lastAttempt?.decision,
+              c.state === 'retry_scheduled' ? c.nextAttemptAt : null,
+              c.lastAttempt?.decisionReason ?? c.stateReason,
+            ]),
+          ),
+        );
+        if (page.next !== null) process.stdout.write(`more: --after ${page.next}\n`);
+        if (summary && summary.length > 0) {
+          process.stdout.write('\nrefusals by code\n');
+          process.stdout.write(
+            table(
+              ['code', 'advice', 'decision', 'state', 'charges', 'next attempt'],
+              summary.map((s) => [s.code, s.adviceCode, s.decision, s.state, s.charges, s.nextAttemptAt]),
+            ),
+          );
+        }
+      });
+    });
+
+  charges
+    .command('show <id>')
+    .description('Show a charge with its last attempt and dunning decision')
+    .option('--json', 'JSON output')
+    .action(async (id, o) => {
+      await deps.withApp(async (app) => {
+        const c = await getCharge(app.database, idArg('id', id));
+        if (o.json) return printJson(c);
+        process.stdout.write(
+          table(
+            ['field', 'value'],
+            [
+              ['charge', c.id],
+              ['mandate', c.mandateId],
+              ['cycle', c.cycle],
+              ['amount', `${c.amount} ${c.currency}`],
+              ['state', c.state],
+              ['reason', c.stateReason],
+              ['attempts', c.attempts],
+              ['next attempt', c.nextAttemptAt],
+              ['last reference', c.lastAttempt?.reference],
+              [
+                'last refusal',
+                c.lastAttempt?.refusalCode
+                  ? `${c.lastAttempt.refusalCode} ${c.lastAttempt.refusalDescription ?? ''}`
+                  : null,
+              ],
+              ['advice code', c.lastAttempt?.adviceCode],
+              ['decision', c.lastAttempt?.decisionReason],
+            ],
+          ),
+        );
+      });
+    });
+
+  charges
+    .command('retry-now <id>')
+    .description('Retry a charge now (refused when an outcome is unknown or the card ledger forbids it)')
+    .option('--json', 'JSON output')
+    .action(async (id, o) => {
+      await deps.withApp(async (app) => {
+        const report = await retryNow(app, idArg('id', id));
+        if (o.json) printJson(report);
+        else process.stdout.write(formatRunReport(report));
+      });
+    });
+}
