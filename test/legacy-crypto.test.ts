@@ -69,7 +69,8 @@ describe('card numbers', () => {
     for (const ok of ['4444333322221111', '378282246310005', '2221000000000009', '79927398713']) {
       expect(luhnValid(ok)).toBe(true);
     }
-    for (const bad of ['4444333322221112', '79927398710', '', '4444-3333', 'abcd']) expect(luhnValid(bad)).toBe(false);
+    for (const bad of ['4444333322221112', '79927398710', '', '4444-3333', 'abcd'])
+      expect(luhnValid(bad)).toBe(false);
   });
 
   it.each([

@@ -12,7 +12,13 @@ const NOW = new Date('2026-11-21T12:00:00Z');
 const KEY = Buffer.alloc(32, 7);
 const NEW_KEY = Buffer.alloc(32, 9);
 const fixture = (ext: string) => new URL(`./fixtures/legacy/mandates.${ext}`, import.meta.url).pathname;
-const PANS = ['4444333322221111', '2221000000000009', '4895370012003478', '5555555555554444', '4000056655665556'];
+const PANS = [
+  '4444333322221111',
+  '2221000000000009',
+  '4895370012003478',
+  '5555555555554444',
+  '4000056655665556',
+];
 const INTERVAL_REASON = 'must be "N day|week|month|year" (N from 1; years up to 10), e.g. "1 month"';
 
 /** Each bad row of the fixture: its CSV line, its NDJSON line, the field and the reason. */
@@ -97,10 +103,22 @@ describe('legacy import', () => {
   afterAll(async () => t?.dispose());
 
   it('a dry run validates and reports, and writes nothing', async () => {
-    const report = await importLegacy(t.database, readLegacyFile(fixture('csv')), { key: KEY, now: NOW, dryRun: true });
-    expect(report).toMatchObject({ read: 26, imported: 5, unchanged: 0, changed: [], rejectedRows: 21, dryRun: true });
+    const report = await importLegacy(t.database, readLegacyFile(fixture('csv')), {
+      key: KEY,
+      now: NOW,
+      dryRun: true,
+    });
+    expect(report).toMatchObject({
+      read: 26,
+      imported: 5,
+      unchanged: 0,
+      changed: [],
+      rejectedRows: 21,
+      dryRun: true,
+    });
     expect(report.rejected).toEqual(expectedRejections('csv'));
-    for (const table of ['customers', 'credentials', 'mandates', 'audit_log']) expect(await count(table)).toBe(0);
+    for (const table of ['customers', 'credentials', 'mandates', 'audit_log'])
+      expect(await count(table)).toBe(0);
   });
 
   it('imports the good rows of the CSV file and rejects each bad one with line, field and reason', async () => {
@@ -111,7 +129,14 @@ describe('legacy import', () => {
       batchSize: 2,
       onProgress: (n) => progress.push(n),
     });
-    expect(report).toMatchObject({ read: 26, imported: 5, unchanged: 0, changed: [], rejectedRows: 21, dryRun: false });
+    expect(report).toMatchObject({
+      read: 26,
+      imported: 5,
+      unchanged: 0,
+      changed: [],
+      rejectedRows: 21,
+      dryRun: false,
+    });
     expect(report.rejected).toEqual(expectedRejections('csv'));
     expect(progress.at(-1)).toBe(26);
 
@@ -151,7 +176,12 @@ describe('legacy import', () => {
       intervalCount: 2,
     });
     // Unscheduled: nothing falls due on its own.
-    expect(byId['L-004']).toMatchObject({ intent: 'unscheduled', nextDueAt: null, intervalUnit: null, amount: 1500 });
+    expect(byId['L-004']).toMatchObject({
+      intent: 'unscheduled',
+      nextDueAt: null,
+      intervalUnit: null,
+      amount: 1500,
+    });
     expect(byId['L-005']).toMatchObject({ timezone: 'UTC', anchorAt: new Date('2026-12-10T06:00:00Z') });
 
     const creds = await t.database.db.select().from(credentials).orderBy(credentials.id);
@@ -175,7 +205,11 @@ describe('legacy import', () => {
       tokenHref: 'https://try.access.worldpay.com/tokens/MTIzNDU2Nzg5MA+/=',
     });
     const network = creds.find((c) => c.id === byId['L-004']!.credentialId)!;
-    expect(network).toMatchObject({ instrumentType: 'card/networkToken+applepay', lastFour: '3478', expiryYear: 2027 });
+    expect(network).toMatchObject({
+      instrumentType: 'card/networkToken+applepay',
+      lastFour: '3478',
+      expiryYear: 2027,
+    });
     expect(decryptSecret(network.encryptedPan!, [KEY])).toBe('4895370012003478');
     expect(creds.find((c) => c.id === byId['L-005']!.credentialId)).toMatchObject({
       brand: 'mastercard',
@@ -203,7 +237,11 @@ describe('legacy import', () => {
       if (row!.n > 0) hits.push(`${table_name}.${column_name}`);
     }
     expect(hits).toEqual([]);
-    const report = await importLegacy(t.database, readLegacyFile(fixture('csv')), { key: KEY, now: NOW, dryRun: true });
+    const report = await importLegacy(t.database, readLegacyFile(fixture('csv')), {
+      key: KEY,
+      now: NOW,
+      dryRun: true,
+    });
     const json = JSON.stringify(report);
     for (const pan of [...PANS, '4444333322221112']) expect(json).not.toContain(pan);
   });
@@ -240,7 +278,12 @@ describe('legacy import', () => {
       }),
       { key: KEY, now: NOW },
     );
-    expect(report).toMatchObject({ read: 1, imported: 0, unchanged: 0, changed: [{ line: 1, legacyId: 'L-001' }] });
+    expect(report).toMatchObject({
+      read: 1,
+      imported: 0,
+      unchanged: 0,
+      changed: [{ line: 1, legacyId: 'L-001' }],
+    });
     expect(await snapshot()).toEqual(before);
   });
 
@@ -293,7 +336,9 @@ describe('legacy import', () => {
         { key: KEY, now: NOW, batchSize: 10 },
       );
       expect(report).toMatchObject({ read: 3, imported: 2, rejectedRows: 1 });
-      expect(report.rejected).toEqual([{ line: 2, field: '(row)', reason: 'the database refused the row (P0001)' }]);
+      expect(report.rejected).toEqual([
+        { line: 2, field: '(row)', reason: 'the database refused the row (P0001)' },
+      ]);
       const d = await t.database.rows<{ legacy_id: string }>(
         `select legacy_id from mandates where legacy_id like 'D-%' order by legacy_id`,
       );
@@ -310,7 +355,9 @@ describe('legacy import', () => {
 
   it('rotates the key: values re-encrypted, only the new key decrypts, re-import still unchanged', async () => {
     const stored = async () =>
-      (await t.database.db.select().from(credentials).orderBy(credentials.id)).filter((c) => c.encryptedPan !== null);
+      (await t.database.db.select().from(credentials).orderBy(credentials.id)).filter(
+        (c) => c.encryptedPan !== null,
+      );
     const before = await stored();
     expect(before.length).toBe(4);
     const result = await rotateKeys(t.database, KEY, NEW_KEY, { batchSize: 3 });

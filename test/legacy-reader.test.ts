@@ -1,6 +1,12 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { detectFormat, LegacyFileError, readCsv, readNdjson, type SourceRecord } from '../src/legacy/reader.ts';
+import {
+  detectFormat,
+  LegacyFileError,
+  readCsv,
+  readNdjson,
+  type SourceRecord,
+} from '../src/legacy/reader.ts';
 
 async function collect(source: AsyncIterable<SourceRecord>): Promise<SourceRecord[]> {
   const out: SourceRecord[] = [];
@@ -10,9 +16,12 @@ async function collect(source: AsyncIterable<SourceRecord>): Promise<SourceRecor
 
 /** Split into small chunks so records and CRLFs straddle chunk boundaries. */
 const chunked = (text: string, size = 5) =>
-  Readable.from(Array.from({ length: Math.ceil(text.length / size) }, (_, i) => text.slice(i * size, i * size + size)));
+  Readable.from(
+    Array.from({ length: Math.ceil(text.length / size) }, (_, i) => text.slice(i * size, i * size + size)),
+  );
 
-const HEADER = 'legacy_id,customer_ref,intent,amount,currency,entity,narrative,instrument_type,card_holder_name';
+const HEADER =
+  'legacy_id,customer_ref,intent,amount,currency,entity,narrative,instrument_type,card_holder_name';
 
 describe('legacy file readers', () => {
   it.each([
@@ -44,7 +53,9 @@ describe('legacy file readers', () => {
     await expect(collect(readCsv(Readable.from([`${HEADER},card_numbr\n`])))).rejects.toThrow(
       /unknown column\(s\) in the header: card_numbr/,
     );
-    await expect(collect(readCsv(Readable.from(['legacy_id,customer_ref\nx,y\n'])))).rejects.toThrow(LegacyFileError);
+    await expect(collect(readCsv(Readable.from(['legacy_id,customer_ref\nx,y\n'])))).rejects.toThrow(
+      LegacyFileError,
+    );
   });
 
   it('NDJSON: line numbers count blank lines; bad JSON is a record error', async () => {

@@ -19,8 +19,17 @@ const VERSION = 'v1';
 
 /** A short, stable name for a key: enough to tell keys apart, far too short to help guess one. */
 export function keyId(key: Buffer): string {
-  return createHash('sha256').update('rebill key id\0').update(key).digest('hex').slice(0, 8);
+  let id = keyIds.get(key);
+  if (id === undefined) {
+    id = createHash('sha256').update('rebill key id\0').update(key).digest('hex').slice(0, 8);
+    keyIds.set(key, id);
+  }
+  return id;
 }
+
+// Per-key derivations, cached: an import calls these once a row.
+const keyIds = new WeakMap<Buffer, string>();
+const fingerprintKeys = new WeakMap<Buffer, Buffer>();
 
 function assertKey(key: Buffer): void {
   if (!Buffer.isBuffer(key) || key.length !== 32) throw new KeyError('an encryption key must be 32 bytes');
@@ -79,7 +88,11 @@ export function decryptSecret(blob: string, keys: readonly Buffer[]): string {
  */
 export function fingerprint(value: string, key: Buffer): string {
   assertKey(key);
-  const sub = createHmac('sha256', key).update('rebill fingerprint v1').digest();
+  let sub = fingerprintKeys.get(key);
+  if (sub === undefined) {
+    sub = createHmac('sha256', key).update('rebill fingerprint v1').digest();
+    fingerprintKeys.set(key, sub);
+  }
   return createHmac('sha256', sub).update(value).digest('base64url');
 }
 
