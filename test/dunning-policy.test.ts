@@ -318,6 +318,17 @@ describe('the card ledger gates retries', () => {
     );
   });
 
+  it('fails the charge when a MAC wait ends after the retry window', () => {
+    const first = new Date(NOW.getTime() - 25 * DAY);
+    const d = decide(
+      input({ refusal: { code: '51', adviceCode: '30' }, firstRefusedAt: first, retriesSoFar: 3 }),
+    );
+    expect(d).toMatchObject({ action: 'fail', finalAction: 'pause' });
+    expect(d.reason).toContain(
+      'the earliest allowed retry (2026-03-20T09:00:00.000Z) is after the 30-day retry window',
+    );
+  });
+
   it('a soft decline on a blocked credential is not retried', () => {
     const ledger: CardLedger = { reattempts: [], declines: [], blocked: { reason: 'MAC 03', at: NOW } };
     expect(decide(input({ ledger }))).toMatchObject({ action: 'stop', category: 'ledger' });
@@ -457,6 +468,19 @@ describe('policy file overrides', () => {
     expect(decide(input({ config, retriesSoFar: 2 }))).toMatchObject({
       action: 'fail',
       finalAction: 'cancel',
+    });
+  });
+
+  it('softening a never-retry code keeps its credential block unless the file lifts it', () => {
+    const kept = dunningConfigFrom({ codes: { '57': { category: 'soft' } } });
+    expect(decide(input({ config: kept, refusal: { code: '57' } }))).toMatchObject({
+      action: 'stop',
+      blocksCredential: true,
+    });
+    const lifted = dunningConfigFrom({ codes: { '57': { category: 'soft', blocksCredential: false } } });
+    expect(decide(input({ config: lifted, refusal: { code: '57' } }))).toMatchObject({
+      action: 'retry',
+      blocksCredential: false,
     });
   });
 

@@ -154,10 +154,13 @@ function scheduleRetry(
   const allowed = earliestAllowed(input.ledger, candidate, config, 'reattempt');
   const deadline = input.firstRefusedAt.getTime() + config.retryWindowMs;
   if (allowed === null || allowed.getTime() > deadline) {
+    const window = `the ${days(config.retryWindowMs)}-day retry window`;
     const why =
       allowed === null
         ? 'the card ledger allows no reattempt'
-        : `the card ledger allows the next reattempt only at ${allowed.toISOString()}, after the ${days(config.retryWindowMs)}-day retry window`;
+        : candidate.getTime() > deadline
+          ? `the earliest allowed retry (${candidate.toISOString()}) is after ${window}`
+          : `the card ledger allows the next reattempt only at ${allowed.toISOString()}, after ${window}`;
     return {
       ...base,
       action: 'fail',
