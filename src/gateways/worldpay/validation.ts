@@ -1,6 +1,6 @@
+import { isCurrency } from '../../domain/money.ts';
 import { ValidationError } from '../../errors.ts';
 import type { Instrument, Money } from '../types.ts';
-import { isKnownCurrency } from './currencies.ts';
 
 /**
  * Checks every value rebill sends to Worldpay before it leaves, so a bad value is a local
@@ -63,7 +63,7 @@ export function validateMoney(value: Money | undefined, field = 'value'): Money 
   if (typeof value.currency !== 'string' || !/^[A-Z]{3}$/.test(value.currency)) {
     throw new ValidationError(`${field}.currency`, 'must be an ISO-4217 alpha-3 code in capitals');
   }
-  if (!isKnownCurrency(value.currency)) {
+  if (!isCurrency(value.currency)) {
     throw new ValidationError(`${field}.currency`, `${value.currency} is not an ISO-4217 currency`);
   }
   return { amount: value.amount, currency: value.currency };
