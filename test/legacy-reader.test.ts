@@ -59,7 +59,9 @@ describe('legacy file readers', () => {
   });
 
   it('NDJSON: line numbers count blank lines; bad JSON is a record error', async () => {
-    const records = await collect(readNdjson(chunked('{"legacy_id":"a"}\r\n\n{oops\n{"legacy_id":"b"}')));
+    const records = await collect(
+      readNdjson(chunked('\uFEFF{"legacy_id":"a"}\r\n\n{oops\n{"legacy_id":"b"}')),
+    );
     expect(records).toEqual([
       { line: 1, record: { legacy_id: 'a' } },
       { line: 3, record: {}, error: 'not valid JSON' },

@@ -128,8 +128,9 @@ export async function* readCsv(input: Readable): AsyncGenerator<SourceRecord> {
 export async function* readNdjson(input: Readable): AsyncGenerator<SourceRecord> {
   const lines = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
   let line = 0;
-  for await (const text of lines) {
+  for await (const input of lines) {
     line++;
+    const text = line === 1 ? input.replace(/^\uFEFF/, '') : input;
     if (text.trim() === '') continue;
     let record: unknown;
     try {
