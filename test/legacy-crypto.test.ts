@@ -10,6 +10,7 @@ import {
   keyId,
   parseKey,
 } from '../src/legacy/crypto.ts';
+import { LegacyInstrumentError, legacyInstrument } from '../src/legacy/instrument.ts';
 
 const KEY = Buffer.alloc(32, 1);
 const OTHER = Buffer.alloc(32, 2);
@@ -102,5 +103,43 @@ describe('card numbers', () => {
   it('masks to BIN and last four at most', () => {
     expect(maskPan('4444333322221111')).toBe('444433******1111');
     expect(maskPan('123')).toBe('***');
+  });
+});
+
+describe('legacyInstrument', () => {
+  const base = { id: 7, tokenHref: null, expiryMonth: 12, expiryYear: 2030, cardHolderName: 'A Holder' };
+  it('decrypts the stored number into the migrateRecurring instrument', () => {
+    expect(
+      legacyInstrument({ ...base, instrumentType: 'card/plain', encryptedPan: encryptSecret(PAN, KEY) }, [
+        KEY,
+      ]),
+    ).toEqual({
+      type: 'card/plain',
+      cardNumber: PAN,
+      expiryMonth: 12,
+      expiryYear: 2030,
+      cardHolderName: 'A Holder',
+    });
+    expect(
+      legacyInstrument(
+        { ...base, instrumentType: 'card/networkToken+applepay', encryptedPan: encryptSecret(PAN, KEY) },
+        [OTHER, KEY],
+      ),
+    ).toMatchObject({ type: 'card/networkToken+applepay', dpan: PAN });
+    expect(
+      legacyInstrument(
+        { ...base, instrumentType: 'card/token', encryptedPan: null, tokenHref: 'https://t/x' },
+        [],
+      ),
+    ).toEqual({ type: 'card/token', href: 'https://t/x' });
+  });
+
+  it('refuses an erased credential or a missing key without naming the number', () => {
+    expect(() =>
+      legacyInstrument({ ...base, instrumentType: 'card/plain', encryptedPan: null }, [KEY]),
+    ).toThrow(LegacyInstrumentError);
+    expect(() =>
+      legacyInstrument({ ...base, instrumentType: 'card/plain', encryptedPan: encryptSecret(PAN, KEY) }, []),
+    ).toThrow(/REBILL_ENCRYPTION_KEY is not set/);
   });
 });
