@@ -25,7 +25,14 @@ export interface LegacyDeps {
 const SHOWN = 20;
 
 function fatal(deps: LegacyDeps, command: string, err: unknown): void {
-  const message = err instanceof Error ? err.message : String(err);
+  // drizzle's query errors carry the whole statement and its parameters: show the cause.
+  const cause = err instanceof Error ? err.cause : undefined;
+  const message =
+    err instanceof Error
+      ? err.message.startsWith('Failed query') && cause instanceof Error
+        ? cause.message
+        : err.message
+      : String(err);
   (deps.stderr ?? process.stderr).write(`rebill legacy ${command}: ${message}\n`);
   process.exitCode = 1;
 }

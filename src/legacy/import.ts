@@ -37,6 +37,28 @@ export interface ImportReport {
   dryRun: boolean;
 }
 
+/** A legacy id was written by another import between the lookup and the insert. */
+class ConcurrentImportError extends Error {
+  override name = 'ConcurrentImportError';
+  constructor() {
+    super('a legacy id was imported by another run at the same time');
+  }
+}
+
+/**
+ * Why the database refused a row, when the refusal is about the data (SQLSTATE class 22 data
+ * exception, 23 integrity violation, P0 raised by a trigger), or null for any other failure.
+ */
+function rowFault(err: unknown): string | null {
+  if (err instanceof ConcurrentImportError) return 'imported by another import running at the same time';
+  const e = err as { code?: unknown; cause?: { code?: unknown } };
+  const code =
+    typeof e?.code === 'string' ? e.code : typeof e?.cause?.code === 'string' ? e.cause.code : null;
+  return code !== null && /^(22|23|P0)[0-9A-Z]{3}$/.test(code)
+    ? `the database refused the row (${code})`
+    : null;
+}
+
 interface Prepared {
   row: ValidRow;
   /** Identity of the card/token within the customer, never the number itself. */
@@ -119,20 +141,17 @@ export async function importLegacy(
     }
     try {
       report.imported += await database.db.transaction((tx) => writeRows(database, tx, fresh, opts));
-    } catch {
-      // Rolled back whole: find the row at fault by writing one row per transaction.
+    } catch (err) {
+      // A lost connection or the like fails the import; only a refusal about the data is a
+      // row's fault. The batch rolled back whole: find the row at fault one per transaction.
+      if (rowFault(err) === null) throw err;
       for (const one of fresh) {
         try {
           report.imported += await database.db.transaction((tx) => writeRows(database, tx, [one], opts));
-        } catch (err) {
-          const code = (err as { code?: string }).code ?? (err as { cause?: { code?: string } }).cause?.code;
-          reject([
-            {
-              line: one.row.line,
-              field: '(row)',
-              reason: `the database refused the row (${code ?? 'error'})`,
-            },
-          ]);
+        } catch (e) {
+          const reason = rowFault(e);
+          if (reason === null) throw e;
+          reject([{ line: one.row.line, field: '(row)', reason }]);
         }
       }
     }
@@ -302,7 +321,7 @@ async function writeRows(
   if ((result?.n ?? 0) !== rows.length) {
     // Another import wrote one of these legacy ids between classify and now: roll back so the
     // rows are retried one by one rather than half-applied.
-    throw new Error('a legacy id was imported concurrently');
+    throw new ConcurrentImportError();
   }
   return rows.length;
 }
