@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { BillingContext, FaultPoints } from './billing/context.ts';
-import { placeholderPolicy } from './billing/placeholder-policy.ts';
+import { dunningPolicy } from './billing/dunning.ts';
 import type { RetryPolicy } from './billing/retry-policy.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config.ts';
 import { createDatabase, type Database } from './db/client.ts';
 import { migrate } from './db/migrate.ts';
+import { loadDunningConfig } from './domain/dunning/index.ts';
 import { liquidoGatewayFromConfig } from './gateways/liquido/index.ts';
 import type { Gateway } from './gateways/types.ts';
 import { createWorldpayGateway } from './gateways/worldpay/index.ts';
@@ -86,7 +87,7 @@ export async function openApp(
     logger,
     clock: opts.clock ?? systemClock,
     gateway,
-    policy: opts.policy ?? placeholderPolicy,
+    policy: opts.policy ?? dunningPolicy(loadDunningConfig({ file: config.billing.dunningPolicyFile })),
     workerId: `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`,
     faults: opts.faults,
     close: async () => {

@@ -2,7 +2,7 @@ import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
 import { date, dateOrNull, num, numOrNull, str } from '../db/values.ts';
 import { ConflictError, NotFoundError } from '../errors.ts';
-import { loadCardHistory } from './claim.ts';
+import { chargeDunning, loadCardHistory } from './claim.ts';
 import type { BillingContext } from './context.ts';
 import { type RunReport, runBilling } from './run.ts';
 
@@ -112,9 +112,7 @@ export async function getCharge(database: Database, id: number): Promise<ChargeV
 }
 
 /** Refusals grouped by code and decision, with the earliest next attempt: the dunning report. */
-export async function dunningReport(
-  database: Database,
-): Promise<
+export async function dunningReport(database: Database): Promise<
   {
     code: string | null;
     adviceCode: string | null;
@@ -177,6 +175,8 @@ export async function retryNow(ctx: BillingContext, id: number): Promise<RunRepo
     expiryYear: numOrNull(c.expiry_year),
     ledger: { attempts: history.get(credentialId) ?? [], blocked: null },
     isRetry: true,
+    intent: String(c.intent) as 'subscription',
+    firstRefusedAt: (await chargeDunning(ctx.database, id)).firstRefusedAt,
   });
   if (!check.ok) throw new ConflictError(`charge ${id} cannot be retried now: ${check.decision.reason}`);
   await ctx.database.db.transaction(async (tx) => {

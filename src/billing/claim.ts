@@ -2,6 +2,7 @@ import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
 import { date, dateOrNull, num, numOrNull, str } from '../db/values.ts';
 import type { Intent } from '../gateways/types.ts';
+import type { CardAttempt } from './retry-policy.ts';
 
 /** A charge claimed under a lease, with what sending it needs from its mandate and credential. */
 export interface ClaimedCharge {
@@ -102,35 +103,55 @@ function toClaimed(r: Record<string, unknown>): ClaimedCharge {
   };
 }
 
-/** Attempts on these credentials in the last 30 days (business time), for the retry ledger. */
+/**
+ * What the retry ledger needs of these credentials' last 30 days (business time): reattempts
+ * and refusals, across all mandates. First attempts that went through are left out, so a
+ * healthy card costs this query nothing however many mandates share it.
+ */
 export async function loadCardHistory(
   database: Database,
   credentialIds: number[],
   asOf: Date,
-): Promise<Map<number, { at: Date; first: boolean; refused: boolean }[]>> {
-  const out = new Map<number, { at: Date; first: boolean; refused: boolean }[]>();
+): Promise<Map<number, CardAttempt[]>> {
+  const out = new Map<number, CardAttempt[]>();
   if (credentialIds.length === 0) return out;
   const since = new Date(asOf.getTime() - 31 * 86_400_000);
   const rows = await database.rows(sql`
-    select credential_id, attempted_at, attempt_no, state from attempts
+    select credential_id, charge_id, attempted_at, attempt_no, state from attempts
     where credential_id in (${sql.join(
       credentialIds.map((id) => sql`${id}`),
       sql`, `,
     )}) and attempted_at > ${since.toISOString()}::timestamptz
+      and (attempt_no > 1 or state in ('refused', 'not_found'))
     order by attempted_at`);
   for (const r of rows) {
     const id = num(r.credential_id);
     const list = out.get(id) ?? [];
-    list.push({ at: date(r.attempted_at), first: num(r.attempt_no) === 1, refused: r.state === 'refused' });
+    list.push({
+      at: date(r.attempted_at),
+      chargeId: num(r.charge_id),
+      first: num(r.attempt_no) === 1,
+      state: String(r.state),
+    });
     out.set(id, list);
   }
   return out;
 }
 
-/** When this charge was first refused (the dunning window starts there). */
-export async function firstRefusalAt(database: Database, chargeId: number): Promise<Date | null> {
+/** This charge's dunning so far: when it was first refused, and how many attempts ended how. */
+export async function chargeDunning(
+  database: Database,
+  chargeId: number,
+): Promise<{ firstRefusedAt: Date | null; refused: number; notFound: number }> {
   const rows = await database.rows(
-    sql`select min(attempted_at) as at from attempts where charge_id = ${chargeId} and state in ('refused', 'not_found')`,
+    sql`select min(attempted_at) filter (where state in ('refused', 'not_found')) as at,
+               count(*) filter (where state = 'refused')::int as refused,
+               count(*) filter (where state = 'not_found')::int as not_found
+          from attempts where charge_id = ${chargeId}`,
   );
-  return dateOrNull(rows[0]?.at);
+  return {
+    firstRefusedAt: dateOrNull(rows[0]?.at),
+    refused: num(rows[0]?.refused ?? 0),
+    notFound: num(rows[0]?.not_found ?? 0),
+  };
 }

@@ -1,5 +1,5 @@
 import type { ClaimedCharge } from './claim.ts';
-import { firstRefusalAt, loadCardHistory } from './claim.ts';
+import { chargeDunning, loadCardHistory } from './claim.ts';
 import type { BillingContext } from './context.ts';
 import type { CardHistory, RetryDecision, RetryInput } from './retry-policy.ts';
 
@@ -43,14 +43,17 @@ export async function decideRefusal(
   asOf: Date,
 ): Promise<{ decision: RetryDecision; mandateStatus: string | null }> {
   const ledger = await cardHistory(ctx, charge.credentialId, asOf);
-  const first = (await firstRefusalAt(ctx.database, charge.id)) ?? asOf;
+  // The attempt being decided is still open in the database: these counts are of earlier ones.
+  const so = await chargeDunning(ctx.database, charge.id);
+  const first = so.firstRefusedAt ?? asOf;
   const decision = ctx.policy.decide({
     refusal,
     intent: charge.intent,
     now: asOf,
     chargeId: charge.id,
     firstRefusedAt: first < asOf ? first : asOf,
-    retriesSoFar: Math.max(0, charge.attemptCount - 1),
+    retriesSoFar: so.refused,
+    gatewayErrorsSoFar: so.notFound,
     ledger,
   });
   return { decision, mandateStatus: mandateStatusFor(decision) };

@@ -1,6 +1,6 @@
 import { type SQL, sql } from 'drizzle-orm';
 import { z } from 'zod';
-import type { Database } from '../db/client.ts';
+import type { Database, Tx } from '../db/client.ts';
 import { date, dateOrNull, num, numOrNull, str } from '../db/values.ts';
 import { assertMoney } from '../domain/money.ts';
 import { ConflictError, NotFoundError, RebillError } from '../errors.ts';
@@ -158,7 +158,8 @@ export async function getCharge(database: Database, id: number): Promise<ChargeD
   const rows = await database.rows(sql`${chargeSelect} where c.id = ${id}`);
   if (!rows[0]) throw new NotFoundError('charge', id);
   const actions = await database.rows(sql`select * from payment_actions where charge_id = ${id} order by id`);
-  const events = await database.rows(sql`select e.source, e.last_event, e.event_id, e.received_at
+  const events =
+    await database.rows(sql`select e.source, e.last_event, e.event_id, e.created_at as received_at
       from payment_events e join charges c on c.authorized_attempt_id = e.attempt_id where c.id = ${id} order by e.id`);
   return {
     ...toChargeView(rows[0]),
@@ -316,7 +317,7 @@ async function writeAheadAction(
     const txRef = String(c.transaction_reference);
     const reference = actionReference(txRef, kind, num(s.same_kind) + 1);
     const paymentId = String(c.gateway_payment_id);
-    const links = await paymentLinks(ctx.database, attemptId);
+    const links = await linksOf(ctx.database, attemptId, tx);
     const ins = await ctx.database.rows(
       sql`insert into payment_actions (charge_id, attempt_id, kind, reference, amount, currency, link_href)
           values (${chargeId}, ${attemptId}, ${kind}, ${reference}, ${amount}, ${currency},
@@ -342,6 +343,16 @@ async function writeAheadAction(
       fence: num(lease[0]?.fence),
     };
   });
+}
+
+/** paymentLinks inside a transaction (PGlite has one connection: a query outside the
+ * transaction would wait for it forever). */
+async function linksOf(database: Database, attemptId: number, tx: Tx): Promise<Record<string, string>> {
+  const rows = await database.rows(
+    sql`select distinct on (rel) rel, href from links where attempt_id = ${attemptId} order by rel, id desc`,
+    tx,
+  );
+  return Object.fromEntries(rows.map((r) => [String(r.rel), String(r.href)]));
 }
 
 /** Run one payment action on a charge: checks, write-ahead, the request, its outcome recorded. */

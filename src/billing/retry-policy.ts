@@ -7,13 +7,24 @@ export interface RetryInput {
   now: Date;
   chargeId: number;
   firstRefusedAt: Date;
+  /** Retries this charge already made after refusals. */
   retriesSoFar: number;
+  /** Attempts of this charge that ended in a gateway error found not to have happened. */
+  gatewayErrorsSoFar: number;
   /** Authorization attempts on the credential (all mandates), newest window; refusals among them. */
   ledger: CardHistory;
 }
 
+/** One authorization attempt on a credential, as the retry ledger sees it. */
+export interface CardAttempt {
+  at: Date;
+  chargeId: number;
+  first: boolean;
+  state: string;
+}
+
 export interface CardHistory {
-  attempts: { at: Date; first: boolean; refused: boolean }[];
+  attempts: CardAttempt[];
   blocked: { reason: string; at: Date } | null;
 }
 
@@ -40,5 +51,7 @@ export interface RetryPolicy {
     expiryYear: number | null;
     ledger: CardHistory;
     isRetry: boolean;
+    intent: Intent;
+    firstRefusedAt: Date | null;
   }): SendCheck;
 }

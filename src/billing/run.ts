@@ -354,12 +354,18 @@ async function processBatch(
       );
       continue;
     }
+    const attempts = histories.get(c.credentialId) ?? [];
+    const refusedAt = attempts
+      .filter((a) => a.chargeId === c.id && (a.state === 'refused' || a.state === 'not_found'))
+      .map((a) => a.at.getTime());
     const check = ctx.policy.beforeSend({
       now: asOf,
       expiryMonth: c.expiryMonth,
       expiryYear: c.expiryYear,
-      ledger: { attempts: histories.get(c.credentialId) ?? [], blocked: null },
+      ledger: { attempts, blocked: null },
       isRetry: c.attemptCount > 0,
+      intent: c.intent,
+      firstRefusedAt: refusedAt.length > 0 ? new Date(Math.min(...refusedAt)) : null,
     });
     if (!check.ok) {
       await commitWithoutAttempt(ctx, c, check.decision, counts);
