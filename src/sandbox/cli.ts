@@ -1,4 +1,5 @@
 import { type Command, InvalidArgumentError } from 'commander';
+import { liquidoSandbox } from './liquido/index.ts';
 import { startSandbox } from './server.js';
 
 // `rebill sandbox`: runs the Worldpay sandbox in the foreground until SIGINT/SIGTERM.
@@ -45,6 +46,8 @@ export function registerSandboxCommand(program: Command): Command {
         throw new InvalidArgumentError('--webhook-url and --webhook-secret go together');
       }
       const sandbox = await startSandbox({
+        // The same server speaks Liquido's API (default sandbox credentials) beside Worldpay's.
+        plugins: [liquidoSandbox({ latencyMs: options.latencyMs })],
         port: options.port,
         host: options.host,
         username: options.username,

@@ -4,6 +4,11 @@ import type { RetryPolicy } from '../../src/billing/retry-policy.ts';
 import { fixedClock } from '../../src/clock.ts';
 import { type Config, loadConfig } from '../../src/config.ts';
 import { silentLogger } from '../../src/logger.ts';
+import {
+  LIQUIDO_SANDBOX_DEFAULTS,
+  type LiquidoSandboxPlugin,
+  liquidoSandbox,
+} from '../../src/sandbox/liquido/index.ts';
 import { type Sandbox, type SandboxOptions, startSandbox } from '../../src/sandbox/server.ts';
 import { type TestDatabase, testDatabase } from './db.ts';
 
@@ -12,6 +17,8 @@ export const TEST_KEY = '0f'.repeat(32);
 /** A sandbox, a database of this file's own and an app wired to both. */
 export interface World {
   sandbox: Sandbox;
+  /** The Liquido side of the same sandbox server. */
+  liquido: LiquidoSandboxPlugin;
   t: TestDatabase;
   config: Config;
   env: Record<string, string>;
@@ -25,7 +32,8 @@ export interface World {
 export async function startWorld(
   opts: { sandbox?: SandboxOptions; env?: Record<string, string>; maxConnections?: number } = {},
 ): Promise<World> {
-  const sandbox = await startSandbox({ port: 0, ...opts.sandbox });
+  const liquido = liquidoSandbox();
+  const sandbox = await startSandbox({ port: 0, plugins: [liquido], ...opts.sandbox });
   const t = await testDatabase({ maxConnections: opts.maxConnections ?? 10 });
   const env: Record<string, string> = {
     WORLDPAY_URL: sandbox.url,
@@ -36,6 +44,10 @@ export async function startWorld(
     REBILL_ENCRYPTION_KEY: TEST_KEY,
     REBILL_LOG_LEVEL: 'silent',
     WORLDPAY_TIMEOUT_MS: '2000',
+    LIQUIDO_URL: sandbox.url,
+    LIQUIDO_CLIENT_ID: LIQUIDO_SANDBOX_DEFAULTS.clientId,
+    LIQUIDO_CLIENT_SECRET: LIQUIDO_SANDBOX_DEFAULTS.clientSecret,
+    LIQUIDO_API_KEY: LIQUIDO_SANDBOX_DEFAULTS.apiKey,
     ...(t.url ? { DATABASE_URL: t.url } : {}),
     ...opts.env,
   };
@@ -43,6 +55,7 @@ export async function startWorld(
   const apps: App[] = [];
   return {
     sandbox,
+    liquido,
     t,
     config,
     env,
