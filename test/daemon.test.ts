@@ -117,7 +117,7 @@ describe('billing daemon', () => {
     const clock = movableClock(now);
     // the daemons were down for three hours: the last slot is 09:00, charges fell due since
     const setup = await w.app(now);
-    const due = [];
+    const due: { id: number }[] = [];
     for (const h of [2, 1, 0.5])
       due.push(await mandate(setup, `catchup-${h}`, new Date(now.getTime() - h * 60 * MIN)));
     const before = await cronRuns(w.t.database);
@@ -169,7 +169,7 @@ describe('billing daemon', () => {
       const start = new Date('2026-08-01T00:00:00Z');
       const clock = movableClock(start);
       const setup = await w.app(start);
-      const mandates = [];
+      const mandates: { id: number }[] = [];
       for (let i = 0; i < 30; i++)
         mandates.push(await mandate(setup, `many-${i}`, new Date(start.getTime() + i * 17 * MIN)));
       const dbs: Database[] = [];
