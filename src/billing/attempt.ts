@@ -137,6 +137,7 @@ export async function commitAuthorized(
        where id = ${p.charge.id} and fence = ${p.charge.fence} returning id
     ), att as (
       update attempts set state = 'authorized', outcome = 'authorized', http_status = ${r.httpStatus ?? null},
+             kind = ${p.kind}, link_href = ${p.linkHref},
              correlation_id = ${r.correlationId ?? null}, latency_ms = ${Math.round(r.latencyMs)},
              scheme_reference = ${r.schemeReference ?? null}, auth_code = ${r.authorizationCode ?? null},
              gateway_payment_id = ${r.paymentId}, completed_at = now()
@@ -171,6 +172,7 @@ export async function commitUnknown(
        where id = ${p.charge.id} and fence = ${p.charge.fence} returning id
     ), att as (
       update attempts set state = 'unknown', outcome = 'unknown', http_status = ${info.httpStatus ?? null},
+             kind = ${p.kind}, link_href = ${p.linkHref},
              correlation_id = ${info.correlationId ?? null}, latency_ms = ${Math.round(info.latencyMs)}, error = ${info.reason}
        where id = ${p.attemptId} and exists (select 1 from ch) returning id
     ), aud as (

@@ -397,20 +397,40 @@ async function processBatch(
   const planned = await writeAhead(ctx.database, toSend, asOf);
   for (const p of planned)
     await ctx.faults?.hit('after-write-ahead', { chargeId: p.charge.id, reference: p.reference });
-  await pool(planned, ctx.config.billing.concurrency, async (p) => {
-    const inst = instruments.get(p.charge.id);
-    if (!inst || 'error' in inst) return;
-    await sendAttempt(ctx, p, inst.instrument, counts);
-    progress();
+  // Charges on one credential go out one after another, each on the link the previous one
+  // returned: the newest link is always the one used, and mandates sharing a legacy card
+  // share the one chain its first migrateRecurring starts. Different credentials run in parallel.
+  const groups = new Map<number, PlannedAttempt[]>();
+  for (const p of planned) {
+    const g = groups.get(p.charge.credentialId);
+    if (g) g.push(p);
+    else groups.set(p.charge.credentialId, [p]);
+  }
+  await pool([...groups.values()], ctx.config.billing.concurrency, async (group) => {
+    let newest: string | undefined;
+    for (const p of group) {
+      const inst = instruments.get(p.charge.id);
+      if (!inst || 'error' in inst) continue;
+      let instrument = inst.instrument;
+      if (newest !== undefined && instrument.type !== 'liquido/cardId') {
+        instrument = { type: 'link', href: newest };
+        p.kind = 'recurring';
+        p.linkHref = newest;
+      }
+      const next = await sendAttempt(ctx, p, instrument, counts);
+      if (next) newest = next;
+      progress();
+    }
   });
 }
 
+/** Send one attempt and commit its outcome; returns the recurring link it produced, if any. */
 async function sendAttempt(
   ctx: BillingContext,
   p: PlannedAttempt,
   instrument: import('../gateways/types.ts').Instrument,
   counts: RunCounts,
-): Promise<void> {
+): Promise<string | undefined> {
   const c = p.charge;
   const log = ctx.logger.child({ chargeId: c.id, mandateId: c.mandateId, reference: p.reference });
   counts.attempted++;
@@ -428,7 +448,7 @@ async function sendAttempt(
     });
   } catch (err) {
     await recordRejected(ctx, p, err, counts);
-    return;
+    return undefined;
   }
   ctx.metrics?.gatewayLatency('authorize', result.latencyMs / 1000);
   await ctx.faults?.hit('after-authorize', { chargeId: c.id, reference: p.reference });
@@ -437,7 +457,7 @@ async function sendAttempt(
     ctx.metrics?.attempt('unknown', c.gateway);
     log.warn({ correlationId: result.correlationId, reason: result.reason }, 'authorization outcome unknown');
     await commitUnknown(ctx.database, p, result);
-    return;
+    return undefined;
   }
   if (result.outcome === 'refused') {
     counts.refused++;
@@ -480,7 +500,7 @@ async function sendAttempt(
       decision,
       mandateStatus,
     );
-    return;
+    return undefined;
   }
   counts.authorized++;
   ctx.metrics?.attempt('authorized', c.gateway);
@@ -491,7 +511,7 @@ async function sendAttempt(
   if (!committed) {
     log.warn('lease lost before the outcome was committed; another worker owns this charge now');
     ctx.metrics?.leaseTakeover();
-    return;
+    return undefined;
   }
   log.debug({ correlationId: result.correlationId }, 'authorized');
   await ctx.faults?.hit('after-outcome', { chargeId: c.id, reference: p.reference });
@@ -508,6 +528,7 @@ async function sendAttempt(
     if (out === 'accepted') counts.settleRequested++;
     await ctx.faults?.hit('after-settle-request', { chargeId: c.id, reference: p.reference });
   }
+  return result.nextRecurringLink;
 }
 
 /** The gateway (or our own validation) rejected the request: nothing was charged. */

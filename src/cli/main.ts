@@ -73,6 +73,14 @@ export function buildProgram(): Command {
   });
   registerSandboxCommand(program);
 
+  program
+    .command('demo')
+    .description('A billing story end to end on an embedded database and the built-in sandbox')
+    .action(async () => {
+      const { runDemo } = await import('../demo.ts');
+      await runDemo();
+    });
+
   const db = program.command('db').description('Database maintenance');
   db.command('migrate')
     .description('Apply pending migrations (also done at every start)')
