@@ -20,6 +20,10 @@ export async function serve(app: App, opts: { schedule: boolean }): Promise<{ dr
   const server = await createAdminServer({ ctx: app, runner, metrics });
   const url = await server.listen(config.admin.addr);
   app.logger.info({ url, schedule: opts.schedule ? config.daemon.schedule : null }, 'admin API listening');
+  if (config.webhook.secrets.size === 0)
+    app.logger.warn(
+      'WORLDPAY_WEBHOOK_SECRETS is not set: webhook events are accepted without a signature check',
+    );
   const daemon = opts.schedule
     ? createDaemon({
         ctx: app,
