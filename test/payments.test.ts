@@ -131,6 +131,17 @@ describe('payment actions on an authorized charge', () => {
     expect(e.charge.events.at(-1)).toMatchObject({ source: 'query', lastEvent: 'Settled' });
   });
 
+  it('a reversal the payment offers no link for is a conflict, recorded as failed, nothing sent', async () => {
+    const { chargeId, reference } = await authorizedCharge();
+    await expect(paymentAction(app, chargeId, 'reversal')).rejects.toThrow(/reversal is not available/);
+    expect(sent(reference, 'reversal')).toHaveLength(0);
+    const c = await getCharge(w.t.database, chargeId);
+    expect(c.actions.map((a) => [a.kind, a.state])).toEqual([['reversal', 'failed']]);
+    expect(c.state).toBe('authorized');
+    // the failed attempt does not block the operator: a cancel still works
+    expect((await paymentAction(app, chargeId, 'cancel')).outcome).toBe('accepted');
+  });
+
   it('names a missing charge and a charge without a payment', async () => {
     await expect(paymentAction(app, 999_999, 'settle')).rejects.toThrow(/charge 999999 not found/);
   });

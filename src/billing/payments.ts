@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { Database, Tx } from '../db/client.ts';
 import { date, dateOrNull, num, numOrNull, str } from '../db/values.ts';
 import { assertMoney } from '../domain/money.ts';
-import { ConflictError, NotFoundError, RebillError } from '../errors.ts';
+import { ConflictError, NotFoundError, RebillError, ValidationError } from '../errors.ts';
 import type { PaymentActionKind, PaymentActionResult } from '../gateways/types.ts';
 import type { BillingContext } from './context.ts';
 import { parseInput } from './mandates.ts';
@@ -390,6 +390,9 @@ export async function paymentAction(
         error: `${kind} rejected: ${e.message ?? 'error'}`,
       },
     );
+    // The adapter refused before sending (no such link in the payment's state): a state conflict.
+    if (err instanceof ValidationError)
+      throw new ConflictError(`charge ${chargeId}: ${kind} is not available: ${err.message}`);
     throw new RebillError(
       `charge ${chargeId}: ${kind} rejected by the gateway: ${e.message ?? 'error'}`,
       'gateway_rejected',

@@ -6,6 +6,7 @@ import {
   type RunReport,
   runBilling,
 } from '../billing/run.ts';
+import { RebillError } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 
 /**
@@ -52,7 +53,8 @@ export function createRunner(ctx: BillingContext, metrics?: Metrics): Runner {
   return {
     signal: abort.signal,
     async start(opts) {
-      if (abort.signal.aborted) throw new Error('shutting down: no new runs');
+      if (abort.signal.aborted)
+        throw new RebillError('shutting down: no new runs are started', 'unavailable');
       if (opts.mandateId !== undefined) await assertMandateExists(ctx, opts.mandateId);
       const runId = await createRun(ctx, opts);
       track(

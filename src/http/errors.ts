@@ -22,6 +22,7 @@ const statusByCode: Record<string, number> = {
   not_found: 404,
   conflict: 409,
   gateway_rejected: 502,
+  unavailable: 503,
 };
 
 /**
