@@ -1,0 +1,133 @@
+/**
+ * rebill's throughput next to what the hardware and the peer allow.
+ *   npm run bench -- [--mandates N] [--latency-ms L] [--concurrency C] [--json]
+ *   npm run bench -- --sweep --latency-ms 200      (throughput against concurrency, Little's law)
+ * PostgreSQL when DATABASE_URL is set (a database of its own, dropped afterwards), else PGlite
+ * in memory. The sandbox runs in a child process. Results go to bench/results/.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { ArgsError, parseArgs } from './lib/args.ts';
+import { type BenchParams, type BenchResult, benchOnce } from './lib/bench-run.ts';
+import { machine } from './lib/machine.ts';
+import { startSandboxChild } from './lib/sandbox-process.ts';
+
+const resultsDir = fileURLToPath(new URL('./results/', import.meta.url));
+
+function save(kind: string, body: unknown): string {
+  mkdirSync(resultsDir, { recursive: true });
+  const file = `${resultsDir}${new Date().toISOString().replace(/[:.]/g, '-')}-${kind}.json`;
+  writeFileSync(file, `${JSON.stringify(body, null, 2)}\n`);
+  return file;
+}
+
+const fmt = (n: number, digits = 1) => n.toLocaleString('en-GB', { maximumFractionDigits: digits });
+
+function summary(r: BenchResult): string {
+  return [
+    `rebill bench: ${r.charges} charges on ${r.database}, latency ${r.latencyMs} ms, concurrency ${r.concurrency} (in-flight limit ${r.maxInFlight})`,
+    `  charges/s            ${fmt(r.chargesPerSecond)}   (send phase only: ${fmt(r.charges / r.sendSeconds)})`,
+    `  gateway requests/s   ${fmt(r.gatewayRequestsPerSecond)}`,
+    `  ceiling requests/s   ${fmt(r.ceilingRequestsPerSecond)}   (undici Pool, no database, no logic)`,
+    `  ceilingRatio         ${fmt(r.ceilingRatio, 3)}   (ideal 0.5)`,
+    `  statements/charge    ${fmt(r.statementsPerCharge, 2)}   transactions/charge ${r.transactionsPerCharge === null ? 'n/a' : fmt(r.transactionsPerCharge, 2)}`,
+    `  CPU ms/charge        ${fmt(r.cpuMsPerCharge, 3)}   (bare client: ${fmt(r.ceilingCpuMsPerRequest, 3)} per request)`,
+    `  p50 / p99 ms/charge  ${fmt(r.p50Ms, 2)} / ${fmt(r.p99Ms, 2)}`,
+    `  peak RSS             ${fmt(r.peakRssBytes / 1048576, 0)} MiB`,
+    `  run ${fmt(r.runSeconds)} s, seed ${fmt(r.seedSeconds)} s`,
+  ].join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, {
+    numbers: [
+      'mandates',
+      'latency-ms',
+      'concurrency',
+      'max-in-flight',
+      'chains',
+      'batch-size',
+      'ceiling-seconds',
+      'per-slot',
+    ],
+    flags: ['json', 'sweep'],
+  });
+  const json = args.flag('json');
+  const log = (line: string) => {
+    if (!json) process.stderr.write(`${line}\n`);
+  };
+  const latencyMs = args.num('latency-ms', 0);
+  const serverUrl = process.env.DATABASE_URL || undefined;
+  const sandbox = await startSandboxChild({ latencyMs });
+  try {
+    if (args.flag('sweep')) {
+      const limit = args.num('max-in-flight', 64);
+      const perSlot = args.num('per-slot', 25);
+      const rows: (BenchResult & { idealChargesPerSecond: number })[] = [];
+      for (const concurrency of [1, 4, 16, 64, 128]) {
+        const mandates = Math.max(25, concurrency * perSlot);
+        const p: BenchParams = {
+          mandates,
+          latencyMs,
+          concurrency,
+          maxInFlight: limit,
+          chains: mandates,
+          batchSize: args.num('batch-size', 500),
+          ceilingSeconds: args.num('ceiling-seconds', 3),
+        };
+        log(`sweep: concurrency ${concurrency}, ${mandates} mandates`);
+        const r = await benchOnce(sandbox.url, p, { serverUrl, log });
+        // Little's law: in-flight = throughput x time in system; a charge holds a slot for two round trips
+        const ideal = latencyMs > 0 ? Math.min(concurrency, limit) / ((2 * latencyMs) / 1000) : Number.NaN;
+        rows.push({ ...r, idealChargesPerSecond: ideal });
+      }
+      const out = { kind: 'sweep', latencyMs, maxInFlight: limit, machine: machine(), rows };
+      const file = save(`sweep-${rows[0]?.database ?? 'db'}`, out);
+      if (json) process.stdout.write(`${JSON.stringify(out)}\n`);
+      else {
+        process.stdout.write(
+          `concurrency sweep at latency ${latencyMs} ms (in-flight limit ${limit}), ${rows[0]?.database}\n`,
+        );
+        process.stdout.write(
+          '  C     charges/s   C/(2L)/s   requests/s   C/L req/s   p50 ms   ceiling req/s   ratio\n',
+        );
+        for (const r of rows) {
+          const cl = latencyMs > 0 ? Math.min(r.concurrency, limit) / (latencyMs / 1000) : Number.NaN;
+          process.stdout.write(
+            `  ${String(r.concurrency).padEnd(5)} ${fmt(r.chargesPerSecond).padStart(9)}   ${fmt(r.idealChargesPerSecond).padStart(8)}   ${fmt(r.gatewayRequestsPerSecond).padStart(10)}   ${fmt(cl).padStart(9)}   ${fmt(r.p50Ms, 0).padStart(6)}   ${fmt(r.ceilingRequestsPerSecond).padStart(13)}   ${fmt(r.ceilingRatio, 3)}\n`,
+          );
+        }
+        process.stdout.write(`saved ${file}\n`);
+      }
+      return 0;
+    }
+    const mandates = args.num('mandates', 100_000);
+    const concurrency = args.num('concurrency', 32);
+    const p: BenchParams = {
+      mandates,
+      latencyMs,
+      concurrency,
+      maxInFlight: args.num('max-in-flight', concurrency),
+      chains: args.num('chains', Math.min(mandates, 20_000)),
+      batchSize: args.num('batch-size', 500),
+      ceilingSeconds: args.num('ceiling-seconds', 5),
+    };
+    const r = await benchOnce(sandbox.url, p, { serverUrl, log });
+    const file = save(r.database, r);
+    if (json) process.stdout.write(`${JSON.stringify(r)}\n`);
+    else process.stdout.write(`${summary(r)}\nsaved ${file}\n`);
+    return 0;
+  } finally {
+    await sandbox.close();
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = err instanceof ArgsError ? 2 : 1;
+  },
+);

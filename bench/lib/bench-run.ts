@@ -1,0 +1,184 @@
+import { openApp } from '../../src/app.ts';
+import { runBilling } from '../../src/billing/run.ts';
+import { fixedClock } from '../../src/clock.ts';
+import { loadConfig } from '../../src/config.ts';
+import { createWorldpayGateway } from '../../src/gateways/worldpay/index.ts';
+import { silentLogger } from '../../src/logger.ts';
+import { measureCeiling } from './ceiling.ts';
+import { verifyChains } from './chains.ts';
+import { ownDatabase, serverTransactions } from './database.ts';
+import { commit, type Machine, machine } from './machine.ts';
+import { measuredGateway } from './measured-gateway.ts';
+import { seedDueMandates } from './seed.ts';
+
+export interface BenchParams {
+  mandates: number;
+  latencyMs: number;
+  concurrency: number;
+  maxInFlight: number;
+  chains: number;
+  batchSize: number;
+  ceilingSeconds: number;
+}
+
+export interface BenchResult extends BenchParams {
+  database: 'postgres' | 'pglite';
+  charges: number;
+  runSeconds: number;
+  /** Seconds from the first authorization sent to the last settle answered. */
+  sendSeconds: number;
+  chargesPerSecond: number;
+  gatewayRequestsPerSecond: number;
+  ceilingRequestsPerSecond: number;
+  ceilingBefore: number;
+  ceilingAfter: number;
+  /** chargesPerSecond / ceilingRequestsPerSecond: ideal 0.5 (a charge is two requests). */
+  ceilingRatio: number;
+  statementsPerCharge: number;
+  /** PostgreSQL: transactions the server counted per charge; null on PGlite. */
+  transactionsPerCharge: number | null;
+  /** Statements are sent one at a time and awaited, so each is one round trip. */
+  roundTripsPerCharge: number;
+  cpuMsPerCharge: number;
+  /** CPU the bare undici client spent per request in the ceiling: a charge's floor is twice this. */
+  ceilingCpuMsPerRequest: number;
+  p50Ms: number;
+  p99Ms: number;
+  peakRssBytes: number;
+  seedSeconds: number;
+  counts: Record<string, number>;
+  machine: Machine;
+  commit: string;
+  at: string;
+}
+
+export class BenchCheckError extends Error {
+  override name = 'BenchCheckError';
+}
+
+const env = (sandboxUrl: string, p: BenchParams, dbUrl: string | undefined) => ({
+  WORLDPAY_URL: sandboxUrl,
+  WORLDPAY_USERNAME: 'sandbox',
+  WORLDPAY_PASSWORD: 'sandbox',
+  REBILL_LOG_LEVEL: 'silent',
+  REBILL_EVENT_LAG_MINUTES: '0',
+  REBILL_CONCURRENCY: String(p.concurrency),
+  WORLDPAY_MAX_IN_FLIGHT: String(p.maxInFlight),
+  REBILL_BATCH_SIZE: String(p.batchSize),
+  WORLDPAY_TIMEOUT_MS: String(Math.max(10_000, p.latencyMs * 20)),
+  ...(dbUrl ? { DATABASE_URL: dbUrl } : {}),
+});
+
+/**
+ * One measured billing run: the ceiling first (the peer alone), then N due mandates seeded in
+ * a database of its own and billed by one `runBilling` in this process.
+ */
+export async function benchOnce(
+  sandboxUrl: string,
+  p: BenchParams,
+  opts: { serverUrl: string | undefined; log: (line: string) => void },
+): Promise<BenchResult> {
+  // The ceiling is measured before and after the run and averaged, so a change in the load
+  // of a shared machine during the run shows as a gap between the two instead of skewing one.
+  const ceilingOnce = async () => {
+    const c = await measureCeiling(sandboxUrl, { concurrency: p.concurrency, seconds: p.ceilingSeconds });
+    opts.log(`ceiling: ${Math.round(c.requestsPerSecond)} requests/s over ${p.ceilingSeconds}s`);
+    return c;
+  };
+  const before = await ceilingOnce();
+  const ceilingBefore = before.requestsPerSecond;
+  const seedStart = performance.now();
+  const own = await ownDatabase('rebill_bench', opts.serverUrl, {
+    maxConnections: Math.max(4, Math.min(20, p.concurrency + 2)),
+  });
+  try {
+    const chains = await verifyChains(sandboxUrl, p.chains, { concurrency: 32 });
+    const asOf = new Date('2026-03-01T00:00:00Z');
+    await seedDueMandates(own.database, { mandates: p.mandates, chains, dueAt: asOf });
+    const seedSeconds = (performance.now() - seedStart) / 1000;
+    opts.log(`seeded ${p.mandates} mandates over ${p.chains} chains in ${seedSeconds.toFixed(1)}s`);
+    const config = loadConfig(env(sandboxUrl, p, own.url));
+    const { gateway, timings } = measuredGateway(
+      createWorldpayGateway({
+        url: config.worldpay.url,
+        username: config.worldpay.username,
+        password: config.worldpay.password,
+        entity: config.worldpay.entity,
+        maxInFlight: config.worldpay.maxInFlight,
+        requestsPerSecond: config.worldpay.requestsPerSecond,
+        connectTimeoutMs: config.worldpay.connectTimeoutMs,
+        requestTimeoutMs: config.worldpay.requestTimeoutMs,
+      }),
+    );
+    const app = await openApp(config, {
+      database: own.database,
+      clock: fixedClock(asOf),
+      logger: silentLogger,
+      gateways: { worldpay: gateway },
+    });
+    try {
+      const tx0 = opts.serverUrl ? await serverTransactions(opts.serverUrl, own.name) : 0;
+      const statements0 = own.database.statements();
+      const cpu0 = process.cpuUsage();
+      const t0 = performance.now();
+      let lastLog = t0;
+      const report = await runBilling(app, {
+        asOf,
+        trigger: 'bench',
+        onProgress: (c) => {
+          if (performance.now() - lastLog > 5000) {
+            lastLog = performance.now();
+            opts.log(`  ${c.authorized} authorized, ${c.settleRequested} settle sent`);
+          }
+        },
+      });
+      const runSeconds = (performance.now() - t0) / 1000;
+      const cpu = process.cpuUsage(cpu0);
+      const statements = own.database.statements() - statements0;
+      const tx = opts.serverUrl ? (await serverTransactions(opts.serverUrl, own.name)) - tx0 : null;
+      const c = report.counts;
+      if (c.authorized !== p.mandates || c.settleRequested !== p.mandates) {
+        throw new BenchCheckError(
+          `expected ${p.mandates} authorized and settled, got ${c.authorized} and ${c.settleRequested}: ${JSON.stringify(c)}`,
+        );
+      }
+      const after = await ceilingOnce();
+      const ceilingAfter = after.requestsPerSecond;
+      const ceilingRequestsPerSecond = (ceilingBefore + ceilingAfter) / 2;
+      const charges = c.authorized;
+      const sendSeconds = ((timings.last ?? 0) - (timings.first ?? 0)) / 1000;
+      const chargesPerSecond = charges / runSeconds;
+      return {
+        ...p,
+        database: own.database.kind,
+        charges,
+        runSeconds,
+        sendSeconds,
+        chargesPerSecond,
+        gatewayRequestsPerSecond: timings.requests / runSeconds,
+        ceilingRequestsPerSecond,
+        ceilingBefore,
+        ceilingAfter,
+        ceilingRatio: chargesPerSecond / ceilingRequestsPerSecond,
+        statementsPerCharge: statements / charges,
+        transactionsPerCharge: tx === null ? null : tx / charges,
+        roundTripsPerCharge: statements / charges,
+        cpuMsPerCharge: (cpu.user + cpu.system) / 1000 / charges,
+        ceilingCpuMsPerRequest: (before.cpuMsPerRequest + after.cpuMsPerRequest) / 2,
+        p50Ms: timings.perCharge.quantile(0.5),
+        p99Ms: timings.perCharge.quantile(0.99),
+        peakRssBytes: process.resourceUsage().maxRSS * 1024,
+        seedSeconds,
+        counts: { ...c },
+        machine: machine(),
+        commit: commit(),
+        at: new Date().toISOString(),
+      };
+    } finally {
+      await app.close();
+      await gateway.close();
+    }
+  } finally {
+    await own.drop();
+  }
+}

@@ -1,0 +1,77 @@
+import { randomBytes } from 'node:crypto';
+import postgres from 'postgres';
+import { createDatabase, type Database } from '../../src/db/client.ts';
+import { migrate } from '../../src/db/migrate.ts';
+
+export interface OwnDatabase {
+  database: Database;
+  /** Connection URL (PostgreSQL only), for child processes. */
+  url: string | undefined;
+  name: string;
+  drop(): Promise<void>;
+}
+
+export function withDatabase(url: string, name: string): string {
+  const u = new URL(url);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+/**
+ * A database of the benchmark's (or soak's) own, so a run never touches anyone's data and
+ * always starts empty: a new, migrated PostgreSQL database when `serverUrl` is given (dropped
+ * by `drop()`), else PGlite in memory.
+ */
+export async function ownDatabase(
+  prefix: string,
+  serverUrl: string | undefined,
+  opts: { maxConnections?: number } = {},
+): Promise<OwnDatabase> {
+  if (!serverUrl) {
+    const database = await createDatabase({ memory: true });
+    await migrate(database);
+    return { database, url: undefined, name: 'memory', drop: () => database.close() };
+  }
+  const name = `${prefix}_${randomBytes(5).toString('hex')}`;
+  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(`create database ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const url = withDatabase(serverUrl, name);
+  const database = await createDatabase({ databaseUrl: url, maxConnections: opts.maxConnections ?? 10 });
+  await migrate(database);
+  let dropped = false;
+  return {
+    database,
+    url,
+    name,
+    async drop() {
+      if (dropped) return;
+      dropped = true;
+      await database.close().catch(() => {});
+      const a = postgres(serverUrl, { max: 1, onnotice: () => {} });
+      try {
+        await a.unsafe(`drop database if exists ${name} with (force)`);
+      } finally {
+        await a.end();
+      }
+    },
+  };
+}
+
+/** Transactions PostgreSQL committed or rolled back in a database so far (server-side count). */
+export async function serverTransactions(serverUrl: string, name: string): Promise<number> {
+  const a = postgres(serverUrl, { max: 1, onnotice: () => {} });
+  try {
+    // the statistics collector reports with a delay: ask for a fresh snapshot first
+    await a.unsafe('select pg_stat_clear_snapshot()');
+    const rows = await a.unsafe(
+      `select (xact_commit + xact_rollback)::bigint as n from pg_stat_database where datname = '${name}'`,
+    );
+    return Number(rows[0]?.n ?? 0);
+  } finally {
+    await a.end();
+  }
+}
