@@ -1,9 +1,11 @@
+import { sql } from 'drizzle-orm';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.ts';
 import { listMandates } from '../src/billing/mandates.ts';
 import { ConfigError } from '../src/config.ts';
 import { createRunner } from '../src/daemon/runner.ts';
+import { pruneIdempotencyKeys } from '../src/http/idempotency.ts';
 import { type AdminServer, createAdminServer } from '../src/http/server.ts';
 import { createMetrics } from '../src/metrics.ts';
 import { startWorld, type World } from './support/world.ts';
@@ -221,6 +223,13 @@ describe('admin HTTP API', () => {
     const bad = await call('POST', '/v1/mandates/999999/pause', { body: {}, key: 'idem-2' });
     const badAgain = await call('POST', '/v1/mandates/999999/pause', { body: {}, key: 'idem-2' });
     expect([bad.status, badAgain.status]).toEqual([404, 404]);
+    // keys older than a day are pruned (the daemon does it each tick); recent ones stay
+    await w.t.database.rows(
+      sql`update idempotency_keys set created_at = now() - interval '25 hours' where key = 'idem-2'`,
+    );
+    expect(await pruneIdempotencyKeys(w.t.database)).toBe(1);
+    const left = await w.t.database.rows(sql`select key from idempotency_keys where key like 'idem-%'`);
+    expect(left.map((r) => r.key)).toEqual(['idem-1']);
   });
 
   it('names the bad field in a validation error', async () => {

@@ -2,6 +2,7 @@ import cron, { type ScheduledTask } from 'node-cron';
 import type { BillingContext } from '../billing/context.ts';
 import type { RunReport } from '../billing/run.ts';
 import { ConfigError } from '../config.ts';
+import { pruneIdempotencyKeys } from '../http/idempotency.ts';
 import type { Runner } from './runner.ts';
 import { claimSlot, floorToSlot, lastSlot, previousSlot } from './slots.ts';
 
@@ -68,6 +69,9 @@ export function createDaemon(opts: DaemonOptions): Daemon {
     const asOf = ctx.clock.now();
     log.info({ slot, asOf }, 'billing tick started');
     const report = await runner.run({ asOf, trigger: 'cron', followSettlements: true });
+    await pruneIdempotencyKeys(ctx.database).catch((err) =>
+      log.warn({ err: (err as Error).message }, 'pruning idempotency keys failed'),
+    );
     log.info(
       { slot, runId: report.runId, status: report.status, counts: report.counts },
       'billing tick finished',

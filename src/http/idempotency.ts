@@ -81,3 +81,10 @@ export async function withIdempotency(
   }
   return { ...out, replayed: false };
 }
+
+/** Keys are kept for a day (clients retry within minutes); the daemon prunes older ones each tick. */
+export async function pruneIdempotencyKeys(database: Database, olderThanHours = 24): Promise<number> {
+  const rows = await database.rows(sql`delete from idempotency_keys
+    where created_at < now() - make_interval(hours => ${olderThanHours}) returning key`);
+  return rows.length;
+}
