@@ -164,7 +164,7 @@ export async function runDemo(
     for (const m of mandates) {
       const mine = charges.filter((c) => c.mandateId === m.id);
       const states = mine
-        .map((c) => `${c.state}${c.attempts > 1 ? ` after ${c.attempts} attempts` : ''}`)
+        .map((c) => `${c.state}${c.attemptCount > 1 ? ` after ${c.attemptCount} attempts` : ''}`)
         .join(', ');
       out(
         `   #${m.id} ${m.customerRef.padEnd(8)} ${m.status.padEnd(9)} next ${m.nextDueAt?.slice(0, 10) ?? '-'.padEnd(10)}  ${states || 'no charge'}`,

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.ts';
+import { getCharge } from '../src/billing/charges.ts';
 import { createMandate, showMandate } from '../src/billing/mandates.ts';
-import { getCharge, paymentAction, paymentEvents } from '../src/billing/payments.ts';
+import { paymentAction, paymentEvents } from '../src/billing/payments.ts';
 import { runBilling } from '../src/billing/run.ts';
 import { ConflictError, ValidationError } from '../src/errors.ts';
 import { startWorld, type World } from './support/world.ts';

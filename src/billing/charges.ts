@@ -9,17 +9,17 @@ import { type RunReport, runBilling } from './run.ts';
 export interface ChargeView {
   id: number;
   mandateId: number;
-  customerRef: string;
   cycle: number;
   amount: number;
   currency: string;
-  dueAt: string;
   state: string;
   stateReason: string | null;
+  dueAt: string;
   nextAttemptAt: string | null;
-  attempts: number;
+  attemptCount: number;
   settledAmount: number;
   refundedAmount: number;
+  transactionReference: string | null;
   lastAttempt: {
     reference: string;
     state: string;
@@ -28,58 +28,77 @@ export interface ChargeView {
     adviceCode: string | null;
     decision: string | null;
     decisionReason: string | null;
-    retryAt: string | null;
     correlationId: string | null;
   } | null;
+  updatedAt: string;
 }
 
-const select = sql`select c.*, cu.ref as customer_ref, a.transaction_reference, a.state as a_state, a.refusal_code,
-    a.refusal_description, a.advice_code, a.decision, a.decision_reason, a.retry_at, a.correlation_id
-  from charges c join mandates m on m.id = c.mandate_id join customers cu on cu.id = m.customer_id
-  left join attempts a on a.charge_id = c.id and a.attempt_no = c.attempt_count`;
+export interface ChargeDetail extends ChargeView {
+  actions: {
+    id: number;
+    kind: string;
+    reference: string;
+    amount: number | null;
+    currency: string | null;
+    state: string;
+    lastEvent: string | null;
+    error: string | null;
+    createdAt: string;
+  }[];
+  events: { source: string; lastEvent: string; eventId: string | null; receivedAt: string }[];
+}
 
-function toView(r: Record<string, unknown>): ChargeView {
+const chargeSelect = sql`select c.*, pa.transaction_reference as paid_reference,
+    la.transaction_reference as last_reference, la.state as last_state, la.refusal_code, la.refusal_description, la.advice_code,
+    la.decision, la.decision_reason, la.correlation_id
+  from charges c
+  left join attempts pa on pa.id = c.authorized_attempt_id
+  left join lateral (select * from attempts a where a.charge_id = c.id order by a.attempt_no desc limit 1) la on true`;
+
+function toChargeView(r: Record<string, unknown>): ChargeView {
   return {
     id: num(r.id),
     mandateId: num(r.mandate_id),
-    customerRef: String(r.customer_ref),
     cycle: num(r.cycle),
     amount: num(r.amount),
     currency: String(r.currency),
-    dueAt: date(r.due_at).toISOString(),
     state: String(r.state),
     stateReason: str(r.state_reason),
+    dueAt: date(r.due_at).toISOString(),
     nextAttemptAt: dateOrNull(r.next_attempt_at)?.toISOString() ?? null,
-    attempts: num(r.attempt_count),
+    attemptCount: num(r.attempt_count),
     settledAmount: num(r.settled_amount),
     refundedAmount: num(r.refunded_amount),
+    transactionReference: str(r.paid_reference),
     lastAttempt:
-      r.transaction_reference === null || r.transaction_reference === undefined
+      r.last_reference === null || r.last_reference === undefined
         ? null
         : {
-            reference: String(r.transaction_reference),
-            state: String(r.a_state),
+            reference: String(r.last_reference),
+            state: String(r.last_state),
             refusalCode: str(r.refusal_code),
             refusalDescription: str(r.refusal_description),
             adviceCode: str(r.advice_code),
             decision: str(r.decision),
             decisionReason: str(r.decision_reason),
-            retryAt: dateOrNull(r.retry_at)?.toISOString() ?? null,
             correlationId: str(r.correlation_id),
           },
+    updatedAt: date(r.updated_at).toISOString(),
   };
 }
 
+export const DUNNING_STATES = ['retry_scheduled', 'needs_new_credential', 'stopped', 'failed'];
+
 export interface ChargeFilter {
-  /** Charge state, or a dunning view: `dunning` = retry_scheduled + needs_new_credential + stopped + failed. */
+  /** A charge state, or `dunning`: retry_scheduled, needs_new_credential, stopped and failed. */
   state?: string | undefined;
-  mandateId?: number | undefined;
+  /** Only charges whose last attempt was refused with this code. */
   refusalCode?: string | undefined;
+  mandateId?: number | undefined;
   limit?: number | undefined;
+  /** Keyset pagination: charges with id > after. */
   after?: number | undefined;
 }
-
-export const DUNNING_STATES = ['retry_scheduled', 'needs_new_credential', 'stopped', 'failed'];
 
 export async function listCharges(
   database: Database,
@@ -94,21 +113,44 @@ export async function listCharges(
       )})`,
     );
   } else if (f.state) where.push(sql`c.state = ${f.state}`);
+  if (f.refusalCode) where.push(sql`la.refusal_code = ${f.refusalCode}`);
   if (f.mandateId !== undefined) where.push(sql`c.mandate_id = ${f.mandateId}`);
-  if (f.refusalCode) where.push(sql`a.refusal_code = ${f.refusalCode}`);
   if (f.after !== undefined) where.push(sql`c.id > ${f.after}`);
   const limit = Math.min(Math.max(f.limit ?? 50, 1), 1000);
   const rows = await database.rows(
-    sql`${select} where ${sql.join(where, sql` and `)} order by c.id limit ${limit + 1}`,
+    sql`${chargeSelect} where ${sql.join(where, sql` and `)} order by c.id limit ${limit + 1}`,
   );
-  const items = rows.slice(0, limit).map(toView);
+  const items = rows.slice(0, limit).map(toChargeView);
   return { items, next: rows.length > limit ? (items.at(-1)?.id ?? null) : null };
 }
 
-export async function getCharge(database: Database, id: number): Promise<ChargeView> {
-  const rows = await database.rows(sql`${select} where c.id = ${id}`);
+export async function getCharge(database: Database, id: number): Promise<ChargeDetail> {
+  const rows = await database.rows(sql`${chargeSelect} where c.id = ${id}`);
   if (!rows[0]) throw new NotFoundError('charge', id);
-  return toView(rows[0]);
+  const actions = await database.rows(sql`select * from payment_actions where charge_id = ${id} order by id`);
+  const events =
+    await database.rows(sql`select e.source, e.last_event, e.event_id, e.created_at as received_at
+      from payment_events e join charges c on c.authorized_attempt_id = e.attempt_id where c.id = ${id} order by e.id`);
+  return {
+    ...toChargeView(rows[0]),
+    actions: actions.map((a) => ({
+      id: num(a.id),
+      kind: String(a.kind),
+      reference: String(a.reference),
+      amount: numOrNull(a.amount),
+      currency: str(a.currency),
+      state: String(a.state),
+      lastEvent: str(a.last_event),
+      error: str(a.error),
+      createdAt: date(a.created_at).toISOString(),
+    })),
+    events: events.map((e) => ({
+      source: String(e.source),
+      lastEvent: String(e.last_event),
+      eventId: str(e.event_id),
+      receivedAt: date(e.received_at).toISOString(),
+    })),
+  };
 }
 
 /** Refusals grouped by code and decision, with the earliest next attempt: the dunning report. */

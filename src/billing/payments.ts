@@ -1,10 +1,11 @@
-import { type SQL, sql } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Database, Tx } from '../db/client.ts';
-import { date, dateOrNull, num, numOrNull, str } from '../db/values.ts';
+import { num, numOrNull, str } from '../db/values.ts';
 import { assertMoney } from '../domain/money.ts';
 import { ConflictError, NotFoundError, RebillError, ValidationError } from '../errors.ts';
 import type { PaymentActionKind, PaymentActionResult } from '../gateways/types.ts';
+import { type ChargeDetail, getCharge } from './charges.ts';
 import type { BillingContext } from './context.ts';
 import { parseInput } from './mandates.ts';
 import { actionReference } from './references.ts';
@@ -50,138 +51,6 @@ export const noAmountInputSchema = z
       .optional(),
   })
   .strict();
-
-export interface ChargeView {
-  id: number;
-  mandateId: number;
-  cycle: number;
-  amount: number;
-  currency: string;
-  state: string;
-  stateReason: string | null;
-  dueAt: string;
-  nextAttemptAt: string | null;
-  attemptCount: number;
-  settledAmount: number;
-  refundedAmount: number;
-  transactionReference: string | null;
-  lastAttempt: {
-    reference: string;
-    state: string;
-    refusalCode: string | null;
-    adviceCode: string | null;
-    decision: string | null;
-    decisionReason: string | null;
-    correlationId: string | null;
-  } | null;
-  updatedAt: string;
-}
-
-export interface ChargeDetail extends ChargeView {
-  actions: {
-    id: number;
-    kind: string;
-    reference: string;
-    amount: number | null;
-    currency: string | null;
-    state: string;
-    lastEvent: string | null;
-    error: string | null;
-    createdAt: string;
-  }[];
-  events: { source: string; lastEvent: string; eventId: string | null; receivedAt: string }[];
-}
-
-const chargeSelect = sql`select c.*, pa.transaction_reference as paid_reference,
-    la.transaction_reference as last_reference, la.state as last_state, la.refusal_code, la.advice_code,
-    la.decision, la.decision_reason, la.correlation_id
-  from charges c
-  left join attempts pa on pa.id = c.authorized_attempt_id
-  left join lateral (select * from attempts a where a.charge_id = c.id order by a.attempt_no desc limit 1) la on true`;
-
-function toChargeView(r: Record<string, unknown>): ChargeView {
-  return {
-    id: num(r.id),
-    mandateId: num(r.mandate_id),
-    cycle: num(r.cycle),
-    amount: num(r.amount),
-    currency: String(r.currency),
-    state: String(r.state),
-    stateReason: str(r.state_reason),
-    dueAt: date(r.due_at).toISOString(),
-    nextAttemptAt: dateOrNull(r.next_attempt_at)?.toISOString() ?? null,
-    attemptCount: num(r.attempt_count),
-    settledAmount: num(r.settled_amount),
-    refundedAmount: num(r.refunded_amount),
-    transactionReference: str(r.paid_reference),
-    lastAttempt:
-      r.last_reference === null || r.last_reference === undefined
-        ? null
-        : {
-            reference: String(r.last_reference),
-            state: String(r.last_state),
-            refusalCode: str(r.refusal_code),
-            adviceCode: str(r.advice_code),
-            decision: str(r.decision),
-            decisionReason: str(r.decision_reason),
-            correlationId: str(r.correlation_id),
-          },
-    updatedAt: date(r.updated_at).toISOString(),
-  };
-}
-
-export interface ChargeFilter {
-  state?: string | undefined;
-  mandateId?: number | undefined;
-  limit?: number | undefined;
-  /** Keyset pagination: charges with id > after. */
-  after?: number | undefined;
-}
-
-export async function listCharges(
-  database: Database,
-  f: ChargeFilter = {},
-): Promise<{ items: ChargeView[]; next: number | null }> {
-  const where: SQL[] = [sql`true`];
-  if (f.state) where.push(sql`c.state = ${f.state}`);
-  if (f.mandateId !== undefined) where.push(sql`c.mandate_id = ${f.mandateId}`);
-  if (f.after !== undefined) where.push(sql`c.id > ${f.after}`);
-  const limit = Math.min(Math.max(f.limit ?? 50, 1), 1000);
-  const rows = await database.rows(
-    sql`${chargeSelect} where ${sql.join(where, sql` and `)} order by c.id limit ${limit + 1}`,
-  );
-  const items = rows.slice(0, limit).map(toChargeView);
-  return { items, next: rows.length > limit ? (items.at(-1)?.id ?? null) : null };
-}
-
-export async function getCharge(database: Database, id: number): Promise<ChargeDetail> {
-  const rows = await database.rows(sql`${chargeSelect} where c.id = ${id}`);
-  if (!rows[0]) throw new NotFoundError('charge', id);
-  const actions = await database.rows(sql`select * from payment_actions where charge_id = ${id} order by id`);
-  const events =
-    await database.rows(sql`select e.source, e.last_event, e.event_id, e.created_at as received_at
-      from payment_events e join charges c on c.authorized_attempt_id = e.attempt_id where c.id = ${id} order by e.id`);
-  return {
-    ...toChargeView(rows[0]),
-    actions: actions.map((a) => ({
-      id: num(a.id),
-      kind: String(a.kind),
-      reference: String(a.reference),
-      amount: numOrNull(a.amount),
-      currency: str(a.currency),
-      state: String(a.state),
-      lastEvent: str(a.last_event),
-      error: str(a.error),
-      createdAt: date(a.created_at).toISOString(),
-    })),
-    events: events.map((e) => ({
-      source: String(e.source),
-      lastEvent: String(e.last_event),
-      eventId: str(e.event_id),
-      receivedAt: date(e.received_at).toISOString(),
-    })),
-  };
-}
 
 export interface PaymentActionOutcome {
   chargeId: number;

@@ -93,7 +93,7 @@ export function registerChargeCommands(program: Command, deps: CliDeps): void {
               ['amount', `${c.amount} ${c.currency}`],
               ['state', c.state],
               ['reason', c.stateReason],
-              ['attempts', c.attempts],
+              ['attempts', c.attemptCount],
               ['next attempt', c.nextAttemptAt],
               ['last reference', c.lastAttempt?.reference],
               [

@@ -1,12 +1,6 @@
 import type { Command } from 'commander';
-import {
-  type ChargeDetail,
-  getCharge,
-  listCharges,
-  type PaymentOp,
-  paymentAction,
-  paymentEvents,
-} from '../billing/payments.ts';
+import { type ChargeDetail, getCharge, listCharges } from '../billing/charges.ts';
+import { type PaymentOp, paymentAction, paymentEvents } from '../billing/payments.ts';
 import type { CliDeps } from './main.ts';
 import { idArg, intOption, printJson, table } from './output.ts';
 

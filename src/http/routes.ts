@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { z } from 'zod';
+import { getCharge, listCharges } from '../billing/charges.ts';
 import type { BillingContext } from '../billing/context.ts';
 import {
   attachCredential,
@@ -16,8 +17,6 @@ import {
 } from '../billing/mandates.ts';
 import {
   amountInputSchema,
-  getCharge,
-  listCharges,
   noAmountInputSchema,
   type PaymentOp,
   paymentAction,
