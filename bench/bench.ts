@@ -32,7 +32,7 @@ function summary(r: BenchResult): string {
     `  ceilingRatio         ${fmt(r.ceilingRatio, 3)}   (ideal 0.5)`,
     `  statements/charge    ${fmt(r.statementsPerCharge, 2)}   transactions/charge ${r.transactionsPerCharge === null ? 'n/a' : fmt(r.transactionsPerCharge, 2)}`,
     `  CPU ms/charge        ${fmt(r.cpuMsPerCharge, 3)}   (bare client: ${fmt(r.ceilingCpuMsPerRequest, 3)} per request)`,
-    `  p50 / p99 ms/charge  ${fmt(r.p50Ms, 2)} / ${fmt(r.p99Ms, 2)}`,
+    `  p50 / p99 ms/charge  ${fmt(r.p50Ms, 2)} / ${fmt(r.p99Ms, 2)}   (p50 authorize ${fmt(r.authorizeP50Ms, 2)}, settle ${fmt(r.settleP50Ms, 2)})`,
     `  peak RSS             ${fmt(r.peakRssBytes / 1048576, 0)} MiB`,
     `  run ${fmt(r.runSeconds)} s, seed ${fmt(r.seedSeconds)} s`,
   ].join('\n');

@@ -44,6 +44,9 @@ export interface BenchResult extends BenchParams {
   ceilingCpuMsPerRequest: number;
   p50Ms: number;
   p99Ms: number;
+  /** The two requests alone (p50); p50Ms minus both is rebill's own time between them. */
+  authorizeP50Ms: number;
+  settleP50Ms: number;
   peakRssBytes: number;
   seedSeconds: number;
   counts: Record<string, number>;
@@ -65,6 +68,10 @@ const env = (sandboxUrl: string, p: BenchParams, dbUrl: string | undefined) => (
   REBILL_CONCURRENCY: String(p.concurrency),
   WORLDPAY_MAX_IN_FLIGHT: String(p.maxInFlight),
   REBILL_BATCH_SIZE: String(p.batchSize),
+  // each run has a database of its own, so mandate ids restart at 1; references must not repeat
+  // at the shared sandbox (a repeat is a duplicateTransactionReference), so each run has a prefix
+  REBILL_REFERENCE_PREFIX:
+    `b${Date.now().toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`.slice(0, 12),
   WORLDPAY_TIMEOUT_MS: String(Math.max(10_000, p.latencyMs * 20)),
   ...(dbUrl ? { DATABASE_URL: dbUrl } : {}),
 });
@@ -167,6 +174,8 @@ export async function benchOnce(
         ceilingCpuMsPerRequest: (before.cpuMsPerRequest + after.cpuMsPerRequest) / 2,
         p50Ms: timings.perCharge.quantile(0.5),
         p99Ms: timings.perCharge.quantile(0.99),
+        authorizeP50Ms: timings.authorize.quantile(0.5),
+        settleP50Ms: timings.settle.quantile(0.5),
         peakRssBytes: process.resourceUsage().maxRSS * 1024,
         seedSeconds,
         counts: { ...c },

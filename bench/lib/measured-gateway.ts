@@ -4,6 +4,9 @@ import { createHistogram, type Histogram } from './histogram.ts';
 export interface GatewayTimings {
   /** Authorization start to settle answer, per charge. */
   perCharge: Histogram;
+  /** The authorization request alone, and the settle request alone: the rest of a charge is rebill's. */
+  authorize: Histogram;
+  settle: Histogram;
   /** performance.now() of the first request and of the last answer, or null. */
   first: number | null;
   last: number | null;
@@ -17,7 +20,14 @@ export interface GatewayTimings {
  */
 export function measuredGateway(inner: Gateway): { gateway: Gateway; timings: GatewayTimings } {
   const started = new Map<string, number>();
-  const timings: GatewayTimings = { perCharge: createHistogram(), first: null, last: null, requests: 0 };
+  const timings: GatewayTimings = {
+    perCharge: createHistogram(),
+    authorize: createHistogram(),
+    settle: createHistogram(),
+    first: null,
+    last: null,
+    requests: 0,
+  };
   const gateway: Gateway = {
     name: inner.name,
     async authorize(req) {
@@ -27,12 +37,15 @@ export function measuredGateway(inner: Gateway): { gateway: Gateway; timings: Ga
       const r = await inner.authorize(req);
       if (r.outcome === 'authorized') started.set(r.paymentId, t);
       timings.last = performance.now();
+      timings.authorize.record(timings.last - t);
       return r;
     },
     async action(req) {
       timings.requests++;
+      const sent = performance.now();
       const r = await inner.action(req);
       const now = performance.now();
+      timings.settle.record(now - sent);
       timings.last = now;
       const t = started.get(req.paymentId);
       if (t !== undefined) {

@@ -18,7 +18,7 @@ export class SandboxStartError extends Error {
 /** Start the sandbox in a child process and wait for its URL. */
 export async function startSandboxChild(opts: { latencyMs: number }): Promise<SandboxProcess> {
   const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', script, String(opts.latencyMs)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['pipe', 'pipe', 'inherit'],
   });
   const lines = createInterface({ input: child.stdout! });
   const first = await Promise.race([
