@@ -12,6 +12,7 @@ import { registerMandateCommands } from './mandates.ts';
 import { exitCodeFor } from './output.ts';
 import { registerPaymentCommands } from './payments.ts';
 import { registerRunCommand } from './run.ts';
+import { registerRunsCommands } from './runs.ts';
 
 export interface CliDeps {
   config(): Config;
@@ -63,6 +64,7 @@ export function buildProgram(): Command {
     .exitOverride();
 
   registerRunCommand(program, deps);
+  registerRunsCommands(program, deps);
   registerMandateCommands(program, deps);
   registerChargeCommands(program, deps);
   registerPaymentCommands(program, deps);

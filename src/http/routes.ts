@@ -1,4 +1,3 @@
-import { sql } from 'drizzle-orm';
 import { z } from 'zod';
 import { getCharge, listCharges } from '../billing/charges.ts';
 import type { BillingContext } from '../billing/context.ts';
@@ -22,9 +21,9 @@ import {
   paymentAction,
   paymentEvents,
 } from '../billing/payments.ts';
+import { getRun, listRuns } from '../billing/runs.ts';
 import type { Runner } from '../daemon/runner.ts';
-import { dateOrNull, num, str } from '../db/values.ts';
-import { NotFoundError, ValidationError } from '../errors.ts';
+import { ValidationError } from '../errors.ts';
 
 export interface RouteRequest {
   params: Record<string, string>;
@@ -91,55 +90,6 @@ const runBody = z
 const cancelBody = z.object({ atPeriodEnd: z.boolean().optional() }).strict();
 const queueBody = z.object({ amount: z.number().int().positive().optional() }).strict();
 const emptyBody = z.object({}).strict();
-
-export interface RunView {
-  id: number;
-  trigger: string;
-  asOf: string;
-  dryRun: boolean;
-  mandateId: number | null;
-  limit: number | null;
-  status: string;
-  counts: Record<string, number>;
-  owner: string | null;
-  error: string | null;
-  startedAt: string;
-  finishedAt: string | null;
-}
-
-function toRun(r: Record<string, unknown>): RunView {
-  return {
-    id: num(r.id),
-    trigger: String(r.trigger),
-    asOf: dateOrNull(r.as_of)?.toISOString() ?? '',
-    dryRun: r.dry_run === true,
-    mandateId: r.mandate_id === null ? null : num(r.mandate_id),
-    limit: r.limit === null ? null : num(r.limit),
-    status: String(r.status),
-    counts: (typeof r.counts === 'string' ? JSON.parse(r.counts) : r.counts) as Record<string, number>,
-    owner: str(r.owner),
-    error: str(r.error),
-    startedAt: dateOrNull(r.started_at)?.toISOString() ?? '',
-    finishedAt: dateOrNull(r.finished_at)?.toISOString() ?? null,
-  };
-}
-
-export async function getRun(ctx: BillingContext, id: number): Promise<RunView> {
-  const rows = await ctx.database.rows(sql`select * from billing_runs where id = ${id}`);
-  if (!rows[0]) throw new NotFoundError('run', id);
-  return toRun(rows[0]);
-}
-
-export async function listRuns(
-  ctx: BillingContext,
-  f: { limit?: number | undefined; before?: number | undefined },
-): Promise<{ items: RunView[]; next: number | null }> {
-  const limit = f.limit ?? 50;
-  const rows = await ctx.database.rows(sql`select * from billing_runs
-    where ${f.before === undefined ? sql`true` : sql`id < ${f.before}`} order by id desc limit ${limit + 1}`);
-  const items = rows.slice(0, limit).map(toRun);
-  return { items, next: rows.length > limit ? (items.at(-1)?.id ?? null) : null };
-}
 
 const paymentRoutes: { path: string; kind: PaymentOp; body: z.ZodType; summary: string }[] = [
   { path: 'settle', kind: 'settle', body: noAmountInputSchema, summary: 'Settle the full authorized amount' },

@@ -1,0 +1,118 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from './support/cli.ts';
+import { startWorld, type World } from './support/world.ts';
+
+/**
+ * The CLI as a user runs it: child processes, one after another, against the sandbox and this
+ * file's database (PostgreSQL, or a PGlite data directory the processes take in turn).
+ */
+describe('rebill CLI', () => {
+  let w: World;
+  let env: Record<string, string>;
+  let dir: string | undefined;
+  beforeAll(async () => {
+    w = await startWorld();
+    env = { ...w.env };
+    if (!w.t.url) {
+      dir = mkdtempSync(join(tmpdir(), 'rebill-cli-'));
+      env.REBILL_DATA_DIR = dir;
+    }
+  });
+  afterAll(async () => {
+    await w?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('creates a mandate, bills it, and lists the run', { timeout: 240_000 }, async () => {
+    const v = await w.verify();
+    const created = await runCli(
+      [
+        'mandates',
+        'create',
+        '--customer',
+        'cli-1',
+        '--intent',
+        'subscription',
+        '--amount',
+        '1500',
+        '--currency',
+        'GBP',
+        '--entity',
+        'default',
+        '--narrative',
+        'CLI test',
+        '--interval',
+        '1 month',
+        '--start',
+        '2026-02-01T10:00:00Z',
+        '--timezone',
+        'Europe/London',
+        '--link',
+        v.href,
+        '--json',
+      ],
+      env,
+    );
+    expect(created.code, created.stderr).toBe(0);
+    const m = JSON.parse(created.stdout);
+    expect(m).toMatchObject({
+      intent: 'subscription',
+      amount: 1500,
+      currency: 'GBP',
+      nextDueAt: '2026-02-01T10:00:00.000Z',
+    });
+
+    const dry = await runCli(['run', '--at', '2026-02-01T11:00:00Z', '--dry-run', '--json'], env);
+    expect(JSON.parse(dry.stdout).forecast).toEqual([expect.objectContaining({ mandateId: m.id, cycle: 0 })]);
+    expect(w.sandbox.ledger().filter((e) => e.chainId === v.chainId)).toHaveLength(0);
+
+    const run = await runCli(['run', '--at', '2026-02-01T11:00:00Z', '--mandate', String(m.id)], env);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/authorized/);
+    expect(w.sandbox.ledger().filter((e) => e.chainId === v.chainId && e.op === 'authorize')).toHaveLength(1);
+
+    const show = await runCli(['mandates', 'show', String(m.id), '--json'], env);
+    const detail = JSON.parse(show.stdout);
+    expect(detail.charges).toHaveLength(1);
+    expect(detail.links.filter((l: { current: boolean }) => l.current)).toHaveLength(1);
+
+    const runs = await runCli(['runs', 'list', '--json'], env);
+    const items = JSON.parse(runs.stdout).items as { trigger: string; dryRun: boolean; status: string }[];
+    expect(items.map((r) => [r.trigger, r.dryRun, r.status])).toEqual([
+      ['cli', false, 'completed'],
+      ['cli', true, 'completed'],
+    ]);
+  });
+
+  it('rejects bad input with a clear message and a meaningful exit code', { timeout: 240_000 }, async () => {
+    const badAt = await runCli(['run', '--at', 'yesterday'], env);
+    expect(badAt.code).toBe(2);
+    expect(badAt.stderr).toMatch(/--at: expected an ISO-8601 date/);
+    const unknown = await runCli(['run', '--mandate', '999999'], env);
+    expect(unknown.code).toBe(3);
+    expect(unknown.stderr).toMatch(/mandate 999999 not found/);
+    const badEnv = await runCli(['mandates', 'list'], { ...env, WORLDPAY_URL: 'not a url' });
+    expect(badEnv.code).toBe(2);
+    expect(badEnv.stderr).toMatch(/WORLDPAY_URL/);
+    const badNarrative = await runCli(
+      [
+        'mandates',
+        'create',
+        '--customer',
+        'x',
+        '--intent',
+        'unscheduled',
+        '--amount',
+        '100',
+        '--currency',
+        'GBP',
+      ],
+      env,
+    );
+    expect(badNarrative.code).toBe(2);
+    expect(badNarrative.stderr).toMatch(/--narrative/);
+  });
+});
