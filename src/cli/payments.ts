@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { type ChargeDetail, getCharge, listCharges } from '../billing/charges.ts';
+import { type ChargeDetail, getCharge } from '../billing/charges.ts';
 import { type PaymentOp, paymentAction, paymentEvents } from '../billing/payments.ts';
 import type { CliDeps } from './main.ts';
 import { idArg, intOption, printJson, table } from './output.ts';
@@ -97,54 +97,4 @@ export function registerPaymentCommands(program: Command, deps: CliDeps): void {
         else printCharge(c);
       });
     });
-  payments
-    .command('list')
-    .description('Charges with their last refusal code, advice, decision and next attempt')
-    .option('--state <state>', 'only charges in this state')
-    .option('--mandate <id>', 'only this mandate')
-    .option('--limit <n>', 'at most this many', intOption('--limit'))
-    .option('--after <id>', 'charges after this id (pagination)', intOption('--after'))
-    .option('--json', 'print JSON')
-    .action(
-      async (opts: { state?: string; mandate?: string; limit?: number; after?: number; json?: boolean }) => {
-        await deps.withApp(async (app) => {
-          const out = await listCharges(app.database, {
-            state: opts.state,
-            mandateId: opts.mandate ? idArg('--mandate', opts.mandate) : undefined,
-            limit: opts.limit,
-            after: opts.after,
-          });
-          if (opts.json) return printJson(out);
-          process.stdout.write(
-            table(
-              [
-                'charge',
-                'mandate',
-                'cycle',
-                'amount',
-                'cur',
-                'state',
-                'refusal',
-                'advice',
-                'decision',
-                'next attempt',
-              ],
-              out.items.map((c) => [
-                c.id,
-                c.mandateId,
-                c.cycle,
-                c.amount,
-                c.currency,
-                c.state,
-                c.lastAttempt?.refusalCode,
-                c.lastAttempt?.adviceCode,
-                c.lastAttempt?.decision,
-                c.nextAttemptAt,
-              ]),
-            ),
-          );
-          if (out.next !== null) process.stdout.write(`more: --after ${out.next}\n`);
-        });
-      },
-    );
 }
