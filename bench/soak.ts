@@ -3,7 +3,7 @@
  * sandbox injects faults and a supervisor SIGKILLs workers at random moments, then a check
  * that nothing was lost or charged twice.
  *   npm run soak -- [--mandates N] [--kills K] [--fault-rate P] [--months M] [--seed S]
- *                   [--step-hours H] [--concurrency C] [--keep]
+ *                   [--step-hours H] [--concurrency C] [--keep] [--no-save]
  * Needs DATABASE_URL (PostgreSQL: several processes share it); creates and drops a database
  * of its own. Prints one JSON object on stdout; exit 0 only with zero violations.
  */
@@ -53,7 +53,7 @@ async function main(argv: string[]): Promise<number> {
       'concurrency',
       'two-workers',
     ],
-    flags: ['keep', 'tsx'],
+    flags: ['keep', 'tsx', 'no-save'],
   });
   const serverUrl = process.env.DATABASE_URL;
   if (!serverUrl) {
@@ -244,9 +244,11 @@ async function main(argv: string[]): Promise<number> {
       commit: commit(),
       at: new Date().toISOString(),
     };
-    const dir = fileURLToPath(new URL('./results/', import.meta.url));
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(`${dir}${out.at.replace(/[:.]/g, '-')}-soak.json`, `${JSON.stringify(out, null, 2)}\n`);
+    if (!args.flag('no-save')) {
+      const dir = fileURLToPath(new URL('./results/', import.meta.url));
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(`${dir}${out.at.replace(/[:.]/g, '-')}-soak.json`, `${JSON.stringify(out, null, 2)}\n`);
+    }
     process.stdout.write(`${JSON.stringify(out)}\n`);
     log(
       `soak: ${check.counts.gatewayAuthorizations} authorizations, ${workers.kills} kills, ${workers.runs} worker runs in ${out.seconds}s: ${total === 0 ? 'zero violations' : `${total} VIOLATIONS ${JSON.stringify(violations)}`}`,

@@ -42,6 +42,8 @@ describe.skipIf(!hasServer)('fault soak (worker processes sharing PostgreSQL)', 
       '2',
       '--step-hours',
       '96',
+      // CI must not leave result files in the working tree
+      '--no-save',
     ]);
     const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as {
       violations: Record<string, number>;
