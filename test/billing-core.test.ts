@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMandate, queueCharge, showMandate } from '../src/billing/mandates.ts';
 import { runBilling } from '../src/billing/run.ts';
+import { followSettlements } from '../src/billing/settle.ts';
 import { num } from '../src/db/values.ts';
 import { startWorld, type World } from './support/world.ts';
 
@@ -139,6 +140,11 @@ describe('billing core against the Worldpay sandbox', () => {
       sql`select reason from audit_log where entity_type = 'charge' and entity_id = ${d.charges[0]!.id} and to_state = 'authorized'`,
     );
     expect(String(audit[0]?.reason)).toMatch(/recovered by query.*credential keeps its link/);
+    // the recovered payment can still be asked about: settlement follow-up reaches `settled`
+    const followed = await followSettlements(app, { limit: 100 });
+    expect(followed.settled).toBeGreaterThanOrEqual(1);
+    d = await showMandate(w.t.database, m.id);
+    expect(d.charges[0]?.state).toBe('settled');
   });
 
   it('a dry run lists what is due and sends nothing', async () => {

@@ -5,7 +5,7 @@ import { commitAuthorized, commitRefused, commitUnknown, type PlannedAttempt } f
 import type { ClaimedCharge } from './claim.ts';
 import type { BillingContext } from './context.ts';
 import { decideRefusal } from './decide.ts';
-import { planSettle, sendSettle } from './settle.ts';
+import { planSettle, releaseLease, sendSettle } from './settle.ts';
 
 const AUTHORIZED_LIKE: PaymentStatus[] = [
   'authorized',
@@ -25,6 +25,7 @@ export interface ReconcileReport {
   refused: number;
   notFound: number;
   stillUnknown: number;
+  errors: number;
 }
 
 /**
@@ -38,7 +39,14 @@ export async function reconcileUnknown(
   ctx: BillingContext,
   opts: { asOf: Date; limit: number; mandateId?: number | undefined },
 ): Promise<ReconcileReport> {
-  const report: ReconcileReport = { checked: 0, authorized: 0, refused: 0, notFound: 0, stillUnknown: 0 };
+  const report: ReconcileReport = {
+    checked: 0,
+    authorized: 0,
+    refused: 0,
+    notFound: 0,
+    stillUnknown: 0,
+    errors: 0,
+  };
   const filter: SQL = opts.mandateId === undefined ? sql`` : sql`and c.mandate_id = ${opts.mandateId}`;
   const rows = await ctx.database.rows(sql`
     with picked as (
@@ -59,150 +67,170 @@ export async function reconcileUnknown(
               extract(epoch from (now() - a.sent_at))::float8 as age_seconds`);
   for (const r of rows) {
     report.checked++;
-    const charge: ClaimedCharge = {
-      id: num(r.id),
-      mandateId: num(r.mandate_id),
-      cycle: num(r.cycle),
-      amount: num(r.amount),
-      currency: String(r.currency),
-      state: String(r.state),
-      attemptCount: num(r.attempt_count),
-      fence: num(r.fence),
-      intent: String(r.intent) as ClaimedCharge['intent'],
-      entity: String(r.entity),
-      narrative: String(r.narrative),
-      gateway: String(r.gateway),
-      settleMode: String(r.settle_mode),
-      settlePercent: r.settle_percent === null ? null : num(r.settle_percent),
-      customerRef: String(r.customer_ref),
-      credentialId: num(r.credential_id),
-      credentialStatus: String(r.credential_status),
-      instrumentType: String(r.instrument_type),
-      linkHref: str(r.link_href),
-      encryptedPan: null,
-      expiryMonth: null,
-      expiryYear: null,
-      cardHolderName: null,
-      tokenHref: null,
-      vaultedCardId: null,
-      schemeReference: null,
-    };
-    const p: PlannedAttempt = {
-      charge,
-      attemptId: num(r.attempt_id),
-      attemptNo: num(r.attempt_no),
-      reference: String(r.transaction_reference),
-      kind: String(r.kind) as PlannedAttempt['kind'],
-      linkHref: str(r.link_href),
-      asOf: date(r.attempted_at),
-    };
-    const gw = ctx.gateway(charge.gateway);
-    const q = await gw.queryByReference(p.reference, charge.entity);
-    const log = ctx.logger.child({
-      chargeId: charge.id,
-      reference: p.reference,
-      correlationId: q.correlationId,
-    });
-    if (q.found === 'unknown') {
-      report.stillUnknown++;
-      await commitUnknown(ctx.database, p, {
-        latencyMs: q.latencyMs,
-        reason: `recovery query failed: ${q.reason}`,
-      });
-      continue;
-    }
-    if (q.found === false) {
-      const lagSeconds = ctx.config.billing.eventLagMinutes * 60;
-      if (num(r.age_seconds) < lagSeconds) {
-        report.stillUnknown++;
-        await commitUnknown(ctx.database, p, {
-          httpStatus: q.httpStatus,
-          correlationId: q.correlationId,
-          latencyMs: q.latencyMs,
-          reason: 'not found yet; the gateway may still be within its event lag',
-        });
-        continue;
-      }
-      report.notFound++;
-      log.info('recovery: the gateway has no such payment; the attempt did not happen');
-      const decision = await decideRefusal(ctx, charge, { gatewayError: true }, opts.asOf);
-      await commitRefused(
-        ctx.database,
-        { ...charge, chargeId: charge.id, attemptId: p.attemptId, reference: p.reference },
-        {
-          attemptState: 'not_found',
-          code: null,
-          httpStatus: q.httpStatus,
-          correlationId: q.correlationId,
-          latencyMs: q.latencyMs,
-          error: 'outcome unknown, then not found at the gateway after its event lag',
-        },
-        decision.decision,
-        decision.mandateStatus,
+    try {
+      await reconcileOne(ctx, r, opts.asOf, report);
+    } catch (err) {
+      // One charge's trouble (a gateway answer that breaks the contract...) must not stop
+      // billing: it stays open, its lease is released, and the next run asks again.
+      report.errors++;
+      ctx.logger.error(
+        { chargeId: num(r.id), err: (err as Error).message },
+        'reconciliation failed for this charge',
       );
-      continue;
-    }
-    if (q.status === 'refused' || q.status === 'failed' || q.status === 'error' || q.status === 'expired') {
-      report.refused++;
-      const decision = await decideRefusal(ctx, charge, { code: q.rawStatus, adviceCode: null }, opts.asOf);
-      await commitRefused(
-        ctx.database,
-        { ...charge, chargeId: charge.id, attemptId: p.attemptId, reference: p.reference },
-        {
-          attemptState: 'refused',
-          code: null,
-          description: `recovered by query: ${q.rawStatus}`,
-          httpStatus: q.httpStatus,
-          correlationId: q.correlationId,
-          latencyMs: q.latencyMs,
-        },
-        decision.decision,
-        decision.mandateStatus,
-      );
-      continue;
-    }
-    if (AUTHORIZED_LIKE.includes(q.status) || q.status === 'inProgress') {
-      if (q.status === 'inProgress') {
-        report.stillUnknown++;
-        await commitUnknown(ctx.database, p, { latencyMs: q.latencyMs, reason: 'payment still in progress' });
-        continue;
-      }
-      report.authorized++;
-      const paymentId = q.links['payments:events'] ?? p.reference;
-      const alreadySettling = q.status !== 'authorized';
-      const settle = alreadySettling ? null : planSettle(charge, p.reference, q.links, paymentId);
-      const committed = await commitAuthorized(
-        ctx.database,
-        p,
-        {
-          outcome: 'authorized',
-          paymentId,
-          links: q.links,
-          latencyMs: q.latencyMs,
-          httpStatus: q.httpStatus,
-          correlationId: q.correlationId,
-        },
-        settle,
-        { recovered: true },
-      );
-      log.info({ status: q.rawStatus }, 'recovery: the payment was authorized; kept the credential link');
-      if (committed && alreadySettling) {
-        await ctx.database.rows(
-          sql`update charges set state = 'settling', lease_owner = null, lease_expires_at = null where id = ${charge.id} and state = 'authorized'`,
-        );
-      }
-      if (committed && settle && committed.settleActionId !== null) {
-        await sendSettle(ctx, {
-          gateway: charge.gateway,
-          chargeId: charge.id,
-          attemptId: p.attemptId,
-          actionId: committed.settleActionId,
-          plan: settle,
-          paymentId,
-          links: q.links,
-        });
-      }
+      await releaseLease(ctx.database, num(r.id), `reconciliation failed: ${(err as Error).message}`);
     }
   }
   return report;
+}
+
+async function reconcileOne(
+  ctx: BillingContext,
+  r: Record<string, unknown>,
+  asOf: Date,
+  report: ReconcileReport,
+): Promise<void> {
+  const charge: ClaimedCharge = {
+    id: num(r.id),
+    mandateId: num(r.mandate_id),
+    cycle: num(r.cycle),
+    amount: num(r.amount),
+    currency: String(r.currency),
+    state: String(r.state),
+    attemptCount: num(r.attempt_count),
+    fence: num(r.fence),
+    intent: String(r.intent) as ClaimedCharge['intent'],
+    entity: String(r.entity),
+    narrative: String(r.narrative),
+    gateway: String(r.gateway),
+    settleMode: String(r.settle_mode),
+    settlePercent: r.settle_percent === null ? null : num(r.settle_percent),
+    customerRef: String(r.customer_ref),
+    credentialId: num(r.credential_id),
+    credentialStatus: String(r.credential_status),
+    instrumentType: String(r.instrument_type),
+    linkHref: str(r.link_href),
+    encryptedPan: null,
+    expiryMonth: null,
+    expiryYear: null,
+    cardHolderName: null,
+    tokenHref: null,
+    vaultedCardId: null,
+    schemeReference: null,
+  };
+  const p: PlannedAttempt = {
+    charge,
+    attemptId: num(r.attempt_id),
+    attemptNo: num(r.attempt_no),
+    reference: String(r.transaction_reference),
+    kind: String(r.kind) as PlannedAttempt['kind'],
+    linkHref: str(r.link_href),
+    asOf: date(r.attempted_at),
+  };
+  const gw = ctx.gateway(charge.gateway);
+  const q = await gw.queryByReference(p.reference, charge.entity);
+  const log = ctx.logger.child({
+    chargeId: charge.id,
+    reference: p.reference,
+    correlationId: q.correlationId,
+  });
+  if (q.found === 'unknown') {
+    report.stillUnknown++;
+    await commitUnknown(ctx.database, p, {
+      latencyMs: q.latencyMs,
+      reason: `recovery query failed: ${q.reason}`,
+    });
+    return;
+  }
+  if (q.found === false) {
+    const lagSeconds = ctx.config.billing.eventLagMinutes * 60;
+    if (num(r.age_seconds) < lagSeconds) {
+      report.stillUnknown++;
+      await commitUnknown(ctx.database, p, {
+        httpStatus: q.httpStatus,
+        correlationId: q.correlationId,
+        latencyMs: q.latencyMs,
+        reason: 'not found yet; the gateway may still be within its event lag',
+      });
+      return;
+    }
+    report.notFound++;
+    log.info('recovery: the gateway has no such payment; the attempt did not happen');
+    const decision = await decideRefusal(ctx, charge, { gatewayError: true }, asOf);
+    await commitRefused(
+      ctx.database,
+      { ...charge, chargeId: charge.id, attemptId: p.attemptId, reference: p.reference },
+      {
+        attemptState: 'not_found',
+        code: null,
+        httpStatus: q.httpStatus,
+        correlationId: q.correlationId,
+        latencyMs: q.latencyMs,
+        error: 'outcome unknown, then not found at the gateway after its event lag',
+      },
+      decision.decision,
+      decision.mandateStatus,
+    );
+    return;
+  }
+  if (q.status === 'refused' || q.status === 'failed' || q.status === 'error' || q.status === 'expired') {
+    report.refused++;
+    const decision = await decideRefusal(ctx, charge, { code: q.rawStatus, adviceCode: null }, asOf);
+    await commitRefused(
+      ctx.database,
+      { ...charge, chargeId: charge.id, attemptId: p.attemptId, reference: p.reference },
+      {
+        attemptState: 'refused',
+        code: null,
+        description: `recovered by query: ${q.rawStatus}`,
+        httpStatus: q.httpStatus,
+        correlationId: q.correlationId,
+        latencyMs: q.latencyMs,
+      },
+      decision.decision,
+      decision.mandateStatus,
+    );
+    return;
+  }
+  if (AUTHORIZED_LIKE.includes(q.status) || q.status === 'inProgress') {
+    if (q.status === 'inProgress') {
+      report.stillUnknown++;
+      await commitUnknown(ctx.database, p, { latencyMs: q.latencyMs, reason: 'payment still in progress' });
+      return;
+    }
+    report.authorized++;
+    const paymentId = q.links['payments:events'] ?? p.reference;
+    const alreadySettling = q.status !== 'authorized';
+    const settle = alreadySettling ? null : planSettle(charge, p.reference, q.links, paymentId);
+    const committed = await commitAuthorized(
+      ctx.database,
+      p,
+      {
+        outcome: 'authorized',
+        paymentId,
+        links: q.links,
+        latencyMs: q.latencyMs,
+        httpStatus: q.httpStatus,
+        correlationId: q.correlationId,
+      },
+      settle,
+      { recovered: true },
+    );
+    log.info({ status: q.rawStatus }, 'recovery: the payment was authorized; kept the credential link');
+    if (committed && alreadySettling) {
+      await ctx.database.rows(
+        sql`update charges set state = 'settling', lease_owner = null, lease_expires_at = null where id = ${charge.id} and state = 'authorized'`,
+      );
+    }
+    if (committed && settle && committed.settleActionId !== null) {
+      await sendSettle(ctx, {
+        gateway: charge.gateway,
+        chargeId: charge.id,
+        attemptId: p.attemptId,
+        actionId: committed.settleActionId,
+        plan: settle,
+        paymentId,
+        links: q.links,
+      });
+    }
+  }
 }

@@ -215,57 +215,66 @@ export async function resumeSettlements(
                  and pa.state = 'requested' order by pa.id desc limit 1) as pending_action_id`);
   let done = 0;
   for (const r of claimed) {
-    const chargeId = num(r.id);
-    const attemptId = num(r.authorized_attempt_id);
-    const paymentId = String(r.gateway_payment_id);
-    const gateway = String(r.gateway);
-    const links = await paymentLinks(ctx.database, attemptId);
-    const plan = planSettle(
-      {
-        settleMode: String(r.settle_mode),
-        settlePercent: r.settle_percent === null ? null : num(r.settle_percent),
-        amount: num(r.amount),
-        currency: String(r.currency),
-      },
-      String(r.transaction_reference),
-      links,
-      paymentId,
-    );
-    if (!plan) continue;
-    let actionId = r.pending_action_id === null ? null : num(r.pending_action_id);
-    if (actionId !== null) {
-      const q = await ctx.gateway(gateway).query({ paymentId, links });
-      if (q.found === true && SETTLING.includes(q.status)) {
-        await commitActionAccepted(
-          ctx.database,
-          { actionId, chargeId, attemptId, kind: plan.kind, amount: plan.amount },
-          {
-            outcome: 'accepted',
-            links: q.links,
-            latencyMs: q.latencyMs,
-            httpStatus: q.httpStatus,
-            correlationId: q.correlationId,
-          },
-          { releaseLease: true },
-        );
-        done++;
-        continue;
-      }
-      if (q.found === 'unknown') {
-        await releaseLease(ctx.database, chargeId);
-        continue;
-      }
-    } else {
-      const ins = await ctx.database.rows(sql`
+    try {
+      if (await resumeOne(ctx, r)) done++;
+    } catch (err) {
+      // One payment's trouble must not stop the others: its lease goes, the next run retries.
+      ctx.logger.error({ chargeId: num(r.id), err: (err as Error).message }, 'settlement resumption failed');
+      await releaseLease(ctx.database, num(r.id), `settlement resumption failed: ${(err as Error).message}`);
+    }
+  }
+  return done;
+}
+
+async function resumeOne(ctx: BillingContext, r: Record<string, unknown>): Promise<boolean> {
+  const chargeId = num(r.id);
+  const attemptId = num(r.authorized_attempt_id);
+  const paymentId = String(r.gateway_payment_id);
+  const gateway = String(r.gateway);
+  const links = await paymentLinks(ctx.database, attemptId);
+  const plan = planSettle(
+    {
+      settleMode: String(r.settle_mode),
+      settlePercent: r.settle_percent === null ? null : num(r.settle_percent),
+      amount: num(r.amount),
+      currency: String(r.currency),
+    },
+    String(r.transaction_reference),
+    links,
+    paymentId,
+  );
+  if (!plan) return false;
+  let actionId = r.pending_action_id === null ? null : num(r.pending_action_id);
+  if (actionId !== null) {
+    const q = await ctx.gateway(gateway).query({ paymentId, links });
+    if (q.found === true && SETTLING.includes(q.status)) {
+      await commitActionAccepted(
+        ctx.database,
+        { actionId, chargeId, attemptId, kind: plan.kind, amount: plan.amount },
+        {
+          outcome: 'accepted',
+          links: q.links,
+          latencyMs: q.latencyMs,
+          httpStatus: q.httpStatus,
+          correlationId: q.correlationId,
+        },
+        { releaseLease: true },
+      );
+      return true;
+    }
+    if (q.found === 'unknown') {
+      await releaseLease(ctx.database, chargeId);
+      return false;
+    }
+  } else {
+    const ins = await ctx.database.rows(sql`
         insert into payment_actions (charge_id, attempt_id, kind, reference, amount, currency, link_href)
         values (${chargeId}, ${attemptId}, ${plan.kind}, ${plan.reference}, ${plan.amount}, ${plan.currency}, ${plan.linkHref})
         on conflict (reference) do update set state = payment_actions.state returning id`);
-      actionId = num(ins[0]?.id);
-    }
-    const out = await sendSettle(ctx, { gateway, chargeId, attemptId, actionId, plan, paymentId, links });
-    if (out === 'accepted') done++;
+    actionId = num(ins[0]?.id);
   }
-  return done;
+  const out = await sendSettle(ctx, { gateway, chargeId, attemptId, actionId, plan, paymentId, links });
+  return out === 'accepted';
 }
 
 /**
@@ -284,21 +293,33 @@ export async function followSettlements(
   let settled = 0;
   let failed = 0;
   for (const r of rows) {
-    const attemptId = num(r.authorized_attempt_id);
-    const links = await paymentLinks(ctx.database, attemptId);
-    const q = await ctx.gateway(String(r.gateway)).query({ paymentId: String(r.gateway_payment_id), links });
-    if (q.found !== true) continue;
-    const outcome = await applyPaymentStatus(ctx.database, {
-      attemptId,
-      status: q.status,
-      rawStatus: q.rawStatus,
-      source: 'query',
-      transactionReference: str(r.transaction_reference),
-    });
-    if (outcome === 'settled') settled++;
-    if (outcome === 'settle_failed') failed++;
+    try {
+      const outcome = await followOne(ctx, r);
+      if (outcome === 'settled') settled++;
+      if (outcome === 'settle_failed') failed++;
+    } catch (err) {
+      ctx.logger.error({ chargeId: num(r.id), err: (err as Error).message }, 'settlement follow-up failed');
+    }
   }
   return { settled, failed };
+}
+
+async function followOne(
+  ctx: BillingContext,
+  r: Record<string, unknown>,
+): Promise<string | null | undefined> {
+  const attemptId = num(r.authorized_attempt_id);
+  const links = await paymentLinks(ctx.database, attemptId);
+  const q = await ctx.gateway(String(r.gateway)).query({ paymentId: String(r.gateway_payment_id), links });
+  if (q.found !== true) return;
+  const outcome = await applyPaymentStatus(ctx.database, {
+    attemptId,
+    status: q.status,
+    rawStatus: q.rawStatus,
+    source: 'query',
+    transactionReference: str(r.transaction_reference),
+  });
+  return outcome;
 }
 
 /**

@@ -322,7 +322,13 @@ export function createWorldpayGateway(opts: WorldpayGatewayOptions): WorldpayGat
     const url =
       `${base}/payments/events?transactionRef=${encodeURIComponent(reference)}` +
       `&entity=${encodeURIComponent(entity)}`;
-    return get(url, 'queryByReference', 'the recovery query');
+    const result = await get(url, 'queryByReference', 'the recovery query');
+    // The recovery answer lists next actions but not always the payment's own events link:
+    // without one, the recovery query itself is how this payment is asked about later.
+    if (result.found === true && result.links['payments:events'] === undefined) {
+      return { ...result, links: { ...result.links, 'payments:events': url } };
+    }
+    return result;
   }
 
   return {
