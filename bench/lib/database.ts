@@ -40,7 +40,11 @@ export async function ownDatabase(
     await admin.end();
   }
   const url = withDatabase(serverUrl, name);
-  const database = await createDatabase({ databaseUrl: url, maxConnections: opts.maxConnections ?? 10 });
+  const database = await createDatabase({
+    databaseUrl: url,
+    maxConnections: opts.maxConnections ?? 10,
+    countStatements: true,
+  });
   await migrate(database);
   let dropped = false;
   return {

@@ -17,7 +17,7 @@ export interface Database {
   kind: 'postgres' | 'pglite';
   /** Run raw SQL and get its rows, whichever driver is underneath. */
   rows<T = Record<string, unknown>>(query: SQLWrapper | string, on?: Executor): Promise<T[]>;
-  /** Statements sent so far (for the benchmark's statements-per-charge figure). */
+  /** Statements sent so far (PostgreSQL: only with `countStatements`). */
   statements(): number;
   /** Whether several connections can work at once (false for PGlite). */
   concurrent: boolean;
@@ -38,6 +38,11 @@ export interface DbOptions {
   /** Open PGlite in memory (tests). */
   memory?: boolean;
   maxConnections?: number;
+  /**
+   * Count statements sent (the benchmark's statements-per-charge). postgres.js counts through
+   * its `debug` hook, which captures a stack per query: off unless asked for.
+   */
+  countStatements?: boolean;
   /** PGlite only: a dumped, already-migrated data directory to start from. */
   loadDataDir?: Blob;
 }
@@ -57,9 +62,13 @@ export async function createDatabase(opts: DbOptions): Promise<Database> {
       max: opts.maxConnections ?? 10,
       onnotice: () => {},
       connection: { application_name: 'rebill' },
-      debug: () => {
-        count++;
-      },
+      ...(opts.countStatements
+        ? {
+            debug: () => {
+              count++;
+            },
+          }
+        : {}),
     });
     const db = drizzle(client, { schema }) as unknown as Db;
     return {
