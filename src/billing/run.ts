@@ -155,25 +155,37 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
     counts.created = mat.created;
     let remaining = opts.limit ?? Number.POSITIVE_INFINITY;
     let lastProgressWrite = Date.now();
-    while (remaining > 0 && !opts.signal?.aborted) {
-      const claimed = await claimDueCharges(ctx.database, {
-        asOf: opts.asOf,
-        owner: ctx.workerId,
-        leaseSeconds: ctx.config.billing.leaseSeconds,
-        limit: Math.min(batch, remaining),
-        mandateId: opts.mandateId,
-      });
-      if (claimed.length === 0) break;
-      counts.due += claimed.length;
-      remaining -= claimed.length;
-      await processBatch(ctx, claimed, opts.asOf, counts, () => opts.onProgress?.(counts));
-      if (Date.now() - lastProgressWrite > 1000) {
-        lastProgressWrite = Date.now();
-        await ctx.database.rows(
-          sql`update billing_runs set counts = ${JSON.stringify(counts)}::jsonb where id = ${runId}`,
+    // Two lanes, each claiming and sending its own batch with half the concurrency: while one
+    // lane claims and writes ahead, the other's requests keep the gateway busy, so throughput
+    // does not fall to zero between batches. PGlite has one connection: one lane.
+    const concurrency = ctx.config.billing.concurrency;
+    const lanes = ctx.database.concurrent && concurrency >= 2 ? 2 : 1;
+    const lane = async () => {
+      while (remaining > 0 && !opts.signal?.aborted) {
+        const limit = Math.min(batch, remaining);
+        remaining -= limit;
+        const claimed = await claimDueCharges(ctx.database, {
+          asOf: opts.asOf,
+          owner: ctx.workerId,
+          leaseSeconds: ctx.config.billing.leaseSeconds,
+          limit,
+          mandateId: opts.mandateId,
+        });
+        remaining += limit - claimed.length;
+        if (claimed.length === 0) break;
+        counts.due += claimed.length;
+        await processBatch(ctx, claimed, opts.asOf, counts, Math.ceil(concurrency / lanes), () =>
+          opts.onProgress?.(counts),
         );
+        if (Date.now() - lastProgressWrite > 1000) {
+          lastProgressWrite = Date.now();
+          await ctx.database.rows(
+            sql`update billing_runs set counts = ${JSON.stringify(counts)}::jsonb where id = ${runId}`,
+          );
+        }
       }
-    }
+    };
+    await Promise.all(Array.from({ length: lanes }, lane));
     if (opts.followSettlements) {
       const f = await followSettlements(ctx, { limit: 10_000 });
       counts.settled += f.settled;
@@ -323,6 +335,7 @@ async function processBatch(
   claimed: ClaimedCharge[],
   asOf: Date,
   counts: RunCounts,
+  concurrency: number,
   progress: () => void,
 ): Promise<void> {
   const retries = claimed.filter((c) => c.attemptCount > 0 || c.expiryYear !== null);
@@ -406,7 +419,7 @@ async function processBatch(
     if (g) g.push(p);
     else groups.set(p.charge.credentialId, [p]);
   }
-  await pool([...groups.values()], ctx.config.billing.concurrency, async (group) => {
+  await pool([...groups.values()], concurrency, async (group) => {
     let newest: string | undefined;
     for (const p of group) {
       const inst = instruments.get(p.charge.id);
