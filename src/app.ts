@@ -10,7 +10,7 @@ import { migrate } from './db/migrate.ts';
 import { loadDunningConfig } from './domain/dunning/index.ts';
 import { liquidoGatewayFromConfig } from './gateways/liquido/index.ts';
 import type { Gateway } from './gateways/types.ts';
-import { createWorldpayGateway } from './gateways/worldpay/index.ts';
+import { worldpayGatewayFromConfig } from './gateways/worldpay/index.ts';
 import { createLogger, type Logger } from './logger.ts';
 
 export interface App extends BillingContext {
@@ -59,17 +59,7 @@ export async function openApp(
     let gw = built.get(name);
     if (gw) return gw;
     if (name === 'worldpay') {
-      gw = createWorldpayGateway({
-        url: config.worldpay.url,
-        username: config.worldpay.username,
-        password: config.worldpay.password,
-        entity: config.worldpay.entity,
-        maxInFlight: config.worldpay.maxInFlight,
-        requestsPerSecond: config.worldpay.requestsPerSecond,
-        connectTimeoutMs: config.worldpay.connectTimeoutMs,
-        requestTimeoutMs: config.worldpay.requestTimeoutMs,
-        logger,
-      });
+      gw = worldpayGatewayFromConfig(config.worldpay, logger);
     } else if (name === 'liquido') {
       gw = liquidoGatewayFromConfig(config.liquido, logger, {
         requestTimeoutMs: config.worldpay.requestTimeoutMs,

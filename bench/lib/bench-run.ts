@@ -2,7 +2,7 @@ import { openApp } from '../../src/app.ts';
 import { runBilling } from '../../src/billing/run.ts';
 import { fixedClock } from '../../src/clock.ts';
 import { loadConfig } from '../../src/config.ts';
-import { createWorldpayGateway } from '../../src/gateways/worldpay/index.ts';
+import { worldpayGatewayFromConfig } from '../../src/gateways/worldpay/index.ts';
 import { silentLogger } from '../../src/logger.ts';
 import { measureCeiling } from './ceiling.ts';
 import { verifyChains } from './chains.ts';
@@ -105,18 +105,7 @@ export async function benchOnce(
     const seedSeconds = (performance.now() - seedStart) / 1000;
     opts.log(`seeded ${p.mandates} mandates over ${p.chains} chains in ${seedSeconds.toFixed(1)}s`);
     const config = loadConfig(env(sandboxUrl, p, own.url));
-    const { gateway, timings } = measuredGateway(
-      createWorldpayGateway({
-        url: config.worldpay.url,
-        username: config.worldpay.username,
-        password: config.worldpay.password,
-        entity: config.worldpay.entity,
-        maxInFlight: config.worldpay.maxInFlight,
-        requestsPerSecond: config.worldpay.requestsPerSecond,
-        connectTimeoutMs: config.worldpay.connectTimeoutMs,
-        requestTimeoutMs: config.worldpay.requestTimeoutMs,
-      }),
-    );
+    const { gateway, timings } = measuredGateway(worldpayGatewayFromConfig(config.worldpay));
     const app = await openApp(config, {
       database: own.database,
       clock: fixedClock(asOf),

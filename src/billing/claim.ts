@@ -72,7 +72,8 @@ export async function claimDueCharges(
   return rows.map(toClaimed).sort((a, b) => a.id - b.id);
 }
 
-function toClaimed(r: Record<string, unknown>): ClaimedCharge {
+/** A claimed row; credential columns a query did not return (card data...) read as null. */
+export function toClaimed(r: Record<string, unknown>): ClaimedCharge {
   return {
     id: num(r.id),
     mandateId: num(r.mandate_id),

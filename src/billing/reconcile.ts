@@ -2,7 +2,7 @@ import { type SQL, sql } from 'drizzle-orm';
 import { date, num, str } from '../db/values.ts';
 import type { PaymentStatus } from '../gateways/types.ts';
 import { commitAuthorized, commitRefused, commitUnknown, type PlannedAttempt } from './attempt.ts';
-import type { ClaimedCharge } from './claim.ts';
+import { toClaimed } from './claim.ts';
 import type { BillingContext } from './context.ts';
 import { decideRefusal } from './decide.ts';
 import { planSettle, releaseLease, sendSettle } from './settle.ts';
@@ -89,34 +89,8 @@ async function reconcileOne(
   asOf: Date,
   report: ReconcileReport,
 ): Promise<void> {
-  const charge: ClaimedCharge = {
-    id: num(r.id),
-    mandateId: num(r.mandate_id),
-    cycle: num(r.cycle),
-    amount: num(r.amount),
-    currency: String(r.currency),
-    state: String(r.state),
-    attemptCount: num(r.attempt_count),
-    fence: num(r.fence),
-    intent: String(r.intent) as ClaimedCharge['intent'],
-    entity: String(r.entity),
-    narrative: String(r.narrative),
-    gateway: String(r.gateway),
-    settleMode: String(r.settle_mode),
-    settlePercent: r.settle_percent === null ? null : num(r.settle_percent),
-    customerRef: String(r.customer_ref),
-    credentialId: num(r.credential_id),
-    credentialStatus: String(r.credential_status),
-    instrumentType: String(r.instrument_type),
-    linkHref: str(r.link_href),
-    encryptedPan: null,
-    expiryMonth: null,
-    expiryYear: null,
-    cardHolderName: null,
-    tokenHref: null,
-    vaultedCardId: null,
-    schemeReference: null,
-  };
+  // The reconcile query returns no card data: those columns read as null.
+  const charge = toClaimed(r);
   const p: PlannedAttempt = {
     charge,
     attemptId: num(r.attempt_id),

@@ -1,4 +1,5 @@
 export { WorldpayRequestError } from './errors.ts';
+export { worldpayGatewayFromConfig } from './fromConfig.ts';
 export {
   createWorldpayGateway,
   type WorldpayAuthorizeRequest,
