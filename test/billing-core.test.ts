@@ -1,6 +1,12 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMandate, queueCharge, showMandate } from '../src/billing/mandates.ts';
+import {
+  createMandate,
+  pauseMandate,
+  queueCharge,
+  resumeMandate,
+  showMandate,
+} from '../src/billing/mandates.ts';
 import { runBilling } from '../src/billing/run.ts';
 import { followSettlements } from '../src/billing/settle.ts';
 import { num } from '../src/db/values.ts';
@@ -145,6 +151,39 @@ describe('billing core against the Worldpay sandbox', () => {
     expect(followed.settled).toBeGreaterThanOrEqual(1);
     d = await showMandate(w.t.database, m.id);
     expect(d.charges[0]?.state).toBe('settled');
+  });
+
+  it('skips the cycles a paused subscription missed and resumes on its calendar', async () => {
+    const v = await w.verify();
+    const app = await w.app(at('2026-01-31T09:00:00Z'));
+    const m = await createMandate(app, {
+      customerRef: 'pause-1',
+      intent: 'subscription',
+      amount: 800,
+      currency: 'GBP',
+      narrative: 'Pause test',
+      interval: '1 month',
+      start: at('2026-01-31T09:00:00Z'),
+      credential: { link: v.href },
+    });
+    await runBilling(app, { asOf: at('2026-01-31T10:00:00Z'), trigger: 'test', mandateId: m.id });
+    await pauseMandate(app, m.id);
+    const paused = await runBilling(app, {
+      asOf: at('2026-04-15T00:00:00Z'),
+      trigger: 'test',
+      mandateId: m.id,
+    });
+    expect(paused.counts.attempted).toBe(0);
+    const later = await w.app(at('2026-04-15T00:00:00Z'));
+    const resumed = await resumeMandate(later, m.id);
+    // Feb 28 and Mar 31 were missed while paused; Apr 30 (the 31st clamped) is next
+    expect(resumed.nextDueAt).toBe('2026-04-30T09:00:00.000Z');
+    await runBilling(later, { asOf: at('2026-05-01T00:00:00Z'), trigger: 'test', mandateId: m.id });
+    const d = await showMandate(w.t.database, m.id);
+    expect(d.charges.map((c) => [c.cycle, c.dueAt])).toEqual([
+      [0, '2026-01-31T09:00:00.000Z'],
+      [3, '2026-04-30T09:00:00.000Z'],
+    ]);
   });
 
   it('a dry run lists what is due and sends nothing', async () => {

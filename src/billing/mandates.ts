@@ -17,7 +17,7 @@ import { ConflictError, NotFoundError, RebillError, ValidationError } from '../e
 import { cardBrand, luhnValid } from '../legacy/card.ts';
 import { encryptSecret, fingerprint } from '../legacy/crypto.ts';
 import type { BillingContext } from './context.ts';
-import { queueCharge as queue } from './materialize.ts';
+import { queueCharge as queue, scheduleOf } from './materialize.ts';
 
 const entityPattern = /^[A-Za-z0-9][A-Za-z0-9 ]{0,31}$/;
 
@@ -470,17 +470,21 @@ export function resumeMandate(ctx: BillingContext, id: number): Promise<MandateV
 
 async function reschedule(ctx: BillingContext, tx: Tx, m: MandateView): Promise<void> {
   if (!m.interval || m.nextDueAt === null) return;
-  const [count, unit] = m.interval.split(' ');
-  const schedule: Schedule = {
-    interval: { unit: unit as 'month', count: Number(count) },
-    timezone: m.timezone,
-    anchorAt: new Date(m.anchorAt),
-    anchorCycle: (await ctx.database.rows(sql`select anchor_cycle from mandates where id = ${m.id}`, tx)).map(
-      (r) => num(r.anchor_cycle),
-    )[0]!,
-    endAt: m.endAt ? new Date(m.endAt) : null,
-    instalmentsTotal: m.instalmentsTotal,
-  };
+  const rows = await ctx.database.rows(
+    sql`select interval_unit, interval_count, timezone, anchor_at, anchor_cycle, end_at, instalments_total
+          from mandates where id = ${m.id}`,
+    tx,
+  );
+  const r = rows[0]!;
+  const schedule: Schedule = scheduleOf({
+    intervalUnit: str(r.interval_unit),
+    intervalCount: numOrNull(r.interval_count),
+    timezone: String(r.timezone),
+    anchorAt: date(r.anchor_at),
+    anchorCycle: num(r.anchor_cycle),
+    endAt: dateOrNull(r.end_at),
+    instalmentsTotal: numOrNull(r.instalments_total),
+  });
   const now = ctx.clock.now();
   if (new Date(m.nextDueAt) >= now) return;
   const cycle = m.intent === 'instalment' ? m.nextCycle : cycleAtOrAfter(schedule, now, m.nextCycle);
