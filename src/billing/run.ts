@@ -5,6 +5,7 @@ import { RequestRejectedError } from '../gateways/errors.ts';
 import type { AuthorizeResult } from '../gateways/types.ts';
 import { decryptSecret } from '../legacy/crypto.ts';
 import {
+  chargeStateFor,
   commitAuthorized,
   commitRefused,
   commitUnknown,
@@ -300,14 +301,7 @@ async function commitWithoutAttempt(
   decision: RetryDecision,
   counts: RunCounts,
 ): Promise<void> {
-  const state =
-    decision.action === 'retry'
-      ? 'retry_scheduled'
-      : decision.action === 'needs_new_credential'
-        ? 'needs_new_credential'
-        : decision.action === 'stop'
-          ? 'stopped'
-          : 'failed';
+  const state = chargeStateFor(decision);
   const mandateStatus = mandateStatusFor(decision);
   const retryAt = decision.action === 'retry' ? decision.retryAt.toISOString() : null;
   await ctx.database.db.transaction(async (tx) => {
@@ -493,14 +487,7 @@ async function sendAttempt(
     );
     await commitRefused(
       ctx.database,
-      {
-        chargeId: c.id,
-        fence: c.fence,
-        attemptId: p.attemptId,
-        reference: p.reference,
-        mandateId: c.mandateId,
-        credentialId: c.credentialId,
-      },
+      refusalTarget(p),
       {
         attemptState: 'refused',
         code: result.code,
@@ -542,6 +529,19 @@ async function sendAttempt(
     await ctx.faults?.hit('after-settle-request', { chargeId: c.id, reference: p.reference });
   }
   return result.nextRecurringLink;
+}
+
+/** What a refusal commit updates, fenced by the claim's token. */
+function refusalTarget(p: PlannedAttempt) {
+  const c = p.charge;
+  return {
+    chargeId: c.id,
+    fence: c.fence,
+    attemptId: p.attemptId,
+    reference: p.reference,
+    mandateId: c.mandateId,
+    credentialId: c.credentialId,
+  };
 }
 
 /** The gateway (or our own validation) rejected the request: nothing was charged. */
@@ -586,14 +586,7 @@ async function recordRejected(
   count(counts, decision);
   await commitRefused(
     ctx.database,
-    {
-      chargeId: c.id,
-      fence: c.fence,
-      attemptId: p.attemptId,
-      reference: p.reference,
-      mandateId: c.mandateId,
-      credentialId: c.credentialId,
-    },
+    refusalTarget(p),
     {
       attemptState: 'error',
       code: null,
