@@ -7,18 +7,7 @@
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { FIELDS } from '../src/legacy/rows.ts';
-
-function rng(seed: number): () => number {
-  // mulberry32: tiny, seedable, good enough for test data.
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from './lib/rng.ts';
 
 function withLuhn(body: string): string {
   let sum = 0;
