@@ -93,6 +93,8 @@ export interface Config {
     leaseSeconds: number;
     eventLagMinutes: number;
     dunningPolicyFile: string | undefined;
+    /** A run that creates at least this many charges refreshes the charges table's statistics (0: never). */
+    analyzeAfterRows: number;
   };
   encryptionKey: Buffer | undefined;
   admin: {
@@ -199,6 +201,7 @@ export function loadConfig(env: Env = process.env): Config {
       leaseSeconds: parse(env, 'REBILL_LEASE_SECONDS', intIn(5, 3600, 120)),
       eventLagMinutes: parse(env, 'REBILL_EVENT_LAG_MINUTES', intIn(0, 1440, 15)),
       dunningPolicyFile: parse(env, 'REBILL_DUNNING_POLICY_FILE', z.string().optional()),
+      analyzeAfterRows: parse(env, 'REBILL_ANALYZE_AFTER_ROWS', intIn(0, 1_000_000_000, 10_000)),
     },
     encryptionKey: parseKey('REBILL_ENCRYPTION_KEY', readSecret(env, 'REBILL_ENCRYPTION_KEY')),
     admin: {

@@ -223,3 +223,48 @@ describe('billing core against the Worldpay sandbox', () => {
     expect(num(charges[0]?.n)).toBe(0);
   });
 });
+
+describe('planner statistics after a large materialisation', () => {
+  let w: World;
+  beforeAll(async () => {
+    w = await startWorld({ env: { REBILL_ANALYZE_AFTER_ROWS: '3' } });
+  });
+  afterAll(async () => w?.close());
+
+  const analyzeCount = async () => {
+    const rows = await w.t.database.rows(
+      sql`select analyze_count::int as n from pg_stat_user_tables where relname = 'charges'`,
+    );
+    return num(rows[0]?.n ?? 0);
+  };
+  const mandates = async (n: number, start: Date) => {
+    const v = await w.verify();
+    const app = await w.app(start);
+    for (let i = 0; i < n; i++) {
+      await createMandate(app, {
+        customerRef: `stats-${start.getTime()}-${i}`,
+        intent: 'subscription',
+        amount: 500,
+        currency: 'GBP',
+        narrative: 'Stats',
+        interval: '1 year',
+        start,
+        credential: { link: v.href },
+      });
+    }
+    return app;
+  };
+
+  it('analyzes the charges table when a run creates at least REBILL_ANALYZE_AFTER_ROWS charges', async () => {
+    const small = await mandates(2, at('2026-02-01T00:00:00Z'));
+    const r1 = await runBilling(small, { asOf: at('2026-02-01T00:00:00Z'), trigger: 'test' });
+    expect(r1.counts.created).toBe(2);
+    expect(await analyzeCount()).toBe(0);
+
+    const large = await mandates(3, at('2026-03-01T00:00:00Z'));
+    const r2 = await runBilling(large, { asOf: at('2026-03-01T00:00:00Z'), trigger: 'test' });
+    expect(r2.counts.created).toBe(3);
+    expect(r2.counts.authorized).toBe(3);
+    expect(await analyzeCount()).toBe(1);
+  });
+});
