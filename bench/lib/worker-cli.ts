@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -11,32 +12,21 @@ export interface RebillCommand {
 }
 
 /**
- * `rebill` for the soak's many short-lived workers. Under tsx every start costs seconds of
- * CPU resolving modules through the loader thread, which would make the soak measure module
- * loading; so the same sources are bundled once with esbuild (tsx's own dependency) into
- * node_modules/.cache, two levels below the root so `import.meta.url`-relative paths such as
- * the migrations folder resolve as from src/db. `mode: 'tsx'` runs bin/rebill.js as shipped.
+ * `rebill` for the soak's many short-lived workers: the CLI bundle scripts/build.js makes (what
+ * `npm install` puts in dist/), built once into a directory of the soak's own so a test run
+ * beside it never sees dist/ rewritten. `mode: 'tsx'` runs bin/rebill.js from the sources.
  */
 export async function rebillCommand(mode: 'bundle' | 'tsx'): Promise<RebillCommand> {
   if (mode === 'tsx') return { argv: [`${root}bin/rebill.js`], dispose: () => {} };
-  const { build } = await import('esbuild');
-  const outfile = `${root}node_modules/.cache/rebill-soak-${process.pid}.mjs`;
-  await build({
-    stdin: {
-      contents: "import { main } from './src/cli/main.ts'; await main(process.argv);",
-      resolveDir: root,
-      loader: 'ts',
-      sourcefile: 'rebill-soak-entry.ts',
-    },
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    outfile,
-    logLevel: 'warning',
-  });
-  return { argv: [outfile], dispose: () => rmSync(outfile, { force: true }) };
+  // @ts-expect-error plain JavaScript module without type declarations
+  const { buildCli } = (await import('../../scripts/build.js')) as {
+    buildCli(outdir: string): Promise<string>;
+  };
+  const outdir = `${root}node_modules/.cache/rebill-soak-${process.pid}`;
+  await buildCli(outdir);
+  const entry = join(outdir, 'main.mjs');
+  writeFileSync(entry, "import { main } from './rebill.mjs';\nawait main(process.argv);\n");
+  return { argv: [entry], dispose: () => rmSync(outdir, { recursive: true, force: true }) };
 }
 
 export interface WorkerResult {

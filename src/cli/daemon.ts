@@ -1,6 +1,9 @@
 import type { Command } from 'commander';
-import { serve } from '../daemon/serve.ts';
 import type { CliDeps } from './main.ts';
+
+// The HTTP server (fastify) is loaded by the two commands that serve, not by every command.
+const serve: typeof import('../daemon/serve.ts').serve = async (...args) =>
+  (await import('../daemon/serve.ts')).serve(...args);
 
 export function registerDaemonCommands(program: Command, deps: CliDeps): void {
   program

@@ -1,7 +1,24 @@
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Database } from './client.ts';
 
-export const migrationsFolder = fileURLToPath(new URL('../../migrations', import.meta.url));
+/**
+ * The project's migrations/ folder, found upwards from this module: it sits two levels up from
+ * src/db/ and one up from the CLI bundle in dist/.
+ */
+function findMigrations(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = join(dir, 'migrations');
+    if (existsSync(join(candidate, 'meta', '_journal.json'))) return candidate;
+    const up = dirname(dir);
+    if (up === dir) throw new Error(`no migrations/ folder above ${fileURLToPath(import.meta.url)}`);
+    dir = up;
+  }
+}
+
+export const migrationsFolder = findMigrations();
 
 /** Arbitrary constant: the advisory lock key that serialises schema changes across processes. */
 const MIGRATION_LOCK = 727_1001;

@@ -1,6 +1,4 @@
 import { type Command, InvalidArgumentError } from 'commander';
-import { liquidoSandbox } from './liquido/index.ts';
-import { startSandbox } from './server.js';
 
 // `rebill sandbox`: runs the Worldpay sandbox in the foreground until SIGINT/SIGTERM.
 
@@ -42,6 +40,11 @@ export function registerSandboxCommand(program: Command): Command {
     .option('--webhook-key-id <id>', 'key id in the Event-Signature header', '1')
     .option('--log', 'log every request')
     .action(async (options: SandboxCommandOptions) => {
+      // Loaded here, not at the top: the other commands do not pay for the HTTP server.
+      const [{ startSandbox }, { liquidoSandbox }] = await Promise.all([
+        import('./server.ts'),
+        import('./liquido/index.ts'),
+      ]);
       if ((options.webhookUrl === undefined) !== (options.webhookSecret === undefined)) {
         throw new InvalidArgumentError('--webhook-url and --webhook-secret go together');
       }
