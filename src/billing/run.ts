@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import { num } from '../db/values.ts';
 import { RebillError, ValidationError } from '../errors.ts';
 import { RequestRejectedError } from '../gateways/errors.ts';
-import type { AuthorizeResult } from '../gateways/types.ts';
+import type { AuthorizeResult, Instrument } from '../gateways/types.ts';
 import { decryptSecret } from '../legacy/crypto.ts';
 import {
   chargeStateFor,
@@ -155,39 +155,7 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
     });
     counts.created = mat.created;
     await refreshStatistics(ctx, mat.created);
-    let remaining = opts.limit ?? Number.POSITIVE_INFINITY;
-    let lastProgressWrite = Date.now();
-    // Two lanes, each claiming and sending its own batch with half the concurrency: while one
-    // lane claims and writes ahead, the other's requests keep the gateway busy, so throughput
-    // does not fall to zero between batches. PGlite has one connection: one lane.
-    const concurrency = ctx.config.billing.concurrency;
-    const lanes = ctx.database.concurrent && concurrency >= 2 ? 2 : 1;
-    const lane = async () => {
-      while (remaining > 0 && !opts.signal?.aborted) {
-        const limit = Math.min(batch, remaining);
-        remaining -= limit;
-        const claimed = await claimDueCharges(ctx.database, {
-          asOf: opts.asOf,
-          owner: ctx.workerId,
-          leaseSeconds: ctx.config.billing.leaseSeconds,
-          limit,
-          mandateId: opts.mandateId,
-        });
-        remaining += limit - claimed.length;
-        if (claimed.length === 0) break;
-        counts.due += claimed.length;
-        await processBatch(ctx, claimed, opts.asOf, counts, Math.ceil(concurrency / lanes), () =>
-          opts.onProgress?.(counts),
-        );
-        if (Date.now() - lastProgressWrite > 1000) {
-          lastProgressWrite = Date.now();
-          await ctx.database.rows(
-            sql`update billing_runs set counts = ${JSON.stringify(counts)}::jsonb where id = ${runId}`,
-          );
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: lanes }, lane));
+    await sendDue(ctx, opts, runId, counts);
     if (opts.followSettlements) {
       const f = await followSettlements(ctx, { limit: 10_000 });
       counts.settled += f.settled;
@@ -293,18 +261,6 @@ async function refusalSummary(
   }));
 }
 
-/** Run `fn` over `items` with at most `limit` promises in flight. */
-async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const item = items[next++]!;
-      await fn(item);
-    }
-  });
-  await Promise.all(workers);
-}
-
 function count(counts: RunCounts, d: RetryDecision): void {
   if (d.action === 'retry') counts.retryScheduled++;
   else if (d.action === 'needs_new_credential') counts.needsNewCredential++;
@@ -342,14 +298,107 @@ async function commitWithoutAttempt(
   count(counts, decision);
 }
 
-async function processBatch(
+/** An attempt written ahead and ready to send, with the instrument it goes out with. */
+interface Ready {
+  attempt: PlannedAttempt;
+  instrument: Instrument;
+}
+
+/**
+ * Claim, write ahead and send every due charge as a pipeline: `concurrency` senders take groups
+ * from a queue, and whenever fewer than `concurrency` groups are waiting the next batch is
+ * claimed and written ahead while the senders keep going. The gateway never idles between
+ * batches, and senders do not start and finish in lockstep (the two lanes this replaced did:
+ * both drained at once, which left the event loop with bursts of work and the gateway idle).
+ * A claimed batch waits at most about one batch's worth of sends before it goes out, far inside
+ * its lease. Memory holds at most about two batches. When a claim fails or the run is stopped,
+ * no more is claimed, what is already written ahead is still sent, and a claim error is thrown
+ * once the senders are done.
+ */
+async function sendDue(
+  ctx: BillingContext,
+  opts: RunOptions,
+  runId: number,
+  counts: RunCounts,
+): Promise<void> {
+  const concurrency = ctx.config.billing.concurrency;
+  const batchSize = ctx.config.billing.batchSize;
+  // PGlite has one connection: prefetching would only queue the claim behind the commits.
+  const lowWater = ctx.database.concurrent ? concurrency : 0;
+  const queue: Ready[][] = [];
+  let remaining = opts.limit ?? Number.POSITIVE_INFINITY;
+  let exhausted = false;
+  let failure: unknown;
+  let feeding: Promise<void> | null = null;
+  let lastProgressWrite = Date.now();
+
+  const feed = async () => {
+    const limit = Math.min(batchSize, remaining);
+    remaining -= limit;
+    const claimed = await claimDueCharges(ctx.database, {
+      asOf: opts.asOf,
+      owner: ctx.workerId,
+      leaseSeconds: ctx.config.billing.leaseSeconds,
+      limit,
+      mandateId: opts.mandateId,
+    });
+    remaining += limit - claimed.length;
+    if (claimed.length === 0 || remaining <= 0) exhausted = true;
+    if (claimed.length === 0) return;
+    counts.due += claimed.length;
+    queue.push(...(await prepareBatch(ctx, claimed, opts.asOf, counts)));
+    if (Date.now() - lastProgressWrite > 1000) {
+      lastProgressWrite = Date.now();
+      await ctx.database.rows(
+        sql`update billing_runs set counts = ${JSON.stringify(counts)}::jsonb where id = ${runId}`,
+      );
+    }
+  };
+  const stopping = () => exhausted || failure !== undefined || opts.signal?.aborted === true;
+  const refill = () => {
+    if (feeding || stopping() || queue.length > lowWater) return;
+    feeding = feed()
+      .catch((err) => {
+        failure = err;
+      })
+      .finally(() => {
+        feeding = null;
+      });
+  };
+  const sender = async () => {
+    for (;;) {
+      refill();
+      const group = queue.shift();
+      if (group) {
+        // Written ahead already: sent even when claiming failed or the run is stopping.
+        await sendGroup(ctx, group, counts, () => opts.onProgress?.(counts));
+        continue;
+      }
+      if (feeding) {
+        await feeding;
+        continue;
+      }
+      return;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, concurrency) }, sender));
+  if (failure !== undefined) throw failure;
+}
+
+/**
+ * Everything before the first request of a claimed batch: the retry ledger of the cards that
+ * need it, the checks that stop a charge before it is sent, and the write-ahead of the rest in
+ * one statement. Returns the attempts grouped by credential: charges of one credential go out
+ * one after another, each on the link the previous one returned, so the newest link is always
+ * the one used, and mandates sharing a legacy card share the one chain its first
+ * migrateRecurring starts. Different credentials are sent in parallel.
+ */
+async function prepareBatch(
   ctx: BillingContext,
   claimed: ClaimedCharge[],
   asOf: Date,
   counts: RunCounts,
-  concurrency: number,
-  progress: () => void,
-): Promise<void> {
+): Promise<Ready[][]> {
   const retries = claimed.filter((c) => c.attemptCount > 0 || c.expiryYear !== null);
   const histories = await loadCardHistory(
     ctx.database,
@@ -368,7 +417,7 @@ async function processBatch(
     kind: PlannedAttempt['kind'];
     linkHref: string | null;
   }[] = [];
-  const instruments = new Map<number, ReturnType<typeof instrumentFor>>();
+  const instruments = new Map<number, Instrument>();
   for (const c of claimed) {
     if (c.credentialStatus !== 'active') {
       await commitWithoutAttempt(
@@ -406,7 +455,7 @@ async function processBatch(
       await commitWithoutAttempt(ctx, c, { action: 'stop', reason: inst.error }, counts);
       continue;
     }
-    instruments.set(c.id, inst);
+    instruments.set(c.id, inst.instrument);
     toSend.push({
       charge: c,
       reference: transactionReference(
@@ -422,38 +471,43 @@ async function processBatch(
   const planned = await writeAhead(ctx.database, toSend, asOf);
   for (const p of planned)
     await ctx.faults?.hit('after-write-ahead', { chargeId: p.charge.id, reference: p.reference });
-  // Charges on one credential go out one after another, each on the link the previous one
-  // returned: the newest link is always the one used, and mandates sharing a legacy card
-  // share the one chain its first migrateRecurring starts. Different credentials run in parallel.
-  const groups = new Map<number, PlannedAttempt[]>();
+  const groups = new Map<number, Ready[]>();
   for (const p of planned) {
+    const instrument = instruments.get(p.charge.id);
+    if (!instrument) continue;
     const g = groups.get(p.charge.credentialId);
-    if (g) g.push(p);
-    else groups.set(p.charge.credentialId, [p]);
+    if (g) g.push({ attempt: p, instrument });
+    else groups.set(p.charge.credentialId, [{ attempt: p, instrument }]);
   }
-  await pool([...groups.values()], concurrency, async (group) => {
-    let newest: string | undefined;
-    for (const p of group) {
-      const inst = instruments.get(p.charge.id);
-      if (!inst || 'error' in inst) continue;
-      let instrument = inst.instrument;
-      if (newest !== undefined && instrument.type !== 'liquido/cardId') {
-        instrument = { type: 'link', href: newest };
-        p.kind = 'recurring';
-        p.linkHref = newest;
-      }
-      const next = await sendAttempt(ctx, p, instrument, counts);
-      if (next) newest = next;
-      progress();
+  return [...groups.values()];
+}
+
+/** Send a credential's attempts in turn, each on the newest link the one before returned. */
+async function sendGroup(
+  ctx: BillingContext,
+  group: Ready[],
+  counts: RunCounts,
+  progress: () => void,
+): Promise<void> {
+  let newest: string | undefined;
+  for (const { attempt: p, instrument: first } of group) {
+    let instrument = first;
+    if (newest !== undefined && instrument.type !== 'liquido/cardId') {
+      instrument = { type: 'link', href: newest };
+      p.kind = 'recurring';
+      p.linkHref = newest;
     }
-  });
+    const next = await sendAttempt(ctx, p, instrument, counts);
+    if (next) newest = next;
+    progress();
+  }
 }
 
 /** Send one attempt and commit its outcome; returns the recurring link it produced, if any. */
 async function sendAttempt(
   ctx: BillingContext,
   p: PlannedAttempt,
-  instrument: import('../gateways/types.ts').Instrument,
+  instrument: Instrument,
   counts: RunCounts,
 ): Promise<string | undefined> {
   const c = p.charge;
