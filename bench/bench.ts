@@ -34,6 +34,7 @@ function summary(r: BenchResult): string {
     `  CPU ms/charge        ${fmt(r.cpuMsPerCharge, 3)}   (bare client: ${fmt(r.ceilingCpuMsPerRequest, 3)} per request)`,
     `  p50 / p99 ms/charge  ${fmt(r.p50Ms, 2)} / ${fmt(r.p99Ms, 2)}   (p50 authorize ${fmt(r.authorizeP50Ms, 2)}, settle ${fmt(r.settleP50Ms, 2)})`,
     `  peak RSS             ${fmt(r.peakRssBytes / 1048576, 0)} MiB`,
+    `  event loop           ${fmt(r.eventLoopUtilization * 100, 0)}% busy, p99 delay ${fmt(r.eventLoopDelayP99Ms, 1)} ms`,
     `  run ${fmt(r.runSeconds)} s, seed ${fmt(r.seedSeconds)} s`,
   ].join('\n');
 }

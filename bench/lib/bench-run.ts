@@ -1,3 +1,4 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { openApp } from '../../src/app.ts';
 import { runBilling } from '../../src/billing/run.ts';
 import { fixedClock } from '../../src/clock.ts';
@@ -48,6 +49,10 @@ export interface BenchResult extends BenchParams {
   authorizeP50Ms: number;
   settleP50Ms: number;
   peakRssBytes: number;
+  /** Share of the run the bench process's event loop was busy (perf_hooks ELU): near 1 means rebill's own JS is the limit. */
+  eventLoopUtilization: number;
+  /** p99 of the event loop's delay during the run (monitorEventLoopDelay, 10 ms resolution). */
+  eventLoopDelayP99Ms: number;
   seedSeconds: number;
   counts: Record<string, number>;
   machine: Machine;
@@ -116,6 +121,9 @@ export async function benchOnce(
       const tx0 = opts.serverUrl ? await serverTransactions(opts.serverUrl, own.name) : 0;
       const statements0 = own.database.statements();
       const cpu0 = process.cpuUsage();
+      const elu0 = performance.eventLoopUtilization();
+      const delay = monitorEventLoopDelay({ resolution: 10 });
+      delay.enable();
       const t0 = performance.now();
       let lastLog = t0;
       const report = await runBilling(app, {
@@ -130,6 +138,8 @@ export async function benchOnce(
       });
       const runSeconds = (performance.now() - t0) / 1000;
       const cpu = process.cpuUsage(cpu0);
+      delay.disable();
+      const elu = performance.eventLoopUtilization(elu0);
       const statements = own.database.statements() - statements0;
       const tx = opts.serverUrl ? (await serverTransactions(opts.serverUrl, own.name)) - tx0 : null;
       const c = report.counts;
@@ -166,6 +176,8 @@ export async function benchOnce(
         authorizeP50Ms: timings.authorize.quantile(0.5),
         settleP50Ms: timings.settle.quantile(0.5),
         peakRssBytes: process.resourceUsage().maxRSS * 1024,
+        eventLoopUtilization: elu.utilization,
+        eventLoopDelayP99Ms: delay.percentile(99) / 1e6,
         seedSeconds,
         counts: { ...c },
         machine: machine(),
