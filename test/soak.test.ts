@@ -1,27 +1,12 @@
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { startNode } from '../bench/lib/worker-cli.ts';
 import { hasServer, serverSkipReason } from './support/db.ts';
 
 const soak = fileURLToPath(new URL('../bench/soak.ts', import.meta.url));
 
-function runSoak(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', soak, ...args], {
-      env: { ...process.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function runSoak(args: string[]) {
+  return startNode(['--import', 'tsx', soak, ...args], { ...process.env }).done;
 }
 
 /**
@@ -66,15 +51,7 @@ describe.skipIf(!hasServer)('fault soak (worker processes sharing PostgreSQL)', 
 describe('fault soak set-up', () => {
   it('refuses to run without PostgreSQL, with exit 2 and the reason', async () => {
     const { DATABASE_URL: _, ...env } = process.env;
-    const child = spawn(process.execPath, ['--import', 'tsx', soak], {
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    const { code, stderr } = await startNode(['--import', 'tsx', soak], env).done;
     expect(code).toBe(2);
     expect(stderr).toMatch(/DATABASE_URL must name a PostgreSQL server/);
   });

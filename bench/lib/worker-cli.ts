@@ -37,18 +37,19 @@ export interface WorkerResult {
   ms: number;
 }
 
-/** A running `rebill` child; `kill()` is SIGKILL: no clean-up, as a crash. */
+/** A running `node` child; `kill()` is SIGKILL: no clean-up, as a crash. */
 export interface Worker {
   done: Promise<WorkerResult>;
   kill(): void;
 }
 
-export function startWorker(cmd: RebillCommand, args: string[], env: Record<string, string>): Worker {
+/**
+ * `node ARGV` as a child process with exactly `env`, its output collected. The soak's workers,
+ * the tests' `rebill` children and the CI soak all start through this.
+ */
+export function startNode(argv: string[], env: NodeJS.ProcessEnv): Worker {
   const started = performance.now();
-  const child = spawn(process.execPath, [...cmd.argv, ...args], {
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(process.execPath, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => {
@@ -69,4 +70,13 @@ export function startWorker(cmd: RebillCommand, args: string[], env: Record<stri
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     },
   };
+}
+
+/** A `rebill` worker with the given environment (plus PATH and HOME). */
+export function startWorker(cmd: RebillCommand, args: string[], env: Record<string, string>): Worker {
+  return startNode([...cmd.argv, ...args], {
+    PATH: process.env.PATH ?? '',
+    HOME: process.env.HOME ?? '/tmp',
+    ...env,
+  });
 }
