@@ -93,6 +93,8 @@ async function main(argv: string[]): Promise<number> {
     WORLDPAY_TIMEOUT_MS: String(TIMEOUT_MS),
     REBILL_LEASE_SECONDS: String(LEASE_SECONDS),
     REBILL_EVENT_LAG_MINUTES: '0',
+    // Simulated time: runs are asked for days and months ahead of the wall clock.
+    REBILL_ALLOW_FUTURE_RUNS: '1',
     REBILL_ENCRYPTION_KEY: KEY,
     REBILL_LOG_LEVEL: 'silent',
     REBILL_CONCURRENCY: String(p.concurrency),

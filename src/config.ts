@@ -60,6 +60,12 @@ const url = (def?: string) => {
   return def === undefined ? s.optional() : s.default(def);
 };
 
+/** A yes/no switch: 1/true/yes or 0/false/no (unset: no). */
+const flag = z
+  .enum(['0', '1', 'true', 'false', 'yes', 'no'], { message: 'must be 1 or 0 (true/false, yes/no)' })
+  .optional()
+  .transform((v) => v === '1' || v === 'true' || v === 'yes');
+
 const entity = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9 ]{0,31}$/, { message: 'must be 1-32 letters, digits or spaces' });
@@ -95,6 +101,10 @@ export interface Config {
     dunningPolicyFile: string | undefined;
     /** A run that creates at least this many charges refreshes the charges table's statistics (0: never). */
     analyzeAfterRows: number;
+    /** Runs may bill for instants ahead of the wall clock (tests, demos, simulations). */
+    allowFutureRuns: boolean;
+    /** At most this many missed cycles of one mandate are charged when catching up; older ones are skipped. */
+    maxCatchUpCycles: number;
   };
   encryptionKey: Buffer | undefined;
   admin: {
@@ -107,6 +117,8 @@ export interface Config {
   };
   webhook: {
     secrets: Map<string, string>;
+    /** Accept unsigned events when no secret is configured (sandboxes, tests); off by default. */
+    allowUnsigned: boolean;
   };
 }
 
@@ -202,6 +214,8 @@ export function loadConfig(env: Env = process.env): Config {
       eventLagMinutes: parse(env, 'REBILL_EVENT_LAG_MINUTES', intIn(0, 1440, 15)),
       dunningPolicyFile: parse(env, 'REBILL_DUNNING_POLICY_FILE', z.string().optional()),
       analyzeAfterRows: parse(env, 'REBILL_ANALYZE_AFTER_ROWS', intIn(0, 1_000_000_000, 10_000)),
+      allowFutureRuns: parse(env, 'REBILL_ALLOW_FUTURE_RUNS', flag),
+      maxCatchUpCycles: parse(env, 'REBILL_MAX_CATCH_UP_CYCLES', intIn(1, 1000, 3)),
     },
     encryptionKey: parseKey('REBILL_ENCRYPTION_KEY', readSecret(env, 'REBILL_ENCRYPTION_KEY')),
     admin: {
@@ -222,6 +236,9 @@ export function loadConfig(env: Env = process.env): Config {
       schedule: parse(env, 'REBILL_CRON', z.string().default('* * * * *')),
       shutdownTimeoutMs: parse(env, 'REBILL_SHUTDOWN_TIMEOUT_MS', intIn(0, 600_000, 30_000)),
     },
-    webhook: { secrets: parseWebhookSecrets(readSecret(env, 'WORLDPAY_WEBHOOK_SECRETS')) },
+    webhook: {
+      secrets: parseWebhookSecrets(readSecret(env, 'WORLDPAY_WEBHOOK_SECRETS')),
+      allowUnsigned: parse(env, 'WORLDPAY_WEBHOOK_ALLOW_UNSIGNED', flag),
+    },
   };
 }

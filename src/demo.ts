@@ -48,6 +48,8 @@ export async function runDemo(
       LIQUIDO_API_KEY: LIQUIDO_SANDBOX_DEFAULTS.apiKey,
       REBILL_ENCRYPTION_KEY: randomBytes(32).toString('hex'),
       REBILL_EVENT_LAG_MINUTES: '0',
+      // Simulated time: runs are asked for days and months ahead of the wall clock.
+      REBILL_ALLOW_FUTURE_RUNS: '1',
     });
     out(`rebill demo: embedded database in ${dir}, sandbox at ${sandbox.url}\n`);
     const t0 = new Date('2026-12-01T09:00:00Z');
@@ -78,7 +80,6 @@ export async function runDemo(
     const sofa = await createMandate(app, {
       customerRef: 'grace',
       intent: 'instalment',
-      amount: 1,
       totalAmount: 100_000,
       instalments: 3,
       currency: 'EUR',

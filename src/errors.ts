@@ -1,4 +1,8 @@
-/** Errors rebill raises on purpose. Each has a stable `code` for exit statuses and API bodies. */
+/**
+ * The one root of the errors rebill raises on purpose. Each has a stable `code` for exit
+ * statuses and API bodies, and billing branches on the class, never on a message or a status
+ * number. The gateway clients' errors (`src/gateways/errors.ts`) hang from the same root.
+ */
 export class RebillError extends Error {
   override name = 'RebillError';
   constructor(
@@ -33,5 +37,21 @@ export class ConflictError extends RebillError {
   override name = 'ConflictError';
   constructor(message: string) {
     super(message, 'conflict');
+  }
+}
+
+/**
+ * rebill is not set up to do this (a missing or wrong encryption key, a gateway without
+ * credentials). Nothing about the customer or the card: it fails or defers the work and never
+ * changes a mandate's business state.
+ */
+export class ConfigurationError extends RebillError {
+  override name = 'ConfigurationError';
+  constructor(
+    readonly setting: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${setting}: ${message}`, 'config', options);
   }
 }

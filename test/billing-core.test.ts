@@ -68,7 +68,6 @@ describe('billing core against the Worldpay sandbox', () => {
     const m = await createMandate(app, {
       customerRef: 'inst-1',
       intent: 'instalment',
-      amount: 1,
       totalAmount: 1000,
       instalments: 3,
       currency: 'EUR',

@@ -48,6 +48,8 @@ describe('rebill CLI', () => {
         '1 month',
         '--start',
         '2026-02-01T10:00:00Z',
+        // started in the past on purpose: the run below bills from the first cycle on
+        '--backfill',
         '--timezone',
         'Europe/London',
         '--link',
@@ -90,7 +92,7 @@ describe('rebill CLI', () => {
   it('rejects bad input with a clear message and a meaningful exit code', { timeout: 240_000 }, async () => {
     const badAt = await runCli(['run', '--at', 'yesterday'], env);
     expect(badAt.code).toBe(2);
-    expect(badAt.stderr).toMatch(/--at: expected an ISO-8601 date/);
+    expect(badAt.stderr).toMatch(/--at: must be an ISO-8601 date/);
     const unknown = await runCli(['run', '--mandate', '999999'], env);
     expect(unknown.code).toBe(3);
     expect(unknown.stderr).toMatch(/mandate 999999 not found/);
@@ -114,5 +116,38 @@ describe('rebill CLI', () => {
     );
     expect(badNarrative.code).toBe(2);
     expect(badNarrative.stderr).toMatch(/--narrative/);
+    // billing weeks ahead is refused unless asked for
+    const ahead = new Date(Date.now() + 19 * 86_400_000).toISOString();
+    const future = await runCli(['run', '--at', ahead], { ...env, REBILL_ALLOW_FUTURE_RUNS: '0' });
+    expect(future.code).toBe(2);
+    expect(future.stderr).toMatch(/--at: .*ahead of now.*--allow-future/);
+    const create = (extra: string[]) =>
+      runCli(
+        [
+          'mandates',
+          'create',
+          ...['--customer', 'bad', '--intent', 'subscription', '--amount', '100', '--currency', 'GBP'],
+          ...['--narrative', 'x', '--interval', '1 month'],
+          ...extra,
+        ],
+        env,
+      );
+    const impossible = await create([
+      '--start',
+      '2027-02-30',
+      '--link',
+      `${env.WORLDPAY_URL}/payments/authorizations/recurring/x`,
+    ]);
+    expect(impossible.code).toBe(2);
+    expect(impossible.stderr).toMatch(/--start: 2027-02-30 is not a calendar date/);
+    const foreign = await create(['--link', 'https://evil.example.com/payments/authorizations/recurring/x']);
+    expect(foreign.code).toBe(2);
+    expect(foreign.stderr).toMatch(/--link: must be a link on the configured Worldpay origin/);
+    const contradiction = await create([
+      ...['--intent', 'instalment', '--instalments', '3', '--total', '10000'],
+      ...['--link', `${env.WORLDPAY_URL}/payments/authorizations/recurring/x`],
+    ]);
+    expect(contradiction.code).toBe(2);
+    expect(contradiction.stderr).toMatch(/--amount: contradicts/);
   });
 });

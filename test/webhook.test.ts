@@ -175,12 +175,16 @@ describe('Worldpay webhook receiver', () => {
         requestTimeoutMs: 2000,
         logger: silentLogger,
       });
-      appB = await openApp(w.config, {
-        database: w.t.database,
-        clock: fixedClock(T1),
-        logger: silentLogger,
-        gateways: { worldpay: gw },
-      });
+      // This app's Worldpay is the second sandbox: its links are on that origin.
+      appB = await openApp(
+        { ...w.config, worldpay: { ...w.config.worldpay, url: sandbox.url } },
+        {
+          database: w.t.database,
+          clock: fixedClock(T1),
+          logger: silentLogger,
+          gateways: { worldpay: gw },
+        },
+      );
       const res = await request(`${sandbox.url}/_sandbox/verifications`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },

@@ -1,8 +1,15 @@
 import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
 import { num } from '../db/values.ts';
+import {
+  type AttemptState,
+  attemptMachine,
+  type ChargeState,
+  type MandateStatus,
+} from '../domain/lifecycle.ts';
 import type { AuthorizeResult, Instrument } from '../gateways/types.ts';
 import type { ClaimedCharge } from './claim.ts';
+import { chargeMayBecome, mandateReleasesCharges, mayBecome, transitionMandate } from './door.ts';
 import type { RetryDecision } from './retry-policy.ts';
 
 /** An attempt whose write-ahead row is committed: from here on it may be sent. */
@@ -14,7 +21,12 @@ export interface PlannedAttempt {
   kind: 'recurring' | 'migrate' | 'liquido';
   linkHref: string | null;
   asOf: Date;
+  /** The charge's state while this attempt is open: `attempting`, or `unknown` once reconciled. */
+  chargeState: 'attempting' | 'unknown';
 }
+
+/** Guard on an attempt row still open (sending or unknown), derived from the attempt table. */
+const attemptMay = (to: AttemptState) => mayBecome(attemptMachine, sql.raw('attempts.state'), to);
 
 /**
  * Write ahead, for a whole batch in one statement: the attempt rows (state `sending`, with
@@ -38,17 +50,30 @@ export async function writeAhead(
     (it) =>
       sql`(${it.charge.id}::bigint, ${it.charge.credentialId}::bigint, ${it.charge.attemptCount + 1}::int, ${it.reference}, ${it.kind}, ${it.linkHref}, ${it.charge.fence}::bigint, ${asOf.toISOString()}::timestamptz)`,
   );
+  // The charge moves first, guarded by its fencing token and the table: an operator's pause or
+  // cancel bumps the token, and an UPDATE that waited on that row re-checks the token after the
+  // operator's commit, so a charge taken away between claim and write-ahead is never written
+  // ahead and never sent. Only then is the attempt row inserted.
   const rows = await database.rows(sql`
-    with ins as (
+    with v as (
+      select * from (values ${sql.join(values, sql`, `)}) as v(charge_id, credential_id, attempt_no, transaction_reference, kind, link_href, fence, attempted_at)
+    ), ch as (
+      update charges c set state = 'attempting', attempt_count = v.attempt_no, updated_at = now()
+        from v, charges o, mandates m
+       where c.id = v.charge_id and o.id = c.id and c.fence = v.fence and ${chargeMayBecome('attempting', 'c')}
+         and m.id = c.mandate_id and ${mandateReleasesCharges('m')}
+      returning c.id, o.state as from_state
+    ), ins as (
       insert into attempts (charge_id, credential_id, attempt_no, transaction_reference, kind, link_href, fence, attempted_at)
-      select v.* from (values ${sql.join(values, sql`, `)}) as v(charge_id, credential_id, attempt_no, transaction_reference, kind, link_href, fence, attempted_at)
-      join charges c on c.id = v.charge_id and c.fence = v.fence
+      select v.* from v join ch on ch.id = v.charge_id
       on conflict do nothing
-      returning id, charge_id, attempt_no
+      returning id, charge_id, attempt_no, transaction_reference
+    ), aud as (
+      insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
+      select 'charge', ch.id, ch.from_state, 'attempting', 'attempt ' || ins.transaction_reference || ' written ahead'
+        from ch join ins on ins.charge_id = ch.id
     )
-    update charges c set state = 'attempting', attempt_count = ins.attempt_no, updated_at = now()
-      from ins where c.id = ins.charge_id
-    returning c.id as charge_id, ins.id as attempt_id, ins.attempt_no`);
+    select ins.charge_id, ins.id as attempt_id, ins.attempt_no from ins`);
   const byCharge = new Map(rows.map((r) => [num(r.charge_id), r]));
   const planned: PlannedAttempt[] = [];
   for (const it of items) {
@@ -62,6 +87,7 @@ export async function writeAhead(
       kind: it.kind,
       linkHref: it.linkHref,
       asOf,
+      chargeState: 'attempting',
     });
   }
   return planned;
@@ -134,17 +160,17 @@ export async function commitAuthorized(
              lease_owner = case when ${settle !== null}::boolean then lease_owner else null end,
              lease_expires_at = case when ${settle !== null}::boolean then lease_expires_at else null end,
              updated_at = now()
-       where id = ${p.charge.id} and fence = ${p.charge.fence} returning id
+       where id = ${p.charge.id} and fence = ${p.charge.fence} and ${chargeMayBecome('authorized')} returning id
     ), att as (
       update attempts set state = 'authorized', outcome = 'authorized', http_status = ${r.httpStatus ?? null},
              kind = ${p.kind}, link_href = ${p.linkHref},
              correlation_id = ${r.correlationId ?? null}, latency_ms = ${Math.round(r.latencyMs)},
              scheme_reference = ${r.schemeReference ?? null}, auth_code = ${r.authorizationCode ?? null},
              gateway_payment_id = ${r.paymentId}, completed_at = now()
-       where id = ${p.attemptId} and exists (select 1 from ch) returning id
+       where id = ${p.attemptId} and ${attemptMay('authorized')} and exists (select 1 from ch) returning id
     ), ${linksCte}${credentialCte}${settleCte}, aud as (
       insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
-      select 'charge', ${p.charge.id}, 'attempting', 'authorized', ${`attempt ${p.reference} authorized${opts.recovered ? ' (recovered by query)' : ''}${opts.recovered && nextRel === null ? '; no new recurring link returned, credential keeps its link' : ''}`}
+      select 'charge', ${p.charge.id}, ${p.chargeState}, 'authorized', ${`attempt ${p.reference} authorized${opts.recovered ? ' (recovered by query)' : ''}${opts.recovered && nextRel === null ? '; no new recurring link returned, credential keeps its link' : ''}`}
       where exists (select 1 from ch)
     )
     select (select count(*) from ch)::int as ok, (select max(id) from act) as action_id, (select count(*) from att)::int as att`);
@@ -169,15 +195,15 @@ export async function commitUnknown(
   const rows = await database.rows(sql`
     with ch as (
       update charges set state = 'unknown', state_reason = ${info.reason}, lease_owner = null, lease_expires_at = null, updated_at = now()
-       where id = ${p.charge.id} and fence = ${p.charge.fence} returning id
+       where id = ${p.charge.id} and fence = ${p.charge.fence} and ${chargeMayBecome('unknown', 'charges', { orSame: true })} returning id
     ), att as (
       update attempts set state = 'unknown', outcome = 'unknown', http_status = ${info.httpStatus ?? null},
              kind = ${p.kind}, link_href = ${p.linkHref},
              correlation_id = ${info.correlationId ?? null}, latency_ms = ${Math.round(info.latencyMs)}, error = ${info.reason}
-       where id = ${p.attemptId} and exists (select 1 from ch) returning id
+       where id = ${p.attemptId} and (state = 'unknown' or ${attemptMay('unknown')}) and exists (select 1 from ch) returning id
     ), aud as (
       insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
-      select 'charge', ${p.charge.id}, 'attempting', 'unknown', ${`attempt ${p.reference}: ${info.reason}`} where exists (select 1 from ch)
+      select 'charge', ${p.charge.id}, ${p.chargeState}, 'unknown', ${`attempt ${p.reference}: ${info.reason}`} where exists (select 1 from ch)
     )
     select (select count(*) from ch)::int as ok`);
   return num(rows[0]?.ok ?? 0) > 0;
@@ -196,7 +222,7 @@ export interface RefusalInfo {
 }
 
 /** How a refusal decision lands on the charge, its mandate and its credential. */
-export function chargeStateFor(decision: RetryDecision): string {
+export function chargeStateFor(decision: RetryDecision): ChargeState {
   switch (decision.action) {
     case 'retry':
       return 'retry_scheduled';
@@ -212,6 +238,8 @@ export function chargeStateFor(decision: RetryDecision): string {
 /**
  * Commit a refusal (or an attempt that ended without a payment) with the dunning decision, in
  * one transaction: attempt, charge, and where the decision says so, mandate and credential.
+ * Fenced out (the lease was taken over, or an operator moved the charge meanwhile): nothing is
+ * written and the answer is false; the caller counts it and carries on.
  */
 export async function commitRefused(
   database: Database,
@@ -222,10 +250,11 @@ export async function commitRefused(
     reference: string;
     mandateId: number;
     credentialId: number;
+    chargeState: 'attempting' | 'unknown';
   },
   info: RefusalInfo,
   decision: RetryDecision,
-  mandateStatus: string | null,
+  mandateStatus: MandateStatus | null,
 ): Promise<boolean> {
   const chargeState = chargeStateFor(decision);
   const retryAt = decision.action === 'retry' ? decision.retryAt.toISOString() : null;
@@ -234,41 +263,76 @@ export async function commitRefused(
       sql`update charges set state = ${chargeState}, state_reason = ${decision.reason},
                  next_attempt_at = coalesce(${retryAt}::timestamptz, next_attempt_at),
                  lease_owner = null, lease_expires_at = null, updated_at = now()
-           where id = ${p.chargeId} and fence = ${p.fence} returning id`,
+           where id = ${p.chargeId} and fence = ${p.fence} and ${chargeMayBecome(chargeState)} returning id`,
       tx,
     );
-    if (ch.length === 0) {
-      tx.rollback();
-      return false;
-    }
+    // Nothing written yet: returning ends the transaction with nothing in it.
+    if (ch.length === 0) return false;
     await tx.execute(sql`update attempts set state = ${info.attemptState}, outcome = ${info.attemptState},
         http_status = ${info.httpStatus ?? null}, correlation_id = ${info.correlationId ?? null},
         latency_ms = ${info.latencyMs === undefined ? null : Math.round(info.latencyMs)},
         refusal_code = ${info.code}, refusal_description = ${info.description ?? null}, advice_code = ${info.adviceCode ?? null},
         decision = ${decision.action}, decision_reason = ${decision.reason}, retry_at = ${retryAt}::timestamptz,
         error = ${info.error ?? null}, completed_at = now()
-      where id = ${p.attemptId}`);
+      where id = ${p.attemptId} and ${attemptMay(info.attemptState)}`);
     await tx.execute(sql`insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
-      values ('charge', ${p.chargeId}, 'attempting', ${chargeState}, ${`attempt ${p.reference}: ${decision.reason}`})`);
+      values ('charge', ${p.chargeId}, ${p.chargeState}, ${chargeState}, ${`attempt ${p.reference}: ${decision.reason}`})`);
     if (mandateStatus !== null) {
-      const m = await database.rows(
-        sql`update mandates set status = ${mandateStatus}, status_reason = ${decision.reason}, updated_at = now()
-             where id = ${p.mandateId} and status = 'active' returning id`,
-        tx,
-      );
-      if (m.length > 0) {
-        await tx.execute(sql`insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
-          values ('mandate', ${p.mandateId}, 'active', ${mandateStatus}, ${decision.reason})`);
-      }
+      // Only an active mandate is moved by a refusal: a pause or cancel meanwhile stands.
+      await transitionMandate(database, tx, {
+        id: p.mandateId,
+        to: mandateStatus,
+        from: ['active'],
+        reason: decision.reason,
+      });
     }
     if ('blockCard' in decision && decision.blockCard) {
-      await tx.execute(sql`update credentials set status = 'blocked', status_reason = ${decision.reason}, updated_at = now()
-        where id = ${p.credentialId} and status = 'active'`);
-      await tx.execute(sql`insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
-        values ('credential', ${p.credentialId}, 'active', 'blocked', ${decision.reason})`);
+      await tx.execute(sql`with b as (
+          update credentials set status = 'blocked', status_reason = ${decision.reason}, updated_at = now()
+           where id = ${p.credentialId} and status = 'active' returning id)
+        insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
+        select 'credential', id, 'active', 'blocked', ${decision.reason} from b`);
     }
     return true;
   });
+}
+
+/**
+ * An attempt that ended without reaching the issuer for a reason that is not the card's: it
+ * never left the process (`not_sent`), or the gateway turned the request itself away for our
+ * credentials, throttling, or a request it could not take (`error`). The charge goes back to
+ * waiting as it was (pending for a first attempt, else retry_scheduled, its due time
+ * unchanged), the mandate is untouched, and the run keeps the lease until it finishes, so the
+ * charge is not picked up again in the same run but is in the next one.
+ */
+export async function commitDeferred(
+  database: Database,
+  p: PlannedAttempt,
+  info: {
+    attemptState: 'error' | 'not_sent';
+    httpStatus?: number | undefined;
+    correlationId?: string | undefined;
+    latencyMs?: number | undefined;
+    reason: string;
+  },
+): Promise<boolean> {
+  const back: ChargeState = p.attemptNo <= 1 ? 'pending' : 'retry_scheduled';
+  const rows = await database.rows(sql`
+    with ch as (
+      update charges set state = ${back}, state_reason = ${info.reason}, updated_at = now()
+       where id = ${p.charge.id} and fence = ${p.charge.fence} and ${chargeMayBecome(back)} returning id
+    ), att as (
+      update attempts set state = ${info.attemptState}, outcome = ${info.attemptState}, http_status = ${info.httpStatus ?? null},
+             correlation_id = ${info.correlationId ?? null},
+             latency_ms = ${info.latencyMs === undefined ? null : Math.round(info.latencyMs)},
+             decision = 'defer', decision_reason = ${info.reason}, error = ${info.reason}, completed_at = now()
+       where id = ${p.attemptId} and ${attemptMay(info.attemptState)} and exists (select 1 from ch) returning id
+    ), aud as (
+      insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
+      select 'charge', ${p.charge.id}, ${p.chargeState}, ${back}, ${`attempt ${p.reference}: ${info.reason}`} where exists (select 1 from ch)
+    )
+    select (select count(*) from ch)::int as ok`);
+  return num(rows[0]?.ok ?? 0) > 0;
 }
 
 /** The instrument to send for a claimed charge, or why there is none. */

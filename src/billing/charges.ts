@@ -1,9 +1,12 @@
 import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
 import { date, dateOrNull, num, numOrNull, str } from '../db/values.ts';
+import type { ChargeState } from '../domain/lifecycle.ts';
 import { ConflictError, NotFoundError } from '../errors.ts';
+import type { Intent } from '../gateways/types.ts';
 import { chargeDunning, loadCardHistory } from './claim.ts';
 import type { BillingContext } from './context.ts';
+import { transitionCharge, transitionMandate } from './door.ts';
 import { type RunReport, runBilling } from './run.ts';
 
 export interface ChargeView {
@@ -188,7 +191,7 @@ export async function dunningReport(database: Database): Promise<
 export async function retryNow(ctx: BillingContext, id: number): Promise<RunReport> {
   const charge = await getCharge(ctx.database, id);
   const now = ctx.clock.now();
-  if (!['retry_scheduled', 'stopped', 'needs_new_credential', 'pending'].includes(charge.state)) {
+  if (!RETRYABLE.includes(charge.state as ChargeState)) {
     throw new ConflictError(`charge ${id} is ${charge.state}: nothing to retry`);
   }
   const open = await ctx.database.rows(
@@ -200,7 +203,8 @@ export async function retryNow(ctx: BillingContext, id: number): Promise<RunRepo
     );
   }
   const cred =
-    await ctx.database.rows(sql`select cr.id, cr.status, cr.status_reason, cr.expiry_month, cr.expiry_year, m.status as mandate_status
+    await ctx.database.rows(sql`select cr.id, cr.status, cr.status_reason, cr.expiry_month, cr.expiry_year,
+      m.status as mandate_status, m.intent
     from charges c join mandates m on m.id = c.mandate_id join credentials cr on cr.id = m.credential_id where c.id = ${id}`);
   const c = cred[0]!;
   if (c.status !== 'active') {
@@ -208,7 +212,9 @@ export async function retryNow(ctx: BillingContext, id: number): Promise<RunRepo
       `the card of charge ${id} is ${String(c.status)}: ${String(c.status_reason ?? '')}; attach a new credential`,
     );
   }
-  if (c.mandate_status === 'cancelled') throw new ConflictError(`mandate ${charge.mandateId} is cancelled`);
+  // A paused mandate stays paused: its operator resumes it first. Only a stopped one is revived.
+  if (c.mandate_status !== 'active' && c.mandate_status !== 'stopped')
+    throw new ConflictError(`mandate ${charge.mandateId} is ${String(c.mandate_status)}: resume it first`);
   const credentialId = num(c.id);
   const history = await loadCardHistory(ctx.database, [credentialId], now);
   const check = ctx.policy.beforeSend({
@@ -217,17 +223,34 @@ export async function retryNow(ctx: BillingContext, id: number): Promise<RunRepo
     expiryYear: numOrNull(c.expiry_year),
     ledger: { attempts: history.get(credentialId) ?? [], blocked: null },
     isRetry: true,
-    intent: String(c.intent) as 'subscription',
+    intent: String(c.intent) as Intent,
     firstRefusedAt: (await chargeDunning(ctx.database, id)).firstRefusedAt,
   });
   if (!check.ok) throw new ConflictError(`charge ${id} cannot be retried now: ${check.decision.reason}`);
   await ctx.database.db.transaction(async (tx) => {
-    await tx.execute(sql`update charges set state = 'retry_scheduled', next_attempt_at = ${now.toISOString()}::timestamptz,
-      state_reason = 'retry requested by operator', updated_at = now() where id = ${id}`);
-    await tx.execute(sql`update mandates set status = 'active', status_reason = 'retry requested by operator'
-      where id = ${charge.mandateId} and status in ('stopped', 'paused')`);
-    await tx.execute(sql`insert into audit_log (entity_type, entity_id, from_state, to_state, reason, actor)
-      values ('charge', ${id}, ${charge.state}, 'retry_scheduled', 'retry requested by operator', 'operator')`);
+    const reason = 'retry requested by operator';
+    // Taken over from any run that claimed it: the retry below claims it afresh.
+    const moved = await transitionCharge(ctx.database, tx, {
+      id,
+      to: 'retry_scheduled',
+      from: [charge.state as ChargeState],
+      orSame: true,
+      takeOver: true,
+      reason,
+      actor: 'operator',
+      set: [sql`next_attempt_at = ${now.toISOString()}::timestamptz`],
+    });
+    if (!moved.ok) throw new ConflictError(`charge ${id} changed meanwhile; try again`);
+    if (c.mandate_status === 'stopped')
+      await transitionMandate(ctx.database, tx, {
+        id: charge.mandateId,
+        to: 'active',
+        reason,
+        actor: 'operator',
+      });
   });
   return runBilling(ctx, { asOf: now, trigger: 'cli', mandateId: charge.mandateId });
 }
+
+/** Charges an operator may send again now. */
+const RETRYABLE: readonly ChargeState[] = ['retry_scheduled', 'stopped', 'needs_new_credential', 'pending'];

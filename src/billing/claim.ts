@@ -2,6 +2,7 @@ import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
 import { date, dateOrNull, num, numOrNull, str } from '../db/values.ts';
 import type { Intent } from '../gateways/types.ts';
+import { chargeIsWaiting, mandateReleasesCharges } from './door.ts';
 import type { CardAttempt } from './retry-policy.ts';
 
 /** A charge claimed under a lease, with what sending it needs from its mandate and credential. */
@@ -32,28 +33,37 @@ export interface ClaimedCharge {
   tokenHref: string | null;
   vaultedCardId: string | null;
   schemeReference: string | null;
+  /** Wall-clock ms by which the lease this claim took has surely expired (claims only). */
+  leaseDeadline?: number;
 }
 
 /**
- * Claim due charges in one round trip. The CTE picks rows with FOR UPDATE SKIP LOCKED, so two
- * workers never wait on each other and never take the same row; the UPDATE takes a lease and
- * bumps the fencing token, and RETURNING reads the mandate and credential through the FROM
- * list so no second query is needed. Leases are in wall-clock time (process liveness); due
- * times are in business time (`asOf`, which `rebill run --at` moves).
+ * The one lease-claim statement, which the charge loop, reconciliation and settlement resumption
+ * fill in: a CTE picks rows with FOR UPDATE SKIP LOCKED (two workers never wait on each other
+ * and never take the same row), the UPDATE takes a lease and bumps the fencing token, and
+ * RETURNING reads whatever else the work needs through the FROM list, so no second query is
+ * needed. Leases are in wall-clock time (process liveness); due times are business time.
  */
-export async function claimDueCharges(
-  database: Database,
-  opts: { asOf: Date; owner: string; leaseSeconds: number; limit: number; mandateId?: number | undefined },
-): Promise<ClaimedCharge[]> {
-  const mandateFilter: SQL = opts.mandateId === undefined ? sql`` : sql`and c.mandate_id = ${opts.mandateId}`;
-  const rows = await database.rows(sql`
+export function leaseClaim(opts: {
+  /** The `where` of the pick, on `charges c` (and whatever `pickJoin` adds). */
+  pick: SQL;
+  pickJoin?: SQL;
+  order: SQL;
+  limit: number;
+  owner: string;
+  leaseSeconds: number;
+  /** Further tables for RETURNING, as `, table alias ...` and their join conditions. */
+  from: SQL;
+  join: SQL;
+  returning: SQL;
+}): SQL {
+  return sql`
     with picked as (
-      select c.id from charges c
-      where c.state in ('pending', 'retry_scheduled')
-        and c.next_attempt_at <= ${opts.asOf.toISOString()}::timestamptz
+      -- lease_was: when the previous holder's lease ran out (a reconciler's bound on its send).
+      select c.id, c.lease_expires_at as lease_was from charges c ${opts.pickJoin ?? sql``}
+      where ${opts.pick}
         and (c.lease_expires_at is null or c.lease_expires_at < now())
-        ${mandateFilter}
-      order by c.next_attempt_at, c.id
+      order by ${opts.order}
       limit ${opts.limit}
       for update of c skip locked
     )
@@ -61,15 +71,43 @@ export async function claimDueCharges(
        set lease_owner = ${opts.owner},
            lease_expires_at = now() + make_interval(secs => ${opts.leaseSeconds}),
            fence = c.fence + 1
-      from picked, mandates m, customers cu, credentials cr
-      left join links l on l.id = cr.current_link_id
-     where c.id = picked.id and m.id = c.mandate_id and cu.id = m.customer_id and cr.id = m.credential_id
-    returning c.id, c.mandate_id, c.cycle, c.amount, c.currency, c.state, c.attempt_count, c.fence,
+      from picked ${opts.from}
+     where c.id = picked.id ${opts.join}
+    returning ${opts.returning}`;
+}
+
+/**
+ * Claim due charges in one round trip. A paused or cancelled mandate's charges are not taken:
+ * a paused mandate's retry waits for its resume (and is checked against the card's ledger
+ * then), a cancelled one's were cancelled with it. A completed mandate's last charges still go.
+ */
+export async function claimDueCharges(
+  database: Database,
+  opts: { asOf: Date; owner: string; leaseSeconds: number; limit: number; mandateId?: number | undefined },
+): Promise<ClaimedCharge[]> {
+  const mandateFilter: SQL = opts.mandateId === undefined ? sql`` : sql`and c.mandate_id = ${opts.mandateId}`;
+  // Read before the statement: the lease the database grants ends no earlier than this.
+  const leaseDeadline = Date.now() + opts.leaseSeconds * 1000;
+  const rows = await database.rows(
+    leaseClaim({
+      pick: sql`${chargeIsWaiting('c')}
+        and c.next_attempt_at <= ${opts.asOf.toISOString()}::timestamptz
+        and ${mandateReleasesCharges('pm')} ${mandateFilter}`,
+      pickJoin: sql`join mandates pm on pm.id = c.mandate_id`,
+      order: sql`c.next_attempt_at, c.id`,
+      limit: opts.limit,
+      owner: opts.owner,
+      leaseSeconds: opts.leaseSeconds,
+      from: sql`, mandates m, customers cu, credentials cr left join links l on l.id = cr.current_link_id`,
+      join: sql`and m.id = c.mandate_id and cu.id = m.customer_id and cr.id = m.credential_id`,
+      returning: sql`c.id, c.mandate_id, c.cycle, c.amount, c.currency, c.state, c.attempt_count, c.fence,
               m.intent, m.entity, m.narrative, m.gateway, m.settle_mode, m.settle_percent, cu.ref as customer_ref,
               cr.id as credential_id, cr.status as credential_status, cr.instrument_type, l.href as link_href,
               cr.encrypted_pan, cr.expiry_month, cr.expiry_year, cr.card_holder_name, cr.token_href,
-              cr.vaulted_card_id, cr.scheme_reference`);
-  return rows.map(toClaimed).sort((a, b) => a.id - b.id);
+              cr.vaulted_card_id, cr.scheme_reference`,
+    }),
+  );
+  return rows.map((r) => ({ ...toClaimed(r), leaseDeadline })).sort((a, b) => a.id - b.id);
 }
 
 /** A claimed row; credential columns a query did not return (card data...) read as null. */
@@ -107,7 +145,8 @@ export function toClaimed(r: Record<string, unknown>): ClaimedCharge {
 /**
  * What the retry ledger needs of these credentials' last 30 days (business time): reattempts
  * and refusals, across all mandates. First attempts that went through are left out, so a
- * healthy card costs this query nothing however many mandates share it.
+ * healthy card costs this query nothing however many mandates share it; so are attempts that
+ * never reached the issuer (`error`, `not_sent`): the schemes count what the issuer saw.
  */
 export async function loadCardHistory(
   database: Database,
@@ -124,6 +163,8 @@ export async function loadCardHistory(
       sql`, `,
     )}) and attempted_at > ${since.toISOString()}::timestamptz
       and (attempt_no > 1 or state in ('refused', 'not_found'))
+      -- never reached the issuer: our own error, the gateway refusing the request, never sent
+      and state not in ('error', 'not_sent')
     order by attempted_at`);
   for (const r of rows) {
     const id = num(r.credential_id);

@@ -1,10 +1,11 @@
+import type { MandateStatus } from '../domain/lifecycle.ts';
 import type { ClaimedCharge } from './claim.ts';
 import { chargeDunning, loadCardHistory } from './claim.ts';
 import type { BillingContext } from './context.ts';
 import type { CardHistory, RetryDecision, RetryInput } from './retry-policy.ts';
 
 /** The mandate status a decision implies, or null when the mandate carries on. */
-export function mandateStatusFor(decision: RetryDecision): string | null {
+export function mandateStatusFor(decision: RetryDecision): MandateStatus | null {
   switch (decision.action) {
     case 'retry':
       return null;
@@ -41,7 +42,7 @@ export async function decideRefusal(
   charge: ClaimedCharge,
   refusal: RetryInput['refusal'],
   asOf: Date,
-): Promise<{ decision: RetryDecision; mandateStatus: string | null }> {
+): Promise<{ decision: RetryDecision; mandateStatus: MandateStatus | null }> {
   const ledger = await cardHistory(ctx, charge.credentialId, asOf);
   // The attempt being decided is still open in the database: these counts are of earlier ones.
   const so = await chargeDunning(ctx.database, charge.id);

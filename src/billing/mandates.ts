@@ -8,15 +8,24 @@ import {
   dueAt,
   firstCycleAt,
   isTimeZone,
+  lastCycleDueBy,
   parseInterval,
   type Schedule,
 } from '../domain/calendar.ts';
-import { canTransitionMandate, type MandateStatus } from '../domain/charge-state.ts';
+import { parseInstant } from '../domain/instant.ts';
+import {
+  type ChargeState,
+  canMove,
+  type MandateStatus,
+  mandateMachine,
+  UNSENT_CHARGE_STATES,
+} from '../domain/lifecycle.ts';
 import { assertMoney, splitInstalments } from '../domain/money.ts';
 import { ConflictError, NotFoundError, RebillError, ValidationError } from '../errors.ts';
 import { cardBrand, luhnValid } from '../legacy/card.ts';
 import { encryptSecret, fingerprint } from '../legacy/crypto.ts';
 import type { BillingContext } from './context.ts';
+import { takeOverWaitingCharges, transitionMandate } from './door.ts';
 import { queueCharge as queue, scheduleOf } from './materialize.ts';
 
 const entityPattern = /^[A-Za-z0-9][A-Za-z0-9 ]{0,31}$/;
@@ -48,20 +57,37 @@ export const credentialInputSchema = z.union([
 ]);
 export type CredentialInput = z.infer<typeof credentialInputSchema>;
 
+/**
+ * An instant: an ISO-8601 string (all JSON can carry), or a Date from in-process callers. Never
+ * null, a number or a boolean: coercing those made 1970-01-01 of `start: null`.
+ */
+const instantInput = z.union([z.string(), z.date()], {
+  message: 'must be an ISO-8601 date or date-time string',
+});
+
+/** An instant input read in the mandate's zone, within the sane range. */
+function instantOf(field: string, v: string | Date, zone: string): Date {
+  return parseInstant(field, typeof v === 'string' ? v : v.toISOString(), zone);
+}
+
 export const createMandateSchema = z
   .object({
     customerRef: z.string().min(1).max(128),
     intent: z.enum(['subscription', 'instalment', 'unscheduled']),
-    amount: z.number().int().positive(),
+    /** Per cycle; for instalment plans, or give totalAmount instead. */
+    amount: z.number().int().positive().optional(),
     currency: z.string().regex(/^[A-Z]{3}$/, 'must be an ISO-4217 code'),
     entity: z.string().regex(entityPattern, 'must be 1-32 letters, digits or spaces').optional(),
     narrative: z.string().min(1).max(24),
     interval: z.string().optional(),
-    start: z.coerce.date().optional(),
+    /** ISO-8601; without an offset, wall-clock time in `timezone` (domain/instant.ts). */
+    start: instantInput.optional(),
     timezone: z.string().default('UTC'),
     localTime: z.string().optional(),
-    trialEnd: z.coerce.date().optional(),
-    end: z.coerce.date().optional(),
+    trialEnd: instantInput.optional(),
+    end: instantInput.optional(),
+    /** A start in the past charges every cycle since (else only the latest one due). */
+    backfill: z.boolean().optional(),
     instalments: z.number().int().min(1).max(1000).optional(),
     /** Instalment plans: a total to split into N instalments, the last carrying the remainder. */
     totalAmount: z.number().int().positive().optional(),
@@ -261,13 +287,14 @@ export async function getMandate(database: Database, id: number): Promise<Mandat
 export async function createMandate(ctx: BillingContext, raw: unknown): Promise<MandateView> {
   const input = parseInput(createMandateSchema, raw);
   const now = ctx.clock.now();
+  if (input.amount === undefined && input.totalAmount === undefined)
+    throw new ValidationError('amount', 'is required (or totalAmount for an instalment plan)');
   assertMoney(
-    input.totalAmount ?? input.amount,
+    input.totalAmount ?? input.amount ?? 0,
     input.currency,
     input.totalAmount ? 'totalAmount' : 'amount',
   );
-  if (!isTimeZone(input.timezone))
-    throw new ValidationError('timezone', `unknown IANA time zone ${input.timezone}`);
+  if (!isTimeZone(input.timezone)) throw new ValidationError('timezone', 'is not a known IANA time zone');
   const interval = input.interval ? parseInterval(input.interval) : null;
   if (input.intent === 'unscheduled' && interval)
     throw new ValidationError('interval', 'unscheduled mandates have no interval');
@@ -279,29 +306,52 @@ export async function createMandate(ctx: BillingContext, raw: unknown): Promise<
     throw new ValidationError('instalments', 'only instalment mandates have a count');
   if (input.settleMode === 'partial' && !input.settlePercent)
     throw new ValidationError('settlePercent', 'is required when settleMode is partial');
+  if (input.settleMode !== 'partial' && input.settlePercent !== undefined)
+    throw new ValidationError('settlePercent', 'only with settleMode partial');
   if (input.gateway === 'liquido' && !('liquidoCardId' in input.credential)) {
     throw new ValidationError('credential', 'a Liquido mandate needs liquidoCardId');
   }
   if (input.gateway === 'worldpay' && 'liquidoCardId' in input.credential) {
     throw new ValidationError('credential', 'liquidoCardId is for Liquido mandates');
   }
-  let amount = input.amount;
+  assertCredentialUsable(ctx, input.credential, now);
+  let amount = input.amount ?? 0;
   let lastInstalmentAmount: number | null = null;
   if (input.totalAmount !== undefined) {
     if (input.intent !== 'instalment' || !input.instalments)
       throw new ValidationError('totalAmount', 'only for instalment plans');
     const split = splitInstalments(input.totalAmount, input.instalments);
+    if (input.amount !== undefined && input.amount !== split.amount)
+      throw new ValidationError(
+        'amount',
+        `contradicts totalAmount: ${input.instalments} instalments of ${input.totalAmount} are ${split.amount} each${split.lastAmount === split.amount ? '' : ` (the last ${split.lastAmount})`}; give one or the other`,
+      );
     amount = split.amount;
     lastInstalmentAmount = split.lastAmount === split.amount ? null : split.lastAmount;
   }
-  const startAt = input.start ?? now;
+  const startAt = input.start === undefined ? now : instantOf('start', input.start, input.timezone);
+  const trialEndAt =
+    input.trialEnd === undefined ? null : instantOf('trialEnd', input.trialEnd, input.timezone);
+  const endAt = input.end === undefined ? null : instantOf('end', input.end, input.timezone);
   const anchorAt = firstCycleAt({
     startAt,
-    trialEndAt: input.trialEnd ?? null,
+    trialEndAt,
     timezone: input.timezone,
     ...(input.localTime ? { localTime: input.localTime } : {}),
   });
-  if (input.end && input.end <= anchorAt) throw new ValidationError('end', 'is before the first charge');
+  if (endAt && endAt <= anchorAt) throw new ValidationError('end', 'is before the first charge');
+  const start = startCycle(
+    {
+      intervalUnit: interval?.unit ?? null,
+      intervalCount: interval?.count ?? null,
+      timezone: input.timezone,
+      anchorAt,
+      anchorCycle: 0,
+      endAt,
+      instalmentsTotal: input.instalments ?? null,
+    },
+    { now, backfill: input.backfill ?? false, intent: input.intent },
+  );
   const entity = input.entity ?? ctx.config.worldpay.entity;
   const id = await ctx.database.db.transaction(async (tx) => {
     const cu = await ctx.database.rows(
@@ -313,20 +363,88 @@ export async function createMandate(ctx: BillingContext, raw: unknown): Promise<
     const rows = await ctx.database.rows(
       sql`insert into mandates (customer_id, credential_id, gateway, intent, amount, currency, entity, narrative,
             interval_unit, interval_count, timezone, anchor_at, start_at, end_at, trial_end_at, instalments_total,
-            last_instalment_amount, next_due_at, settle_mode, settle_percent)
+            last_instalment_amount, next_cycle, next_due_at, backfill_through_cycle, settle_mode, settle_percent)
           values (${customerId}, ${credentialId}, ${input.gateway}, ${input.intent}, ${amount}, ${input.currency}, ${entity},
             ${input.narrative}, ${interval?.unit ?? null}, ${interval?.count ?? null}, ${input.timezone},
-            ${anchorAt.toISOString()}::timestamptz, ${startAt.toISOString()}::timestamptz, ${input.end?.toISOString() ?? null}::timestamptz,
-            ${input.trialEnd?.toISOString() ?? null}::timestamptz, ${input.instalments ?? null}, ${lastInstalmentAmount},
-            ${interval ? anchorAt.toISOString() : null}::timestamptz, ${input.settleMode}, ${input.settlePercent ?? null})
+            ${anchorAt.toISOString()}::timestamptz, ${startAt.toISOString()}::timestamptz, ${endAt?.toISOString() ?? null}::timestamptz,
+            ${trialEndAt?.toISOString() ?? null}::timestamptz, ${input.instalments ?? null}, ${lastInstalmentAmount},
+            ${start.cycle}, ${interval ? start.dueAt.toISOString() : null}::timestamptz, ${start.backfillThrough},
+            ${input.settleMode}, ${input.settlePercent ?? null})
           returning id`,
       tx,
     );
     const mandateId = num(rows[0]?.id);
-    await audit(tx, 'mandate', mandateId, null, 'active', 'created');
+    await audit(
+      tx,
+      'mandate',
+      mandateId,
+      null,
+      'active',
+      start.skipped > 0
+        ? `created; started in the past: ${start.skipped} earlier cycle(s) not charged (no backfill)`
+        : 'created',
+    );
     return mandateId;
   });
   return getMandate(ctx.database, id);
+}
+
+/**
+ * Where a new mandate's billing starts. A start in the past charges only the latest cycle due
+ * now, never the ones before it, unless backfill is asked for; then every cycle since the start
+ * is due, and the catch-up bound does not apply to them. An instalment plan would lose its
+ * skipped instalments, so a backdated plan without backfill is refused instead.
+ */
+function startCycle(
+  m: Parameters<typeof scheduleOf>[0],
+  opts: { now: Date; backfill: boolean; intent: string },
+): { cycle: number; dueAt: Date; backfillThrough: number | null; skipped: number } {
+  const schedule = scheduleOf(m);
+  if (!schedule.interval) return { cycle: 0, dueAt: m.anchorAt, backfillThrough: null, skipped: 0 };
+  const last = lastCycleDueBy(schedule, opts.now, 0);
+  if (last === null || last === 0) return { cycle: 0, dueAt: m.anchorAt, backfillThrough: null, skipped: 0 };
+  if (opts.backfill) return { cycle: 0, dueAt: m.anchorAt, backfillThrough: last, skipped: 0 };
+  if (opts.intent === 'instalment')
+    throw new ValidationError(
+      'start',
+      `is ${last} instalment(s) in the past: they would be skipped; pass backfill to charge them, or start the plan now`,
+    );
+  return { cycle: last, dueAt: dueAt(schedule, last), backfillThrough: null, skipped: last };
+}
+
+/**
+ * What can be checked of a credential before anything is stored: a link or token must point at
+ * the configured Worldpay (the client would refuse to send our credentials anywhere else), and
+ * a card must not have expired.
+ */
+function assertCredentialUsable(ctx: BillingContext, c: CredentialInput, now: Date): void {
+  const base = new URL(ctx.config.worldpay.url);
+  const basePath = base.pathname.replace(/\/$/, '');
+  const sameOrigin = (field: string, href: string, path: string | null) => {
+    let u: URL;
+    try {
+      u = new URL(href);
+    } catch {
+      throw new ValidationError(field, 'must be an absolute URL');
+    }
+    if (u.origin !== base.origin)
+      throw new ValidationError(field, `must be a link on the configured Worldpay origin ${base.origin}`);
+    if (
+      path !== null &&
+      (!u.pathname.startsWith(basePath + path) || u.pathname.length <= (basePath + path).length)
+    )
+      throw new ValidationError(field, `must be a recurring authorization link (${basePath}${path}...)`);
+  };
+  if ('link' in c) sameOrigin('credential.link', c.link, '/payments/authorizations/recurring/');
+  if ('tokenHref' in c) sameOrigin('credential.tokenHref', c.tokenHref, null);
+  if ('expiryYear' in c) {
+    const thisMonth = now.getUTCFullYear() * 12 + now.getUTCMonth();
+    if (c.expiryYear * 12 + (c.expiryMonth - 1) < thisMonth)
+      throw new ValidationError(
+        'credential.expiryYear',
+        `the card expired at the end of ${String(c.expiryMonth).padStart(2, '0')}/${c.expiryYear}`,
+      );
+  }
 }
 
 export interface ListFilter {
@@ -426,26 +544,36 @@ export async function showMandate(database: Database, id: number): Promise<Manda
   };
 }
 
+/**
+ * An operator's change of a mandate's status, through the door: the table decides whether the
+ * move is allowed, and every charge still waiting to be sent is taken over (its fence bumped,
+ * its lease cleared) in the same transaction, so a run that claimed one cannot write it ahead
+ * or send it afterwards. `charges` may also move those charges (cancel ends them).
+ */
 async function setStatus(
   ctx: BillingContext,
   id: number,
   to: MandateStatus,
   reason: string,
   extra: (tx: Tx, m: MandateView) => Promise<void> = async () => {},
+  charges: { to?: ChargeState; from?: readonly ChargeState[] } = {},
 ): Promise<MandateView> {
   const m = await getMandate(ctx.database, id);
   if (m.status === to) return m;
-  if (!canTransitionMandate(m.status as MandateStatus, to)) {
+  if (!canMove(mandateMachine, m.status as MandateStatus, to)) {
     throw new ConflictError(`mandate ${id} is ${m.status} and cannot become ${to}`);
   }
   await ctx.database.db.transaction(async (tx) => {
-    const ok = await ctx.database.rows(
-      sql`update mandates set status = ${to}, status_reason = ${reason}, updated_at = now() where id = ${id} and status = ${m.status} returning id`,
-      tx,
-    );
-    if (ok.length === 0) throw new ConflictError(`mandate ${id} changed meanwhile; try again`);
+    const moved = await transitionMandate(ctx.database, tx, {
+      id,
+      to,
+      from: [m.status as MandateStatus],
+      reason,
+      actor: 'operator',
+    });
+    if (!moved.ok) throw new ConflictError(`mandate ${id} changed meanwhile; try again`);
+    await takeOverWaitingCharges(ctx.database, tx, id, { ...charges, reason, actor: 'operator' });
     await extra(tx, m);
-    await audit(tx, 'mandate', id, m.status, to, reason);
   });
   return getMandate(ctx.database, id);
 }
@@ -489,7 +617,13 @@ async function reschedule(ctx: BillingContext, tx: Tx, m: MandateView): Promise<
   if (new Date(m.nextDueAt) >= now) return;
   const cycle = m.intent === 'instalment' ? m.nextCycle : cycleAtOrAfter(schedule, now, m.nextCycle);
   if (cycle === null) {
-    await tx.execute(sql`update mandates set status = 'completed', next_due_at = null where id = ${m.id}`);
+    await transitionMandate(ctx.database, tx, {
+      id: m.id,
+      to: 'completed',
+      reason: 'schedule ended while paused',
+      actor: 'operator',
+      set: [sql`next_due_at = null`],
+    });
     return;
   }
   // Instalment plans keep every instalment: the missed ones become due now, in order.
@@ -517,11 +651,16 @@ export async function cancelMandate(
     });
     return getMandate(ctx.database, id);
   }
-  return setStatus(ctx, id, 'cancelled', opts.reason ?? 'cancelled by operator', async (tx) => {
-    await tx.execute(sql`update charges set state = 'cancelled', state_reason = 'mandate cancelled', updated_at = now()
-      where mandate_id = ${id} and state in ('pending', 'retry_scheduled', 'needs_new_credential', 'stopped')`);
-    await tx.execute(sql`update mandates set next_due_at = null where id = ${id}`);
-  });
+  return setStatus(
+    ctx,
+    id,
+    'cancelled',
+    opts.reason ?? 'cancelled by operator',
+    async (tx) => {
+      await tx.execute(sql`update mandates set next_due_at = null where id = ${id}`);
+    },
+    { to: 'cancelled', from: UNSENT_CHARGE_STATES },
+  );
 }
 
 /**
@@ -531,6 +670,7 @@ export async function cancelMandate(
  */
 export async function attachCredential(ctx: BillingContext, id: number, raw: unknown): Promise<MandateView> {
   const credential = parseInput(credentialInputSchema, raw);
+  assertCredentialUsable(ctx, credential, ctx.clock.now());
   const m = await getMandate(ctx.database, id);
   if (m.status === 'cancelled' || m.status === 'completed')
     throw new ConflictError(`mandate ${id} is ${m.status}`);
@@ -540,19 +680,25 @@ export async function attachCredential(ctx: BillingContext, id: number, raw: unk
     const credentialId = await upsertCredential(ctx, tx, num(cu[0]?.customer_id), m.gateway, credential);
     if (credentialId === m.credential.id)
       throw new ConflictError('that is the credential the mandate already uses');
-    await tx.execute(sql`update mandates set credential_id = ${credentialId}, status = 'active', status_reason = 'new credential attached',
-      updated_at = now() where id = ${id}`);
-    const resumed = await ctx.database.rows(
-      sql`update charges set state = 'retry_scheduled', state_reason = 'new credential attached',
-          next_attempt_at = ${now.toISOString()}::timestamptz, updated_at = now()
-          where mandate_id = ${id} and state in ('needs_new_credential', 'stopped') returning id`,
-      tx,
+    const reason = `credential ${credentialId} attached`;
+    await tx.execute(
+      sql`update mandates set credential_id = ${credentialId}, updated_at = now() where id = ${id}`,
     );
-    for (const r of resumed)
-      await audit(tx, 'charge', num(r.id), null, 'retry_scheduled', 'new credential attached');
-    await audit(tx, 'mandate', id, m.status, 'active', `credential ${credentialId} attached`);
-    if (m.status === 'paused' || m.status === 'needs_new_credential' || m.status === 'stopped')
-      await reschedule(ctx, tx, m);
+    if (m.status !== 'active' && m.status !== 'paused') {
+      await transitionMandate(ctx.database, tx, { id, to: 'active', reason, actor: 'operator' });
+    } else {
+      await audit(tx, 'mandate', id, m.status, m.status, reason);
+    }
+    // Charges claimed on the old card are taken back; those waiting for a card retry now.
+    await takeOverWaitingCharges(ctx.database, tx, id, { reason, actor: 'operator' });
+    await takeOverWaitingCharges(ctx.database, tx, id, {
+      from: ['needs_new_credential', 'stopped'],
+      to: 'retry_scheduled',
+      reason: 'new credential attached',
+      actor: 'operator',
+      set: [sql`next_attempt_at = ${now.toISOString()}::timestamptz`],
+    });
+    if (m.status === 'needs_new_credential' || m.status === 'stopped') await reschedule(ctx, tx, m);
   });
   return getMandate(ctx.database, id);
 }

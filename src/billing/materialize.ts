@@ -1,7 +1,7 @@
 import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
 import { date, dateOrNull, num, numOrNull } from '../db/values.ts';
-import { type IntervalUnit, nextDue, type Schedule } from '../domain/calendar.ts';
+import { dueAt, type IntervalUnit, lastCycleDueBy, nextDue, type Schedule } from '../domain/calendar.ts';
 
 export interface MandateCalendarRow {
   id: number;
@@ -18,6 +18,7 @@ export interface MandateCalendarRow {
   instalmentsTotal: number | null;
   lastInstalmentAmount: number | null;
   cancelAtPeriodEnd: boolean;
+  backfillThroughCycle: number | null;
 }
 
 export function scheduleOf(m: {
@@ -66,11 +67,13 @@ function toRow(r: Record<string, unknown>): MandateCalendarRow {
     instalmentsTotal: numOrNull(r.instalments_total),
     lastInstalmentAmount: numOrNull(r.last_instalment_amount),
     cancelAtPeriodEnd: r.cancel_at_period_end === true,
+    backfillThroughCycle: numOrNull(r.backfill_through_cycle),
   };
 }
 
 const selectColumns = sql`id, next_cycle, next_due_at, amount, currency, interval_unit, interval_count, timezone,
-  anchor_at, anchor_cycle, end_at, instalments_total, last_instalment_amount, cancel_at_period_end`;
+  anchor_at, anchor_cycle, end_at, instalments_total, last_instalment_amount, cancel_at_period_end,
+  backfill_through_cycle`;
 
 /** Mandates whose next cycle is due at `asOf`: read-only, for dry runs and forecasts. */
 export async function dueMandates(
@@ -89,15 +92,18 @@ export async function dueMandates(
  * Turn due cycles into charge rows. Each batch is one transaction: lock due mandates
  * (SKIP LOCKED, so concurrent runs split the work), insert one charge per (mandate, cycle)
  * (the unique key makes a repeat a no-op), and advance each mandate to its next cycle by the
- * calendar in the same commit. A mandate several cycles behind gets one charge per cycle,
- * one cycle per pass, so catching up after downtime charges every missed cycle exactly once.
+ * calendar in the same commit. A mandate several cycles behind gets one charge per cycle, one
+ * cycle per pass, but at most `maxCatchUp` of them: older missed cycles (downtime, a long
+ * outage) are recorded as `skipped` charges with the reason and never charged automatically.
+ * Cycles a backfilled mandate was created with are exempt.
  */
 export async function materializeDueCharges(
   database: Database,
   asOf: Date,
-  opts: { batchSize: number; mandateId?: number | undefined },
-): Promise<{ created: number; completed: number; cancelled: number }> {
-  const totals = { created: 0, completed: 0, cancelled: 0 };
+  opts: { batchSize: number; mandateId?: number | undefined; maxCatchUp?: number },
+): Promise<{ created: number; completed: number; cancelled: number; skipped: number }> {
+  const totals = { created: 0, completed: 0, cancelled: 0, skipped: 0 };
+  const maxCatchUp = opts.maxCatchUp ?? Number.POSITIVE_INFINITY;
   const filter: SQL = opts.mandateId === undefined ? sql`` : sql`and id = ${opts.mandateId}`;
   for (;;) {
     const batch = await database.db.transaction(async (tx) => {
@@ -111,19 +117,35 @@ export async function materializeDueCharges(
       ).map(toRow);
       if (rows.length === 0) return null;
       const chargeValues: SQL[] = [];
+      const skippedValues: SQL[] = [];
       const mandateValues: SQL[] = [];
-      const counts = { created: 0, completed: 0, cancelled: 0 };
+      const counts = { created: 0, completed: 0, cancelled: 0, skipped: 0 };
       for (const m of rows) {
         if (m.cancelAtPeriodEnd) {
           mandateValues.push(sql`(${m.id}::bigint, ${m.nextCycle}::int, null::timestamptz, 'cancelled')`);
           counts.cancelled++;
           continue;
         }
-        const cycle = m.nextCycle;
+        let cycle = m.nextCycle;
+        const schedule = scheduleOf(m);
+        if (schedule.interval && Number.isFinite(maxCatchUp) && cycle > (m.backfillThroughCycle ?? -1)) {
+          const last = lastCycleDueBy(schedule, asOf, cycle);
+          if (last !== null && last - cycle + 1 > maxCatchUp) {
+            // Keep the newest maxCatchUp cycles; the ones before are skipped, with the reason.
+            const firstKept = last - maxCatchUp + 1;
+            const reason = `missed: ${firstKept - cycle} cycle(s) more than REBILL_MAX_CATCH_UP_CYCLES (${maxCatchUp}) behind`;
+            for (let k = cycle; k < firstKept; k++)
+              skippedValues.push(
+                sql`(${m.id}::bigint, ${k}::int, ${cycleAmount(m, k)}::bigint, ${m.currency}, ${dueAt(schedule, k).toISOString()}::timestamptz, ${reason})`,
+              );
+            counts.skipped += firstKept - cycle;
+            cycle = firstKept;
+            m.nextDueAt = dueAt(schedule, cycle);
+          }
+        }
         chargeValues.push(
           sql`(${m.id}::bigint, ${cycle}::int, ${cycleAmount(m, cycle)}::bigint, ${m.currency}, ${m.nextDueAt.toISOString()}::timestamptz)`,
         );
-        const schedule = scheduleOf(m);
         const next = schedule.interval ? nextDue(schedule, cycle + 1) : null;
         const status = next === null ? 'completed' : 'active';
         if (next === null) counts.completed++;
@@ -131,6 +153,12 @@ export async function materializeDueCharges(
           sql`(${m.id}::bigint, ${cycle + 1}::int, ${next?.toISOString() ?? null}::timestamptz, ${status})`,
         );
         counts.created++;
+      }
+      if (skippedValues.length > 0) {
+        await tx.execute(sql`insert into charges (mandate_id, cycle, amount, currency, due_at, next_attempt_at, state, state_reason)
+          select v.mandate_id, v.cycle, v.amount, v.currency, v.due_at, null, 'skipped', v.reason
+            from (values ${sql.join(skippedValues, sql`, `)}) as v(mandate_id, cycle, amount, currency, due_at, reason)
+          on conflict (mandate_id, cycle) do nothing`);
       }
       if (chargeValues.length > 0) {
         await tx.execute(sql`insert into charges (mandate_id, cycle, amount, currency, due_at, next_attempt_at)
@@ -157,6 +185,7 @@ export async function materializeDueCharges(
     totals.created += batch.created;
     totals.completed += batch.completed;
     totals.cancelled += batch.cancelled;
+    totals.skipped += batch.skipped;
   }
   return totals;
 }

@@ -7,15 +7,10 @@ import { ConflictError, NotFoundError, RebillError, ValidationError } from '../e
 import type { PaymentActionKind, PaymentActionResult } from '../gateways/types.ts';
 import { type ChargeDetail, getCharge } from './charges.ts';
 import type { BillingContext } from './context.ts';
+import { releaseLease } from './door.ts';
 import { parseInput } from './mandates.ts';
 import { actionReference } from './references.ts';
-import {
-  applyPaymentStatus,
-  commitActionAccepted,
-  commitActionFailed,
-  paymentLinks,
-  releaseLease,
-} from './settle.ts';
+import { applyPaymentStatus, commitActionAccepted, commitActionFailed, paymentLinks } from './settle.ts';
 
 /**
  * Operator actions on a charge's payment (the authorized attempt): settle, partial settle,
@@ -252,7 +247,7 @@ export async function paymentAction(
     log.warn({ correlationId: e.correlationId, err: e.message }, `${kind} rejected`);
     await commitActionFailed(
       ctx.database,
-      { actionId: a.actionId, chargeId },
+      { actionId: a.actionId, chargeId, fence: a.fence },
       {
         httpStatus: e.httpStatus ?? e.status,
         correlationId: e.correlationId,
@@ -273,14 +268,18 @@ export async function paymentAction(
   ctx.metrics?.gatewayLatency(kind, result.latencyMs / 1000);
   if (result.outcome === 'unknown') {
     log.warn({ correlationId: result.correlationId, reason: result.reason }, `${kind} outcome unknown`);
-    await releaseLease(ctx.database, chargeId, `${kind} outcome unknown: ${result.reason}`);
+    await releaseLease(
+      ctx.database,
+      { chargeId, owner: ctx.workerId, fence: a.fence },
+      `${kind} outcome unknown: ${result.reason}`,
+    );
   } else {
     log.info({ correlationId: result.correlationId }, `${kind} accepted`);
     await commitActionAccepted(
       ctx.database,
       { actionId: a.actionId, chargeId, attemptId: a.attemptId, kind, amount: a.amount },
       result,
-      { releaseLease: true },
+      { releaseLease: true, fence: a.fence },
     );
   }
   return {
@@ -357,15 +356,18 @@ export async function resolvePendingActions(
   database: Database,
   attemptId: number,
   status: string,
+  on?: Tx,
 ): Promise<void> {
   const kinds = proves[status];
   if (!kinds) return;
-  const pending =
-    await database.rows(sql`select pa.id, pa.charge_id, pa.kind, pa.amount from payment_actions pa
+  const pending = await database.rows(
+    sql`select pa.id, pa.charge_id, pa.kind, pa.amount from payment_actions pa
     where pa.attempt_id = ${attemptId} and pa.state = 'requested' and pa.kind in (${sql.join(
       kinds.map((k) => sql`${k}`),
       sql`, `,
-    )})`);
+    )})`,
+    on,
+  );
   for (const p of pending) {
     await commitActionAccepted(
       database,
@@ -377,7 +379,7 @@ export async function resolvePendingActions(
         amount: numOrNull(p.amount),
       },
       { outcome: 'accepted', links: {}, latencyMs: 0 },
-      { releaseLease: false },
+      { releaseLease: false, on },
     );
   }
 }

@@ -2,10 +2,11 @@ import { type SQL, sql } from 'drizzle-orm';
 import { date, num, str } from '../db/values.ts';
 import type { PaymentStatus } from '../gateways/types.ts';
 import { commitAuthorized, commitRefused, commitUnknown, type PlannedAttempt } from './attempt.ts';
-import { toClaimed } from './claim.ts';
+import { leaseClaim, toClaimed } from './claim.ts';
 import type { BillingContext } from './context.ts';
 import { decideRefusal } from './decide.ts';
-import { planSettle, releaseLease, sendSettle } from './settle.ts';
+import { releaseLease, transitionCharge } from './door.ts';
+import { planSettle, sendSettle } from './settle.ts';
 
 const AUTHORIZED_LIKE: PaymentStatus[] = [
   'authorized',
@@ -48,36 +49,55 @@ export async function reconcileUnknown(
     errors: 0,
   };
   const filter: SQL = opts.mandateId === undefined ? sql`` : sql`and c.mandate_id = ${opts.mandateId}`;
-  const rows = await ctx.database.rows(sql`
-    with picked as (
-      select c.id from charges c
-       where c.state in ('unknown', 'attempting')
-         and (c.lease_expires_at is null or c.lease_expires_at < now()) ${filter}
-       order by c.id limit ${opts.limit} for update of c skip locked
-    )
-    update charges c set lease_owner = ${ctx.workerId},
-           lease_expires_at = now() + make_interval(secs => ${ctx.config.billing.leaseSeconds}), fence = c.fence + 1
-      from picked, mandates m, customers cu, credentials cr, attempts a
-     where c.id = picked.id and m.id = c.mandate_id and cu.id = m.customer_id and cr.id = a.credential_id
-       and a.charge_id = c.id and a.attempt_no = c.attempt_count
-    returning c.id, c.mandate_id, c.cycle, c.amount, c.currency, c.state, c.attempt_count, c.fence,
+  const leaseSeconds = ctx.config.billing.leaseSeconds;
+  // Each chunk is claimed under its own lease and must be done well inside it: a query takes at
+  // most the request timeout, so a chunk holds as many as fit in half the lease at that pace
+  // (at least one). Chunks go in id order; a charge still unknown is not asked twice in a run.
+  const chunk = Math.max(
+    1,
+    Math.min(100, Math.floor((leaseSeconds * 500) / Math.max(1, ctx.config.worldpay.requestTimeoutMs))),
+  );
+  let after = 0;
+  while (report.checked < opts.limit) {
+    const rows = await ctx.database.rows(
+      leaseClaim({
+        pick: sql`c.state in ('unknown', 'attempting') and c.id > ${after} ${filter}`,
+        order: sql`c.id`,
+        limit: Math.min(chunk, opts.limit - report.checked),
+        owner: ctx.workerId,
+        leaseSeconds,
+        from: sql`, mandates m, customers cu, credentials cr, attempts a`,
+        join: sql`and m.id = c.mandate_id and cu.id = m.customer_id and cr.id = a.credential_id
+          and a.charge_id = c.id and a.attempt_no = c.attempt_count`,
+        returning: sql`c.id, c.mandate_id, c.cycle, c.amount, c.currency, c.state, c.attempt_count, c.fence,
               m.intent, m.entity, m.narrative, m.gateway, m.settle_mode, m.settle_percent, cu.ref as customer_ref,
               cr.id as credential_id, cr.status as credential_status, cr.instrument_type,
               a.id as attempt_id, a.attempt_no, a.transaction_reference, a.kind, a.link_href, a.sent_at, a.attempted_at,
-              extract(epoch from (now() - a.sent_at))::float8 as age_seconds`);
-  for (const r of rows) {
-    report.checked++;
-    try {
-      await reconcileOne(ctx, r, opts.asOf, report);
-    } catch (err) {
-      // One charge's trouble (a gateway answer that breaks the contract...) must not stop
-      // billing: it stays open, its lease is released, and the next run asks again.
-      report.errors++;
-      ctx.logger.error(
-        { chargeId: num(r.id), err: (err as Error).message },
-        'reconciliation failed for this charge',
-      );
-      await releaseLease(ctx.database, num(r.id), `reconciliation failed: ${(err as Error).message}`);
+              extract(epoch from (now() - a.sent_at))::float8 as age_seconds,
+              extract(epoch from (now() - coalesce(picked.lease_was, a.sent_at)))::float8 as unsent_for_seconds`,
+      }),
+    );
+    if (rows.length === 0) break;
+    rows.sort((a, b) => num(a.id) - num(b.id));
+    after = num(rows.at(-1)?.id);
+    for (const r of rows) {
+      report.checked++;
+      try {
+        await reconcileOne(ctx, r, opts.asOf, report);
+      } catch (err) {
+        // One charge's trouble (a gateway answer that breaks the contract...) must not stop
+        // billing: it stays open, its lease is released, and the next run asks again.
+        report.errors++;
+        ctx.logger.error(
+          { chargeId: num(r.id), err: (err as Error).message },
+          'reconciliation failed for this charge',
+        );
+        await releaseLease(
+          ctx.database,
+          { chargeId: num(r.id), owner: ctx.workerId, fence: num(r.fence) },
+          `reconciliation failed: ${(err as Error).message}`,
+        );
+      }
     }
   }
   return report;
@@ -99,6 +119,7 @@ async function reconcileOne(
     kind: String(r.kind) as PlannedAttempt['kind'],
     linkHref: str(r.link_href),
     asOf: date(r.attempted_at),
+    chargeState: charge.state === 'unknown' ? 'unknown' : 'attempting',
   };
   const gw = ctx.gateway(charge.gateway);
   const q = await gw.queryByReference(p.reference, charge.entity);
@@ -116,8 +137,12 @@ async function reconcileOne(
     return;
   }
   if (q.found === false) {
-    const lagSeconds = ctx.config.billing.eventLagMinutes * 60;
-    if (num(r.age_seconds) < lagSeconds) {
+    // sent_at is the write-ahead time, not the send time: a written-ahead attempt may wait in
+    // the queue before it goes. A sender posts only while its lease has a margin left, so an
+    // attempt still `attempting` went out, if at all, before its holder's lease ran out: count
+    // the lag from there. An `unknown` one was sent right after its write-ahead.
+    const age = charge.state === 'attempting' ? num(r.unsent_for_seconds) : num(r.age_seconds);
+    if (age < ctx.config.billing.eventLagMinutes * 60) {
       report.stillUnknown++;
       await commitUnknown(ctx.database, p, {
         httpStatus: q.httpStatus,
@@ -132,7 +157,13 @@ async function reconcileOne(
     const decision = await decideRefusal(ctx, charge, { gatewayError: true }, asOf);
     await commitRefused(
       ctx.database,
-      { ...charge, chargeId: charge.id, attemptId: p.attemptId, reference: p.reference },
+      {
+        ...charge,
+        chargeId: charge.id,
+        attemptId: p.attemptId,
+        reference: p.reference,
+        chargeState: p.chargeState,
+      },
       {
         attemptState: 'not_found',
         code: null,
@@ -151,7 +182,13 @@ async function reconcileOne(
     const decision = await decideRefusal(ctx, charge, { code: q.rawStatus, adviceCode: null }, asOf);
     await commitRefused(
       ctx.database,
-      { ...charge, chargeId: charge.id, attemptId: p.attemptId, reference: p.reference },
+      {
+        ...charge,
+        chargeId: charge.id,
+        attemptId: p.attemptId,
+        reference: p.reference,
+        chargeState: p.chargeState,
+      },
       {
         attemptState: 'refused',
         code: null,
@@ -191,14 +228,21 @@ async function reconcileOne(
     );
     log.info({ status: q.rawStatus }, 'recovery: the payment was authorized; kept the credential link');
     if (committed && alreadySettling) {
-      await ctx.database.rows(
-        sql`update charges set state = 'settling', lease_owner = null, lease_expires_at = null where id = ${charge.id} and state = 'authorized'`,
-      );
+      // Still under this reconciler's fence: the authorization commit above kept the lease.
+      await transitionCharge(ctx.database, undefined, {
+        id: charge.id,
+        to: 'settling',
+        from: ['authorized'],
+        fence: charge.fence,
+        release: true,
+        reason: `payment ${q.rawStatus} (recovered by query)`,
+      });
     }
     if (committed && settle && committed.settleActionId !== null) {
       await sendSettle(ctx, {
         gateway: charge.gateway,
         chargeId: charge.id,
+        fence: charge.fence,
         attemptId: p.attemptId,
         actionId: committed.settleActionId,
         plan: settle,

@@ -1,12 +1,13 @@
 import { sql } from 'drizzle-orm';
 import { num } from '../db/values.ts';
-import { RebillError, ValidationError } from '../errors.ts';
-import { RequestRejectedError } from '../gateways/errors.ts';
+import { ConfigurationError, RebillError, ValidationError } from '../errors.ts';
+import { ConnectionError, GatewayError, RequestRejectedError } from '../gateways/errors.ts';
 import type { AuthorizeResult, Instrument } from '../gateways/types.ts';
 import { decryptSecret } from '../legacy/crypto.ts';
 import {
   chargeStateFor,
   commitAuthorized,
+  commitDeferred,
   commitRefused,
   commitUnknown,
   instrumentFor,
@@ -16,6 +17,7 @@ import {
 import { type ClaimedCharge, claimDueCharges, loadCardHistory } from './claim.ts';
 import type { BillingContext } from './context.ts';
 import { decideRefusal, mandateStatusFor } from './decide.ts';
+import { releaseLeases, transitionCharge, transitionMandate } from './door.ts';
 import { dueMandates, materializeDueCharges } from './materialize.ts';
 import { reconcileUnknown } from './reconcile.ts';
 import { transactionReference } from './references.ts';
@@ -39,6 +41,31 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** An existing billing_runs row to fill in (the API creates it before starting). */
   runId?: number;
+  /** Bill for an instant more than FUTURE_TOLERANCE_MS ahead of the wall clock (see assertNotFuture). */
+  allowFuture?: boolean | undefined;
+  /** How the caller named `asOf` (`--at` on the CLI), for the error that refuses it. */
+  asOfField?: string;
+}
+
+/** How far ahead of the wall clock a run's `asOf` may be without `allowFuture`: clock skew. */
+export const FUTURE_TOLERANCE_MS = 5 * 60_000;
+
+/**
+ * Billing ahead of time charges customers early: refused unless asked for (`--allow-future`,
+ * `allowFuture`, or REBILL_ALLOW_FUTURE_RUNS=1 for tests, demos and simulations). A dry run
+ * sends nothing and may look as far ahead as it likes.
+ */
+export function assertNotFuture(ctx: BillingContext, opts: RunOptions, wallNow = Date.now()): void {
+  if (opts.dryRun || opts.allowFuture || ctx.config.billing.allowFutureRuns) return;
+  const ahead = opts.asOf.getTime() - wallNow;
+  if (ahead > FUTURE_TOLERANCE_MS) {
+    const field = opts.asOfField ?? 'asOf';
+    const flag = field === '--at' ? '--allow-future' : 'allowFuture: true';
+    throw new ValidationError(
+      field,
+      `${opts.asOf.toISOString()} is ${Math.round(ahead / 60_000)} minutes ahead of now: billing early charges customers early; pass ${flag} to mean it`,
+    );
+  }
 }
 
 export interface RunCounts {
@@ -49,6 +76,10 @@ export interface RunCounts {
   refused: number;
   unknown: number;
   errors: number;
+  /** Outcomes not committed because another worker or an operator took the charge over. */
+  lostLeases: number;
+  /** Cycles recorded as skipped: more than REBILL_MAX_CATCH_UP_CYCLES behind. */
+  missedCycles: number;
   skipped: number;
   settleRequested: number;
   settled: number;
@@ -63,8 +94,11 @@ export interface RunReport {
   runId: number;
   asOf: string;
   dryRun: boolean;
-  status: 'completed' | 'failed' | 'interrupted';
+  /** `completed_with_errors`: finished, but some charges errored (not sent, or not answered about the card). */
+  status: 'completed' | 'completed_with_errors' | 'failed' | 'interrupted';
   counts: RunCounts;
+  /** The first distinct error messages of the run. */
+  errors: string[];
   /** Dry runs: what would be charged. */
   forecast?: {
     mandateId: number;
@@ -93,6 +127,8 @@ const zero = (): RunCounts => ({
   refused: 0,
   unknown: 0,
   errors: 0,
+  lostLeases: 0,
+  missedCycles: 0,
   skipped: 0,
   settleRequested: 0,
   settled: 0,
@@ -124,9 +160,11 @@ export async function createRun(ctx: BillingContext, opts: RunOptions): Promise<
  */
 export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise<RunReport> {
   const started = Date.now();
+  assertNotFuture(ctx, opts);
   if (opts.mandateId !== undefined) await assertMandateExists(ctx, opts.mandateId);
   const runId = opts.runId ?? (await createRun(ctx, opts));
   const counts = zero();
+  const book: RunBook = { runId, counts, held: new Map(), errors: [] };
   const log = ctx.logger.child({ runId });
   const report = (status: RunReport['status']): RunReport => ({
     runId,
@@ -134,6 +172,7 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
     dryRun: opts.dryRun ?? false,
     status,
     counts,
+    errors: book.errors,
     refusals: [],
     durationMs: Date.now() - started,
   });
@@ -152,21 +191,31 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
     const mat = await materializeDueCharges(ctx.database, opts.asOf, {
       batchSize: batch,
       mandateId: opts.mandateId,
+      maxCatchUp: ctx.config.billing.maxCatchUpCycles,
     });
     counts.created = mat.created;
+    counts.missedCycles = mat.skipped;
     await refreshStatistics(ctx, mat.created);
-    await sendDue(ctx, opts, runId, counts);
+    await sendDue(ctx, opts, book);
     if (opts.followSettlements) {
       const f = await followSettlements(ctx, { limit: 10_000 });
       counts.settled += f.settled;
     }
-    const status = opts.signal?.aborted ? 'interrupted' : 'completed';
-    await finishRun(ctx, runId, status, counts, null);
+    counts.errors += rec.errors;
+    await releaseLeases(ctx.database, ctx.workerId, book.held);
+    book.held.clear();
+    const status: RunReport['status'] = opts.signal?.aborted
+      ? 'interrupted'
+      : counts.errors > 0
+        ? 'completed_with_errors'
+        : 'completed';
+    await finishRun(ctx, runId, status, counts, book.errors[0] ?? null);
     const out = report(status);
     out.refusals = await refusalSummary(ctx, runId, opts.asOf);
     log.info({ counts, durationMs: out.durationMs }, 'billing run finished');
     return out;
   } catch (err) {
+    await releaseLeases(ctx.database, ctx.workerId, book.held).catch(() => {});
     await finishRun(ctx, runId, 'failed', counts, (err as Error).message).catch(() => {});
     throw err;
   }
@@ -268,34 +317,60 @@ function count(counts: RunCounts, d: RetryDecision): void {
   else counts.failed++;
 }
 
+/** What a run keeps while it goes: its counts, the leases it holds on deferred charges, errors. */
+interface RunBook {
+  runId: number;
+  counts: RunCounts;
+  /** Charges deferred in this run (id -> fence): leased until the run ends, so not retried in it. */
+  held: Map<number, number>;
+  /** The first distinct error messages, for the report. */
+  errors: string[];
+}
+
+function noteError(book: RunBook, message: string): void {
+  book.counts.errors++;
+  if (book.errors.length < 10 && !book.errors.includes(message)) book.errors.push(message);
+}
+
 /** A decision taken before anything is sent (expired card, blocked card, ledger full). */
 async function commitWithoutAttempt(
   ctx: BillingContext,
   c: ClaimedCharge,
   decision: RetryDecision,
-  counts: RunCounts,
-): Promise<void> {
+  book: RunBook,
+) {
   const state = chargeStateFor(decision);
   const mandateStatus = mandateStatusFor(decision);
   const retryAt = decision.action === 'retry' ? decision.retryAt.toISOString() : null;
-  await ctx.database.db.transaction(async (tx) => {
-    const ok = await ctx.database.rows(
-      sql`update charges set state = ${state}, state_reason = ${decision.reason},
-            next_attempt_at = coalesce(${retryAt}::timestamptz, next_attempt_at),
-            lease_owner = null, lease_expires_at = null, updated_at = now()
-          where id = ${c.id} and fence = ${c.fence} returning id`,
-      tx,
-    );
-    if (ok.length === 0) return;
-    await tx.execute(sql`insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
-      values ('charge', ${c.id}, ${c.state}, ${state}, ${`not sent: ${decision.reason}`})`);
+  const moved = await ctx.database.db.transaction(async (tx) => {
+    const r = await transitionCharge(ctx.database, tx, {
+      id: c.id,
+      to: state,
+      fence: c.fence,
+      release: true,
+      orSame: true,
+      reason: `not sent: ${decision.reason}`,
+      runId: book.runId,
+      set: [sql`next_attempt_at = coalesce(${retryAt}::timestamptz, next_attempt_at)`],
+    });
+    if (!r.ok) return false;
     if (mandateStatus) {
-      await tx.execute(sql`update mandates set status = ${mandateStatus}, status_reason = ${decision.reason}, updated_at = now()
-        where id = ${c.mandateId} and status = 'active'`);
+      await transitionMandate(ctx.database, tx, {
+        id: c.mandateId,
+        to: mandateStatus,
+        from: ['active'],
+        reason: decision.reason,
+        runId: book.runId,
+      });
     }
+    return true;
   });
-  counts.skipped++;
-  count(counts, decision);
+  if (!moved) {
+    book.counts.lostLeases++;
+    return;
+  }
+  book.counts.skipped++;
+  count(book.counts, decision);
 }
 
 /** An attempt written ahead and ready to send, with the instrument it goes out with. */
@@ -310,17 +385,13 @@ interface Ready {
  * claimed and written ahead while the senders keep going. The gateway never idles between
  * batches, and senders do not start and finish in lockstep (the two lanes this replaced did:
  * both drained at once, which left the event loop with bursts of work and the gateway idle).
- * A claimed batch waits at most about one batch's worth of sends before it goes out, far inside
- * its lease. Memory holds at most about two batches. When a claim fails or the run is stopped,
- * no more is claimed, what is already written ahead is still sent, and a claim error is thrown
- * once the senders are done.
+ * A claimed batch waits at most about one batch's worth of sends before it goes out, and a
+ * sender checks the lease still has its margin before each request. Memory holds at most about
+ * two batches. When a claim fails or the run is stopped, no more is claimed, what is already
+ * written ahead is still sent, and a claim error is thrown once the senders are done.
  */
-async function sendDue(
-  ctx: BillingContext,
-  opts: RunOptions,
-  runId: number,
-  counts: RunCounts,
-): Promise<void> {
+async function sendDue(ctx: BillingContext, opts: RunOptions, book: RunBook): Promise<void> {
+  const { counts, runId } = book;
   const concurrency = ctx.config.billing.concurrency;
   const batchSize = ctx.config.billing.batchSize;
   // PGlite has one connection: prefetching would only queue the claim behind the commits.
@@ -346,7 +417,7 @@ async function sendDue(
     if (claimed.length === 0 || remaining <= 0) exhausted = true;
     if (claimed.length === 0) return;
     counts.due += claimed.length;
-    queue.push(...(await prepareBatch(ctx, claimed, opts.asOf, counts)));
+    queue.push(...(await prepareBatch(ctx, claimed, opts.asOf, book)));
     if (Date.now() - lastProgressWrite > 1000) {
       lastProgressWrite = Date.now();
       await ctx.database.rows(
@@ -371,7 +442,7 @@ async function sendDue(
       const group = queue.shift();
       if (group) {
         // Written ahead already: sent even when claiming failed or the run is stopping.
-        await sendGroup(ctx, group, counts, () => opts.onProgress?.(counts));
+        await sendGroup(ctx, group, book, () => opts.onProgress?.(counts));
         continue;
       }
       if (feeding) {
@@ -383,6 +454,27 @@ async function sendDue(
   };
   await Promise.all(Array.from({ length: Math.max(1, concurrency) }, sender));
   if (failure !== undefined) throw failure;
+}
+
+/** The card data of a legacy credential, or a ConfigurationError naming what is wrong with the key. */
+function decryptor(ctx: BillingContext, credentialId: number) {
+  return (blob: string): string => {
+    const key = ctx.config.encryptionKey;
+    if (!key)
+      throw new ConfigurationError(
+        'REBILL_ENCRYPTION_KEY',
+        `is not set: cannot read the stored card data of credential ${credentialId}`,
+      );
+    try {
+      return decryptSecret(blob, [key]);
+    } catch (err) {
+      throw new ConfigurationError(
+        'REBILL_ENCRYPTION_KEY',
+        `cannot decrypt the stored card data of credential ${credentialId}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  };
 }
 
 /**
@@ -397,7 +489,7 @@ async function prepareBatch(
   ctx: BillingContext,
   claimed: ClaimedCharge[],
   asOf: Date,
-  counts: RunCounts,
+  book: RunBook,
 ): Promise<Ready[][]> {
   const retries = claimed.filter((c) => c.attemptCount > 0 || c.expiryYear !== null);
   const histories = await loadCardHistory(
@@ -405,12 +497,6 @@ async function prepareBatch(
     [...new Set(retries.map((c) => c.credentialId))],
     asOf,
   );
-  const decrypt = (blob: string): string => {
-    const key = ctx.config.encryptionKey;
-    if (!key)
-      throw new RebillError('REBILL_ENCRYPTION_KEY is not set: cannot read stored card data', 'config');
-    return decryptSecret(blob, [key]);
-  };
   const toSend: {
     charge: ClaimedCharge;
     reference: string;
@@ -424,7 +510,7 @@ async function prepareBatch(
         ctx,
         c,
         { action: 'needs_new_credential', reason: `credential ${c.credentialId} is ${c.credentialStatus}` },
-        counts,
+        book,
       );
       continue;
     }
@@ -442,17 +528,21 @@ async function prepareBatch(
       firstRefusedAt: refusedAt.length > 0 ? new Date(Math.min(...refusedAt)) : null,
     });
     if (!check.ok) {
-      await commitWithoutAttempt(ctx, c, check.decision, counts);
+      await commitWithoutAttempt(ctx, c, check.decision, book);
       continue;
     }
     let inst: ReturnType<typeof instrumentFor>;
     try {
-      inst = instrumentFor(c, decrypt);
+      inst = instrumentFor(c, decryptor(ctx, c.credentialId));
     } catch (err) {
       inst = { error: (err as Error).message };
     }
     if ('error' in inst) {
-      await commitWithoutAttempt(ctx, c, { action: 'stop', reason: inst.error }, counts);
+      // Not the card's answer (a key that is missing or wrong, a credential with nothing left
+      // to send): nothing is sent, the charge and the mandate stay as they are, the run says so.
+      ctx.logger.error({ chargeId: c.id, credentialId: c.credentialId, err: inst.error }, 'charge not sent');
+      noteError(book, inst.error);
+      book.held.set(c.id, c.fence);
       continue;
     }
     instruments.set(c.id, inst.instrument);
@@ -469,6 +559,7 @@ async function prepareBatch(
     });
   }
   const planned = await writeAhead(ctx.database, toSend, asOf);
+  book.counts.lostLeases += toSend.length - planned.length;
   for (const p of planned)
     await ctx.faults?.hit('after-write-ahead', { chargeId: p.charge.id, reference: p.reference });
   const groups = new Map<number, Ready[]>();
@@ -486,7 +577,7 @@ async function prepareBatch(
 async function sendGroup(
   ctx: BillingContext,
   group: Ready[],
-  counts: RunCounts,
+  book: RunBook,
   progress: () => void,
 ): Promise<void> {
   let newest: string | undefined;
@@ -497,10 +588,18 @@ async function sendGroup(
       p.kind = 'recurring';
       p.linkHref = newest;
     }
-    const next = await sendAttempt(ctx, p, instrument, counts);
+    const next = await sendAttempt(ctx, p, instrument, book);
     if (next) newest = next;
     progress();
   }
+}
+
+/**
+ * How long a lease must still run for a sender to start a request on it: the request's own
+ * timeout and a few seconds to commit the outcome, but never more than half the lease.
+ */
+function leaseMarginMs(ctx: BillingContext): number {
+  return Math.min(ctx.config.billing.leaseSeconds * 500, ctx.config.worldpay.requestTimeoutMs + 5_000);
 }
 
 /** Send one attempt and commit its outcome; returns the recurring link it produced, if any. */
@@ -508,10 +607,16 @@ async function sendAttempt(
   ctx: BillingContext,
   p: PlannedAttempt,
   instrument: Instrument,
-  counts: RunCounts,
+  book: RunBook,
 ): Promise<string | undefined> {
+  const { counts } = book;
   const c = p.charge;
   const log = ctx.logger.child({ chargeId: c.id, mandateId: c.mandateId, reference: p.reference });
+  if (c.leaseDeadline !== undefined && Date.now() > c.leaseDeadline - leaseMarginMs(ctx)) {
+    // Too little lease left to send and commit before another worker may take the charge over.
+    await defer(ctx, p, book, 'not_sent', 'lease too close to expiry to send; left for the next run');
+    return undefined;
+  }
   counts.attempted++;
   let result: AuthorizeResult;
   try {
@@ -526,16 +631,22 @@ async function sendAttempt(
       customerRef: c.customerRef,
     });
   } catch (err) {
-    await recordRejected(ctx, p, err, counts);
+    await recordRejected(ctx, p, err, book);
     return undefined;
   }
   ctx.metrics?.gatewayLatency('authorize', result.latencyMs / 1000);
   await ctx.faults?.hit('after-authorize', { chargeId: c.id, reference: p.reference });
   if (result.outcome === 'unknown') {
+    if (result.reachedServer === false) {
+      // Refused connection, client closed for shutdown: the request never left this process.
+      counts.attempted--;
+      await defer(ctx, p, book, 'not_sent', `not sent: ${result.reason}`);
+      return undefined;
+    }
     counts.unknown++;
     ctx.metrics?.attempt('unknown', c.gateway);
     log.warn({ correlationId: result.correlationId, reason: result.reason }, 'authorization outcome unknown');
-    await commitUnknown(ctx.database, p, result);
+    if (!(await commitUnknown(ctx.database, p, result))) counts.lostLeases++;
     return undefined;
   }
   if (result.outcome === 'refused') {
@@ -547,7 +658,6 @@ async function sendAttempt(
       { code: result.code, adviceCode: result.adviceCode ?? null },
       p.asOf,
     );
-    count(counts, decision);
     log.info(
       {
         correlationId: result.correlationId,
@@ -557,7 +667,7 @@ async function sendAttempt(
       },
       decision.reason,
     );
-    await commitRefused(
+    const committed = await commitRefused(
       ctx.database,
       refusalTarget(p),
       {
@@ -572,6 +682,8 @@ async function sendAttempt(
       decision,
       mandateStatus,
     );
+    if (committed) count(counts, decision);
+    else lostLease(ctx, book, log);
     return undefined;
   }
   counts.authorized++;
@@ -581,8 +693,7 @@ async function sendAttempt(
     erasePan: p.kind === 'migrate' && c.encryptedPan !== null,
   });
   if (!committed) {
-    log.warn('lease lost before the outcome was committed; another worker owns this charge now');
-    ctx.metrics?.leaseTakeover();
+    lostLease(ctx, book, log);
     return undefined;
   }
   log.debug({ correlationId: result.correlationId }, 'authorized');
@@ -591,6 +702,7 @@ async function sendAttempt(
     const out = await sendSettle(ctx, {
       gateway: c.gateway,
       chargeId: c.id,
+      fence: c.fence,
       attemptId: p.attemptId,
       actionId: committed.settleActionId,
       plan: settle,
@@ -603,6 +715,13 @@ async function sendAttempt(
   return result.nextRecurringLink;
 }
 
+/** Another worker owns the charge now (the lease expired and was taken, or an operator acted). */
+function lostLease(ctx: BillingContext, book: RunBook, log: BillingContext['logger']): void {
+  book.counts.lostLeases++;
+  log.warn('lease lost before the outcome was committed; another worker owns this charge now');
+  ctx.metrics?.leaseTakeover();
+}
+
 /** What a refusal commit updates, fenced by the claim's token. */
 function refusalTarget(p: PlannedAttempt) {
   const c = p.charge;
@@ -613,61 +732,90 @@ function refusalTarget(p: PlannedAttempt) {
     reference: p.reference,
     mandateId: c.mandateId,
     credentialId: c.credentialId,
+    chargeState: p.chargeState,
   };
 }
 
-/** The gateway (or our own validation) rejected the request: nothing was charged. */
+/** Put a written-ahead charge back to waiting, keep its lease for the rest of the run, count the error. */
+async function defer(
+  ctx: BillingContext,
+  p: PlannedAttempt,
+  book: RunBook,
+  attemptState: 'error' | 'not_sent',
+  reason: string,
+  info: {
+    httpStatus?: number | undefined;
+    correlationId?: string | undefined;
+    latencyMs?: number | undefined;
+  } = {},
+): Promise<void> {
+  noteError(book, reason);
+  if (await commitDeferred(ctx.database, p, { attemptState, reason, ...info })) {
+    book.held.set(p.charge.id, p.charge.fence);
+  } else book.counts.lostLeases++;
+}
+
+/**
+ * The request ended in an error instead of an answer about the card. The rule: only the
+ * gateway's answer about this request can change business state, so
+ *  - the gateway turning the request itself away (a 4xx that is not about our credentials or
+ *    pace) stops the charge, as before: resending the same request cannot succeed;
+ *  - everything else (our credentials or pace turned away, our own validation, configuration,
+ *    a bug) defers the attempt: the charge waits as it was, the mandate is untouched, and the
+ *    run finishes `completed_with_errors`.
+ */
 async function recordRejected(
   ctx: BillingContext,
   p: PlannedAttempt,
   err: unknown,
-  counts: RunCounts,
+  book: RunBook,
 ): Promise<void> {
   const c = p.charge;
-  counts.errors++;
-  const e = err as Error & {
-    status?: number;
-    httpStatus?: number;
-    correlationId?: string;
-    latencyMs?: number;
-  };
-  const status = e.httpStatus ?? e.status;
+  const e = err instanceof GatewayError ? err : undefined;
+  const message = err instanceof Error ? err.message : String(err);
   ctx.logger.error(
     {
       chargeId: c.id,
       reference: p.reference,
-      err: e.message,
-      httpStatus: status,
-      correlationId: e.correlationId,
+      err: message,
+      errorClass: err instanceof Error ? err.name : typeof err,
+      httpStatus: e?.httpStatus,
+      correlationId: e?.correlationId,
     },
     'authorization request rejected',
   );
-  // Credentials or configuration problems hit every charge alike: retry later, do not stop mandates.
-  const transient =
-    err instanceof RequestRejectedError && (status === 401 || status === 403 || status === 429);
-  const decision: RetryDecision = transient
-    ? {
-        action: 'retry',
-        retryAt: new Date(p.asOf.getTime() + 3_600_000),
-        reason: `gateway rejected the request (${status}): ${e.message}; retry in an hour`,
-      }
-    : {
-        action: 'stop',
-        reason: `${err instanceof ValidationError ? 'invalid request' : 'gateway rejected the request'}: ${e.message}`,
-      };
-  count(counts, decision);
-  await commitRefused(
+  const info = { httpStatus: e?.httpStatus, correlationId: e?.correlationId, latencyMs: e?.latencyMs };
+  if (err instanceof ConnectionError && !err.reachedServer) {
+    book.counts.attempted--;
+    await defer(ctx, p, book, 'not_sent', `not sent: ${message}`, info);
+    return;
+  }
+  if (!(err instanceof RequestRejectedError) || err.aboutUs) {
+    const what =
+      err instanceof RequestRejectedError
+        ? `gateway turned the request away (${err.status}): ${message}`
+        : err instanceof ValidationError
+          ? `invalid request: ${message}`
+          : `${err instanceof Error ? err.name : 'error'}: ${message}`;
+    await defer(ctx, p, book, 'error', what, info);
+    return;
+  }
+  noteError(book, `gateway rejected the request (${err.status}): ${message}`);
+  const decision: RetryDecision = { action: 'stop', reason: `gateway rejected the request: ${message}` };
+  const committed = await commitRefused(
     ctx.database,
     refusalTarget(p),
     {
       attemptState: 'error',
       code: null,
-      httpStatus: status,
-      correlationId: e.correlationId,
-      latencyMs: e.latencyMs,
-      error: e.message,
+      httpStatus: info.httpStatus,
+      correlationId: info.correlationId,
+      latencyMs: info.latencyMs,
+      error: message,
     },
     decision,
     null,
   );
+  if (committed) count(book.counts, decision);
+  else book.counts.lostLeases++;
 }

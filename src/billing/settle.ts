@@ -1,9 +1,12 @@
-import { sql } from 'drizzle-orm';
-import type { Database } from '../db/client.ts';
+import { type SQL, sql } from 'drizzle-orm';
+import type { Database, Executor, Tx } from '../db/client.ts';
 import { num, str } from '../db/values.ts';
+import type { ChargeState } from '../domain/lifecycle.ts';
 import type { Links, PaymentActionResult, PaymentStatus } from '../gateways/types.ts';
 import type { SettlePlan } from './attempt.ts';
+import { leaseClaim } from './claim.ts';
 import type { BillingContext } from './context.ts';
+import { movesTo, releaseLease, transitionCharge } from './door.ts';
 import { actionReference } from './references.ts';
 
 /** The settle the mandate asks for after an authorization, or null when it settles by hand. */
@@ -45,28 +48,70 @@ export async function paymentLinks(database: Database, attemptId: number): Promi
   return out;
 }
 
-/** Apply an action's accepted answer: the action, its links, and the charge's amounts and state. */
+/**
+ * Where an accepted action takes its charge. Refunds compare what is then refunded with what
+ * is settled: all of it is `refunded`, less is `partially_refunded`. A reversal cancels an
+ * authorization and refunds a settlement.
+ */
+function actionTarget(kind: string, amount: number | null): { expr: SQL; candidates: ChargeState[] } | null {
+  switch (kind) {
+    case 'settle':
+    case 'partialSettle':
+      return { expr: sql`'settling'`, candidates: ['settling'] };
+    case 'cancel':
+      return { expr: sql`'cancelled'`, candidates: ['cancelled'] };
+    case 'reversal':
+      return {
+        expr: sql`(case when c.state = 'authorized' then 'cancelled' else 'refunded' end)`,
+        candidates: ['cancelled', 'refunded'],
+      };
+    case 'refund':
+    case 'partialRefund':
+      return {
+        expr: sql`(case when c.refunded_amount + ${amount ?? 0}::bigint >= c.settled_amount then 'refunded' else 'partially_refunded' end)`,
+        candidates: ['refunded', 'partially_refunded'],
+      };
+    default:
+      return null;
+  }
+}
+
+/**
+ * Apply an action's accepted answer: the action, its links, the charge's amounts and, where
+ * the table allows it from where the charge is now, its state. An answer that arrives after
+ * the charge moved on (a webhook said settled first) still records the action and amounts.
+ * With a fence, only the holder of that lease may write; without one (an answer proven by a
+ * later query), the action row's own `requested` state is the guard.
+ */
 export async function commitActionAccepted(
   database: Database,
   a: { actionId: number; chargeId: number; attemptId: number; kind: string; amount: number | null },
   r: Extract<PaymentActionResult, { outcome: 'accepted' }>,
-  opts: { releaseLease: boolean; fence?: number | undefined },
-): Promise<void> {
+  opts: { releaseLease: boolean; fence?: number | undefined; on?: Executor | undefined },
+): Promise<boolean> {
   const links = Object.entries(r.links);
   const settleKinds = a.kind === 'settle' || a.kind === 'partialSettle';
   const refundKinds = a.kind === 'refund' || a.kind === 'partialRefund';
-  const nextState = settleKinds
-    ? 'settling'
-    : a.kind === 'cancel'
-      ? 'cancelled'
-      : refundKinds || a.kind === 'reversal'
-        ? null
-        : null;
-  await database.rows(sql`
-    with act as (
+  const target = actionTarget(a.kind, a.amount);
+  const fenced = opts.fence === undefined ? sql`true` : sql`c.fence = ${opts.fence}`;
+  const rows = await database.rows(
+    sql`
+    with ch as (
+      update charges c set
+        state = ${target === null ? sql`c.state` : sql`case when ${movesTo(target.expr, target.candidates, 'c')} then ${target.expr} else c.state end`},
+        settled_amount = c.settled_amount + case when ${settleKinds}::boolean then ${a.amount ?? 0}::bigint else 0 end,
+        refunded_amount = c.refunded_amount + case when ${refundKinds}::boolean then ${a.amount ?? 0}::bigint else 0 end,
+        lease_owner = case when ${opts.releaseLease}::boolean then null else c.lease_owner end,
+        lease_expires_at = case when ${opts.releaseLease}::boolean then null else c.lease_expires_at end,
+        updated_at = now()
+       from charges o
+       where c.id = ${a.chargeId} and o.id = c.id and ${fenced}
+         and exists (select 1 from payment_actions where id = ${a.actionId} and state = 'requested')
+      returning c.id, o.state as from_state, c.state as to_state
+    ), act as (
       update payment_actions set state = 'accepted', http_status = ${r.httpStatus ?? null},
              correlation_id = ${r.correlationId ?? null}, completed_at = now()
-       where id = ${a.actionId} and state <> 'accepted' returning id
+       where id = ${a.actionId} and state = 'requested' and exists (select 1 from ch) returning id
     )${
       links.length > 0
         ? sql`, lk as (
@@ -78,43 +123,58 @@ export async function commitActionAccepted(
         )}) as v(rel, href)
        where exists (select 1 from act))`
         : sql``
-    }, ch as (
-      update charges set
-        state = coalesce(${nextState}, state),
-        settled_amount = settled_amount + case when ${settleKinds}::boolean then ${a.amount ?? 0}::bigint else 0 end,
-        refunded_amount = refunded_amount + case when ${refundKinds}::boolean then ${a.amount ?? 0}::bigint else 0 end,
-        lease_owner = case when ${opts.releaseLease}::boolean then null else lease_owner end,
-        lease_expires_at = case when ${opts.releaseLease}::boolean then null else lease_expires_at end,
-        updated_at = now()
-       where id = ${a.chargeId} and exists (select 1 from act) returning id
+    }, aud as (
+      insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
+      select 'payment_action', id, 'requested', 'accepted', ${`${a.kind} accepted by the gateway`} from act
+      union all
+      select 'charge', id, from_state, to_state, ${`${a.kind} accepted by the gateway`} from ch
+       where from_state <> to_state and exists (select 1 from act)
     )
-    insert into audit_log (entity_type, entity_id, to_state, reason)
-    select 'payment_action', ${a.actionId}, 'accepted', ${`${a.kind} accepted by the gateway`} where exists (select 1 from act)`);
+    select (select count(*) from act)::int as ok`,
+    opts.on,
+  );
+  return num(rows[0]?.ok ?? 0) > 0;
 }
 
+/**
+ * An action the gateway turned down (or that could not be sent): the action fails, the charge
+ * takes `chargeState` where the table allows it, and the lease is released, all only while the
+ * caller's fence still holds.
+ */
 export async function commitActionFailed(
   database: Database,
-  a: { actionId: number; chargeId: number },
+  a: { actionId: number; chargeId: number; fence: number },
   info: {
     httpStatus?: number | undefined;
     correlationId?: string | undefined;
     error: string;
-    chargeState?: string;
+    chargeState?: ChargeState;
   },
-): Promise<void> {
-  await database.db.transaction(async (tx) => {
-    await tx.execute(sql`update payment_actions set state = 'failed', http_status = ${info.httpStatus ?? null},
-      correlation_id = ${info.correlationId ?? null}, error = ${info.error}, completed_at = now() where id = ${a.actionId}`);
-    await tx.execute(sql`update charges set state = coalesce(${info.chargeState ?? null}, state), state_reason = ${info.error},
-      lease_owner = null, lease_expires_at = null, updated_at = now() where id = ${a.chargeId}`);
-    await tx.execute(sql`insert into audit_log (entity_type, entity_id, to_state, reason)
-      values ('payment_action', ${a.actionId}, 'failed', ${info.error})`);
+): Promise<boolean> {
+  return database.db.transaction(async (tx) => {
+    const act = await database.rows(
+      sql`update payment_actions set state = 'failed', http_status = ${info.httpStatus ?? null},
+        correlation_id = ${info.correlationId ?? null}, error = ${info.error}, completed_at = now()
+        where id = ${a.actionId} and state = 'requested'
+          and exists (select 1 from charges where id = ${a.chargeId} and fence = ${a.fence}) returning id`,
+      tx,
+    );
+    if (act.length === 0) return false;
+    await tx.execute(sql`insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
+      values ('payment_action', ${a.actionId}, 'requested', 'failed', ${info.error})`);
+    if (info.chargeState) {
+      const moved = await transitionCharge(database, tx, {
+        id: a.chargeId,
+        to: info.chargeState,
+        fence: a.fence,
+        release: true,
+        reason: info.error,
+      });
+      if (moved.ok) return true;
+    }
+    await releaseLease(database, { chargeId: a.chargeId, fence: a.fence }, info.error, tx);
+    return true;
   });
-}
-
-export async function releaseLease(database: Database, chargeId: number, reason?: string): Promise<void> {
-  await database.rows(sql`update charges set lease_owner = null, lease_expires_at = null,
-    state_reason = coalesce(${reason ?? null}, state_reason), updated_at = now() where id = ${chargeId}`);
 }
 
 /**
@@ -126,6 +186,8 @@ export async function sendSettle(
   s: {
     gateway: string;
     chargeId: number;
+    /** The fencing token of the lease the caller holds on the charge. */
+    fence: number;
     attemptId: number;
     actionId: number;
     plan: SettlePlan;
@@ -152,7 +214,7 @@ export async function sendSettle(
     );
     await commitActionFailed(
       ctx.database,
-      { actionId: s.actionId, chargeId: s.chargeId },
+      { actionId: s.actionId, chargeId: s.chargeId, fence: s.fence },
       {
         httpStatus: e.httpStatus ?? e.status,
         correlationId: e.correlationId,
@@ -168,7 +230,11 @@ export async function sendSettle(
       { chargeId: s.chargeId, correlationId: result.correlationId, reason: result.reason },
       'settle outcome unknown',
     );
-    await releaseLease(ctx.database, s.chargeId, `settle outcome unknown: ${result.reason}`);
+    await releaseLease(
+      ctx.database,
+      { chargeId: s.chargeId, fence: s.fence },
+      `settle outcome unknown: ${result.reason}`,
+    );
     return 'unknown';
   }
   await commitActionAccepted(
@@ -181,7 +247,7 @@ export async function sendSettle(
       amount: s.plan.amount,
     },
     result,
-    { releaseLease: true },
+    { releaseLease: true, fence: s.fence },
   );
   return 'accepted';
 }
@@ -198,21 +264,22 @@ export async function resumeSettlements(
   opts: { limit: number; mandateId?: number | undefined },
 ): Promise<number> {
   const filter = opts.mandateId === undefined ? sql`` : sql`and c.mandate_id = ${opts.mandateId}`;
-  const claimed = await ctx.database.rows(sql`
-    with picked as (
-      select c.id from charges c join mandates m on m.id = c.mandate_id
-       where c.state = 'authorized' and m.settle_mode <> 'none'
-         and (c.lease_expires_at is null or c.lease_expires_at < now()) ${filter}
-       order by c.id limit ${opts.limit} for update of c skip locked
-    )
-    update charges c set lease_owner = ${ctx.workerId}, lease_expires_at = now() + make_interval(secs => ${ctx.config.billing.leaseSeconds}),
-           fence = c.fence + 1
-      from picked, mandates m, attempts a
-     where c.id = picked.id and m.id = c.mandate_id and a.id = c.authorized_attempt_id
-    returning c.id, c.amount, c.currency, c.authorized_attempt_id, m.gateway, m.settle_mode, m.settle_percent,
+  const claimed = await ctx.database.rows(
+    leaseClaim({
+      pick: sql`c.state = 'authorized' and pm.settle_mode <> 'none' ${filter}`,
+      pickJoin: sql`join mandates pm on pm.id = c.mandate_id`,
+      order: sql`c.id`,
+      limit: opts.limit,
+      owner: ctx.workerId,
+      leaseSeconds: ctx.config.billing.leaseSeconds,
+      from: sql`, mandates m, attempts a`,
+      join: sql`and m.id = c.mandate_id and a.id = c.authorized_attempt_id`,
+      returning: sql`c.id, c.fence, c.amount, c.currency, c.authorized_attempt_id, m.gateway, m.settle_mode, m.settle_percent,
               a.transaction_reference, a.gateway_payment_id,
               (select pa.id from payment_actions pa where pa.charge_id = c.id and pa.kind in ('settle', 'partialSettle')
-                 and pa.state = 'requested' order by pa.id desc limit 1) as pending_action_id`);
+                 and pa.state = 'requested' order by pa.id desc limit 1) as pending_action_id`,
+    }),
+  );
   let done = 0;
   for (const r of claimed) {
     try {
@@ -220,7 +287,11 @@ export async function resumeSettlements(
     } catch (err) {
       // One payment's trouble must not stop the others: its lease goes, the next run retries.
       ctx.logger.error({ chargeId: num(r.id), err: (err as Error).message }, 'settlement resumption failed');
-      await releaseLease(ctx.database, num(r.id), `settlement resumption failed: ${(err as Error).message}`);
+      await releaseLease(
+        ctx.database,
+        { chargeId: num(r.id), owner: ctx.workerId, fence: num(r.fence) },
+        `settlement resumption failed: ${(err as Error).message}`,
+      );
     }
   }
   return done;
@@ -228,6 +299,7 @@ export async function resumeSettlements(
 
 async function resumeOne(ctx: BillingContext, r: Record<string, unknown>): Promise<boolean> {
   const chargeId = num(r.id);
+  const fence = num(r.fence);
   const attemptId = num(r.authorized_attempt_id);
   const paymentId = String(r.gateway_payment_id);
   const gateway = String(r.gateway);
@@ -258,12 +330,12 @@ async function resumeOne(ctx: BillingContext, r: Record<string, unknown>): Promi
           httpStatus: q.httpStatus,
           correlationId: q.correlationId,
         },
-        { releaseLease: true },
+        { releaseLease: true, fence },
       );
       return true;
     }
     if (q.found === 'unknown') {
-      await releaseLease(ctx.database, chargeId);
+      await releaseLease(ctx.database, { chargeId, owner: ctx.workerId, fence });
       return false;
     }
   } else {
@@ -273,7 +345,16 @@ async function resumeOne(ctx: BillingContext, r: Record<string, unknown>): Promi
         on conflict (reference) do update set state = payment_actions.state returning id`);
     actionId = num(ins[0]?.id);
   }
-  const out = await sendSettle(ctx, { gateway, chargeId, attemptId, actionId, plan, paymentId, links });
+  const out = await sendSettle(ctx, {
+    gateway,
+    chargeId,
+    fence,
+    attemptId,
+    actionId,
+    plan,
+    paymentId,
+    links,
+  });
   return out === 'accepted';
 }
 
@@ -338,15 +419,12 @@ export async function applyPaymentStatus(
     payload?: unknown;
     occurredAt?: Date | undefined;
   },
+  /** An open transaction to work in (the webhook's), else one of its own. */
+  on?: Tx,
 ): Promise<string | null> {
-  const target: Partial<Record<PaymentStatus, { to: string; from: string[] }>> = {
-    settled: { to: 'settled', from: ['authorized', 'settling', 'settle_failed'] },
-    settlementFailed: { to: 'settle_failed', from: ['authorized', 'settling'] },
-    cancelled: { to: 'cancelled', from: ['authorized'] },
-    refunded: { to: 'refunded', from: ['settling', 'settled'] },
-  };
-  const t = target[e.status];
-  return database.db.transaction(async (tx) => {
+  const inTx = <T>(work: (tx: Tx) => Promise<T>): Promise<T> =>
+    on ? work(on) : database.db.transaction(work);
+  return inTx(async (tx) => {
     if (e.eventId !== undefined) {
       const ins = await database.rows(
         sql`insert into payment_events (attempt_id, event_id, source, last_event, transaction_reference, payload, occurred_at)
@@ -360,23 +438,46 @@ export async function applyPaymentStatus(
       await tx.execute(sql`insert into payment_events (attempt_id, source, last_event, transaction_reference)
         values (${e.attemptId}, ${e.source}, ${e.rawStatus}, ${e.transactionReference ?? null})`);
     }
-    if (!t) return null;
-    const moved = await database.rows(
-      sql`update charges set state = ${t.to}, state_reason = ${`payment ${e.rawStatus} (${e.source})`}, updated_at = now()
-           where authorized_attempt_id = ${e.attemptId} and state in (${sql.join(
-             t.from.map((s) => sql`${s}`),
-             sql`, `,
-           )}) returning id, state`,
+    const charge = await database.rows(
+      sql`select id, state, settled_amount, refunded_amount from charges where authorized_attempt_id = ${e.attemptId} for update`,
       tx,
     );
-    for (const m of moved) {
-      await tx.execute(sql`insert into audit_log (entity_type, entity_id, to_state, reason)
-        values ('charge', ${num(m.id)}, ${t.to}, ${`payment ${e.rawStatus} (${e.source})`})`);
+    const c = charge[0];
+    const to = c ? statusTarget(e.status, num(c.settled_amount), num(c.refunded_amount)) : null;
+    let moved: ChargeState | null = null;
+    if (c && to !== null && c.state !== to) {
+      const r = await transitionCharge(database, tx, {
+        id: num(c.id),
+        to,
+        reason: `payment ${e.rawStatus} (${e.source})`,
+      });
+      if (r.ok) moved = to;
     }
     if (e.status === 'settled' || e.status === 'settlementFailed') {
       await tx.execute(sql`update payment_actions set last_event = ${e.rawStatus}
         where attempt_id = ${e.attemptId} and kind in ('settle', 'partialSettle') and state = 'accepted'`);
     }
-    return moved.length > 0 ? t.to : null;
+    return moved;
   });
+}
+
+/**
+ * The charge state a payment status reports, or null when it reports none (in progress, an
+ * authorization we already know). A refund the gateway reports is full unless rebill itself
+ * recorded refunding less than was settled.
+ */
+function statusTarget(status: PaymentStatus, settled: number, refunded: number): ChargeState | null {
+  switch (status) {
+    case 'settled':
+      return 'settled';
+    case 'settlementFailed':
+      return 'settle_failed';
+    case 'cancelled':
+      return 'cancelled';
+    case 'sentForRefund':
+    case 'refunded':
+      return refunded > 0 && refunded < settled ? 'partially_refunded' : 'refunded';
+    default:
+      return null;
+  }
 }

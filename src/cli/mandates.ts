@@ -10,9 +10,9 @@ import {
   resumeMandate,
   showMandate,
 } from '../billing/mandates.ts';
-import { RebillError } from '../errors.ts';
+import { RebillError, ValidationError } from '../errors.ts';
 import type { CliDeps } from './main.ts';
-import { idArg, intOption, parseInstant, printJson, table } from './output.ts';
+import { idArg, intOption, printJson, table } from './output.ts';
 
 function credentialFrom(opts: Record<string, string | undefined>): Record<string, unknown> {
   const given = ['link', 'cardNumber', 'tokenHref', 'dpan', 'liquidoCardId'].filter(
@@ -78,16 +78,17 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
       .description('Register a mandate (its customer already went through a customer-initiated verification)')
       .requiredOption('--customer <ref>', 'customer reference')
       .requiredOption('--intent <intent>', 'subscription | instalment | unscheduled')
-      .requiredOption(
+      .option(
         '--amount <minor>',
-        'amount in minor units (per instalment for instalment plans)',
+        'amount in minor units (per instalment for instalment plans; or --total)',
         intOption('--amount'),
       )
       .requiredOption('--currency <XXX>', 'ISO-4217 currency')
       .option('--entity <entity>', 'merchant entity (default WORLDPAY_ENTITY)')
       .requiredOption('--narrative <text>', 'statement narrative (<= 24 characters)')
       .option('--interval <interval>', 'e.g. "1 month", "2 weeks", "1 year"')
-      .option('--start <iso>', 'first charge (default now)')
+      .option('--start <iso>', 'first charge (default now); without an offset, local time in --timezone')
+      .option('--backfill', 'with a --start in the past: charge every cycle since, not only the latest')
       .option('--timezone <iana>', 'calendar time zone', 'UTC')
       .option('--local-time <HH:mm>', 'charge time of day in the time zone')
       .option('--trial-end <iso>', 'first charge at the end of a trial')
@@ -104,26 +105,29 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
       .option('--json', 'print the created mandate as JSON'),
   ).action(async (o) => {
     await deps.withApp(async (app) => {
-      const m = await createMandate(app, {
-        customerRef: o.customer,
-        intent: o.intent,
-        amount: o.amount,
-        currency: o.currency,
-        entity: o.entity,
-        narrative: o.narrative,
-        interval: o.interval,
-        start: o.start ? parseInstant('--start', o.start) : undefined,
-        timezone: o.timezone,
-        localTime: o.localTime,
-        trialEnd: o.trialEnd ? parseInstant('--trial-end', o.trialEnd) : undefined,
-        end: o.end ? parseInstant('--end', o.end) : undefined,
-        instalments: o.instalments,
-        totalAmount: o.total,
-        gateway: o.gateway,
-        settleMode: o.settle,
-        settlePercent: o.settlePercent,
-        credential: credentialFrom(o),
-      });
+      const m = await asOptions(
+        createMandate(app, {
+          customerRef: o.customer,
+          intent: o.intent,
+          amount: o.amount,
+          currency: o.currency,
+          entity: o.entity,
+          narrative: o.narrative,
+          interval: o.interval,
+          start: o.start,
+          backfill: o.backfill ? true : undefined,
+          timezone: o.timezone,
+          localTime: o.localTime,
+          trialEnd: o.trialEnd,
+          end: o.end,
+          instalments: o.instalments,
+          totalAmount: o.total,
+          gateway: o.gateway,
+          settleMode: o.settle,
+          settlePercent: o.settlePercent,
+          credential: credentialFrom(o),
+        }),
+      );
       if (o.json) printJson(m);
       else
         process.stdout.write(
@@ -254,4 +258,27 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
         else process.stdout.write(`queued charge ${c.chargeId} (cycle ${c.cycle})\n`);
       });
     });
+}
+
+/** The service names body fields; on the command line they are options (`trialEnd` is `--trial-end`). */
+const OPTION_OF: Record<string, string> = {
+  customerRef: '--customer',
+  totalAmount: '--total',
+  settleMode: '--settle',
+  'credential.link': '--link',
+  'credential.tokenHref': '--token-href',
+};
+
+async function asOptions<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    if (err instanceof ValidationError) {
+      const option =
+        OPTION_OF[err.field] ??
+        `--${err.field.replace(/^credential\./, '').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+      throw new ValidationError(option, err.message.slice(err.field.length + 2));
+    }
+    throw err;
+  }
 }

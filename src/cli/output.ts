@@ -1,10 +1,19 @@
 import cliProgress from 'cli-progress';
 import { ConfigError } from '../config.ts';
 import { DataDirInUseError } from '../db/client.ts';
+import { parseInstant as parseStrictInstant } from '../domain/instant.ts';
 import { RebillError } from '../errors.ts';
 
 /** Exit codes that mean something to scripts. */
-export const exitCodes = { ok: 0, failure: 1, invalid: 2, notFound: 3, conflict: 4 } as const;
+export const exitCodes = {
+  ok: 0,
+  failure: 1,
+  invalid: 2,
+  notFound: 3,
+  conflict: 4,
+  /** A run finished, but some charges errored (not sent, or turned away for a reason not the card's). */
+  completedWithErrors: 5,
+} as const;
 
 export function exitCodeFor(err: unknown): number {
   if (err instanceof ConfigError) return exitCodes.invalid;
@@ -81,15 +90,7 @@ export function idArg(name: string, v: string): number {
   return Number(v);
 }
 
-/** Parse an ISO-8601 instant; a bare date means midnight UTC. */
+/** Parse an ISO-8601 instant strictly (see domain/instant.ts); without an offset it is UTC. */
 export function parseInstant(name: string, v: string): Date {
-  const ok = /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(v);
-  const d = new Date(/^\d{4}-\d{2}-\d{2}$/.test(v) ? `${v}T00:00:00Z` : v);
-  if (!ok || Number.isNaN(d.getTime())) {
-    throw new RebillError(
-      `${name}: expected an ISO-8601 date or date-time, got ${JSON.stringify(v)}`,
-      'validation_error',
-    );
-  }
-  return d;
+  return parseStrictInstant(name, v, 'UTC');
 }

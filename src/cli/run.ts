@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { RunReport } from '../billing/run.ts';
 import { runBilling } from '../billing/run.ts';
 import type { CliDeps } from './main.ts';
-import { idArg, intOption, parseInstant, printJson, progressBar, table } from './output.ts';
+import { exitCodes, idArg, intOption, parseInstant, printJson, progressBar, table } from './output.ts';
 
 export function registerRunCommand(program: Command, deps: CliDeps): void {
   program
@@ -10,7 +10,8 @@ export function registerRunCommand(program: Command, deps: CliDeps): void {
     .description(
       'Bill everything due at or before --at (default now): charges, retries, reconciliation, settlement',
     )
-    .option('--at <iso>', 'treat this instant as now (ISO-8601)')
+    .option('--at <iso>', 'treat this instant as now (ISO-8601; without an offset, UTC)')
+    .option('--allow-future', 'allow --at more than 5 minutes ahead of now (bills customers early)')
     .option('--dry-run', 'list what would be charged and send nothing')
     .option('--mandate <id>', 'only this mandate')
     .option('--limit <n>', 'at most this many authorizations', intOption('--limit'))
@@ -29,12 +30,21 @@ export function registerRunCommand(program: Command, deps: CliDeps): void {
             mandateId,
             limit: opts.limit,
             trigger: 'cli',
+            allowFuture: Boolean(opts.allowFuture),
+            asOfField: '--at',
             followSettlements: Boolean(opts.followSettlements),
             onProgress: (c) => bar.update(c.attempted + c.skipped, c.due),
           });
           bar.stop();
           if (opts.json) printJson(report);
           else process.stdout.write(formatRunReport(report));
+          if (report.status === 'completed_with_errors') {
+            if (!opts.json)
+              process.stderr.write(
+                `rebill: run ${report.runId} finished with ${report.counts.errors} error(s): ${report.errors.join('; ')}\n`,
+              );
+            process.exitCode = exitCodes.completedWithErrors;
+          } else if (report.status === 'interrupted') process.exitCode = exitCodes.failure;
         },
         { asOf },
       );

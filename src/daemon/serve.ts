@@ -21,9 +21,14 @@ export async function serve(app: App, opts: { schedule: boolean }): Promise<{ dr
   const url = await server.listen(config.admin.addr);
   app.logger.info({ url, schedule: opts.schedule ? config.daemon.schedule : null }, 'admin API listening');
   if (config.webhook.secrets.size === 0)
-    app.logger.warn(
-      'WORLDPAY_WEBHOOK_SECRETS is not set: webhook events are accepted without a signature check',
-    );
+    if (config.webhook.allowUnsigned)
+      app.logger.warn(
+        'WORLDPAY_WEBHOOK_SECRETS is not set and WORLDPAY_WEBHOOK_ALLOW_UNSIGNED=1: webhook events are accepted without a signature check',
+      );
+    else
+      app.logger.warn(
+        'WORLDPAY_WEBHOOK_SECRETS is not set: /webhooks/worldpay answers 503 to every event until it is (or WORLDPAY_WEBHOOK_ALLOW_UNSIGNED=1)',
+      );
   const daemon = opts.schedule
     ? createDaemon({
         ctx: app,

@@ -3,6 +3,7 @@ import {
   bigint,
   bigserial,
   boolean,
+  check,
   index,
   integer,
   jsonb,
@@ -12,6 +13,16 @@ import {
   timestamp,
   uniqueIndex,
 } from 'drizzle-orm/pg-core';
+import {
+  actionMachine,
+  attemptMachine,
+  chargeMachine,
+  credentialMachine,
+  type Machine,
+  mandateMachine,
+  runMachine,
+  states,
+} from '../domain/lifecycle.ts';
 
 /**
  * One schema for PostgreSQL and PGlite. Money is integer minor units (bigint, read as a JS
@@ -22,6 +33,17 @@ const id = () => bigserial('id', { mode: 'number' }).primaryKey();
 const ref = (name: string) => bigint(name, { mode: 'number' });
 const money = (name: string) => bigint(name, { mode: 'number' });
 const created = () => ts('created_at').notNull().defaultNow();
+
+/** A CHECK that a state column holds one of its machine's states (the list comes from the table). */
+const oneOf = (name: string, column: string, m: Machine<string>) =>
+  check(
+    name,
+    sql.raw(
+      `"${column}" in (${states(m)
+        .map((s) => `'${s}'`)
+        .join(', ')})`,
+    ),
+  );
 
 export const customers = pgTable('customers', {
   id: id(),
@@ -69,6 +91,7 @@ export const credentials = pgTable(
   (t) => [
     index('credentials_customer_idx').on(t.customerId),
     uniqueIndex('credentials_customer_fingerprint_uq').on(t.customerId, t.fingerprint),
+    oneOf('credentials_status_check', 'status', credentialMachine),
   ],
 );
 export type Credential = typeof credentials.$inferSelect;
@@ -122,6 +145,11 @@ export const mandates = pgTable(
     /** Amount of the last instalment when the total does not divide evenly (the remainder made explicit). */
     lastInstalmentAmount: money('last_instalment_amount'),
     cancelAtPeriodEnd: boolean('cancel_at_period_end').notNull().default(false),
+    /**
+     * Cycles up to this one may be charged however late they are (`backfill` at creation); later
+     * missed cycles are bounded by REBILL_MAX_CATCH_UP_CYCLES. Null: no backfill asked.
+     */
+    backfillThroughCycle: integer('backfill_through_cycle'),
     /** Next cycle to materialise (0-based) and when it falls due; null when nothing is scheduled. */
     nextCycle: integer('next_cycle').notNull().default(0),
     nextDueAt: ts('next_due_at'),
@@ -140,6 +168,7 @@ export const mandates = pgTable(
       .where(sql`${t.status} = 'active' and ${t.nextDueAt} is not null`),
     index('mandates_customer_idx').on(t.customerId),
     index('mandates_credential_idx').on(t.credentialId),
+    oneOf('mandates_status_check', 'status', mandateMachine),
   ],
 );
 export type Mandate = typeof mandates.$inferSelect;
@@ -177,6 +206,7 @@ export const charges = pgTable(
       .on(t.nextAttemptAt, t.id)
       .where(sql`${t.state} in ('pending', 'retry_scheduled', 'unknown', 'authorized')`),
     index('charges_state_idx').on(t.state),
+    oneOf('charges_state_check', 'state', chargeMachine),
   ],
 );
 export type Charge = typeof charges.$inferSelect;
@@ -221,6 +251,7 @@ export const attempts = pgTable(
     uniqueIndex('attempts_charge_no_uq').on(t.chargeId, t.attemptNo),
     index('attempts_credential_time_idx').on(t.credentialId, t.attemptedAt),
     index('attempts_open_idx').on(t.state).where(sql`${t.state} in ('sending', 'unknown')`),
+    oneOf('attempts_state_check', 'state', attemptMachine),
   ],
 );
 export type Attempt = typeof attempts.$inferSelect;
@@ -249,7 +280,10 @@ export const paymentActions = pgTable(
     createdAt: created(),
     completedAt: ts('completed_at'),
   },
-  (t) => [index('payment_actions_charge_idx').on(t.chargeId)],
+  (t) => [
+    index('payment_actions_charge_idx').on(t.chargeId),
+    oneOf('payment_actions_state_check', 'state', actionMachine),
+  ],
 );
 export type PaymentAction = typeof paymentActions.$inferSelect;
 
@@ -271,20 +305,24 @@ export const paymentEvents = pgTable(
 );
 export type PaymentEvent = typeof paymentEvents.$inferSelect;
 
-export const billingRuns = pgTable('billing_runs', {
-  id: id(),
-  trigger: text('trigger').notNull(),
-  asOf: ts('as_of').notNull(),
-  dryRun: boolean('dry_run').notNull().default(false),
-  mandateId: ref('mandate_id'),
-  limit: integer('limit'),
-  status: text('status').notNull().default('running'),
-  counts: jsonb('counts').$type<Record<string, number>>().notNull().default({}),
-  owner: text('owner'),
-  error: text('error'),
-  startedAt: ts('started_at').notNull().defaultNow(),
-  finishedAt: ts('finished_at'),
-});
+export const billingRuns = pgTable(
+  'billing_runs',
+  {
+    id: id(),
+    trigger: text('trigger').notNull(),
+    asOf: ts('as_of').notNull(),
+    dryRun: boolean('dry_run').notNull().default(false),
+    mandateId: ref('mandate_id'),
+    limit: integer('limit'),
+    status: text('status').notNull().default('running'),
+    counts: jsonb('counts').$type<Record<string, number>>().notNull().default({}),
+    owner: text('owner'),
+    error: text('error'),
+    startedAt: ts('started_at').notNull().defaultNow(),
+    finishedAt: ts('finished_at'),
+  },
+  () => [oneOf('billing_runs_status_check', 'status', runMachine)],
+);
 export type BillingRun = typeof billingRuns.$inferSelect;
 
 /** Audit trail of every state change of a mandate, charge, credential or action. */
@@ -304,6 +342,22 @@ export const auditLog = pgTable(
   (t) => [index('audit_log_entity_idx').on(t.entityType, t.entityId)],
 );
 export type AuditEntry = typeof auditLog.$inferSelect;
+
+/**
+ * The allowed moves of every state machine, loaded from `src/domain/lifecycle.ts` by migration:
+ * triggers on the stateful tables refuse a change of state that has no row here, so no
+ * statement, however written, can make a move the tables forbid. `from_state` null: a state a
+ * row may be created in.
+ */
+export const stateTransitions = pgTable(
+  'state_transitions',
+  {
+    machine: text('machine').notNull(),
+    fromState: text('from_state'),
+    toState: text('to_state').notNull(),
+  },
+  (t) => [uniqueIndex('state_transitions_uq').on(t.machine, t.fromState, t.toState)],
+);
 
 /** Daemon ticks coordinated across replicas: one row per schedule slot that fired. */
 export const cronSlots = pgTable('cron_slots', {

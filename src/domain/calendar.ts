@@ -356,3 +356,37 @@ export function firstCycleAt(opts: {
   wall.setUTCHours(Number(match[1]), Number(match[2]), 0, 0);
   return instantOf(wall.getTime(), opts.timezone);
 }
+
+/**
+ * The last cycle >= fromCycle that exists and falls due at or before `asOf`, or null when none
+ * does (the first is still ahead, the plan is unscheduled). A mandate started in the past is
+ * charged from here, not from its first cycle. Jumps close by estimate, then walks, like
+ * cycleAtOrAfter.
+ */
+export function lastCycleDueBy(s: Schedule, asOf: Date, fromCycle: number): number | null {
+  if (!s.interval) return null;
+  assertCycle(fromCycle);
+  if (!cycleExists(s, fromCycle) || dueAt(s, fromCycle).getTime() > asOf.getTime()) return null;
+  const step = AVERAGE_MS[s.interval.unit] * s.interval.count;
+  const elapsed = asOf.getTime() - dueAt(s, fromCycle).getTime();
+  let cycle = fromCycle + Math.max(0, Math.floor(elapsed / step) - 1);
+  if (s.instalmentsTotal != null) cycle = Math.min(cycle, s.instalmentsTotal - 1);
+  while (cycle > fromCycle && dueAt(s, cycle).getTime() > asOf.getTime()) cycle--;
+  while (
+    (s.instalmentsTotal == null || cycle + 1 < s.instalmentsTotal) &&
+    dueAt(s, cycle + 1).getTime() <= asOf.getTime()
+  )
+    cycle++;
+  // Past the end date: back to the last cycle that exists (cycle fromCycle does).
+  if (s.endAt != null && !cycleExists(s, cycle)) {
+    let lo = fromCycle;
+    let hi = cycle;
+    while (hi - lo > 1) {
+      const mid = Math.floor((lo + hi) / 2);
+      if (cycleExists(s, mid)) lo = mid;
+      else hi = mid;
+    }
+    cycle = lo;
+  }
+  return cycle;
+}

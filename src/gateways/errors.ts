@@ -1,3 +1,5 @@
+import { RebillError } from '../errors.ts';
+
 /**
  * Errors a gateway client raises. Billing code branches on the class, never on the message:
  * a RequestRejectedError is safe to fix and retry, a TimeoutError or a ConnectionError that
@@ -12,14 +14,14 @@ export interface ExchangeDetails {
   cause?: unknown;
 }
 
-export class GatewayError extends Error {
+export class GatewayError extends RebillError {
   override name = 'GatewayError';
   readonly httpStatus: number | undefined;
   readonly correlationId: string | undefined;
   latencyMs: number | undefined;
 
-  constructor(message: string, details: ExchangeDetails = {}) {
-    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+  constructor(message: string, details: ExchangeDetails = {}, code = 'gateway_error') {
+    super(message, code, details.cause === undefined ? undefined : { cause: details.cause });
     this.httpStatus = details.httpStatus;
     this.correlationId = details.correlationId;
     this.latencyMs = details.latencyMs;
@@ -33,15 +35,24 @@ export class GatewayError extends Error {
 export class ConnectionError extends GatewayError {
   override name = 'ConnectionError';
   readonly reachedServer: boolean;
-  readonly code: string | undefined;
+  /** The socket-level code (ECONNREFUSED, UND_ERR_SOCKET...), when there is one. */
+  readonly socketCode: string | undefined;
 
   constructor(
     message: string,
     details: ExchangeDetails & { reachedServer: boolean; code?: string | undefined },
   ) {
-    super(message, details);
+    super(message, details, 'gateway_transport');
     this.reachedServer = details.reachedServer;
-    this.code = details.code;
+    this.socketCode = details.code;
+  }
+}
+
+/** The client was closed (shutdown) before this request could go out: it was never sent. */
+export class ClientClosedError extends ConnectionError {
+  override name = 'ClientClosedError';
+  constructor(message = 'http client is closed') {
+    super(message, { reachedServer: false, code: 'CLIENT_CLOSED' });
   }
 }
 
@@ -68,6 +79,14 @@ export interface ValidationErrorDetail {
 
 /** A 4xx: the gateway refused the request itself (nothing was processed); fix it and retry. */
 export class RequestRejectedError extends GatewayError {
+  /**
+   * Our credentials (401/403) or our pace (429) were turned away, not the request: the same
+   * request will go through once that is fixed. Nothing here is about the card.
+   */
+  get aboutUs(): boolean {
+    return this.status === 401 || this.status === 403 || this.status === 408 || this.status === 429;
+  }
+
   override name = 'RequestRejectedError';
   readonly status: number;
   readonly errorName: string | undefined;

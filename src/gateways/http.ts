@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { Pool } from 'undici';
-import { ConnectionError, ContractError, GatewayError, TimeoutError } from './errors.ts';
+import { ClientClosedError, ConnectionError, ContractError, GatewayError, TimeoutError } from './errors.ts';
 
 /**
  * Shared HTTP plumbing for gateway clients: one keep-alive undici Pool per origin, a limiter
@@ -224,7 +224,7 @@ export function createHttpClient(opts: HttpClientOptions = {}): HttpClient {
   }
 
   async function request(req: HttpRequest): Promise<HttpResponse> {
-    if (closed) throw new GatewayError('http client is closed');
+    if (closed) throw new ClientClosedError();
     const { origin, path } = splitHref(req.url);
     const started = Date.now();
     for (let n = 0; ; n++) {
@@ -269,7 +269,8 @@ export function createHttpClient(opts: HttpClientOptions = {}): HttpClient {
         'gateway request retry',
       );
       await sleep(delay);
-      if (closed) throw new GatewayError('http client closed while retrying');
+      // The try before was not processed (that is why it is retried): nothing went out.
+      if (closed) throw new ClientClosedError('http client closed while retrying');
     }
   }
 

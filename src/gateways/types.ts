@@ -88,6 +88,8 @@ export type AuthorizeResult =
       /** Timeout, reset or 5xx: the gateway may or may not have acted. Never resend blindly. */
       outcome: 'unknown';
       reason: string;
+      /** false: the request provably never left (refused connection, client closed). */
+      reachedServer?: boolean;
     });
 
 export type PaymentActionKind =

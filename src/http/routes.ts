@@ -21,8 +21,10 @@ import {
   paymentAction,
   paymentEvents,
 } from '../billing/payments.ts';
+import { assertNotFuture } from '../billing/run.ts';
 import { getRun, listRuns } from '../billing/runs.ts';
 import type { Runner } from '../daemon/runner.ts';
+import { parseInstant } from '../domain/instant.ts';
 import { ValidationError } from '../errors.ts';
 
 export interface RouteRequest {
@@ -81,8 +83,9 @@ const chargeQuery = z
 const runQuery = z.object({ limit: int.max(1000).optional(), before: int.optional() }).strict();
 const runBody = z
   .object({
-    asOf: z.iso.datetime({ offset: true }).optional(),
+    asOf: z.string().optional(),
     dryRun: z.boolean().optional(),
+    allowFuture: z.boolean().optional(),
     mandateId: z.number().int().positive().optional(),
     limit: z.number().int().positive().optional(),
   })
@@ -138,14 +141,18 @@ export function adminRoutes(ctx: BillingContext, runner: Runner): RouteDef[] {
       status: 202,
       async handler(req) {
         const b = parseInput(runBody, req.body ?? {});
-        const id = await runner.start({
-          asOf: b.asOf ? new Date(b.asOf) : ctx.clock.now(),
+        const opts = {
+          asOf: b.asOf ? parseInstant('asOf', b.asOf) : ctx.clock.now(),
           dryRun: b.dryRun ?? false,
           mandateId: b.mandateId,
           limit: b.limit,
-          trigger: 'api',
+          trigger: 'api' as const,
+          allowFuture: b.allowFuture ?? false,
           followSettlements: true,
-        });
+        };
+        // Refused here with a 400, not later in the background run.
+        assertNotFuture(ctx, opts);
+        const id = await runner.start(opts);
         return { id, status: 'running' };
       },
     },

@@ -1,11 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { sql } from 'drizzle-orm';
 import type { FastifyInstance } from 'fastify';
 import type { BillingContext } from '../billing/context.ts';
-import { resolvePendingActions } from '../billing/payments.ts';
-import { applyPaymentStatus } from '../billing/settle.ts';
-import { num } from '../db/values.ts';
-import { normalisePaymentStatus } from '../gateways/worldpay/status.ts';
+import { receivePaymentEvent } from '../billing/webhooks.ts';
 import type { Metrics } from '../metrics.ts';
 
 export const WEBHOOK_PATH = '/webhooks/worldpay';
@@ -45,6 +41,7 @@ export type WebhookOutcome =
   | 'duplicate'
   | 'unknown_reference'
   | 'bad_signature'
+  | 'not_configured'
   | 'bad_request';
 
 /**
@@ -74,6 +71,16 @@ export function webhookRoutes(ctx: BillingContext, metrics?: Metrics) {
               : { error: { code: outcome, message: message ?? outcome } },
           );
       };
+      // Fail closed: without secrets nobody's events are accepted, unless unsigned ones were
+      // asked for by name (a sandbox, a test).
+      if (secrets.size === 0 && !ctx.config.webhook.allowUnsigned) {
+        log.error('webhook refused: WORLDPAY_WEBHOOK_SECRETS is not set');
+        return answer(
+          503,
+          'not_configured',
+          'webhook signatures are not configured (WORLDPAY_WEBHOOK_SECRETS); set WORLDPAY_WEBHOOK_ALLOW_UNSIGNED=1 to accept unsigned events',
+        );
+      }
       if (
         secrets.size > 0 &&
         !verifySignature(raw, req.headers['event-signature'] as string | undefined, secrets)
@@ -96,39 +103,30 @@ export function webhookRoutes(ctx: BillingContext, metrics?: Metrics) {
           'bad_request',
           'eventId, eventDetails.transactionReference and eventDetails.type are required',
         );
-      const rows = await ctx.database.rows(
-        sql`select a.id, a.charge_id from attempts a where a.transaction_reference = ${reference}`,
-      );
-      const attempt = rows[0];
-      if (!attempt) {
+      const occurred = typeof body.eventTimestamp === 'string' ? new Date(body.eventTimestamp) : undefined;
+      const out = await receivePaymentEvent(ctx, {
+        eventId,
+        transactionReference: reference,
+        type,
+        payload: body,
+        occurredAt: occurred && !Number.isNaN(occurred.getTime()) ? occurred : undefined,
+      });
+      if (out.outcome === 'unknown_reference') {
         log.warn(
           { eventId, transactionReference: reference, type },
           'webhook for an unknown transaction reference',
         );
         return answer(200, 'unknown_reference');
       }
-      const attemptId = num(attempt.id);
-      const chargeId = num(attempt.charge_id);
-      const status = normalisePaymentStatus(type);
-      const occurred = typeof body.eventTimestamp === 'string' ? new Date(body.eventTimestamp) : undefined;
-      const seen = await ctx.database.rows(sql`select 1 from payment_events where event_id = ${eventId}`);
-      if (seen.length > 0) {
-        log.info({ eventId, chargeId }, 'webhook redelivered: already applied');
+      if (out.outcome === 'duplicate') {
+        log.info({ eventId, chargeId: out.chargeId }, 'webhook redelivered: already applied');
         return answer(200, 'duplicate');
       }
-      await resolvePendingActions(ctx.database, attemptId, status);
-      const moved = await applyPaymentStatus(ctx.database, {
-        attemptId,
-        status,
-        rawStatus: type,
-        source: 'webhook',
-        eventId,
-        transactionReference: reference,
-        payload: body,
-        occurredAt: occurred && !Number.isNaN(occurred.getTime()) ? occurred : undefined,
-      });
-      log.info({ eventId, chargeId, transactionReference: reference, type, moved }, 'webhook event recorded');
-      return answer(200, moved ? 'applied' : 'recorded');
+      log.info(
+        { eventId, chargeId: out.chargeId, transactionReference: reference, type, moved: out.moved },
+        'webhook event recorded',
+      );
+      return answer(200, out.outcome);
     });
   };
 }

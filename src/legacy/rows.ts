@@ -3,8 +3,8 @@
  * for its file. Reasons are fixed texts that never echo a value: a card number typed into the
  * wrong column must not come back out in a report.
  */
-import { TZDate } from '@date-fns/tz';
 import { type Interval, isTimeZone, parseInterval } from '../domain/calendar.ts';
+import { readInstant } from '../domain/instant.ts';
 import { isCurrency } from '../domain/money.ts';
 import { type CardBrand, cardBrand, luhnValid } from './card.ts';
 
@@ -94,9 +94,6 @@ export const NO_KEY_REASON = 'REBILL_ENCRYPTION_KEY is not set: card numbers can
 
 const ENTITY = /^[A-Za-z0-9][A-Za-z0-9 ]{0,31}$/;
 const DIGITS = /^\d+$/;
-/** Date, or date and time with optional seconds, fraction and offset. */
-const DATE_TIME =
-  /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(Z|[+-]\d{2}:?\d{2})?)?$/;
 const MAX_TEXT = 255;
 const MAX_ID = 128;
 
@@ -108,37 +105,14 @@ function text(record: Record<string, unknown>, field: Field): string {
   return '\u0000object';
 }
 
-function daysIn(year: number, month: number): number {
-  return new Date(Date.UTC(year, month, 0)).getUTCDate();
-}
-
 /**
  * `next_charge_at` as an instant. A date alone means 00:00 local time in the row's zone (the
  * charge falls due as the customer's day starts); a date-time without an offset is local time
  * in the zone; with `Z` or an offset it is that instant.
  */
 export function parseChargeAt(value: string, zone: string): Date | null {
-  const m = DATE_TIME.exec(value);
-  if (!m) return null;
-  const [y, mo, d, h = '0', mi = '0', s = '0', frac = '0', offset] = m.slice(1) as string[];
-  const year = Number(y);
-  const month = Number(mo);
-  const day = Number(d);
-  const hour = Number(h);
-  const minute = Number(mi);
-  const second = Number(s);
-  if (month < 1 || month > 12 || day < 1 || day > daysIn(year, month)) return null;
-  if (hour > 23 || minute > 59 || second > 59) return null;
-  const ms = Number(frac.padEnd(3, '0').slice(0, 3));
-  if (offset !== undefined) {
-    let off = 0;
-    if (offset !== 'Z') {
-      const digits = offset.replace(':', '');
-      off = (Number(digits.slice(1, 3)) * 60 + Number(digits.slice(3, 5))) * (digits[0] === '-' ? -1 : 1);
-    }
-    return new Date(Date.UTC(year, month - 1, day, hour, minute, second, ms) - off * 60_000);
-  }
-  return new Date(new TZDate(year, month - 1, day, hour, minute, second, ms, zone).getTime());
+  const r = readInstant(value, zone);
+  return r instanceof Date ? r : null;
 }
 
 /** A validator for one file: it remembers legacy ids so a later duplicate is rejected. */

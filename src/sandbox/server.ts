@@ -26,7 +26,10 @@ export interface SandboxOptions {
   ledgerLimit?: number;
   rateLimit?: { requestsPerSecond: number };
   logger?: boolean;
-  /** Base of hrefs in responses; default http:// + the request's Host header. */
+  /**
+   * Base of hrefs in responses; default the URL the sandbox listens on, never the request's
+   * Host header (so `localhost` and `127.0.0.1` cannot split one link chain in two).
+   */
   publicUrl?: string;
   /** Clock for event lag, settlement and reversal windows (tests pin it). Default Date.now. */
   now?: () => number;
@@ -60,6 +63,9 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
   });
   const stats = () => state.stats(webhook?.stats() ?? { delivered: 0, failedAttempts: 0, pending: 0 });
   const app = Fastify({ logger: opts.logger ?? false, keepAliveTimeout: 30_000 });
+  // Known once listening (port 0 picks one): the routes read it per request.
+  let listenUrl: string | undefined;
+  const publicUrl = () => opts.publicUrl ?? listenUrl;
   await app.register(worldpayRoutes, {
     prefix: WORLDPAY_PREFIX,
     state,
@@ -67,9 +73,9 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
     password: opts.password ?? 'sandbox',
     latencyMs: opts.latencyMs ?? 0,
     requestsPerSecond: opts.rateLimit?.requestsPerSecond,
-    publicUrl: opts.publicUrl,
+    publicUrl,
   });
-  await app.register(controlRoutes, { state, stats, publicUrl: opts.publicUrl });
+  await app.register(controlRoutes, { state, stats, publicUrl });
   for (const plugin of opts.plugins ?? []) {
     await app.register(async (child) => {
       await plugin(child);
@@ -80,9 +86,10 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : opts.port;
   const urlHost = host.includes(':') ? `[${host}]` : host;
+  listenUrl = `http://${urlHost}:${port}`;
   let closed = false;
   return {
-    url: `http://${urlHost}:${port}`,
+    url: listenUrl,
     app,
     async close() {
       if (closed) return;

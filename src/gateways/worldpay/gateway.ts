@@ -153,10 +153,16 @@ export function createWorldpayGateway(opts: WorldpayGatewayOptions): WorldpayGat
   }
 
   /** Timeouts and broken connections: the request may have been acted on. */
-  function transportReason(err: unknown): { reason: string; latencyMs: number } | undefined {
+  function transportReason(
+    err: unknown,
+  ): { reason: string; latencyMs: number; reachedServer: boolean } | undefined {
     if (err instanceof TimeoutError || err instanceof ConnectionError) {
       const sent = err.reachedServer ? '' : ' (not sent)';
-      return { reason: `${err.message}${sent}`, latencyMs: err.latencyMs ?? 0 };
+      return {
+        reason: `${err.message}${sent}`,
+        latencyMs: err.latencyMs ?? 0,
+        reachedServer: err.reachedServer,
+      };
     }
     return undefined;
   }
@@ -231,7 +237,13 @@ export function createWorldpayGateway(opts: WorldpayGatewayOptions): WorldpayGat
       res = await send({ url, method: 'POST', body: JSON.stringify(body), retry: 'notProcessed', kind });
     } catch (err) {
       const t = transportReason(err);
-      if (t !== undefined) return { outcome: 'unknown', reason: t.reason, latencyMs: t.latencyMs };
+      if (t !== undefined)
+        return {
+          outcome: 'unknown',
+          reason: t.reason,
+          latencyMs: t.latencyMs,
+          reachedServer: t.reachedServer,
+        };
       if (err instanceof ContractError) return unknownFromContract(err);
       throw err;
     }

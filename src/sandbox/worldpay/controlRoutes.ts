@@ -8,7 +8,7 @@ import type { WorldpayState } from './worldpayState.js';
 export interface ControlRouteOptions {
   state: WorldpayState;
   stats: () => SandboxStats;
-  publicUrl?: string;
+  publicUrl?: string | (() => string | undefined);
 }
 
 const SCRIPT_OPS = new Set([
@@ -66,7 +66,9 @@ export function scriptRuleProblem(rule: unknown): string | undefined {
 
 export async function controlRoutes(app: FastifyInstance, options: ControlRouteOptions): Promise<void> {
   const { state } = options;
-  const base = (request: FastifyRequest) => options.publicUrl ?? 'http://' + request.headers.host;
+  const base = (request: FastifyRequest) =>
+    (typeof options.publicUrl === 'function' ? options.publicUrl() : options.publicUrl) ??
+    'http://' + request.headers.host;
   const body = (request: FastifyRequest) => (request.body ?? {}) as Record<string, unknown>;
   const optionalString = (value: unknown) => (typeof value === 'string' ? value : undefined);
 

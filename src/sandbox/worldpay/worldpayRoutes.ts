@@ -14,7 +14,7 @@ export interface WorldpayRouteOptions {
   latencyMs: number;
   requestsPerSecond?: number;
   /** Base of the hrefs in responses; default: http:// + the request's Host header. */
-  publicUrl?: string;
+  publicUrl?: string | (() => string | undefined);
 }
 
 const RESPONSE_TYPE = 'application/vnd.worldpay.payments-v6.hal+json';
@@ -50,7 +50,10 @@ export async function worldpayRoutes(app: FastifyInstance, options: WorldpayRout
   let windowCount = 0;
 
   function base(request: FastifyRequest): string {
-    return options.publicUrl ?? 'http://' + request.headers.host;
+    return (
+      (typeof options.publicUrl === 'function' ? options.publicUrl() : options.publicUrl) ??
+      'http://' + request.headers.host
+    );
   }
 
   async function send(request: FastifyRequest, reply: FastifyReply, answer: SandboxReply): Promise<void> {
