@@ -252,3 +252,18 @@ export async function releaseLeases(
      where c.id = h.id and c.fence = h.fence and c.lease_owner = ${owner} returning c.id`);
   return rows.length;
 }
+
+/**
+ * Extend a lease the caller still holds (owner and fence), from now. Returns the new wall-clock
+ * deadline, or null when the lease was taken over meanwhile.
+ */
+export async function renewLease(
+  database: Database,
+  c: { chargeId: number; owner: string; fence: number; leaseSeconds: number },
+): Promise<number | null> {
+  const deadline = Date.now() + c.leaseSeconds * 1000;
+  const rows =
+    await database.rows(sql`update charges set lease_expires_at = now() + make_interval(secs => ${c.leaseSeconds})
+    where id = ${c.chargeId} and fence = ${c.fence} and lease_owner = ${c.owner} returning id`);
+  return rows.length > 0 ? deadline : null;
+}

@@ -17,7 +17,7 @@ import {
 import { type ClaimedCharge, claimDueCharges, loadCardHistory } from './claim.ts';
 import type { BillingContext } from './context.ts';
 import { decideRefusal, mandateStatusFor } from './decide.ts';
-import { releaseLeases, transitionCharge, transitionMandate } from './door.ts';
+import { releaseLeases, renewLease, transitionCharge, transitionMandate } from './door.ts';
 import { dueMandates, materializeDueCharges } from './materialize.ts';
 import { reconcileUnknown } from './reconcile.ts';
 import { transactionReference } from './references.ts';
@@ -613,9 +613,19 @@ async function sendAttempt(
   const c = p.charge;
   const log = ctx.logger.child({ chargeId: c.id, mandateId: c.mandateId, reference: p.reference });
   if (c.leaseDeadline !== undefined && Date.now() > c.leaseDeadline - leaseMarginMs(ctx)) {
-    // Too little lease left to send and commit before another worker may take the charge over.
-    await defer(ctx, p, book, 'not_sent', 'lease too close to expiry to send; left for the next run');
-    return undefined;
+    // Too little lease left to send and commit before another worker may take the charge
+    // over: renew it first (one statement, only on a slow run), or leave it if it is gone.
+    const renewed = await renewLease(ctx.database, {
+      chargeId: c.id,
+      owner: ctx.workerId,
+      fence: c.fence,
+      leaseSeconds: ctx.config.billing.leaseSeconds,
+    });
+    if (renewed === null) {
+      lostLease(ctx, book, log);
+      return undefined;
+    }
+    c.leaseDeadline = renewed;
   }
   counts.attempted++;
   let result: AuthorizeResult;
