@@ -56,16 +56,20 @@ export async function checkSoak(
     sql`select state, count(*)::int as n from charges group by state order by state`,
   );
   const chargeStates = Object.fromEntries(states.map((r) => [String(r.state), num(r.n)]));
+  // A paused mandate holds its waiting charges until it is resumed (dunning's final action can
+  // pause one): those are held, not unfinished. Anything in flight must be finished regardless.
   for (const r of await database.rows(
-    sql`select id, mandate_id, cycle, state from charges where state in (${sql.join(
-      UNFINISHED.map((s) => sql`${s}`),
-      sql`, `,
-    )})`,
+    sql`select c.id, c.mandate_id, c.cycle, c.state from charges c join mandates m on m.id = c.mandate_id
+         where c.state in (${sql.join(
+           UNFINISHED.map((s) => sql`${s}`),
+           sql`, `,
+         )}) and not (m.status = 'paused' and c.state in ('pending', 'retry_scheduled'))`,
   )) {
     flag('unfinishedCharges', `charge ${r.id} (mandate ${r.mandate_id} cycle ${r.cycle}) is ${r.state}`);
   }
   for (const r of await database.rows(
-    sql`select id, next_attempt_at from charges where state = 'retry_scheduled' and next_attempt_at <= ${end}::timestamptz`,
+    sql`select c.id, c.next_attempt_at from charges c join mandates m on m.id = c.mandate_id
+         where c.state = 'retry_scheduled' and c.next_attempt_at <= ${end}::timestamptz and m.status <> 'paused'`,
   )) {
     flag('retryDueButNotAttempted', `charge ${r.id} retry was due at ${String(r.next_attempt_at)}`);
   }

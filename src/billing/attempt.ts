@@ -6,10 +6,17 @@ import {
   attemptMachine,
   type ChargeState,
   type MandateStatus,
+  UNSENT_CHARGE_STATES,
 } from '../domain/lifecycle.ts';
 import type { AuthorizeResult, Instrument } from '../gateways/types.ts';
 import type { ClaimedCharge } from './claim.ts';
-import { chargeMayBecome, mandateReleasesCharges, mayBecome, transitionMandate } from './door.ts';
+import {
+  chargeMayBecome,
+  mandateReleasesCharges,
+  mayBecome,
+  takeOverWaitingCharges,
+  transitionMandate,
+} from './door.ts';
 import type { RetryDecision } from './retry-policy.ts';
 
 /** An attempt whose write-ahead row is committed: from here on it may be sent. */
@@ -279,12 +286,21 @@ export async function commitRefused(
       values ('charge', ${p.chargeId}, ${p.chargeState}, ${chargeState}, ${`attempt ${p.reference}: ${decision.reason}`})`);
     if (mandateStatus !== null) {
       // Only an active mandate is moved by a refusal: a pause or cancel meanwhile stands.
-      await transitionMandate(database, tx, {
+      const moved = await transitionMandate(database, tx, {
         id: p.mandateId,
         to: mandateStatus,
         from: ['active'],
         reason: decision.reason,
       });
+      // Dunning's final action cancels the mandate: its other charges not yet sent end with it,
+      // as on an operator's cancel (a pause holds them until resume instead).
+      if (moved.ok && mandateStatus === 'cancelled')
+        await takeOverWaitingCharges(database, tx, p.mandateId, {
+          to: 'cancelled',
+          from: UNSENT_CHARGE_STATES,
+          reason: `mandate cancelled: ${decision.reason}`,
+          actor: 'system',
+        });
     }
     if ('blockCard' in decision && decision.blockCard) {
       await tx.execute(sql`with b as (
