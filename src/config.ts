@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { RebillError } from './errors.ts';
 
 /**
  * Configuration comes from the environment only. Secrets may instead be given as a path in
@@ -7,13 +8,19 @@ import { z } from 'zod';
  * Every variable is validated at start-up and a bad one is reported by name.
  */
 
-export class ConfigError extends Error {
+/**
+ * rebill is not set up for this: a bad variable at start, or one missing when work needs it (no
+ * encryption key for stored card data, no Liquido credentials). Nothing about the customer or
+ * the card: billing defers the work and never changes a mandate's business state for it.
+ */
+export class ConfigError extends RebillError {
   override name = 'ConfigError';
   constructor(
     readonly variable: string,
     message: string,
+    options?: { cause?: unknown },
   ) {
-    super(`${variable}: ${message}`);
+    super(`${variable}: ${message}`, 'config', options);
   }
 }
 

@@ -39,19 +39,3 @@ export class ConflictError extends RebillError {
     super(message, 'conflict');
   }
 }
-
-/**
- * rebill is not set up to do this (a missing or wrong encryption key, a gateway without
- * credentials). Nothing about the customer or the card: it fails or defers the work and never
- * changes a mandate's business state.
- */
-export class ConfigurationError extends RebillError {
-  override name = 'ConfigurationError';
-  constructor(
-    readonly setting: string,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(`${setting}: ${message}`, 'config', options);
-  }
-}

@@ -33,7 +33,8 @@ export interface PlannedAttempt {
 }
 
 /** Guard on an attempt row still open (sending or unknown), derived from the attempt table. */
-const attemptMay = (to: AttemptState) => mayBecome(attemptMachine, sql.raw('attempts.state'), to);
+const attemptMay = (to: AttemptState, opts: { orSame?: boolean } = {}) =>
+  mayBecome(attemptMachine, sql.raw('attempts.state'), to, opts);
 
 /**
  * Write ahead, for a whole batch in one statement: the attempt rows (state `sending`, with
@@ -207,7 +208,7 @@ export async function commitUnknown(
       update attempts set state = 'unknown', outcome = 'unknown', http_status = ${info.httpStatus ?? null},
              kind = ${p.kind}, link_href = ${p.linkHref},
              correlation_id = ${info.correlationId ?? null}, latency_ms = ${Math.round(info.latencyMs)}, error = ${info.reason}
-       where id = ${p.attemptId} and (state = 'unknown' or ${attemptMay('unknown')}) and exists (select 1 from ch) returning id
+       where id = ${p.attemptId} and ${attemptMay('unknown', { orSame: true })} and exists (select 1 from ch) returning id
     ), aud as (
       insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
       select 'charge', ${p.charge.id}, ${p.chargeState}, 'unknown', ${`attempt ${p.reference}: ${info.reason}`} where exists (select 1 from ch)

@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
+import { ConfigError } from '../config.ts';
 import { num } from '../db/values.ts';
-import { ConfigurationError, RebillError, ValidationError } from '../errors.ts';
+import { RebillError, ValidationError } from '../errors.ts';
 import { ConnectionError, GatewayError, RequestRejectedError } from '../gateways/errors.ts';
 import type { AuthorizeResult, Instrument } from '../gateways/types.ts';
 import { decryptSecret } from '../legacy/crypto.ts';
@@ -456,19 +457,19 @@ async function sendDue(ctx: BillingContext, opts: RunOptions, book: RunBook): Pr
   if (failure !== undefined) throw failure;
 }
 
-/** The card data of a legacy credential, or a ConfigurationError naming what is wrong with the key. */
+/** The card data of a legacy credential, or a ConfigError naming what is wrong with the key. */
 function decryptor(ctx: BillingContext, credentialId: number) {
   return (blob: string): string => {
     const key = ctx.config.encryptionKey;
     if (!key)
-      throw new ConfigurationError(
+      throw new ConfigError(
         'REBILL_ENCRYPTION_KEY',
         `is not set: cannot read the stored card data of credential ${credentialId}`,
       );
     try {
       return decryptSecret(blob, [key]);
     } catch (err) {
-      throw new ConfigurationError(
+      throw new ConfigError(
         'REBILL_ENCRYPTION_KEY',
         `cannot decrypt the stored card data of credential ${credentialId}: ${(err as Error).message}`,
         { cause: err },
@@ -649,7 +650,6 @@ async function sendAttempt(
   if (result.outcome === 'unknown') {
     if (result.reachedServer === false) {
       // Refused connection, client closed for shutdown: the request never left this process.
-      counts.attempted--;
       await defer(ctx, p, book, 'not_sent', `not sent: ${result.reason}`);
       return undefined;
     }
@@ -746,7 +746,10 @@ function refusalTarget(p: PlannedAttempt) {
   };
 }
 
-/** Put a written-ahead charge back to waiting, keep its lease for the rest of the run, count the error. */
+/**
+ * Put a written-ahead charge back to waiting, keep its lease for the rest of the run, count the
+ * error. A request that never left is not counted as attempted.
+ */
 async function defer(
   ctx: BillingContext,
   p: PlannedAttempt,
@@ -760,6 +763,7 @@ async function defer(
   } = {},
 ): Promise<void> {
   noteError(book, reason);
+  if (attemptState === 'not_sent') book.counts.attempted--;
   if (await commitDeferred(ctx.database, p, { attemptState, reason, ...info })) {
     book.held.set(p.charge.id, p.charge.fence);
   } else book.counts.lostLeases++;
@@ -796,7 +800,6 @@ async function recordRejected(
   );
   const info = { httpStatus: e?.httpStatus, correlationId: e?.correlationId, latencyMs: e?.latencyMs };
   if (err instanceof ConnectionError && !err.reachedServer) {
-    book.counts.attempted--;
     await defer(ctx, p, book, 'not_sent', `not sent: ${message}`, info);
     return;
   }
