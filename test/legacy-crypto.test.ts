@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cardBrand, luhnValid, maskPan } from '../src/legacy/card.ts';
+import { cardBrand, luhnValid, maskPan } from '../src/domain/card.ts';
 import {
   blobKeyId,
   DecryptError,
@@ -9,7 +9,7 @@ import {
   KeyError,
   keyId,
   parseKey,
-} from '../src/legacy/crypto.ts';
+} from '../src/domain/card-crypto.ts';
 import { LegacyInstrumentError, legacyInstrument } from '../src/legacy/instrument.ts';
 
 const KEY = Buffer.alloc(32, 1);

@@ -1,10 +1,11 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { credentials, mandates } from '../src/db/schema.ts';
-import { DecryptError, decryptSecret, rotateKeys } from '../src/legacy/crypto.ts';
+import { DecryptError, decryptSecret } from '../src/domain/card-crypto.ts';
 import { erasePan, legacyStatus } from '../src/legacy/erase.ts';
 import { importLegacy } from '../src/legacy/import.ts';
 import { readLegacyFile, type SourceRecord } from '../src/legacy/reader.ts';
+import { rotateKeys } from '../src/legacy/rotate-key.ts';
 import { NO_KEY_REASON } from '../src/legacy/rows.ts';
 import { type TestDatabase, testDatabase } from './support/db.ts';
 

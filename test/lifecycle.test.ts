@@ -13,9 +13,9 @@ import {
 } from '../src/billing/mandates.ts';
 import { paymentAction, paymentEvents } from '../src/billing/payments.ts';
 import { runBilling } from '../src/billing/run.ts';
+import { createRunner } from '../src/billing/runner.ts';
 import { fixedClock } from '../src/clock.ts';
 import { loadConfig } from '../src/config.ts';
-import { createRunner } from '../src/daemon/runner.ts';
 import { num } from '../src/db/values.ts';
 import { chargeMachine, transitionRows } from '../src/domain/lifecycle.ts';
 import { ValidationError } from '../src/errors.ts';

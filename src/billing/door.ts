@@ -1,5 +1,5 @@
 import { type SQL, sql } from 'drizzle-orm';
-import type { Database, Executor } from '../db/client.ts';
+import type { Database, Executor, Tx } from '../db/client.ts';
 import { num, str } from '../db/values.ts';
 import {
   type ChargeState,
@@ -266,4 +266,18 @@ export async function renewLease(
     await database.rows(sql`update charges set lease_expires_at = now() + make_interval(secs => ${c.leaseSeconds})
     where id = ${c.chargeId} and fence = ${c.fence} and lease_owner = ${c.owner} returning id`);
   return rows.length > 0 ? deadline : null;
+}
+
+/** One audit row, for writes that are not a state move of their own (creations, attachments). */
+export function writeAudit(
+  tx: Tx,
+  type: string,
+  id: number,
+  from: string | null,
+  to: string,
+  reason: string,
+  actor = 'operator',
+) {
+  return tx.execute(sql`insert into audit_log (entity_type, entity_id, from_state, to_state, reason, actor)
+    values (${type}, ${id}, ${from}, ${to}, ${reason}, ${actor})`);
 }

@@ -8,10 +8,11 @@ import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import type { Config } from '../config.ts';
 import type { Database } from '../db/client.ts';
-import { keyId, parseKey, rotateKeys } from '../legacy/crypto.ts';
+import { keyId, parseKey } from '../domain/card-crypto.ts';
 import { legacyStatus } from '../legacy/erase.ts';
 import { type ImportReport, importLegacy } from '../legacy/import.ts';
 import { detectFormat, readCsv, readNdjson } from '../legacy/reader.ts';
+import { rotateKeys } from '../legacy/rotate-key.ts';
 
 export interface LegacyDeps {
   openDatabase: () => Promise<Database>;

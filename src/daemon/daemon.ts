@@ -1,9 +1,9 @@
 import cron, { type ScheduledTask } from 'node-cron';
 import type { BillingContext } from '../billing/context.ts';
 import type { RunReport } from '../billing/run.ts';
+import type { Runner } from '../billing/runner.ts';
 import { ConfigError } from '../config.ts';
 import { pruneIdempotencyKeys } from '../http/idempotency.ts';
-import type { Runner } from './runner.ts';
 import { claimSlot, floorToSlot, lastSlot, previousSlot } from './slots.ts';
 
 export type DaemonState = 'created' | 'running' | 'stopping' | 'stopped';

@@ -1,8 +1,8 @@
 import type { App } from '../app.ts';
+import { createRunner } from '../billing/runner.ts';
 import { createAdminServer } from '../http/server.ts';
 import { createMetrics } from '../metrics.ts';
 import { createDaemon, validateSchedule } from './daemon.ts';
-import { createRunner } from './runner.ts';
 
 /**
  * What `rebill daemon` and `rebill admin` run: the admin API (with the webhook and metrics),

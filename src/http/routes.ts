@@ -22,8 +22,8 @@ import {
   paymentEvents,
 } from '../billing/payments.ts';
 import { assertNotFuture } from '../billing/run.ts';
+import type { Runner } from '../billing/runner.ts';
 import { getRun, listRuns } from '../billing/runs.ts';
-import type { Runner } from '../daemon/runner.ts';
 import { parseInstant } from '../domain/instant.ts';
 import { ValidationError } from '../errors.ts';
 

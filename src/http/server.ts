@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { BillingContext } from '../billing/context.ts';
-import type { Runner } from '../daemon/runner.ts';
+import type { Runner } from '../billing/runner.ts';
 import type { Metrics } from '../metrics.ts';
 import { createTokenCheck } from './auth.ts';
 import { errorResponse, HttpError } from './errors.ts';

@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { Database, Executor } from '../db/client.ts';
-import { encryptSecret, fingerprint } from './crypto.ts';
+import { encryptSecret, fingerprint } from '../domain/card-crypto.ts';
 import type { SourceRecord } from './reader.ts';
 import { createRowValidator, type RowError, type ValidRow } from './rows.ts';
 

@@ -4,8 +4,8 @@
  * it, sends the request, and erases the number (erasePan) once the first charge succeeds.
  */
 import type { Credential } from '../db/schema.ts';
+import { decryptSecret } from '../domain/card-crypto.ts';
 import type { Instrument } from '../gateways/types.ts';
-import { decryptSecret } from './crypto.ts';
 
 export class LegacyInstrumentError extends Error {
   override name = 'LegacyInstrumentError';

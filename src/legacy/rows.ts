@@ -4,9 +4,9 @@
  * wrong column must not come back out in a report.
  */
 import { type Interval, isTimeZone, parseInterval } from '../domain/calendar.ts';
+import { type CardBrand, cardBrand, luhnValid } from '../domain/card.ts';
 import { readInstant } from '../domain/instant.ts';
 import { isCurrency } from '../domain/money.ts';
-import { type CardBrand, cardBrand, luhnValid } from './card.ts';
 
 export const FIELDS = [
   'legacy_id',

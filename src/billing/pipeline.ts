@@ -1,0 +1,85 @@
+/** The charge loop of a run: claim, prepare and send as a pipeline. */
+import { sql } from 'drizzle-orm';
+import { claimDueCharges } from './claim.ts';
+import type { BillingContext } from './context.ts';
+import { prepareBatch, type Ready } from './prepare.ts';
+import type { RunOptions } from './run.ts';
+import type { RunBook } from './run-book.ts';
+import { sendGroup } from './send.ts';
+
+/**
+ * Claim, write ahead and send every due charge as a pipeline: `concurrency` senders take groups
+ * from a queue, and whenever fewer than `concurrency` groups are waiting the next batch is
+ * claimed and written ahead while the senders keep going. The gateway never idles between
+ * batches, and senders do not start and finish in lockstep (the two lanes this replaced did:
+ * both drained at once, which left the event loop with bursts of work and the gateway idle).
+ * A claimed batch waits at most about one batch's worth of sends before it goes out, and a
+ * sender checks the lease still has its margin before each request. Memory holds at most about
+ * two batches. When a claim fails or the run is stopped, no more is claimed, what is already
+ * written ahead is still sent, and a claim error is thrown once the senders are done.
+ */
+export async function sendDue(ctx: BillingContext, opts: RunOptions, book: RunBook): Promise<void> {
+  const { counts, runId } = book;
+  const concurrency = ctx.config.billing.concurrency;
+  const batchSize = ctx.config.billing.batchSize;
+  // PGlite has one connection: prefetching would only queue the claim behind the commits.
+  const lowWater = ctx.database.concurrent ? concurrency : 0;
+  const queue: Ready[][] = [];
+  let remaining = opts.limit ?? Number.POSITIVE_INFINITY;
+  let exhausted = false;
+  let failure: unknown;
+  let feeding: Promise<void> | null = null;
+  let lastProgressWrite = Date.now();
+
+  const feed = async () => {
+    const limit = Math.min(batchSize, remaining);
+    remaining -= limit;
+    const claimed = await claimDueCharges(ctx.database, {
+      asOf: opts.asOf,
+      owner: ctx.workerId,
+      leaseSeconds: ctx.config.billing.leaseSeconds,
+      limit,
+      mandateId: opts.mandateId,
+    });
+    remaining += limit - claimed.length;
+    if (claimed.length === 0 || remaining <= 0) exhausted = true;
+    if (claimed.length === 0) return;
+    counts.due += claimed.length;
+    queue.push(...(await prepareBatch(ctx, claimed, opts.asOf, book)));
+    if (Date.now() - lastProgressWrite > 1000) {
+      lastProgressWrite = Date.now();
+      await ctx.database.rows(
+        sql`update billing_runs set counts = ${JSON.stringify(counts)}::jsonb where id = ${runId}`,
+      );
+    }
+  };
+  const stopping = () => exhausted || failure !== undefined || opts.signal?.aborted === true;
+  const refill = () => {
+    if (feeding || stopping() || queue.length > lowWater) return;
+    feeding = feed()
+      .catch((err) => {
+        failure = err;
+      })
+      .finally(() => {
+        feeding = null;
+      });
+  };
+  const sender = async () => {
+    for (;;) {
+      refill();
+      const group = queue.shift();
+      if (group) {
+        // Written ahead already: sent even when claiming failed or the run is stopping.
+        await sendGroup(ctx, group, book, () => opts.onProgress?.(counts));
+        continue;
+      }
+      if (feeding) {
+        await feeding;
+        continue;
+      }
+      return;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, concurrency) }, sender));
+  if (failure !== undefined) throw failure;
+}
