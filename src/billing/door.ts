@@ -55,9 +55,18 @@ export const chargeMayBecome = (to: ChargeState, alias = 'charges', opts: { orSa
  * there from its current state, by the table.
  */
 export function movesTo(expr: SQL, candidates: readonly ChargeState[], alias = 'c'): SQL {
-  const column = sql.raw(`${alias}.state`);
+  return mayMoveTo(chargeMachine, sql.raw(`${alias}.state`), expr, candidates);
+}
+
+/** `movesTo` for any machine: the row in `column` may take the state `expr` computes. */
+export function mayMoveTo<S extends string>(
+  m: Machine<S>,
+  column: SQL,
+  expr: SQL,
+  candidates: readonly S[],
+): SQL {
   return sql`(${sql.join(
-    candidates.map((to) => sql`(${expr} = ${to} and (${column} = ${to} or ${chargeMayBecome(to, alias)}))`),
+    candidates.map((to) => sql`(${expr} = ${to} and (${column} = ${to} or ${mayBecome(m, column, to)}))`),
     sql` or `,
   )})`;
 }

@@ -2,6 +2,8 @@ import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
 import { date, dateOrNull, num, numOrNull } from '../db/values.ts';
 import { dueAt, type IntervalUnit, lastCycleDueBy, nextDue, type Schedule } from '../domain/calendar.ts';
+import { mandateMachine } from '../domain/lifecycle.ts';
+import { mayMoveTo } from './door.ts';
 
 export interface MandateCalendarRow {
   id: number;
@@ -169,7 +171,7 @@ export async function materializeDueCharges(
       await tx.execute(sql`update mandates m set next_cycle = v.next_cycle, next_due_at = v.next_due_at,
              status = v.status, updated_at = now()
         from (values ${sql.join(mandateValues, sql`, `)}) as v(id, next_cycle, next_due_at, status)
-       where m.id = v.id`);
+       where m.id = v.id and ${mayMoveTo(mandateMachine, sql.raw('m.status'), sql`v.status`, ['active', 'completed', 'cancelled'])}`);
       const ended = rows.filter((m) => m.cancelAtPeriodEnd || !mandateValues.length);
       if (counts.completed + counts.cancelled > 0 || ended.length > 0) {
         await tx.execute(sql`insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
