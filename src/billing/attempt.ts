@@ -14,6 +14,8 @@ import {
   chargeMayBecome,
   mandateReleasesCharges,
   mayBecome,
+  movesTo,
+  outcomeState,
   takeOverWaitingCharges,
   transitionMandate,
 } from './door.ts';
@@ -267,15 +269,18 @@ export async function commitRefused(
   const chargeState = chargeStateFor(decision);
   const retryAt = decision.action === 'retry' ? decision.retryAt.toISOString() : null;
   return database.db.transaction(async (tx) => {
+    const target = outcomeState(chargeState, p.mandateId);
     const ch = await database.rows(
-      sql`update charges set state = ${chargeState}, state_reason = ${decision.reason},
+      sql`update charges c set state = ${target}, state_reason = ${decision.reason},
                  next_attempt_at = coalesce(${retryAt}::timestamptz, next_attempt_at),
                  lease_owner = null, lease_expires_at = null, updated_at = now()
-           where id = ${p.chargeId} and fence = ${p.fence} and ${chargeMayBecome(chargeState)} returning id`,
+           where id = ${p.chargeId} and fence = ${p.fence} and ${movesTo(target, [chargeState, 'cancelled'])}
+           returning state`,
       tx,
     );
     // Nothing written yet: returning ends the transaction with nothing in it.
     if (ch.length === 0) return false;
+    const landed = String(ch[0]?.state);
     await tx.execute(sql`update attempts set state = ${info.attemptState}, outcome = ${info.attemptState},
         http_status = ${info.httpStatus ?? null}, correlation_id = ${info.correlationId ?? null},
         latency_ms = ${info.latencyMs === undefined ? null : Math.round(info.latencyMs)},
@@ -284,7 +289,7 @@ export async function commitRefused(
         error = ${info.error ?? null}, completed_at = now()
       where id = ${p.attemptId} and ${attemptMay(info.attemptState)}`);
     await tx.execute(sql`insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
-      values ('charge', ${p.chargeId}, ${p.chargeState}, ${chargeState}, ${`attempt ${p.reference}: ${decision.reason}`})`);
+      values ('charge', ${p.chargeId}, ${p.chargeState}, ${landed}, ${`attempt ${p.reference}: ${decision.reason}${landed === chargeState ? '' : '; its mandate was cancelled meanwhile'}`})`);
     if (mandateStatus !== null) {
       // Only an active mandate is moved by a refusal: a pause or cancel meanwhile stands.
       const moved = await transitionMandate(database, tx, {
@@ -333,11 +338,12 @@ export async function commitDeferred(
     reason: string;
   },
 ): Promise<boolean> {
-  const back: ChargeState = p.attemptNo <= 1 ? 'pending' : 'retry_scheduled';
+  const back = outcomeState(p.attemptNo <= 1 ? 'pending' : 'retry_scheduled', p.charge.mandateId);
   const rows = await database.rows(sql`
     with ch as (
-      update charges set state = ${back}, state_reason = ${info.reason}, updated_at = now()
-       where id = ${p.charge.id} and fence = ${p.charge.fence} and ${chargeMayBecome(back)} returning id
+      update charges c set state = ${back}, state_reason = ${info.reason}, updated_at = now()
+       where id = ${p.charge.id} and fence = ${p.charge.fence}
+         and ${movesTo(back, ['pending', 'retry_scheduled', 'cancelled'])} returning id, state
     ), att as (
       update attempts set state = ${info.attemptState}, outcome = ${info.attemptState}, http_status = ${info.httpStatus ?? null},
              correlation_id = ${info.correlationId ?? null},
@@ -346,7 +352,7 @@ export async function commitDeferred(
        where id = ${p.attemptId} and ${attemptMay(info.attemptState)} and exists (select 1 from ch) returning id
     ), aud as (
       insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
-      select 'charge', ${p.charge.id}, ${p.chargeState}, ${back}, ${`attempt ${p.reference}: ${info.reason}`} where exists (select 1 from ch)
+      select 'charge', id, ${p.chargeState}, state, ${`attempt ${p.reference}: ${info.reason}`} from ch
     )
     select (select count(*) from ch)::int as ok`);
   return num(rows[0]?.ok ?? 0) > 0;

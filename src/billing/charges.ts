@@ -6,7 +6,7 @@ import { ConflictError, NotFoundError } from '../errors.ts';
 import type { Intent } from '../gateways/types.ts';
 import { chargeDunning, loadCardHistory } from './claim.ts';
 import type { BillingContext } from './context.ts';
-import { transitionCharge, transitionMandate } from './door.ts';
+import { lockMandate, transitionCharge, transitionMandate } from './door.ts';
 import { type RunReport, runBilling } from './run.ts';
 
 export interface ChargeView {
@@ -228,6 +228,7 @@ export async function retryNow(ctx: BillingContext, id: number): Promise<RunRepo
   });
   if (!check.ok) throw new ConflictError(`charge ${id} cannot be retried now: ${check.decision.reason}`);
   await ctx.database.db.transaction(async (tx) => {
+    await lockMandate(ctx.database, tx, charge.mandateId);
     const reason = 'retry requested by operator';
     // Taken over from any run that claimed it: the retry below claims it afresh.
     const moved = await transitionCharge(ctx.database, tx, {

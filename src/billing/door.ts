@@ -9,6 +9,7 @@ import {
   type MandateStatus,
   mandateMachine,
   sourcesOf,
+  UNSENT_CHARGE_STATES,
   WAITING_CHARGE_STATES,
 } from '../domain/lifecycle.ts';
 
@@ -23,6 +24,11 @@ import {
  * Hot-path statements (write-ahead, outcome commits) embed these guards in their own CTEs so a
  * charge still costs one statement; everything else calls `transitionCharge` /
  * `transitionMandate`.
+ *
+ * Lock order, to keep operator actions and runs from deadlocking: a transaction that moves a
+ * mandate and some of its charges locks the mandate first (`lockMandate`), then the charges.
+ * An operator's take-over locks only the waiting charges, never one in flight, whose outcome
+ * commit locks its charge and then, for a dunning decision, the mandate.
  */
 
 const list = (states: readonly string[]): SQL =>
@@ -78,9 +84,25 @@ export const mandateMayBecome = (to: MandateStatus, alias = 'mandates') =>
 export const chargeIsWaiting = (alias = 'c'): SQL =>
   sql`${sql.raw(`${alias}.state`)} in (${list(WAITING_CHARGE_STATES)})`;
 
+/** Lock a mandate's row for the rest of the transaction: taken before any of its charges. */
+export async function lockMandate(database: Database, on: Executor, mandateId: number): Promise<void> {
+  await database.rows(sql`select id from mandates where id = ${mandateId} for update`, on);
+}
+
 /** `<alias>.status not in ('paused', 'cancelled')`: a mandate whose charges may be sent. */
 export const mandateReleasesCharges = (alias = 'm'): SQL =>
   sql`${sql.raw(`${alias}.status`)} not in (${list(HOLDING_MANDATE_STATUSES)})`;
+
+/**
+ * The state an attempt's outcome leaves its charge in: `target`, unless that would leave the
+ * charge waiting (a retry, a new card, a stop) on a mandate cancelled while the attempt was in
+ * flight, which no run would ever send again: then the charge is cancelled with its mandate.
+ */
+export function outcomeState(target: ChargeState, mandateId: number): SQL {
+  if (!(UNSENT_CHARGE_STATES as readonly string[]).includes(target)) return sql`${target}::text`;
+  return sql`(case when exists (select 1 from mandates where id = ${mandateId} and status = 'cancelled')
+    then 'cancelled' else ${target}::text end)`;
+}
 
 export interface Actor {
   actor?: 'system' | 'operator';
@@ -172,7 +194,8 @@ export async function takeOverWaitingCharges(
   }
   const rows = await database.rows(
     sql`with moved as (
-          update charges c set ${sql.join(sets, sql`, `)} from (select id, state from charges where mandate_id = ${mandateId} for update) o
+          update charges c set ${sql.join(sets, sql`, `)}
+            from (select id, state from charges where mandate_id = ${mandateId} and state in (${list(from)}) for update) o
            where c.id = o.id and ${sql.join(guards, sql` and `)}
           returning c.id, o.state as from_state
         ), aud as (

@@ -2,8 +2,8 @@ import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
 import { date, dateOrNull, num, numOrNull } from '../db/values.ts';
 import { dueAt, type IntervalUnit, lastCycleDueBy, nextDue, type Schedule } from '../domain/calendar.ts';
-import { mandateMachine } from '../domain/lifecycle.ts';
-import { mayMoveTo } from './door.ts';
+import { mandateMachine, UNSENT_CHARGE_STATES } from '../domain/lifecycle.ts';
+import { mayMoveTo, takeOverWaitingCharges } from './door.ts';
 
 export interface MandateCalendarRow {
   id: number;
@@ -181,6 +181,15 @@ export async function materializeDueCharges(
               sql`, `,
             )}) and status <> 'active'`);
       }
+      // The cancel takes effect now: like an operator's cancel, it ends what was not sent yet
+      // (a retry of the last period in dunning), which no run would ever pick up again.
+      for (const m of rows.filter((r) => r.cancelAtPeriodEnd))
+        await takeOverWaitingCharges(database, tx, m.id, {
+          to: 'cancelled',
+          from: UNSENT_CHARGE_STATES,
+          reason: 'mandate cancelled at period end',
+          actor: 'system',
+        });
       return counts;
     });
     if (batch === null) break;

@@ -10,7 +10,7 @@ import { chargeStateFor, instrumentFor, type PlannedAttempt, writeAhead } from '
 import { type ClaimedCharge, loadCardHistory } from './claim.ts';
 import type { BillingContext } from './context.ts';
 import { mandateStatusFor } from './decide.ts';
-import { transitionCharge, transitionMandate } from './door.ts';
+import { lockMandate, transitionCharge, transitionMandate } from './door.ts';
 import { transactionReference } from './references.ts';
 import type { RetryDecision } from './retry-policy.ts';
 import { count, noteError, type RunBook } from './run-book.ts';
@@ -26,6 +26,7 @@ async function commitWithoutAttempt(
   const mandateStatus = mandateStatusFor(decision);
   const retryAt = decision.action === 'retry' ? decision.retryAt.toISOString() : null;
   const moved = await ctx.database.db.transaction(async (tx) => {
+    if (mandateStatus) await lockMandate(ctx.database, tx, c.mandateId);
     const r = await transitionCharge(ctx.database, tx, {
       id: c.id,
       to: state,

@@ -85,6 +85,7 @@ export const chargeMachine: Machine<ChargeState> = {
     pending: ['attempting', 'retry_scheduled', 'needs_new_credential', 'stopped', 'failed', 'cancelled'],
     retry_scheduled: ['attempting', 'needs_new_credential', 'stopped', 'failed', 'cancelled'],
     // `pending` / `retry_scheduled` from here: the attempt provably never left the process.
+    // `cancelled`: its mandate was cancelled while it was in flight, and it was not paid.
     attempting: [
       'authorized',
       'settling',
@@ -94,8 +95,17 @@ export const chargeMachine: Machine<ChargeState> = {
       'needs_new_credential',
       'stopped',
       'failed',
+      'cancelled',
     ],
-    unknown: ['authorized', 'settling', 'retry_scheduled', 'needs_new_credential', 'stopped', 'failed'],
+    unknown: [
+      'authorized',
+      'settling',
+      'retry_scheduled',
+      'needs_new_credential',
+      'stopped',
+      'failed',
+      'cancelled',
+    ],
     authorized: ['settling', 'settled', 'settle_failed', 'cancelled', 'refunded'],
     settling: ['settled', 'settle_failed', 'cancelled', 'refunded', 'partially_refunded'],
     settled: ['refunded', 'partially_refunded'],
