@@ -25,6 +25,7 @@ import { startFaultProxy } from './lib/fault-proxy.ts';
 import { commit, machine } from './lib/machine.ts';
 import { pick, rng } from './lib/rng.ts';
 import { checkSoak } from './lib/soak-check.ts';
+import { createOperator } from './lib/soak-operator.ts';
 import { rebillCommand, startWorker, type WorkerResult } from './lib/worker-cli.ts';
 
 const KEY = '0f'.repeat(32);
@@ -52,6 +53,7 @@ async function main(argv: string[]): Promise<number> {
       'step-hours',
       'concurrency',
       'two-workers',
+      'operator-rate',
     ],
     flags: ['keep', 'tsx', 'no-save'],
   });
@@ -71,6 +73,8 @@ async function main(argv: string[]): Promise<number> {
     stepHours: args.num('step-hours', 24),
     concurrency: args.num('concurrency', 8),
     twoWorkers: args.num('two-workers', 0.25),
+    /** Chance per step that an operator pauses, resumes or cancels a mandate while workers run. */
+    operatorRate: args.num('operator-rate', 0.5),
   };
   if (p.faultRate > 1) throw new ArgsError('--fault-rate: a probability between 0 and 1');
   const random = rng(p.seed);
@@ -108,7 +112,17 @@ async function main(argv: string[]): Promise<number> {
     clock: { now: () => now },
     logger: silentLogger,
   });
-  const workers = { runs: 0, kills: 0, crashSwitchKills: 0, timedKills: 0, twoWorkerSteps: 0, failures: 0 };
+  const workers = {
+    runs: 0,
+    kills: 0,
+    crashSwitchKills: 0,
+    timedKills: 0,
+    twoWorkerSteps: 0,
+    failures: 0,
+    /** Runs that finished with exit 5: some charges deferred (an injected 429 or refused connection). */
+    completedWithErrors: 0,
+  };
+  const operator = createOperator(app, own.database, () => sandbox.ledger(), random);
   const failures: string[] = [];
   let queued = 0;
   try {
@@ -153,7 +167,8 @@ async function main(argv: string[]): Promise<number> {
     const record = (r: WorkerResult, label: string) => {
       workers.runs++;
       if (r.signal === 'SIGKILL') return;
-      if (r.code !== 0) {
+      if (r.code === 5) workers.completedWithErrors++;
+      else if (r.code !== 0) {
         workers.failures++;
         if (failures.length < 5) failures.push(`${label}: exit ${r.code}: ${r.stderr.trim().slice(0, 400)}`);
       } else lastRunMs = r.ms;
@@ -202,10 +217,15 @@ async function main(argv: string[]): Promise<number> {
           }
         }
       }
+      // The operator acts while this step's run is in flight, at a random moment of it.
+      const acting =
+        random() < p.operatorRate
+          ? sleep(random() * lastRunMs).then(() => operator.act())
+          : Promise.resolve();
       if (random() < p.twoWorkers) {
         workers.twoWorkerSteps++;
-        await Promise.all([run(at), run(at)]);
-      } else await run(at);
+        await Promise.all([run(at), run(at), acting]);
+      } else await Promise.all([run(at), acting]);
       if ((i + 1) % 10 === 0 || i === steps.length - 1)
         log(
           `soak: step ${i + 1}/${steps.length} at ${at.toISOString().slice(0, 10)}, ${workers.kills} kills, ${workers.runs} worker runs`,
@@ -218,9 +238,12 @@ async function main(argv: string[]): Promise<number> {
     for (; catchUps < 6; catchUps++) {
       await sleep(LEASE_SECONDS * 1000 + 500);
       const r = await run(endAt);
-      const open = await own.database.rows(sql`select count(*)::int as n from charges
-        where state in ('pending', 'attempting', 'unknown', 'authorized')
-           or (state = 'retry_scheduled' and next_attempt_at <= ${endAt.toISOString()}::timestamptz)`);
+      // A paused mandate's waiting charges are held, not open.
+      const open =
+        await own.database.rows(sql`select count(*)::int as n from charges c join mandates m on m.id = c.mandate_id
+        where c.state in ('attempting', 'unknown', 'authorized')
+           or (m.status <> 'paused' and (c.state = 'pending'
+               or (c.state = 'retry_scheduled' and c.next_attempt_at <= ${endAt.toISOString()}::timestamptz)))`);
       if (r.code === 0 && num(open[0]?.n) === 0) break;
     }
     const check = await checkSoak(own.database, sandbox.ledger(), {
@@ -228,20 +251,26 @@ async function main(argv: string[]): Promise<number> {
       slowReferences: proxy.slowReferences,
       prefix: app.config.billing.referencePrefix,
     });
-    const violations = { ...check.violations, workerFailures: workers.failures };
+    const held = await operator.finish();
+    const violations = { ...check.violations, ...held.violations, workerFailures: workers.failures };
     const total = Object.values(violations).reduce((a, b) => a + b, 0);
     const out = {
       kind: 'soak',
       parameters: p,
       seconds: Math.round((performance.now() - started) / 1000),
       workers: { ...workers, catchUps: catchUps + 1 },
+      operator: held.actions,
       queuedCharges: queued,
       injected: proxy.injected,
       counts: check.counts,
       chargeStates: check.chargeStates,
       violations,
       totalViolations: total,
-      examples: { ...check.examples, ...(failures.length > 0 ? { workerFailures: failures } : {}) },
+      examples: {
+        ...check.examples,
+        ...held.examples,
+        ...(failures.length > 0 ? { workerFailures: failures } : {}),
+      },
       machine: machine(),
       commit: commit(),
       at: new Date().toISOString(),

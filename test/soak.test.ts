@@ -33,6 +33,7 @@ describe.skipIf(!hasServer)('fault soak (worker processes sharing PostgreSQL)', 
     const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as {
       violations: Record<string, number>;
       workers: { kills: number; twoWorkerSteps: number };
+      operator: { paused: number; resumed: number; cancelled: number };
       counts: { gatewayAuthorizations: number; gatewayRefusals: number };
       injected: Record<string, number>;
       examples: Record<string, string[]>;
@@ -42,6 +43,9 @@ describe.skipIf(!hasServer)('fault soak (worker processes sharing PostgreSQL)', 
     expect(out.counts.gatewayAuthorizations).toBeGreaterThan(500);
     expect(out.counts.gatewayRefusals).toBeGreaterThan(0);
     expect(Object.values(out.injected).reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
+    // and an operator paused and cancelled mandates while workers ran and were killed
+    expect(out.operator.paused + out.operator.cancelled).toBeGreaterThan(0);
+    expect(out.violations).toHaveProperty('sentWhileHeld');
     const zero = Object.fromEntries(Object.keys(out.violations).map((k) => [k, 0]));
     expect(out.violations, JSON.stringify(out.examples, null, 1)).toEqual(zero);
     expect(r.code, r.stderr.slice(-2000)).toBe(0);
