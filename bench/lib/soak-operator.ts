@@ -24,7 +24,8 @@ export function createOperator(
   const examples: Record<string, string[]> = {};
   const flag = (kind: keyof typeof violations, example: string) => {
     violations[kind]++;
-    const list = (examples[kind] ??= []);
+    const list = examples[kind] ?? [];
+    examples[kind] = list;
     if (list.length < 5) list.push(example);
   };
   const refsOf = async (mandateId: number) =>

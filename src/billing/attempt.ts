@@ -36,7 +36,7 @@ export interface PlannedAttempt {
 
 /** Guard on an attempt row still open (sending or unknown), derived from the attempt table. */
 const attemptMay = (to: AttemptState, opts: { orSame?: boolean } = {}) =>
-  mayBecome(attemptMachine, sql.raw('attempts.state'), to, opts);
+  mayBecome(attemptMachine, 'attempts.state', to, opts);
 
 /**
  * Write ahead, for a whole batch in one statement: the attempt rows (state `sending`, with

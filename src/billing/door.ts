@@ -31,11 +31,21 @@ import {
  * commit locks its charge and then, for a dunning decision, the mandate.
  */
 
-const list = (states: readonly string[]): SQL =>
-  sql.join(
-    states.map((s) => sql`${s}`),
-    sql`, `,
-  );
+/**
+ * State names as SQL literals, not bind parameters: they come from the tables in code, never
+ * from input, and as literals the hot-path statements keep their text and parameter count
+ * small and stable (a guard of six states as parameters cost six more per statement).
+ */
+const STATE_NAME = /^[a-z_]+$/;
+const quoted = (states: readonly string[]): string =>
+  states
+    .map((s) => {
+      if (!STATE_NAME.test(s)) throw new TypeError(`not a state name: ${JSON.stringify(s)}`);
+      return `'${s}'`;
+    })
+    .join(', ');
+const list = (states: readonly string[]): SQL => sql.raw(quoted(states));
+const literal = (state: string): SQL => list([state]);
 
 /**
  * `<column> in (every state that may become <to>)`, optionally also `to` itself (a repeat that
@@ -43,42 +53,54 @@ const list = (states: readonly string[]): SQL =>
  */
 export function mayBecome<S extends string>(
   m: Machine<S>,
-  column: SQL,
+  column: string,
   to: S,
   opts: { orSame?: boolean } = {},
 ): SQL {
-  const from = sourcesOf(m, to);
-  const allowed = opts.orSame && !from.includes(to) ? [...from, to] : from;
-  if (allowed.length === 0) return sql`false`;
-  return sql`${column} in (${list(allowed)})`;
+  // A guard is a constant of (machine, column, target): built once, not per statement (the
+  // outcome commits use several per charge).
+  const key = `${m.name}|${column}|${to}|${opts.orSame === true}`;
+  let guard = guards.get(key);
+  if (guard === undefined) {
+    if (!COLUMN.test(column)) throw new TypeError(`not a column: ${JSON.stringify(column)}`);
+    const from = sourcesOf(m, to);
+    const allowed = opts.orSame && !from.includes(to) ? [...from, to] : from;
+    guard = allowed.length === 0 ? sql.raw('false') : sql.raw(`${column} in (${quoted(allowed)})`);
+    guards.set(key, guard);
+  }
+  return guard;
 }
+const guards = new Map<string, SQL>();
+const COLUMN = /^([a-z_]+\.)?[a-z_]+$/;
 
 export const chargeMayBecome = (to: ChargeState, alias = 'charges', opts: { orSame?: boolean } = {}) =>
-  mayBecome(chargeMachine, sql.raw(`${alias}.state`), to, opts);
+  mayBecome(chargeMachine, `${alias}.state`, to, opts);
 
 /**
  * For a target computed in SQL (`expr`, one of `candidates`): whether the charge row may move
  * there from its current state, by the table.
  */
 export function movesTo(expr: SQL, candidates: readonly ChargeState[], alias = 'c'): SQL {
-  return mayMoveTo(chargeMachine, sql.raw(`${alias}.state`), expr, candidates);
+  return mayMoveTo(chargeMachine, `${alias}.state`, expr, candidates);
 }
 
 /** `movesTo` for any machine: the row in `column` may take the state `expr` computes. */
 export function mayMoveTo<S extends string>(
   m: Machine<S>,
-  column: SQL,
+  column: string,
   expr: SQL,
   candidates: readonly S[],
 ): SQL {
   return sql`(${sql.join(
-    candidates.map((to) => sql`(${expr} = ${to} and (${column} = ${to} or ${mayBecome(m, column, to)}))`),
+    candidates.map(
+      (to) => sql`(${expr} = ${literal(to)} and (${mayBecome(m, column, to, { orSame: true })}))`,
+    ),
     sql` or `,
   )})`;
 }
 
 export const mandateMayBecome = (to: MandateStatus, alias = 'mandates') =>
-  mayBecome(mandateMachine, sql.raw(`${alias}.status`), to);
+  mayBecome(mandateMachine, `${alias}.status`, to);
 
 /** `<alias>.state in ('pending', 'retry_scheduled')`: charges not yet handed to a sender. */
 export const chargeIsWaiting = (alias = 'c'): SQL =>

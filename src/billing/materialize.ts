@@ -45,6 +45,28 @@ export function scheduleOf(m: {
   };
 }
 
+/** The shortest a calendar interval can be: a local day across a DST change is 23 hours. */
+const SHORTEST_MS: Readonly<Record<IntervalUnit, number>> = {
+  day: 23 * 3_600_000,
+  week: 7 * 86_400_000 - 3_600_000,
+  month: 28 * 86_400_000 - 3_600_000,
+  year: 365 * 86_400_000 - 3_600_000,
+};
+
+/**
+ * Whether more than `cycles` cycles can be due at `asOf` counting from one due at `nextDueAt`:
+ * cycle next+cycles falls due no earlier than that many shortest intervals later. The common
+ * case (a mandate one cycle due) is settled here, with no calendar arithmetic per mandate.
+ */
+function mayBeBehind(
+  nextDueAt: Date,
+  interval: { unit: IntervalUnit; count: number },
+  cycles: number,
+  asOf: Date,
+): boolean {
+  return asOf.getTime() >= nextDueAt.getTime() + cycles * interval.count * SHORTEST_MS[interval.unit];
+}
+
 /** The amount of one cycle: the last instalment carries the remainder when there is one. */
 export function cycleAmount(m: MandateCalendarRow, cycle: number): number {
   if (m.instalmentsTotal !== null && m.lastInstalmentAmount !== null && cycle === m.instalmentsTotal - 1) {
@@ -130,7 +152,12 @@ export async function materializeDueCharges(
         }
         let cycle = m.nextCycle;
         const schedule = scheduleOf(m);
-        if (schedule.interval && Number.isFinite(maxCatchUp) && cycle > (m.backfillThroughCycle ?? -1)) {
+        if (
+          schedule.interval &&
+          Number.isFinite(maxCatchUp) &&
+          cycle > (m.backfillThroughCycle ?? -1) &&
+          mayBeBehind(m.nextDueAt, schedule.interval, maxCatchUp, asOf)
+        ) {
           const last = lastCycleDueBy(schedule, asOf, cycle);
           if (last !== null && last - cycle + 1 > maxCatchUp) {
             // Keep the newest maxCatchUp cycles; the ones before are skipped, with the reason.
@@ -171,7 +198,7 @@ export async function materializeDueCharges(
       await tx.execute(sql`update mandates m set next_cycle = v.next_cycle, next_due_at = v.next_due_at,
              status = v.status, updated_at = now()
         from (values ${sql.join(mandateValues, sql`, `)}) as v(id, next_cycle, next_due_at, status)
-       where m.id = v.id and ${mayMoveTo(mandateMachine, sql.raw('m.status'), sql`v.status`, ['active', 'completed', 'cancelled'])}`);
+       where m.id = v.id and ${mayMoveTo(mandateMachine, 'm.status', sql`v.status`, ['active', 'completed', 'cancelled'])}`);
       const ended = rows.filter((m) => m.cancelAtPeriodEnd || !mandateValues.length);
       if (counts.completed + counts.cancelled > 0 || ended.length > 0) {
         await tx.execute(sql`insert into audit_log (entity_type, entity_id, from_state, to_state, reason)

@@ -6,7 +6,7 @@ import type { Links, PaymentActionResult, PaymentStatus } from '../gateways/type
 import type { SettlePlan } from './attempt.ts';
 import { leaseClaim } from './claim.ts';
 import type { BillingContext } from './context.ts';
-import { movesTo, releaseLease, transitionCharge } from './door.ts';
+import { chargeMayBecome, movesTo, releaseLease, transitionCharge } from './door.ts';
 import { actionReference } from './references.ts';
 
 /** The settle the mandate asks for after an authorization, or null when it settles by hand. */
@@ -76,6 +76,16 @@ function actionTarget(kind: string, amount: number | null): { expr: SQL; candida
   }
 }
 
+/** The SET of an action's charge state: the target where the table allows it, else unchanged. */
+function stateAfter(target: ReturnType<typeof actionTarget>): SQL {
+  if (target === null) return sql`c.state`;
+  const [only] = target.candidates;
+  // One possible target (settle, cancel): the plain guard, without comparing the target to itself.
+  if (target.candidates.length === 1 && only !== undefined)
+    return sql`case when ${chargeMayBecome(only, 'c', { orSame: true })} then ${target.expr} else c.state end`;
+  return sql`case when ${movesTo(target.expr, target.candidates, 'c')} then ${target.expr} else c.state end`;
+}
+
 /**
  * Apply an action's accepted answer: the action, its links, the charge's amounts and, where
  * the table allows it from where the charge is now, its state. An answer that arrives after
@@ -98,7 +108,7 @@ export async function commitActionAccepted(
     sql`
     with ch as (
       update charges c set
-        state = ${target === null ? sql`c.state` : sql`case when ${movesTo(target.expr, target.candidates, 'c')} then ${target.expr} else c.state end`},
+        state = ${stateAfter(target)},
         settled_amount = c.settled_amount + case when ${settleKinds}::boolean then ${a.amount ?? 0}::bigint else 0 end,
         refunded_amount = c.refunded_amount + case when ${refundKinds}::boolean then ${a.amount ?? 0}::bigint else 0 end,
         lease_owner = case when ${opts.releaseLease}::boolean then null else c.lease_owner end,
