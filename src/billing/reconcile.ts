@@ -80,21 +80,22 @@ export async function reconcileUnknown(
     if (rows.length === 0) break;
     rows.sort((a, b) => num(a.id) - num(b.id));
     after = num(rows.at(-1)?.id);
-    for (const r of rows) {
+    for (const open of rows.map(toOpenAttempt)) {
       report.checked++;
+      const c = open.attempt.charge;
       try {
-        await reconcileOne(ctx, r, opts.asOf, report);
+        await reconcileOne(ctx, open, opts.asOf, report);
       } catch (err) {
         // One charge's trouble (a gateway answer that breaks the contract...) must not stop
         // billing: it stays open, its lease is released, and the next run asks again.
         report.errors++;
         ctx.logger.error(
-          { chargeId: num(r.id), err: (err as Error).message },
+          { chargeId: c.id, err: (err as Error).message },
           'reconciliation failed for this charge',
         );
         await releaseLease(
           ctx.database,
-          { chargeId: num(r.id), owner: ctx.workerId, fence: num(r.fence) },
+          { chargeId: c.id, owner: ctx.workerId, fence: c.fence },
           `reconciliation failed: ${(err as Error).message}`,
         );
       }
@@ -103,24 +104,42 @@ export async function reconcileUnknown(
   return report;
 }
 
+/** An attempt whose outcome is open, claimed for reconciliation, with the ages the lag rule needs. */
+interface OpenAttempt {
+  attempt: PlannedAttempt;
+  /** Seconds since its write-ahead. */
+  ageSeconds: number;
+  /** Seconds since the lease of the worker that wrote it ahead ran out (it sent nothing after). */
+  unsentForSeconds: number;
+}
+
+/** The one reader of the reconcile claim's rows; it returns no card data (those read as null). */
+function toOpenAttempt(r: Record<string, unknown>): OpenAttempt {
+  const charge = toClaimed(r);
+  return {
+    attempt: {
+      charge,
+      attemptId: num(r.attempt_id),
+      attemptNo: num(r.attempt_no),
+      reference: String(r.transaction_reference),
+      kind: String(r.kind) as PlannedAttempt['kind'],
+      linkHref: str(r.link_href),
+      asOf: date(r.attempted_at),
+      chargeState: charge.state === 'unknown' ? 'unknown' : 'attempting',
+    },
+    ageSeconds: num(r.age_seconds),
+    unsentForSeconds: num(r.unsent_for_seconds),
+  };
+}
+
 async function reconcileOne(
   ctx: BillingContext,
-  r: Record<string, unknown>,
+  open: OpenAttempt,
   asOf: Date,
   report: ReconcileReport,
 ): Promise<void> {
-  // The reconcile query returns no card data: those columns read as null.
-  const charge = toClaimed(r);
-  const p: PlannedAttempt = {
-    charge,
-    attemptId: num(r.attempt_id),
-    attemptNo: num(r.attempt_no),
-    reference: String(r.transaction_reference),
-    kind: String(r.kind) as PlannedAttempt['kind'],
-    linkHref: str(r.link_href),
-    asOf: date(r.attempted_at),
-    chargeState: charge.state === 'unknown' ? 'unknown' : 'attempting',
-  };
+  const p = open.attempt;
+  const charge = p.charge;
   const gw = ctx.gateway(charge.gateway);
   const q = await gw.queryByReference(p.reference, charge.entity);
   const log = ctx.logger.child({
@@ -141,7 +160,7 @@ async function reconcileOne(
     // the queue before it goes. A sender posts only while its lease has a margin left, so an
     // attempt still `attempting` went out, if at all, before its holder's lease ran out: count
     // the lag from there. An `unknown` one was sent right after its write-ahead.
-    const age = charge.state === 'attempting' ? num(r.unsent_for_seconds) : num(r.age_seconds);
+    const age = charge.state === 'attempting' ? open.unsentForSeconds : open.ageSeconds;
     if (age < ctx.config.billing.eventLagMinutes * 60) {
       report.stillUnknown++;
       await commitUnknown(ctx.database, p, {

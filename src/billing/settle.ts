@@ -1,6 +1,6 @@
 import { type SQL, sql } from 'drizzle-orm';
 import type { Database, Executor, Tx } from '../db/client.ts';
-import { num, str } from '../db/values.ts';
+import { num, numOrNull, str } from '../db/values.ts';
 import type { ChargeState } from '../domain/lifecycle.ts';
 import type { Links, PaymentActionResult, PaymentStatus } from '../gateways/types.ts';
 import type { SettlePlan } from './attempt.ts';
@@ -291,15 +291,15 @@ export async function resumeSettlements(
     }),
   );
   let done = 0;
-  for (const r of claimed) {
+  for (const r of claimed.map(toPaymentRow)) {
     try {
       if (await resumeOne(ctx, r)) done++;
     } catch (err) {
       // One payment's trouble must not stop the others: its lease goes, the next run retries.
-      ctx.logger.error({ chargeId: num(r.id), err: (err as Error).message }, 'settlement resumption failed');
+      ctx.logger.error({ chargeId: r.chargeId, err: (err as Error).message }, 'settlement resumption failed');
       await releaseLease(
         ctx.database,
-        { chargeId: num(r.id), owner: ctx.workerId, fence: num(r.fence) },
+        { chargeId: r.chargeId, owner: ctx.workerId, fence: r.fence },
         `settlement resumption failed: ${(err as Error).message}`,
       );
     }
@@ -307,26 +307,45 @@ export async function resumeSettlements(
   return done;
 }
 
-async function resumeOne(ctx: BillingContext, r: Record<string, unknown>): Promise<boolean> {
-  const chargeId = num(r.id);
-  const fence = num(r.fence);
-  const attemptId = num(r.authorized_attempt_id);
-  const paymentId = String(r.gateway_payment_id);
-  const gateway = String(r.gateway);
+/** An authorized payment as settlement resumption and follow-up read it. */
+interface PaymentRow {
+  chargeId: number;
+  fence: number;
+  attemptId: number;
+  gateway: string;
+  paymentId: string;
+  transactionReference: string;
+  amount: number;
+  currency: string;
+  settleMode: string;
+  settlePercent: number | null;
+  /** A settle written ahead whose answer never came. */
+  pendingActionId: number | null;
+}
+
+/** The one reader of those rows (columns a query did not select read as their empty value). */
+function toPaymentRow(r: Record<string, unknown>): PaymentRow {
+  return {
+    chargeId: num(r.id),
+    fence: numOrNull(r.fence) ?? 0,
+    attemptId: num(r.authorized_attempt_id),
+    gateway: String(r.gateway),
+    paymentId: String(r.gateway_payment_id),
+    transactionReference: String(r.transaction_reference),
+    amount: numOrNull(r.amount) ?? 0,
+    currency: str(r.currency) ?? '',
+    settleMode: str(r.settle_mode) ?? 'none',
+    settlePercent: numOrNull(r.settle_percent),
+    pendingActionId: numOrNull(r.pending_action_id),
+  };
+}
+
+async function resumeOne(ctx: BillingContext, r: PaymentRow): Promise<boolean> {
+  const { chargeId, fence, attemptId, paymentId, gateway } = r;
   const links = await paymentLinks(ctx.database, attemptId);
-  const plan = planSettle(
-    {
-      settleMode: String(r.settle_mode),
-      settlePercent: r.settle_percent === null ? null : num(r.settle_percent),
-      amount: num(r.amount),
-      currency: String(r.currency),
-    },
-    String(r.transaction_reference),
-    links,
-    paymentId,
-  );
+  const plan = planSettle(r, r.transactionReference, links, paymentId);
   if (!plan) return false;
-  let actionId = r.pending_action_id === null ? null : num(r.pending_action_id);
+  let actionId = r.pendingActionId;
   if (actionId !== null) {
     const q = await ctx.gateway(gateway).query({ paymentId, links });
     if (q.found === true && SETTLING.includes(q.status)) {
@@ -383,32 +402,29 @@ export async function followSettlements(
      order by c.updated_at limit ${opts.limit}`);
   let settled = 0;
   let failed = 0;
-  for (const r of rows) {
+  for (const r of rows.map(toPaymentRow)) {
     try {
       const outcome = await followOne(ctx, r);
       if (outcome === 'settled') settled++;
       if (outcome === 'settle_failed') failed++;
     } catch (err) {
-      ctx.logger.error({ chargeId: num(r.id), err: (err as Error).message }, 'settlement follow-up failed');
+      ctx.logger.error({ chargeId: r.chargeId, err: (err as Error).message }, 'settlement follow-up failed');
     }
   }
   return { settled, failed };
 }
 
-async function followOne(
-  ctx: BillingContext,
-  r: Record<string, unknown>,
-): Promise<string | null | undefined> {
-  const attemptId = num(r.authorized_attempt_id);
+async function followOne(ctx: BillingContext, r: PaymentRow): Promise<string | null | undefined> {
+  const { attemptId } = r;
   const links = await paymentLinks(ctx.database, attemptId);
-  const q = await ctx.gateway(String(r.gateway)).query({ paymentId: String(r.gateway_payment_id), links });
+  const q = await ctx.gateway(r.gateway).query({ paymentId: r.paymentId, links });
   if (q.found !== true) return;
   const outcome = await applyPaymentStatus(ctx.database, {
     attemptId,
     status: q.status,
     rawStatus: q.rawStatus,
     source: 'query',
-    transactionReference: str(r.transaction_reference),
+    transactionReference: r.transactionReference,
   });
   return outcome;
 }
