@@ -1,8 +1,9 @@
 import { sql } from 'drizzle-orm';
 import { num } from '../db/values.ts';
+import { type RunStatus, runMachine } from '../domain/lifecycle.ts';
 import { RebillError, ValidationError } from '../errors.ts';
 import type { BillingContext } from './context.ts';
-import { releaseLeases } from './door.ts';
+import { mayBecome, releaseLeases } from './door.ts';
 import { dueMandates, materializeDueCharges } from './materialize.ts';
 import { sendDue } from './pipeline.ts';
 import { reconcileUnknown } from './reconcile.ts';
@@ -92,10 +93,42 @@ export async function assertMandateExists(ctx: BillingContext, mandateId: number
 
 export async function createRun(ctx: BillingContext, opts: RunOptions): Promise<number> {
   const rows =
-    await ctx.database.rows(sql`insert into billing_runs (trigger, as_of, dry_run, mandate_id, "limit", owner)
+    await ctx.database.rows(sql`insert into billing_runs (trigger, as_of, dry_run, mandate_id, "limit", owner, heartbeat_at)
     values (${opts.trigger}, ${opts.asOf.toISOString()}::timestamptz, ${opts.dryRun ?? false}, ${opts.mandateId ?? null},
-            ${opts.limit ?? null}, ${ctx.workerId}) returning id`);
+            ${opts.limit ?? null}, ${ctx.workerId}, now()) returning id`);
   return num(rows[0]?.id);
+}
+
+/**
+ * A run beats every quarter lease (at most every 15 s) while it works. One whose heartbeat is
+ * older than two leases (at least 30 s) lost its worker (killed, or its database went away) and
+ * will never finish: the next run or daemon tick marks it `interrupted`, so `runs list` does not
+ * show it running for ever. Its charges are reconciled by that next run as any crash's are.
+ */
+function heartbeatMs(ctx: BillingContext): number {
+  return Math.min(15_000, ctx.config.billing.leaseSeconds * 250);
+}
+
+export async function markInterruptedRuns(ctx: BillingContext): Promise<number> {
+  const staleSeconds = Math.max(30, ctx.config.billing.leaseSeconds * 2);
+  const rows = await ctx.database.rows(sql`update billing_runs
+      set status = 'interrupted', finished_at = now(),
+          error = 'its worker stopped without finishing it (no heartbeat since ' || coalesce(heartbeat_at, started_at)::text || ')'
+    where status = 'running' and coalesce(heartbeat_at, started_at) < now() - make_interval(secs => ${staleSeconds})
+    returning id`);
+  return rows.length;
+}
+
+function startHeartbeat(ctx: BillingContext, runId: number): () => void {
+  const timer = setInterval(() => {
+    ctx.database
+      .rows(sql`update billing_runs set heartbeat_at = now() where id = ${runId} and status = 'running'`)
+      .catch((err: unknown) =>
+        ctx.logger.warn({ runId, err: (err as Error).message }, 'run heartbeat not written'),
+      );
+  }, heartbeatMs(ctx));
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 /**
@@ -110,6 +143,7 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
   const runId = opts.runId ?? (await createRun(ctx, opts));
   const counts = zero();
   const book: RunBook = { runId, counts, held: new Map(), errors: [] };
+  const stopHeartbeat = startHeartbeat(ctx, runId);
   const log = ctx.logger.child({ runId });
   const report = (status: RunReport['status']): RunReport => ({
     runId,
@@ -122,6 +156,8 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
     durationMs: Date.now() - started,
   });
   try {
+    const interrupted = await markInterruptedRuns(ctx);
+    if (interrupted > 0) log.warn({ interrupted }, 'marked runs whose worker is gone as interrupted');
     if (opts.dryRun) {
       const out = report('completed');
       out.forecast = await forecast(ctx, opts);
@@ -163,6 +199,8 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
     await releaseLeases(ctx.database, ctx.workerId, book.held).catch(() => {});
     await finishRun(ctx, runId, 'failed', counts, (err as Error).message).catch(() => {});
     throw err;
+  } finally {
+    stopHeartbeat();
   }
 }
 
@@ -183,15 +221,23 @@ async function refreshStatistics(ctx: BillingContext, created: number): Promise<
   ctx.logger.info({ created, ms: Date.now() - started }, 'refreshed the charges table statistics');
 }
 
+/** Close the run's row through the run table; one already closed (marked interrupted) keeps its end. */
 async function finishRun(
   ctx: BillingContext,
   runId: number,
-  status: string,
+  status: RunStatus,
   counts: RunCounts,
   error: string | null,
 ): Promise<void> {
-  await ctx.database.rows(sql`update billing_runs set status = ${status}, counts = ${JSON.stringify(counts)}::jsonb,
-    error = ${error}, finished_at = now() where id = ${runId}`);
+  const rows =
+    await ctx.database.rows(sql`update billing_runs set status = ${status}, counts = ${JSON.stringify(counts)}::jsonb,
+    error = ${error}, finished_at = now() where id = ${runId} and ${mayBecome(runMachine, 'billing_runs.status', status)}
+    returning id`);
+  if (rows.length === 0)
+    ctx.logger.warn(
+      { runId, status },
+      'run was already closed (marked interrupted meanwhile); its end stands',
+    );
 }
 
 /** What a run at `asOf` would charge, without writing or sending anything. */

@@ -319,6 +319,8 @@ export const billingRuns = pgTable(
     owner: text('owner'),
     error: text('error'),
     startedAt: ts('started_at').notNull().defaultNow(),
+    /** Written while the run works: a `running` run whose heartbeat stopped lost its worker. */
+    heartbeatAt: ts('heartbeat_at'),
     finishedAt: ts('finished_at'),
   },
   () => [oneOf('billing_runs_status_check', 'status', runMachine)],
@@ -375,5 +377,7 @@ export const idempotencyKeys = pgTable('idempotency_keys', {
   requestHash: text('request_hash').notNull(),
   statusCode: integer('status_code'),
   response: jsonb('response'),
+  /** While the first request runs: past this, a retry with the key may run it again. */
+  lockedUntil: ts('locked_until'),
   createdAt: created(),
 });

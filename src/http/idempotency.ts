@@ -32,7 +32,15 @@ export function requestHash(method: string, path: string, body: unknown): string
  * stored after. A replay of the same request gets the stored response; the same key on a
  * different request is a 422; a key whose first request is still running is a 409. A 5xx is
  * not stored (the key is released) so the client can retry it.
+ *
+ * The claim carries a lease (IDEMPOTENCY_LEASE_SECONDS). A process killed mid-request can
+ * neither store a response nor release the key; once its lease has run out, a retry of the same
+ * request takes the key over and runs again. That is safe because every operation behind these
+ * routes is idempotent by its own reference (a charge by mandate and cycle, an action by its
+ * reference), so a second run finds what the first one did instead of doing it twice.
  */
+export const IDEMPOTENCY_LEASE_SECONDS = 60;
+
 export async function withIdempotency(
   database: Database,
   key: string | undefined,
@@ -43,9 +51,18 @@ export async function withIdempotency(
   if (key.length === 0 || key.length > 255)
     throw new HttpError(400, 'validation_error', 'Idempotency-Key: must be 1-255 characters');
   const hash = requestHash(req.method, req.path, req.body);
-  const claimed = await database.rows(sql`insert into idempotency_keys (key, method, path, request_hash)
-    values (${key}, ${req.method}, ${req.path}, ${hash}) on conflict (key) do nothing returning key`);
-  if (claimed.length === 0) {
+  const lease = sql`now() + make_interval(secs => ${IDEMPOTENCY_LEASE_SECONDS})`;
+  const claimed =
+    await database.rows(sql`insert into idempotency_keys (key, method, path, request_hash, locked_until)
+    values (${key}, ${req.method}, ${req.path}, ${hash}, ${lease}) on conflict (key) do nothing returning key`);
+  // A first request that died without an answer: the same request takes the key over.
+  const takenOver =
+    claimed.length > 0
+      ? []
+      : await database.rows(sql`update idempotency_keys set locked_until = ${lease}
+          where key = ${key} and request_hash = ${hash} and status_code is null
+            and (locked_until is null or locked_until < now()) returning key`);
+  if (claimed.length === 0 && takenOver.length === 0) {
     const rows = await database.rows(
       sql`select request_hash, status_code, response from idempotency_keys where key = ${key}`,
     );
