@@ -149,6 +149,27 @@ describe('lifecycle: one door, enforced tables and guard rails', () => {
     expect(d.charges.find((c) => c.state === 'skipped')?.stateReason).toMatch(/REBILL_MAX_CATCH_UP_CYCLES/);
   });
 
+  it('a refusal that blocks the card stops the charges written ahead behind it on that card', async () => {
+    const t0 = at('2026-04-06T09:00:00Z');
+    const app = await w.app(t0);
+    const v = await w.verify();
+    const m = await subscription(app, v.href, { start: t0, interval: '1 week' });
+    // two weeks later two cycles are due: both go out in one batch, one after the other on the card
+    w.sandbox.script({
+      match: { chainId: v.chainId },
+      outcomes: [{ type: 'refuse', code: '05', adviceCode: '03' }],
+    });
+    const later = new Date(t0.getTime() + 7 * DAY + 3_600_000);
+    const r = await runBilling(await w.app(later), { asOf: later, trigger: 'test', mandateId: m.id });
+    expect(r.counts.refused).toBe(1);
+    const auths = w.sandbox.ledger().filter((e) => e.chainId === v.chainId && e.op === 'authorize');
+    expect(auths).toHaveLength(1);
+    const d = await showMandate(w.t.database, m.id);
+    const second = d.charges.find((c) => c.attempts.some((x) => x.state === 'not_sent'));
+    expect(second?.state).toBe('needs_new_credential');
+    expect(second?.attempts[0]?.decisionReason).toMatch(/card was blocked/);
+  });
+
   it('a run more than five minutes ahead of the wall clock is refused unless asked for', async () => {
     const config = loadConfig({ ...w.env, REBILL_ALLOW_FUTURE_RUNS: '0' });
     const app = await openApp(config, { database: w.t.database, logger: silentLogger });

@@ -227,7 +227,7 @@ export interface RefusalInfo {
   description?: string | undefined;
   adviceCode?: string | undefined;
   /** Attempt state: refused by the issuer, an error the gateway answered, or never reached it. */
-  attemptState: 'refused' | 'error' | 'not_found';
+  attemptState: 'refused' | 'error' | 'not_found' | 'not_sent';
   error?: string | undefined;
 }
 

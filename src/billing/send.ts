@@ -24,17 +24,44 @@ export async function sendGroup(
   progress: () => void,
 ): Promise<void> {
   let newest: string | undefined;
+  let blocked: string | undefined;
   for (const { attempt: p, instrument: first } of group) {
+    if (blocked !== undefined) {
+      // An earlier refusal in this group blocked the card: what is written ahead behind it is
+      // not sent; it waits for a new card like any charge of a blocked credential.
+      await notSentCardBlocked(ctx, p, book, blocked);
+      progress();
+      continue;
+    }
     let instrument = first;
     if (newest !== undefined && instrument.type !== 'liquido/cardId') {
       instrument = { type: 'link', href: newest };
       p.kind = 'recurring';
       p.linkHref = newest;
     }
-    const next = await sendAttempt(ctx, p, instrument, book);
-    if (next) newest = next;
+    const out = await sendAttempt(ctx, p, instrument, book);
+    if (out.next) newest = out.next;
+    blocked = out.cardBlocked;
     progress();
   }
+}
+
+async function notSentCardBlocked(ctx: BillingContext, p: PlannedAttempt, book: RunBook, why: string) {
+  const decision: RetryDecision = {
+    action: 'needs_new_credential',
+    reason: `not sent: the card was blocked by ${why} earlier in this run`,
+  };
+  const committed = await commitRefused(
+    ctx.database,
+    refusalTarget(p),
+    { attemptState: 'not_sent', code: null, error: decision.reason },
+    decision,
+    null,
+  );
+  if (committed) {
+    book.counts.skipped++;
+    count(book.counts, decision);
+  } else book.counts.lostLeases++;
 }
 
 /**
@@ -45,13 +72,13 @@ function leaseMarginMs(ctx: BillingContext): number {
   return Math.min(ctx.config.billing.leaseSeconds * 500, ctx.config.worldpay.requestTimeoutMs + 5_000);
 }
 
-/** Send one attempt and commit its outcome; returns the recurring link it produced, if any. */
+/** Send one attempt and commit its outcome: the recurring link it produced, and whether its refusal blocked the card. */
 async function sendAttempt(
   ctx: BillingContext,
   p: PlannedAttempt,
   instrument: Instrument,
   book: RunBook,
-): Promise<string | undefined> {
+): Promise<{ next?: string | undefined; cardBlocked?: string | undefined }> {
   const { counts } = book;
   const c = p.charge;
   const log = ctx.logger.child({ chargeId: c.id, mandateId: c.mandateId, reference: p.reference });
@@ -66,7 +93,7 @@ async function sendAttempt(
     });
     if (renewed === null) {
       lostLease(ctx, book, log);
-      return undefined;
+      return {};
     }
     c.leaseDeadline = renewed;
   }
@@ -85,7 +112,7 @@ async function sendAttempt(
     });
   } catch (err) {
     await recordRejected(ctx, p, err, book);
-    return undefined;
+    return {};
   }
   ctx.metrics?.gatewayLatency('authorize', result.latencyMs / 1000);
   await ctx.faults?.hit('after-authorize', { chargeId: c.id, reference: p.reference });
@@ -93,13 +120,13 @@ async function sendAttempt(
     if (result.reachedServer === false) {
       // Refused connection, client closed for shutdown: the request never left this process.
       await defer(ctx, p, book, 'not_sent', `not sent: ${result.reason}`);
-      return undefined;
+      return {};
     }
     counts.unknown++;
     ctx.metrics?.attempt('unknown', c.gateway);
     log.warn({ correlationId: result.correlationId, reason: result.reason }, 'authorization outcome unknown');
     if (!(await commitUnknown(ctx.database, p, result))) counts.lostLeases++;
-    return undefined;
+    return {};
   }
   if (result.outcome === 'refused') {
     counts.refused++;
@@ -134,9 +161,12 @@ async function sendAttempt(
       decision,
       mandateStatus,
     );
-    if (committed) count(counts, decision);
-    else lostLease(ctx, book, log);
-    return undefined;
+    if (!committed) {
+      lostLease(ctx, book, log);
+      return {};
+    }
+    count(counts, decision);
+    return 'blockCard' in decision && decision.blockCard ? { cardBlocked: `${p.reference}'s refusal` } : {};
   }
   counts.authorized++;
   ctx.metrics?.attempt('authorized', c.gateway);
@@ -146,7 +176,7 @@ async function sendAttempt(
   });
   if (!committed) {
     lostLease(ctx, book, log);
-    return undefined;
+    return {};
   }
   log.debug({ correlationId: result.correlationId }, 'authorized');
   await ctx.faults?.hit('after-outcome', { chargeId: c.id, reference: p.reference });
@@ -164,7 +194,7 @@ async function sendAttempt(
     if (out === 'accepted') counts.settleRequested++;
     await ctx.faults?.hit('after-settle-request', { chargeId: c.id, reference: p.reference });
   }
-  return result.nextRecurringLink;
+  return { next: result.nextRecurringLink };
 }
 
 /** Another worker owns the charge now (the lease expired and was taken, or an operator acted). */
