@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { DEFAULT_MAX_AMOUNT_MAJOR } from './domain/money.ts';
 import { RebillError } from './errors.ts';
 
 /**
@@ -112,6 +113,8 @@ export interface Config {
     allowFutureRuns: boolean;
     /** At most this many missed cycles of one mandate are charged when catching up; older ones are skipped. */
     maxCatchUpCycles: number;
+    /** The largest single charge, in major units of its currency. */
+    maxAmount: number;
   };
   encryptionKey: Buffer | undefined;
   admin: {
@@ -223,6 +226,7 @@ export function loadConfig(env: Env = process.env): Config {
       analyzeAfterRows: parse(env, 'REBILL_ANALYZE_AFTER_ROWS', intIn(0, 1_000_000_000, 10_000)),
       allowFutureRuns: parse(env, 'REBILL_ALLOW_FUTURE_RUNS', flag),
       maxCatchUpCycles: parse(env, 'REBILL_MAX_CATCH_UP_CYCLES', intIn(1, 1000, 3)),
+      maxAmount: parse(env, 'REBILL_MAX_AMOUNT', intIn(1, 1_000_000_000, DEFAULT_MAX_AMOUNT_MAJOR)),
     },
     encryptionKey: parseKey('REBILL_ENCRYPTION_KEY', readSecret(env, 'REBILL_ENCRYPTION_KEY')),
     admin: {

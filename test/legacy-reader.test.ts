@@ -51,8 +51,21 @@ describe('legacy file readers', () => {
 
   it('CSV: an unknown or missing header column fails the whole file', async () => {
     await expect(collect(readCsv(Readable.from([`${HEADER},card_numbr\n`])))).rejects.toThrow(
-      /unknown column\(s\) in the header: card_numbr/,
+      /unknown column\(s\) in the header at position\(s\) 10 \(card_numbr\)/,
     );
+    // A file without its header row: the first data line is read as the header. Its cells are
+    // named by position, and a card number among them is never repeated.
+    const headerless = collect(
+      readCsv(
+        Readable.from([
+          'L-1,cust-1,subscription,1000,GBP,1 month,2026-12-01,,,,,x,card/plain,4929301661318602\n',
+        ]),
+      ),
+    );
+    await expect(headerless).rejects.toThrow(
+      /position\(s\) 1 \(L-1\).*14 \(looks like data, not a column name\)/,
+    );
+    await expect(headerless).rejects.not.toThrow(/4929301661318602/);
     await expect(collect(readCsv(Readable.from(['legacy_id,customer_ref\nx,y\n'])))).rejects.toThrow(
       LegacyFileError,
     );

@@ -9,7 +9,7 @@ import {
   mandateMachine,
   UNSENT_CHARGE_STATES,
 } from '../domain/lifecycle.ts';
-import { assertMoney } from '../domain/money.ts';
+import { assertMoney, assertWithinCeiling } from '../domain/money.ts';
 import { ConflictError, RebillError } from '../errors.ts';
 import type { BillingContext } from './context.ts';
 import { assertCredentialUsable, upsertCredential } from './credentials.ts';
@@ -187,7 +187,10 @@ export async function queueCharge(
   if (m.intent !== 'unscheduled')
     throw new ConflictError(`mandate ${id} is ${m.intent}; only unscheduled mandates take queued charges`);
   if (m.status !== 'active') throw new ConflictError(`mandate ${id} is ${m.status}`);
-  if (opts.amount !== undefined) assertMoney(opts.amount, m.currency, 'amount');
+  if (opts.amount !== undefined) {
+    assertMoney(opts.amount, m.currency, 'amount');
+    assertWithinCeiling(opts.amount, m.currency, ctx.config.billing.maxAmount);
+  }
   const out = await queue(ctx.database, id, { amount: opts.amount, dueAt: ctx.clock.now() });
   if (out.chargeId === 0) throw new RebillError(`mandate ${id} could not take a charge`, 'conflict');
   return out;

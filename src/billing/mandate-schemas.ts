@@ -1,6 +1,19 @@
 import { z } from 'zod';
+import { containsCardNumber, hasControlCharacter } from '../domain/card.ts';
 import { parseInstant } from '../domain/instant.ts';
 import { ValidationError } from '../errors.ts';
+
+/**
+ * A free-text field: no control characters, and nothing that passes for a card number (a PAN
+ * typed into the wrong field must not be stored in plain text). Neither message repeats the value.
+ */
+const freeText = (s: z.ZodString) =>
+  s
+    .refine((v) => !hasControlCharacter(v), { message: 'must not contain control characters' })
+    .refine((v) => !containsCardNumber(v), {
+      message:
+        'looks like a card number; card numbers belong only in cardNumber or dpan (the value is not repeated here)',
+    });
 
 const entityPattern = /^[A-Za-z0-9][A-Za-z0-9 ]{0,31}$/;
 
@@ -16,7 +29,7 @@ export const credentialInputSchema = z.union([
     .object({
       cardNumber: z.string().regex(/^\d{12,19}$/, 'must be 12-19 digits'),
       ...expiry,
-      cardHolderName: z.string().max(255).optional(),
+      cardHolderName: freeText(z.string().max(255)).optional(),
     })
     .strict(),
   z.object({ tokenHref: z.string().url() }).strict(),
@@ -24,7 +37,7 @@ export const credentialInputSchema = z.union([
     .object({
       dpan: z.string().regex(/^\d{12,19}$/, 'must be 12-19 digits'),
       ...expiry,
-      cardHolderName: z.string().max(255).optional(),
+      cardHolderName: freeText(z.string().max(255)).optional(),
     })
     .strict(),
   z.object({ liquidoCardId: z.string().min(1).max(128) }).strict(),
@@ -46,13 +59,13 @@ export function instantOf(field: string, v: string | Date, zone: string): Date {
 
 export const createMandateSchema = z
   .object({
-    customerRef: z.string().min(1).max(128),
+    customerRef: freeText(z.string().min(1).max(128)),
     intent: z.enum(['subscription', 'instalment', 'unscheduled']),
     /** Per cycle; for instalment plans, or give totalAmount instead. */
     amount: z.number().int().positive().optional(),
     currency: z.string().regex(/^[A-Z]{3}$/, 'must be an ISO-4217 code'),
     entity: z.string().regex(entityPattern, 'must be 1-32 letters, digits or spaces').optional(),
-    narrative: z.string().min(1).max(24),
+    narrative: freeText(z.string().min(1).max(24)),
     interval: z.string().optional(),
     /** ISO-8601; without an offset, wall-clock time in `timezone` (domain/instant.ts). */
     start: instantInput.optional(),

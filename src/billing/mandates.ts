@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { num } from '../db/values.ts';
 import { dueAt, firstCycleAt, isTimeZone, lastCycleDueBy, parseInterval } from '../domain/calendar.ts';
-import { assertMoney, splitInstalments } from '../domain/money.ts';
+import { assertMoney, assertWithinCeiling, splitInstalments } from '../domain/money.ts';
 import { ValidationError } from '../errors.ts';
 import type { BillingContext } from './context.ts';
 import { assertCredentialUsable, upsertCredential } from './credentials.ts';
@@ -79,6 +79,10 @@ export async function createMandate(ctx: BillingContext, raw: unknown): Promise<
     amount = split.amount;
     lastInstalmentAmount = split.lastAmount === split.amount ? null : split.lastAmount;
   }
+  // The ceiling is per charge: each instalment, the remainder included.
+  const ceilingField = input.totalAmount !== undefined ? 'totalAmount' : 'amount';
+  const maxMajor = ctx.config.billing.maxAmount;
+  assertWithinCeiling(Math.max(amount, lastInstalmentAmount ?? 0), input.currency, maxMajor, ceilingField);
   const startAt = input.start === undefined ? now : instantOf('start', input.start, input.timezone);
   const trialEndAt =
     input.trialEnd === undefined ? null : instantOf('trialEnd', input.trialEnd, input.timezone);

@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Database, Tx } from '../db/client.ts';
 import { num, numOrNull, str } from '../db/values.ts';
-import { assertMoney } from '../domain/money.ts';
+import { assertMoney, assertWithinCeiling } from '../domain/money.ts';
 import { ConflictError, NotFoundError, RebillError, ValidationError } from '../errors.ts';
 import type { PaymentActionKind, PaymentActionResult } from '../gateways/types.ts';
 import { type ChargeDetail, getCharge } from './charges.ts';
@@ -106,7 +106,10 @@ async function writeAheadAction(
       throw new ConflictError(
         `charge ${chargeId} is being worked on by ${String(c.lease_owner)}; try again shortly`,
       );
-    if (input.amount !== undefined) assertMoney(input.amount, currency, 'amount');
+    if (input.amount !== undefined) {
+      assertMoney(input.amount, currency, 'amount');
+      assertWithinCeiling(input.amount, currency, ctx.config.billing.maxAmount);
+    }
     const sums = await ctx.database.rows(
       sql`select
           coalesce(sum(amount) filter (where kind in ${SETTLES} and state in ('accepted', 'requested')), 0) as settle_asked,

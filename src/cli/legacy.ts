@@ -113,6 +113,7 @@ export function registerLegacyCommands(program: Command, deps: LegacyDeps): Comm
           const source = format === 'csv' ? readCsv(stream) : readNdjson(stream);
           const report = await importLegacy(database, source, {
             key: config.encryptionKey,
+            maxAmountMajor: config.billing.maxAmount,
             dryRun: o.dryRun,
             now: deps.now?.() ?? new Date(),
             batchSize: o.batchSize,

@@ -75,3 +75,28 @@ export function maskPan(pan: string): string {
   if (pan.length < 10) return '*'.repeat(pan.length);
   return `${pan.slice(0, 6)}${'*'.repeat(pan.length - 10)}${pan.slice(-4)}`;
 }
+
+/** A run of 12-19 digits, possibly grouped by spaces or dashes as people type card numbers. */
+const DIGIT_RUN = /\d(?:[ -]?\d){11,18}/g;
+
+/**
+ * Whether free text (a holder name, a narrative, a reference, an unknown column's name) holds
+ * something that passes for a card number: a 12-19 digit run that passes the Luhn check. Such
+ * a value is refused, never stored, and never repeated in the error.
+ */
+export function containsCardNumber(text: string): boolean {
+  for (const m of text.matchAll(DIGIT_RUN)) {
+    const digits = m[0].replace(/[ -]/g, '');
+    if (digits.length >= 12 && digits.length <= 19 && luhnValid(digits)) return true;
+  }
+  return false;
+}
+
+/** NUL, the other C0 controls or DEL: never meaningful in a field rebill stores or sends. */
+export function hasControlCharacter(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
+}

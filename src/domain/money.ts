@@ -215,6 +215,34 @@ export function assertMoney(amount: unknown, currency: unknown, field = 'amount'
   assertCurrency(currency, currencyFieldFor(field));
 }
 
+/** The default REBILL_MAX_AMOUNT: no single charge above 100,000 major units of its currency. */
+export const DEFAULT_MAX_AMOUNT_MAJOR = 100_000;
+
+/**
+ * The largest charge in minor units of `currency` that a ceiling of `maxMajor` major units
+ * allows (100,000 GBP is 10,000,000 pence, 100,000 JPY is 100,000 yen).
+ */
+export function ceilingMinor(maxMajor: number, currency: string): number {
+  return maxMajor * 10 ** exponent(currency);
+}
+
+/**
+ * Whether one charge of `amount` stays within the ceiling. The error names the field and the
+ * ceiling, never the amount: a card number shifted into an amount column must not come back out.
+ */
+export function assertWithinCeiling(
+  amount: number,
+  currency: string,
+  maxMajor: number,
+  field = 'amount',
+): void {
+  if (amount > ceilingMinor(maxMajor, currency))
+    throw new ValidationError(
+      field,
+      `is above the largest charge allowed, ${formatMajor(ceilingMinor(maxMajor, currency), currency)} ${currency} (REBILL_MAX_AMOUNT)`,
+    );
+}
+
 /** `amount` -> `currency`, `value.amount` -> `value.currency`, anything else -> `<field>.currency`. */
 function currencyFieldFor(field: string): string {
   if (field === 'amount') return 'currency';

@@ -21,6 +21,8 @@ export interface ImportOptions {
   batchSize?: number;
   /** Called with the number of records read so far. */
   onProgress?: (read: number) => void;
+  /** REBILL_MAX_AMOUNT (default 100,000 major units). */
+  maxAmountMajor?: number | undefined;
 }
 
 export interface ImportReport {
@@ -113,7 +115,11 @@ export async function importLegacy(
 ): Promise<ImportReport> {
   const dryRun = opts.dryRun ?? false;
   const batchSize = opts.batchSize ?? 1000;
-  const validate = createRowValidator({ now: opts.now, canStoreCardData: opts.key !== undefined });
+  const validate = createRowValidator({
+    now: opts.now,
+    canStoreCardData: opts.key !== undefined,
+    maxAmountMajor: opts.maxAmountMajor,
+  });
   const report: ImportReport = {
     read: 0,
     imported: 0,

@@ -4,11 +4,13 @@
  * on (a quoted CSV field may span lines). A record the parser cannot make sense of comes out
  * with `error` set, so it is rejected with its line rather than failing the whole import.
  */
+
 import { createReadStream } from 'node:fs';
 import { extname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { type Readable, Transform } from 'node:stream';
 import { parse } from 'csv-parse';
+import { containsCardNumber } from '../domain/card.ts';
 import { FIELDS, REQUIRED_COLUMNS } from './rows.ts';
 
 export type LegacyFormat = 'csv' | 'ndjson';
@@ -72,8 +74,15 @@ const CSV_REASONS: Record<string, string> = {
 function checkHeader(header: string[]): string[] {
   const names = header.map((h) => h.trim());
   const known = new Set<string>(FIELDS);
-  const unknown = names.filter((n) => !known.has(n));
-  if (unknown.length > 0) throw new LegacyFileError(`unknown column(s) in the header: ${unknown.join(', ')}`);
+  // Named by position; a name is repeated only when it cannot be a card number (a file without
+  // its header row has data in the first line, and data must not come back out in an error).
+  const unknown = names.flatMap((n, i) =>
+    known.has(n) ? [] : [`${i + 1} (${containsCardNumber(n) ? 'looks like data, not a column name' : n})`],
+  );
+  if (unknown.length > 0)
+    throw new LegacyFileError(
+      `unknown column(s) in the header at position(s) ${unknown.join(', ')}; is the header row missing?`,
+    );
   const missing = REQUIRED_COLUMNS.filter((c) => !names.includes(c));
   if (missing.length > 0) throw new LegacyFileError(`missing column(s) in the header: ${missing.join(', ')}`);
   const dup = names.find((n, i) => names.indexOf(n) !== i);

@@ -4,9 +4,9 @@
  * wrong column must not come back out in a report.
  */
 import { type Interval, isTimeZone, parseInterval } from '../domain/calendar.ts';
-import { type CardBrand, cardBrand, luhnValid } from '../domain/card.ts';
+import { type CardBrand, cardBrand, containsCardNumber, luhnValid } from '../domain/card.ts';
 import { readInstant } from '../domain/instant.ts';
-import { isCurrency } from '../domain/money.ts';
+import { ceilingMinor, DEFAULT_MAX_AMOUNT_MAJOR, isCurrency } from '../domain/money.ts';
 
 export const FIELDS = [
   'legacy_id',
@@ -88,9 +88,14 @@ export interface ValidatorOptions {
   now: Date;
   /** False when no encryption key is configured: rows carrying a PAN or DPAN are rejected. */
   canStoreCardData: boolean;
+  /** REBILL_MAX_AMOUNT: the largest single charge, in major units of the row's currency. */
+  maxAmountMajor?: number;
 }
 
 export const NO_KEY_REASON = 'REBILL_ENCRYPTION_KEY is not set: card numbers cannot be stored';
+
+/** The columns a card number may stand in; in any other a Luhn-valid digit run is refused. */
+const CARD_FIELDS: ReadonlySet<string> = new Set(['card_number', 'dpan']);
 
 const ENTITY = /^[A-Za-z0-9][A-Za-z0-9 ]{0,31}$/;
 const DIGITS = /^\d+$/;
@@ -153,10 +158,15 @@ export function createRowValidator(opts: ValidatorOptions): (line: number, recor
     }
     const record = input as Record<string, unknown>;
     const allowed = new Set<string>(FIELDS);
-    for (const key of Object.keys(record)) if (!allowed.has(key)) fail(key, 'unknown field');
+    for (const key of Object.keys(record))
+      if (!allowed.has(key))
+        fail(containsCardNumber(key) ? '(a field named like a card number)' : key, 'unknown field');
     const get = (field: Field) => text(record, field);
     for (const field of FIELDS) {
-      if (get(field).includes('\u0000')) fail(field, 'must be a string or a number');
+      const v = get(field);
+      if (v.includes('\u0000')) fail(field, 'must be a string or a number');
+      else if (!CARD_FIELDS.has(field) && containsCardNumber(v))
+        fail(field, 'looks like a card number; card numbers belong only in card_number or dpan');
     }
     if (errors.length > 0) return { ok: false, errors };
 
@@ -191,6 +201,8 @@ export function createRowValidator(opts: ValidatorOptions): (line: number, recor
     const currency = get('currency');
     if (currency === '') fail('currency', 'required');
     else if (!isCurrency(currency)) fail('currency', 'not a known ISO-4217 currency code');
+    else if (amount > ceilingMinor(opts.maxAmountMajor ?? DEFAULT_MAX_AMOUNT_MAJOR, currency))
+      fail('amount', 'above the largest charge allowed (REBILL_MAX_AMOUNT)');
 
     const intervalText = get('interval');
     let interval: Interval | null = null;
