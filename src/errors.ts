@@ -39,3 +39,28 @@ export class ConflictError extends RebillError {
     super(message, 'conflict');
   }
 }
+
+/**
+ * An error's message as it may be logged, stored on a run or printed: its first line only,
+ * and for a failed database statement the driver's code and reason with the head of the
+ * statement, never its parameters (which can hold card data, fingerprints, names).
+ */
+export function errorMessage(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const first = err.message.split('\n')[0] ?? '';
+  if (!first.startsWith('Failed query:')) return first;
+  const cause = err.cause as { code?: unknown; message?: unknown } | undefined;
+  const code = typeof cause?.code === 'string' ? ` ${cause.code}` : '';
+  const reason =
+    (typeof cause?.message === 'string' ? cause.message.split('\n')[0] : undefined) ?? 'the statement failed';
+  const statement = first.slice('Failed query:'.length).trim().replace(/\s+/g, ' ').slice(0, 60);
+  return `database error${code}: ${maskDigitRuns(reason)} (in "${statement}...")`;
+}
+
+/** Any run of 12 or more digits cut to its last four: a driver's reason may quote a value. */
+function maskDigitRuns(text: string): string {
+  return text.replace(
+    /\d(?:[ -]?\d){11,}/g,
+    (run) => `[digits ending ${run.replace(/[ -]/g, '').slice(-4)}]`,
+  );
+}

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.ts';
 import { createMandate, queueCharge } from '../src/billing/mandates.ts';
 import { containsCardNumber } from '../src/domain/card.ts';
-import { ValidationError } from '../src/errors.ts';
+import { errorMessage, ValidationError } from '../src/errors.ts';
 import { createRowValidator, FIELDS } from '../src/legacy/rows.ts';
 import { startWorld, type World } from './support/world.ts';
 
@@ -41,6 +41,21 @@ describe('card data where it does not belong, and absurd amounts', () => {
     expect((err as ValidationError).field).toBe(field);
     expect((err as Error).message).not.toMatch(/\d{12}/);
   };
+
+  it('errors name the field but never repeat a card number: bad values, failed statements', async () => {
+    const tz = await createMandate(app, { ...(await base()), timezone: PAN2 }).catch((e) => e);
+    expect((tz as ValidationError).field).toBe('timezone');
+    const iv = await createMandate(app, { ...(await base()), interval: PAN2 }).catch((e) => e);
+    expect((iv as Error).message).toMatch(/interval: .*\[digits ending 8602\]/);
+    expect((iv as Error).message).not.toContain(PAN2);
+    // a statement that fails with a card number among its parameters (drizzle puts them in
+    // its message): what is logged, stored on a run or printed keeps the reason, not the values
+    const failed = await w.t.database.rows(sql`select ${PAN}::int as n`).catch((e) => e);
+    expect((failed as Error).message).toContain(PAN);
+    const shown = errorMessage(failed);
+    expect(shown).toMatch(/^database error/);
+    expect(shown).not.toContain(PAN);
+  });
 
   it('finds card numbers in free text, grouped or not, and only Luhn-valid ones', () => {
     expect(containsCardNumber(`Mr ${PAN}`)).toBe(true);
@@ -96,9 +111,10 @@ describe('card data where it does not belong, and absurd amounts', () => {
 
   it('a legacy row with a card number as its amount, in its holder name, or as an unknown field is rejected without the value', () => {
     const validate = createRowValidator({ now: T, canStoreCardData: true });
+    let n = 0;
     const row = (over: Record<string, string>) => ({
       ...Object.fromEntries(FIELDS.map((f) => [f, ''])),
-      legacy_id: `L-${Math.random()}`,
+      legacy_id: `L-${++n}`,
       customer_ref: 'c',
       intent: 'subscription',
       amount: '1000',

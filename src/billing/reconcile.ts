@@ -1,5 +1,6 @@
 import { type SQL, sql } from 'drizzle-orm';
 import { date, num, str } from '../db/values.ts';
+import { errorMessage } from '../errors.ts';
 import type { PaymentStatus } from '../gateways/types.ts';
 import { commitAuthorized, commitRefused, commitUnknown, type PlannedAttempt } from './attempt.ts';
 import { leaseClaim, toClaimed } from './claim.ts';
@@ -89,14 +90,11 @@ export async function reconcileUnknown(
         // One charge's trouble (a gateway answer that breaks the contract...) must not stop
         // billing: it stays open, its lease is released, and the next run asks again.
         report.errors++;
-        ctx.logger.error(
-          { chargeId: c.id, err: (err as Error).message },
-          'reconciliation failed for this charge',
-        );
+        ctx.logger.error({ chargeId: c.id, err: errorMessage(err) }, 'reconciliation failed for this charge');
         await releaseLease(
           ctx.database,
           { chargeId: c.id, owner: ctx.workerId, fence: c.fence },
-          `reconciliation failed: ${(err as Error).message}`,
+          `reconciliation failed: ${errorMessage(err)}`,
         );
       }
     }

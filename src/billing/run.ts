@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { num } from '../db/values.ts';
 import { type RunStatus, runMachine } from '../domain/lifecycle.ts';
-import { RebillError, ValidationError } from '../errors.ts';
+import { errorMessage, RebillError, ValidationError } from '../errors.ts';
 import type { BillingContext } from './context.ts';
 import { mayBecome, releaseLeases } from './door.ts';
 import { dueMandates, materializeDueCharges } from './materialize.ts';
@@ -124,7 +124,7 @@ function startHeartbeat(ctx: BillingContext, runId: number): () => void {
     ctx.database
       .rows(sql`update billing_runs set heartbeat_at = now() where id = ${runId} and status = 'running'`)
       .catch((err: unknown) =>
-        ctx.logger.warn({ runId, err: (err as Error).message }, 'run heartbeat not written'),
+        ctx.logger.warn({ runId, err: errorMessage(err) }, 'run heartbeat not written'),
       );
   }, heartbeatMs(ctx));
   timer.unref();
@@ -197,7 +197,7 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
     return out;
   } catch (err) {
     await releaseLeases(ctx.database, ctx.workerId, book.held).catch(() => {});
-    await finishRun(ctx, runId, 'failed', counts, (err as Error).message).catch(() => {});
+    await finishRun(ctx, runId, 'failed', counts, errorMessage(err)).catch(() => {});
     throw err;
   } finally {
     stopHeartbeat();

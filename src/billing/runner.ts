@@ -6,7 +6,7 @@ import {
   type RunReport,
   runBilling,
 } from '../billing/run.ts';
-import { RebillError } from '../errors.ts';
+import { errorMessage, RebillError } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 
 /**
@@ -59,7 +59,7 @@ export function createRunner(ctx: BillingContext, metrics?: Metrics): Runner {
       const runId = await createRun(ctx, opts);
       track(
         execute({ ...opts, runId }).catch((err) => {
-          ctx.logger.error({ runId, err: (err as Error).message }, 'billing run failed');
+          ctx.logger.error({ runId, err: errorMessage(err) }, 'billing run failed');
         }),
       );
       return runId;

@@ -2,6 +2,7 @@ import { type SQL, sql } from 'drizzle-orm';
 import type { Database, Executor, Tx } from '../db/client.ts';
 import { num, numOrNull, str } from '../db/values.ts';
 import type { ChargeState } from '../domain/lifecycle.ts';
+import { errorMessage } from '../errors.ts';
 import type { Links, PaymentActionResult, PaymentStatus } from '../gateways/types.ts';
 import type { SettlePlan } from './attempt.ts';
 import { leaseClaim } from './claim.ts';
@@ -296,11 +297,11 @@ export async function resumeSettlements(
       if (await resumeOne(ctx, r)) done++;
     } catch (err) {
       // One payment's trouble must not stop the others: its lease goes, the next run retries.
-      ctx.logger.error({ chargeId: r.chargeId, err: (err as Error).message }, 'settlement resumption failed');
+      ctx.logger.error({ chargeId: r.chargeId, err: errorMessage(err) }, 'settlement resumption failed');
       await releaseLease(
         ctx.database,
         { chargeId: r.chargeId, owner: ctx.workerId, fence: r.fence },
-        `settlement resumption failed: ${(err as Error).message}`,
+        `settlement resumption failed: ${errorMessage(err)}`,
       );
     }
   }
@@ -408,7 +409,7 @@ export async function followSettlements(
       if (outcome === 'settled') settled++;
       if (outcome === 'settle_failed') failed++;
     } catch (err) {
-      ctx.logger.error({ chargeId: r.chargeId, err: (err as Error).message }, 'settlement follow-up failed');
+      ctx.logger.error({ chargeId: r.chargeId, err: errorMessage(err) }, 'settlement follow-up failed');
     }
   }
   return { settled, failed };

@@ -4,6 +4,7 @@ import type { FaultPoint } from '../billing/context.ts';
 import { fixedClock } from '../clock.ts';
 import { type Config, loadConfig } from '../config.ts';
 import { migrate } from '../db/migrate.ts';
+import { errorMessage } from '../errors.ts';
 import { registerSandboxCommand } from '../sandbox/cli.ts';
 import { registerChargeCommands } from './charges.ts';
 import { registerDaemonCommands } from './daemon.ts';
@@ -104,9 +105,13 @@ export async function main(argv: string[]): Promise<void> {
       process.exitCode = err.exitCode === 0 ? 0 : 2;
       return;
     }
-    // Database errors arrive wrapped (drizzle's "Failed query"): the cause says what went wrong.
-    const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
-    const message = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    // Database errors arrive wrapped (drizzle's "Failed query"): errorMessage keeps the cause
+    // and drops the parameters; anything else keeps a cause that says more.
+    const message = errorMessage(err);
+    const cause =
+      err instanceof Error && err.cause instanceof Error && !message.startsWith('database error')
+        ? `: ${err.cause.message.split('\n')[0]}`
+        : '';
     process.stderr.write(`rebill: ${message}${cause}\n`);
     process.exitCode = exitCodeFor(err);
   }

@@ -1,6 +1,7 @@
 import cliProgress from 'cli-progress';
 import { ConfigError } from '../config.ts';
 import { DataDirInUseError } from '../db/client.ts';
+import { quoteSafely } from '../domain/card.ts';
 import { parseInstant as parseStrictInstant } from '../domain/instant.ts';
 import { RebillError } from '../errors.ts';
 
@@ -79,14 +80,14 @@ export function progressBar(label: string, enabled: boolean) {
 export function intOption(name: string) {
   return (v: string): number => {
     if (!/^-?\d+$/.test(v))
-      throw new RebillError(`${name}: expected an integer, got ${JSON.stringify(v)}`, 'validation_error');
+      throw new RebillError(`${name}: expected an integer, got ${quoteSafely(v)}`, 'validation_error');
     return Number(v);
   };
 }
 
 export function idArg(name: string, v: string): number {
   if (!/^\d+$/.test(v) || Number(v) < 1)
-    throw new RebillError(`${name}: expected a positive id, got ${JSON.stringify(v)}`, 'validation_error');
+    throw new RebillError(`${name}: expected a positive id, got ${quoteSafely(v)}`, 'validation_error');
   return Number(v);
 }
 

@@ -3,6 +3,7 @@ import type { BillingContext } from '../billing/context.ts';
 import type { RunReport } from '../billing/run.ts';
 import type { Runner } from '../billing/runner.ts';
 import { ConfigError } from '../config.ts';
+import { errorMessage } from '../errors.ts';
 import { pruneIdempotencyKeys } from '../http/idempotency.ts';
 import { claimSlot, floorToSlot, lastSlot, previousSlot } from './slots.ts';
 
@@ -70,7 +71,7 @@ export function createDaemon(opts: DaemonOptions): Daemon {
     log.info({ slot, asOf }, 'billing tick started');
     const report = await runner.run({ asOf, trigger: 'cron', followSettlements: true });
     await pruneIdempotencyKeys(ctx.database).catch((err) =>
-      log.warn({ err: (err as Error).message }, 'pruning idempotency keys failed'),
+      log.warn({ err: errorMessage(err) }, 'pruning idempotency keys failed'),
     );
     log.info(
       { slot, runId: report.runId, status: report.status, counts: report.counts },
@@ -91,7 +92,7 @@ export function createDaemon(opts: DaemonOptions): Daemon {
   }
 
   const onCron = (date: Date) =>
-    tick(date).catch((err) => log.error({ err: (err as Error).message }, 'billing tick failed'));
+    tick(date).catch((err) => log.error({ err: errorMessage(err) }, 'billing tick failed'));
 
   return {
     get state() {

@@ -19,6 +19,7 @@
 import { tzOffset } from '@date-fns/tz';
 import { addDays, addMonths, addWeeks, addYears } from 'date-fns';
 import { ValidationError } from '../errors.ts';
+import { quoteSafely } from './card.ts';
 
 export type IntervalUnit = 'day' | 'week' | 'month' | 'year';
 
@@ -60,7 +61,7 @@ export function parseInterval(text: string, field = 'interval'): Interval {
   if (!match) {
     throw new ValidationError(
       field,
-      `${JSON.stringify(text)} is not an interval: use "N day|week|month|year" or daily|weekly|monthly|yearly`,
+      `${quoteSafely(text)} is not an interval: use "N day|week|month|year" or daily|weekly|monthly|yearly`,
     );
   }
   return toInterval(match[2]!, Number(match[1]), field)!;
@@ -109,7 +110,7 @@ export function isTimeZone(zone: string): boolean {
 
 export function assertTimeZone(zone: unknown, field = 'timezone'): asserts zone is string {
   if (typeof zone !== 'string' || !isTimeZone(zone)) {
-    throw new ValidationError(field, `unknown IANA time zone ${JSON.stringify(zone)}`);
+    throw new ValidationError(field, `unknown IANA time zone ${quoteSafely(zone)}`);
   }
 }
 
@@ -170,7 +171,7 @@ function wallClock(instant: Date, zone: string): WallDate {
   const offset = offsetMs(zone, t);
   // tzOffset answers NaN for an unknown zone; an Invalid Date must not reach the database.
   if (Number.isNaN(offset))
-    throw new ValidationError('timezone', `unknown IANA time zone ${JSON.stringify(zone)}`);
+    throw new ValidationError('timezone', `unknown IANA time zone ${quoteSafely(zone)}`);
   return new WallDate(t + offset);
 }
 
@@ -351,7 +352,7 @@ export function firstCycleAt(opts: {
   const base = opts.trialEndAt ?? opts.startAt;
   if (opts.localTime === undefined) return new Date(base.getTime());
   const match = LOCAL_TIME.exec(opts.localTime);
-  if (!match) throw new ValidationError('localTime', `${JSON.stringify(opts.localTime)} is not HH:mm`);
+  if (!match) throw new ValidationError('localTime', `${quoteSafely(opts.localTime)} is not HH:mm`);
   const wall = wallClock(base, opts.timezone);
   wall.setUTCHours(Number(match[1]), Number(match[2]), 0, 0);
   return instantOf(wall.getTime(), opts.timezone);

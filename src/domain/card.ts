@@ -100,3 +100,15 @@ export function hasControlCharacter(text: string): boolean {
   }
   return false;
 }
+
+/**
+ * A value quoted for an error message, with anything that could be a card number (any run of
+ * 12-19 digits, Luhn-valid or not) cut down to its last four: errors name what was wrong and
+ * may show what was typed, but never a card number.
+ */
+export function quoteSafely(value: unknown): string {
+  const text = typeof value === 'string' ? value : String(value);
+  return JSON.stringify(
+    text.replace(DIGIT_RUN, (run) => `[digits ending ${run.replace(/[ -]/g, '').slice(-4)}]`),
+  );
+}

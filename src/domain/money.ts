@@ -3,6 +3,7 @@
  * conversions to and from major units go through strings so 0.1 + 0.2 cannot happen here.
  */
 import { ValidationError } from '../errors.ts';
+import { quoteSafely } from './card.ts';
 
 /**
  * ISO-4217 active codes -> exponent (digits after the decimal point). Codes whose minor unit
@@ -280,7 +281,7 @@ const MAJOR = /^(\d+)(?:\.(\d+))?$/;
 export function parseMajor(text: string, currency: string, field = 'amount'): number {
   const exp = exponent(currency, currencyFieldFor(field));
   const match = typeof text === 'string' ? MAJOR.exec(text.trim()) : null;
-  if (!match) throw new ValidationError(field, `not a decimal amount: ${JSON.stringify(text)}`);
+  if (!match) throw new ValidationError(field, `not a decimal amount: ${quoteSafely(text)}`);
   const whole = match[1]!;
   const fraction = match[2] ?? '';
   if (fraction.length > exp) {

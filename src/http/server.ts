@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { BillingContext } from '../billing/context.ts';
 import type { Runner } from '../billing/runner.ts';
+import { errorMessage } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import { createTokenCheck } from './auth.ts';
 import { errorResponse, HttpError } from './errors.ts';
@@ -75,7 +76,7 @@ export async function createAdminServer(opts: {
   });
   app.setErrorHandler((err, req, reply) => {
     const { status, body } = errorResponse(err);
-    if (status >= 500) ctx.logger.error({ err: (err as Error).message, url: req.url }, 'admin API error');
+    if (status >= 500) ctx.logger.error({ err: errorMessage(err), url: req.url }, 'admin API error');
     void reply.code(status).send(body);
   });
   app.setNotFoundHandler((_req, reply) => {
@@ -101,7 +102,7 @@ export async function createAdminServer(opts: {
           } catch (err) {
             const e = errorResponse(err);
             if (e.status >= 500)
-              ctx.logger.error({ err: (err as Error).message, url: req.url }, 'admin API error');
+              ctx.logger.error({ err: errorMessage(err), url: req.url }, 'admin API error');
             return e;
           }
         };
@@ -126,7 +127,7 @@ export async function createAdminServer(opts: {
       await ctx.database.rows(sql`select 1`);
       return reply.send({ ok: true });
     } catch (err) {
-      ctx.logger.warn({ err: (err as Error).message }, 'health check: database unreachable');
+      ctx.logger.warn({ err: errorMessage(err) }, 'health check: database unreachable');
       return reply
         .code(503)
         .send({ ok: false, error: { code: 'database', message: 'database unreachable' } });

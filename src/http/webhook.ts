@@ -5,6 +5,9 @@ import { receivePaymentEvent } from '../billing/webhooks.ts';
 import type { Metrics } from '../metrics.ts';
 
 export const WEBHOOK_PATH = '/webhooks/worldpay';
+/** At most this many signatures are checked, in a header of at most this many characters. */
+const MAX_SIGNATURES = 8;
+const MAX_SIGNATURE_HEADER = 2048;
 const MEDIA_TYPES = ['application/vnd.worldpay.events-v1.hal+json', 'application/json'];
 
 /**
@@ -17,8 +20,9 @@ export function verifySignature(
   header: string | undefined,
   secrets: Map<string, string>,
 ): boolean {
-  if (!header) return false;
-  for (const part of header.split(',')) {
+  // Bounded before any HMAC is computed: a rotation needs two entries, not two hundred.
+  if (!header || header.length > MAX_SIGNATURE_HEADER) return false;
+  for (const part of header.split(',', MAX_SIGNATURES)) {
     const [keyId, fn, hex] = part.trim().split('/');
     if (!keyId || !fn || !hex || fn.toUpperCase() !== 'SHA256' || !/^[0-9a-fA-F]{64}$/.test(hex)) continue;
     const secret = secrets.get(keyId);
