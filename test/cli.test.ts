@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -149,5 +149,19 @@ describe('rebill CLI', () => {
     ]);
     expect(contradiction.code).toBe(2);
     expect(contradiction.stderr).toMatch(/--amount: contradicts/);
+    // a card number on the command line is refused, and not repeated
+    const onArgv = await create(['--card-number', '4444333322221111', '--expiry', '12/2030']);
+    expect(onArgv.code).toBe(2);
+    expect(onArgv.stderr).toMatch(/--card-number: .*ps and the shell's history.*--card-number-file/);
+    expect(onArgv.stderr).not.toContain('4444333322221111');
+    // from a file it is taken (and stored encrypted, shown as brand and last four)
+    const panDir = mkdtempSync(join(tmpdir(), 'rebill-pan-'));
+    const file = join(panDir, 'pan');
+    writeFileSync(file, '4444 3333 2222 1111\n', { mode: 0o600 });
+    const fromFile = await create(['--card-number-file', file, '--expiry', '12/2030', '--json']);
+    rmSync(panDir, { recursive: true, force: true });
+    expect(fromFile.code, fromFile.stderr).toBe(0);
+    expect(JSON.parse(fromFile.stdout).credential).toMatchObject({ lastFour: '1111', holdsCardData: true });
+    expect(fromFile.stdout).not.toContain('4444333322221111');
   });
 });

@@ -1,4 +1,5 @@
-import type { Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { type Command, Option } from 'commander';
 import {
   attachCredential,
   cancelMandate,
@@ -14,13 +15,46 @@ import { RebillError, ValidationError } from '../errors.ts';
 import type { CliDeps } from './main.ts';
 import { idArg, intOption, printJson, table } from './output.ts';
 
+/**
+ * A card number or DPAN is read from a file (`--card-number-file F`) or standard input (`-`),
+ * never from the command line, where it would land in `ps` and the shell's history.
+ */
+function secretFrom(option: string, source: string): string {
+  let text: string;
+  try {
+    text = readFileSync(source === '-' ? 0 : source, 'utf8');
+  } catch (err) {
+    throw new RebillError(
+      `${option}: cannot read ${source === '-' ? 'standard input' : source} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+      'validation_error',
+    );
+  }
+  const value = text.trim();
+  if (value === '')
+    throw new RebillError(
+      `${option}: ${source === '-' ? 'standard input' : source} is empty`,
+      'validation_error',
+    );
+  return value.replace(/[ -]/g, '');
+}
+
 function credentialFrom(opts: Record<string, string | undefined>): Record<string, unknown> {
-  const given = ['link', 'cardNumber', 'tokenHref', 'dpan', 'liquidoCardId'].filter(
+  for (const [given, instead] of [
+    ['cardNumber', '--card-number-file'],
+    ['dpan', '--dpan-file'],
+  ] as const) {
+    if (opts[given] !== undefined)
+      throw new RebillError(
+        `--${given === 'cardNumber' ? 'card-number' : 'dpan'}: a card number on the command line lands in ps and the shell's history; give ${instead} FILE, or ${instead} - to read it from standard input`,
+        'validation_error',
+      );
+  }
+  const given = ['link', 'cardNumberFile', 'tokenHref', 'dpanFile', 'liquidoCardId'].filter(
     (k) => opts[k] !== undefined,
   );
   if (given.length !== 1) {
     throw new RebillError(
-      'credential: give exactly one of --link, --card-number, --token-href, --dpan, --liquido-card-id',
+      'credential: give exactly one of --link, --card-number-file, --token-href, --dpan-file, --liquido-card-id',
       'validation_error',
     );
   }
@@ -33,19 +67,31 @@ function credentialFrom(opts: Record<string, string | undefined>): Record<string
   if (opts.tokenHref) return { tokenHref: opts.tokenHref };
   if (opts.liquidoCardId) return { liquidoCardId: opts.liquidoCardId };
   const holder = opts.cardHolder ? { cardHolderName: opts.cardHolder } : {};
-  if (opts.cardNumber) return { cardNumber: opts.cardNumber, ...expiry(), ...holder };
-  return { dpan: opts.dpan, ...expiry(), ...holder };
+  if (opts.cardNumberFile)
+    return { cardNumber: secretFrom('--card-number-file', opts.cardNumberFile), ...expiry(), ...holder };
+  return { dpan: secretFrom('--dpan-file', opts.dpanFile ?? '-'), ...expiry(), ...holder };
 }
 
 function credentialOptions(c: Command): Command {
-  return c
-    .option('--link <href>', 'payments:recurringAuthorize href from a customer-initiated verification')
-    .option('--card-number <pan>', 'card for migrateRecurring (stored encrypted until the first charge)')
-    .option('--token-href <href>', 'Worldpay token href for migrateRecurring')
-    .option('--dpan <dpan>', 'Apple Pay network token for migrateRecurring')
-    .option('--expiry <MM/YYYY>', 'expiry of --card-number or --dpan')
-    .option('--card-holder <name>', 'card holder name')
-    .option('--liquido-card-id <id>', 'vaulted Liquido card (Liquido mandates)');
+  return (
+    c
+      .option('--link <href>', 'payments:recurringAuthorize href from a customer-initiated verification')
+      .option(
+        '--card-number-file <file|->',
+        'card for migrateRecurring, read from FILE or standard input (-); stored encrypted until the first charge',
+      )
+      .option('--token-href <href>', 'Worldpay token href for migrateRecurring')
+      .option(
+        '--dpan-file <file|->',
+        'Apple Pay network token for migrateRecurring, from FILE or standard input (-)',
+      )
+      .option('--expiry <MM/YYYY>', 'expiry of the card or DPAN')
+      // Refused with the reason (see credentialFrom): kept so a user who types them is told why.
+      .addOption(new Option('--card-number <pan>').hideHelp())
+      .addOption(new Option('--dpan <dpan>').hideHelp())
+      .option('--card-holder <name>', 'card holder name')
+      .option('--liquido-card-id <id>', 'vaulted Liquido card (Liquido mandates)')
+  );
 }
 
 function printMandates(items: MandateView[]): void {
