@@ -120,6 +120,8 @@ export interface Config {
   admin: {
     addr: string;
     tokens: string[];
+    /** Failed authentications a client may make per minute before it gets 429 (0: no limit). */
+    authFailuresPerMinute: number;
   };
   daemon: {
     schedule: string;
@@ -242,6 +244,7 @@ export function loadConfig(env: Env = process.env): Config {
         .split(',')
         .map((t) => t.trim())
         .filter(Boolean),
+      authFailuresPerMinute: parse(env, 'REBILL_ADMIN_AUTH_FAILURES_PER_MINUTE', intIn(0, 1_000_000, 20)),
     },
     daemon: {
       schedule: parse(env, 'REBILL_CRON', z.string().default('* * * * *')),

@@ -30,7 +30,13 @@ describe('admin HTTP API', () => {
   let server: AdminServer;
   let url: string;
   beforeAll(async () => {
-    w = await startWorld({ env: { REBILL_ADMIN_TOKENS: `${TOKEN},tok-b-9876543210` } });
+    w = await startWorld({
+      env: {
+        REBILL_ADMIN_TOKENS: `${TOKEN},tok-b-9876543210`,
+        // the route-by-route auth test below fails on purpose about 60 times from one address
+        REBILL_ADMIN_AUTH_FAILURES_PER_MINUTE: '1000',
+      },
+    });
     app = await w.app(T1);
     server = await createAdminServer({
       ctx: app,
@@ -97,6 +103,31 @@ describe('admin HTTP API', () => {
     expect(
       res.body.paths['/v1/mandates'].post.requestBody.content['application/json'].schema.properties,
     ).toHaveProperty('customerRef');
+  });
+
+  it('a client that keeps failing authentication is answered 429 with Retry-After, even with the right token', async () => {
+    const locked = await createAdminServer({
+      ctx: { ...app, config: { ...app.config, admin: { ...app.config.admin, authFailuresPerMinute: 3 } } },
+      runner: createRunner(app),
+    });
+    const lockedUrl = await locked.listen('127.0.0.1:0');
+    try {
+      const get = async (token: string) => {
+        const res = await request(`${lockedUrl}/v1/mandates`, {
+          headers: { authorization: `Bearer ${token}` },
+        });
+        await res.body.text();
+        return { status: res.statusCode, retryAfter: res.headers['retry-after'] };
+      };
+      expect((await get(TOKEN)).status).toBe(200);
+      for (let i = 0; i < 3; i++) expect((await get('guess')).status).toBe(403);
+      const blocked = await get('guess');
+      expect(blocked.status).toBe(429);
+      expect(Number(blocked.retryAfter)).toBeGreaterThan(0);
+      expect((await get(TOKEN)).status).toBe(429);
+    } finally {
+      await locked.close();
+    }
   });
 
   it('every route but /healthz and the webhook rejects a missing (401) and a wrong (403) token', async () => {

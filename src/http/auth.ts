@@ -25,3 +25,40 @@ export function createTokenCheck(tokens: readonly string[]): (header: string | u
     if (!ok) throw new HttpError(403, 'forbidden', 'the bearer token is not valid');
   };
 }
+
+/**
+ * Failed authentications per client address: after `maxFailures` within a minute the client
+ * is answered 429 (with Retry-After) until that minute has passed, correct token or not, so
+ * guessing tokens costs a minute per `maxFailures` tries instead of thousands a second. Memory
+ * is bounded: at most 10,000 addresses are tracked, expired entries go first.
+ */
+export function createAuthLockout(maxFailures: number, windowMs = 60_000) {
+  const failures = new Map<string, { count: number; since: number }>();
+  const current = (client: string, now: number) => {
+    const f = failures.get(client);
+    if (f && now - f.since >= windowMs) {
+      failures.delete(client);
+      return undefined;
+    }
+    return f;
+  };
+  return {
+    /** Milliseconds this client must wait, or 0. */
+    blockedFor(client: string, now = Date.now()): number {
+      if (maxFailures === 0) return 0;
+      const f = current(client, now);
+      return f && f.count >= maxFailures ? f.since + windowMs - now : 0;
+    },
+    failed(client: string, now = Date.now()): void {
+      if (maxFailures === 0) return;
+      const f = current(client, now);
+      if (f) f.count++;
+      else {
+        if (failures.size >= 10_000)
+          for (const [k, v] of failures)
+            if (now - v.since >= windowMs || failures.size >= 10_000) failures.delete(k);
+        failures.set(client, { count: 1, since: now });
+      }
+    },
+  };
+}

@@ -4,7 +4,7 @@ import type { BillingContext } from '../billing/context.ts';
 import type { Runner } from '../billing/runner.ts';
 import { errorMessage } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
-import { createTokenCheck } from './auth.ts';
+import { createAuthLockout, createTokenCheck } from './auth.ts';
 import { errorResponse, HttpError } from './errors.ts';
 import { withIdempotency } from './idempotency.ts';
 import { type ExtraRoute, openApiDocument } from './openapi.ts';
@@ -70,9 +70,26 @@ export async function createAdminServer(opts: {
     for (const m of Array.isArray(r.method) ? r.method : [r.method])
       registered.push({ method: m, url: r.url });
   });
-  app.addHook('onRequest', async (req) => {
+  const lockout = createAuthLockout(ctx.config.admin.authFailuresPerMinute);
+  app.addHook('onRequest', async (req, reply) => {
     const auth = (req.routeOptions.config as { auth?: Auth } | undefined)?.auth ?? 'bearer';
-    if (auth === 'bearer') checkToken(req.headers.authorization);
+    if (auth !== 'bearer') return;
+    const wait = lockout.blockedFor(req.ip);
+    if (wait > 0) {
+      const seconds = Math.ceil(wait / 1000);
+      void reply.header('retry-after', String(seconds));
+      throw new HttpError(
+        429,
+        'too_many_failed_authentications',
+        `too many failed authentications from this client: retry in ${seconds} s`,
+      );
+    }
+    try {
+      checkToken(req.headers.authorization);
+    } catch (err) {
+      lockout.failed(req.ip);
+      throw err;
+    }
   });
   app.setErrorHandler((err, req, reply) => {
     const { status, body } = errorResponse(err);
