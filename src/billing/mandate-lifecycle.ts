@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { Tx } from '../db/client.ts';
-import { date, dateOrNull, num, numOrNull, str } from '../db/values.ts';
+import { num } from '../db/values.ts';
 import { cycleAtOrAfter, dueAt, type Schedule } from '../domain/calendar.ts';
 import {
   type ChargeState,
@@ -16,7 +16,7 @@ import { assertCredentialUsable, upsertCredential } from './credentials.ts';
 import { takeOverWaitingCharges, transitionMandate, writeAudit } from './door.ts';
 import { credentialInputSchema, parseInput } from './mandate-schemas.ts';
 import { getMandate, type MandateView } from './mandate-views.ts';
-import { queueCharge as queue, scheduleOf } from './materialize.ts';
+import { calendarColumns, queueCharge as queue, scheduleOf } from './materialize.ts';
 
 /**
  * An operator's change of a mandate's status, through the door: the table decides whether the
@@ -77,16 +77,7 @@ export async function reschedule(ctx: BillingContext, tx: Tx, m: MandateView): P
           from mandates where id = ${m.id}`,
     tx,
   );
-  const r = rows[0]!;
-  const schedule: Schedule = scheduleOf({
-    intervalUnit: str(r.interval_unit),
-    intervalCount: numOrNull(r.interval_count),
-    timezone: String(r.timezone),
-    anchorAt: date(r.anchor_at),
-    anchorCycle: num(r.anchor_cycle),
-    endAt: dateOrNull(r.end_at),
-    instalmentsTotal: numOrNull(r.instalments_total),
-  });
+  const schedule: Schedule = scheduleOf(calendarColumns(rows[0]!));
   const now = ctx.clock.now();
   if (new Date(m.nextDueAt) >= now) return;
   const cycle = m.intent === 'instalment' ? m.nextCycle : cycleAtOrAfter(schedule, now, m.nextCycle);

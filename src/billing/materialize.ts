@@ -75,13 +75,9 @@ export function cycleAmount(m: MandateCalendarRow, cycle: number): number {
   return m.amount;
 }
 
-function toRow(r: Record<string, unknown>): MandateCalendarRow {
+/** A mandate row's calendar columns, as scheduleOf takes them: the one reader of those columns. */
+export function calendarColumns(r: Record<string, unknown>) {
   return {
-    id: num(r.id),
-    nextCycle: num(r.next_cycle),
-    nextDueAt: date(r.next_due_at),
-    amount: num(r.amount),
-    currency: String(r.currency),
     intervalUnit: (r.interval_unit as IntervalUnit | null) ?? null,
     intervalCount: numOrNull(r.interval_count),
     timezone: String(r.timezone),
@@ -89,6 +85,17 @@ function toRow(r: Record<string, unknown>): MandateCalendarRow {
     anchorCycle: num(r.anchor_cycle),
     endAt: dateOrNull(r.end_at),
     instalmentsTotal: numOrNull(r.instalments_total),
+  };
+}
+
+function toRow(r: Record<string, unknown>): MandateCalendarRow {
+  return {
+    id: num(r.id),
+    nextCycle: num(r.next_cycle),
+    nextDueAt: date(r.next_due_at),
+    amount: num(r.amount),
+    currency: String(r.currency),
+    ...calendarColumns(r),
     lastInstalmentAmount: numOrNull(r.last_instalment_amount),
     cancelAtPeriodEnd: r.cancel_at_period_end === true,
     backfillThroughCycle: numOrNull(r.backfill_through_cycle),
