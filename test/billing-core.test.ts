@@ -179,10 +179,17 @@ describe('billing core against the Worldpay sandbox', () => {
     expect(resumed.nextDueAt).toBe('2026-04-30T09:00:00.000Z');
     await runBilling(later, { asOf: at('2026-05-01T00:00:00Z'), trigger: 'test', mandateId: m.id });
     const d = await showMandate(w.t.database, m.id);
-    expect(d.charges.map((c) => [c.cycle, c.dueAt])).toEqual([
+    expect(d.charges.filter((c) => c.state !== 'skipped').map((c) => [c.cycle, c.dueAt])).toEqual([
       [0, '2026-01-31T09:00:00.000Z'],
       [3, '2026-04-30T09:00:00.000Z'],
     ]);
+    // the missed cycles are recorded as skipped, with the reason, and were never sent
+    const skipped = d.charges.filter((c) => c.state === 'skipped');
+    expect(skipped.map((c) => [c.cycle, c.dueAt, c.attempts.length])).toEqual([
+      [1, '2026-02-28T09:00:00.000Z', 0],
+      [2, '2026-03-31T09:00:00.000Z', 0],
+    ]);
+    expect(skipped[0]?.stateReason).toMatch(/paused when it fell due/);
   });
 
   it('a dry run lists what is due and sends nothing', async () => {

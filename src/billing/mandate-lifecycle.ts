@@ -93,6 +93,19 @@ export async function reschedule(ctx: BillingContext, tx: Tx, m: MandateView): P
   }
   // Instalment plans keep every instalment: the missed ones become due now, in order.
   const next = m.intent === 'instalment' ? new Date(m.nextDueAt) : dueAt(schedule, cycle);
+  if (cycle > m.nextCycle) {
+    // The cycles that fell due while it was held are recorded, not charged, as catch-up's are.
+    const reason = `skipped: the mandate was ${m.status.replaceAll('_', ' ')} when it fell due`;
+    const skipped = [];
+    for (let k = m.nextCycle; k < cycle; k++)
+      skipped.push(
+        sql`(${m.id}::bigint, ${k}::int, ${m.amount}::bigint, ${m.currency}, ${dueAt(schedule, k).toISOString()}::timestamptz, ${reason})`,
+      );
+    await tx.execute(sql`insert into charges (mandate_id, cycle, amount, currency, due_at, next_attempt_at, state, state_reason)
+      select v.mandate_id, v.cycle, v.amount, v.currency, v.due_at, null, 'skipped', v.reason
+        from (values ${sql.join(skipped, sql`, `)}) as v(mandate_id, cycle, amount, currency, due_at, reason)
+      on conflict (mandate_id, cycle) do nothing`);
+  }
   await tx.execute(
     sql`update mandates set next_cycle = ${cycle}, next_due_at = ${next.toISOString()}::timestamptz where id = ${m.id}`,
   );
