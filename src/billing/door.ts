@@ -119,10 +119,16 @@ export const mandateReleasesCharges = (alias = 'm'): SQL =>
  * The state an attempt's outcome leaves its charge in: `target`, unless that would leave the
  * charge waiting (a retry, a new card, a stop) on a mandate cancelled while the attempt was in
  * flight, which no run would ever send again: then the charge is cancelled with its mandate.
+ *
+ * The mandate's status is read `for share`: a cancel (an operator's, or a period end's) that
+ * has locked the mandate but not yet committed is waited for and then seen. A plain read would
+ * see the status before that cancel, write a retry, and the cancel, which takes over only the
+ * charges waiting when it ran, would leave that retry behind on a cancelled mandate. The guard
+ * is evaluated before the charge row is locked, so the lock order stays mandate, then charge.
  */
 export function outcomeState(target: ChargeState, mandateId: number): SQL {
   if (!(UNSENT_CHARGE_STATES as readonly string[]).includes(target)) return sql`${target}::text`;
-  return sql`(case when exists (select 1 from mandates where id = ${mandateId} and status = 'cancelled')
+  return sql`(case when (select status from mandates where id = ${mandateId} for share) = 'cancelled'
     then 'cancelled' else ${target}::text end)`;
 }
 
