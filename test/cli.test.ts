@@ -149,6 +149,29 @@ describe('rebill CLI', () => {
     ]);
     expect(contradiction.code).toBe(2);
     expect(contradiction.stderr).toMatch(/--amount: contradicts/);
+    // hostile values, flag by flag: exit 2 naming the flag, never echoing a card number
+    const link = ['--link', `${env.WORLDPAY_URL}/payments/authorizations/recurring/x`];
+    const PAN = '4929301661318602';
+    for (const [extra, flag] of [
+      [['--customer', PAN], '--customer'],
+      [['--narrative', 'a\u0007b'], '--narrative'],
+      [['--narrative', '\u{1F4B8}\u{1F4B8}'], '--narrative'],
+      [['--amount', '5188247082276544'], '--amount'],
+      [['--amount', '10000001'], '--amount'],
+      [['--timezone', PAN], '--timezone'],
+      [['--start', '1999-12-31'], '--start'],
+      [['--start', '+275760-09-13T00:00:00Z'], '--start'],
+      [['--interval', PAN], '--interval'],
+    ] as const) {
+      const r = await create([...extra, ...link]);
+      expect(r.code, `${flag}: ${r.stderr}`).toBe(2);
+      expect(r.stderr, flag).toContain(flag);
+      expect(r.stderr, flag).not.toContain(PAN);
+      expect(r.stderr, flag).not.toContain('5188247082276544');
+    }
+    const bogusState = await runCli(['charges', 'list', '--state', 'bogus'], env);
+    expect(bogusState.code).toBe(2);
+    expect(bogusState.stderr).toMatch(/--state.*retry_scheduled/);
     // a card number on the command line is refused, and not repeated
     const onArgv = await create(['--card-number', '4444333322221111', '--expiry', '12/2030']);
     expect(onArgv.code).toBe(2);

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { containsCardNumber, hasControlCharacter } from '../domain/card.ts';
 import { parseInstant } from '../domain/instant.ts';
+import { narrativeProblem } from '../domain/narrative.ts';
 import { ValidationError } from '../errors.ts';
 
 /**
@@ -64,8 +65,11 @@ export const createMandateSchema = z
     /** Per cycle; for instalment plans, or give totalAmount instead. */
     amount: z.number().int().positive().optional(),
     currency: z.string().regex(/^[A-Z]{3}$/, 'must be an ISO-4217 code'),
-    entity: z.string().regex(entityPattern, 'must be 1-32 letters, digits or spaces').optional(),
-    narrative: freeText(z.string().min(1).max(24)),
+    entity: freeText(z.string().regex(entityPattern, 'must be 1-32 letters, digits or spaces')).optional(),
+    narrative: freeText(z.string()).superRefine((v, ctx) => {
+      const problem = narrativeProblem(v);
+      if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
+    }),
     interval: z.string().optional(),
     /** ISO-8601; without an offset, wall-clock time in `timezone` (domain/instant.ts). */
     start: instantInput.optional(),

@@ -1,5 +1,6 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { dunningReport, getCharge, listCharges, retryNow } from '../billing/charges.ts';
+import { chargeMachine } from '../domain/lifecycle.ts';
 import type { CliDeps } from './main.ts';
 import { idArg, intOption, printJson, table } from './output.ts';
 import { formatRunReport } from './run.ts';
@@ -12,9 +13,11 @@ export function registerChargeCommands(program: Command, deps: CliDeps): void {
   charges
     .command('list')
     .description('List charges; --state dunning lists every charge in dunning with its refusal and decision')
-    .option(
-      '--state <state>',
-      'pending | retry_scheduled | needs_new_credential | stopped | failed | settling | settled | unknown | dunning',
+    .addOption(
+      new Option('--state <state>', 'a charge state, or dunning (all four dunning states)').choices([
+        ...Object.keys(chargeMachine.transitions),
+        'dunning',
+      ]),
     )
     .option('--mandate <id>', 'only this mandate', intOption('--mandate'))
     .option('--code <code>', 'only charges whose last refusal had this code')

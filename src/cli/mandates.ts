@@ -11,6 +11,7 @@ import {
   resumeMandate,
   showMandate,
 } from '../billing/mandates.ts';
+import { mandateMachine } from '../domain/lifecycle.ts';
 import { RebillError, ValidationError } from '../errors.ts';
 import type { CliDeps } from './main.ts';
 import { idArg, intOption, printJson, table } from './output.ts';
@@ -185,7 +186,9 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
   mandates
     .command('list')
     .description('List mandates')
-    .option('--status <s>', 'active | paused | needs_new_credential | stopped | cancelled | completed')
+    .addOption(
+      new Option('--status <s>', 'a mandate status').choices(Object.keys(mandateMachine.transitions)),
+    )
     .option('--intent <i>', 'subscription | instalment | unscheduled')
     .option('--customer <ref>', 'customer reference')
     .option('--limit <n>', 'page size (max 1000)', intOption('--limit'), 50)

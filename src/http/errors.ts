@@ -25,6 +25,11 @@ const statusByCode: Record<string, number> = {
   unavailable: 503,
 };
 
+const fastifyCodes: Record<number, string> = {
+  413: 'body_too_large',
+  415: 'unsupported_media_type',
+};
+
 /**
  * Map any error to a status and a JSON body. Only errors rebill raises on purpose carry their
  * message out; anything else is a 500 with a generic message, so driver errors, SQL or stack
@@ -45,11 +50,19 @@ export function errorResponse(err: unknown): { status: number; body: ErrorBody }
     if (status) return { status, body: { error: { code: err.code, message: err.message } } };
   }
   // fastify's own client errors (bad JSON, body too large, unsupported media type).
+  // Their codes (FST_ERR_...) are fastify's internals: the envelope carries our own.
   const e = err as { statusCode?: number; code?: string; message?: string };
   if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
+    const code = fastifyCodes[e.statusCode] ?? 'validation_error';
     return {
       status: e.statusCode,
-      body: { error: { code: e.code ?? 'bad_request', message: e.message ?? 'bad request' } },
+      body: {
+        error: {
+          code,
+          message: e.message ?? 'bad request',
+          ...(code === 'validation_error' ? { field: 'body' } : {}),
+        },
+      },
     };
   }
   return { status: 500, body: { error: { code: 'internal', message: 'internal error' } } };

@@ -25,6 +25,7 @@ import { assertNotFuture } from '../billing/run.ts';
 import type { Runner } from '../billing/runner.ts';
 import { getRun, listRuns } from '../billing/runs.ts';
 import { parseInstant } from '../domain/instant.ts';
+import { chargeMachine, mandateMachine } from '../domain/lifecycle.ts';
 import { ValidationError } from '../errors.ts';
 
 export interface RouteRequest {
@@ -62,11 +63,16 @@ const idParam = (name: string, v: string | undefined): number => {
 };
 
 const int = z.coerce.number().int().positive();
+/** Every value a filter can take, from the state tables: anything else is a 400 listing them. */
+const oneOf = (values: readonly string[]) =>
+  z.string().refine((v) => values.includes(v), { message: `must be one of ${values.join(', ')}` });
+const mandateStatuses = Object.keys(mandateMachine.transitions);
+const chargeStates = [...Object.keys(chargeMachine.transitions), 'dunning'];
 const mandateQuery = z
   .object({
-    status: z.string().optional(),
+    status: oneOf(mandateStatuses).optional(),
     intent: z.enum(['subscription', 'instalment', 'unscheduled']).optional(),
-    customer: z.string().optional(),
+    customer: z.string().min(1).max(128).optional(),
     gateway: z.enum(['worldpay', 'liquido']).optional(),
     limit: int.max(1000).optional(),
     after: int.optional(),
@@ -74,12 +80,14 @@ const mandateQuery = z
   .strict();
 const chargeQuery = z
   .object({
-    state: z.string().optional(),
+    state: oneOf(chargeStates).optional(),
     mandateId: int.optional(),
     limit: int.max(1000).optional(),
     after: int.optional(),
   })
   .strict();
+/** The most charges one run may be asked to take (PostgreSQL's `limit` is a 64-bit integer). */
+const MAX_RUN_LIMIT = 100_000_000;
 const runQuery = z.object({ limit: int.max(1000).optional(), before: int.optional() }).strict();
 const runBody = z
   .object({
@@ -87,7 +95,7 @@ const runBody = z
     dryRun: z.boolean().optional(),
     allowFuture: z.boolean().optional(),
     mandateId: z.number().int().positive().optional(),
-    limit: z.number().int().positive().optional(),
+    limit: z.number().int().positive().max(MAX_RUN_LIMIT).optional(),
   })
   .strict();
 const cancelBody = z.object({ atPeriodEnd: z.boolean().optional() }).strict();

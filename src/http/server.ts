@@ -7,6 +7,7 @@ import type { Metrics } from '../metrics.ts';
 import { createAuthLockout, createTokenCheck } from './auth.ts';
 import { errorResponse, HttpError } from './errors.ts';
 import { withIdempotency } from './idempotency.ts';
+import { guardInput } from './input.ts';
 import { type ExtraRoute, openApiDocument } from './openapi.ts';
 import { adminRoutes, type RouteRequest } from './routes.ts';
 import { WEBHOOK_PATH, webhookRoutes } from './webhook.ts';
@@ -70,6 +71,7 @@ export async function createAdminServer(opts: {
     for (const m of Array.isArray(r.method) ? r.method : [r.method])
       registered.push({ method: m, url: r.url });
   });
+  guardInput(app);
   const lockout = createAuthLockout(ctx.config.admin.authFailuresPerMinute);
   app.addHook('onRequest', async (req, reply) => {
     const auth = (req.routeOptions.config as { auth?: Auth } | undefined)?.auth ?? 'bearer';

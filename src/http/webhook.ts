@@ -58,10 +58,12 @@ export function webhookRoutes(ctx: BillingContext, metrics?: Metrics) {
   const secrets = ctx.config.webhook.secrets;
   return async (app: FastifyInstance) => {
     // The signature covers the raw bytes: keep them (this plugin's parsers only).
-    for (const type of MEDIA_TYPES)
+    for (const type of MEDIA_TYPES) {
+      if (app.hasContentTypeParser(type)) app.removeContentTypeParser(type);
       app.addContentTypeParser(type, { parseAs: 'buffer', bodyLimit: 1024 * 1024 }, (_req, body, done) =>
         done(null, body),
       );
+    }
     app.post(WEBHOOK_PATH, { config: { auth: 'signature' } }, async (req, reply) => {
       const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.from('');
       const log = ctx.logger.child({ webhook: 'worldpay' });

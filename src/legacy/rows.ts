@@ -7,6 +7,7 @@ import { type Interval, isTimeZone, parseInterval } from '../domain/calendar.ts'
 import { type CardBrand, cardBrand, containsCardNumber, luhnValid } from '../domain/card.ts';
 import { readInstant } from '../domain/instant.ts';
 import { ceilingMinor, DEFAULT_MAX_AMOUNT_MAJOR, isCurrency } from '../domain/money.ts';
+import { narrativeProblem } from '../domain/narrative.ts';
 
 export const FIELDS = [
   'legacy_id',
@@ -264,7 +265,10 @@ export function createRowValidator(opts: ValidatorOptions): (line: number, recor
 
     const narrative = get('narrative');
     if (narrative === '') fail('narrative', 'required');
-    else if (narrative.length > 24) fail('narrative', 'must be at most 24 characters');
+    else {
+      const problem = narrativeProblem(narrative);
+      if (problem !== null) fail('narrative', problem);
+    }
 
     const typeText = get('instrument_type');
     const instrumentType = (INSTRUMENT_TYPES as readonly string[]).includes(typeText)
