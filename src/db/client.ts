@@ -138,13 +138,16 @@ function countQueries(client: PGlite, onQuery: () => void): PGlite {
 /**
  * PGlite is one process's database: a second process opening the same directory would
  * corrupt it. A pid file taken with O_EXCL makes the second one fail with a clear message.
+ * The file holds the pid and, where /proc tells it, that process's start time: a pid the
+ * system has since given to another program (a lock left by a killed rebill) is recognised as
+ * stale and taken over instead of being reported as in use.
  */
 function lockDataDir(dir: string): () => void {
   const file = join(dir, 'rebill.pid');
   for (let i = 0; i < 2; i++) {
     try {
       const fd = openSync(file, 'wx');
-      writeFileSync(fd, String(process.pid));
+      writeFileSync(fd, `${process.pid} ${startTimeOf(process.pid) ?? ''}`.trim());
       closeSync(fd);
       const onExit = () => rmSync(file, { force: true });
       process.once('exit', onExit);
@@ -154,17 +157,34 @@ function lockDataDir(dir: string): () => void {
       };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const pid = Number(readFileSync(file, 'utf8'));
+      const [pidText, started] = readFileSync(file, 'utf8').trim().split(/\s+/);
+      const pid = Number(pidText);
       if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
-        throw new DataDirInUseError(
-          `the embedded database in ${dir} is in use by process ${pid}; PGlite allows one process at a time. ` +
-            'Stop that process, or set DATABASE_URL to share a PostgreSQL server between processes.',
-        );
+        const now = startTimeOf(pid);
+        // Same pid, another start time: the process that took the lock is gone.
+        const reused = started !== undefined && now !== null && now !== started;
+        if (!reused)
+          throw new DataDirInUseError(
+            `the embedded database in ${dir} is in use by process ${pid}; PGlite allows one process at a time. ` +
+              'Stop that process, or set DATABASE_URL to share a PostgreSQL server between processes. ' +
+              `If process ${pid} is not rebill, the lock is stale: remove ${file}.`,
+          );
       }
       rmSync(file, { force: true });
     }
   }
-  throw new DataDirInUseError(`cannot lock ${dir}`);
+  throw new DataDirInUseError(`cannot lock ${dir}: another process took ${file} at the same moment`);
+}
+
+/** A process's start time in clock ticks since boot (Linux /proc), or null where unknown. */
+function startTimeOf(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 22, counted after the command name, which is in parentheses and may hold spaces.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
 }
 
 function isAlive(pid: number): boolean {
