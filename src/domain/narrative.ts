@@ -9,7 +9,8 @@ const NARRATIVE = /^[A-Za-z0-9 _!@#$%()*=.:;?[\]{}~/+\-,`^&]{1,24}$/;
 
 /** Why `value` cannot be a statement narrative, or null when it can. Never repeats the value. */
 export function narrativeProblem(value: string): string | null {
-  if (value.length < 1 || value.length > 24) return 'must be 1-24 characters';
+  if (value.length < 1) return 'is required';
+  if (value.length > 24) return 'must be at most 24 characters';
   if (value.trim() === '') return 'must not be blank';
   if (!NARRATIVE.test(value))
     return 'may only contain A-Z a-z 0-9, space and _ ! @ # $ % ( ) * = . : ; ? [ ] { } ~ / + - , ` ^ & (what Worldpay prints on a statement)';
