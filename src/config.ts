@@ -74,6 +74,29 @@ const flag = z
   .optional()
   .transform((v) => v === '1' || v === 'true' || v === 'yes');
 
+/** `500ms`, `10s`, `5m`, `2h`, `3d` in milliseconds, or null. */
+export function parseDuration(text: string): number | null {
+  const m = /^(\d{1,9})(ms|s|m|h|d)$/.exec(text);
+  if (!m) return null;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[
+    m[2] as 'ms' | 's' | 'm' | 'h' | 'd'
+  ];
+  return Number(m[1]) * unit;
+}
+
+const duration = (def: string) =>
+  z
+    .string()
+    .default(def)
+    .transform((v, ctx) => {
+      const ms = parseDuration(v.trim());
+      if (ms === null || ms <= 0) {
+        ctx.addIssue({ code: 'custom', message: 'must be a duration like 3d, 12h, 30m or 10s' });
+        return z.NEVER;
+      }
+      return ms;
+    });
+
 const entity = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9 ]{0,31}$/, { message: 'must be 1-32 letters, digits or spaces' });
@@ -126,6 +149,19 @@ export interface Config {
   daemon: {
     schedule: string;
     shutdownTimeoutMs: number;
+  };
+  events: {
+    /** Delivered events older than this are pruned by the daemon. */
+    retentionDays: number;
+    /** credential.expiring is sent this many days before the due charge the card expires before. */
+    expiryNoticeDays: number;
+    /** Waits between delivery attempts (ms); the last one repeats until giveUpAfterMs. */
+    webhookRetrySchedule: number[];
+    webhookGiveUpAfterMs: number;
+    webhookPollMs: number;
+    webhookTimeoutMs: number;
+    /** http:// endpoints, and loopback or private addresses (tests, sandboxes). */
+    webhookAllowInsecure: boolean;
   };
   webhook: {
     secrets: Map<string, string>;
@@ -249,6 +285,32 @@ export function loadConfig(env: Env = process.env): Config {
     daemon: {
       schedule: parse(env, 'REBILL_CRON', z.string().default('* * * * *')),
       shutdownTimeoutMs: parse(env, 'REBILL_SHUTDOWN_TIMEOUT_MS', intIn(0, 600_000, 30_000)),
+    },
+    events: {
+      retentionDays: parse(env, 'REBILL_EVENT_RETENTION_DAYS', intIn(1, 36_500, 30)),
+      expiryNoticeDays: parse(env, 'REBILL_EXPIRY_NOTICE_DAYS', intIn(0, 365, 14)),
+      webhookRetrySchedule: parse(
+        env,
+        'REBILL_WEBHOOK_RETRY_SCHEDULE',
+        z
+          .string()
+          .default('1m,5m,30m,2h,6h,12h')
+          .transform((v, ctx) => {
+            const steps = v.split(',').map((p) => parseDuration(p.trim()));
+            if (steps.some((d) => d === null || d <= 0)) {
+              ctx.addIssue({
+                code: 'custom',
+                message: 'must be durations like 1m,5m,30m,2h (ms, s, m, h, d)',
+              });
+              return z.NEVER;
+            }
+            return steps as number[];
+          }),
+      ),
+      webhookGiveUpAfterMs: parse(env, 'REBILL_WEBHOOK_GIVE_UP_AFTER', duration('3d')),
+      webhookPollMs: parse(env, 'REBILL_WEBHOOK_POLL_MS', intIn(10, 3_600_000, 1000)),
+      webhookTimeoutMs: parse(env, 'REBILL_WEBHOOK_TIMEOUT_MS', intIn(100, 60_000, 10_000)),
+      webhookAllowInsecure: parse(env, 'REBILL_WEBHOOK_ALLOW_INSECURE', flag),
     },
     webhook: {
       secrets: parseWebhookSecrets(readSecret(env, 'WORLDPAY_WEBHOOK_SECRETS')),

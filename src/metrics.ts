@@ -15,6 +15,8 @@ export interface Metrics {
   billing: BillingMetrics;
   runFinished(trigger: string, status: string, seconds: number): void;
   webhook(outcome: string): void;
+  /** One outbound webhook delivery attempt: delivered, retried or failed (for good). */
+  delivery(result: string): void;
   /** Refresh the database-backed gauges (one query), then render the text exposition. */
   render(): Promise<string>;
   contentType: string;
@@ -74,17 +76,39 @@ export function createMetrics(database: Database): Metrics {
     registers: [registry],
   });
 
+  const deliveries = new Counter({
+    name: 'rebill_webhook_deliveries_total',
+    help: 'Outbound webhook delivery attempts by result (delivered, retried, failed for good)',
+    labelNames: ['result'] as const,
+    registers: [registry],
+  });
+  const undeliveredAge = new Gauge({
+    name: 'rebill_webhook_oldest_undelivered_age_seconds',
+    help: 'Age of the oldest event still waiting to be delivered to an endpoint (0 when none)',
+    registers: [registry],
+  });
+  const disabledEndpoints = new Gauge({
+    name: 'rebill_webhook_endpoints_disabled',
+    help: 'Webhook endpoints disabled after failing every delivery for the give-up window',
+    registers: [registry],
+  });
+
   async function refresh(): Promise<void> {
     const rows = await database.rows(sql`select
         (select count(*) from attempts where state in ('sending', 'unknown')) as unknown,
         (select coalesce(extract(epoch from now() - min(sent_at)), 0) from attempts where state in ('sending', 'unknown')) as oldest,
         (select count(*) from charges where state = 'retry_scheduled') as backlog,
-        (select count(*) from payment_actions where state = 'requested') as pending`);
+        (select count(*) from payment_actions where state = 'requested') as pending,
+        (select coalesce(extract(epoch from now() - min(e.created_at)), 0)
+           from webhook_deliveries d join events e on e.id = d.event_id where d.state = 'pending') as undelivered,
+        (select count(*) from webhook_endpoints where status = 'disabled') as disabled`);
     const r = rows[0] ?? {};
     unknown.set(num(r.unknown ?? 0));
     unknownAge.set(Math.max(0, num(r.oldest ?? 0)));
     backlog.set(num(r.backlog ?? 0));
     pendingActions.set(num(r.pending ?? 0));
+    undeliveredAge.set(Math.max(0, num(r.undelivered ?? 0)));
+    disabledEndpoints.set(num(r.disabled ?? 0));
   }
 
   return {
@@ -106,6 +130,9 @@ export function createMetrics(database: Database): Metrics {
     },
     webhook(outcome) {
       webhooks.inc({ outcome });
+    },
+    delivery(result) {
+      deliveries.inc({ result });
     },
     async render() {
       await refresh();

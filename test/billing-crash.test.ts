@@ -73,6 +73,22 @@ describe.skipIf(!hasServer)('crash recovery (child processes sharing PostgreSQL)
         REBILL_CONCURRENCY: '1',
       });
       expect(crashed.signal).toBe('SIGKILL');
+      if (point === 'after-outcome') {
+        // The outbox is written in the outcome's own statement: killed right after that commit,
+        // the process leaves the charge authorized and its event written, never one without the other.
+        const ev = await w.t.database.rows(
+          sql`select e.data->>'id' as charge_id from events e where e.type = 'charge.authorized'
+               and e.mandate_id in (${sql.join(
+                 ids.map((i) => sql`${i}`),
+                 sql`, `,
+               )})`,
+        );
+        const authorized = (await chargesOf(ids)).filter((r) =>
+          ['authorized', 'settling'].includes(String(r.state)),
+        );
+        expect(authorized.length).toBeGreaterThan(0);
+        expect(ev.map((e) => Number(e.charge_id)).sort()).toEqual(authorized.map((r) => Number(r.id)).sort());
+      }
       await expireLeases();
       // A write-ahead that never went out is resolved as "did not happen" and retried later.
       const first = await runCli(['run', '--at', '2026-01-10T02:00:00Z', '--json'], w.env);

@@ -154,7 +154,17 @@ export async function commitAuthorized(
                  updated_at = now(),
                  migrated_at = coalesce(migrated_at, now())
                  ${opts.erasePan ? sql`, encrypted_pan = null` : sql``}
-           where id = ${p.charge.credentialId} and exists (select 1 from ch) returning id)`
+           where id = ${p.charge.credentialId} and exists (select 1 from ch) returning id)${
+             opts.erasePan
+               ? sql`, migrated as (
+          insert into events (type, mandate_id, customer_ref, data)
+          select 'legacy.migrated', m.id, cu.ref,
+                 jsonb_build_object('mandateId', m.id, 'legacyId', m.legacy_id, 'credentialId', ${p.charge.credentialId}::bigint,
+                                    'chargeId', ${p.charge.id}::bigint, 'transactionReference', ${p.reference}::text)
+            from mandates m join customers cu on cu.id = m.customer_id
+           where m.id = ${p.charge.mandateId} and exists (select 1 from cred))`
+               : sql``
+           }`
       : sql``;
   const settleCte: SQL = settle
     ? sql`, act as (

@@ -11,6 +11,7 @@ import {
 } from '../domain/lifecycle.ts';
 import { assertMoney, assertWithinCeiling } from '../domain/money.ts';
 import { ConflictError, RebillError } from '../errors.ts';
+import { appendEvent } from '../events/append.ts';
 import type { BillingContext } from './context.ts';
 import { assertCredentialUsable, upsertCredential } from './credentials.ts';
 import { takeOverWaitingCharges, transitionMandate, writeAudit } from './door.ts';
@@ -162,6 +163,12 @@ export async function attachCredential(ctx: BillingContext, id: number, raw: unk
     await tx.execute(
       sql`update mandates set credential_id = ${credentialId}, updated_at = now() where id = ${id}`,
     );
+    await appendEvent(ctx.database, tx, {
+      type: 'credential.updated',
+      mandateId: id,
+      data: sql`jsonb_build_object('credential', rebill_mandate_json(${id}::bigint)->'credential', 'mandateId', ${id}::bigint,
+        'reason', ${reason}::text, 'previous', jsonb_build_object('credentialId', ${m.credential.id}::bigint))`,
+    });
     if (m.status !== 'active' && m.status !== 'paused') {
       await transitionMandate(ctx.database, tx, { id, to: 'active', reason, actor: 'operator' });
     } else {

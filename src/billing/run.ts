@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import { num } from '../db/values.ts';
 import { type RunStatus, runMachine } from '../domain/lifecycle.ts';
 import { errorMessage, RebillError, ValidationError } from '../errors.ts';
+import { noticeExpiringCards } from '../events/expiry.ts';
 import type { BillingContext } from './context.ts';
 import { mayBecome, releaseLeases } from './door.ts';
 import { dueMandates, materializeDueCharges } from './materialize.ts';
@@ -183,6 +184,7 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
       counts.settled += f.settled;
     }
     counts.errors += rec.errors;
+    await noticeExpiringCards(ctx, opts.asOf);
     await releaseLeases(ctx.database, ctx.workerId, book.held);
     book.held.clear();
     const status: RunReport['status'] = opts.signal?.aborted
@@ -229,10 +231,19 @@ async function finishRun(
   counts: RunCounts,
   error: string | null,
 ): Promise<void> {
+  // run.completed is written with the run's end, in its statement (the outbox's rule).
   const rows =
-    await ctx.database.rows(sql`update billing_runs set status = ${status}, counts = ${JSON.stringify(counts)}::jsonb,
+    await ctx.database.rows(sql`with r as (update billing_runs set status = ${status}, counts = ${JSON.stringify(counts)}::jsonb,
     error = ${error}, finished_at = now() where id = ${runId} and ${mayBecome(runMachine, 'billing_runs.status', status)}
-    returning id`);
+    returning id, status, trigger, as_of, dry_run, mandate_id, counts, error, started_at, finished_at
+    ), ev as (
+      insert into events (type, data)
+      select 'run.completed', jsonb_build_object('id', id, 'status', status, 'trigger', trigger, 'asOf', rebill_iso(as_of),
+             'dryRun', dry_run, 'mandateId', mandate_id, 'counts', counts, 'error', error,
+             'startedAt', rebill_iso(started_at), 'finishedAt', rebill_iso(finished_at))
+        from r
+    )
+    select id from r`);
   if (rows.length === 0)
     ctx.logger.warn(
       { runId, status },

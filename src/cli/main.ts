@@ -8,6 +8,7 @@ import { errorMessage } from '../errors.ts';
 import { registerSandboxCommand } from '../sandbox/cli.ts';
 import { registerChargeCommands } from './charges.ts';
 import { registerDaemonCommands } from './daemon.ts';
+import { registerEventCommands } from './events.ts';
 import { registerLegacyCommands } from './legacy.ts';
 import { registerMandateCommands } from './mandates.ts';
 import { exitCodeFor } from './output.ts';
@@ -70,6 +71,7 @@ export function buildProgram(): Command {
   registerChargeCommands(program, deps);
   registerPaymentCommands(program, deps);
   registerDaemonCommands(program, deps);
+  registerEventCommands(program, deps);
   registerLegacyCommands(program, {
     openDatabase: () => openDatabase(getConfig()),
     config: getConfig,

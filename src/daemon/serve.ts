@@ -1,5 +1,6 @@
 import type { App } from '../app.ts';
 import { createRunner } from '../billing/runner.ts';
+import { startDeliveryLoop } from '../events/loop.ts';
 import { createAdminServer } from '../http/server.ts';
 import { createMetrics } from '../metrics.ts';
 import { createDaemon, validateSchedule } from './daemon.ts';
@@ -57,9 +58,14 @@ export async function serve(app: App, opts: { schedule: boolean }): Promise<{ dr
     process.on('SIGINT', first);
   });
   await daemon?.start();
+  // The daemon also delivers the outbox to the merchant's webhook endpoints.
+  const deliveries = opts.schedule ? startDeliveryLoop(app, metrics) : undefined;
   const sig = await signalled;
   app.logger.info({ signal: sig }, 'shutting down: no new work is claimed');
-  const out = daemon ? await daemon.stop() : await runner.stop(config.daemon.shutdownTimeoutMs);
+  const [out] = await Promise.all([
+    daemon ? daemon.stop() : runner.stop(config.daemon.shutdownTimeoutMs),
+    deliveries?.stop(),
+  ]);
   await server.close();
   app.logger.info({ drained: out.drained }, 'stopped');
   return out;

@@ -27,6 +27,20 @@ import { getRun, listRuns } from '../billing/runs.ts';
 import { parseInstant } from '../domain/instant.ts';
 import { chargeMachine, mandateMachine } from '../domain/lifecycle.ts';
 import { ValidationError } from '../errors.ts';
+import {
+  createEndpoint,
+  DELIVERY_STATES,
+  endpointInputSchema,
+  getEndpoint,
+  listDeliveries,
+  listEndpoints,
+  removeEndpoint,
+  resendDelivery,
+  rotateSecret,
+  testEndpoint,
+} from '../events/endpoints.ts';
+import { listEvents } from '../events/sequence.ts';
+import { eventTypes } from '../events/types.ts';
 
 export interface RouteRequest {
   params: Record<string, string>;
@@ -44,7 +58,7 @@ export interface RouteResult {
  * from the same definition, so the two cannot drift apart.
  */
 export interface RouteDef {
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'DELETE';
   /** fastify form: /v1/mandates/:id */
   url: string;
   summary: string;
@@ -303,6 +317,7 @@ export function adminRoutes(ctx: BillingContext, runner: Runner): RouteDef[] {
       handler: async (req) => paymentEvents(ctx, idParam('id', req.params.id)),
     },
   ];
+  routes.push(...eventRoutes(ctx));
   for (const p of paymentRoutes) {
     routes.push({
       method: 'POST',
@@ -315,4 +330,115 @@ export function adminRoutes(ctx: BillingContext, runner: Runner): RouteDef[] {
     });
   }
   return routes;
+}
+
+const eventQuery = z
+  .object({
+    after: z.coerce.number().int().min(0).optional(),
+    type: oneOf(eventTypes).optional(),
+    mandateId: int.optional(),
+    limit: int.max(1000).optional(),
+  })
+  .strict();
+const deliveryQuery = z
+  .object({
+    state: oneOf(DELIVERY_STATES).optional(),
+    limit: int.max(1000).optional(),
+    before: int.optional(),
+  })
+  .strict();
+
+/** The outbox read by polling, and the webhook endpoints that receive it pushed. */
+function eventRoutes(ctx: BillingContext): RouteDef[] {
+  const endpointId = (req: RouteRequest) => idParam('id', req.params.id);
+  return [
+    {
+      method: 'GET',
+      url: '/v1/events',
+      tag: 'events',
+      summary:
+        'Events in id order after a cursor (`after`, the last id read); `next` is the cursor of the next page',
+      query: eventQuery,
+      status: 200,
+      handler: async (req) => listEvents(ctx.database, parseInput(eventQuery, req.query)),
+    },
+    {
+      method: 'POST',
+      url: '/v1/webhook-endpoints',
+      tag: 'webhooks',
+      summary: 'Add an endpoint; the answer carries its signing secret, shown this once',
+      body: endpointInputSchema,
+      status: 201,
+      handler: async (req) => createEndpoint(ctx, req.body),
+    },
+    {
+      method: 'GET',
+      url: '/v1/webhook-endpoints',
+      tag: 'webhooks',
+      summary: 'Endpoints (without secrets)',
+      status: 200,
+      handler: async () => listEndpoints(ctx),
+    },
+    {
+      method: 'GET',
+      url: '/v1/webhook-endpoints/:id',
+      tag: 'webhooks',
+      summary: 'An endpoint (without its secret)',
+      status: 200,
+      handler: async (req) => getEndpoint(ctx, endpointId(req)),
+    },
+    {
+      method: 'DELETE',
+      url: '/v1/webhook-endpoints/:id',
+      tag: 'webhooks',
+      summary: 'Remove an endpoint; deliveries still waiting for it end as failed',
+      status: 200,
+      handler: async (req) => removeEndpoint(ctx, endpointId(req)),
+    },
+    {
+      method: 'POST',
+      url: '/v1/webhook-endpoints/:id/rotate-secret',
+      tag: 'webhooks',
+      summary: 'A new signing secret (in this answer); the old one signs beside it for 24 hours',
+      body: emptyBody,
+      status: 200,
+      handler: async (req) => {
+        parseInput(emptyBody, req.body ?? {});
+        return rotateSecret(ctx, endpointId(req));
+      },
+    },
+    {
+      method: 'POST',
+      url: '/v1/webhook-endpoints/:id/test',
+      tag: 'webhooks',
+      summary: 'Send a `ping` event to this endpoint',
+      body: emptyBody,
+      status: 202,
+      handler: async (req) => {
+        parseInput(emptyBody, req.body ?? {});
+        return testEndpoint(ctx, endpointId(req));
+      },
+    },
+    {
+      method: 'GET',
+      url: '/v1/webhook-endpoints/:id/deliveries',
+      tag: 'webhooks',
+      summary: "An endpoint's deliveries, newest first: state, attempts, last status, error and response",
+      query: deliveryQuery,
+      status: 200,
+      handler: async (req) => listDeliveries(ctx, endpointId(req), parseInput(deliveryQuery, req.query)),
+    },
+    {
+      method: 'POST',
+      url: '/v1/webhook-deliveries/:id/resend',
+      tag: 'webhooks',
+      summary: 'Deliver that event to that endpoint again, now',
+      body: emptyBody,
+      status: 202,
+      handler: async (req) => {
+        parseInput(emptyBody, req.body ?? {});
+        return resendDelivery(ctx, idParam('id', req.params.id));
+      },
+    },
+  ];
 }

@@ -1,0 +1,262 @@
+import { type Command, Option } from 'commander';
+import { createDeliverer } from '../events/deliver.ts';
+import {
+  createEndpoint,
+  DELIVERY_STATES,
+  getEndpoint,
+  listDeliveries,
+  listEndpoints,
+  removeEndpoint,
+  resendDelivery,
+  rotateSecret,
+  testEndpoint,
+} from '../events/endpoints.ts';
+import { type EventView, listEvents } from '../events/sequence.ts';
+import { eventTypes } from '../events/types.ts';
+import type { CliDeps } from './main.ts';
+import { idArg, intOption, printJson, table } from './output.ts';
+
+const eventRow = (e: EventView) => [
+  e.id,
+  e.createdAt,
+  e.type,
+  e.mandateId,
+  e.customerRef,
+  String(
+    (e.data as { state?: string; status?: string }).state ?? (e.data as { status?: string }).status ?? '',
+  ),
+];
+
+export function registerEventCommands(program: Command, deps: CliDeps): void {
+  const events = program.command('events').description('The event log (what the webhooks deliver)');
+  events
+    .command('list')
+    .description('Events in id order; --follow keeps polling for new ones')
+    .option('--after <id>', 'only events after this id (the cursor)', intOption('--after'))
+    .addOption(new Option('--type <type>', 'only this event type').choices(eventTypes))
+    .option('--mandate <id>', 'only events of this mandate', intOption('--mandate'))
+    .option('--limit <n>', 'page size (max 1000)', intOption('--limit'), 100)
+    .option('--follow', 'keep polling (every second) until interrupted')
+    .option('--json', 'JSON output (one event per line with --follow)')
+    .action(async (o) => {
+      if (o.limit > 1000) throw new Error('--limit: must be at most 1000');
+      await deps.withApp(async (app) => {
+        let after: number = o.after ?? 0;
+        let stop = false;
+        const onSignal = () => {
+          stop = true;
+        };
+        process.once('SIGINT', onSignal);
+        process.once('SIGTERM', onSignal);
+        try {
+          let first = true;
+          do {
+            const page = await listEvents(app.database, {
+              after,
+              type: o.type,
+              mandateId: o.mandate,
+              limit: o.limit,
+            });
+            if (page.items.length > 0) after = Number(page.items[page.items.length - 1]!.id);
+            if (o.json && o.follow)
+              for (const e of page.items) process.stdout.write(`${JSON.stringify(e)}\n`);
+            else if (o.json) printJson(page);
+            else if (page.items.length > 0 || first)
+              process.stdout.write(
+                table(['id', 'at', 'type', 'mandate', 'customer', 'state'], page.items.map(eventRow)),
+              );
+            first = false;
+            if (!o.follow) {
+              if (page.next !== null && !o.json) process.stdout.write(`more: --after ${page.next}\n`);
+              break;
+            }
+            if (page.next === null) await new Promise((r) => setTimeout(r, 1000));
+          } while (!stop);
+        } finally {
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+        }
+      });
+    });
+
+  const hooks = program
+    .command('webhooks')
+    .description('Endpoints that receive events, and their deliveries');
+  hooks
+    .command('add <url>')
+    .description('Add an endpoint; prints its signing secret, which is shown this once')
+    .option('--events <types>', 'comma-separated event types, or * for all', '*')
+    .option('--description <text>', 'a note for operators')
+    .option('--json', 'JSON output')
+    .action(async (url, o) => {
+      await deps.withApp(async (app) => {
+        const ep = await createEndpoint(app, {
+          url,
+          events: String(o.events)
+            .split(',')
+            .map((s: string) => s.trim())
+            .filter(Boolean),
+          ...(o.description !== undefined ? { description: o.description } : {}),
+        }).catch(flagged);
+        if (o.json) return printJson(ep);
+        process.stdout.write(
+          `webhook endpoint ${ep.id} added for ${ep.events.join(', ')}\nsigning secret (shown once): ${ep.secret}\n`,
+        );
+      });
+    });
+  hooks
+    .command('list')
+    .description('Endpoints')
+    .option('--json', 'JSON output')
+    .action(async (o) => {
+      await deps.withApp(async (app) => {
+        const page = await listEndpoints(app);
+        if (o.json) return printJson(page);
+        process.stdout.write(
+          table(
+            ['endpoint', 'url', 'events', 'status', 'failing since'],
+            page.items.map((e) => [e.id, e.url, e.events.join(','), e.status, e.failingSince]),
+          ),
+        );
+      });
+    });
+  hooks
+    .command('show <id>')
+    .description('One endpoint (never its secret)')
+    .option('--json', 'JSON output')
+    .action(async (id, o) => {
+      await deps.withApp(async (app) => {
+        const e = await getEndpoint(app, idArg('id', id));
+        if (o.json) return printJson(e);
+        process.stdout.write(
+          table(
+            ['field', 'value'],
+            [
+              ['endpoint', e.id],
+              ['url', e.url],
+              ['events', e.events.join(', ')],
+              ['description', e.description],
+              ['status', e.status],
+              ['status reason', e.statusReason],
+              ['failing since', e.failingSince],
+              ['old secret signs until', e.previousSecretExpiresAt],
+              ['created', e.createdAt],
+            ],
+          ),
+        );
+      });
+    });
+  hooks
+    .command('remove <id>')
+    .description('Remove an endpoint; deliveries waiting for it end as failed')
+    .action(async (id) => {
+      await deps.withApp(async (app) => {
+        const e = await removeEndpoint(app, idArg('id', id));
+        process.stdout.write(`webhook endpoint ${e.id} removed\n`);
+      });
+    });
+  hooks
+    .command('rotate-secret <id>')
+    .description('A new signing secret (printed once); the old one signs beside it for 24 hours')
+    .option('--json', 'JSON output')
+    .action(async (id, o) => {
+      await deps.withApp(async (app) => {
+        const e = await rotateSecret(app, idArg('id', id));
+        if (o.json) return printJson(e);
+        process.stdout.write(
+          `new signing secret (shown once): ${e.secret}\nthe old one keeps signing until ${e.previousSecretExpiresAt}\n`,
+        );
+      });
+    });
+  hooks
+    .command('test <id>')
+    .description('Queue a ping event for this endpoint (the daemon, or `webhooks deliver`, sends it)')
+    .action(async (id) => {
+      await deps.withApp(async (app) => {
+        const r = await testEndpoint(app, idArg('id', id));
+        process.stdout.write(`ping event ${r.eventId} queued for endpoint ${id}\n`);
+      });
+    });
+  hooks
+    .command('deliveries <id>')
+    .description("An endpoint's deliveries, newest first")
+    .addOption(new Option('--state <state>', 'only this state').choices([...DELIVERY_STATES]))
+    .option('--limit <n>', 'page size (max 1000)', intOption('--limit'), 50)
+    .option('--before <id>', 'next page: deliveries before this id', intOption('--before'))
+    .option('--json', 'JSON output')
+    .action(async (id, o) => {
+      if (o.limit > 1000) throw new Error('--limit: must be at most 1000');
+      await deps.withApp(async (app) => {
+        const page = await listDeliveries(app, idArg('id', id), {
+          state: o.state,
+          limit: o.limit,
+          before: o.before,
+        });
+        if (o.json) return printJson(page);
+        process.stdout.write(
+          table(
+            [
+              'delivery',
+              'event',
+              'type',
+              'mandate',
+              'state',
+              'attempts',
+              'last status',
+              'error',
+              'next attempt',
+            ],
+            page.items.map((d) => [
+              d.id,
+              d.eventId,
+              d.eventType,
+              d.mandateId,
+              d.state,
+              d.attempts,
+              d.lastStatus,
+              d.lastError,
+              d.nextAttemptAt,
+            ]),
+          ),
+        );
+        if (page.next !== null) process.stdout.write(`more: --before ${page.next}\n`);
+      });
+    });
+  hooks
+    .command('resend <deliveryId>')
+    .description('Deliver that event to that endpoint again, now')
+    .action(async (id) => {
+      await deps.withApp(async (app) => {
+        const d = await resendDelivery(app, idArg('deliveryId', id));
+        process.stdout.write(`delivery ${d.id} (event ${d.eventId}) queued again\n`);
+      });
+    });
+  hooks
+    .command('deliver')
+    .description(
+      'Deliver everything due now, once, and exit (for cron users; the daemon does this continuously)',
+    )
+    .option('--json', 'JSON output')
+    .action(async (o) => {
+      await deps.withApp(async (app) => {
+        const deliverer = createDeliverer(app);
+        try {
+          const s = await deliverer.drain();
+          if (o.json) return printJson(s);
+          process.stdout.write(
+            `delivered ${s.delivered}, to retry ${s.retried}, failed for good ${s.failed}\n`,
+          );
+        } finally {
+          await deliverer.close();
+        }
+      });
+    });
+}
+
+/** CLI errors name the flag: `events` is --events here. */
+function flagged(err: unknown): never {
+  const e = err as { field?: string; message?: string };
+  if (typeof e?.field === 'string' && e.field.startsWith('events') && e.message)
+    e.message = e.message.replace(/^events(\.\d+)?/, '--events');
+  throw err;
+}

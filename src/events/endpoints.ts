@@ -1,0 +1,294 @@
+import { randomBytes } from 'node:crypto';
+import { BlockList, isIP } from 'node:net';
+import { sql } from 'drizzle-orm';
+import { z } from 'zod';
+import type { BillingContext } from '../billing/context.ts';
+import { parseInput } from '../billing/mandate-schemas.ts';
+import { date, dateOrNull, num, str } from '../db/values.ts';
+import { containsCardNumber, hasControlCharacter } from '../domain/card.ts';
+import { ConflictError, NotFoundError, ValidationError } from '../errors.ts';
+import { appendEvent } from './append.ts';
+import { sequenceEvents } from './sequence.ts';
+import { isEventType } from './types.ts';
+
+/**
+ * Addresses a webhook must not reach unless REBILL_WEBHOOK_ALLOW_INSECURE=1: loopback, the
+ * private ranges, link-local (cloud metadata lives at 169.254.169.254), CGNAT, multicast and
+ * the unspecified address. A merchant's endpoint is on the internet; anything else is a way
+ * into the network rebill runs in.
+ */
+const blocked = new BlockList();
+for (const [net, bits] of [
+  ['0.0.0.0', 8],
+  ['10.0.0.0', 8],
+  ['100.64.0.0', 10],
+  ['127.0.0.0', 8],
+  ['169.254.0.0', 16],
+  ['172.16.0.0', 12],
+  ['192.0.0.0', 24],
+  ['192.168.0.0', 16],
+  ['198.18.0.0', 15],
+  ['224.0.0.0', 3],
+] as const)
+  blocked.addSubnet(net, bits, 'ipv4');
+for (const [net, bits] of [
+  ['::', 128],
+  ['::1', 128],
+  ['fc00::', 7],
+  ['fe80::', 10],
+  ['ff00::', 8],
+] as const)
+  blocked.addSubnet(net, bits, 'ipv6');
+
+/** Whether an IP address is one a webhook may not reach (IPv4-mapped IPv6 checked as IPv4). */
+export function isBlockedAddress(address: string): boolean {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return blocked.check(mapped[1]!, 'ipv4');
+  const family = isIP(address);
+  if (family === 0) return false;
+  return blocked.check(address, family === 4 ? 'ipv4' : 'ipv6');
+}
+
+/** An endpoint URL as rebill will call it, or a ValidationError naming `url`. */
+export function checkEndpointUrl(raw: string, allowInsecure: boolean): string {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new ValidationError('url', 'must be an absolute URL');
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:')
+    throw new ValidationError('url', 'must be an https URL');
+  if (u.username || u.password) throw new ValidationError('url', 'must not carry a user name or password');
+  const host = u.hostname.replace(/^\[|\]$/g, '');
+  const local = host === 'localhost' || host.endsWith('.localhost') || isBlockedAddress(host);
+  if (!allowInsecure) {
+    if (u.protocol !== 'https:')
+      throw new ValidationError(
+        'url',
+        'must be an https URL (http is allowed to loopback only with REBILL_WEBHOOK_ALLOW_INSECURE=1)',
+      );
+    if (local)
+      throw new ValidationError(
+        'url',
+        'is a loopback, private or link-local address; webhooks go to the internet (REBILL_WEBHOOK_ALLOW_INSECURE=1 allows it for tests)',
+      );
+  } else if (u.protocol === 'http:' && !local) {
+    throw new ValidationError('url', 'http is allowed to loopback and private addresses only; use https');
+  }
+  u.hash = '';
+  return u.toString();
+}
+
+const text = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .refine((v) => !hasControlCharacter(v), { message: 'must not contain control characters' })
+    .refine((v) => !containsCardNumber(v), {
+      message: 'looks like a card number (the value is not repeated)',
+    });
+
+export const endpointInputSchema = z
+  .object({
+    url: text(2048),
+    events: z
+      .array(z.string().max(64))
+      .min(1, 'subscribe to at least one event type, or ["*"]')
+      .max(64)
+      .superRefine((list, ctx) => {
+        for (const [i, t] of list.entries())
+          if (t !== '*' && !isEventType(t))
+            ctx.addIssue({
+              code: 'custom',
+              path: [i],
+              message: 'not an event type (GET /openapi.json lists them)',
+            });
+      }),
+    description: text(256).optional(),
+  })
+  .strict();
+
+export interface EndpointView {
+  id: number;
+  url: string;
+  events: string[];
+  description: string | null;
+  status: string;
+  statusReason: string | null;
+  failingSince: string | null;
+  /** While a rotated-out secret still signs beside the current one. */
+  previousSecretExpiresAt: string | null;
+  createdAt: string;
+}
+
+function toEndpointView(r: Record<string, unknown>): EndpointView {
+  const prev = dateOrNull(r.previous_secret_expires_at);
+  return {
+    id: num(r.id),
+    url: String(r.url),
+    events: (r.events as string[]) ?? [],
+    description: str(r.description),
+    status: String(r.status),
+    statusReason: str(r.status_reason),
+    failingSince: dateOrNull(r.failing_since)?.toISOString() ?? null,
+    previousSecretExpiresAt: prev && prev.getTime() > Date.now() ? prev.toISOString() : null,
+    createdAt: date(r.created_at).toISOString(),
+  };
+}
+
+const newSecret = () => `whsec_${randomBytes(32).toString('base64url')}`;
+
+/** A new endpoint; its signing secret is in this answer and never shown again. */
+export async function createEndpoint(
+  ctx: BillingContext,
+  raw: unknown,
+): Promise<EndpointView & { secret: string }> {
+  const input = parseInput(endpointInputSchema, raw);
+  const url = checkEndpointUrl(input.url, ctx.config.events.webhookAllowInsecure);
+  const events = [...new Set(input.events)];
+  const secret = newSecret();
+  const rows = await ctx.database.rows(
+    sql`insert into webhook_endpoints (url, events, description, secret)
+        values (${url}, ${`{${events.map((e) => `"${e}"`).join(',')}}`}::text[], ${input.description ?? null}, ${secret})
+        returning *`,
+  );
+  return { ...toEndpointView(rows[0]!), secret };
+}
+
+export async function listEndpoints(ctx: BillingContext): Promise<{ items: EndpointView[] }> {
+  const rows = await ctx.database.rows(
+    sql`select * from webhook_endpoints where status <> 'removed' order by id`,
+  );
+  return { items: rows.map(toEndpointView) };
+}
+
+export async function getEndpoint(ctx: BillingContext, id: number): Promise<EndpointView> {
+  const rows = await ctx.database.rows(
+    sql`select * from webhook_endpoints where id = ${id} and status <> 'removed'`,
+  );
+  if (!rows[0]) throw new NotFoundError('webhook endpoint', id);
+  return toEndpointView(rows[0]);
+}
+
+/** Remove an endpoint: nothing more is delivered to it; what was waiting ends as failed. */
+export async function removeEndpoint(ctx: BillingContext, id: number): Promise<EndpointView> {
+  const view = await ctx.database.db.transaction(async (tx) => {
+    const rows = await ctx.database.rows(
+      sql`update webhook_endpoints set status = 'removed', status_reason = 'removed by operator', updated_at = now()
+           where id = ${id} and status <> 'removed' returning *`,
+      tx,
+    );
+    if (!rows[0]) throw new NotFoundError('webhook endpoint', id);
+    await ctx.database.rows(
+      sql`update webhook_deliveries set state = 'failed', last_error = 'endpoint removed', lease_owner = null, lease_expires_at = null
+           where endpoint_id = ${id} and state = 'pending'`,
+      tx,
+    );
+    return toEndpointView(rows[0]);
+  });
+  return view;
+}
+
+/** A new secret; the old one keeps signing beside it for 24 hours. */
+export async function rotateSecret(
+  ctx: BillingContext,
+  id: number,
+): Promise<EndpointView & { secret: string }> {
+  const secret = newSecret();
+  const rows = await ctx.database.rows(
+    sql`update webhook_endpoints set previous_secret = secret, previous_secret_expires_at = now() + interval '24 hours',
+               secret = ${secret}, updated_at = now()
+         where id = ${id} and status <> 'removed' returning *`,
+  );
+  if (!rows[0]) throw new NotFoundError('webhook endpoint', id);
+  return { ...toEndpointView(rows[0]), secret };
+}
+
+/** A `ping` event for this endpoint alone; delivered like any other. */
+export async function testEndpoint(ctx: BillingContext, id: number): Promise<{ eventId: string }> {
+  const ep = await getEndpoint(ctx, id);
+  if (ep.status !== 'enabled') throw new ConflictError(`webhook endpoint ${id} is ${ep.status}`);
+  await appendEvent(ctx.database, undefined, {
+    type: 'ping',
+    endpointId: id,
+    data: { endpointId: id, message: 'a test event from rebill' },
+  });
+  await sequenceEvents(ctx.database);
+  const rows = await ctx.database.rows(
+    sql`select max(event_id) as id from webhook_deliveries where endpoint_id = ${id}`,
+  );
+  return { eventId: String(rows[0]?.id) };
+}
+
+export interface DeliveryView {
+  id: number;
+  endpointId: number;
+  eventId: string;
+  eventType: string | null;
+  mandateId: number | null;
+  state: string;
+  attempts: number;
+  nextAttemptAt: string | null;
+  lastStatus: number | null;
+  lastError: string | null;
+  lastResponse: string | null;
+  lastAttemptAt: string | null;
+  deliveredAt: string | null;
+}
+
+function toDeliveryView(r: Record<string, unknown>): DeliveryView {
+  return {
+    id: num(r.id),
+    endpointId: num(r.endpoint_id),
+    eventId: String(r.event_id),
+    eventType: str(r.type),
+    mandateId: r.mandate_id === null || r.mandate_id === undefined ? null : num(r.mandate_id),
+    state: String(r.state),
+    attempts: num(r.attempts),
+    nextAttemptAt: r.state === 'pending' ? (dateOrNull(r.next_attempt_at)?.toISOString() ?? null) : null,
+    lastStatus: r.last_status === null || r.last_status === undefined ? null : num(r.last_status),
+    lastError: str(r.last_error),
+    lastResponse: str(r.last_response),
+    lastAttemptAt: dateOrNull(r.last_attempt_at)?.toISOString() ?? null,
+    deliveredAt: dateOrNull(r.delivered_at)?.toISOString() ?? null,
+  };
+}
+
+export const DELIVERY_STATES = ['pending', 'delivered', 'failed'] as const;
+
+/** An endpoint's deliveries, newest first (keyset on id). */
+export async function listDeliveries(
+  ctx: BillingContext,
+  endpointId: number,
+  f: { state?: string | undefined; limit?: number | undefined; before?: number | undefined } = {},
+): Promise<{ items: DeliveryView[]; next: number | null }> {
+  await getEndpoint(ctx, endpointId);
+  const limit = f.limit ?? 50;
+  const rows = await ctx.database.rows(
+    sql`select d.*, e.type from webhook_deliveries d left join events e on e.id = d.event_id
+         where d.endpoint_id = ${endpointId}
+           ${f.state ? sql`and d.state = ${f.state}` : sql``}
+           ${f.before !== undefined ? sql`and d.id < ${f.before}` : sql``}
+         order by d.id desc limit ${limit}`,
+  );
+  const items = rows.map(toDeliveryView);
+  return { items, next: items.length === limit ? items[items.length - 1]!.id : null };
+}
+
+/** Deliver an event to an endpoint again, now (after a receiver fixed a bug, say). */
+export async function resendDelivery(ctx: BillingContext, deliveryId: number): Promise<DeliveryView> {
+  const rows = await ctx.database.rows(
+    sql`update webhook_deliveries d set state = 'pending', next_attempt_at = now(), lease_owner = null,
+               lease_expires_at = null, fence = d.fence + 1, last_error = null
+          from webhook_endpoints ep
+         where d.id = ${deliveryId} and ep.id = d.endpoint_id and ep.status = 'enabled'
+        returning d.*`,
+  );
+  if (!rows[0]) {
+    const exists = await ctx.database.rows(sql`select 1 from webhook_deliveries where id = ${deliveryId}`);
+    if (exists.length === 0) throw new NotFoundError('webhook delivery', deliveryId);
+    throw new ConflictError(`webhook delivery ${deliveryId} belongs to an endpoint that is not enabled`);
+  }
+  return toDeliveryView(rows[0]);
+}

@@ -1,0 +1,112 @@
+import { type SQL, sql } from 'drizzle-orm';
+import type { Database } from '../db/client.ts';
+import { date, num, str } from '../db/values.ts';
+import { ValidationError } from '../errors.ts';
+import { isEventType } from './types.ts';
+
+/**
+ * Why a sequencer: a bigserial id is taken when a row is inserted, not when its transaction
+ * commits, so a consumer reading `after=41` can see 42 before a slower transaction commits 41,
+ * and skip it for good. Events are therefore written with `id` null and given their public id
+ * here, only once every transaction that could still commit an older one has ended (its `tx`
+ * is below the oldest running transaction, `pg_snapshot_xmin`), in insertion order, under an
+ * advisory lock so two sequencers never interleave. In the same statement each new event is
+ * fanned out to the endpoints subscribed to its type: one pending delivery each.
+ */
+const SEQUENCER_LOCK = 7_202_612_04;
+const BATCH = 2000;
+
+export async function sequenceEvents(database: Database): Promise<{ sequenced: number; deliveries: number }> {
+  const total = { sequenced: 0, deliveries: 0 };
+  for (;;) {
+    const r = await database.db.transaction(async (tx) => {
+      await database.rows(sql`select pg_advisory_xact_lock(${SEQUENCER_LOCK})`, tx);
+      const rows = await database.rows(
+        sql`with ready as (
+              select seq, nextval('events_id_seq') as id from events
+               where id is null and tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+               order by seq limit ${BATCH}
+            ), upd as (
+              update events e set id = r.id from ready r where e.seq = r.seq
+              returning e.id, e.type, e.mandate_id, e.endpoint_id
+            ), fan as (
+              insert into webhook_deliveries (endpoint_id, event_id, mandate_id)
+              select ep.id, u.id, u.mandate_id from upd u join webhook_endpoints ep
+                on case when u.endpoint_id is not null then ep.id = u.endpoint_id
+                        else ep.status = 'enabled' and (u.type = any(ep.events) or '*' = any(ep.events)) end
+              on conflict do nothing
+              returning 1
+            )
+            select (select count(*) from upd)::int as sequenced, (select count(*) from fan)::int as deliveries`,
+        tx,
+      );
+      return { sequenced: num(rows[0]?.sequenced ?? 0), deliveries: num(rows[0]?.deliveries ?? 0) };
+    });
+    total.sequenced += r.sequenced;
+    total.deliveries += r.deliveries;
+    if (r.sequenced < BATCH) return total;
+  }
+}
+
+export interface EventView {
+  id: string;
+  type: string;
+  createdAt: string;
+  mandateId: number | null;
+  customerRef: string | null;
+  data: Record<string, unknown>;
+}
+
+export function toEventView(r: Record<string, unknown>): EventView {
+  return {
+    id: String(r.id),
+    type: String(r.type),
+    createdAt: date(r.created_at).toISOString(),
+    mandateId: r.mandate_id === null || r.mandate_id === undefined ? null : num(r.mandate_id),
+    customerRef: str(r.customer_ref),
+    data: (typeof r.data === 'string' ? JSON.parse(r.data) : r.data) as Record<string, unknown>,
+  };
+}
+
+/**
+ * Events in id order after a cursor: what a polling consumer reads. Sequences first, so what
+ * committed is visible at once; the cursor is the last id read.
+ */
+export async function listEvents(
+  database: Database,
+  f: {
+    after?: number | undefined;
+    type?: string | undefined;
+    mandateId?: number | undefined;
+    limit?: number;
+  },
+): Promise<{ items: EventView[]; next: string | null }> {
+  if (f.type !== undefined && !isEventType(f.type))
+    throw new ValidationError('type', 'not an event type (GET /openapi.json lists them)');
+  await sequenceEvents(database);
+  const limit = f.limit ?? 100;
+  const where: SQL[] = [sql`id is not null`, sql`id > ${f.after ?? 0}`];
+  if (f.type) where.push(sql`type = ${f.type}`);
+  if (f.mandateId !== undefined) where.push(sql`mandate_id = ${f.mandateId}`);
+  const rows = await database.rows(
+    sql`select id, type, created_at, mandate_id, customer_ref, data from events
+         where ${sql.join(where, sql` and `)} order by id limit ${limit}`,
+  );
+  const items = rows.map(toEventView);
+  return { items, next: items.length === limit ? items[items.length - 1]!.id : null };
+}
+
+/** Delete events older than the retention that no delivery still waits for. */
+export async function pruneEvents(database: Database, retentionDays: number): Promise<number> {
+  const rows = await database.rows(
+    sql`delete from events e
+         where e.created_at < now() - make_interval(days => ${retentionDays}) and e.id is not null
+           and not exists (select 1 from webhook_deliveries d where d.event_id = e.id and d.state = 'pending')
+        returning 1`,
+  );
+  await database.rows(
+    sql`delete from webhook_deliveries d where d.state <> 'pending'
+          and not exists (select 1 from events e where e.id = d.event_id)`,
+  );
+  return rows.length;
+}

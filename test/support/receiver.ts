@@ -1,0 +1,108 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/** One request a receiver got, whatever it answered. */
+export interface Received {
+  eventId: string;
+  type: string;
+  mandateId: number | null;
+  body: string;
+  /** The Rebill-Signature header as sent. */
+  signature: string;
+  signatureOk: boolean;
+  answered: 'ok' | 'error' | 'timeout' | 'reset';
+  at: number;
+}
+
+/**
+ * A merchant's webhook receiver over loopback, as the README tells one to write it: it checks
+ * `Rebill-Signature` against its secret(s) with a 5-minute tolerance, and dedupes on the event
+ * id. `behave` decides each answer, so a test can make it fail, hang or drop the connection.
+ */
+export interface Receiver {
+  url: string;
+  received: Received[];
+  secrets: string[];
+  behave: (n: number) => 'ok' | 'error' | 'timeout' | 'reset';
+  close(): Promise<void>;
+}
+
+/** Verify `t=...,v1=...[,v1=...]` against any of the secrets, within the tolerance. */
+export function verifySignature(
+  header: string,
+  body: string,
+  secrets: readonly string[],
+  nowSec: number,
+): boolean {
+  const parts = header.split(',').map((p) => p.split('='));
+  const t = Number(parts.find(([k]) => k === 't')?.[1]);
+  if (!Number.isInteger(t) || Math.abs(nowSec - t) > 300) return false;
+  const given = parts.filter(([k]) => k === 'v1').map(([, v]) => Buffer.from(v ?? '', 'hex'));
+  return secrets.some((s) => {
+    const want = createHmac('sha256', s).update(`${t}.${body}`).digest();
+    return given.some((g) => g.length === want.length && timingSafeEqual(g, want));
+  });
+}
+
+export async function startReceiver(timeoutMs = 60_000): Promise<Receiver> {
+  let n = 0;
+  const r: Receiver = {
+    url: '',
+    received: [],
+    secrets: [],
+    behave: () => 'ok',
+    close: async () => {},
+  };
+  const read = (req: IncomingMessage) =>
+    new Promise<string>((resolve) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    });
+  const server: Server = createServer(async (req, res) => {
+    const body = await read(req);
+    const how = r.behave(n++);
+    let parsed: { id?: string; type?: string; data?: { mandateId?: number; id?: number } } = {};
+    try {
+      parsed = JSON.parse(body);
+    } catch {}
+    const type = String(parsed.type);
+    const mandateId = type.startsWith('mandate.')
+      ? (parsed.data?.id ?? null)
+      : (parsed.data?.mandateId ?? null);
+    r.received.push({
+      eventId: String(req.headers['rebill-event-id']),
+      type,
+      mandateId,
+      body,
+      signature: String(req.headers['rebill-signature'] ?? ''),
+      signatureOk: verifySignature(
+        String(req.headers['rebill-signature'] ?? ''),
+        body,
+        r.secrets,
+        Date.now() / 1000,
+      ),
+      answered: how,
+      at: Date.now(),
+    });
+    if (how === 'reset') return req.socket.destroy();
+    if (how === 'timeout') {
+      setTimeout(() => {
+        if (!res.destroyed && res.socket) res.writeHead(200).end('too late');
+      }, timeoutMs).unref();
+      return;
+    }
+    if (how === 'error') return res.writeHead(500, { 'content-type': 'text/plain' }).end('receiver error');
+    res.writeHead(200, { 'content-type': 'application/json' }).end('{"received":true}');
+  });
+  server.keepAliveTimeout = 1000;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  r.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks`;
+  r.close = () =>
+    new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    });
+  return r;
+}
