@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startWorker } from '../bench/lib/worker-cli.ts';
 import { type App, openApp } from '../src/app.ts';
 import { cancelMandate, createMandate, getMandate, pauseMandate } from '../src/billing/mandates.ts';
 import { paymentAction } from '../src/billing/payments.ts';
@@ -16,6 +17,7 @@ import { startDeliveryLoop } from '../src/events/loop.ts';
 import { listEvents, sequenceEvents } from '../src/events/sequence.ts';
 import { type AdminServer, createAdminServer } from '../src/http/server.ts';
 import { silentLogger } from '../src/logger.ts';
+import { rebillBin } from './support/cli.ts';
 import { hasServer, serverSkipReason } from './support/db.ts';
 import { startReceiver, verifySignature } from './support/receiver.ts';
 import { startWorld, type World } from './support/world.ts';
@@ -425,5 +427,92 @@ describe('events and webhooks', () => {
       const ofMandate = await call('GET', `/v1/events?mandateId=${mid}&limit=1000`);
       expect(ofMandate.body.items.every((e: { mandateId: number }) => e.mandateId === mid)).toBe(true);
     });
+  });
+});
+
+describe.skipIf(!hasServer)('webhook delivery across a killed daemon', () => {
+  let w: World;
+  beforeAll(async () => {
+    w = await startWorld({ env: { REBILL_WEBHOOK_ALLOW_INSECURE: '1', REBILL_ADMIN_TOKENS: TOKEN } });
+  });
+  afterAll(async () => w?.close());
+
+  it('SIGKILL mid-delivery, restart: nothing lost, duplicates only of what was in flight, same id and body', {
+    timeout: 120_000,
+  }, async () => {
+    const app = await w.app(T0);
+    const r = await startReceiver();
+    r.delayMs = 40;
+    const ep = await createEndpoint(app, { url: r.url, events: ['ping'] });
+    r.secrets.push(ep.secret);
+    const N = 120;
+    for (let i = 0; i < N; i++) await appendEvent(w.t.database, undefined, { type: 'ping', data: { i } });
+    const env = {
+      ...w.env,
+      REBILL_ADMIN_ADDR: '127.0.0.1:0',
+      REBILL_CRON: '0 0 1 1 *',
+      REBILL_WEBHOOK_POLL_MS: '50',
+      REBILL_WEBHOOK_RETRY_SCHEDULE: '100ms',
+      REBILL_LOG_LEVEL: 'warn',
+    };
+    const first = startWorker({ argv: [rebillBin], dispose: () => {} }, ['daemon'], env);
+    for (let i = 0; i < 600 && r.received.length < 30; i++) await new Promise((res) => setTimeout(res, 50));
+    first.kill();
+    const killed = await first.done;
+    expect(killed.signal).toBe('SIGKILL');
+    const beforeRestart = r.received.length;
+    expect(beforeRestart).toBeGreaterThan(0);
+    expect(beforeRestart).toBeLessThan(N);
+    // What the killed daemon held comes back when its leases run out; here they are expired by hand.
+    await w.t.database.rows(
+      sql`update webhook_deliveries set lease_expires_at = now() - interval '1 second' where lease_owner is not null`,
+    );
+    const second = startWorker({ argv: [rebillBin], dispose: () => {} }, ['daemon'], env);
+    try {
+      for (let i = 0; i < 1200; i++) {
+        const left = await w.t.database.rows(
+          sql`select count(*)::int as n from webhook_deliveries where state = 'pending'`,
+        );
+        if (num(left[0]!.n) === 0) break;
+        await new Promise((res) => setTimeout(res, 50));
+      }
+    } finally {
+      second.kill();
+      await second.done;
+    }
+    const delivered = await w.t.database.rows(
+      sql`select count(*)::int as n from webhook_deliveries where endpoint_id = ${ep.id} and state = 'delivered'`,
+    );
+    expect(num(delivered[0]!.n)).toBe(N);
+    const ids = new Set(r.received.map((x) => x.eventId));
+    expect(ids.size).toBe(N);
+    const duplicates = r.received.length - N;
+    // at-least-once: only what was in flight when the first daemon died can arrive twice
+    expect(duplicates).toBeLessThanOrEqual(64);
+    const bodies = new Map<string, string>();
+    for (const x of r.received) {
+      expect(x.signatureOk).toBe(true);
+      const seen = bodies.get(x.eventId);
+      if (seen !== undefined) expect(x.body).toBe(seen);
+      bodies.set(x.eventId, x.body);
+    }
+    await r.close();
+  });
+});
+
+describe('event types are documented', () => {
+  it('every type is in docs/events.md, the README and the OpenAPI document', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { EVENT_TYPES } = await import('../src/events/types.ts');
+    const { openApiDocument } = await import('../src/http/openapi.ts');
+    const doc = readFileSync(new URL('../docs/events.md', import.meta.url), 'utf8');
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const api = JSON.stringify(openApiDocument([], []));
+    for (const t of Object.keys(EVENT_TYPES)) {
+      expect(doc, t).toContain(`\`${t}\``);
+      expect(api, t).toContain(`"${t}"`);
+      if (t !== 'ping' && t !== 'webhook_endpoint.disabled')
+        expect(readme, t).toMatch(new RegExp(t.split('.')[1]!));
+    }
   });
 });

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { EVENT_TYPES, eventTypes } from '../events/types.ts';
 import type { RouteDef } from './routes.ts';
 
 /** A route outside the admin table (health, metrics, the webhook, this document). */
@@ -27,6 +28,26 @@ const errorSchema = {
       type: 'object',
       required: ['code', 'message'],
       properties: { code: { type: 'string' }, message: { type: 'string' }, field: { type: 'string' } },
+    },
+  },
+};
+
+const eventSchema = {
+  type: 'object',
+  required: ['id', 'type', 'createdAt', 'data'],
+  properties: {
+    id: { type: 'string', description: 'A monotonic integer: the cursor of GET /v1/events?after=' },
+    type: {
+      type: 'string',
+      enum: eventTypes,
+      description: eventTypes.map((t) => `${t}: ${EVENT_TYPES[t]}`).join('\n'),
+    },
+    createdAt: { type: 'string', format: 'date-time' },
+    mandateId: { type: ['integer', 'null'] },
+    customerRef: { type: ['string', 'null'] },
+    data: {
+      type: 'object',
+      description: 'The object after the change, with `previous`; never a card number',
     },
   },
 };
@@ -121,8 +142,46 @@ export function openApiDocument(routes: RouteDef[], extra: ExtraRoute[]): Record
     info: { title: 'rebill admin API', version: '0.1.0' },
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+      schemas: { Event: eventSchema },
     },
     security: [{ bearer: [] }],
     paths,
+    // What rebill POSTs to a merchant's endpoint (docs/events.md).
+    webhooks: {
+      event: {
+        post: {
+          summary: 'An event delivered to a webhook endpoint (at least once, in order per mandate)',
+          parameters: [
+            { name: 'Rebill-Event-Id', in: 'header', required: true, schema: { type: 'string' } },
+            {
+              name: 'Rebill-Signature',
+              in: 'header',
+              required: true,
+              description:
+                't=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>; two v1 entries during a secret rotation',
+              schema: { type: 'string' },
+            },
+          ],
+          requestBody: {
+            required: true,
+            content: {
+              'application/json': {
+                schema: {
+                  type: 'object',
+                  required: ['id', 'type', 'createdAt', 'data'],
+                  properties: {
+                    id: eventSchema.properties.id,
+                    type: eventSchema.properties.type,
+                    createdAt: eventSchema.properties.createdAt,
+                    data: eventSchema.properties.data,
+                  },
+                },
+              },
+            },
+          },
+          responses: { '200': { description: 'Any 2xx within 10 s: delivered. Anything else is retried.' } },
+        },
+      },
+    },
   };
 }

@@ -25,6 +25,8 @@ export interface Receiver {
   received: Received[];
   secrets: string[];
   behave: (n: number) => 'ok' | 'error' | 'timeout' | 'reset';
+  /** Wait this long before answering (a slow receiver keeps deliveries in flight). */
+  delayMs: number;
   close(): Promise<void>;
 }
 
@@ -52,6 +54,7 @@ export async function startReceiver(timeoutMs = 60_000): Promise<Receiver> {
     received: [],
     secrets: [],
     behave: () => 'ok',
+    delayMs: 0,
     close: async () => {},
   };
   const read = (req: IncomingMessage) =>
@@ -63,6 +66,7 @@ export async function startReceiver(timeoutMs = 60_000): Promise<Receiver> {
   const server: Server = createServer(async (req, res) => {
     const body = await read(req);
     const how = r.behave(n++);
+    if (r.delayMs > 0) await new Promise((done) => setTimeout(done, r.delayMs));
     let parsed: { id?: string; type?: string; data?: { mandateId?: number; id?: number } } = {};
     try {
       parsed = JSON.parse(body);
