@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -12,6 +14,8 @@ import { followSettlements } from './billing/settle.ts';
 import { fixedClock } from './clock.ts';
 import { loadConfig } from './config.ts';
 import { formatMoney } from './domain/money.ts';
+import { createDeliverer, verifySignature } from './events/deliver.ts';
+import { createEndpoint } from './events/endpoints.ts';
 import { legacyStatus } from './legacy/erase.ts';
 import { importLegacy } from './legacy/import.ts';
 import { readCsv } from './legacy/reader.ts';
@@ -26,7 +30,8 @@ const DAY = 86_400_000;
  * database in a temporary directory, the sandbox in-process, mandates of every intent (two of
  * them imported from a legacy file, one on Liquido), a run with an authorization, a
  * settlement and a refusal with its dunning decision, the retry that succeeds two simulated
- * days later, and a summary. Leaves nothing running and nothing on disk.
+ * days later, a summary, and the merchant's webhook receiver getting the story's events.
+ * Leaves nothing running and nothing on disk.
  */
 export async function runDemo(
   out: (line: string) => void = (l) => process.stdout.write(`${l}\n`),
@@ -35,6 +40,7 @@ export async function runDemo(
   const liquido = liquidoSandbox();
   const sandbox = await startSandbox({ port: 0, plugins: [liquido] });
   let app: App | undefined;
+  let receiver: Server | undefined;
   try {
     const config = loadConfig({
       REBILL_DATA_DIR: dir,
@@ -50,6 +56,8 @@ export async function runDemo(
       REBILL_EVENT_LAG_MINUTES: '0',
       // Simulated time: runs are asked for days and months ahead of the wall clock.
       REBILL_ALLOW_FUTURE_RUNS: '1',
+      // The demo's webhook receiver listens on loopback over http.
+      REBILL_WEBHOOK_ALLOW_INSECURE: '1',
     });
     out(`rebill demo: embedded database in ${dir}, sandbox at ${sandbox.url}\n`);
     const t0 = new Date('2026-12-01T09:00:00Z');
@@ -64,6 +72,23 @@ export async function runDemo(
       });
       return (await res.body.json()) as { chainId: string; href: string };
     };
+
+    // The merchant's side: a webhook receiver that checks every signature.
+    const received: { type: string; signed: boolean }[] = [];
+    receiver = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks).toString('utf8');
+        const signed = verifySignature(String(req.headers['rebill-signature'] ?? ''), body, secrets);
+        received.push({ type: String((JSON.parse(body) as { type: string }).type), signed });
+        res.writeHead(signed ? 200 : 400).end();
+      });
+    });
+    await new Promise<void>((r) => receiver!.listen(0, '127.0.0.1', r));
+    const hookUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/rebill`;
+    const endpoint = await createEndpoint(app, { url: hookUrl, events: ['*'], description: 'demo receiver' });
+    const secrets = [endpoint.secret];
 
     out('1. Mandates');
     const gym = await createMandate(app, {
@@ -181,7 +206,20 @@ export async function runDemo(
     );
     out(`   Liquido sandbox holds ${liquido.state.ledger().payments.length} captured pre-authorization(s)`);
     out(`   mandates still holding card data: ${(await legacyStatus(database)).withCardData}`);
+
+    out(`\n7. Webhooks: the merchant's receiver at ${hookUrl}`);
+    const deliverer = createDeliverer(app);
+    const sent = await deliverer.drain();
+    await deliverer.close();
+    const byType = new Map<string, number>();
+    for (const r of received) byType.set(r.type, (byType.get(r.type) ?? 0) + 1);
+    out(
+      `   delivered ${sent.delivered} signed events (${received.filter((r) => r.signed).length} verified, ${received.filter((r) => !r.signed).length} refused):`,
+    );
+    for (const [type, n] of [...byType].sort(([a], [b]) => a.localeCompare(b)))
+      out(`   ${String(n).padStart(4)}  ${type}`);
   } finally {
+    await new Promise<void>((r) => (receiver ? receiver.close(() => r()) : r()));
     await app?.close();
     await app?.database.close();
     await sandbox.close();

@@ -21,6 +21,12 @@ describe('npm run demo (rebill demo)', () => {
     expect(out).toContain('settled after 2 attempts');
     expect(out).toContain('0 stale links used');
     expect(out).toContain('mandates still holding card data: 0');
+    // the merchant's receiver got the story's events, every one signed
+    expect(out).toMatch(/delivered (\d+) signed events \(\1 verified, 0 refused\)/);
+    expect(out).toMatch(/7 {2}charge\.authorized/);
+    expect(out).toMatch(/1 {2}charge\.refused/);
+    expect(out).toMatch(/7 {2}charge\.settled/);
+    expect(out).toMatch(/1 {2}legacy\.migrated/);
     const dir = /embedded database in (\S+),/.exec(out)?.[1];
     expect(dir).toBeDefined();
     expect(existsSync(dir!)).toBe(false);

@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { sql } from 'drizzle-orm';
 import { Agent, request } from 'undici';
@@ -38,6 +38,27 @@ export function signature(secrets: readonly string[], body: string, t: number): 
     `t=${t}`,
     ...secrets.map((s) => `v1=${createHmac('sha256', s).update(`${t}.${body}`).digest('hex')}`),
   ].join(',');
+}
+
+/**
+ * What a receiver does with `Rebill-Signature` (the README shows the same in a few lines):
+ * true when a `v1` matches one of `secrets` and `t` is within the tolerance of `nowSec`.
+ */
+export function verifySignature(
+  header: string,
+  body: string,
+  secrets: readonly string[],
+  nowSec = Date.now() / 1000,
+  toleranceSec = 300,
+): boolean {
+  const parts = header.split(',').map((p) => p.split('='));
+  const t = Number(parts.find(([k]) => k === 't')?.[1]);
+  if (!Number.isInteger(t) || Math.abs(nowSec - t) > toleranceSec) return false;
+  const given = parts.filter(([k]) => k === 'v1').map(([, v]) => Buffer.from(v ?? '', 'hex'));
+  return secrets.some((s) => {
+    const want = createHmac('sha256', s).update(`${t}.${body}`).digest();
+    return given.some((g) => g.length === want.length && timingSafeEqual(g, want));
+  });
 }
 
 /** The bytes a delivery carries: the same for every attempt of one event. */
@@ -268,6 +289,7 @@ export function createDeliverer(
     async drain() {
       // What is due when the drain starts, each at most once: a retry it schedules waits for
       // the next drain (or the daemon), so a receiver that is down cannot keep it running.
+      await sequenceEvents(ctx.database); // fan out what has committed, then fix the horizon
       const rows = await ctx.database.rows(sql`select clock_timestamp() as t`);
       const dueBy = date(rows[0]!.t);
       const total = { delivered: 0, retried: 0, failed: 0 };

@@ -1,6 +1,6 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { verifySignature } from '../../src/events/deliver.ts';
 
 /** One request a receiver got, whatever it answered. */
 export interface Received {
@@ -30,22 +30,7 @@ export interface Receiver {
   close(): Promise<void>;
 }
 
-/** Verify `t=...,v1=...[,v1=...]` against any of the secrets, within the tolerance. */
-export function verifySignature(
-  header: string,
-  body: string,
-  secrets: readonly string[],
-  nowSec: number,
-): boolean {
-  const parts = header.split(',').map((p) => p.split('='));
-  const t = Number(parts.find(([k]) => k === 't')?.[1]);
-  if (!Number.isInteger(t) || Math.abs(nowSec - t) > 300) return false;
-  const given = parts.filter(([k]) => k === 'v1').map(([, v]) => Buffer.from(v ?? '', 'hex'));
-  return secrets.some((s) => {
-    const want = createHmac('sha256', s).update(`${t}.${body}`).digest();
-    return given.some((g) => g.length === want.length && timingSafeEqual(g, want));
-  });
-}
+export { verifySignature };
 
 export async function startReceiver(timeoutMs = 60_000): Promise<Receiver> {
   let n = 0;
