@@ -2,6 +2,8 @@
  * rebill's throughput next to what the hardware and the peer allow.
  *   npm run bench -- [--mandates N] [--latency-ms L] [--concurrency C] [--json]
  *   npm run bench -- --sweep --latency-ms 200      (throughput against concurrency, Little's law)
+ *   npm run bench -- --no-outbox                   (the event outbox's trigger off: what events cost)
+ *   npm run bench -- --deliver                     (then deliver every event to a loopback receiver)
  * PostgreSQL when DATABASE_URL is set (a database of its own, dropped afterwards), else PGlite
  * in memory. The sandbox runs in a child process. Results go to bench/results/.
  */
@@ -33,6 +35,7 @@ function summary(r: BenchResult): string {
     `  statements/charge    ${fmt(r.statementsPerCharge, 2)}   transactions/charge ${r.transactionsPerCharge === null ? 'n/a' : fmt(r.transactionsPerCharge, 2)}`,
     `  CPU ms/charge        ${fmt(r.cpuMsPerCharge, 3)}   (bare client: ${fmt(r.ceilingCpuMsPerRequest, 3)} per request)`,
     `  p50 / p99 ms/charge  ${fmt(r.p50Ms, 2)} / ${fmt(r.p99Ms, 2)}   (p50 authorize ${fmt(r.authorizeP50Ms, 2)}, settle ${fmt(r.settleP50Ms, 2)})`,
+    `  events/charge        ${fmt(r.eventsPerCharge, 2)}${r.outbox === false ? '   (outbox off: --no-outbox)' : ''}${r.deliveriesPerSecond === null ? '' : `   delivered ${fmt(r.deliveriesPerSecond)} events/s`}`,
     `  peak RSS             ${fmt(r.peakRssBytes / 1048576, 0)} MiB`,
     `  event loop           ${fmt(r.eventLoopUtilization * 100, 0)}% busy, p99 delay ${fmt(r.eventLoopDelayP99Ms, 1)} ms`,
     `  run ${fmt(r.runSeconds)} s, seed ${fmt(r.seedSeconds)} s`,
@@ -51,7 +54,7 @@ async function main(argv: string[]): Promise<number> {
       'ceiling-seconds',
       'per-slot',
     ],
-    flags: ['json', 'sweep'],
+    flags: ['json', 'sweep', 'no-outbox', 'deliver'],
   });
   const json = args.flag('json');
   const log = (line: string) => {
@@ -112,6 +115,8 @@ async function main(argv: string[]): Promise<number> {
       chains: args.num('chains', Math.min(mandates, 20_000)),
       batchSize: args.num('batch-size', 500),
       ceilingSeconds: args.num('ceiling-seconds', 5),
+      outbox: !args.flag('no-outbox'),
+      deliver: args.flag('deliver'),
     };
     const r = await benchOnce(sandbox.url, p, { serverUrl, log });
     const file = save(r.database, r);

@@ -1,8 +1,12 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { openApp } from '../../src/app.ts';
+import { type App, openApp } from '../../src/app.ts';
 import { runBilling } from '../../src/billing/run.ts';
 import { fixedClock } from '../../src/clock.ts';
 import { loadConfig } from '../../src/config.ts';
+import { createDeliverer } from '../../src/events/deliver.ts';
+import { createEndpoint } from '../../src/events/endpoints.ts';
 import { worldpayGatewayFromConfig } from '../../src/gateways/worldpay/index.ts';
 import { silentLogger } from '../../src/logger.ts';
 import { measureCeiling } from './ceiling.ts';
@@ -20,6 +24,10 @@ export interface BenchParams {
   chains: number;
   batchSize: number;
   ceilingSeconds: number;
+  /** false: the outbox trigger is disabled for the run, to measure what the events cost. */
+  outbox?: boolean;
+  /** After the run, deliver every event to a loopback receiver and time it. */
+  deliver?: boolean;
 }
 
 export interface BenchResult extends BenchParams {
@@ -54,6 +62,10 @@ export interface BenchResult extends BenchParams {
   /** p99 of the event loop's delay during the run (monitorEventLoopDelay, 10 ms resolution). */
   eventLoopDelayP99Ms: number;
   seedSeconds: number;
+  /** Events the outbox holds per charge after the run (0 with the outbox off). */
+  eventsPerCharge: number;
+  /** With `deliver`: events delivered per second to a loopback receiver, signed, one replica. */
+  deliveriesPerSecond: number | null;
   counts: Record<string, number>;
   machine: Machine;
   commit: string;
@@ -80,6 +92,7 @@ const env = (sandboxUrl: string, p: BenchParams, dbUrl: string | undefined) => (
   REBILL_REFERENCE_PREFIX:
     `b${Date.now().toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`.slice(0, 12),
   WORLDPAY_TIMEOUT_MS: String(Math.max(10_000, p.latencyMs * 20)),
+  REBILL_WEBHOOK_ALLOW_INSECURE: '1',
   ...(dbUrl ? { DATABASE_URL: dbUrl } : {}),
 });
 
@@ -120,6 +133,8 @@ export async function benchOnce(
       gateways: { worldpay: gateway },
     });
     try {
+      if (p.outbox === false)
+        await own.database.rows('alter table audit_log disable trigger audit_log_events');
       const tx0 = opts.serverUrl ? await serverTransactions(opts.serverUrl, own.name) : 0;
       const statements0 = own.database.statements();
       const cpu0 = process.cpuUsage();
@@ -150,6 +165,9 @@ export async function benchOnce(
           `expected ${p.mandates} authorized and settled, got ${c.authorized} and ${c.settleRequested}: ${JSON.stringify(c)}`,
         );
       }
+      const events = await own.database.rows<{ n: number }>('select count(*)::int as n from events');
+      const eventsPerCharge = Number(events[0]?.n ?? 0) / c.authorized;
+      const deliveriesPerSecond = p.deliver ? await timeDelivery(app, opts.log) : null;
       const after = await ceilingOnce();
       const ceilingAfter = after.requestsPerSecond;
       const ceilingRequestsPerSecond = (ceilingBefore + ceilingAfter) / 2;
@@ -181,6 +199,8 @@ export async function benchOnce(
         eventLoopUtilization: elu.utilization,
         eventLoopDelayP99Ms: delay.percentile(99) / 1e6,
         seedSeconds,
+        eventsPerCharge,
+        deliveriesPerSecond,
         counts: { ...c },
         machine: machine(),
         commit: commit(),
@@ -192,5 +212,33 @@ export async function benchOnce(
     }
   } finally {
     await own.drop();
+  }
+}
+
+/** Deliver everything the run wrote to a loopback receiver that answers 200 at once. */
+async function timeDelivery(app: App, log: (line: string) => void): Promise<number> {
+  let received = 0;
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      received++;
+      res.writeHead(200).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+    await createEndpoint(app, { url, events: ['*'] });
+    const deliverer = createDeliverer(app);
+    const t0 = performance.now();
+    const s = await deliverer.drain();
+    const seconds = (performance.now() - t0) / 1000;
+    await deliverer.close();
+    if (s.delivered !== received || s.retried + s.failed > 0)
+      throw new BenchCheckError(`delivery: ${JSON.stringify(s)}, receiver got ${received}`);
+    log(`delivered ${s.delivered} events in ${seconds.toFixed(1)}s`);
+    return s.delivered / seconds;
+  } finally {
+    server.close();
   }
 }

@@ -13,7 +13,11 @@ export interface ChargeView {
   id: number;
   mandateId: number;
   cycle: number;
+  /** `cycle`, or `proration`: a one-off for a mandate change. */
+  kind: string;
+  /** What is charged, after creditApplied was taken off. */
   amount: number;
+  creditApplied: number;
   currency: string;
   state: string;
   stateReason: string | null;
@@ -63,7 +67,9 @@ function toChargeView(r: Record<string, unknown>): ChargeView {
     id: num(r.id),
     mandateId: num(r.mandate_id),
     cycle: num(r.cycle),
+    kind: String(r.kind ?? 'cycle'),
     amount: num(r.amount),
+    creditApplied: num(r.credit_applied ?? 0),
     currency: String(r.currency),
     state: String(r.state),
     stateReason: str(r.state_reason),

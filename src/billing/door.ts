@@ -337,7 +337,8 @@ export function writeAudit(
   to: string,
   reason: string,
   actor = 'operator',
+  detail?: Record<string, unknown>,
 ) {
-  return tx.execute(sql`insert into audit_log (entity_type, entity_id, from_state, to_state, reason, actor)
-    values (${type}, ${id}, ${from}, ${to}, ${reason}, ${actor})`);
+  return tx.execute(sql`insert into audit_log (entity_type, entity_id, from_state, to_state, reason, actor, detail)
+    values (${type}, ${id}, ${from}, ${to}, ${reason}, ${actor}, ${detail === undefined ? null : JSON.stringify(detail)}::jsonb)`);
 }

@@ -26,6 +26,8 @@ export interface MandateView {
   cancelAtPeriodEnd: boolean;
   settleMode: string;
   legacyId: string | null;
+  /** Credit owed to the customer (minor units), taken off the next charges. */
+  creditBalance: number;
   credential: {
     id: number;
     instrumentType: string;
@@ -65,6 +67,7 @@ export function toView(r: Record<string, unknown>): MandateView {
     cancelAtPeriodEnd: r.cancel_at_period_end === true,
     settleMode: String(r.settle_mode),
     legacyId: str(r.legacy_id),
+    creditBalance: num(r.credit_balance ?? 0),
     credential: {
       id: num(r.credential_id),
       instrumentType: String(r.instrument_type),

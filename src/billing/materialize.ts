@@ -21,6 +21,7 @@ export interface MandateCalendarRow {
   lastInstalmentAmount: number | null;
   cancelAtPeriodEnd: boolean;
   backfillThroughCycle: number | null;
+  creditBalance: number;
 }
 
 export function scheduleOf(m: {
@@ -67,8 +68,17 @@ function mayBeBehind(
   return asOf.getTime() >= nextDueAt.getTime() + cycles * interval.count * SHORTEST_MS[interval.unit];
 }
 
+/** A cycle's amount less the credit it takes: never below zero; the rest of the credit carries. */
+export function applyCredit(amount: number, credit: number): { charge: number; creditUsed: number } {
+  const creditUsed = Math.min(Math.max(credit, 0), amount);
+  return { charge: amount - creditUsed, creditUsed };
+}
+
 /** The amount of one cycle: the last instalment carries the remainder when there is one. */
-export function cycleAmount(m: MandateCalendarRow, cycle: number): number {
+export function cycleAmount(
+  m: Pick<MandateCalendarRow, 'amount' | 'instalmentsTotal' | 'lastInstalmentAmount'>,
+  cycle: number,
+): number {
   if (m.instalmentsTotal !== null && m.lastInstalmentAmount !== null && cycle === m.instalmentsTotal - 1) {
     return m.lastInstalmentAmount;
   }
@@ -99,25 +109,13 @@ function toRow(r: Record<string, unknown>): MandateCalendarRow {
     lastInstalmentAmount: numOrNull(r.last_instalment_amount),
     cancelAtPeriodEnd: r.cancel_at_period_end === true,
     backfillThroughCycle: numOrNull(r.backfill_through_cycle),
+    creditBalance: num(r.credit_balance ?? 0),
   };
 }
 
 const selectColumns = sql`id, next_cycle, next_due_at, amount, currency, interval_unit, interval_count, timezone,
   anchor_at, anchor_cycle, end_at, instalments_total, last_instalment_amount, cancel_at_period_end,
-  backfill_through_cycle`;
-
-/** Mandates whose next cycle is due at `asOf`: read-only, for dry runs and forecasts. */
-export async function dueMandates(
-  database: Database,
-  asOf: Date,
-  opts: { mandateId?: number | undefined; limit: number },
-): Promise<MandateCalendarRow[]> {
-  const filter: SQL = opts.mandateId === undefined ? sql`` : sql`and id = ${opts.mandateId}`;
-  const rows = await database.rows(sql`select ${selectColumns} from mandates
-    where status = 'active' and next_due_at <= ${asOf.toISOString()}::timestamptz ${filter}
-    order by next_due_at, id limit ${opts.limit}`);
-  return rows.map(toRow);
-}
+  backfill_through_cycle, credit_balance`;
 
 /**
  * Turn due cycles into charge rows. Each batch is one transaction: lock due mandates
@@ -150,10 +148,13 @@ export async function materializeDueCharges(
       const chargeValues: SQL[] = [];
       const skippedValues: SQL[] = [];
       const mandateValues: SQL[] = [];
+      const credited: SQL[] = [];
       const counts = { created: 0, completed: 0, cancelled: 0, skipped: 0 };
       for (const m of rows) {
         if (m.cancelAtPeriodEnd) {
-          mandateValues.push(sql`(${m.id}::bigint, ${m.nextCycle}::int, null::timestamptz, 'cancelled')`);
+          mandateValues.push(
+            sql`(${m.id}::bigint, ${m.nextCycle}::int, null::timestamptz, 'cancelled', ${m.creditBalance}::bigint)`,
+          );
           counts.cancelled++;
           continue;
         }
@@ -179,14 +180,19 @@ export async function materializeDueCharges(
             m.nextDueAt = dueAt(schedule, cycle);
           }
         }
+        // A credit (from a mandate change) is taken off this charge first; what is left carries
+        // forward. A charge the credit covers whole is recorded, not sent.
+        const { charge, creditUsed } = applyCredit(cycleAmount(m, cycle), m.creditBalance);
+        m.creditBalance -= creditUsed;
+        if (creditUsed > 0) credited.push(sql`(${m.id}::bigint, ${cycle}::int)`);
         chargeValues.push(
-          sql`(${m.id}::bigint, ${cycle}::int, ${cycleAmount(m, cycle)}::bigint, ${m.currency}, ${m.nextDueAt.toISOString()}::timestamptz)`,
+          sql`(${m.id}::bigint, ${cycle}::int, ${charge}::bigint, ${m.currency}, ${m.nextDueAt.toISOString()}::timestamptz, ${creditUsed}::bigint, ${charge === 0 ? 'skipped' : 'pending'}::text)`,
         );
         const next = schedule.interval ? nextDue(schedule, cycle + 1) : null;
         const status = next === null ? 'completed' : 'active';
         if (next === null) counts.completed++;
         mandateValues.push(
-          sql`(${m.id}::bigint, ${cycle + 1}::int, ${next?.toISOString() ?? null}::timestamptz, ${status})`,
+          sql`(${m.id}::bigint, ${cycle + 1}::int, ${next?.toISOString() ?? null}::timestamptz, ${status}, ${m.creditBalance}::bigint)`,
         );
         counts.created++;
       }
@@ -197,14 +203,22 @@ export async function materializeDueCharges(
           on conflict (mandate_id, cycle) do nothing`);
       }
       if (chargeValues.length > 0) {
-        await tx.execute(sql`insert into charges (mandate_id, cycle, amount, currency, due_at, next_attempt_at)
-          select v.mandate_id, v.cycle, v.amount, v.currency, v.due_at, v.due_at
-            from (values ${sql.join(chargeValues, sql`, `)}) as v(mandate_id, cycle, amount, currency, due_at)
+        await tx.execute(sql`insert into charges (mandate_id, cycle, amount, currency, due_at, next_attempt_at, credit_applied, state, state_reason)
+          select v.mandate_id, v.cycle, v.amount, v.currency, v.due_at,
+                 case when v.state = 'skipped' then null else v.due_at end, v.credit_applied, v.state,
+                 case when v.state = 'skipped' then 'covered by credit' end
+            from (values ${sql.join(chargeValues, sql`, `)}) as v(mandate_id, cycle, amount, currency, due_at, credit_applied, state)
           on conflict (mandate_id, cycle) do nothing`);
+        if (credited.length > 0)
+          await tx.execute(sql`insert into audit_log (entity_type, entity_id, from_state, to_state, reason, detail)
+            select 'charge', c.id, null, c.state, 'created; credit of ' || c.credit_applied || ' taken off',
+                   jsonb_build_object('creditApplied', c.credit_applied)
+              from charges c join (values ${sql.join(credited, sql`, `)}) as v(mandate_id, cycle)
+                on c.mandate_id = v.mandate_id and c.cycle = v.cycle`);
       }
       await tx.execute(sql`update mandates m set next_cycle = v.next_cycle, next_due_at = v.next_due_at,
-             status = v.status, updated_at = now()
-        from (values ${sql.join(mandateValues, sql`, `)}) as v(id, next_cycle, next_due_at, status)
+             status = v.status, credit_balance = v.credit_balance, updated_at = now()
+        from (values ${sql.join(mandateValues, sql`, `)}) as v(id, next_cycle, next_due_at, status, credit_balance)
        where m.id = v.id and ${mayMoveTo(mandateMachine, 'm.status', sql`v.status`, ['active', 'completed', 'cancelled'])}`);
       const ended = rows.filter((m) => m.cancelAtPeriodEnd || !mandateValues.length);
       if (counts.completed + counts.cancelled > 0 || ended.length > 0) {

@@ -22,9 +22,12 @@ export interface RunCounts {
   retryScheduled: number;
   stopped: number;
   failed: number;
+  /** Scheduled mandate changes applied by this run. */
+  changesApplied: number;
 }
 
 export const zero = (): RunCounts => ({
+  changesApplied: 0,
   due: 0,
   created: 0,
   attempted: 0,

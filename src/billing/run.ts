@@ -1,11 +1,13 @@
 import { sql } from 'drizzle-orm';
-import { num } from '../db/values.ts';
+import { date, num } from '../db/values.ts';
 import { type RunStatus, runMachine } from '../domain/lifecycle.ts';
 import { errorMessage, RebillError, ValidationError } from '../errors.ts';
 import { noticeExpiringCards } from '../events/expiry.ts';
 import type { BillingContext } from './context.ts';
-import { mayBecome, releaseLeases } from './door.ts';
-import { dueMandates, materializeDueCharges } from './materialize.ts';
+import { mandateReleasesCharges, mayBecome, releaseLeases } from './door.ts';
+import { plannedCharges } from './forecast.ts';
+import { applyDueChanges } from './mandate-changes.ts';
+import { materializeDueCharges } from './materialize.ts';
 import { sendDue } from './pipeline.ts';
 import { reconcileUnknown } from './reconcile.ts';
 import { type RunBook, type RunCounts, zero } from './run-book.ts';
@@ -69,7 +71,8 @@ export interface RunReport {
   /** Dry runs: what would be charged. */
   forecast?: {
     mandateId: number;
-    cycle: number;
+    /** null for a prorated one-off a scheduled change would create. */
+    cycle: number | null;
     amount: number;
     currency: string;
     dueAt: string;
@@ -163,6 +166,9 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
       const out = report('completed');
       out.forecast = await forecast(ctx, opts);
       counts.due = out.forecast.length;
+      await ctx.database.rows(
+        sql`update billing_runs set would_send = ${JSON.stringify(out.forecast)}::jsonb where id = ${runId}`,
+      );
       await finishRun(ctx, runId, 'completed', counts, null);
       return out;
     }
@@ -170,6 +176,7 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
     const rec = await reconcileUnknown(ctx, { asOf: opts.asOf, limit: 10_000, mandateId: opts.mandateId });
     counts.reconciled = rec.checked;
     counts.settleRequested += await resumeSettlements(ctx, { limit: 10_000, mandateId: opts.mandateId });
+    counts.changesApplied = await applyDueChanges(ctx, opts.asOf, { mandateId: opts.mandateId });
     const mat = await materializeDueCharges(ctx.database, opts.asOf, {
       batchSize: batch,
       mandateId: opts.mandateId,
@@ -251,40 +258,49 @@ async function finishRun(
     );
 }
 
-/** What a run at `asOf` would charge, without writing or sending anything. */
+/**
+ * What a run at `asOf` would send, without writing or sending anything: the charges already
+ * waiting (a retry due, a charge not yet sent) on mandates that release them, then what the
+ * calendar creates, through the forecast's simulation (scheduled changes, credits, the catch-up
+ * bound), so a dry run and a real run at the same instant agree.
+ */
 async function forecast(ctx: BillingContext, opts: RunOptions): Promise<NonNullable<RunReport['forecast']>> {
   const limit = opts.limit ?? 100_000;
   const out: NonNullable<RunReport['forecast']> = [];
-  for (const m of await dueMandates(ctx.database, opts.asOf, { mandateId: opts.mandateId, limit })) {
-    out.push({
-      mandateId: m.id,
-      cycle: m.nextCycle,
-      amount: m.amount,
-      currency: m.currency,
-      dueAt: m.nextDueAt.toISOString(),
-      kind: 'new cycle',
-    });
-  }
-  const filter = opts.mandateId === undefined ? sql`` : sql`and mandate_id = ${opts.mandateId}`;
+  const filter = opts.mandateId === undefined ? sql`` : sql`and c.mandate_id = ${opts.mandateId}`;
   const rows =
-    await ctx.database.rows(sql`select mandate_id, cycle, amount, currency, next_attempt_at, state from charges
-    where state in ('pending', 'retry_scheduled') and next_attempt_at <= ${opts.asOf.toISOString()}::timestamptz ${filter}
-    order by next_attempt_at limit ${limit}`);
-  for (const r of rows) {
+    await ctx.database.rows(sql`select c.mandate_id, c.cycle, c.kind, c.amount, c.currency, c.next_attempt_at, c.state
+      from charges c join mandates m on m.id = c.mandate_id
+     where c.state in ('pending', 'retry_scheduled') and c.next_attempt_at <= ${opts.asOf.toISOString()}::timestamptz
+       and ${mandateReleasesCharges('m')} ${filter}
+     order by c.next_attempt_at, c.id limit ${limit}`);
+  for (const r of rows)
     out.push({
       mandateId: num(r.mandate_id),
       cycle: num(r.cycle),
       amount: num(r.amount),
       currency: String(r.currency),
-      dueAt: new Date(
-        String(r.next_attempt_at)
-          .replace(' ', 'T')
-          .replace(/([+-]\d\d)$/, '$1:00'),
-      ).toISOString(),
-      kind: r.state === 'pending' ? 'pending charge' : 'retry',
+      dueAt: date(r.next_attempt_at).toISOString(),
+      kind: r.state === 'retry_scheduled' ? 'retry' : r.kind === 'proration' ? 'proration' : 'pending charge',
+    });
+  for await (const c of plannedCharges(ctx, {
+    from: new Date(0),
+    to: new Date(opts.asOf.getTime() + 1),
+    mandateId: opts.mandateId,
+    catchUpAsOf: opts.asOf,
+    maxCatchUp: ctx.config.billing.maxCatchUpCycles,
+  })) {
+    if (out.length >= limit) break;
+    out.push({
+      mandateId: c.mandateId,
+      cycle: c.cycle,
+      amount: c.amount,
+      currency: c.currency,
+      dueAt: c.dueAt,
+      kind: c.kind === 'proration' ? 'proration' : 'new cycle',
     });
   }
-  return out.slice(0, limit);
+  return out;
 }
 
 async function refusalSummary(

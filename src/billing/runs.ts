@@ -17,6 +17,8 @@ export interface RunView {
   error: string | null;
   startedAt: string;
   finishedAt: string | null;
+  /** A dry run's list of what it would send (on GET /v1/runs/{id}; not in listings). */
+  wouldSend?: unknown[];
 }
 
 function toRun(r: Record<string, unknown>): RunView {
@@ -33,6 +35,13 @@ function toRun(r: Record<string, unknown>): RunView {
     error: str(r.error),
     startedAt: dateOrNull(r.started_at)?.toISOString() ?? '',
     finishedAt: dateOrNull(r.finished_at)?.toISOString() ?? null,
+    ...(r.would_send !== null && r.would_send !== undefined
+      ? {
+          wouldSend: (typeof r.would_send === 'string'
+            ? JSON.parse(r.would_send)
+            : r.would_send) as unknown[],
+        }
+      : {}),
   };
 }
 
@@ -49,6 +58,6 @@ export async function listRuns(
   const limit = f.limit ?? 50;
   const rows = await ctx.database.rows(sql`select * from billing_runs
     where ${f.before === undefined ? sql`true` : sql`id < ${f.before}`} order by id desc limit ${limit + 1}`);
-  const items = rows.slice(0, limit).map(toRun);
+  const items = rows.slice(0, limit).map((r) => toRun({ ...r, would_send: null }));
   return { items, next: rows.length > limit ? (items.at(-1)?.id ?? null) : null };
 }

@@ -9,6 +9,7 @@ import { registerSandboxCommand } from '../sandbox/cli.ts';
 import { registerChargeCommands } from './charges.ts';
 import { registerDaemonCommands } from './daemon.ts';
 import { registerEventCommands } from './events.ts';
+import { registerForecastCommand } from './forecast.ts';
 import { registerLegacyCommands } from './legacy.ts';
 import { registerMandateCommands } from './mandates.ts';
 import { exitCodeFor } from './output.ts';
@@ -72,6 +73,7 @@ export function buildProgram(): Command {
   registerPaymentCommands(program, deps);
   registerDaemonCommands(program, deps);
   registerEventCommands(program, deps);
+  registerForecastCommand(program, deps);
   registerLegacyCommands(program, {
     openDatabase: () => openDatabase(getConfig()),
     config: getConfig,

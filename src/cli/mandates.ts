@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { type Command, Option } from 'commander';
+import { cancelChange, listChanges, updateMandate } from '../billing/mandate-changes.ts';
 import {
   attachCredential,
   cancelMandate,
@@ -12,6 +13,7 @@ import {
   showMandate,
 } from '../billing/mandates.ts';
 import { mandateMachine } from '../domain/lifecycle.ts';
+import { formatMoney } from '../domain/money.ts';
 import { RebillError, ValidationError } from '../errors.ts';
 import type { CliDeps } from './main.ts';
 import { idArg, intOption, printJson, table } from './output.ts';
@@ -118,6 +120,7 @@ function printMandates(items: MandateView[]): void {
 
 export function registerMandateCommands(program: Command, deps: CliDeps): void {
   const mandates = program.command('mandates').description('Create, inspect and change mandates');
+  registerChangeCommands(mandates, deps);
 
   credentialOptions(
     mandates
@@ -309,11 +312,76 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
     });
 }
 
+function registerChangeCommands(mandates: Command, deps: CliDeps): void {
+  mandates
+    .command('update <id>')
+    .description(
+      'Change a mandate: at the next cycle (default), now, or at an instant; proration charge or credit for changes effective now or at an instant',
+    )
+    .option('--amount <minor>', 'new amount per cycle, minor units', intOption('--amount'))
+    .option('--interval <interval>', 'new interval, e.g. "1 month"')
+    .option('--billing-anchor <iso>', 'the next charge instant; later cycles keep its day and local time')
+    .option('--narrative <text>', 'statement narrative')
+    .option('--end <iso|none>', 'no cycle after this instant (none: no end)')
+    .addOption(new Option('--settle <mode>', 'settle mode').choices(['full', 'partial', 'none']))
+    .option('--effective <when>', 'next_cycle | now | an ISO instant (a scheduled change)', 'next_cycle')
+    .addOption(new Option('--proration <p>', 'none | charge | credit').choices(['none', 'charge', 'credit']))
+    .option('--json', 'JSON output')
+    .action(async (id, o) => {
+      await deps.withApp(async (app) => {
+        const body: Record<string, unknown> = { effective: o.effective };
+        if (o.amount !== undefined) body.amount = o.amount;
+        if (o.interval !== undefined) body.interval = o.interval;
+        if (o.billingAnchor !== undefined) body.billingAnchor = o.billingAnchor;
+        if (o.narrative !== undefined) body.narrative = o.narrative;
+        if (o.end !== undefined) body.end = o.end === 'none' ? null : o.end;
+        if (o.settle !== undefined) body.settleMode = o.settle;
+        if (o.proration !== undefined) body.proration = o.proration;
+        const m = await asOptions(updateMandate(app, idArg('id', id), body));
+        if (o.json) return printJson(m);
+        const c = m.change;
+        process.stdout.write(
+          c.state === 'scheduled'
+            ? `change ${c.id} of mandate ${m.id} scheduled for ${c.effectiveAt}\n`
+            : `mandate ${m.id} changed (effective ${c.effectiveAt}): ${formatMoney(m.amount, m.currency)} ${m.interval ?? ''}, next ${m.nextDueAt ?? '-'}` +
+                `${c.oneOffAmount > 0 ? `; prorated charge ${c.oneOffChargeId} of ${formatMoney(c.oneOffAmount, m.currency)}` : ''}` +
+                `${c.credited > 0 ? `; credit ${formatMoney(c.credited, m.currency)} (balance ${formatMoney(m.creditBalance, m.currency)})` : ''}\n`,
+        );
+      });
+    });
+  mandates
+    .command('changes <id>')
+    .description("A mandate's scheduled, applied and cancelled changes")
+    .option('--json', 'JSON output')
+    .action(async (id, o) => {
+      await deps.withApp(async (app) => {
+        const page = await listChanges(app, idArg('id', id));
+        if (o.json) return printJson(page);
+        process.stdout.write(
+          table(
+            ['change', 'effective', 'state', 'proration', 'changes'],
+            page.items.map((c) => [c.id, c.effectiveAt, c.state, c.proration, JSON.stringify(c.changes)]),
+          ),
+        );
+      });
+    });
+  mandates
+    .command('cancel-change <id> <changeId>')
+    .description('Cancel a scheduled change')
+    .action(async (id, changeId) => {
+      await deps.withApp(async (app) => {
+        const c = await cancelChange(app, idArg('id', id), idArg('changeId', changeId));
+        process.stdout.write(`change ${c.id} of mandate ${c.mandateId} is ${c.state}\n`);
+      });
+    });
+}
+
 /** The service names body fields; on the command line they are options (`trialEnd` is `--trial-end`). */
 const OPTION_OF: Record<string, string> = {
   customerRef: '--customer',
   totalAmount: '--total',
   settleMode: '--settle',
+  billingAnchor: '--billing-anchor',
   'credential.link': '--link',
   'credential.tokenHref': '--token-href',
 };

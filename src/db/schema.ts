@@ -155,6 +155,8 @@ export const mandates = pgTable(
     nextDueAt: ts('next_due_at'),
     settleMode: text('settle_mode').notNull().default('full'),
     settlePercent: integer('settle_percent'),
+    /** Credit owed to the customer (proration), in minor units: taken off the next charges. */
+    creditBalance: money('credit_balance').notNull().default(0),
     legacyId: text('legacy_id').unique(),
     legacyHash: text('legacy_hash'),
     createdAt: created(),
@@ -185,6 +187,10 @@ export const charges = pgTable(
     amount: money('amount').notNull(),
     currency: text('currency').notNull(),
     dueAt: ts('due_at').notNull(),
+    /** `cycle`: a calendar cycle; `proration`: a one-off for a mandate change (cycle below 0). */
+    kind: text('kind').notNull().default('cycle'),
+    /** Credit taken off this charge; `amount` is what is charged. */
+    creditApplied: money('credit_applied').notNull().default(0),
     state: text('state').notNull().default('pending'),
     stateReason: text('state_reason'),
     nextAttemptAt: ts('next_attempt_at'),
@@ -321,6 +327,8 @@ export const billingRuns = pgTable(
     startedAt: ts('started_at').notNull().defaultNow(),
     /** Written while the run works: a `running` run whose heartbeat stopped lost its worker. */
     heartbeatAt: ts('heartbeat_at'),
+    /** A dry run's answer: what it would send (at most the run's limit). */
+    wouldSend: jsonb('would_send'),
     finishedAt: ts('finished_at'),
   },
   () => [oneOf('billing_runs_status_check', 'status', runMachine)],
@@ -337,6 +345,8 @@ export const auditLog = pgTable(
     fromState: text('from_state'),
     toState: text('to_state').notNull(),
     reason: text('reason'),
+    /** Structured before/after of a change that is not a state move (a mandate update). */
+    detail: jsonb('detail'),
     actor: text('actor').notNull().default('system'),
     runId: ref('run_id'),
     at: created(),
@@ -475,4 +485,30 @@ export const expiryNotices = pgTable(
     createdAt: created(),
   },
   (t) => [uniqueIndex('expiry_notices_uq').on(t.credentialId, t.expiry)],
+);
+
+/**
+ * A change of a mandate (amount, interval, billing anchor, narrative, end, settle mode) to
+ * apply at an instant: the billing run applies it before the first cycle due at or after that
+ * instant (src/billing/mandate-changes.ts).
+ */
+export const mandateChanges = pgTable(
+  'mandate_changes',
+  {
+    id: id(),
+    mandateId: ref('mandate_id').notNull(),
+    effectiveAt: ts('effective_at').notNull(),
+    changes: jsonb('changes').notNull(),
+    proration: text('proration').notNull().default('none'),
+    state: text('state').notNull().default('scheduled'),
+    result: jsonb('result'),
+    createdAt: created(),
+    appliedAt: ts('applied_at'),
+  },
+  (t) => [
+    index('mandate_changes_due_idx').on(t.effectiveAt, t.id).where(sql`${t.state} = 'scheduled'`),
+    index('mandate_changes_mandate_idx').on(t.mandateId, t.id),
+    check('mandate_changes_state_check', sql`"state" in ('scheduled', 'applied', 'cancelled')`),
+    check('mandate_changes_proration_check', sql`"proration" in ('none', 'charge', 'credit')`),
+  ],
 );

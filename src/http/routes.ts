@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { getCharge, listCharges } from '../billing/charges.ts';
 import type { BillingContext } from '../billing/context.ts';
+import { forecast } from '../billing/forecast.ts';
+import { cancelChange, listChanges, updateMandate, updateMandateSchema } from '../billing/mandate-changes.ts';
 import {
   attachCredential,
   cancelMandate,
@@ -58,7 +60,7 @@ export interface RouteResult {
  * from the same definition, so the two cannot drift apart.
  */
 export interface RouteDef {
-  method: 'GET' | 'POST' | 'DELETE';
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
   /** fastify form: /v1/mandates/:id */
   url: string;
   summary: string;
@@ -317,7 +319,7 @@ export function adminRoutes(ctx: BillingContext, runner: Runner): RouteDef[] {
       handler: async (req) => paymentEvents(ctx, idParam('id', req.params.id)),
     },
   ];
-  routes.push(...eventRoutes(ctx));
+  routes.push(...eventRoutes(ctx), ...changeRoutes(ctx));
   for (const p of paymentRoutes) {
     routes.push({
       method: 'POST',
@@ -438,6 +440,71 @@ function eventRoutes(ctx: BillingContext): RouteDef[] {
       handler: async (req) => {
         parseInput(emptyBody, req.body ?? {});
         return resendDelivery(ctx, idParam('id', req.params.id));
+      },
+    },
+  ];
+}
+
+const forecastQuery = z
+  .object({
+    from: z.string().max(64),
+    to: z.string().max(64),
+    mandateId: int.optional(),
+    currency: z
+      .string()
+      .regex(/^[A-Z]{3}$/, 'must be an ISO-4217 code')
+      .optional(),
+    by: z.enum(['day', 'week', 'month']).optional(),
+  })
+  .strict();
+
+/** Changing a mandate, its scheduled changes, and the forecast that applies them. */
+function changeRoutes(ctx: BillingContext): RouteDef[] {
+  return [
+    {
+      method: 'PATCH',
+      url: '/v1/mandates/:id',
+      tag: 'mandates',
+      summary:
+        'Change amount, interval, billingAnchor, narrative, end or settleMode; effective next_cycle (default), now or an instant; proration none, charge or credit',
+      body: updateMandateSchema,
+      status: 200,
+      handler: async (req) => updateMandate(ctx, idParam('id', req.params.id), req.body ?? {}),
+    },
+    {
+      method: 'GET',
+      url: '/v1/mandates/:id/changes',
+      tag: 'mandates',
+      summary: "A mandate's scheduled, applied and cancelled changes",
+      status: 200,
+      handler: async (req) => listChanges(ctx, idParam('id', req.params.id)),
+    },
+    {
+      method: 'DELETE',
+      url: '/v1/mandates/:id/changes/:changeId',
+      tag: 'mandates',
+      summary: 'Cancel a scheduled change',
+      status: 200,
+      handler: async (req) =>
+        cancelChange(ctx, idParam('id', req.params.id), idParam('changeId', req.params.changeId)),
+    },
+    {
+      method: 'GET',
+      url: '/v1/forecast',
+      tag: 'runs',
+      summary:
+        'Every charge the calendar will create in [from, to), with scheduled changes, credits and ends applied; totals per currency per bucket; retries already scheduled apart. Sends and writes nothing',
+      query: forecastQuery,
+      status: 200,
+      async handler(req) {
+        const q = parseInput(forecastQuery, req.query);
+        return forecast(ctx, {
+          from: parseInstant('from', q.from),
+          to: parseInstant('to', q.to),
+          mandateId: q.mandateId,
+          currency: q.currency,
+          by: q.by ?? 'month',
+        });
       },
     },
   ];
