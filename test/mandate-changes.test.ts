@@ -1,11 +1,13 @@
 import { sql } from 'drizzle-orm';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { forecast } from '../src/billing/forecast.ts';
 import { cancelChange, listChanges, updateMandate } from '../src/billing/mandate-changes.ts';
 import { cancelMandate, createMandate, getMandate } from '../src/billing/mandates.ts';
 import { runBilling } from '../src/billing/run.ts';
 import { num } from '../src/db/values.ts';
-import { applyChange, mulDivRound, type Plan } from '../src/domain/mandate-change.ts';
+import { dueAt } from '../src/domain/calendar.ts';
+import { applyChange, mulDivRound, type Plan, scheduleOfPlan } from '../src/domain/mandate-change.ts';
 import { startWorld, type World } from './support/world.ts';
 
 const DAY = 86_400_000;
@@ -309,5 +311,76 @@ describe('changing a mandate', () => {
       ...authorized(n.id).map((x) => `${n.id} ${x}`),
     ].sort();
     expect(listed).toEqual(sent);
+  });
+});
+
+describe('the calendar after a change (property)', () => {
+  const zones = [
+    'Europe/London',
+    'America/New_York',
+    'Australia/Sydney',
+    'Asia/Kolkata',
+    'UTC',
+    'America/Sao_Paulo',
+  ];
+  const local = (d: Date, zone: string) => {
+    const parts = Object.fromEntries(
+      new Intl.DateTimeFormat('en-GB', {
+        timeZone: zone,
+        year: 'numeric',
+        month: 'numeric',
+        day: 'numeric',
+        hour: 'numeric',
+        minute: 'numeric',
+        hourCycle: 'h23',
+      })
+        .formatToParts(d)
+        .map((p) => [p.type, Number(p.value)]),
+    ) as Record<string, number>;
+    return parts;
+  };
+  const lastDay = (y: number, m: number) => new Date(Date.UTC(y, m, 0)).getUTCDate();
+
+  it('a billing anchor moved in the middle of a 10-year monthly schedule keeps its day of month and local time after', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...zones),
+        fc.integer({ min: 0, max: 100 }),
+        fc.integer({ min: 1, max: 27 }),
+        fc.integer({ min: -12, max: 12 }),
+        (zone, k, shiftDays, shiftHours) => {
+          const anchor = new Date('2027-01-31T10:00:00Z');
+          const template: Plan = {
+            amount: 1000,
+            interval: { unit: 'month', count: 1 },
+            timezone: zone,
+            anchorAt: anchor,
+            anchorCycle: 0,
+            endAt: null,
+            instalmentsTotal: null,
+            lastInstalmentAmount: null,
+            nextCycle: k,
+            nextDueAt: null,
+            credit: 0,
+          };
+          const plan: Plan = { ...template, nextDueAt: dueAt(scheduleOfPlan(template), k) };
+          const newAnchor = new Date(
+            plan.nextDueAt!.getTime() + shiftDays * 86_400_000 + shiftHours * 3_600_000,
+          );
+          const want = local(newAnchor, zone);
+          // a wall time inside a DST gap moves forward by design: keep the property to other hours
+          fc.pre(want.hour! >= 4 && want.hour! <= 22);
+          const out = applyChange(plan, { billingAnchor: newAnchor }, plan.nextDueAt!, 'none');
+          const s = scheduleOfPlan(out.plan);
+          for (let c = k; c < k + 20; c++) {
+            const got = local(dueAt(s, c), zone);
+            const expectedDay = Math.min(want.day!, lastDay(got.year!, got.month!));
+            if (got.day !== expectedDay || got.hour !== want.hour || got.minute !== want.minute) return false;
+          }
+          return out.plan.nextDueAt!.getTime() === newAnchor.getTime();
+        },
+      ),
+      { numRuns: 200, seed: 1515 },
+    );
   });
 });
