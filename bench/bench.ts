@@ -4,13 +4,15 @@
  *   npm run bench -- --sweep --latency-ms 200      (throughput against concurrency, Little's law)
  *   npm run bench -- --no-outbox                   (the event outbox's trigger off: what events cost)
  *   npm run bench -- --deliver                     (then deliver every event to a loopback receiver)
+ *   npm run bench -- --forecast                    (then forecast the next month over every mandate)
+ *   npm run bench -- --forecast-only --mandates N  (seed N mandates and time the forecast alone)
  * PostgreSQL when DATABASE_URL is set (a database of its own, dropped afterwards), else PGlite
  * in memory. The sandbox runs in a child process. Results go to bench/results/.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ArgsError, parseArgs } from './lib/args.ts';
-import { type BenchParams, type BenchResult, benchOnce } from './lib/bench-run.ts';
+import { type BenchParams, type BenchResult, benchOnce, forecastOnce } from './lib/bench-run.ts';
 import { machine } from './lib/machine.ts';
 import { startSandboxChild } from './lib/sandbox-process.ts';
 
@@ -36,6 +38,11 @@ function summary(r: BenchResult): string {
     `  CPU ms/charge        ${fmt(r.cpuMsPerCharge, 3)}   (bare client: ${fmt(r.ceilingCpuMsPerRequest, 3)} per request)`,
     `  p50 / p99 ms/charge  ${fmt(r.p50Ms, 2)} / ${fmt(r.p99Ms, 2)}   (p50 authorize ${fmt(r.authorizeP50Ms, 2)}, settle ${fmt(r.settleP50Ms, 2)})`,
     `  events/charge        ${fmt(r.eventsPerCharge, 2)}${r.outbox === false ? '   (outbox off: --no-outbox)' : ''}${r.deliveriesPerSecond === null ? '' : `   delivered ${fmt(r.deliveriesPerSecond)} events/s`}`,
+    ...(r.forecastSeconds === null
+      ? []
+      : [
+          `  forecast next month  ${fmt(r.forecastCharges ?? 0, 0)} charges in ${fmt(r.forecastSeconds, 2)} s`,
+        ]),
     `  peak RSS             ${fmt(r.peakRssBytes / 1048576, 0)} MiB`,
     `  event loop           ${fmt(r.eventLoopUtilization * 100, 0)}% busy, p99 delay ${fmt(r.eventLoopDelayP99Ms, 1)} ms`,
     `  run ${fmt(r.runSeconds)} s, seed ${fmt(r.seedSeconds)} s`,
@@ -54,7 +61,7 @@ async function main(argv: string[]): Promise<number> {
       'ceiling-seconds',
       'per-slot',
     ],
-    flags: ['json', 'sweep', 'no-outbox', 'deliver'],
+    flags: ['json', 'sweep', 'no-outbox', 'deliver', 'forecast', 'forecast-only'],
   });
   const json = args.flag('json');
   const log = (line: string) => {
@@ -80,6 +87,16 @@ async function main(argv: string[]): Promise<number> {
           ceilingSeconds: args.num('ceiling-seconds', 3),
         };
         log(`sweep: concurrency ${concurrency}, ${mandates} mandates`);
+        if (args.flag('forecast-only')) {
+          const f = await forecastOnce(sandbox.url, p, { serverUrl, log });
+          const file = save(`forecast-${f.database}`, { kind: 'forecast', ...f });
+          if (json) process.stdout.write(`${JSON.stringify(f)}\n`);
+          else
+            process.stdout.write(
+              `forecast of the next month over ${fmt(f.mandates, 0)} mandates on ${f.database}: ${fmt(f.charges, 0)} charges in ${fmt(f.forecastSeconds, 2)} s, peak RSS ${fmt(f.peakRssBytes / 1048576, 0)} MiB\nsaved ${file}\n`,
+            );
+          return 0;
+        }
         const r = await benchOnce(sandbox.url, p, { serverUrl, log });
         // Little's law: in-flight = throughput x time in system; a charge holds a slot for two round trips
         const ideal = latencyMs > 0 ? Math.min(concurrency, limit) / ((2 * latencyMs) / 1000) : Number.NaN;
@@ -117,7 +134,18 @@ async function main(argv: string[]): Promise<number> {
       ceilingSeconds: args.num('ceiling-seconds', 5),
       outbox: !args.flag('no-outbox'),
       deliver: args.flag('deliver'),
+      forecast: args.flag('forecast'),
     };
+    if (args.flag('forecast-only')) {
+      const f = await forecastOnce(sandbox.url, p, { serverUrl, log });
+      const file = save(`forecast-${f.database}`, { kind: 'forecast', ...f });
+      if (json) process.stdout.write(`${JSON.stringify(f)}\n`);
+      else
+        process.stdout.write(
+          `forecast of the next month over ${fmt(f.mandates, 0)} mandates on ${f.database}: ${fmt(f.charges, 0)} charges in ${fmt(f.forecastSeconds, 2)} s, peak RSS ${fmt(f.peakRssBytes / 1048576, 0)} MiB\nsaved ${file}\n`,
+        );
+      return 0;
+    }
     const r = await benchOnce(sandbox.url, p, { serverUrl, log });
     const file = save(r.database, r);
     if (json) process.stdout.write(`${JSON.stringify(r)}\n`);

@@ -253,6 +253,30 @@ describe('events and webhooks', () => {
     await refusals.close();
   });
 
+  it('an endpoint that failed every delivery for the give-up window is disabled, with an event; its deliveries fail', async () => {
+    const app = await w.app(T0);
+    const ep = await createEndpoint(app, { url: 'http://127.0.0.1:9/nobody', events: ['ping'] });
+    await appendEvent(w.t.database, undefined, { type: 'ping', endpointId: ep.id, data: { n: 'dead' } });
+    // it has been failing for four days (the window is three)
+    await w.t.database.rows(
+      sql`update webhook_endpoints set failing_since = now() - interval '4 days' where id = ${ep.id}`,
+    );
+    const deliverer = createDeliverer(app);
+    const s = await deliverer.drain();
+    await deliverer.close();
+    expect(s.delivered).toBe(0);
+    const row = await w.t.database.rows(
+      sql`select status, status_reason from webhook_endpoints where id = ${ep.id}`,
+    );
+    expect(row[0]).toMatchObject({ status: 'disabled' });
+    const pending = await w.t.database.rows(
+      sql`select count(*)::int as n from webhook_deliveries where endpoint_id = ${ep.id} and state = 'pending'`,
+    );
+    expect(num(pending[0]!.n)).toBe(0);
+    const ev = await listEvents(w.t.database, { type: 'webhook_endpoint.disabled' });
+    expect(ev.items.some((e) => e.data.endpointId === ep.id)).toBe(true);
+  });
+
   it.skipIf(!hasServer)(
     'two delivery loops on one PostgreSQL deliver each event once per endpoint',
     {

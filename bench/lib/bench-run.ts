@@ -2,6 +2,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { type App, openApp } from '../../src/app.ts';
+import { forecast } from '../../src/billing/forecast.ts';
 import { runBilling } from '../../src/billing/run.ts';
 import { fixedClock } from '../../src/clock.ts';
 import { loadConfig } from '../../src/config.ts';
@@ -28,6 +29,8 @@ export interface BenchParams {
   outbox?: boolean;
   /** After the run, deliver every event to a loopback receiver and time it. */
   deliver?: boolean;
+  /** After the run, forecast the month after it over every mandate and time it. */
+  forecast?: boolean;
 }
 
 export interface BenchResult extends BenchParams {
@@ -66,6 +69,9 @@ export interface BenchResult extends BenchParams {
   eventsPerCharge: number;
   /** With `deliver`: events delivered per second to a loopback receiver, signed, one replica. */
   deliveriesPerSecond: number | null;
+  /** With `forecast`: seconds to forecast the next month over every mandate, and what it found. */
+  forecastSeconds: number | null;
+  forecastCharges: number | null;
   counts: Record<string, number>;
   machine: Machine;
   commit: string;
@@ -168,6 +174,24 @@ export async function benchOnce(
       const events = await own.database.rows<{ n: number }>('select count(*)::int as n from events');
       const eventsPerCharge = Number(events[0]?.n ?? 0) / c.authorized;
       const deliveriesPerSecond = p.deliver ? await timeDelivery(app, opts.log) : null;
+      let forecastSeconds: number | null = null;
+      let forecastCharges: number | null = null;
+      if (p.forecast) {
+        const f0 = performance.now();
+        // the month after the run: every mandate's next cycle, due exactly a month on
+        const f = await forecast(app, {
+          from: new Date(asOf.getTime() + 1),
+          to: new Date(asOf.getTime() + 32 * 86_400_000),
+          by: 'month',
+        });
+        forecastSeconds = (performance.now() - f0) / 1000;
+        forecastCharges = f.totals.reduce((n, t) => n + t.charges, 0);
+        opts.log(`forecast of the next month: ${forecastCharges} charges in ${forecastSeconds.toFixed(1)}s`);
+        if (forecastCharges !== p.mandates)
+          throw new BenchCheckError(
+            `forecast found ${forecastCharges} charges for ${p.mandates} monthly mandates`,
+          );
+      }
       const after = await ceilingOnce();
       const ceilingAfter = after.requestsPerSecond;
       const ceilingRequestsPerSecond = (ceilingBefore + ceilingAfter) / 2;
@@ -201,6 +225,8 @@ export async function benchOnce(
         seedSeconds,
         eventsPerCharge,
         deliveriesPerSecond,
+        forecastSeconds,
+        forecastCharges,
         counts: { ...c },
         machine: machine(),
         commit: commit(),
@@ -240,5 +266,65 @@ async function timeDelivery(app: App, log: (line: string) => void): Promise<numb
     return s.delivered / seconds;
   } finally {
     server.close();
+  }
+}
+
+/**
+ * The forecast alone over N seeded monthly mandates (`npm run bench -- --forecast-only`): the
+ * next month's charges, read a page of mandates at a time. Reports the time and the peak RSS,
+ * which must not grow with N.
+ */
+export async function forecastOnce(
+  sandboxUrl: string,
+  p: BenchParams,
+  opts: { serverUrl: string | undefined; log: (line: string) => void },
+): Promise<{
+  mandates: number;
+  database: string;
+  forecastSeconds: number;
+  charges: number;
+  peakRssBytes: number;
+  machine: Machine;
+  commit: string;
+  at: string;
+}> {
+  const own = await ownDatabase('rebill_bench', opts.serverUrl, { maxConnections: 4 });
+  try {
+    const chains = await verifyChains(sandboxUrl, Math.min(p.chains, 1000), { concurrency: 32 });
+    const asOf = new Date('2026-03-01T00:00:00Z');
+    await seedDueMandates(own.database, { mandates: p.mandates, chains, dueAt: asOf });
+    opts.log(`seeded ${p.mandates} mandates`);
+    const config = loadConfig(env(sandboxUrl, p, own.url));
+    const app = await openApp(config, {
+      database: own.database,
+      clock: fixedClock(asOf),
+      logger: silentLogger,
+    });
+    try {
+      const t0 = performance.now();
+      const f = await forecast(app, {
+        from: asOf,
+        to: new Date(asOf.getTime() + 31 * 86_400_000),
+        by: 'day',
+      });
+      const forecastSeconds = (performance.now() - t0) / 1000;
+      const charges = f.totals.reduce((n, t) => n + t.charges, 0);
+      if (charges !== p.mandates)
+        throw new BenchCheckError(`forecast found ${charges} charges for ${p.mandates} mandates`);
+      return {
+        mandates: p.mandates,
+        database: own.database.kind,
+        forecastSeconds,
+        charges,
+        peakRssBytes: process.resourceUsage().maxRSS * 1024,
+        machine: machine(),
+        commit: commit(),
+        at: new Date().toISOString(),
+      };
+    } finally {
+      await app.close();
+    }
+  } finally {
+    await own.drop();
   }
 }

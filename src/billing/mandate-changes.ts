@@ -32,8 +32,22 @@ export const updateMandateSchema = z
     narrative: z.string().optional(),
     end: instantInput.nullable().optional(),
     settleMode: z.enum(['full', 'partial', 'none']).optional(),
-    effective: z.string().max(64).optional(),
-    proration: z.enum(['none', 'charge', 'credit']).optional(),
+    effective: z
+      .string()
+      .max(64)
+      .optional()
+      .describe(
+        'next_cycle (default): the first cycle due after the change; now; or an ISO instant (a scheduled change)',
+      ),
+    proration: z
+      .enum(['none', 'charge', 'credit'])
+      .optional()
+      .describe(
+        'For amount and billingAnchor changes effective now or at an instant t in the period [prev, next): share = (next - t) / (next - prev). ' +
+          'amount, charge: a one-off of round((new - old) x share); amount, credit: round((old - new) x share) as credit; ' +
+          'billingAnchor later, charge: round(amount x (newNext - next) / (next - prev)); earlier, credit: round(amount x (next - newNext) / (next - prev)). ' +
+          'Integer minor units, half up. Example: 3000 a month from Jan 1, 6000 from Jan 11 with charge: round(3000 x 21/31) = 2032.',
+      ),
     /** Never changes: named here so the refusal can say why. */
     currency: z.unknown().optional(),
   })
