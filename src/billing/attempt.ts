@@ -174,7 +174,8 @@ export async function commitAuthorized(
         on conflict (reference) do nothing
         returning id)`
     : sql`, act as (select null::bigint as id where false)`;
-  const rows = await database.rows(sql`
+  const rows = await database.rows(
+    sql`
     with ch as (
       update charges set state = 'authorized', authorized_attempt_id = ${p.attemptId}, state_reason = null,
              lease_owner = case when ${settle !== null}::boolean then lease_owner else null end,
@@ -193,7 +194,12 @@ export async function commitAuthorized(
       select 'charge', ${p.charge.id}, ${p.chargeState}, 'authorized', ${`attempt ${p.reference} authorized${opts.recovered ? ' (recovered by query)' : ''}${opts.recovered && nextRel === null ? '; no new recurring link returned, credential keeps its link' : ''}`}
       where exists (select 1 from ch)
     )
-    select (select count(*) from ch)::int as ok, (select max(id) from act) as action_id, (select count(*) from att)::int as att`);
+    select (select count(*) from ch)::int as ok, (select max(id) from act) as action_id, (select count(*) from att)::int as att`,
+    undefined,
+    // One statement per charge, its text fixed but for a few shapes (links returned, settle or not):
+    // prepared, so PostgreSQL parses and plans it once per connection.
+    { prepare: true },
+  );
   const row = rows[0];
   if (!row || num(row.ok) === 0) return false;
   return {

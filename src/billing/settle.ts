@@ -143,6 +143,7 @@ export async function commitActionAccepted(
     )
     select (select count(*) from act)::int as ok`,
     opts.on,
+    { prepare: true },
   );
   return num(rows[0]?.ok ?? 0) > 0;
 }

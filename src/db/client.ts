@@ -15,8 +15,17 @@ export type Executor = Db | Tx;
 export interface Database {
   db: Db;
   kind: 'postgres' | 'pglite';
-  /** Run raw SQL and get its rows, whichever driver is underneath. */
-  rows<T = Record<string, unknown>>(query: SQLWrapper | string, on?: Executor): Promise<T[]>;
+  /**
+   * Run raw SQL and get its rows, whichever driver is underneath. `prepare`: a statement whose
+   * text is stable (the hot path's per-charge commits) as a named prepared statement, parsed and
+   * planned once per connection, one round trip after that; others go unnamed, since a text that
+   * changes with its batch would only fill the connection's statement cache.
+   */
+  rows<T = Record<string, unknown>>(
+    query: SQLWrapper | string,
+    on?: Executor,
+    opts?: { prepare?: boolean },
+  ): Promise<T[]>;
   /** Statements sent so far (PostgreSQL: only with `countStatements`). */
   statements(): number;
   /** Whether several connections can work at once (false for PGlite). */
@@ -71,6 +80,8 @@ export async function createDatabase(opts: DbOptions): Promise<Database> {
         : {}),
     });
     const db = drizzle(client, { schema }) as unknown as Db;
+    const { PgDialect } = await import('drizzle-orm/pg-core');
+    const dialect = new PgDialect();
     return {
       db,
       kind: 'postgres',
@@ -78,8 +89,16 @@ export async function createDatabase(opts: DbOptions): Promise<Database> {
       postgres: client,
       url: opts.databaseUrl,
       statements: () => count,
-      rows: async <T>(q: SQLWrapper | string, on?: Executor) =>
-        normalise<T>(await (on ?? db).execute(q as SQL)),
+      rows: async <T>(q: SQLWrapper | string, on?: Executor, o?: { prepare?: boolean }) => {
+        if (o?.prepare && typeof q !== 'string') {
+          // What drizzle's execute does, with prepare on: the same text and parameters, and the
+          // transaction's own connection when there is one.
+          const query = dialect.sqlToQuery(q.getSQL());
+          const conn = on ? (on as unknown as { session: { client: typeof client } }).session.client : client;
+          return normalise<T>(await conn.unsafe(query.sql, query.params as never[], { prepare: true }));
+        }
+        return normalise<T>(await (on ?? db).execute(q as SQL));
+      },
       close: async () => {
         await client.end({ timeout: 5 });
       },
