@@ -135,3 +135,14 @@ BEGIN
   RETURN NULL;
 END
 $$;
+--> statement-breakpoint
+-- The trigger fires only for rows that make an event: a charge written ahead (pending ->
+-- attempting, once per charge on the hot path) or created no longer calls the function at all.
+DROP TRIGGER "audit_log_events" ON "audit_log";--> statement-breakpoint
+CREATE TRIGGER "audit_log_events" AFTER INSERT ON "audit_log"
+  FOR EACH ROW WHEN (
+    (NEW.entity_type = 'charge' AND NEW.to_state NOT IN ('pending', 'attempting', 'skipped')
+      AND NEW.from_state IS DISTINCT FROM NEW.to_state)
+    OR NEW.entity_type = 'mandate'
+    OR (NEW.entity_type = 'credential' AND NEW.to_state = 'blocked'))
+  EXECUTE FUNCTION "rebill_event_from_audit"();

@@ -415,10 +415,13 @@ export const events = pgTable(
     createdAt: created(),
   },
   (t) => [
-    uniqueIndex('events_id_uq').on(t.id),
+    // Partial on `id is not null`: an event is inserted on the hot path (in its state change's
+    // statement) with no id, touching only the primary key and the unsequenced index; the read
+    // indexes are written when the sequencer numbers it, off the hot path.
+    uniqueIndex('events_id_uq').on(t.id).where(sql`${t.id} is not null`),
     index('events_unsequenced_idx').on(t.seq).where(sql`${t.id} is null`),
-    index('events_mandate_idx').on(t.mandateId, t.id),
-    index('events_type_idx').on(t.type, t.id),
+    index('events_mandate_idx').on(t.mandateId, t.id).where(sql`${t.id} is not null`),
+    index('events_type_idx').on(t.type, t.id).where(sql`${t.id} is not null`),
   ],
 );
 
