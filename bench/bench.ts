@@ -6,6 +6,7 @@
  *   npm run bench -- --deliver                     (then deliver every event to a loopback receiver)
  *   npm run bench -- --forecast                    (then forecast the next month over every mandate)
  *   npm run bench -- --forecast-only --mandates N  (seed N mandates and time the forecast alone)
+ *   npm run bench -- --no-floor                    (skip the minimal correct loop run before and after)
  * PostgreSQL when DATABASE_URL is set (a database of its own, dropped afterwards), else PGlite
  * in memory. The sandbox runs in a child process. Results go to bench/results/.
  */
@@ -34,6 +35,12 @@ function summary(r: BenchResult): string {
     `  gateway requests/s   ${fmt(r.gatewayRequestsPerSecond)}`,
     `  ceiling requests/s   ${fmt(r.ceilingRequestsPerSecond)}   (undici Pool, no database, no logic)`,
     `  ceilingRatio         ${fmt(r.ceilingRatio, 3)}   (ideal 0.5)`,
+    ...(r.floorRatio === null
+      ? []
+      : [
+          `  floor charges/s      ${fmt(r.floorChargesPerSecond ?? 0)}   (minimal correct loop, bench/lib/floor.ts: ${fmt(r.floorBefore ?? 0)} before, ${fmt(r.floorAfter ?? 0)} after)`,
+          `  floorRatio           ${fmt(r.floorRatio, 3)}   (rebill / floor; target 0.8)`,
+        ]),
     `  statements/charge    ${fmt(r.statementsPerCharge, 2)}   transactions/charge ${r.transactionsPerCharge === null ? 'n/a' : fmt(r.transactionsPerCharge, 2)}`,
     `  CPU ms/charge        ${fmt(r.cpuMsPerCharge, 3)}   (bare client: ${fmt(r.ceilingCpuMsPerRequest, 3)} per request)`,
     `  p50 / p99 ms/charge  ${fmt(r.p50Ms, 2)} / ${fmt(r.p99Ms, 2)}   (p50 authorize ${fmt(r.authorizeP50Ms, 2)}, settle ${fmt(r.settleP50Ms, 2)})`,
@@ -61,7 +68,7 @@ async function main(argv: string[]): Promise<number> {
       'ceiling-seconds',
       'per-slot',
     ],
-    flags: ['json', 'sweep', 'no-outbox', 'deliver', 'forecast', 'forecast-only'],
+    flags: ['json', 'sweep', 'no-outbox', 'deliver', 'forecast', 'forecast-only', 'no-floor'],
   });
   const json = args.flag('json');
   const log = (line: string) => {
@@ -85,6 +92,7 @@ async function main(argv: string[]): Promise<number> {
           chains: mandates,
           batchSize: args.num('batch-size', 500),
           ceilingSeconds: args.num('ceiling-seconds', 3),
+          floor: false,
         };
         log(`sweep: concurrency ${concurrency}, ${mandates} mandates`);
         if (args.flag('forecast-only')) {
@@ -135,6 +143,7 @@ async function main(argv: string[]): Promise<number> {
       outbox: !args.flag('no-outbox'),
       deliver: args.flag('deliver'),
       forecast: args.flag('forecast'),
+      floor: !args.flag('no-floor'),
     };
     if (args.flag('forecast-only')) {
       const f = await forecastOnce(sandbox.url, p, { serverUrl, log });

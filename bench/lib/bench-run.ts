@@ -13,6 +13,7 @@ import { silentLogger } from '../../src/logger.ts';
 import { measureCeiling } from './ceiling.ts';
 import { verifyChains } from './chains.ts';
 import { ownDatabase, serverTransactions } from './database.ts';
+import { floorOnce } from './floor.ts';
 import { commit, type Machine, machine } from './machine.ts';
 import { measuredGateway } from './measured-gateway.ts';
 import { seedDueMandates } from './seed.ts';
@@ -31,6 +32,8 @@ export interface BenchParams {
   deliver?: boolean;
   /** After the run, forecast the month after it over every mandate and time it. */
   forecast?: boolean;
+  /** false: skip the floor loop (bench/lib/floor.ts) before and after the run. */
+  floor?: boolean;
 }
 
 export interface BenchResult extends BenchParams {
@@ -46,6 +49,12 @@ export interface BenchResult extends BenchParams {
   ceilingAfter: number;
   /** chargesPerSecond / ceilingRequestsPerSecond: ideal 0.5 (a charge is two requests). */
   ceilingRatio: number;
+  /** The minimal correct loop (bench/lib/floor.ts) on the same server and sandbox, before and after rebill; null on PGlite. */
+  floorChargesPerSecond: number | null;
+  floorBefore: number | null;
+  floorAfter: number | null;
+  /** chargesPerSecond / floorChargesPerSecond: the headline figure (1 would be the floor itself). */
+  floorRatio: number | null;
   statementsPerCharge: number;
   /** PostgreSQL: transactions the server counted per charge; null on PGlite. */
   transactionsPerCharge: number | null;
@@ -120,6 +129,11 @@ export async function benchOnce(
   };
   const before = await ceilingOnce();
   const ceilingBefore = before.requestsPerSecond;
+  const floorOnceHere = async () =>
+    opts.serverUrl && p.floor !== false
+      ? (await floorOnce(sandboxUrl, p, { serverUrl: opts.serverUrl, log: opts.log })).chargesPerSecond
+      : null;
+  const floorBefore = await floorOnceHere();
   const seedStart = performance.now();
   const own = await ownDatabase('rebill_bench', opts.serverUrl, {
     maxConnections: Math.max(4, Math.min(20, p.concurrency + 2)),
@@ -193,6 +207,9 @@ export async function benchOnce(
           );
       }
       const after = await ceilingOnce();
+      const floorAfter = await floorOnceHere();
+      const floorChargesPerSecond =
+        floorBefore !== null && floorAfter !== null ? (floorBefore + floorAfter) / 2 : null;
       const ceilingAfter = after.requestsPerSecond;
       const ceilingRequestsPerSecond = (ceilingBefore + ceilingAfter) / 2;
       const charges = c.authorized;
@@ -210,6 +227,10 @@ export async function benchOnce(
         ceilingBefore,
         ceilingAfter,
         ceilingRatio: chargesPerSecond / ceilingRequestsPerSecond,
+        floorChargesPerSecond,
+        floorBefore,
+        floorAfter,
+        floorRatio: floorChargesPerSecond === null ? null : chargesPerSecond / floorChargesPerSecond,
         statementsPerCharge: statements / charges,
         transactionsPerCharge: tx === null ? null : tx / charges,
         roundTripsPerCharge: statements / charges,
