@@ -7,6 +7,7 @@
  *   npm run bench -- --forecast                    (then forecast the next month over every mandate)
  *   npm run bench -- --forecast-only --mandates N  (seed N mandates and time the forecast alone)
  *   npm run bench -- --no-floor                    (skip the minimal correct loop run before and after)
+ *   npm run bench -- --replicas K --latency-ms 200 (K `rebill run` processes on one PostgreSQL, against 1)
  * PostgreSQL when DATABASE_URL is set (a database of its own, dropped afterwards), else PGlite
  * in memory. The sandbox runs in a child process. Results go to bench/results/.
  */
@@ -15,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { ArgsError, parseArgs } from './lib/args.ts';
 import { type BenchParams, type BenchResult, benchOnce, forecastOnce } from './lib/bench-run.ts';
 import { machine } from './lib/machine.ts';
+import { replicasBench } from './lib/replicas.ts';
 import { startSandboxChild } from './lib/sandbox-process.ts';
 
 const resultsDir = fileURLToPath(new URL('./results/', import.meta.url));
@@ -67,6 +69,7 @@ async function main(argv: string[]): Promise<number> {
       'batch-size',
       'ceiling-seconds',
       'per-slot',
+      'replicas',
     ],
     flags: ['json', 'sweep', 'no-outbox', 'deliver', 'forecast', 'forecast-only', 'no-floor'],
   });
@@ -95,6 +98,33 @@ async function main(argv: string[]): Promise<number> {
           floor: false,
         };
         log(`sweep: concurrency ${concurrency}, ${mandates} mandates`);
+        if (args.num('replicas', 0) > 0) {
+          const k = args.num('replicas', 2);
+          const r = await replicasBench(
+            sandbox.url,
+            serverUrl,
+            {
+              mandates: args.num('mandates', 2000),
+              replicas: [...new Set([2, k].filter((x) => x <= k))],
+              concurrency: args.num('concurrency', 32),
+              latencyMs,
+            },
+            log,
+          );
+          const file = save('replicas-postgres', r);
+          if (json) process.stdout.write(`${JSON.stringify(r)}\n`);
+          else {
+            process.stdout.write(
+              `replicas at latency ${latencyMs} ms, C=${r.concurrency} each, ${fmt(r.mandates, 0)} mandates\n`,
+            );
+            for (const pt of r.points)
+              process.stdout.write(
+                `  K=${pt.replicas}  ${fmt(pt.chargesPerSecond)} charges/s${pt.replicas > 1 ? `  (${fmt((r.scaling[String(pt.replicas)] ?? 0) * pt.replicas, 2)}x one replica)` : ''}\n`,
+              );
+            process.stdout.write(`saved ${file}\n`);
+          }
+          return 0;
+        }
         if (args.flag('forecast-only')) {
           const f = await forecastOnce(sandbox.url, p, { serverUrl, log });
           const file = save(`forecast-${f.database}`, { kind: 'forecast', ...f });
@@ -145,6 +175,33 @@ async function main(argv: string[]): Promise<number> {
       forecast: args.flag('forecast'),
       floor: !args.flag('no-floor'),
     };
+    if (args.num('replicas', 0) > 0) {
+      const k = args.num('replicas', 2);
+      const r = await replicasBench(
+        sandbox.url,
+        serverUrl,
+        {
+          mandates: args.num('mandates', 2000),
+          replicas: [...new Set([2, k].filter((x) => x <= k))],
+          concurrency: args.num('concurrency', 32),
+          latencyMs,
+        },
+        log,
+      );
+      const file = save('replicas-postgres', r);
+      if (json) process.stdout.write(`${JSON.stringify(r)}\n`);
+      else {
+        process.stdout.write(
+          `replicas at latency ${latencyMs} ms, C=${r.concurrency} each, ${fmt(r.mandates, 0)} mandates\n`,
+        );
+        for (const pt of r.points)
+          process.stdout.write(
+            `  K=${pt.replicas}  ${fmt(pt.chargesPerSecond)} charges/s${pt.replicas > 1 ? `  (${fmt((r.scaling[String(pt.replicas)] ?? 0) * pt.replicas, 2)}x one replica)` : ''}\n`,
+          );
+        process.stdout.write(`saved ${file}\n`);
+      }
+      return 0;
+    }
     if (args.flag('forecast-only')) {
       const f = await forecastOnce(sandbox.url, p, { serverUrl, log });
       const file = save(`forecast-${f.database}`, { kind: 'forecast', ...f });
