@@ -292,7 +292,14 @@ describe('hostile input: every route, every field', () => {
       body: 'hello',
     });
     expect(typed.statusCode).toBe(415);
-    expect((await typed.body.json()) as Json).toMatchObject({ error: { code: expect.any(String) } });
+    expect((await typed.body.json()) as Json).toMatchObject({
+      error: { code: 'unsupported_media_type', field: 'content-type', message: expect.any(String) },
+    });
+    const malformed = await send('POST', '/v1/mandates', '{"customerRef": ');
+    expect(malformed.body.error).toMatchObject({ code: 'validation_error', field: 'body' });
+    // every filter the API documents is accepted, and checked
+    expect((await send('GET', '/v1/charges?code=51')).status).toBe(200);
+    expect((await send('GET', '/v1/charges?code=5%201')).body.error.field).toBe('code');
   });
 
   it('a fuzzed mandate body is never a 500, and anything accepted is a valid mandate', async () => {

@@ -60,7 +60,7 @@ export function errorResponse(err: unknown): { status: number; body: ErrorBody }
         error: {
           code,
           message: e.message ?? 'bad request',
-          ...(code === 'validation_error' ? { field: 'body' } : {}),
+          field: code === 'unsupported_media_type' ? 'content-type' : 'body',
         },
       },
     };

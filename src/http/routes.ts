@@ -98,6 +98,11 @@ const chargeQuery = z
   .object({
     state: oneOf(chargeStates).optional(),
     mandateId: int.optional(),
+    /** The last refusal's code, as `rebill charges list --code`. */
+    code: z
+      .string()
+      .regex(/^[A-Za-z0-9]{1,8}$/, 'must be a refusal code such as 51')
+      .optional(),
     limit: int.max(1000).optional(),
     after: int.optional(),
   })
@@ -298,8 +303,8 @@ export function adminRoutes(ctx: BillingContext, runner: Runner): RouteDef[] {
       query: chargeQuery,
       status: 200,
       async handler(req) {
-        const q = parseInput(chargeQuery, req.query);
-        return listCharges(db, q);
+        const { code, ...q } = parseInput(chargeQuery, req.query);
+        return listCharges(db, { ...q, refusalCode: code });
       },
     },
     {
