@@ -11,7 +11,7 @@ import {
   rotateSecret,
   testEndpoint,
 } from '../events/endpoints.ts';
-import { type EventView, listEvents } from '../events/sequence.ts';
+import { type EventView, listEvents, pruneEvents } from '../events/sequence.ts';
 import { eventTypes } from '../events/types.ts';
 import type { CliDeps } from './main.ts';
 import { idArg, intOption, printJson, table } from './output.ts';
@@ -242,9 +242,11 @@ export function registerEventCommands(program: Command, deps: CliDeps): void {
         const deliverer = createDeliverer(app);
         try {
           const s = await deliverer.drain();
-          if (o.json) return printJson(s);
+          // Cron users have no daemon to prune: each drain prunes what the retention lets go.
+          const pruned = await pruneEvents(app.database, app.config.events.retentionDays);
+          if (o.json) return printJson({ ...s, pruned });
           process.stdout.write(
-            `delivered ${s.delivered}, to retry ${s.retried}, failed for good ${s.failed}\n`,
+            `delivered ${s.delivered}, to retry ${s.retried}, failed for good ${s.failed}${pruned > 0 ? `; pruned ${pruned} old events` : ''}\n`,
           );
         } finally {
           await deliverer.close();
