@@ -14,6 +14,7 @@ import { registerLegacyCommands } from './legacy.ts';
 import { registerMandateCommands } from './mandates.ts';
 import { exitCodeFor } from './output.ts';
 import { registerPaymentCommands } from './payments.ts';
+import { registerReportCommands } from './report.ts';
 import { registerRunCommand } from './run.ts';
 import { registerRunsCommands } from './runs.ts';
 
@@ -74,6 +75,7 @@ export function buildProgram(): Command {
   registerDaemonCommands(program, deps);
   registerEventCommands(program, deps);
   registerForecastCommand(program, deps);
+  registerReportCommands(program, deps);
   registerLegacyCommands(program, {
     openDatabase: () => openDatabase(getConfig()),
     config: getConfig,

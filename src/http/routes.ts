@@ -23,6 +23,7 @@ import {
   paymentAction,
   paymentEvents,
 } from '../billing/payments.ts';
+import { recoveryReport, summaryReport } from '../billing/reports.ts';
 import { assertNotFuture } from '../billing/run.ts';
 import type { Runner } from '../billing/runner.ts';
 import { getRun, listRuns } from '../billing/runs.ts';
@@ -324,7 +325,7 @@ export function adminRoutes(ctx: BillingContext, runner: Runner): RouteDef[] {
       handler: async (req) => paymentEvents(ctx, idParam('id', req.params.id)),
     },
   ];
-  routes.push(...eventRoutes(ctx), ...changeRoutes(ctx));
+  routes.push(...eventRoutes(ctx), ...changeRoutes(ctx), ...reportRoutes(ctx));
   for (const p of paymentRoutes) {
     routes.push({
       method: 'POST',
@@ -510,6 +511,49 @@ function changeRoutes(ctx: BillingContext): RouteDef[] {
           currency: q.currency,
           by: q.by ?? 'month',
         });
+      },
+    },
+  ];
+}
+
+const reportQuery = z
+  .object({
+    from: z.string().max(64),
+    to: z.string().max(64),
+    currency: z
+      .string()
+      .regex(/^[A-Z]{3}$/, 'must be an ISO-4217 code')
+      .optional(),
+  })
+  .strict();
+
+/** What dunning recovers, and the window at a glance (definitions in src/billing/reports.ts). */
+export function reportRoutes(ctx: BillingContext): RouteDef[] {
+  return [
+    {
+      method: 'GET',
+      url: '/v1/reports/summary',
+      tag: 'reports',
+      summary:
+        'Charged, settled, first-attempt rate, refusals, recovered by retry, failed for good, open unknowns, mandates by status, the next 30 days',
+      query: reportQuery,
+      status: 200,
+      async handler(req) {
+        const q = parseInput(reportQuery, req.query);
+        return summaryReport(ctx, parseInstant('from', q.from), parseInstant('to', q.to), q.currency);
+      },
+    },
+    {
+      method: 'GET',
+      url: '/v1/reports/recovery',
+      tag: 'reports',
+      summary:
+        'Per first refusal code and advice code: refused, recovered, rate, amount, median days and attempts, how the rest ended; and the retry funnel',
+      query: reportQuery.omit({ currency: true }),
+      status: 200,
+      async handler(req) {
+        const q = parseInput(reportQuery.omit({ currency: true }), req.query);
+        return recoveryReport(ctx, parseInstant('from', q.from), parseInstant('to', q.to));
       },
     },
   ];

@@ -1,0 +1,107 @@
+import type { Command } from 'commander';
+import { recoveryReport, summaryReport } from '../billing/reports.ts';
+import { formatMoney } from '../domain/money.ts';
+import type { CliDeps } from './main.ts';
+import { parseInstant, printJson, table } from './output.ts';
+
+export function registerReportCommands(program: Command, deps: CliDeps): void {
+  const report = program.command('report').description('What billing and dunning did in a window');
+  report
+    .command('summary')
+    .description(
+      'Charged, settled, first-attempt rate, refusals, recovered by retry, failed for good, per currency',
+    )
+    .requiredOption('--from <iso>', 'window start (inclusive)')
+    .requiredOption('--to <iso>', 'window end (exclusive)')
+    .option('--currency <code>', 'only this currency')
+    .option('--json', 'JSON output')
+    .action(async (o) => {
+      const from = parseInstant('--from', o.from);
+      const to = parseInstant('--to', o.to);
+      await deps.withApp(async (app) => {
+        const r = (await summaryReport(app, from, to, o.currency)) as {
+          currencies: {
+            currency: string;
+            charged: { charges: number; amount: number };
+            settledAmount: number;
+            firstAttemptRate: number | null;
+            refusals: number;
+            recoveredByRetry: { charges: number; amount: number };
+            failedForGood: { charges: number; amount: number };
+          }[];
+          unknownOpen: number;
+          mandatesByStatus: Record<string, number>;
+        };
+        if (o.json) return printJson(r);
+        process.stdout.write(
+          table(
+            ['currency', 'charged', 'settled', '1st attempt', 'refusals', 'recovered', 'failed for good'],
+            r.currencies.map((c) => [
+              c.currency,
+              `${c.charged.charges} / ${formatMoney(c.charged.amount, c.currency)}`,
+              formatMoney(c.settledAmount, c.currency),
+              c.firstAttemptRate === null ? null : `${(c.firstAttemptRate * 100).toFixed(1)} %`,
+              c.refusals,
+              `${c.recoveredByRetry.charges} / ${formatMoney(c.recoveredByRetry.amount, c.currency)}`,
+              `${c.failedForGood.charges} / ${formatMoney(c.failedForGood.amount, c.currency)}`,
+            ]),
+          ),
+        );
+        process.stdout.write(
+          `unknown outcomes open: ${r.unknownOpen}; mandates: ${Object.entries(r.mandatesByStatus)
+            .map(([k, v]) => `${v} ${k}`)
+            .join(', ')}\n`,
+        );
+      });
+    });
+  report
+    .command('recovery')
+    .description(
+      'Per first refusal code: refused, recovered, rate, amount, median days and attempts; the retry funnel',
+    )
+    .requiredOption('--from <iso>', 'window start (inclusive)')
+    .requiredOption('--to <iso>', 'window end (exclusive)')
+    .option('--json', 'JSON output')
+    .action(async (o) => {
+      const from = parseInstant('--from', o.from);
+      const to = parseInstant('--to', o.to);
+      await deps.withApp(async (app) => {
+        const r = await recoveryReport(app, from, to);
+        if (o.json) return printJson(r);
+        process.stdout.write(
+          table(
+            [
+              'code',
+              'advice',
+              'refused',
+              'recovered',
+              'rate',
+              'median days',
+              'median attempt',
+              'failed',
+              'stopped',
+              'new card',
+            ],
+            r.byCode.map((c) => [
+              c.refusalCode,
+              c.adviceCode,
+              c.refused,
+              c.recovered,
+              `${(c.recoveryRate * 100).toFixed(1)} %`,
+              c.medianDaysToRecover,
+              c.medianAttemptsToRecover,
+              c.failed,
+              c.stopped,
+              c.needsNewCredential,
+            ]),
+          ),
+        );
+        process.stdout.write(
+          `\nretry funnel:\n${table(
+            ['attempt', 'made', 'authorized', 'rate'],
+            r.funnel.map((f) => [f.attempt, f.attempts, f.authorized, `${(f.rate * 100).toFixed(1)} %`]),
+          )}`,
+        );
+      });
+    });
+}
