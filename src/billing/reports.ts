@@ -8,7 +8,7 @@ import { forecast } from './forecast.ts';
  * The numbers dunning exists for, computed in SQL over indexed columns. Every figure is defined
  * here and in the README, so a finance person can check it against the charges:
  *
- * Recovery, for charges whose **first refusal** (the lowest-numbered refused attempt) fell in
+ * Instants are the attempts' `attempted_at` (when the run made them). Recovery, for charges whose **first refusal** (the lowest-numbered refused attempt) fell in
  * `[from, to)`, grouped by that refusal's code and advice code:
  *  - `refused`: those charges;
  *  - `recovered`: of them, authorized by a later attempt;
@@ -51,16 +51,16 @@ export async function recoveryReport(ctx: BillingContext, from: Date, to: Date):
   const t = to.toISOString();
   const rows = await ctx.database.rows(sql`
     with first_refusal as (
-      select distinct on (a.charge_id) a.charge_id, a.attempt_no, a.refusal_code, a.advice_code, a.completed_at
+      select distinct on (a.charge_id) a.charge_id, a.attempt_no, a.refusal_code, a.advice_code, a.attempted_at
         from attempts a
        where a.state = 'refused'
        order by a.charge_id, a.attempt_no
     ), cohort as (
       select fr.*, c.amount, c.currency, c.state,
-             ok.attempt_no as ok_attempt, ok.completed_at as ok_at
+             ok.attempt_no as ok_attempt, ok.attempted_at as ok_at
         from first_refusal fr join charges c on c.id = fr.charge_id
         left join attempts ok on ok.charge_id = fr.charge_id and ok.state = 'authorized' and ok.attempt_no > fr.attempt_no
-       where fr.completed_at >= ${f}::timestamptz and fr.completed_at < ${t}::timestamptz
+       where fr.attempted_at >= ${f}::timestamptz and fr.attempted_at < ${t}::timestamptz
     )
     select coalesce(refusal_code, '') as refusal_code, advice_code,
            count(*)::int as refused,
@@ -69,7 +69,7 @@ export async function recoveryReport(ctx: BillingContext, from: Date, to: Date):
               select c2.currency, sum(c2.amount)::bigint as amount from cohort c2
                where c2.ok_attempt is not null and c2.refusal_code is not distinct from cohort.refusal_code
                  and c2.advice_code is not distinct from cohort.advice_code group by c2.currency) x), '{}'::jsonb) as recovered_amount,
-           percentile_cont(0.5) within group (order by extract(epoch from ok_at - completed_at) / 86400.0)
+           percentile_cont(0.5) within group (order by extract(epoch from ok_at - attempted_at) / 86400.0)
              filter (where ok_attempt is not null) as median_days,
            percentile_cont(0.5) within group (order by ok_attempt) filter (where ok_attempt is not null) as median_attempts,
            count(*) filter (where state = 'failed')::int as failed,
@@ -139,11 +139,11 @@ export async function summaryReport(
   const cur = currency === undefined ? sql`true` : sql`c.currency = ${currency}`;
   const perCurrency = await ctx.database.rows(sql`
     select c.currency,
-      count(*) filter (where a.state = 'authorized' and a.completed_at >= ${f}::timestamptz and a.completed_at < ${t}::timestamptz)::int as charged,
-      coalesce(sum(c.amount) filter (where a.state = 'authorized' and a.completed_at >= ${f}::timestamptz and a.completed_at < ${t}::timestamptz), 0)::bigint as charged_amount,
-      coalesce(sum(c.settled_amount) filter (where a.state = 'authorized' and a.completed_at >= ${f}::timestamptz and a.completed_at < ${t}::timestamptz), 0)::bigint as settled_amount,
-      count(*) filter (where a.state = 'authorized' and a.attempt_no >= 2 and a.completed_at >= ${f}::timestamptz and a.completed_at < ${t}::timestamptz)::int as recovered,
-      coalesce(sum(c.amount) filter (where a.state = 'authorized' and a.attempt_no >= 2 and a.completed_at >= ${f}::timestamptz and a.completed_at < ${t}::timestamptz), 0)::bigint as recovered_amount,
+      count(*) filter (where a.state = 'authorized' and a.attempted_at >= ${f}::timestamptz and a.attempted_at < ${t}::timestamptz)::int as charged,
+      coalesce(sum(c.amount) filter (where a.state = 'authorized' and a.attempted_at >= ${f}::timestamptz and a.attempted_at < ${t}::timestamptz), 0)::bigint as charged_amount,
+      coalesce(sum(c.settled_amount) filter (where a.state = 'authorized' and a.attempted_at >= ${f}::timestamptz and a.attempted_at < ${t}::timestamptz), 0)::bigint as settled_amount,
+      count(*) filter (where a.state = 'authorized' and a.attempt_no >= 2 and a.attempted_at >= ${f}::timestamptz and a.attempted_at < ${t}::timestamptz)::int as recovered,
+      coalesce(sum(c.amount) filter (where a.state = 'authorized' and a.attempt_no >= 2 and a.attempted_at >= ${f}::timestamptz and a.attempted_at < ${t}::timestamptz), 0)::bigint as recovered_amount,
       count(*) filter (where a.attempt_no = 1 and a.attempted_at >= ${f}::timestamptz and a.attempted_at < ${t}::timestamptz and a.state in ('authorized', 'refused'))::int as first_attempts,
       count(*) filter (where a.attempt_no = 1 and a.attempted_at >= ${f}::timestamptz and a.attempted_at < ${t}::timestamptz and a.state = 'authorized')::int as first_authorized,
       count(*) filter (where a.state = 'refused' and a.attempted_at >= ${f}::timestamptz and a.attempted_at < ${t}::timestamptz)::int as refusals

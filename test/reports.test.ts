@@ -1,0 +1,107 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createMandate } from '../src/billing/mandates.ts';
+import { recoveryReport, summaryReport } from '../src/billing/reports.ts';
+import { runBilling } from '../src/billing/run.ts';
+import { startWorld, type World } from './support/world.ts';
+
+const DAY = 86_400_000;
+
+/**
+ * A scripted dunning story and the reports' figures, computed by hand from the script:
+ *  A 1000 GBP: refused 51, authorized on attempt 2;
+ *  B 2000 GBP: refused 51 twice, authorized on attempt 3;
+ *  C 3000 GBP: refused 33 (expired card): waits for a new card, never recovered;
+ *  D 4000 GBP: authorized on attempt 1.
+ */
+describe('reports', () => {
+  let w: World;
+  const t0 = new Date('2027-06-01T09:00:00Z');
+  beforeAll(async () => {
+    w = await startWorld();
+    const app = await w.app(t0);
+    const make = async (ref: string, amount: number, outcomes: string[]) => {
+      const v = await w.verify();
+      if (outcomes.length > 0)
+        w.sandbox.script({
+          match: { chainId: v.chainId },
+          outcomes: outcomes.map((code) => ({ type: 'refuse' as const, code })),
+        });
+      return createMandate(app, {
+        customerRef: ref,
+        intent: 'subscription',
+        amount,
+        currency: 'GBP',
+        narrative: 'Reports',
+        interval: '1 month',
+        start: t0,
+        credential: { link: v.href },
+      });
+    };
+    await make('rep-a', 1000, ['51']);
+    await make('rep-b', 2000, ['51', '51']);
+    await make('rep-c', 3000, ['33']);
+    await make('rep-d', 4000, []);
+    // daily runs for two weeks: the retries fall due within them
+    for (let d = 0; d < 14; d++) {
+      const at = new Date(t0.getTime() + d * DAY + 3_600_000);
+      await runBilling(await w.app(at), { asOf: at, trigger: 'test' });
+    }
+  });
+  afterAll(async () => w?.close());
+
+  it('recovery: per first refusal code, and the retry funnel', async () => {
+    const app = await w.app(t0);
+    const r = await recoveryReport(app, t0, new Date(t0.getTime() + 30 * DAY));
+    const c51 = r.byCode.find((x) => x.refusalCode === '51')!;
+    expect(c51).toMatchObject({
+      refused: 2,
+      recovered: 2,
+      recoveryRate: 1,
+      recoveredAmount: { GBP: 3000 },
+      medianAttemptsToRecover: 2.5,
+      failed: 0,
+      stopped: 0,
+      needsNewCredential: 0,
+    });
+    expect(c51.medianDaysToRecover).toBeGreaterThan(0);
+    const c33 = r.byCode.find((x) => x.refusalCode === '33')!;
+    expect(c33).toMatchObject({
+      refused: 1,
+      recovered: 0,
+      recoveryRate: 0,
+      recoveredAmount: {},
+      needsNewCredential: 1,
+    });
+    expect(c33.medianDaysToRecover).toBeNull();
+    expect(r.funnel).toEqual([
+      { attempt: 1, attempts: 4, authorized: 1, rate: 0.25 },
+      { attempt: 2, attempts: 2, authorized: 1, rate: 0.5 },
+      { attempt: 3, attempts: 1, authorized: 1, rate: 1 },
+    ]);
+    // a window before the story has nothing
+    expect((await recoveryReport(app, new Date('2027-01-01'), new Date('2027-02-01'))).byCode).toEqual([]);
+  });
+
+  it('summary: charged, first-attempt rate, refusals, recovered, failed for good, and the next 30 days', async () => {
+    const app = await w.app(new Date(t0.getTime() + 14 * DAY));
+    const s = (await summaryReport(app, t0, new Date(t0.getTime() + 30 * DAY), 'GBP')) as {
+      currencies: Record<string, unknown>[];
+      mandatesByStatus: Record<string, number>;
+      forecastNext30Days: Record<string, { charges: number; amount: number }>;
+    };
+    expect(s.currencies).toEqual([
+      {
+        currency: 'GBP',
+        charged: { charges: 3, amount: 7000 },
+        settledAmount: expect.any(Number),
+        firstAttemptRate: 0.25,
+        refusals: 4,
+        recoveredByRetry: { charges: 2, amount: 3000 },
+        failedForGood: { charges: 1, amount: 3000 },
+      },
+    ]);
+    expect(s.mandatesByStatus).toMatchObject({ active: 3, needs_new_credential: 1 });
+    // the three active mandates charge again on July 1st
+    expect(s.forecastNext30Days).toEqual({ GBP: { charges: 3, amount: 7000 } });
+  });
+});
