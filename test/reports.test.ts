@@ -105,3 +105,86 @@ describe('reports', () => {
     expect(s.forecastNext30Days).toEqual({ GBP: { charges: 3, amount: 7000 } });
   });
 });
+
+describe('exports', () => {
+  let w: World;
+  const t0 = new Date('2027-06-01T09:00:00Z');
+  const TOKEN = 'tok-exports-0123456789';
+  beforeAll(async () => {
+    w = await startWorld({ env: { REBILL_ADMIN_TOKENS: TOKEN } });
+    const app = await w.app(t0);
+    for (const [i, card] of ['4444333322221111', '4929301661318602'].entries())
+      await createMandate(app, {
+        customerRef: `exp-${i}, "quoted"`,
+        intent: 'unscheduled',
+        amount: 100 + i,
+        currency: 'GBP',
+        narrative: 'Exports',
+        credential: { cardNumber: card, expiryMonth: 12, expiryYear: 2030 },
+      });
+  });
+  afterAll(async () => w?.close());
+
+  it('streams fixed columns as CSV and NDJSON, over the API too, with no card data', async () => {
+    const app = await w.app(t0);
+    const { exportLines } = await import('../src/billing/exports.ts');
+    const window = { from: new Date('2026-01-01T00:00:00Z'), to: new Date('2099-01-01T00:00:00Z') };
+    let csv = '';
+    for await (const chunk of exportLines(w.t.database, 'mandates', { ...window, format: 'csv' }))
+      csv += chunk;
+    const lines = csv.trim().split('\n');
+    expect(lines[0]).toBe(
+      'id,customer_ref,intent,amount,currency,interval,status,status_reason,next_due_at,credit_balance,gateway,card_brand,card_last_four,legacy_id,created_at',
+    );
+    expect(lines).toHaveLength(3);
+    expect(lines[1]).toContain('"exp-0, ""quoted"""');
+    expect(lines[1]).toContain(',visa,1111,');
+    let nd = '';
+    for await (const chunk of exportLines(w.t.database, 'events', { ...window, format: 'ndjson' }))
+      nd += chunk;
+    const events = nd
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(events.map((e) => e.type)).toEqual(['mandate.created', 'mandate.created']);
+    expect(events[0].data.credential.lastFour).toBe('1111');
+    for (const text of [csv, nd]) {
+      expect(text).not.toContain('4444333322221111');
+      expect(text).not.toContain('4929301661318602');
+    }
+    await expect(
+      (async () => {
+        for await (const _ of exportLines(w.t.database, 'cards', window)) void _;
+      })(),
+    ).rejects.toMatchObject({ field: 'kind' });
+    // over the API
+    const { createAdminServer } = await import('../src/http/server.ts');
+    const { createRunner } = await import('../src/billing/runner.ts');
+    const { request } = await import('undici');
+    const server = await createAdminServer({ ctx: app, runner: createRunner(app) });
+    const url = await server.listen('127.0.0.1:0');
+    try {
+      const res = await request(
+        `${url}/v1/exports/mandates?from=2026-01-01T00:00:00Z&to=2099-01-01T00:00:00Z`,
+        {
+          headers: { authorization: `Bearer ${TOKEN}` },
+        },
+      );
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['content-type']).toContain('text/csv');
+      expect(await res.body.text()).toBe(csv);
+      const bad = await request(`${url}/v1/exports/cards?from=2026-01-01T00:00:00Z&to=2099-01-01T00:00:00Z`, {
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
+      expect(bad.statusCode).toBe(400);
+      expect(((await bad.body.json()) as { error: { field: string } }).error.field).toBe('kind');
+      const noAuth = await request(
+        `${url}/v1/exports/mandates?from=2026-01-01T00:00:00Z&to=2099-01-01T00:00:00Z`,
+      );
+      expect(noAuth.statusCode).toBe(401);
+      await noAuth.body.dump();
+    } finally {
+      await server.close();
+    }
+  });
+});

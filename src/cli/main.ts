@@ -9,6 +9,7 @@ import { registerSandboxCommand } from '../sandbox/cli.ts';
 import { registerChargeCommands } from './charges.ts';
 import { registerDaemonCommands } from './daemon.ts';
 import { registerEventCommands } from './events.ts';
+import { registerExportCommand } from './export.ts';
 import { registerForecastCommand } from './forecast.ts';
 import { registerLegacyCommands } from './legacy.ts';
 import { registerMandateCommands } from './mandates.ts';
@@ -76,6 +77,7 @@ export function buildProgram(): Command {
   registerEventCommands(program, deps);
   registerForecastCommand(program, deps);
   registerReportCommands(program, deps);
+  registerExportCommand(program, deps);
   registerLegacyCommands(program, {
     openDatabase: () => openDatabase(getConfig()),
     config: getConfig,

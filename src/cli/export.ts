@@ -1,0 +1,39 @@
+import { createWriteStream } from 'node:fs';
+import { Argument, type Command, Option } from 'commander';
+import { EXPORT_KINDS, exportLines } from '../billing/exports.ts';
+import type { CliDeps } from './main.ts';
+import { parseInstant } from './output.ts';
+
+export function registerExportCommand(program: Command, deps: CliDeps): void {
+  program
+    .command('export')
+    .description(
+      'Charges, mandates, attempts or events in a window as CSV or NDJSON, streamed (no card data)',
+    )
+    .addArgument(new Argument('<kind>', 'what to export').choices([...EXPORT_KINDS]))
+    .requiredOption('--from <iso>', 'window start (inclusive)')
+    .requiredOption('--to <iso>', 'window end (exclusive)')
+    .addOption(new Option('--format <format>', 'csv or ndjson').choices(['csv', 'ndjson']).default('csv'))
+    .option('--out <file>', 'write here instead of standard output')
+    .action(async (kind: string, o) => {
+      const from = parseInstant('--from', o.from);
+      const to = parseInstant('--to', o.to);
+      if (to.getTime() <= from.getTime()) throw new Error('--to: must be after --from');
+      await deps.withApp(async (app) => {
+        const file = o.out ? createWriteStream(o.out) : undefined;
+        const out: NodeJS.WritableStream = file ?? process.stdout;
+        let lines = 0;
+        for await (const chunk of exportLines(app.database, kind, { from, to, format: o.format })) {
+          lines += chunk.split('\n').length - 1;
+          if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
+        }
+        if (file) {
+          await new Promise<void>((resolve, reject) => {
+            file.on('error', reject);
+            file.end(() => resolve());
+          });
+          process.stderr.write(`wrote ${o.format === 'csv' ? lines - 1 : lines} ${kind} to ${o.out}\n`);
+        }
+      });
+    });
+}
