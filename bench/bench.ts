@@ -98,43 +98,6 @@ async function main(argv: string[]): Promise<number> {
           floor: false,
         };
         log(`sweep: concurrency ${concurrency}, ${mandates} mandates`);
-        if (args.num('replicas', 0) > 0) {
-          const k = args.num('replicas', 2);
-          const r = await replicasBench(
-            sandbox.url,
-            serverUrl,
-            {
-              mandates: args.num('mandates', 2000),
-              replicas: [...new Set([2, k].filter((x) => x <= k))],
-              concurrency: args.num('concurrency', 32),
-              latencyMs,
-            },
-            log,
-          );
-          const file = save('replicas-postgres', r);
-          if (json) process.stdout.write(`${JSON.stringify(r)}\n`);
-          else {
-            process.stdout.write(
-              `replicas at latency ${latencyMs} ms, C=${r.concurrency} each, ${fmt(r.mandates, 0)} mandates\n`,
-            );
-            for (const pt of r.points)
-              process.stdout.write(
-                `  K=${pt.replicas}  ${fmt(pt.chargesPerSecond)} charges/s${pt.replicas > 1 ? `  (${fmt((r.scaling[String(pt.replicas)] ?? 0) * pt.replicas, 2)}x one replica)` : ''}\n`,
-              );
-            process.stdout.write(`saved ${file}\n`);
-          }
-          return 0;
-        }
-        if (args.flag('forecast-only')) {
-          const f = await forecastOnce(sandbox.url, p, { serverUrl, log });
-          const file = save(`forecast-${f.database}`, { kind: 'forecast', ...f });
-          if (json) process.stdout.write(`${JSON.stringify(f)}\n`);
-          else
-            process.stdout.write(
-              `forecast of the next month over ${fmt(f.mandates, 0)} mandates on ${f.database}: ${fmt(f.charges, 0)} charges in ${fmt(f.forecastSeconds, 2)} s, peak RSS ${fmt(f.peakRssBytes / 1048576, 0)} MiB\nsaved ${file}\n`,
-            );
-          return 0;
-        }
         const r = await benchOnce(sandbox.url, p, { serverUrl, log });
         // Little's law: in-flight = throughput x time in system; a charge holds a slot for two round trips
         const ideal = latencyMs > 0 ? Math.min(concurrency, limit) / ((2 * latencyMs) / 1000) : Number.NaN;

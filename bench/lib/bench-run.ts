@@ -91,7 +91,12 @@ export class BenchCheckError extends Error {
   override name = 'BenchCheckError';
 }
 
-const env = (sandboxUrl: string, p: BenchParams, dbUrl: string | undefined) => ({
+/** The environment of one measured rebill: in this process (benchOnce) or as `rebill run` children (replicas). */
+export const benchEnv = (
+  sandboxUrl: string,
+  p: Pick<BenchParams, 'concurrency' | 'maxInFlight' | 'batchSize' | 'latencyMs'>,
+  dbUrl: string | undefined,
+): Record<string, string> => ({
   WORLDPAY_URL: sandboxUrl,
   WORLDPAY_USERNAME: 'sandbox',
   WORLDPAY_PASSWORD: 'sandbox',
@@ -144,7 +149,7 @@ export async function benchOnce(
     await seedDueMandates(own.database, { mandates: p.mandates, chains, dueAt: asOf });
     const seedSeconds = (performance.now() - seedStart) / 1000;
     opts.log(`seeded ${p.mandates} mandates over ${p.chains} chains in ${seedSeconds.toFixed(1)}s`);
-    const config = loadConfig(env(sandboxUrl, p, own.url));
+    const config = loadConfig(benchEnv(sandboxUrl, p, own.url));
     const { gateway, timings } = measuredGateway(worldpayGatewayFromConfig(config.worldpay));
     const app = await openApp(config, {
       database: own.database,
@@ -315,7 +320,7 @@ export async function forecastOnce(
     const asOf = new Date('2026-03-01T00:00:00Z');
     await seedDueMandates(own.database, { mandates: p.mandates, chains, dueAt: asOf });
     opts.log(`seeded ${p.mandates} mandates`);
-    const config = loadConfig(env(sandboxUrl, p, own.url));
+    const config = loadConfig(benchEnv(sandboxUrl, p, own.url));
     const app = await openApp(config, {
       database: own.database,
       clock: fixedClock(asOf),

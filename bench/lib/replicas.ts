@@ -1,3 +1,4 @@
+import { benchEnv } from './bench-run.ts';
 import { verifyChains } from './chains.ts';
 import { ownDatabase } from './database.ts';
 import { commit, type Machine, machine } from './machine.ts';
@@ -41,19 +42,11 @@ async function once(
     const chains = await verifyChains(sandboxUrl, p.mandates, { concurrency: 32 });
     const asOf = new Date('2026-03-01T00:00:00Z');
     await seedDueMandates(own.database, { mandates: p.mandates, chains, dueAt: asOf });
-    const env = {
-      DATABASE_URL: own.url!,
-      WORLDPAY_URL: sandboxUrl,
-      WORLDPAY_USERNAME: 'sandbox',
-      WORLDPAY_PASSWORD: 'sandbox',
-      REBILL_LOG_LEVEL: 'silent',
-      REBILL_EVENT_LAG_MINUTES: '0',
-      REBILL_ALLOW_FUTURE_RUNS: '1',
-      REBILL_CONCURRENCY: String(p.concurrency),
-      WORLDPAY_MAX_IN_FLIGHT: String(p.concurrency),
-      WORLDPAY_TIMEOUT_MS: String(Math.max(10_000, p.latencyMs * 20)),
-      REBILL_REFERENCE_PREFIX: `r${Date.now().toString(36)}`.slice(0, 12),
-    };
+    const env = benchEnv(
+      sandboxUrl,
+      { concurrency: p.concurrency, maxInFlight: p.concurrency, batchSize: 500, latencyMs: p.latencyMs },
+      own.url,
+    );
     const t0 = performance.now();
     const workers = Array.from({ length: p.replicas }, () =>
       startWorker(cli, ['run', '--at', asOf.toISOString(), '--json'], env),
