@@ -89,7 +89,8 @@ describe('events and webhooks', () => {
     expect(() => checkEndpointUrl('http://hooks.example.com/x', true)).toThrow(/https/);
   });
 
-  it('the cursor never skips an event that commits after a later one', async () => {
+  // Two transactions at once: PGlite has one connection, where the held one would block the other.
+  it.skipIf(!hasServer)('the cursor never skips an event that commits after a later one', async () => {
     const db = w.t.database;
     const before = await listEvents(db, { limit: 1000 });
     const start = Number(before.items.at(-1)?.id ?? 0);
