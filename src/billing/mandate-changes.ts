@@ -3,14 +3,12 @@ import { z } from 'zod';
 import type { Tx } from '../db/client.ts';
 import { date, dateOrNull, num, numOrNull } from '../db/values.ts';
 import { type Interval, type IntervalUnit, parseInterval } from '../domain/calendar.ts';
-import { hasControlCharacter } from '../domain/card.ts';
 import { applyChange, type Change, type Plan, type Proration } from '../domain/mandate-change.ts';
 import { assertWithinCeiling } from '../domain/money.ts';
-import { narrativeProblem } from '../domain/narrative.ts';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.ts';
 import type { BillingContext } from './context.ts';
 import { transitionMandate, writeAudit } from './door.ts';
-import { instantOf, parseInput } from './mandate-schemas.ts';
+import { instantInput, instantOf, narrativeSchema, parseInput } from './mandate-schemas.ts';
 import { getMandate, type MandateView } from './mandate-views.ts';
 
 /**
@@ -20,16 +18,12 @@ import { getMandate, type MandateView } from './mandate-views.ts';
  * shared with the forecast. Every change is validated as creation is, written in one
  * transaction with its audit row (before and after, which the mandate.updated event carries).
  */
-const instantInput = z.union([z.string(), z.date()], {
-  message: 'must be an ISO-8601 date or date-time string',
-});
-
 export const updateMandateSchema = z
   .object({
     amount: z.number().int().positive().optional(),
     interval: z.string().max(32).optional(),
     billingAnchor: instantInput.optional(),
-    narrative: z.string().optional(),
+    narrative: narrativeSchema.optional(),
     end: instantInput.nullable().optional(),
     settleMode: z.enum(['full', 'partial', 'none']).optional(),
     effective: z
@@ -226,13 +220,7 @@ function validateChange(
       out.end = at.toISOString();
     }
   }
-  if (input.narrative !== undefined) {
-    const problem = hasControlCharacter(input.narrative)
-      ? 'must not contain control characters'
-      : narrativeProblem(input.narrative);
-    if (problem) throw new ValidationError('narrative', problem);
-    out.narrative = input.narrative;
-  }
+  if (input.narrative !== undefined) out.narrative = input.narrative;
   if (input.settleMode !== undefined) out.settleMode = input.settleMode;
   if (Object.keys(out).length === 0)
     throw new ValidationError(

@@ -8,13 +8,19 @@ import { ValidationError } from '../errors.ts';
  * A free-text field: no control characters, and nothing that passes for a card number (a PAN
  * typed into the wrong field must not be stored in plain text). Neither message repeats the value.
  */
-const freeText = (s: z.ZodString) =>
+export const freeText = (
+  s: z.ZodString,
+  cardMessage = 'looks like a card number; card numbers belong only in cardNumber or dpan (the value is not repeated here)',
+) =>
   s
     .refine((v) => !hasControlCharacter(v), { message: 'must not contain control characters' })
-    .refine((v) => !containsCardNumber(v), {
-      message:
-        'looks like a card number; card numbers belong only in cardNumber or dpan (the value is not repeated here)',
-    });
+    .refine((v) => !containsCardNumber(v), { message: cardMessage });
+
+/** A statement narrative: free text Worldpay can print (src/domain/narrative.ts). */
+export const narrativeSchema = freeText(z.string()).superRefine((v, ctx) => {
+  const problem = narrativeProblem(v);
+  if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
+});
 
 const entityPattern = /^[A-Za-z0-9][A-Za-z0-9 ]{0,31}$/;
 
@@ -49,7 +55,7 @@ export type CredentialInput = z.infer<typeof credentialInputSchema>;
  * An instant: an ISO-8601 string (all JSON can carry), or a Date from in-process callers. Never
  * null, a number or a boolean: coercing those made 1970-01-01 of `start: null`.
  */
-const instantInput = z.union([z.string(), z.date()], {
+export const instantInput = z.union([z.string(), z.date()], {
   message: 'must be an ISO-8601 date or date-time string',
 });
 
@@ -66,10 +72,7 @@ export const createMandateSchema = z
     amount: z.number().int().positive().optional(),
     currency: z.string().regex(/^[A-Z]{3}$/, 'must be an ISO-4217 code'),
     entity: freeText(z.string().regex(entityPattern, 'must be 1-32 letters, digits or spaces')).optional(),
-    narrative: freeText(z.string()).superRefine((v, ctx) => {
-      const problem = narrativeProblem(v);
-      if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
-    }),
+    narrative: narrativeSchema,
     interval: z.string().optional(),
     /** ISO-8601; without an offset, wall-clock time in `timezone` (domain/instant.ts). */
     start: instantInput.optional(),

@@ -32,12 +32,13 @@ export interface Deliverer {
   close(): Promise<void>;
 }
 
+/** HMAC-SHA256(secret, "<t>.<body>"): what one `v1` entry carries. */
+const mac = (secret: string, t: number, body: string) =>
+  createHmac('sha256', secret).update(`${t}.${body}`).digest();
+
 /** `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`, one v1 per live secret. */
 export function signature(secrets: readonly string[], body: string, t: number): string {
-  return [
-    `t=${t}`,
-    ...secrets.map((s) => `v1=${createHmac('sha256', s).update(`${t}.${body}`).digest('hex')}`),
-  ].join(',');
+  return [`t=${t}`, ...secrets.map((s) => `v1=${mac(s, t, body).toString('hex')}`)].join(',');
 }
 
 /**
@@ -56,7 +57,7 @@ export function verifySignature(
   if (!Number.isInteger(t) || Math.abs(nowSec - t) > toleranceSec) return false;
   const given = parts.filter(([k]) => k === 'v1').map(([, v]) => Buffer.from(v ?? '', 'hex'));
   return secrets.some((s) => {
-    const want = createHmac('sha256', s).update(`${t}.${body}`).digest();
+    const want = mac(s, t, body);
     return given.some((g) => g.length === want.length && timingSafeEqual(g, want));
   });
 }

@@ -4,9 +4,10 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { BillingContext } from '../billing/context.ts';
 import { exportLines } from '../billing/exports.ts';
+import { parseInput } from '../billing/mandate-schemas.ts';
 import type { Runner } from '../billing/runner.ts';
 import { parseInstant } from '../domain/instant.ts';
-import { errorMessage, ValidationError } from '../errors.ts';
+import { errorMessage } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import { createAuthLockout, createTokenCheck } from './auth.ts';
 import { errorResponse, HttpError } from './errors.ts';
@@ -176,18 +177,14 @@ export async function createAdminServer(opts: {
   });
   app.get('/openapi.json', { config: { auth: 'bearer' } }, async () => openapi);
   app.get('/v1/exports/:kind', { config: { auth: 'bearer' } }, async (req, reply) => {
-    const q = exportQuery.safeParse(req.query);
-    if (!q.success) {
-      const issue = q.error.issues[0]!;
-      throw new ValidationError(issue.path.join('.') || 'query', issue.message);
-    }
-    const from = parseInstant('from', q.data.from);
-    const to = parseInstant('to', q.data.to);
+    const q = parseInput(exportQuery, req.query);
+    const from = parseInstant('from', q.from);
+    const to = parseInstant('to', q.to);
     const kind = (req.params as { kind: string }).kind;
-    const lines = exportLines(ctx.database, kind, { from, to, format: q.data.format });
+    const lines = exportLines(ctx.database, kind, { from, to, format: q.format });
     // The first chunk is read before the status goes out, so a bad kind or window is still a 400.
     const first = await lines.next();
-    const format = q.data.format ?? 'csv';
+    const format = q.format ?? 'csv';
     void reply
       .header('content-type', format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson')
       .header('content-disposition', `attachment; filename="${kind}.${format}"`);
