@@ -228,6 +228,49 @@ describe('admin HTTP API', () => {
     ).toMatchObject({ outcome: 'accepted', amount: 25 });
   });
 
+  it('filters charges by due date and retries a refused one now', async () => {
+    const v = await w.verify();
+    w.sandbox.script({ match: { chainId: v.chainId }, outcomes: [{ type: 'refuse', code: '51' }] });
+    const created = await call('POST', '/v1/mandates', {
+      body: {
+        customerRef: 'api-retry',
+        intent: 'unscheduled',
+        amount: 900,
+        currency: 'GBP',
+        narrative: 'API retry',
+        credential: { link: v.href },
+      },
+    });
+    const id = created.body.id as number;
+    await call('POST', `/v1/mandates/${id}/charges`, {});
+    const run = await call('POST', '/v1/runs', { body: { asOf: T1.toISOString(), mandateId: id } });
+    for (let i = 0; i < 200; i++) {
+      if ((await call('GET', `/v1/runs/${run.body.id}`)).body.status !== 'running') break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const [charge] = (await call('GET', `/v1/charges?mandateId=${id}`)).body.items;
+    expect(charge.state).toBe('retry_scheduled');
+    const due = new Date(charge.dueAt).getTime();
+    const iso = (t: number) => new Date(t).toISOString();
+    const within = await call(
+      'GET',
+      `/v1/charges?mandateId=${id}&dueFrom=${iso(due)}&dueTo=${iso(due + 1000)}`,
+    );
+    expect(within.body.items.map((c: { id: number }) => c.id)).toEqual([charge.id]);
+    const before = await call('GET', `/v1/charges?mandateId=${id}&dueTo=${iso(due)}`);
+    expect(before.body.items).toEqual([]);
+    expect((await call('GET', '/v1/charges?dueFrom=yesterday')).body.error).toMatchObject({
+      field: 'dueFrom',
+    });
+    // retry-now: the sandbox's script is spent, so the second attempt is authorized
+    const retried = await call('POST', `/v1/charges/${charge.id}/retry-now`, { body: {} });
+    expect(retried.status).toBe(200);
+    expect(retried.body).toMatchObject({ counts: { attempted: 1, authorized: 1, refused: 0 } });
+    const again = await call('POST', `/v1/charges/${charge.id}/retry-now`, { body: {} });
+    expect(again.status).toBe(409);
+    expect(again.body.error.message).toMatch(/nothing to retry/);
+  });
+
   it('replays the first response for a repeated Idempotency-Key and creates one mandate', async () => {
     const v = await w.verify();
     const body = {

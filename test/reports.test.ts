@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMandate } from '../src/billing/mandates.ts';
-import { recoveryReport, summaryReport } from '../src/billing/reports.ts';
+import { dailyReport, recoveryReport, summaryReport } from '../src/billing/reports.ts';
 import { runBilling } from '../src/billing/run.ts';
 import { startWorld, type World } from './support/world.ts';
 
@@ -103,6 +103,27 @@ describe('reports', () => {
     expect(s.mandatesByStatus).toMatchObject({ active: 3, needs_new_credential: 1 });
     // the three active mandates charge again on July 1st
     expect(s.forecastNext30Days).toEqual({ GBP: { charges: 3, amount: 7000 } });
+  });
+
+  it('daily: per UTC day, first-time authorizations, refusals and recoveries add up to the story', async () => {
+    const app = await w.app(t0);
+    const d = await dailyReport(app, t0, new Date(t0.getTime() + 30 * DAY));
+    // day one: D authorized; A, B and C refused
+    expect(d.days[0]).toEqual({
+      day: '2027-06-01',
+      currency: 'GBP',
+      authorized: 1,
+      refused: 3,
+      recovered: 0,
+    });
+    const sum = (k: 'authorized' | 'refused' | 'recovered') => d.days.reduce((a, x) => a + x[k], 0);
+    // B's second refusal; A and B recovered
+    expect([sum('authorized'), sum('refused'), sum('recovered')]).toEqual([1, 4, 2]);
+    expect(new Set(d.days.map((x) => x.day)).size).toBe(d.days.length);
+    expect((await dailyReport(app, t0, new Date(t0.getTime() + 30 * DAY), 'EUR')).days).toEqual([]);
+    await expect(dailyReport(app, t0, new Date(t0.getTime() + 500 * DAY))).rejects.toMatchObject({
+      field: 'to',
+    });
   });
 });
 

@@ -104,6 +104,10 @@ export interface ChargeFilter {
   /** Only charges whose last attempt was refused with this code. */
   refusalCode?: string | undefined;
   mandateId?: number | undefined;
+  /** Only charges due at or after this instant. */
+  dueFrom?: Date | undefined;
+  /** Only charges due before this instant. */
+  dueTo?: Date | undefined;
   limit?: number | undefined;
   /** Keyset pagination: charges with id > after. */
   after?: number | undefined;
@@ -124,6 +128,8 @@ export async function listCharges(
   } else if (f.state) where.push(sql`c.state = ${f.state}`);
   if (f.refusalCode) where.push(sql`la.refusal_code = ${f.refusalCode}`);
   if (f.mandateId !== undefined) where.push(sql`c.mandate_id = ${f.mandateId}`);
+  if (f.dueFrom) where.push(sql`c.due_at >= ${f.dueFrom.toISOString()}::timestamptz`);
+  if (f.dueTo) where.push(sql`c.due_at < ${f.dueTo.toISOString()}::timestamptz`);
   if (f.after !== undefined) where.push(sql`c.id > ${f.after}`);
   const limit = Math.min(Math.max(f.limit ?? 50, 1), 1000);
   const rows = await database.rows(

@@ -118,6 +118,59 @@ export async function recoveryReport(ctx: BillingContext, from: Date, to: Date):
   };
 }
 
+export interface DailyRow {
+  /** The UTC day, YYYY-MM-DD. */
+  day: string;
+  currency: string;
+  /** Attempts authorized on the first try that day. */
+  authorized: number;
+  /** Attempts refused that day. */
+  refused: number;
+  /** Attempts authorized that day on attempt 2 or later: recovered by a retry. */
+  recovered: number;
+}
+
+/** The longest window the daily series answers: a bar per day beyond this helps nobody. */
+export const MAX_DAILY_DAYS = 400;
+
+/**
+ * Charges per UTC day of `attempted_at`: authorized on the first attempt, refused, recovered by
+ * a retry, per currency (the console's first chart). Days with no attempts are absent.
+ */
+export async function dailyReport(
+  ctx: BillingContext,
+  from: Date,
+  to: Date,
+  currency?: string | undefined,
+): Promise<{ from: string; to: string; days: DailyRow[] }> {
+  window(from, to);
+  if (to.getTime() - from.getTime() > MAX_DAILY_DAYS * 86_400_000)
+    throw new ValidationError('to', `the window is at most ${MAX_DAILY_DAYS} days`);
+  const f = from.toISOString();
+  const t = to.toISOString();
+  const cur = currency === undefined ? sql`true` : sql`c.currency = ${currency}`;
+  const rows = await ctx.database.rows(sql`
+    select to_char(a.attempted_at at time zone 'UTC', 'YYYY-MM-DD') as day, c.currency,
+      count(*) filter (where a.state = 'authorized' and a.attempt_no = 1)::int as authorized,
+      count(*) filter (where a.state = 'refused')::int as refused,
+      count(*) filter (where a.state = 'authorized' and a.attempt_no >= 2)::int as recovered
+    from attempts a join charges c on c.id = a.charge_id
+    where a.attempted_at >= ${f}::timestamptz and a.attempted_at < ${t}::timestamptz
+      and a.state in ('authorized', 'refused') and ${cur}
+    group by 1, 2 order by 1, 2`);
+  return {
+    from: f,
+    to: t,
+    days: rows.map((r) => ({
+      day: String(r.day),
+      currency: String(r.currency),
+      authorized: num(r.authorized),
+      refused: num(r.refused),
+      recovered: num(r.recovered),
+    })),
+  };
+}
+
 /**
  * The window at a glance, per currency: `charged` (authorized in the window: count and amount),
  * `settled` (of those, the amount settled), `firstAttemptRate` (charges whose first attempt was

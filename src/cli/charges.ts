@@ -2,7 +2,7 @@ import { type Command, Option } from 'commander';
 import { dunningReport, getCharge, listCharges, retryNow } from '../billing/charges.ts';
 import { chargeMachine } from '../domain/lifecycle.ts';
 import type { CliDeps } from './main.ts';
-import { idArg, intOption, printJson, table } from './output.ts';
+import { idArg, intOption, parseInstant, printJson, table } from './output.ts';
 import { formatRunReport } from './run.ts';
 
 export function registerChargeCommands(program: Command, deps: CliDeps): void {
@@ -21,6 +21,8 @@ export function registerChargeCommands(program: Command, deps: CliDeps): void {
     )
     .option('--mandate <id>', 'only this mandate', intOption('--mandate'))
     .option('--code <code>', 'only charges whose last refusal had this code')
+    .option('--due-from <iso>', 'only charges due at or after this instant')
+    .option('--due-to <iso>', 'only charges due before this instant')
     .option('--limit <n>', 'page size (max 1000)', intOption('--limit'), 50)
     .option('--after <id>', 'next page: charges after this id', intOption('--after'))
     .option('--json', 'JSON output')
@@ -30,6 +32,8 @@ export function registerChargeCommands(program: Command, deps: CliDeps): void {
           state: o.state,
           mandateId: o.mandate,
           refusalCode: o.code,
+          dueFrom: o.dueFrom === undefined ? undefined : parseInstant('--due-from', o.dueFrom),
+          dueTo: o.dueTo === undefined ? undefined : parseInstant('--due-to', o.dueTo),
           limit: o.limit,
           after: o.after,
         });

@@ -256,6 +256,8 @@ export const attempts = pgTable(
   (t) => [
     uniqueIndex('attempts_charge_no_uq').on(t.chargeId, t.attemptNo),
     index('attempts_credential_time_idx').on(t.credentialId, t.attemptedAt),
+    // Reports and exports window on the attempt's instant (src/billing/reports.ts).
+    index('attempts_attempted_at_idx').on(t.attemptedAt),
     index('attempts_open_idx').on(t.state).where(sql`${t.state} in ('sending', 'unknown')`),
     oneOf('attempts_state_check', 'state', attemptMachine),
   ],

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { getCharge, listCharges } from '../billing/charges.ts';
+import { getCharge, listCharges, retryNow } from '../billing/charges.ts';
 import type { BillingContext } from '../billing/context.ts';
 import { forecast } from '../billing/forecast.ts';
 import { cancelChange, listChanges, updateMandate, updateMandateSchema } from '../billing/mandate-changes.ts';
@@ -23,7 +23,7 @@ import {
   paymentAction,
   paymentEvents,
 } from '../billing/payments.ts';
-import { recoveryReport, summaryReport } from '../billing/reports.ts';
+import { dailyReport, recoveryReport, summaryReport } from '../billing/reports.ts';
 import { assertNotFuture } from '../billing/run.ts';
 import type { Runner } from '../billing/runner.ts';
 import { getRun, listRuns } from '../billing/runs.ts';
@@ -104,6 +104,10 @@ const chargeQuery = z
       .string()
       .regex(/^[A-Za-z0-9]{1,8}$/, 'must be a refusal code such as 51')
       .optional(),
+    /** Due at or after (ISO 8601), as `rebill charges list --due-from`. */
+    dueFrom: z.string().max(64).optional(),
+    /** Due before (ISO 8601). */
+    dueTo: z.string().max(64).optional(),
     limit: int.max(1000).optional(),
     after: int.optional(),
   })
@@ -304,8 +308,13 @@ export function adminRoutes(ctx: BillingContext, runner: Runner): RouteDef[] {
       query: chargeQuery,
       status: 200,
       async handler(req) {
-        const { code, ...q } = parseInput(chargeQuery, req.query);
-        return listCharges(db, { ...q, refusalCode: code });
+        const { code, dueFrom, dueTo, ...q } = parseInput(chargeQuery, req.query);
+        return listCharges(db, {
+          ...q,
+          refusalCode: code,
+          dueFrom: dueFrom === undefined ? undefined : parseInstant('dueFrom', dueFrom),
+          dueTo: dueTo === undefined ? undefined : parseInstant('dueTo', dueTo),
+        });
       },
     },
     {
@@ -323,6 +332,19 @@ export function adminRoutes(ctx: BillingContext, runner: Runner): RouteDef[] {
       summary: "Ask the gateway for the payment's latest status and apply it",
       status: 200,
       handler: async (req) => paymentEvents(ctx, idParam('id', req.params.id)),
+    },
+    {
+      method: 'POST',
+      url: '/v1/charges/:id/retry-now',
+      tag: 'charges',
+      summary:
+        'Retry a charge in dunning now, if its scheme rules allow it (as `rebill charges retry-now`); answers the run report',
+      body: emptyBody,
+      status: 200,
+      async handler(req) {
+        parseInput(emptyBody, req.body ?? {});
+        return retryNow(ctx, idParam('id', req.params.id));
+      },
     },
   ];
   routes.push(...eventRoutes(ctx), ...changeRoutes(ctx), ...reportRoutes(ctx));
@@ -554,6 +576,19 @@ export function reportRoutes(ctx: BillingContext): RouteDef[] {
       async handler(req) {
         const q = parseInput(reportQuery.omit({ currency: true }), req.query);
         return recoveryReport(ctx, parseInstant('from', q.from), parseInstant('to', q.to));
+      },
+    },
+    {
+      method: 'GET',
+      url: '/v1/reports/daily',
+      tag: 'reports',
+      summary:
+        'Per UTC day and currency: attempts authorized first time, refused, and recovered by a retry (at most 400 days)',
+      query: reportQuery,
+      status: 200,
+      async handler(req) {
+        const q = parseInput(reportQuery, req.query);
+        return dailyReport(ctx, parseInstant('from', q.from), parseInstant('to', q.to), q.currency);
       },
     },
   ];

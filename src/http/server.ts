@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { sql } from 'drizzle-orm';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { BillingContext } from '../billing/context.ts';
 import { exportLines } from '../billing/exports.ts';
@@ -10,6 +10,7 @@ import { parseInstant } from '../domain/instant.ts';
 import { errorMessage } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import { createAuthLockout, createTokenCheck } from './auth.ts';
+import { checkSession, consoleRoutes, createSessionStore, findConsoleAssets } from './console.ts';
 import { errorResponse, HttpError } from './errors.ts';
 import { withIdempotency } from './idempotency.ts';
 import { guardInput } from './input.ts';
@@ -80,6 +81,8 @@ export async function createAdminServer(opts: {
   metrics?: Metrics | undefined;
   /** Fastify request logging: off by default (our own log lines carry the ids that matter). */
   logRequests?: boolean;
+  /** Where the console's built assets are (default: dist/ui above this module). */
+  consoleAssets?: string | undefined;
 }): Promise<AdminServer> {
   const { ctx, runner, metrics } = opts;
   const checkToken = createTokenCheck(ctx.config.admin.tokens);
@@ -91,9 +94,14 @@ export async function createAdminServer(opts: {
   });
   guardInput(app);
   const lockout = createAuthLockout(ctx.config.admin.authFailuresPerMinute);
-  app.addHook('onRequest', async (req, reply) => {
-    const auth = (req.routeOptions.config as { auth?: Auth } | undefined)?.auth ?? 'bearer';
-    if (auth !== 'bearer') return;
+  const sessions = createSessionStore();
+  /** The admin token (as an Authorization header value) or a 429/401/403, counting failures. */
+  const authenticate = (
+    req: FastifyRequest,
+    reply: FastifyReply,
+    header: string | undefined,
+    viaSession = false,
+  ) => {
     const wait = lockout.blockedFor(req.ip);
     if (wait > 0) {
       const seconds = Math.ceil(wait / 1000);
@@ -105,11 +113,19 @@ export async function createAdminServer(opts: {
       );
     }
     try {
-      checkToken(req.headers.authorization);
+      // A console request carries its session cookie instead of a token (and, to change
+      // anything, the session's CSRF token).
+      if (viaSession && checkSession(req, sessions)) return;
+      checkToken(header);
     } catch (err) {
       lockout.failed(req.ip);
       throw err;
     }
+  };
+  app.addHook('onRequest', async (req, reply) => {
+    const auth = (req.routeOptions.config as { auth?: Auth } | undefined)?.auth ?? 'bearer';
+    if (auth !== 'bearer') return;
+    authenticate(req, reply, req.headers.authorization, true);
   });
   app.setErrorHandler((err, req, reply) => {
     const { status, body } = errorResponse(err);
@@ -198,12 +214,21 @@ export async function createAdminServer(opts: {
     );
   });
   await app.register(webhookRoutes(ctx, metrics));
+  await app.register(
+    consoleRoutes({
+      sessions,
+      assetsDir: opts.consoleAssets ?? findConsoleAssets(),
+      authenticate: (req, reply, header) => authenticate(req, reply, header),
+      now: () => ctx.clock.now(),
+    }),
+  );
   await app.ready();
 
   return {
     app,
     openapi,
-    registered: () => registered.filter((r) => r.method !== 'HEAD'),
+    // The console's pages and session routes belong to the browser app, not the API document.
+    registered: () => registered.filter((r) => r.method !== 'HEAD' && !r.url.startsWith('/ui')),
     async listen(addr) {
       const i = addr.lastIndexOf(':');
       const host = addr.slice(0, i);

@@ -1,0 +1,1 @@
+CREATE INDEX "attempts_attempted_at_idx" ON "attempts" USING btree ("attempted_at");

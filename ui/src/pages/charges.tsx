@@ -1,0 +1,251 @@
+import { chargeMachine } from '../../../src/domain/lifecycle.ts';
+import { parseMajor } from '../../../src/domain/money.ts';
+import { api } from '../api.ts';
+import { Badge, ConfirmAction, Field, Loading, Table, useLoad } from '../components.tsx';
+import { dateToIso, money, when } from '../format.ts';
+import { href, navigate } from '../router.ts';
+import type { Charge, ChargeDetail, MandateDetail, Page } from '../types.ts';
+
+/** The filter's choices: the charge table's states, and `dunning` (the states dunning holds). */
+export const CHARGE_STATES = ['dunning', ...Object.keys(chargeMachine.transitions)];
+
+/** Charges by state, last refusal code and due date, a keyset page at a time. */
+export function Charges({ query }: { query: URLSearchParams }) {
+  const f = {
+    state: query.get('state') ?? '',
+    code: query.get('code') ?? '',
+    dueFrom: query.get('dueFrom') ?? '',
+    dueTo: query.get('dueTo') ?? '',
+    after: query.get('after') ?? '',
+  };
+  const data = useLoad(JSON.stringify(f), () =>
+    api.get<Page<Charge>>('/v1/charges', {
+      state: f.state,
+      code: f.code,
+      dueFrom: f.dueFrom ? dateToIso(f.dueFrom) : undefined,
+      dueTo: f.dueTo ? dateToIso(f.dueTo) : undefined,
+      after: f.after,
+      limit: 50,
+    }),
+  );
+  const submit = (e: Event) => {
+    e.preventDefault();
+    const d = new FormData(e.target as HTMLFormElement);
+    navigate(
+      href('/charges', {
+        state: String(d.get('state')),
+        code: String(d.get('code')).trim(),
+        dueFrom: String(d.get('dueFrom')),
+        dueTo: String(d.get('dueTo')),
+      }),
+    );
+  };
+  return (
+    <section>
+      <h1>Charges</h1>
+      <form class="filters" onSubmit={submit} aria-label="Filter charges">
+        <Field label="State">
+          <select name="state" value={f.state}>
+            <option value="">any</option>
+            {CHARGE_STATES.map((s) => (
+              <option key={s} value={s}>
+                {s.replaceAll('_', ' ')}
+              </option>
+            ))}
+          </select>
+        </Field>
+        <Field label="Refusal code">
+          <input name="code" value={f.code} size={5} pattern="[A-Za-z0-9]{1,8}" />
+        </Field>
+        <Field label="Due from (UTC)">
+          <input type="date" name="dueFrom" value={f.dueFrom} />
+        </Field>
+        <Field label="Due before (UTC)">
+          <input type="date" name="dueTo" value={f.dueTo} />
+        </Field>
+        <button type="submit">Filter</button>
+      </form>
+      <Loading state={data}>
+        {(page) => (
+          <>
+            <Table
+              label="Charges"
+              head={[
+                'charge',
+                'mandate',
+                'cycle',
+                'amount',
+                'due',
+                'state',
+                'last code',
+                'decision',
+                'next attempt',
+              ]}
+              empty="No charges match."
+              rows={page.items.map((c) => [
+                <a href={href(`/charges/${c.id}`)}>#{c.id}</a>,
+                <a href={href(`/mandates/${c.mandateId}`)}>#{c.mandateId}</a>,
+                c.kind === 'cycle' ? c.cycle : c.kind,
+                money(c.amount, c.currency),
+                when(c.dueAt),
+                <Badge value={c.state} />,
+                c.lastAttempt?.refusalCode ?? '—',
+                c.lastAttempt?.decision ?? '—',
+                c.state === 'retry_scheduled' ? when(c.nextAttemptAt) : '—',
+              ])}
+            />
+            <nav class="pager" aria-label="Pages">
+              {f.after && <a href={href('/charges', { ...f, after: undefined })}>First page</a>}
+              {page.next !== null && <a href={href('/charges', { ...f, after: page.next })}>Next page</a>}
+            </nav>
+          </>
+        )}
+      </Loading>
+    </section>
+  );
+}
+
+/** One charge: its attempts with each dunning decision, payment actions, Worldpay events; actions. */
+export function ChargePage({ id }: { id: number }) {
+  const data = useLoad(`charge-${id}`, async () => {
+    const c = await api.get<ChargeDetail>(`/v1/charges/${id}`);
+    const m = await api.get<MandateDetail>(`/v1/mandates/${c.mandateId}`);
+    return { c, attempts: m.charges.find((x) => x.id === id)?.attempts ?? [] };
+  });
+  return (
+    <section>
+      <p>
+        <a href={href('/charges')}>← Charges</a>
+      </p>
+      <Loading state={data}>
+        {({ c, attempts }) => (
+          <>
+            <h1>
+              Charge #{c.id} <Badge value={c.state} />
+            </h1>
+            {c.stateReason && <p class="reason">{c.stateReason}</p>}
+            <dl class="facts">
+              <dt>Mandate</dt>
+              <dd>
+                <a href={href(`/mandates/${c.mandateId}`)}>#{c.mandateId}</a>
+              </dd>
+              <dt>Amount</dt>
+              <dd>
+                {money(c.amount, c.currency)}
+                {c.creditApplied > 0 ? ` (after ${money(c.creditApplied, c.currency)} credit)` : ''}
+              </dd>
+              <dt>Due</dt>
+              <dd>{when(c.dueAt)}</dd>
+              <dt>Settled</dt>
+              <dd>{money(c.settledAmount, c.currency)}</dd>
+              <dt>Refunded</dt>
+              <dd>{money(c.refundedAmount, c.currency)}</dd>
+              <dt>Next attempt</dt>
+              <dd>{c.state === 'retry_scheduled' ? when(c.nextAttemptAt) : '—'}</dd>
+            </dl>
+            <ChargeActions c={c} reload={data.reload} />
+            <h2>Attempts</h2>
+            <Table
+              label="Attempts"
+              head={['attempt', 'at', 'reference', 'state', 'code', 'advice', 'decision']}
+              empty="No attempts yet."
+              rows={attempts.map((a) => [
+                a.no,
+                when(a.attemptedAt),
+                a.reference,
+                <Badge value={a.state} />,
+                a.refusalCode ?? '—',
+                a.adviceCode ?? '—',
+                a.decisionReason ?? a.decision ?? '—',
+              ])}
+            />
+            <h2>Payment actions</h2>
+            <Table
+              label="Payment actions"
+              head={['action', 'reference', 'amount', 'state', 'last event', 'error', 'at']}
+              empty="No payment actions."
+              rows={c.actions.map((a) => [
+                a.kind,
+                a.reference,
+                money(a.amount, a.currency),
+                <Badge value={a.state} />,
+                a.lastEvent ?? '—',
+                a.error ?? '—',
+                when(a.createdAt),
+              ])}
+            />
+            <h2>Worldpay events</h2>
+            <Table
+              label="Worldpay events"
+              head={['event', 'source', 'id', 'received']}
+              empty="No events received."
+              rows={c.events.map((e) => [e.lastEvent, e.source, e.eventId ?? '—', when(e.receivedAt)])}
+            />
+          </>
+        )}
+      </Loading>
+    </section>
+  );
+}
+
+function AmountInput({ id, currency }: { id: string; currency: string }) {
+  return (
+    <Field label={`Amount (${currency})`}>
+      <input id={id} inputMode="decimal" required />
+    </Field>
+  );
+}
+
+function ChargeActions({ c, reload }: { c: ChargeDetail; reload: () => void }) {
+  const post = (path: string, body: unknown = {}) => api.post(`/v1/charges/${c.id}/${path}`, body);
+  const amountOf = (id: string) =>
+    parseMajor((document.getElementById(id) as HTMLInputElement).value, c.currency, 'amount');
+  const ref = money(c.amount, c.currency);
+  return (
+    <div class="actions">
+      <ConfirmAction
+        label="Retry now"
+        question={`Retry charge #${c.id} (${ref}) now, if its scheme rules allow it?`}
+        act={() => post('retry-now')}
+        done={reload}
+      />
+      <ConfirmAction
+        label="Settle"
+        question={`Settle the authorized ${ref}?`}
+        act={() => post('settle')}
+        done={reload}
+      />
+      <ConfirmAction
+        label="Partial settle"
+        question={`Settle part of charge #${c.id}.`}
+        act={() => post('partial-settle', { amount: amountOf(`ps-${c.id}`) })}
+        done={reload}
+      >
+        <AmountInput id={`ps-${c.id}`} currency={c.currency} />
+      </ConfirmAction>
+      <ConfirmAction
+        label="Cancel"
+        danger
+        question={`Cancel the authorization of charge #${c.id}?`}
+        act={() => post('cancel')}
+        done={reload}
+      />
+      <ConfirmAction
+        label="Refund"
+        danger
+        question={`Refund what is settled of charge #${c.id}?`}
+        act={() => post('refund')}
+        done={reload}
+      />
+      <ConfirmAction
+        label="Partial refund"
+        danger
+        question={`Refund part of charge #${c.id}.`}
+        act={() => post('partial-refund', { amount: amountOf(`pr-${c.id}`) })}
+        done={reload}
+      >
+        <AmountInput id={`pr-${c.id}`} currency={c.currency} />
+      </ConfirmAction>
+    </div>
+  );
+}

@@ -1,0 +1,155 @@
+import { useState } from 'preact/hooks';
+import { api } from '../api.ts';
+import { Badge, ConfirmAction, ErrorBox, Field, Loading, Table, useLoad } from '../components.tsx';
+import { when } from '../format.ts';
+import { href } from '../router.ts';
+import type { Delivery, Endpoint, EventItem, Page } from '../types.ts';
+
+/** Webhook endpoints with their recent deliveries (resend any), and the event log. */
+export function Events({ query }: { query: URLSearchParams }) {
+  const after = query.get('after') ?? '';
+  const endpoints = useLoad('endpoints', async () => {
+    const list = await api.get<{ items: Endpoint[] }>('/v1/webhook-endpoints');
+    return Promise.all(
+      list.items.map(async (e) => ({
+        e,
+        deliveries: (await api.get<Page<Delivery>>(`/v1/webhook-endpoints/${e.id}/deliveries`, { limit: 20 }))
+          .items,
+      })),
+    );
+  });
+  const events = useLoad(`events-${after}`, () =>
+    api.get<{ items: EventItem[]; next: string | null }>('/v1/events', { after, limit: 50 }),
+  );
+  const [secret, setSecret] = useState<string | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const add = async (e: Event) => {
+    e.preventDefault();
+    const form = e.target as HTMLFormElement;
+    const d = new FormData(form);
+    setError(null);
+    try {
+      const created = await api.post<{ secret: string }>('/v1/webhook-endpoints', {
+        url: String(d.get('url')).trim(),
+        events: ['*'],
+        ...(String(d.get('description')).trim() ? { description: String(d.get('description')).trim() } : {}),
+      });
+      setSecret(created.secret);
+      form.reset();
+      endpoints.reload();
+    } catch (err) {
+      setError(err);
+    }
+  };
+  return (
+    <section>
+      <h1>Events and webhooks</h1>
+      <h2>Endpoints</h2>
+      <form class="filters" onSubmit={add} aria-label="Add an endpoint">
+        <Field label="URL">
+          <input name="url" type="url" required placeholder="https://example.com/rebill" />
+        </Field>
+        <Field label="Description">
+          <input name="description" maxLength={200} />
+        </Field>
+        <button type="submit">Add endpoint</button>
+      </form>
+      <ErrorBox error={error} />
+      {secret && (
+        <p class="notice" role="status">
+          Signing secret, shown this once: <code>{secret}</code>
+        </p>
+      )}
+      <Loading state={endpoints}>
+        {(list) => (
+          <>
+            {list.length === 0 && <p class="muted">No endpoints.</p>}
+            {list.map(({ e, deliveries }) => (
+              <article class="endpoint" key={e.id} aria-label={`Endpoint ${e.id}`}>
+                <h3>
+                  #{e.id} {e.url} <Badge value={e.status} />
+                </h3>
+                {e.statusReason && <p class="reason">{e.statusReason}</p>}
+                <p class="muted">
+                  {e.description ? `${e.description} · ` : ''}
+                  {e.events.includes('*') ? 'every event' : e.events.join(', ')}
+                </p>
+                <div class="actions">
+                  <ConfirmAction
+                    label="Send test event"
+                    question={`Send a ping event to ${e.url}?`}
+                    act={() => api.post(`/v1/webhook-endpoints/${e.id}/test`)}
+                    done={endpoints.reload}
+                  />
+                  <ConfirmAction
+                    label="Remove"
+                    danger
+                    question={`Remove endpoint #${e.id}? Deliveries still waiting end as failed.`}
+                    act={() => api.del(`/v1/webhook-endpoints/${e.id}`)}
+                    done={endpoints.reload}
+                  />
+                </div>
+                <Table
+                  label={`Deliveries to endpoint ${e.id}`}
+                  head={[
+                    'delivery',
+                    'event',
+                    'type',
+                    'state',
+                    'attempts',
+                    'last status',
+                    'last error',
+                    'last attempt',
+                    '',
+                  ]}
+                  empty="No deliveries yet."
+                  rows={deliveries.map((d) => [
+                    `#${d.id}`,
+                    d.eventId,
+                    d.eventType ?? '—',
+                    <Badge value={d.state} />,
+                    d.attempts,
+                    d.lastStatus ?? '—',
+                    d.lastError ?? '—',
+                    when(d.lastAttemptAt),
+                    <ConfirmAction
+                      label="Resend"
+                      question={`Deliver event ${d.eventId} to ${e.url} again now?`}
+                      act={() => api.post(`/v1/webhook-deliveries/${d.id}/resend`)}
+                      done={endpoints.reload}
+                    />,
+                  ])}
+                />
+              </article>
+            ))}
+          </>
+        )}
+      </Loading>
+      <h2>Event log</h2>
+      <Loading state={events}>
+        {(page) => (
+          <>
+            <Table
+              label="Events"
+              head={['event', 'type', 'at', 'mandate', 'customer']}
+              empty="No events."
+              rows={page.items.map((ev) => [
+                ev.id,
+                ev.type,
+                when(ev.createdAt),
+                ev.mandateId ? <a href={href(`/mandates/${ev.mandateId}`)}>#{ev.mandateId}</a> : '—',
+                ev.customerRef ?? '—',
+              ])}
+            />
+            <nav class="pager" aria-label="Pages">
+              {after && <a href={href('/events')}>First page</a>}
+              {page.next !== null && page.items.length > 0 && (
+                <a href={href('/events', { after: page.next })}>Next page</a>
+              )}
+            </nav>
+          </>
+        )}
+      </Loading>
+    </section>
+  );
+}
