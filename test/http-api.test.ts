@@ -1,11 +1,14 @@
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormatsModule from 'ajv-formats';
 import { sql } from 'drizzle-orm';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.ts';
-import { listMandates } from '../src/billing/mandates.ts';
+import { listMandates, parseInput } from '../src/billing/mandates.ts';
 import { createRunner } from '../src/billing/runner.ts';
 import { ConfigError } from '../src/config.ts';
 import { pruneIdempotencyKeys } from '../src/http/idempotency.ts';
+import { adminRoutes } from '../src/http/routes.ts';
 import { type AdminServer, createAdminServer } from '../src/http/server.ts';
 import { createMetrics } from '../src/metrics.ts';
 import { startWorld, type World } from './support/world.ts';
@@ -14,6 +17,10 @@ const T0 = new Date('2026-06-01T09:00:00Z');
 const T1 = new Date('2026-06-01T10:00:00Z');
 const TOKEN = 'tok-a-0123456789';
 const PAN = '4444333322221111';
+
+// ajv-formats is CommonJS: its default export arrives as the module object under NodeNext.
+const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ??
+  addFormatsModule) as unknown as (ajv: Ajv2020) => Ajv2020;
 
 /** Whatever JSON.parse gives: the tests read response bodies field by field. */
 type Json = ReturnType<typeof JSON.parse>;
@@ -103,6 +110,53 @@ describe('admin HTTP API', () => {
     expect(
       res.body.paths['/v1/mandates'].post.requestBody.content['application/json'].schema.properties,
     ).toHaveProperty('customerRef');
+  });
+
+  it("the OpenAPI document passes redocly's recommended rules, and every example fits its schema and its route", async () => {
+    const { createConfig, lintFromString } = await import('@redocly/openapi-core');
+    const config = await createConfig({ extends: ['recommended'] });
+    const problems = await lintFromString({
+      source: JSON.stringify(server.openapi),
+      absoluteRef: '/openapi.json',
+      config,
+    });
+    expect(problems.map((p) => `${p.severity} ${p.ruleId}: ${p.message} ${p.location[0]?.pointer}`)).toEqual(
+      [],
+    );
+
+    const ajv = new Ajv2020({ strict: false, allErrors: true });
+    addFormats(ajv);
+    const routes = adminRoutes(app, createRunner(app));
+    const doc = server.openapi as {
+      paths: Record<
+        string,
+        Record<
+          string,
+          {
+            requestBody?: {
+              content: Record<string, { schema: object; examples?: Record<string, { value: unknown }> }>;
+            };
+          }
+        >
+      >;
+    };
+    let checked = 0;
+    for (const [path, ops] of Object.entries(doc.paths))
+      for (const [method, op] of Object.entries(ops)) {
+        const body = op.requestBody?.content['application/json'];
+        for (const [name, ex] of Object.entries(body?.examples ?? {})) {
+          const validate = ajv.compile(body!.schema);
+          expect(validate(ex.value), `${method} ${path} ${name}: ${ajv.errorsText(validate.errors)}`).toBe(
+            true,
+          );
+          const route = routes.find(
+            (r) => r.method === method.toUpperCase() && r.url.replace(/:([A-Za-z]+)/g, '{$1}') === path,
+          )!;
+          expect(() => parseInput(route.body!, ex.value), `${method} ${path} ${name}`).not.toThrow();
+          checked++;
+        }
+      }
+    expect(checked).toBeGreaterThanOrEqual(15);
   });
 
   it('a client that keeps failing authentication is answered 429 with Retry-After, even with the right token', async () => {

@@ -10,12 +10,29 @@ export interface ExtraRoute {
   tag: string;
   auth: 'bearer' | 'none' | 'signature';
   status: number;
+  /** Path parameters' schemas by name (default: a positive integer id). */
+  pathParams?: Record<string, Record<string, unknown>>;
+  query?: z.ZodType;
+  /** Error answers besides 400 (and, for bearer routes, 401 and 403). */
+  errors?: Record<string, string>;
 }
+
+/** Named examples of a request body: each is checked against the schema by the tests. */
+const exampleMap = (examples: Record<string, unknown>) =>
+  Object.fromEntries(Object.entries(examples).map(([name, value]) => [name, { value }]));
 
 const toOpenApiPath = (url: string) => url.replace(/:([A-Za-z]+)/g, '{$1}');
 
 function jsonSchema(schema: z.ZodType): Record<string, unknown> {
-  const out = z.toJSONSchema(schema, { unrepresentable: 'any', io: 'input' }) as Record<string, unknown>;
+  const out = z.toJSONSchema(schema, {
+    unrepresentable: 'any',
+    io: 'input',
+    // An instant is a Date inside the process and an ISO-8601 string on the wire.
+    override: (ctx) => {
+      if (ctx.zodSchema._zod.def.type === 'date')
+        Object.assign(ctx.jsonSchema, { type: 'string', format: 'date-time' });
+    },
+  }) as Record<string, unknown>;
   delete out.$schema;
   return out;
 }
@@ -60,37 +77,37 @@ export function openApiDocument(routes: RouteDef[], extra: ExtraRoute[]): Record
     paths[p] ??= {};
     paths[p][method.toLowerCase()] = op;
   };
-  const params = (url: string) =>
+  const params = (url: string, schemas: Record<string, Record<string, unknown>> = {}) =>
     [...url.matchAll(/:([A-Za-z]+)/g)].map((m) => ({
       name: m[1],
       in: 'path',
       required: true,
-      schema: { type: 'integer', minimum: 1 },
+      schema: schemas[m[1]!] ?? { type: 'integer', minimum: 1 },
     }));
+  const queryParams = (query: z.ZodType | undefined) => {
+    if (!query) return [];
+    const q = jsonSchema(query) as { properties?: Record<string, unknown>; required?: string[] };
+    return Object.entries(q.properties ?? {}).map(([name, schema]) => ({
+      name,
+      in: 'query',
+      required: q.required?.includes(name) ?? false,
+      schema,
+    }));
+  };
+  const error = (description: string) => ({
+    description,
+    content: { 'application/json': { schema: errorSchema } },
+  });
   const errors = {
-    '400': {
-      description: 'Invalid request (the message names the field)',
-      content: { 'application/json': { schema: errorSchema } },
-    },
-    '401': { description: 'Missing bearer token', content: { 'application/json': { schema: errorSchema } } },
-    '403': { description: 'Wrong bearer token', content: { 'application/json': { schema: errorSchema } } },
-    '404': { description: 'Not found', content: { 'application/json': { schema: errorSchema } } },
-    '409': {
-      description: 'Not allowed in the current state (amount limits, states)',
-      content: { 'application/json': { schema: errorSchema } },
-    },
-    '422': {
-      description: 'Idempotency-Key reused for a different request',
-      content: { 'application/json': { schema: errorSchema } },
-    },
+    '400': error('Invalid request (the message names the field)'),
+    '401': error('Missing bearer token or console session'),
+    '403': error('Wrong bearer token, or a console change without its CSRF token'),
+    '404': error('Not found'),
+    '409': error('Not allowed in the current state (amount limits, states)'),
+    '422': error('Idempotency-Key reused for a different request'),
   };
   for (const r of routes) {
-    const parameters: Record<string, unknown>[] = params(r.url);
-    if (r.query) {
-      const q = jsonSchema(r.query) as { properties?: Record<string, unknown> };
-      for (const [name, schema] of Object.entries(q.properties ?? {}))
-        parameters.push({ name, in: 'query', required: false, schema });
-    }
+    const parameters: Record<string, unknown>[] = [...params(r.url), ...queryParams(r.query)];
     if (r.method === 'POST')
       parameters.push({
         name: 'Idempotency-Key',
@@ -106,40 +123,61 @@ export function openApiDocument(routes: RouteDef[], extra: ExtraRoute[]): Record
       parameters,
       ...(r.body
         ? {
-            requestBody: { required: false, content: { 'application/json': { schema: jsonSchema(r.body) } } },
+            requestBody: {
+              required: false,
+              content: {
+                'application/json': {
+                  schema: jsonSchema(r.body),
+                  ...(r.examples ? { examples: exampleMap(r.examples) } : {}),
+                },
+              },
+            },
           }
         : {}),
       responses: {
-        [String(r.status)]: { description: 'Success', content: { 'application/json': { schema: {} } } },
+        [String(r.status)]: {
+          description: 'Success',
+          content: { 'application/json': { schema: r.response ?? {} } },
+        },
         ...errors,
       },
     });
   }
   for (const e of extra) {
+    const parameters: Record<string, unknown>[] = [...params(e.url, e.pathParams), ...queryParams(e.query)];
+    if (e.auth === 'signature')
+      parameters.push({
+        name: 'Event-Signature',
+        in: 'header',
+        required: true,
+        description: '{keyId}/SHA256/{hex HMAC of the raw body}, several comma-separated',
+        schema: { type: 'string' },
+      });
     add(e.method, e.url, {
       summary: e.summary,
       tags: [e.tag],
       operationId: `${e.method.toLowerCase()}${e.url.replace(/[/:.-]+(\w)/g, (_, c: string) => c.toUpperCase())}`,
       ...(e.auth === 'bearer' ? {} : { security: [] }),
-      ...(e.auth === 'signature'
-        ? {
-            parameters: [
-              {
-                name: 'Event-Signature',
-                in: 'header',
-                required: true,
-                description: '{keyId}/SHA256/{hex HMAC of the raw body}, several comma-separated',
-                schema: { type: 'string' },
-              },
-            ],
-          }
-        : {}),
-      responses: { [String(e.status)]: { description: 'Success' } },
+      ...(parameters.length > 0 ? { parameters } : {}),
+      responses: {
+        [String(e.status)]: { description: 'Success' },
+        // Every route refuses control characters in its query (src/http/input.ts).
+        '400': errors['400'],
+        ...(e.auth === 'bearer' ? { '401': errors['401'], '403': errors['403'] } : {}),
+        ...Object.fromEntries(Object.entries(e.errors ?? {}).map(([code, d]) => [code, error(d)])),
+      },
     });
   }
   return {
     openapi: '3.1.0',
-    info: { title: 'rebill admin API', version: '0.1.0' },
+    info: {
+      title: 'rebill admin API',
+      version: '0.1.0',
+      description:
+        'Mandates, charges, runs, payments, events, webhooks, forecasts and reports of one rebill installation. Amounts are integer minor units with an ISO-4217 currency; instants are ISO-8601 UTC.',
+      license: { name: 'MIT', identifier: 'MIT' },
+    },
+    servers: [{ url: '/', description: 'The admin server itself (REBILL_ADMIN_ADDR)' }],
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
       schemas: { Event: eventSchema },
@@ -150,6 +188,7 @@ export function openApiDocument(routes: RouteDef[], extra: ExtraRoute[]): Record
     webhooks: {
       event: {
         post: {
+          operationId: 'eventDelivery',
           summary: 'An event delivered to a webhook endpoint (at least once, in order per mandate)',
           parameters: [
             { name: 'Rebill-Event-Id', in: 'header', required: true, schema: { type: 'string' } },

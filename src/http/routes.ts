@@ -70,6 +70,10 @@ export interface RouteDef {
   query?: z.ZodType;
   /** Status of a successful answer. */
   status: number;
+  /** The success answer's JSON Schema, where the document gives one. */
+  response?: Record<string, unknown>;
+  /** Named request-body examples (checked against the body schema by the tests). */
+  examples?: Record<string, unknown>;
   handler(req: RouteRequest): Promise<unknown>;
 }
 
@@ -172,6 +176,7 @@ export function adminRoutes(ctx: BillingContext, runner: Runner): RouteDef[] {
       tag: 'runs',
       summary: 'Start a billing run in the background; poll GET /v1/runs/{id}',
       body: runBody,
+      examples: { now: {}, dryRun: { asOf: '2027-06-01T09:00:00Z', dryRun: true } },
       status: 202,
       async handler(req) {
         const b = parseInput(runBody, req.body ?? {});
@@ -213,6 +218,30 @@ export function adminRoutes(ctx: BillingContext, runner: Runner): RouteDef[] {
       tag: 'mandates',
       summary: 'Create a mandate',
       body: createMandateSchema,
+      examples: {
+        subscription: {
+          customerRef: 'cust-1042',
+          intent: 'subscription',
+          amount: 2999,
+          currency: 'GBP',
+          narrative: 'Acme Pro monthly',
+          interval: '1 month',
+          start: '2027-06-01T09:00:00Z',
+          credential: { link: 'https://try.access.worldpay.com/payments/authorizations/recurring/eyJrIjoi' },
+        },
+        instalment: {
+          customerRef: 'cust-2077',
+          intent: 'instalment',
+          amount: 10000,
+          currency: 'EUR',
+          narrative: 'Sofa 1 of 6',
+          interval: '1 month',
+          instalments: 6,
+          start: '2027-06-15',
+          timezone: 'Europe/Paris',
+          credential: { tokenHref: 'https://try.access.worldpay.com/tokens/MjEwMDAwMDAwMDAwMDAwMA' },
+        },
+      },
       status: 201,
       handler: async (req) => createMandate(ctx, req.body),
     },
@@ -273,6 +302,7 @@ export function adminRoutes(ctx: BillingContext, runner: Runner): RouteDef[] {
       tag: 'mandates',
       summary: 'Cancel a mandate now or at the end of the current period',
       body: cancelBody,
+      examples: { now: {}, atPeriodEnd: { atPeriodEnd: true } },
       status: 200,
       async handler(req) {
         const b = parseInput(cancelBody, req.body ?? {});
@@ -285,6 +315,9 @@ export function adminRoutes(ctx: BillingContext, runner: Runner): RouteDef[] {
       tag: 'mandates',
       summary: 'Attach a new credential (link, card, token, network token or Liquido card)',
       body: credentialInputSchema,
+      examples: {
+        link: { link: 'https://try.access.worldpay.com/payments/authorizations/recurring/eyJrIjoi' },
+      },
       status: 200,
       handler: async (req) => attachCredential(ctx, idParam('id', req.params.id), req.body),
     },
@@ -294,6 +327,7 @@ export function adminRoutes(ctx: BillingContext, runner: Runner): RouteDef[] {
       tag: 'mandates',
       summary: 'Queue a charge on an unscheduled mandate, due at once',
       body: queueBody,
+      examples: { mandateAmount: {}, otherAmount: { amount: 1250 } },
       status: 201,
       async handler(req) {
         const b = parseInput(queueBody, req.body ?? {});
@@ -355,6 +389,7 @@ export function adminRoutes(ctx: BillingContext, runner: Runner): RouteDef[] {
       tag: 'payments',
       summary: `${p.summary} (amount checks are done before the gateway is called)`,
       body: p.body,
+      examples: p.body === amountInputSchema ? { part: { amount: 1000 } } : { whole: {} },
       status: 200,
       handler: async (req) => paymentAction(ctx, idParam('id', req.params.id), p.kind, req.body ?? {}),
     });
@@ -390,6 +425,14 @@ function eventRoutes(ctx: BillingContext): RouteDef[] {
         'Events in id order after a cursor (`after`, the last id read); `next` is the cursor of the next page',
       query: eventQuery,
       status: 200,
+      response: {
+        type: 'object',
+        required: ['items', 'next'],
+        properties: {
+          items: { type: 'array', items: { $ref: '#/components/schemas/Event' } },
+          next: { type: ['string', 'null'], description: 'The cursor of the next page, or null at the end' },
+        },
+      },
       handler: async (req) => listEvents(ctx.database, parseInput(eventQuery, req.query)),
     },
     {
@@ -398,6 +441,14 @@ function eventRoutes(ctx: BillingContext): RouteDef[] {
       tag: 'webhooks',
       summary: 'Add an endpoint; the answer carries its signing secret, shown this once',
       body: endpointInputSchema,
+      examples: {
+        everything: { url: 'https://billing.example.com/rebill/events', events: ['*'] },
+        dunning: {
+          url: 'https://crm.example.com/hooks/rebill',
+          events: ['charge.refused', 'charge.failed', 'mandate.needs_new_credential'],
+          description: 'CRM: dunning e-mails',
+        },
+      },
       status: 201,
       handler: async (req) => createEndpoint(ctx, req.body),
     },
@@ -497,6 +548,11 @@ function changeRoutes(ctx: BillingContext): RouteDef[] {
         'Change amount, interval, billingAnchor, narrative, end or settleMode; effective next_cycle (default), now or an instant; proration none, charge or credit',
       body: updateMandateSchema,
       status: 200,
+      examples: {
+        priceRise: { amount: 3499 },
+        upgradeNowProrated: { amount: 6000, effective: 'now', proration: 'charge' },
+        scheduled: { interval: '3 months', effective: '2027-09-01T00:00:00Z' },
+      },
       handler: async (req) => updateMandate(ctx, idParam('id', req.params.id), req.body ?? {}),
     },
     {

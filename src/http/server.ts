@@ -3,7 +3,7 @@ import { sql } from 'drizzle-orm';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { BillingContext } from '../billing/context.ts';
-import { exportLines } from '../billing/exports.ts';
+import { EXPORT_KINDS, exportLines } from '../billing/exports.ts';
 import { parseInput } from '../billing/mandate-schemas.ts';
 import type { Runner } from '../billing/runner.ts';
 import { parseInstant } from '../domain/instant.ts';
@@ -42,6 +42,7 @@ const extraRoutes: ExtraRoute[] = [
     tag: 'ops',
     auth: 'none',
     status: 200,
+    errors: { '503': 'Database unreachable' },
   },
   {
     method: 'GET',
@@ -60,6 +61,8 @@ const extraRoutes: ExtraRoute[] = [
     tag: 'reports',
     auth: 'bearer',
     status: 200,
+    pathParams: { kind: { type: 'string', enum: [...EXPORT_KINDS] } },
+    query: exportQuery,
   },
   {
     method: 'POST',
@@ -68,6 +71,7 @@ const extraRoutes: ExtraRoute[] = [
     tag: 'webhooks',
     auth: 'signature',
     status: 200,
+    errors: { '503': 'No webhook secret is configured (WORLDPAY_WEBHOOK_SECRETS)' },
   },
 ];
 
