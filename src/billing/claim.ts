@@ -110,6 +110,23 @@ export async function claimDueCharges(
   return rows.map((r) => ({ ...toClaimed(r), leaseDeadline })).sort((a, b) => a.id - b.id);
 }
 
+/**
+ * How many charges `claimDueCharges` would take for this as-of (leased or not): a run's
+ * total, known before it sends anything, for its progress bar. The same predicates as the
+ * claim's pick, counted instead of locked.
+ */
+export async function countDueCharges(
+  database: Database,
+  opts: { asOf: Date; mandateId?: number | undefined },
+): Promise<number> {
+  const mandateFilter: SQL = opts.mandateId === undefined ? sql`` : sql`and c.mandate_id = ${opts.mandateId}`;
+  const rows =
+    await database.rows(sql`select count(*)::int as n from charges c join mandates pm on pm.id = c.mandate_id
+    where ${chargeIsWaiting('c')} and c.next_attempt_at <= ${opts.asOf.toISOString()}::timestamptz
+      and ${mandateReleasesCharges('pm')} ${mandateFilter}`);
+  return num(rows[0]?.n ?? 0);
+}
+
 /** A claimed row; credential columns a query did not return (card data...) read as null. */
 export function toClaimed(r: Record<string, unknown>): ClaimedCharge {
   return {

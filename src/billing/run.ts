@@ -3,6 +3,7 @@ import { date, num } from '../db/values.ts';
 import { type RunStatus, runMachine } from '../domain/lifecycle.ts';
 import { errorMessage, RebillError, ValidationError } from '../errors.ts';
 import { noticeExpiringCards } from '../events/expiry.ts';
+import { countDueCharges } from './claim.ts';
 import type { BillingContext } from './context.ts';
 import { mandateReleasesCharges, mayBecome, releaseLeases } from './door.ts';
 import { plannedCharges } from './forecast.ts';
@@ -28,6 +29,8 @@ export interface RunOptions {
   followSettlements?: boolean;
   /** Called after each charge with the counts so far. */
   onProgress?: (counts: RunCounts) => void;
+  /** Called once, before the first charge is sent, with how many charges are due to go. */
+  onTotal?: (due: number) => void;
   /** Stop claiming new work (graceful shutdown); work in flight finishes. */
   signal?: AbortSignal;
   /** An existing billing_runs row to fill in (the API creates it before starting). */
@@ -185,6 +188,10 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
     counts.created = mat.created;
     counts.missedCycles = mat.skipped;
     await refreshStatistics(ctx, mat.created);
+    if (opts.onTotal) {
+      const due = await countDueCharges(ctx.database, { asOf: opts.asOf, mandateId: opts.mandateId });
+      opts.onTotal(opts.limit === undefined ? due : Math.min(due, opts.limit));
+    }
     await sendDue(ctx, opts, book);
     if (opts.followSettlements) {
       const f = await followSettlements(ctx, { limit: 10_000 });

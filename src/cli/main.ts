@@ -5,6 +5,7 @@ import { fixedClock } from '../clock.ts';
 import { type Config, loadConfig } from '../config.ts';
 import { migrate } from '../db/migrate.ts';
 import { errorMessage } from '../errors.ts';
+import { createLogger } from '../logger.ts';
 import { registerSandboxCommand } from '../sandbox/cli.ts';
 import { registerChargeCommands } from './charges.ts';
 import { registerDaemonCommands } from './daemon.ts';
@@ -18,6 +19,7 @@ import { registerPaymentCommands } from './payments.ts';
 import { registerReportCommands } from './report.ts';
 import { registerRunCommand } from './run.ts';
 import { registerRunsCommands } from './runs.ts';
+import { logDestination } from './terminal.ts';
 
 export interface CliDeps {
   config(): Config;
@@ -51,6 +53,10 @@ export function buildProgram(): Command {
     async withApp(fn, opts = {}) {
       const app = await openApp(getConfig(), {
         ...(opts.asOf ? { clock: fixedClock(opts.asOf) } : {}),
+        // On a terminal, log lines and the progress bar share stderr without sharing a line.
+        ...(process.stderr.isTTY
+          ? { logger: createLogger({ level: getConfig().logLevel, destination: logDestination }) }
+          : {}),
         faults: crashSwitch(),
       });
       try {

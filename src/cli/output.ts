@@ -1,4 +1,3 @@
-import cliProgress from 'cli-progress';
 import { ConfigError } from '../config.ts';
 import { DataDirInUseError } from '../db/client.ts';
 import { quoteSafely } from '../domain/card.ts';
@@ -45,35 +44,6 @@ export function table(headers: string[], rows: (string | number | null | undefin
 
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
-}
-
-/** A progress bar on stderr when it is a terminal; silent otherwise (CI, pipes, --json). */
-export function progressBar(label: string, enabled: boolean) {
-  if (!enabled || !process.stderr.isTTY) return { start() {}, update(_n: number, _t?: number) {}, stop() {} };
-  const bar = new cliProgress.SingleBar(
-    {
-      format: `${label} [{bar}] {value}/{total} {percentage}% | {duration_formatted}`,
-      stream: process.stderr,
-      hideCursor: true,
-    },
-    cliProgress.Presets.shades_classic,
-  );
-  let started = false;
-  return {
-    start() {},
-    update(n: number, total?: number) {
-      if (!started) {
-        bar.start(total ?? n, n);
-        started = true;
-      } else {
-        if (total !== undefined) bar.setTotal(total);
-        bar.update(n);
-      }
-    },
-    stop() {
-      if (started) bar.stop();
-    },
-  };
 }
 
 /** Parse an integer option, naming it when it is not one. */

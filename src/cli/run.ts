@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import type { RunReport } from '../billing/run.ts';
 import { runBilling } from '../billing/run.ts';
 import type { CliDeps } from './main.ts';
-import { exitCodes, idArg, intOption, parseInstant, printJson, progressBar, table } from './output.ts';
+import { exitCodes, idArg, intOption, parseInstant, printJson, table } from './output.ts';
+import { progressBar } from './terminal.ts';
 
 export function registerRunCommand(program: Command, deps: CliDeps): void {
   program
@@ -33,9 +34,9 @@ export function registerRunCommand(program: Command, deps: CliDeps): void {
             allowFuture: Boolean(opts.allowFuture),
             asOfField: '--at',
             followSettlements: Boolean(opts.followSettlements),
-            onProgress: (c) => bar.update(c.attempted + c.skipped, c.due),
-          });
-          bar.stop();
+            onTotal: (n) => bar.total(n),
+            onProgress: (c) => bar.update(c.attempted + c.skipped),
+          }).finally(() => bar.stop());
           if (opts.json) printJson(report);
           else process.stdout.write(formatRunReport(report));
           if (report.status === 'completed_with_errors') {
