@@ -1,6 +1,7 @@
 import { type Command, Option } from 'commander';
 import { dunningReport, getCharge, listCharges, retryNow } from '../billing/charges.ts';
 import { chargeMachine } from '../domain/lifecycle.ts';
+import { formatMoney } from '../domain/money.ts';
 import type { CliDeps } from './main.ts';
 import { idArg, intOption, parseInstant, printJson, table } from './output.ts';
 import { formatRunReport } from './run.ts';
@@ -46,7 +47,6 @@ export function registerChargeCommands(program: Command, deps: CliDeps): void {
               'mandate',
               'cycle',
               'amount',
-              'cur',
               'state',
               'code',
               'advice',
@@ -58,8 +58,7 @@ export function registerChargeCommands(program: Command, deps: CliDeps): void {
               c.id,
               c.mandateId,
               c.cycle,
-              c.amount,
-              c.currency,
+              formatMoney(c.amount, c.currency),
               c.state,
               c.lastAttempt?.refusalCode,
               c.lastAttempt?.adviceCode,
@@ -97,7 +96,7 @@ export function registerChargeCommands(program: Command, deps: CliDeps): void {
               ['charge', c.id],
               ['mandate', c.mandateId],
               ['cycle', c.cycle],
-              ['amount', `${c.amount} ${c.currency}`],
+              ['amount', formatMoney(c.amount, c.currency)],
               ['state', c.state],
               ['reason', c.stateReason],
               ['attempts', c.attemptCount],

@@ -100,13 +100,12 @@ function credentialOptions(c: Command): Command {
 function printMandates(items: MandateView[]): void {
   process.stdout.write(
     table(
-      ['id', 'customer', 'intent', 'amount', 'cur', 'interval', 'status', 'next due', 'card'],
+      ['id', 'customer', 'intent', 'amount', 'interval', 'status', 'next due', 'card'],
       items.map((m) => [
         m.id,
         m.customerRef,
         m.intent,
-        m.amount,
-        m.currency,
+        formatMoney(m.amount, m.currency),
         m.interval,
         m.status,
         m.nextDueAt,
@@ -237,7 +236,7 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
             m.charges.map((c) => [
               c.id,
               c.cycle,
-              c.amount,
+              formatMoney(c.amount, c.currency),
               c.dueAt,
               c.state,
               c.attempts.length,

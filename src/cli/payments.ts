@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { type ChargeDetail, getCharge } from '../billing/charges.ts';
 import { type PaymentOp, paymentAction, paymentEvents } from '../billing/payments.ts';
+import { formatMoney } from '../domain/money.ts';
 import type { CliDeps } from './main.ts';
 import { idArg, intOption, printJson, table } from './output.ts';
 
@@ -25,14 +26,22 @@ const actions: { name: string; kind: PaymentOp; amount: boolean; what: string }[
 
 function printCharge(c: ChargeDetail): void {
   process.stdout.write(
-    `charge ${c.id} (mandate ${c.mandateId}, cycle ${c.cycle}): ${c.state}, ${c.amount} ${c.currency}, ` +
-      `settled ${c.settledAmount}, refunded ${c.refundedAmount}\n`,
+    `charge ${c.id} (mandate ${c.mandateId}, cycle ${c.cycle}): ${c.state}, ${formatMoney(c.amount, c.currency)}, ` +
+      `settled ${formatMoney(c.settledAmount, c.currency)}, refunded ${formatMoney(c.refundedAmount, c.currency)}\n`,
   );
   if (c.actions.length > 0)
     process.stdout.write(
       table(
         ['action', 'kind', 'reference', 'amount', 'state', 'last event', 'error'],
-        c.actions.map((a) => [a.id, a.kind, a.reference, a.amount, a.state, a.lastEvent, a.error]),
+        c.actions.map((a) => [
+          a.id,
+          a.kind,
+          a.reference,
+          a.amount === null ? null : formatMoney(a.amount, a.currency ?? c.currency),
+          a.state,
+          a.lastEvent,
+          a.error,
+        ]),
       ),
     );
 }
@@ -59,7 +68,7 @@ export function registerPaymentCommands(program: Command, deps: CliDeps): void {
           const out = await paymentAction(app, chargeId, a.kind, body);
           if (opts.json) return printJson(out);
           process.stdout.write(
-            `${a.kind} ${out.reference}${out.amount !== null ? ` ${out.amount} ${out.currency}` : ''}: ${out.outcome}` +
+            `${a.kind} ${out.reference}${out.amount !== null && out.currency ? ` ${formatMoney(out.amount, out.currency)}` : ''}: ${out.outcome}` +
               `${out.outcome === 'unknown' ? ' (run `rebill payments events` to resolve it before trying again)' : ''}\n`,
           );
           printCharge(out.charge);

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { RunReport } from '../billing/run.ts';
 import { runBilling } from '../billing/run.ts';
+import { formatMoney } from '../domain/money.ts';
 import type { CliDeps } from './main.ts';
 import { exitCodes, idArg, intOption, parseInstant, printJson, table } from './output.ts';
 import { progressBar } from './terminal.ts';
@@ -59,8 +60,8 @@ export function formatRunReport(r: RunReport): string {
       r.forecast.length === 0
         ? 'nothing due\n'
         : table(
-            ['mandate', 'cycle', 'amount', 'currency', 'due', 'kind'],
-            r.forecast.map((f) => [f.mandateId, f.cycle, f.amount, f.currency, f.dueAt, f.kind]),
+            ['mandate', 'cycle', 'amount', 'due', 'kind'],
+            r.forecast.map((f) => [f.mandateId, f.cycle, formatMoney(f.amount, f.currency), f.dueAt, f.kind]),
           );
     return out;
   }
