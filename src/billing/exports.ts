@@ -116,30 +116,64 @@ const WINDOW: Record<ExportKind, string> = {
   events: 'e.created_at',
 };
 
+/** The table each window column belongs to, under the same alias. */
+const TABLE: Record<ExportKind, string> = {
+  charges: 'charges c',
+  mandates: 'mandates m',
+  attempts: 'attempts a',
+  events: 'events e',
+};
+
 export function exportColumns(kind: ExportKind): string[] {
   return KINDS[kind].columns;
 }
 
 const PAGE = 1000;
 
+function exportWindow(kind: string, f: { from: Date; to: Date }) {
+  if (!(EXPORT_KINDS as readonly string[]).includes(kind))
+    throw new ValidationError('kind', `must be one of ${EXPORT_KINDS.join(', ')}`);
+  if (f.to.getTime() <= f.from.getTime()) throw new ValidationError('to', 'must be after from');
+  const k = KINDS[kind as ExportKind];
+  const column = sql.raw(WINDOW[kind as ExportKind]);
+  return {
+    k,
+    table: sql.raw(TABLE[kind as ExportKind]),
+    where: sql`${column} >= ${f.from.toISOString()}::timestamptz and ${column} < ${f.to.toISOString()}::timestamptz`,
+  };
+}
+
+/** How many rows an export of this window holds (its progress bar's total). */
+export async function exportCount(
+  database: Database,
+  kind: string,
+  f: { from: Date; to: Date },
+): Promise<number> {
+  const { table, where } = exportWindow(kind, f);
+  const rows = await database.rows(sql`select count(*)::int as n from ${table} where ${where}`);
+  return Number(rows[0]?.n ?? 0);
+}
+
 /** The export's lines (a header first for CSV), streamed. */
 export async function* exportLines(
   database: Database,
   kind: string,
-  f: { from: Date; to: Date; format?: string | undefined },
+  f: {
+    from: Date;
+    to: Date;
+    format?: string | undefined;
+    /** Called after each page with the rows written so far (a progress bar). */
+    onRows?: ((rows: number) => void) | undefined;
+  },
 ): AsyncGenerator<string> {
-  if (!(EXPORT_KINDS as readonly string[]).includes(kind))
-    throw new ValidationError('kind', `must be one of ${EXPORT_KINDS.join(', ')}`);
   const format = f.format ?? 'csv';
   if (format !== 'csv' && format !== 'ndjson') throw new ValidationError('format', 'must be csv or ndjson');
-  if (f.to.getTime() <= f.from.getTime()) throw new ValidationError('to', 'must be after from');
-  const k = KINDS[kind as ExportKind];
-  const column = sql.raw(WINDOW[kind as ExportKind]);
-  const where = sql`${column} >= ${f.from.toISOString()}::timestamptz and ${column} < ${f.to.toISOString()}::timestamptz`;
+  const { k, where } = exportWindow(kind, f);
   // Events are numbered in commit order first, so an export shows everything committed.
   if (kind === 'events') await sequenceEvents(database);
   if (format === 'csv') yield `${k.columns.join(',')}\n`;
   let after = 0;
+  let written = 0;
   for (;;) {
     const rows = await database.rows(k.select(where, after, PAGE));
     let out = '';
@@ -151,7 +185,9 @@ export async function* exportLines(
         out += `${JSON.stringify(o)}\n`;
       } else out += `${k.columns.map((c) => csvCell(r[c])).join(',')}\n`;
     }
+    written += rows.length;
     if (out) yield out;
+    f.onRows?.(written);
     if (rows.length < PAGE) return;
     after = Number(rows[rows.length - 1]!.id);
   }

@@ -1,8 +1,9 @@
 import { createWriteStream } from 'node:fs';
 import { Argument, type Command, Option } from 'commander';
-import { EXPORT_KINDS, exportLines } from '../billing/exports.ts';
+import { EXPORT_KINDS, exportCount, exportLines } from '../billing/exports.ts';
 import type { CliDeps } from './main.ts';
 import { parseInstant } from './output.ts';
+import { progressBar } from './terminal.ts';
 
 export function registerExportCommand(program: Command, deps: CliDeps): void {
   program
@@ -22,17 +23,30 @@ export function registerExportCommand(program: Command, deps: CliDeps): void {
       await deps.withApp(async (app) => {
         const file = o.out ? createWriteStream(o.out) : undefined;
         const out: NodeJS.WritableStream = file ?? process.stdout;
-        let lines = 0;
-        for await (const chunk of exportLines(app.database, kind, { from, to, format: o.format })) {
-          lines += chunk.split('\n').length - 1;
-          if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
+        // The bar shares the terminal with nothing: on when the data goes to a file or a pipe.
+        const bar = progressBar('exporting', Boolean(o.out) || !process.stdout.isTTY);
+        if (process.stderr.isTTY) bar.total(await exportCount(app.database, kind, { from, to }));
+        let rows = 0;
+        try {
+          for await (const chunk of exportLines(app.database, kind, {
+            from,
+            to,
+            format: o.format,
+            onRows: (n) => {
+              rows = n;
+              bar.update(n);
+            },
+          }))
+            if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
+        } finally {
+          bar.stop();
         }
         if (file) {
           await new Promise<void>((resolve, reject) => {
             file.on('error', reject);
             file.end(() => resolve());
           });
-          process.stderr.write(`wrote ${o.format === 'csv' ? lines - 1 : lines} ${kind} to ${o.out}\n`);
+          process.stderr.write(`wrote ${rows} ${kind} to ${o.out}\n`);
         }
       });
     });

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { recoveryReport, summaryReport } from '../billing/reports.ts';
+import { dailyReport, recoveryReport, summaryReport } from '../billing/reports.ts';
 import { formatMoney } from '../domain/money.ts';
 import type { CliDeps } from './main.ts';
 import { parseInstant, printJson, table } from './output.ts';
@@ -78,6 +78,7 @@ export function registerReportCommands(program: Command, deps: CliDeps): void {
               'rate',
               'median days',
               'median attempt',
+              'amount recovered',
               'failed',
               'stopped',
               'new card',
@@ -90,6 +91,9 @@ export function registerReportCommands(program: Command, deps: CliDeps): void {
               `${(c.recoveryRate * 100).toFixed(1)} %`,
               c.medianDaysToRecover,
               c.medianAttemptsToRecover,
+              Object.entries(c.recoveredAmount)
+                .map(([cur, a]) => formatMoney(a, cur))
+                .join(', '),
               c.failed,
               c.stopped,
               c.needsNewCredential,
@@ -101,6 +105,29 @@ export function registerReportCommands(program: Command, deps: CliDeps): void {
             ['attempt', 'made', 'authorized', 'rate'],
             r.funnel.map((f) => [f.attempt, f.attempts, f.authorized, `${(f.rate * 100).toFixed(1)} %`]),
           )}`,
+        );
+      });
+    });
+  report
+    .command('daily')
+    .description('Per UTC day and currency: authorized first time, refused, recovered by a retry')
+    .requiredOption('--from <iso>', 'window start (inclusive)')
+    .requiredOption('--to <iso>', 'window end (exclusive; at most 400 days after --from)')
+    .option('--currency <code>', 'only this currency')
+    .option('--json', 'JSON output')
+    .action(async (o) => {
+      const from = parseInstant('--from', o.from);
+      const to = parseInstant('--to', o.to);
+      await deps.withApp(async (app) => {
+        const r = await dailyReport(app, from, to, o.currency);
+        if (o.json) return printJson(r);
+        process.stdout.write(
+          r.days.length === 0
+            ? 'no attempts in this window\n'
+            : table(
+                ['day', 'currency', 'authorized', 'refused', 'recovered'],
+                r.days.map((d) => [d.day, d.currency, d.authorized, d.refused, d.recovered]),
+              ),
         );
       });
     });
