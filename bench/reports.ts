@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'drizzle-orm';
 import { openApp } from '../src/app.ts';
+import { forecast } from '../src/billing/forecast.ts';
 import { dailyReport, recoveryReport, summaryReport } from '../src/billing/reports.ts';
 import { fixedClock } from '../src/clock.ts';
 import { loadConfig } from '../src/config.ts';
@@ -90,6 +91,12 @@ try {
     ['recovery', () => recoveryReport(app, from, to)],
     ['daily', () => dailyReport(app, from, to)],
     ['summaryGBP', () => summaryReport(app, from, to, 'GBP')],
+    // the summary's "next 30 days": the forecast over every mandate
+    [
+      'forecast30Days',
+      () =>
+        forecast(app, { from: t0, to: new Date(t0.getTime() + 30 * 86_400_000), by: 'month', itemLimit: 0 }),
+    ],
   ];
   for (const [name, run] of runs) {
     await run(); // warm

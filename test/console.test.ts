@@ -291,6 +291,8 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     const figures = await gbp.textContent();
     expect(figures).toContain('3 · 59.99 GBP'); // charged: 10.00 + 20.00 + 29.99
     expect(figures).toContain('2 · 30.00 GBP'); // recovered by retry: 10.00 + 20.00
+    // the next 30 days from the server's clock (June 13th): the three active mandates on July 1st
+    expect(await page.getByLabel('Book').textContent()).toContain('Next 30 days59.99 GBP');
     mkdirSync(shots, { recursive: true });
     await page.screenshot({ path: join(shots, 'overview.png'), fullPage: true });
   });
@@ -346,6 +348,49 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     expect(await alert.textContent()).toBe('mandate 3 is needs_new_credential: resume it first');
     // the 409 is the answer this step asks for, not a problem of the page
     expected.push(/^HTTP 409: POST .*\/retry-now$/, /^console error: Failed to load resource: .* 409/);
+  });
+
+  it('updates a mandate through its dialog, and the change shows', async () => {
+    await page.goto(`${url}/ui/mandates/4`);
+    await page.getByRole('heading', { name: 'Mandate #4' }).waitFor();
+    await page.getByRole('button', { name: 'Update' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByLabel(/^Amount \(GBP/).fill('34.99');
+    await dialog.getByRole('button', { name: 'Save change' }).click();
+    // effective from the next cycle: the mandate's amount, and every cycle the page lists
+    await page.locator('.facts').getByText('34.99 GBP every 1 month').waitFor();
+    expect((await api('GET', '/v1/mandates/4')).body.amount).toBe(3499);
+    const next = await page.locator('section[aria-label="Next cycles"] tbody tr').allTextContents();
+    expect(next.length).toBeGreaterThan(0);
+    for (const row of next) expect(row).toContain('34.99 GBP');
+    await page.waitForLoadState('networkidle');
+  });
+
+  it('filters charges by refusal code, and adds a webhook endpoint whose secret shows once', async () => {
+    await page.goto(`${url}/ui/charges`);
+    await page.getByLabel('Refusal code').fill('51');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForURL(/code=51/);
+    await page.waitForLoadState('networkidle');
+    const rows = page.locator('section[aria-label="Charges"] tbody tr');
+    // the story's 51 was recovered: its last attempt is the authorization, so no charge's last code is 51
+    expect(await rows.count()).toBe(0);
+    await page.getByLabel('Refusal code').fill('33');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForURL(/code=33/);
+    await page.waitForLoadState('networkidle');
+    expect(await rows.count()).toBe(1);
+
+    await page.getByRole('link', { name: 'Events & webhooks' }).click();
+    await page.getByRole('heading', { name: 'Events and webhooks' }).waitFor();
+    await page.getByLabel('URL').fill('https://hooks.example.com/rebill');
+    await page.getByRole('button', { name: 'Add endpoint' }).click();
+    const notice = page.getByRole('status');
+    await notice.waitFor();
+    expect(await notice.textContent()).toMatch(/whsec_/);
+    await page.getByRole('heading', { name: /https:\/\/hooks\.example\.com\/rebill/ }).waitFor();
+    expect(((await api('GET', '/v1/webhook-endpoints')).body.items as unknown[]).length).toBe(1);
+    await page.waitForLoadState('networkidle');
   });
 
   it('starts a dry run and watches it finish', async () => {

@@ -158,6 +158,9 @@ WallDate.prototype.getTimezoneOffset = () => 0;
 
 /** Offset of `zone` from UTC at instant `ms`, in milliseconds (historic offsets may have seconds). */
 function offsetMs(zone: string, ms: number): number {
+  // Most books are in UTC, which has no offset to look up: Intl's answer costs microseconds a
+  // call, and the forecast asks it several times per mandate (a third of its time at 50,000).
+  if (zone === 'UTC') return 0;
   return Math.round(tzOffset(zone, new Date(ms)) * 60_000);
 }
 

@@ -605,6 +605,11 @@ const reportQuery = z
   })
   .strict();
 
+const summaryQuery = reportQuery.extend({
+  /** `false`: leave out forecastNext30Days (null), which walks every mandate's calendar. */
+  forecast: z.enum(['true', 'false']).optional(),
+});
+
 /** What dunning recovers, and the window at a glance (definitions in src/billing/reports.ts). */
 export function reportRoutes(ctx: BillingContext): RouteDef[] {
   return [
@@ -614,11 +619,13 @@ export function reportRoutes(ctx: BillingContext): RouteDef[] {
       tag: 'reports',
       summary:
         'Charged, settled, first-attempt rate, refusals, recovered by retry, failed for good, open unknowns, mandates by status, the next 30 days',
-      query: reportQuery,
+      query: summaryQuery,
       status: 200,
       async handler(req) {
-        const q = parseInput(reportQuery, req.query);
-        return summaryReport(ctx, parseInstant('from', q.from), parseInstant('to', q.to), q.currency);
+        const q = parseInput(summaryQuery, req.query);
+        return summaryReport(ctx, parseInstant('from', q.from), parseInstant('to', q.to), q.currency, {
+          forecast: q.forecast !== 'false',
+        });
       },
     },
     {

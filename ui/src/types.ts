@@ -149,7 +149,8 @@ export interface Summary {
   }[];
   unknownOpen: number;
   mandatesByStatus: Record<string, number>;
-  forecastNext30Days: Record<string, { charges: number; amount: number }>;
+  /** null when asked without it (`forecast=false`). */
+  forecastNext30Days: Record<string, { charges: number; amount: number }> | null;
 }
 
 export interface Recovery {

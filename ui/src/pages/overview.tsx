@@ -16,7 +16,8 @@ export function Overview({ query }: { query: URLSearchParams }) {
   const data = useLoad(`${from}|${to}|${currency}`, async () => {
     const cur = currency || undefined;
     const [summary, recovery, daily, forecast] = await Promise.all([
-      api.get<Summary>('/v1/reports/summary', { ...window, currency: cur }),
+      // the forecast is fetched once, by day, below: the summary need not walk the calendar too
+      api.get<Summary>('/v1/reports/summary', { ...window, currency: cur, forecast: 'false' }),
       api.get<Recovery>('/v1/reports/recovery', window),
       api.get<Daily>('/v1/reports/daily', { ...window, currency: cur }),
       api.get<ForecastAnswer>('/v1/forecast', { from: now, to: addDays(now, 30), by: 'day', currency: cur }),
@@ -102,9 +103,10 @@ export function Overview({ query }: { query: URLSearchParams }) {
                     <dt>Next 30 days</dt>
                     <dd>
                       {amounts(
-                        Object.fromEntries(
-                          Object.entries(summary.forecastNext30Days).map(([k, v]) => [k, v.amount]),
-                        ),
+                        forecast.totals.reduce<Record<string, number>>((acc, t) => {
+                          acc[t.currency] = (acc[t.currency] ?? 0) + t.amount;
+                          return acc;
+                        }, {}),
                       )}
                     </dd>
                   </dl>
