@@ -43,8 +43,9 @@ function summary(r: BenchResult): string {
           `  floor charges/s      ${fmt(r.floorChargesPerSecond ?? 0)}   (minimal correct loop, bench/lib/floor.ts: ${fmt(r.floorBefore ?? 0)} before, ${fmt(r.floorAfter ?? 0)} after)`,
           `  floorRatio           ${fmt(r.floorRatio, 3)}   (rebill / floor; target 0.8)`,
         ]),
-    `  statements/charge    ${fmt(r.statementsPerCharge, 2)}   transactions/charge ${r.transactionsPerCharge === null ? 'n/a' : fmt(r.transactionsPerCharge, 2)}`,
-    `  CPU ms/charge        ${fmt(r.cpuMsPerCharge, 3)}   (bare client: ${fmt(r.ceilingCpuMsPerRequest, 3)} per request)`,
+    `  statements/charge    ${fmt(r.statementsPerCharge, 2)}   round trips/charge ${fmt(r.roundTripsPerCharge, 2)}   transactions/charge ${r.transactionsPerCharge === null ? 'n/a' : fmt(r.transactionsPerCharge, 2)}`,
+    `  CPU ms/charge        rebill ${fmt(r.cpuMsPerCharge, 3)} + PostgreSQL ${r.postgresCpuMsPerCharge === null ? 'n/a' : fmt(r.postgresCpuMsPerCharge, 3)} = ${r.totalCpuMsPerCharge === null ? 'n/a' : fmt(r.totalCpuMsPerCharge, 3)} (target 1.0); sandbox ${r.sandboxCpuMsPerCharge === null ? 'n/a' : fmt(r.sandboxCpuMsPerCharge, 3)}; bare client ${fmt(r.ceilingCpuMsPerRequest, 3)} per request`,
+    `  before first send    ${fmt(r.beforeFirstSendSeconds, 2)} s   (reconcile, materialise, ANALYZE, first claim)`,
     `  p50 / p99 ms/charge  ${fmt(r.p50Ms, 2)} / ${fmt(r.p99Ms, 2)}   (p50 authorize ${fmt(r.authorizeP50Ms, 2)}, settle ${fmt(r.settleP50Ms, 2)})`,
     `  events/charge        ${fmt(r.eventsPerCharge, 2)}${r.outbox === false ? '   (outbox off: --no-outbox)' : ''}${r.deliveriesPerSecond === null ? '' : `   delivered ${fmt(r.deliveriesPerSecond)} events/s`}`,
     ...(r.forecastSeconds === null
@@ -98,7 +99,7 @@ async function main(argv: string[]): Promise<number> {
           floor: false,
         };
         log(`sweep: concurrency ${concurrency}, ${mandates} mandates`);
-        const r = await benchOnce(sandbox.url, p, { serverUrl, log });
+        const r = await benchOnce(sandbox.url, p, { serverUrl, log, sandboxPid: sandbox.pid });
         // Little's law: in-flight = throughput x time in system; a charge holds a slot for two round trips
         const ideal = latencyMs > 0 ? Math.min(concurrency, limit) / ((2 * latencyMs) / 1000) : Number.NaN;
         rows.push({ ...r, idealChargesPerSecond: ideal });
@@ -175,7 +176,7 @@ async function main(argv: string[]): Promise<number> {
         );
       return 0;
     }
-    const r = await benchOnce(sandbox.url, p, { serverUrl, log });
+    const r = await benchOnce(sandbox.url, p, { serverUrl, log, sandboxPid: sandbox.pid });
     const file = save(r.database, r);
     if (json) process.stdout.write(`${JSON.stringify(r)}\n`);
     else process.stdout.write(`${summary(r)}\nsaved ${file}\n`);

@@ -22,9 +22,10 @@ function screen(raw: string): string[] {
       col = 0;
     } else if (ch === '\r') col = 0;
     else if (ch === '\x1b') {
-      const m = /^\x1b\[(\??)(\d*)([A-Za-z])/.exec(raw.slice(i));
+      // the CSI sequence after the ESC
+      const m = /^\[(\??)(\d*)([A-Za-z])/.exec(raw.slice(i + 1));
       if (!m) continue;
-      i += m[0].length - 1;
+      i += m[0].length;
       const n = Number(m[2] || '0');
       if (m[3] === 'G') col = Math.max(0, (n || 1) - 1);
       else if (m[3] === 'K' && n === 2) line = [];

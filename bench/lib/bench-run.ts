@@ -16,6 +16,7 @@ import { ownDatabase, serverTransactions } from './database.ts';
 import { floorOnce } from './floor.ts';
 import { commit, type Machine, machine } from './machine.ts';
 import { measuredGateway } from './measured-gateway.ts';
+import { backendCpu, processCpuMs } from './proc-cpu.ts';
 import { seedDueMandates } from './seed.ts';
 
 export interface BenchParams {
@@ -58,9 +59,21 @@ export interface BenchResult extends BenchParams {
   statementsPerCharge: number;
   /** PostgreSQL: transactions the server counted per charge; null on PGlite. */
   transactionsPerCharge: number | null;
-  /** Statements are sent one at a time and awaited, so each is one round trip. */
+  /**
+   * Round trips to the database per charge, counted on the sockets (src/db/client.ts,
+   * countingSocket): flights, not statements; on PGlite, statements.
+   */
   roundTripsPerCharge: number;
+  /** CPU of rebill's process (this one) per charge, in ms. */
   cpuMsPerCharge: number;
+  /** CPU of the run's PostgreSQL backends per charge (from /proc); null on PGlite or another host. */
+  postgresCpuMsPerCharge: number | null;
+  /** cpuMsPerCharge + postgresCpuMsPerCharge: what a charge costs rebill and its database. */
+  totalCpuMsPerCharge: number | null;
+  /** CPU of the sandbox process per charge (the peer; not part of the total). */
+  sandboxCpuMsPerCharge: number | null;
+  /** Seconds from the run's start to its first authorization (reconcile, materialise, ANALYZE, claim). */
+  beforeFirstSendSeconds: number;
   /** CPU the bare undici client spent per request in the ceiling: a charge's floor is twice this. */
   ceilingCpuMsPerRequest: number;
   p50Ms: number;
@@ -123,7 +136,7 @@ export const benchEnv = (
 export async function benchOnce(
   sandboxUrl: string,
   p: BenchParams,
-  opts: { serverUrl: string | undefined; log: (line: string) => void },
+  opts: { serverUrl: string | undefined; log: (line: string) => void; sandboxPid?: number | undefined },
 ): Promise<BenchResult> {
   // The ceiling is measured before and after the run and averaged, so a change in the load
   // of a shared machine during the run shows as a gap between the two instead of skewing one.
@@ -162,6 +175,10 @@ export async function benchOnce(
         await own.database.rows('alter table audit_log disable trigger audit_log_events');
       const tx0 = opts.serverUrl ? await serverTransactions(opts.serverUrl, own.name) : 0;
       const statements0 = own.database.statements();
+      const flights0 = own.database.flights();
+      const backends = opts.serverUrl ? backendCpu(own.database, own.name) : null;
+      const pg0 = backends ? await backends.snapshot() : null;
+      const sandbox0 = opts.sandboxPid ? processCpuMs(opts.sandboxPid) : null;
       const cpu0 = process.cpuUsage();
       const elu0 = performance.eventLoopUtilization();
       const delay = monitorEventLoopDelay({ resolution: 10 });
@@ -180,6 +197,10 @@ export async function benchOnce(
       });
       const runSeconds = (performance.now() - t0) / 1000;
       const cpu = process.cpuUsage(cpu0);
+      const flights = own.database.flights() - flights0;
+      const sandboxMs =
+        sandbox0 !== null && opts.sandboxPid ? (processCpuMs(opts.sandboxPid) ?? sandbox0) - sandbox0 : null;
+      const pg = backends && pg0 ? await backends.spentSince(pg0) : null;
       delay.disable();
       const elu = performance.eventLoopUtilization(elu0);
       const statements = own.database.statements() - statements0;
@@ -238,8 +259,12 @@ export async function benchOnce(
         floorRatio: floorChargesPerSecond === null ? null : chargesPerSecond / floorChargesPerSecond,
         statementsPerCharge: statements / charges,
         transactionsPerCharge: tx === null ? null : tx / charges,
-        roundTripsPerCharge: statements / charges,
+        roundTripsPerCharge: flights / charges,
         cpuMsPerCharge: (cpu.user + cpu.system) / 1000 / charges,
+        postgresCpuMsPerCharge: pg === null ? null : pg.ms / charges,
+        totalCpuMsPerCharge: pg === null ? null : ((cpu.user + cpu.system) / 1000 + pg.ms) / charges,
+        sandboxCpuMsPerCharge: sandboxMs === null ? null : sandboxMs / charges,
+        beforeFirstSendSeconds: ((timings.first ?? t0) - t0) / 1000,
         ceilingCpuMsPerRequest: (before.cpuMsPerRequest + after.cpuMsPerRequest) / 2,
         p50Ms: timings.perCharge.quantile(0.5),
         p99Ms: timings.perCharge.quantile(0.99),

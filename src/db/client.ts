@@ -1,4 +1,5 @@
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { PGlite } from '@electric-sql/pglite';
 import type { SQL, SQLWrapper } from 'drizzle-orm';
@@ -28,6 +29,12 @@ export interface Database {
   ): Promise<T[]>;
   /** Statements sent so far (PostgreSQL: only with `countStatements`). */
   statements(): number;
+  /**
+   * Round trips so far (PostgreSQL, only with `countStatements`): turns of the conversation,
+   * each a client write after the server last answered, whatever the statements in it. An
+   * unprepared statement is two (Parse/Describe, then Bind/Execute), a prepared one is one.
+   */
+  flights(): number;
   /** Whether several connections can work at once (false for PGlite). */
   concurrent: boolean;
   close(): Promise<void>;
@@ -61,9 +68,40 @@ function normalise<T>(result: unknown): T[] {
   return ((result as { rows?: T[] }).rows ?? []) as T[];
 }
 
+/**
+ * A socket factory for postgres.js that counts round trips (the benchmark's, never in
+ * production): a write after the server's last answer starts a new flight, so several
+ * messages pipelined together are one, and a statement that waits for a Describe before
+ * its Bind is two. TCP only (a `?host=/socket/dir` URL is not counted).
+ */
+function countingSocket(url: string, flight: () => void) {
+  const u = new URL(url);
+  const host = u.hostname || '127.0.0.1';
+  const port = Number(u.port || 5432);
+  return () =>
+    new Promise<Socket>((resolve, reject) => {
+      const socket = connect(port, host);
+      let answered = true;
+      socket.on('data', () => {
+        answered = true;
+      });
+      const write = socket.write.bind(socket) as (...a: unknown[]) => boolean;
+      socket.write = ((...a: unknown[]) => {
+        if (answered) {
+          answered = false;
+          flight();
+        }
+        return write(...a);
+      }) as typeof socket.write;
+      socket.once('connect', () => resolve(socket));
+      socket.once('error', reject);
+    });
+}
+
 /** Create a database handle: postgres.js when a URL is given, else embedded PGlite. */
 export async function createDatabase(opts: DbOptions): Promise<Database> {
   let count = 0;
+  let flights = 0;
   if (opts.databaseUrl) {
     const { default: postgres } = await import('postgres');
     const { drizzle } = await import('drizzle-orm/postgres-js');
@@ -76,6 +114,9 @@ export async function createDatabase(opts: DbOptions): Promise<Database> {
             debug: () => {
               count++;
             },
+            socket: countingSocket(opts.databaseUrl, () => {
+              flights++;
+            }),
           }
         : {}),
     });
@@ -89,6 +130,7 @@ export async function createDatabase(opts: DbOptions): Promise<Database> {
       postgres: client,
       url: opts.databaseUrl,
       statements: () => count,
+      flights: () => flights,
       rows: async <T>(q: SQLWrapper | string, on?: Executor, o?: { prepare?: boolean }) => {
         if (o?.prepare && typeof q !== 'string') {
           // What drizzle's execute does, with prepare on: the same text and parameters, and the
@@ -131,6 +173,8 @@ export async function createDatabase(opts: DbOptions): Promise<Database> {
     concurrent: false,
     pglite: client,
     statements: () => count,
+    // in-process: one call, one answer
+    flights: () => count,
     rows: async <T>(q: SQLWrapper | string, on?: Executor) =>
       normalise<T>(await (on ?? db).execute(q as SQL)),
     close: async () => {
