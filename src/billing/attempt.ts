@@ -67,9 +67,14 @@ export async function writeAhead(
   const rows = await database.rows(sql`
     with v as (
       select * from (values ${sql.join(values, sql`, `)}) as v(charge_id, credential_id, attempt_no, transaction_reference, kind, link_href, fence, attempted_at)
+    ), cr as (
+      -- The card must still be usable, read under a share lock: a refusal that blocks it takes
+      -- the row first, so an attempt is written ahead either before that refusal's commit
+      -- began, or after it, when it sees the card blocked and is not written at all.
+      select id from credentials where id in (select credential_id from v) and status = 'active' for share
     ), ch as (
       update charges c set state = 'attempting', attempt_count = v.attempt_no, updated_at = now()
-        from v, charges o, mandates m
+        from v join cr on cr.id = v.credential_id, charges o, mandates m
        where c.id = v.charge_id and o.id = c.id and c.fence = v.fence and ${chargeMayBecome('attempting', 'c')}
          and m.id = c.mandate_id and ${mandateReleasesCharges('m')}
       returning c.id, o.state as from_state
@@ -284,7 +289,13 @@ export async function commitRefused(
 ): Promise<boolean> {
   const chargeState = chargeStateFor(decision);
   const retryAt = decision.action === 'retry' ? decision.retryAt.toISOString() : null;
+  const blocksCard = 'blockCard' in decision && decision.blockCard === true;
   return database.db.transaction(async (tx) => {
+    // A refusal that blocks the card takes the card's row before anything else (holding
+    // nothing while it waits), so no other worker writes an attempt on it ahead meanwhile
+    // (writeAhead reads it under a share lock), and the attempt's completed_at is after any
+    // attempt written ahead before it.
+    if (blocksCard) await tx.execute(sql`select id from credentials where id = ${p.credentialId} for update`);
     const target = outcomeState(chargeState, p.mandateId);
     const ch = await database.rows(
       sql`update charges c set state = ${target}, state_reason = ${decision.reason},
@@ -302,7 +313,7 @@ export async function commitRefused(
         latency_ms = ${info.latencyMs === undefined ? null : Math.round(info.latencyMs)},
         refusal_code = ${info.code}, refusal_description = ${info.description ?? null}, advice_code = ${info.adviceCode ?? null},
         decision = ${decision.action}, decision_reason = ${decision.reason}, retry_at = ${retryAt}::timestamptz,
-        error = ${info.error ?? null}, completed_at = now()
+        error = ${info.error ?? null}, completed_at = ${blocksCard ? sql`clock_timestamp()` : sql`now()`}
       where id = ${p.attemptId} and ${attemptMay(info.attemptState)}`);
     await tx.execute(sql`insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
       values ('charge', ${p.chargeId}, ${p.chargeState}, ${landed}, ${`attempt ${p.reference}: ${decision.reason}${landed === chargeState ? '' : '; its mandate was cancelled meanwhile'}`})`);
@@ -324,7 +335,7 @@ export async function commitRefused(
           actor: 'system',
         });
     }
-    if ('blockCard' in decision && decision.blockCard) {
+    if (blocksCard) {
       await tx.execute(sql`with b as (
           update credentials set status = 'blocked', status_reason = ${decision.reason}, updated_at = now()
            where id = ${p.credentialId} and status = 'active' returning id)

@@ -81,7 +81,10 @@ async function sendAttempt(
 ): Promise<{ next?: string | undefined; cardBlocked?: string | undefined }> {
   const { counts } = book;
   const c = p.charge;
-  const log = ctx.logger.child({ chargeId: c.id, mandateId: c.mandateId, reference: p.reference });
+  // The charge's logger is made when something is logged, not for every charge sent.
+  let child: BillingContext['logger'] | undefined;
+  const log = () =>
+    (child ??= ctx.logger.child({ chargeId: c.id, mandateId: c.mandateId, reference: p.reference }));
   if (c.leaseDeadline !== undefined && Date.now() > c.leaseDeadline - leaseMarginMs(ctx)) {
     // Too little lease left to send and commit before another worker may take the charge
     // over: renew it first (one statement, only on a slow run), or leave it if it is gone.
@@ -92,7 +95,7 @@ async function sendAttempt(
       leaseSeconds: ctx.config.billing.leaseSeconds,
     });
     if (renewed === null) {
-      lostLease(ctx, book, log);
+      lostLease(ctx, book, log());
       return {};
     }
     c.leaseDeadline = renewed;
@@ -124,7 +127,10 @@ async function sendAttempt(
     }
     counts.unknown++;
     ctx.metrics?.attempt('unknown', c.gateway);
-    log.warn({ correlationId: result.correlationId, reason: result.reason }, 'authorization outcome unknown');
+    log().warn(
+      { correlationId: result.correlationId, reason: result.reason },
+      'authorization outcome unknown',
+    );
     if (!(await commitUnknown(ctx.database, p, result))) counts.lostLeases++;
     return {};
   }
@@ -137,7 +143,7 @@ async function sendAttempt(
       { code: result.code, adviceCode: result.adviceCode ?? null },
       p.asOf,
     );
-    log.info(
+    log().info(
       {
         correlationId: result.correlationId,
         code: result.code,
@@ -162,7 +168,7 @@ async function sendAttempt(
       mandateStatus,
     );
     if (!committed) {
-      lostLease(ctx, book, log);
+      lostLease(ctx, book, log());
       return {};
     }
     count(counts, decision);
@@ -175,10 +181,10 @@ async function sendAttempt(
     erasePan: p.kind === 'migrate' && c.encryptedPan !== null,
   });
   if (!committed) {
-    lostLease(ctx, book, log);
+    lostLease(ctx, book, log());
     return {};
   }
-  log.debug({ correlationId: result.correlationId }, 'authorized');
+  if (ctx.logger.isLevelEnabled('debug')) log().debug({ correlationId: result.correlationId }, 'authorized');
   await ctx.faults?.hit('after-outcome', { chargeId: c.id, reference: p.reference });
   if (settle && committed.settleActionId !== null) {
     const out = await sendSettle(ctx, {

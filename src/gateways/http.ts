@@ -188,12 +188,40 @@ export function createHttpClient(opts: HttpClientOptions = {}): HttpClient {
     return pool;
   }
 
+  // The whole-request deadline, for a response that trickles in (the Pool's header and body
+  // timeouts restart with every chunk). One sweep every 100 ms aborts whatever is past its
+  // deadline, instead of a timer per request (AbortSignal.timeout): the charge loop's hot path
+  // makes two requests per charge.
+  const deadlines = new Map<AbortController, number>();
+  let sweeper: NodeJS.Timeout | undefined;
+  function sweep(): void {
+    const now = Date.now();
+    for (const [controller, deadline] of deadlines)
+      if (deadline <= now) {
+        deadlines.delete(controller);
+        controller.abort();
+      }
+    if (deadlines.size === 0 && sweeper) {
+      clearInterval(sweeper);
+      sweeper = undefined;
+    }
+  }
+  function withDeadline(): AbortController {
+    const controller = new AbortController();
+    deadlines.set(controller, Date.now() + requestTimeoutMs);
+    if (!sweeper) {
+      sweeper = setInterval(sweep, Math.min(100, requestTimeoutMs));
+      sweeper.unref();
+    }
+    return controller;
+  }
+
   async function attempt(
     req: HttpRequest,
     origin: string,
     path: string,
   ): Promise<Omit<HttpResponse, 'latencyMs' | 'attempts'>> {
-    const signal = AbortSignal.timeout(requestTimeoutMs);
+    const controller = withDeadline();
     const started = Date.now();
     try {
       const res = await poolFor(origin).request({
@@ -201,25 +229,42 @@ export function createHttpClient(opts: HttpClientOptions = {}): HttpClient {
         method: req.method,
         headers: req.headers,
         body: req.body,
-        signal,
+        signal: controller.signal,
       });
-      const chunks: Buffer[] = [];
-      let size = 0;
-      for await (const chunk of res.body) {
-        size += (chunk as Buffer).length;
-        if (size > maxBodyBytes) {
+      const declared = Number(res.headers['content-length']);
+      let body: string;
+      if (Number.isFinite(declared) && res.headers['content-length'] !== undefined) {
+        // A declared length is checked before anything is read, then the body read in one go.
+        if (declared > maxBodyBytes) {
           res.body.destroy();
           throw new ContractError(`response body over ${maxBodyBytes} bytes`, { httpStatus: res.statusCode });
         }
-        chunks.push(chunk as Buffer);
+        body = await res.body.text();
+      } else {
+        // Chunked: counted as it comes, so an endless body stops at the bound.
+        const chunks: Buffer[] = [];
+        let size = 0;
+        for await (const chunk of res.body) {
+          size += (chunk as Buffer).length;
+          if (size > maxBodyBytes) {
+            res.body.destroy();
+            throw new ContractError(`response body over ${maxBodyBytes} bytes`, {
+              httpStatus: res.statusCode,
+            });
+          }
+          chunks.push(chunk as Buffer);
+        }
+        body = Buffer.concat(chunks).toString('utf8');
       }
       return {
         status: res.statusCode,
         headers: res.headers as Record<string, string | string[] | undefined>,
-        body: Buffer.concat(chunks).toString('utf8'),
+        body,
       };
     } catch (err) {
-      throw transportError(err, signal.aborted, Date.now() - started);
+      throw transportError(err, controller.signal.aborted, Date.now() - started);
+    } finally {
+      deadlines.delete(controller);
     }
   }
 
@@ -279,6 +324,8 @@ export function createHttpClient(opts: HttpClientOptions = {}): HttpClient {
     stats: () => ({ requests, retries, inFlight }),
     async close() {
       closed = true;
+      if (sweeper) clearInterval(sweeper);
+      sweeper = undefined;
       const all = [...pools.values()];
       pools.clear();
       await Promise.all(all.map((p) => p.close()));
