@@ -4,8 +4,9 @@ import { claimDueCharges } from './claim.ts';
 import type { BillingContext } from './context.ts';
 import { prepareBatch, type Ready } from './prepare.ts';
 import type { RunOptions } from './run.ts';
-import type { RunBook } from './run-book.ts';
+import { noteError, type RunBook } from './run-book.ts';
 import { sendGroup } from './send.ts';
+import { acceptanceBatcher } from './settle-batch.ts';
 
 /**
  * Claim, write ahead and send every due charge as a pipeline: `concurrency` senders take groups
@@ -80,6 +81,17 @@ export async function sendDue(ctx: BillingContext, opts: RunOptions, book: RunBo
       return;
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, concurrency) }, sender));
+  // Settle acceptances are committed in batches while the loop runs (several connections);
+  // on PGlite's one connection each commits at once, as before.
+  const batch = ctx.database.concurrent
+    ? acceptanceBatcher(ctx, { onError: (message) => noteError(book, message) })
+    : undefined;
+  book.acceptances = batch;
+  try {
+    await Promise.all(Array.from({ length: Math.max(1, concurrency) }, sender));
+  } finally {
+    book.acceptances = undefined;
+    await batch?.close();
+  }
   if (failure !== undefined) throw failure;
 }

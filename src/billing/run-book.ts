@@ -1,3 +1,4 @@
+import type { AcceptanceBatcher } from './settle-batch.ts';
 /** What a billing run keeps while it goes: its counts, the leases it holds, its first errors. */
 
 import type { RetryDecision } from './retry-policy.ts';
@@ -62,6 +63,8 @@ export interface RunBook {
   held: Map<number, number>;
   /** The first distinct error messages, for the report. */
   errors: string[];
+  /** Where the send loop's settle acceptances wait for their batched commit (PostgreSQL). */
+  acceptances?: AcceptanceBatcher | undefined;
 }
 
 export function noteError(book: RunBook, message: string): void {

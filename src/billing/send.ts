@@ -196,6 +196,7 @@ async function sendAttempt(
       plan: settle,
       paymentId: result.paymentId,
       links: result.links,
+      batch: book.acceptances,
     });
     if (out === 'accepted') counts.settleRequested++;
     await ctx.faults?.hit('after-settle-request', { chargeId: c.id, reference: p.reference });

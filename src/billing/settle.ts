@@ -9,6 +9,7 @@ import { leaseClaim } from './claim.ts';
 import type { BillingContext } from './context.ts';
 import { chargeMayBecome, movesTo, releaseLease, transitionCharge } from './door.ts';
 import { actionReference } from './references.ts';
+import type { AcceptanceBatcher } from './settle-batch.ts';
 
 /** The settle the mandate asks for after an authorization, or null when it settles by hand. */
 export function planSettle(
@@ -205,6 +206,8 @@ export async function sendSettle(
     plan: SettlePlan;
     paymentId: string;
     links: Links;
+    /** The run's batch: the acceptance commits with others (src/billing/settle-batch.ts). */
+    batch?: AcceptanceBatcher | undefined;
   },
 ): Promise<'accepted' | 'unknown' | 'failed'> {
   const gw = ctx.gateway(s.gateway);
@@ -248,6 +251,20 @@ export async function sendSettle(
       `settle outcome unknown: ${result.reason}`,
     );
     return 'unknown';
+  }
+  if (s.batch) {
+    s.batch.add({
+      actionId: s.actionId,
+      chargeId: s.chargeId,
+      attemptId: s.attemptId,
+      fence: s.fence,
+      kind: s.plan.kind,
+      amount: s.plan.amount,
+      httpStatus: result.httpStatus ?? null,
+      correlationId: result.correlationId ?? null,
+      links: result.links,
+    });
+    return 'accepted';
   }
   await commitActionAccepted(
     ctx.database,

@@ -11,7 +11,9 @@ export function useLoad<T>(key: string, load: () => Promise<T>) {
   const [tick, setTick] = useState(0);
   useEffect(() => {
     let live = true;
-    setState((s) => ({ ...s, key, loading: true }));
+    // Another key (a new filter, another page): the old answer is not this one's, so it goes;
+    // the same key (a reload, a poll): it stays on screen until the new one arrives.
+    setState((s) => (s.key === key ? { ...s, loading: true } : { key, loading: true }));
     load().then(
       (value) => live && setState({ key, value, loading: false }),
       (error: unknown) => live && setState({ key, error, loading: false }),

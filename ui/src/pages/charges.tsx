@@ -43,25 +43,25 @@ export function Charges({ query }: { query: URLSearchParams }) {
   return (
     <section>
       <h1>Charges</h1>
-      <form class="filters" onSubmit={submit} aria-label="Filter charges">
+      <form class="filters" onSubmit={submit} aria-label="Filter charges" key={JSON.stringify(f)}>
         <Field label="State">
-          <select name="state" value={f.state}>
+          <select name="state">
             <option value="">any</option>
             {CHARGE_STATES.map((s) => (
-              <option key={s} value={s}>
+              <option key={s} value={s} selected={s === f.state}>
                 {s.replaceAll('_', ' ')}
               </option>
             ))}
           </select>
         </Field>
         <Field label="Refusal code">
-          <input name="code" value={f.code} size={5} pattern="[A-Za-z0-9]{1,8}" />
+          <input name="code" defaultValue={f.code} size={5} pattern="[A-Za-z0-9]{1,8}" />
         </Field>
         <Field label="Due from (UTC)">
-          <input type="date" name="dueFrom" value={f.dueFrom} />
+          <input type="date" name="dueFrom" defaultValue={f.dueFrom} />
         </Field>
         <Field label="Due before (UTC)">
-          <input type="date" name="dueTo" value={f.dueTo} />
+          <input type="date" name="dueTo" defaultValue={f.dueTo} />
         </Field>
         <button type="submit">Filter</button>
       </form>

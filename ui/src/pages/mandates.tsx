@@ -34,33 +34,43 @@ export function Mandates({ query }: { query: URLSearchParams }) {
   return (
     <section>
       <h1>Mandates</h1>
-      <form class="filters" onSubmit={submit} aria-label="Filter mandates">
+      <form class="filters" onSubmit={submit} aria-label="Filter mandates" key={JSON.stringify(f)}>
         <Field label="Status">
-          <select name="status" value={f.status}>
+          <select name="status">
             <option value="">any</option>
             {MANDATE_STATUSES.map((s) => (
-              <option key={s} value={s}>
+              <option key={s} value={s} selected={s === f.status}>
                 {s}
               </option>
             ))}
           </select>
         </Field>
         <Field label="Intent">
-          <select name="intent" value={f.intent}>
+          <select name="intent">
             <option value="">any</option>
-            <option value="subscription">subscription</option>
-            <option value="instalment">instalment</option>
-            <option value="unscheduled">unscheduled</option>
+            <option value="subscription" selected={f.intent === 'subscription'}>
+              subscription
+            </option>
+            <option value="instalment" selected={f.intent === 'instalment'}>
+              instalment
+            </option>
+            <option value="unscheduled" selected={f.intent === 'unscheduled'}>
+              unscheduled
+            </option>
           </select>
         </Field>
         <Field label="Customer">
-          <input name="customer" value={f.customer} maxLength={128} />
+          <input name="customer" defaultValue={f.customer} maxLength={128} />
         </Field>
         <Field label="Gateway">
-          <select name="gateway" value={f.gateway}>
+          <select name="gateway">
             <option value="">any</option>
-            <option value="worldpay">worldpay</option>
-            <option value="liquido">liquido</option>
+            <option value="worldpay" selected={f.gateway === 'worldpay'}>
+              worldpay
+            </option>
+            <option value="liquido" selected={f.gateway === 'liquido'}>
+              liquido
+            </option>
           </select>
         </Field>
         <button type="submit">Filter</button>

@@ -38,15 +38,15 @@ export function Overview({ query }: { query: URLSearchParams }) {
   return (
     <section>
       <h1>Overview</h1>
-      <form class="filters" onSubmit={submit} aria-label="Window">
+      <form class="filters" onSubmit={submit} aria-label="Window" key={`${from}|${to}|${currency}`}>
         <Field label="From (UTC)">
-          <input type="date" name="from" value={from} required />
+          <input type="date" name="from" defaultValue={from} required />
         </Field>
         <Field label="To (UTC, exclusive)">
-          <input type="date" name="to" value={to} required />
+          <input type="date" name="to" defaultValue={to} required />
         </Field>
         <Field label="Currency">
-          <input name="currency" value={currency} placeholder="all" pattern="[A-Z]{3}" size={4} />
+          <input name="currency" defaultValue={currency} placeholder="all" pattern="[A-Z]{3}" size={4} />
         </Field>
         <button type="submit">Show</button>
       </form>

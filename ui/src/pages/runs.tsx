@@ -60,7 +60,7 @@ export function Runs({ query }: { query: URLSearchParams }) {
       <h1>Runs</h1>
       <form class="filters" onSubmit={start} aria-label="Start a run">
         <Field label="As of (UTC)">
-          <input type="datetime-local" name="asOf" value={now.slice(0, 16)} required />
+          <input type="datetime-local" name="asOf" defaultValue={now.slice(0, 16)} required />
         </Field>
         <label class="check">
           <input type="checkbox" name="dryRun" defaultChecked /> Dry run (send nothing)
