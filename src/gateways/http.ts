@@ -236,6 +236,8 @@ export function createHttpClient(opts: HttpClientOptions = {}): HttpClient {
       if (Number.isFinite(declared) && res.headers['content-length'] !== undefined) {
         // A declared length is checked before anything is read, then the body read in one go.
         if (declared > maxBodyBytes) {
+          // Not read at all: destroying it emits an abort error no reader is there to take.
+          res.body.on('error', () => {});
           res.body.destroy();
           throw new ContractError(`response body over ${maxBodyBytes} bytes`, { httpStatus: res.statusCode });
         }
