@@ -211,6 +211,15 @@ export async function benchOnce(
           `expected ${p.mandates} authorized and settled, got ${c.authorized} and ${c.settleRequested}: ${JSON.stringify(c)}`,
         );
       }
+      // every settle's acceptance is committed (batched), not only sent
+      const settled = await own.database.rows<{ settling: number; accepted: number }>(
+        `select (select count(*) from charges where state = 'settling')::int as settling,
+                (select count(*) from payment_actions where kind = 'settle' and state = 'accepted')::int as accepted`,
+      );
+      if (Number(settled[0]?.settling) !== p.mandates || Number(settled[0]?.accepted) !== p.mandates)
+        throw new BenchCheckError(
+          `expected ${p.mandates} charges settling with accepted settles, got ${JSON.stringify(settled[0])}`,
+        );
       const events = await own.database.rows<{ n: number }>('select count(*)::int as n from events');
       const eventsPerCharge = Number(events[0]?.n ?? 0) / c.authorized;
       const deliveriesPerSecond = p.deliver ? await timeDelivery(app, opts.log) : null;
