@@ -106,6 +106,9 @@ export async function claimDueCharges(
               cr.encrypted_pan, cr.expiry_month, cr.expiry_year, cr.card_holder_name, cr.token_href,
               cr.vaulted_card_id, cr.scheme_reference`,
     }),
+    undefined,
+    // Its text is the same at every batch: prepared once per connection.
+    { prepare: true },
   );
   return rows.map((r) => ({ ...toClaimed(r), leaseDeadline })).sort((a, b) => a.id - b.id);
 }
