@@ -98,6 +98,13 @@ function countingSocket(url: string, flight: () => void) {
     });
 }
 
+/**
+ * PGlite's buffers live inside its WebAssembly memory, which never shrinks: PostgreSQL's default
+ * 128 MB of shared buffers made an embedded rebill about 770 MiB resident before its first
+ * query. Its pages are in memory anyway (its file system is the process's), so 16 MB is enough.
+ */
+const PGLITE_CONF = ['shared_buffers = 16MB'];
+
 /** Create a database handle: postgres.js when a URL is given, else embedded PGlite. */
 export async function createDatabase(opts: DbOptions): Promise<Database> {
   let count = 0;
@@ -151,13 +158,16 @@ export async function createDatabase(opts: DbOptions): Promise<Database> {
   let release = () => {};
   let client: PGlite;
   if (opts.memory) {
-    client = await PGlite.create(opts.loadDataDir ? { loadDataDir: opts.loadDataDir } : {});
+    client = await PGlite.create({
+      ...(opts.loadDataDir ? { loadDataDir: opts.loadDataDir } : {}),
+      postgresqlconf: PGLITE_CONF,
+    });
   } else {
     const dir = opts.dataDir ?? './.rebill';
     mkdirSync(dir, { recursive: true });
     release = lockDataDir(dir);
     try {
-      client = await PGlite.create(join(dir, 'pgdata'));
+      client = await PGlite.create(join(dir, 'pgdata'), { postgresqlconf: PGLITE_CONF });
     } catch (err) {
       release();
       throw err;
