@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMandate } from '../src/billing/mandates.ts';
 import { dailyReport, recoveryReport, summaryReport } from '../src/billing/reports.ts';
 import { runBilling } from '../src/billing/run.ts';
+import { runCli } from './support/cli.ts';
+import { hasServer } from './support/db.ts';
 import { startWorld, type World } from './support/world.ts';
 
 const DAY = 86_400_000;
@@ -104,6 +106,35 @@ describe('reports', () => {
     // the three active mandates charge again on July 1st
     expect(s.forecastNext30Days).toEqual({ GBP: { charges: 3, amount: 7000 } });
   });
+
+  it.skipIf(!hasServer)(
+    'the CLI prints the same reports: JSON as the API, amounts in major units for people',
+    async () => {
+      const window = ['--from', '2027-06-01T00:00:00Z', '--to', '2027-07-01T00:00:00Z'];
+      const env = { ...w.env, REBILL_LOG_LEVEL: 'warn' };
+      const json = await runCli(['report', 'recovery', ...window, '--json'], env);
+      expect(json.code, json.stderr).toBe(0);
+      const app = await w.app(t0);
+      expect(JSON.parse(json.stdout)).toEqual(
+        JSON.parse(
+          JSON.stringify(
+            await recoveryReport(app, new Date('2027-06-01T00:00:00Z'), new Date('2027-07-01T00:00:00Z')),
+          ),
+        ),
+      );
+      const human = await runCli(['report', 'summary', ...window, '--currency', 'GBP'], env);
+      expect(human.code, human.stderr).toBe(0);
+      // charged 3 for 70.00, recovered 2 for 30.00
+      expect(human.stdout).toMatch(/GBP\s+3 \/ 70\.00 GBP/);
+      expect(human.stdout).toContain('2 / 30.00 GBP');
+      const daily = await runCli(['report', 'daily', ...window], env);
+      expect(daily.code, daily.stderr).toBe(0);
+      expect(daily.stdout).toMatch(/^2027-06-01\s+GBP\s+1\s+3\s+0$/m);
+      const bad = await runCli(['report', 'daily', '--from', '2027-06-01', '--to', '2029-01-01'], env);
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toContain('400 days');
+    },
+  );
 
   it('daily: per UTC day, first-time authorizations, refusals and recoveries add up to the story', async () => {
     const app = await w.app(t0);

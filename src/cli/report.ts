@@ -4,131 +4,131 @@ import { formatMoney } from '../domain/money.ts';
 import type { CliDeps } from './main.ts';
 import { parseInstant, printJson, table } from './output.ts';
 
+/** A report's window (`--from`, `--to`), its currency filter where it has one, and `--json`. */
+function windowOptions(cmd: Command, opts: { currency: boolean }): Command {
+  cmd
+    .requiredOption('--from <iso>', 'window start (inclusive)')
+    .requiredOption('--to <iso>', 'window end (exclusive)');
+  if (opts.currency) cmd.option('--currency <code>', 'only this currency');
+  return cmd.option('--json', 'JSON output');
+}
+
+const windowOf = (o: { from: string; to: string }) => ({
+  from: parseInstant('--from', o.from),
+  to: parseInstant('--to', o.to),
+});
+
 export function registerReportCommands(program: Command, deps: CliDeps): void {
   const report = program.command('report').description('What billing and dunning did in a window');
-  report
+  const summary = report
     .command('summary')
     .description(
       'Charged, settled, first-attempt rate, refusals, recovered by retry, failed for good, per currency',
-    )
-    .requiredOption('--from <iso>', 'window start (inclusive)')
-    .requiredOption('--to <iso>', 'window end (exclusive)')
-    .option('--currency <code>', 'only this currency')
-    .option('--json', 'JSON output')
-    .action(async (o) => {
-      const from = parseInstant('--from', o.from);
-      const to = parseInstant('--to', o.to);
-      await deps.withApp(async (app) => {
-        const r = (await summaryReport(app, from, to, o.currency)) as {
-          currencies: {
-            currency: string;
-            charged: { charges: number; amount: number };
-            settledAmount: number;
-            firstAttemptRate: number | null;
-            refusals: number;
-            recoveredByRetry: { charges: number; amount: number };
-            failedForGood: { charges: number; amount: number };
-          }[];
-          unknownOpen: number;
-          mandatesByStatus: Record<string, number>;
-        };
-        if (o.json) return printJson(r);
-        process.stdout.write(
-          table(
-            ['currency', 'charged', 'settled', '1st attempt', 'refusals', 'recovered', 'failed for good'],
-            r.currencies.map((c) => [
-              c.currency,
-              `${c.charged.charges} / ${formatMoney(c.charged.amount, c.currency)}`,
-              formatMoney(c.settledAmount, c.currency),
-              c.firstAttemptRate === null ? null : `${(c.firstAttemptRate * 100).toFixed(1)} %`,
-              c.refusals,
-              `${c.recoveredByRetry.charges} / ${formatMoney(c.recoveredByRetry.amount, c.currency)}`,
-              `${c.failedForGood.charges} / ${formatMoney(c.failedForGood.amount, c.currency)}`,
-            ]),
-          ),
-        );
-        process.stdout.write(
-          `unknown outcomes open: ${r.unknownOpen}; mandates: ${Object.entries(r.mandatesByStatus)
-            .map(([k, v]) => `${v} ${k}`)
-            .join(', ')}\n`,
-        );
-      });
+    );
+  windowOptions(summary, { currency: true }).action(async (o) => {
+    const { from, to } = windowOf(o);
+    await deps.withApp(async (app) => {
+      const r = (await summaryReport(app, from, to, o.currency)) as {
+        currencies: {
+          currency: string;
+          charged: { charges: number; amount: number };
+          settledAmount: number;
+          firstAttemptRate: number | null;
+          refusals: number;
+          recoveredByRetry: { charges: number; amount: number };
+          failedForGood: { charges: number; amount: number };
+        }[];
+        unknownOpen: number;
+        mandatesByStatus: Record<string, number>;
+      };
+      if (o.json) return printJson(r);
+      process.stdout.write(
+        table(
+          ['currency', 'charged', 'settled', '1st attempt', 'refusals', 'recovered', 'failed for good'],
+          r.currencies.map((c) => [
+            c.currency,
+            `${c.charged.charges} / ${formatMoney(c.charged.amount, c.currency)}`,
+            formatMoney(c.settledAmount, c.currency),
+            c.firstAttemptRate === null ? null : `${(c.firstAttemptRate * 100).toFixed(1)} %`,
+            c.refusals,
+            `${c.recoveredByRetry.charges} / ${formatMoney(c.recoveredByRetry.amount, c.currency)}`,
+            `${c.failedForGood.charges} / ${formatMoney(c.failedForGood.amount, c.currency)}`,
+          ]),
+        ),
+      );
+      process.stdout.write(
+        `unknown outcomes open: ${r.unknownOpen}; mandates: ${Object.entries(r.mandatesByStatus)
+          .map(([k, v]) => `${v} ${k}`)
+          .join(', ')}\n`,
+      );
     });
-  report
+  });
+  const recovery = report
     .command('recovery')
     .description(
       'Per first refusal code: refused, recovered, rate, amount, median days and attempts; the retry funnel',
-    )
-    .requiredOption('--from <iso>', 'window start (inclusive)')
-    .requiredOption('--to <iso>', 'window end (exclusive)')
-    .option('--json', 'JSON output')
-    .action(async (o) => {
-      const from = parseInstant('--from', o.from);
-      const to = parseInstant('--to', o.to);
-      await deps.withApp(async (app) => {
-        const r = await recoveryReport(app, from, to);
-        if (o.json) return printJson(r);
-        process.stdout.write(
-          table(
-            [
-              'code',
-              'advice',
-              'refused',
-              'recovered',
-              'rate',
-              'median days',
-              'median attempt',
-              'amount recovered',
-              'failed',
-              'stopped',
-              'new card',
-            ],
-            r.byCode.map((c) => [
-              c.refusalCode,
-              c.adviceCode,
-              c.refused,
-              c.recovered,
-              `${(c.recoveryRate * 100).toFixed(1)} %`,
-              c.medianDaysToRecover,
-              c.medianAttemptsToRecover,
-              Object.entries(c.recoveredAmount)
-                .map(([cur, a]) => formatMoney(a, cur))
-                .join(', '),
-              c.failed,
-              c.stopped,
-              c.needsNewCredential,
-            ]),
-          ),
-        );
-        process.stdout.write(
-          `\nretry funnel:\n${table(
-            ['attempt', 'made', 'authorized', 'rate'],
-            r.funnel.map((f) => [f.attempt, f.attempts, f.authorized, `${(f.rate * 100).toFixed(1)} %`]),
-          )}`,
-        );
-      });
+    );
+  windowOptions(recovery, { currency: false }).action(async (o) => {
+    const { from, to } = windowOf(o);
+    await deps.withApp(async (app) => {
+      const r = await recoveryReport(app, from, to);
+      if (o.json) return printJson(r);
+      process.stdout.write(
+        table(
+          [
+            'code',
+            'advice',
+            'refused',
+            'recovered',
+            'rate',
+            'median days',
+            'median attempt',
+            'amount recovered',
+            'failed',
+            'stopped',
+            'new card',
+          ],
+          r.byCode.map((c) => [
+            c.refusalCode,
+            c.adviceCode,
+            c.refused,
+            c.recovered,
+            `${(c.recoveryRate * 100).toFixed(1)} %`,
+            c.medianDaysToRecover,
+            c.medianAttemptsToRecover,
+            Object.entries(c.recoveredAmount)
+              .map(([cur, a]) => formatMoney(a, cur))
+              .join(', '),
+            c.failed,
+            c.stopped,
+            c.needsNewCredential,
+          ]),
+        ),
+      );
+      process.stdout.write(
+        `\nretry funnel:\n${table(
+          ['attempt', 'made', 'authorized', 'rate'],
+          r.funnel.map((f) => [f.attempt, f.attempts, f.authorized, `${(f.rate * 100).toFixed(1)} %`]),
+        )}`,
+      );
     });
-  report
+  });
+  const daily = report
     .command('daily')
-    .description('Per UTC day and currency: authorized first time, refused, recovered by a retry')
-    .requiredOption('--from <iso>', 'window start (inclusive)')
-    .requiredOption('--to <iso>', 'window end (exclusive; at most 400 days after --from)')
-    .option('--currency <code>', 'only this currency')
-    .option('--json', 'JSON output')
-    .action(async (o) => {
-      const from = parseInstant('--from', o.from);
-      const to = parseInstant('--to', o.to);
-      await deps.withApp(async (app) => {
-        const r = await dailyReport(app, from, to, o.currency);
-        if (o.json) return printJson(r);
-        process.stdout.write(
-          r.days.length === 0
-            ? 'no attempts in this window\n'
-            : table(
-                ['day', 'currency', 'authorized', 'refused', 'recovered'],
-                r.days.map((d) => [d.day, d.currency, d.authorized, d.refused, d.recovered]),
-              ),
-        );
-      });
+    .description('Per UTC day and currency: authorized first time, refused, recovered by a retry');
+  windowOptions(daily, { currency: true }).action(async (o) => {
+    const { from, to } = windowOf(o);
+    await deps.withApp(async (app) => {
+      const r = await dailyReport(app, from, to, o.currency);
+      if (o.json) return printJson(r);
+      process.stdout.write(
+        r.days.length === 0
+          ? 'no attempts in this window\n'
+          : table(
+              ['day', 'currency', 'authorized', 'refused', 'recovered'],
+              r.days.map((d) => [d.day, d.currency, d.authorized, d.refused, d.recovered]),
+            ),
+      );
     });
+  });
 }

@@ -46,3 +46,20 @@ export function href(path: string, query: Record<string, string | number | undef
   const qs = q.toString();
   return `${BASE}${path}${qs ? `?${qs}` : ''}`;
 }
+
+/** The named query parameters of a list page, '' where absent (its filters, in the URL). */
+export function filtersOf<K extends string>(query: URLSearchParams, names: readonly K[]): Record<K, string> {
+  return Object.fromEntries(names.map((n) => [n, query.get(n) ?? ''])) as Record<K, string>;
+}
+
+/**
+ * A filter form's submit: its named fields (trimmed) become the page's query, so a filtered
+ * view has its own URL (reload, back, a link to share) and a new filter starts at page one.
+ */
+export function submitFilters(path: string, names: readonly string[]) {
+  return (e: Event) => {
+    e.preventDefault();
+    const d = new FormData(e.target as HTMLFormElement);
+    navigate(href(path, Object.fromEntries(names.map((n) => [n, String(d.get(n) ?? '').trim()]))));
+  };
+}

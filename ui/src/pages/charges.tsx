@@ -3,21 +3,18 @@ import { parseMajor } from '../../../src/domain/money.ts';
 import { api } from '../api.ts';
 import { Badge, ConfirmAction, Field, Loading, Table, useLoad } from '../components.tsx';
 import { dateToIso, money, when } from '../format.ts';
-import { href, navigate } from '../router.ts';
+import { filtersOf, href, submitFilters } from '../router.ts';
 import type { Charge, ChargeDetail, MandateDetail, Page } from '../types.ts';
 
 /** The filter's choices: the charge table's states, and `dunning` (the states dunning holds). */
+const FILTERS = ['state', 'code', 'dueFrom', 'dueTo'] as const;
+
 export const CHARGE_STATES = ['dunning', ...Object.keys(chargeMachine.transitions)];
 
 /** Charges by state, last refusal code and due date, a keyset page at a time. */
 export function Charges({ query }: { query: URLSearchParams }) {
-  const f = {
-    state: query.get('state') ?? '',
-    code: query.get('code') ?? '',
-    dueFrom: query.get('dueFrom') ?? '',
-    dueTo: query.get('dueTo') ?? '',
-    after: query.get('after') ?? '',
-  };
+  const f = filtersOf(query, [...FILTERS, 'after']);
+
   const data = useLoad(JSON.stringify(f), () =>
     api.get<Page<Charge>>('/v1/charges', {
       state: f.state,
@@ -28,18 +25,7 @@ export function Charges({ query }: { query: URLSearchParams }) {
       limit: 50,
     }),
   );
-  const submit = (e: Event) => {
-    e.preventDefault();
-    const d = new FormData(e.target as HTMLFormElement);
-    navigate(
-      href('/charges', {
-        state: String(d.get('state')),
-        code: String(d.get('code')).trim(),
-        dueFrom: String(d.get('dueFrom')),
-        dueTo: String(d.get('dueTo')),
-      }),
-    );
-  };
+  const submit = submitFilters('/charges', FILTERS);
   return (
     <section>
       <h1>Charges</h1>

@@ -3,34 +3,20 @@ import { parseMajor } from '../../../src/domain/money.ts';
 import { api, currentSession } from '../api.ts';
 import { Badge, ConfirmAction, Field, Loading, Table, useLoad } from '../components.tsx';
 import { addDays, money, when } from '../format.ts';
-import { href, navigate } from '../router.ts';
+import { filtersOf, href, submitFilters } from '../router.ts';
 import type { Change, ForecastAnswer, Mandate, MandateDetail, Page } from '../types.ts';
 
 /** The filter's choices: the mandate table's states. */
+const FILTERS = ['status', 'intent', 'customer', 'gateway'] as const;
+
 export const MANDATE_STATUSES = Object.keys(mandateMachine.transitions);
 
 /** Mandates, filtered by status, intent, customer and gateway, a keyset page at a time. */
 export function Mandates({ query }: { query: URLSearchParams }) {
-  const f = {
-    status: query.get('status') ?? '',
-    intent: query.get('intent') ?? '',
-    customer: query.get('customer') ?? '',
-    gateway: query.get('gateway') ?? '',
-    after: query.get('after') ?? '',
-  };
+  const f = filtersOf(query, [...FILTERS, 'after']);
+
   const data = useLoad(JSON.stringify(f), () => api.get<Page<Mandate>>('/v1/mandates', { ...f, limit: 50 }));
-  const submit = (e: Event) => {
-    e.preventDefault();
-    const d = new FormData(e.target as HTMLFormElement);
-    navigate(
-      href('/mandates', {
-        status: String(d.get('status')),
-        intent: String(d.get('intent')),
-        customer: String(d.get('customer')).trim(),
-        gateway: String(d.get('gateway')),
-      }),
-    );
-  };
+  const submit = submitFilters('/mandates', FILTERS);
   return (
     <section>
       <h1>Mandates</h1>

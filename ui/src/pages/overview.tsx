@@ -3,7 +3,7 @@ import { api, currentSession } from '../api.ts';
 import { BarChart } from '../chart.tsx';
 import { Field, Loading, useLoad } from '../components.tsx';
 import { addDays, amounts, dateToIso, money, percent } from '../format.ts';
-import { href, navigate } from '../router.ts';
+import { href, submitFilters } from '../router.ts';
 import type { Daily, ForecastAnswer, Recovery, Summary } from '../types.ts';
 
 /** The window at a glance: the summary's figures and four charts, for ?from&to (UTC days). */
@@ -24,17 +24,7 @@ export function Overview({ query }: { query: URLSearchParams }) {
     ]);
     return { summary, recovery, daily, forecast };
   });
-  const submit = (e: Event) => {
-    e.preventDefault();
-    const f = new FormData(e.target as HTMLFormElement);
-    navigate(
-      href('/', {
-        from: String(f.get('from')),
-        to: String(f.get('to')),
-        currency: String(f.get('currency') ?? ''),
-      }),
-    );
-  };
+  const submit = submitFilters('/', ['from', 'to', 'currency']);
   return (
     <section>
       <h1>Overview</h1>
