@@ -171,6 +171,24 @@ export async function dailyReport(
   };
 }
 
+export interface SummaryReport {
+  from: string;
+  to: string;
+  currencies: {
+    currency: string;
+    charged: { charges: number; amount: number };
+    settledAmount: number;
+    firstAttemptRate: number | null;
+    refusals: number;
+    recoveredByRetry: { charges: number; amount: number };
+    failedForGood: { charges: number; amount: number };
+  }[];
+  unknownOpen: number;
+  mandatesByStatus: Record<string, number>;
+  /** Per currency; null when asked without it (`forecast: false`). */
+  forecastNext30Days: Record<string, { charges: number; amount: number }> | null;
+}
+
 /**
  * The window at a glance, per currency: `charged` (authorized in the window: count and amount),
  * `settled` (of those, the amount settled), `firstAttemptRate` (charges whose first attempt was
@@ -186,7 +204,7 @@ export async function summaryReport(
   to: Date,
   currency?: string | undefined,
   opts: { forecast?: boolean } = {},
-): Promise<Record<string, unknown>> {
+): Promise<SummaryReport> {
   window(from, to);
   const f = from.toISOString();
   const t = to.toISOString();

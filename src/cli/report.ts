@@ -28,19 +28,7 @@ export function registerReportCommands(program: Command, deps: CliDeps): void {
   windowOptions(summary, { currency: true }).action(async (o) => {
     const { from, to } = windowOf(o);
     await deps.withApp(async (app) => {
-      const r = (await summaryReport(app, from, to, o.currency)) as {
-        currencies: {
-          currency: string;
-          charged: { charges: number; amount: number };
-          settledAmount: number;
-          firstAttemptRate: number | null;
-          refusals: number;
-          recoveredByRetry: { charges: number; amount: number };
-          failedForGood: { charges: number; amount: number };
-        }[];
-        unknownOpen: number;
-        mandatesByStatus: Record<string, number>;
-      };
+      const r = await summaryReport(app, from, to, o.currency);
       if (o.json) return printJson(r);
       process.stdout.write(
         table(
