@@ -5,7 +5,7 @@
 // while it is newer than every source file. The CLI's dependencies stay external: they load
 // from node_modules as they do under tsx (PGlite finds its wasm next to its own module). The
 // console is bundled whole (Preact, Chart.js), so the browser loads nothing from elsewhere.
-import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
@@ -31,7 +31,7 @@ export async function buildCli(outdir = `${root}dist`) {
   return `${outdir}/rebill.mjs`;
 }
 
-/** The console into `outdir` (default dist/ui): app.js, app.css, icon.svg. */
+/** The console into `outdir` (default dist/ui): app.js and app.css, with their source maps. */
 export async function buildUi(outdir = `${root}dist/ui`) {
   rmSync(outdir, { recursive: true, force: true });
   mkdirSync(outdir, { recursive: true });
@@ -49,7 +49,6 @@ export async function buildUi(outdir = `${root}dist/ui`) {
     outdir,
     logLevel: 'warning',
   });
-  copyFileSync(`${root}ui/src/icon.svg`, `${outdir}/icon.svg`);
   return outdir;
 }
 

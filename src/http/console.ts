@@ -128,7 +128,6 @@ const TYPES: Record<string, string> = {
   '.js': 'text/javascript; charset=utf-8',
   '.css': 'text/css; charset=utf-8',
   '.map': 'application/json',
-  '.svg': 'image/svg+xml',
 };
 
 function loadAssets(dir: string | undefined): Map<string, { body: Buffer; type: string; etag: string }> {
@@ -147,13 +146,21 @@ function loadAssets(dir: string | undefined): Map<string, { body: Buffer; type: 
   return assets;
 }
 
+/**
+ * The tab's icon, inline (the CSP allows `data:` images): no request of its own, so leaving a
+ * page while the browser is still fetching it cannot fail one.
+ */
+const ICON = `data:image/svg+xml,${encodeURIComponent(
+  '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="6" fill="#2f6f4f"/><path d="M9 23V9h7a4.5 4.5 0 0 1 0 9h-7m7 0 5 5" fill="none" stroke="#fff" stroke-width="3" stroke-linecap="round" stroke-linejoin="round"/></svg>',
+)}`;
+
 const shell = `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>rebill console</title>
-<link rel="icon" href="/ui/assets/icon.svg" type="image/svg+xml">
+<link rel="icon" href="${ICON}" type="image/svg+xml">
 <link rel="stylesheet" href="/ui/assets/app.css">
 <script type="module" src="/ui/assets/app.js"></script>
 </head>
