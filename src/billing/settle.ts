@@ -9,7 +9,7 @@ import { leaseClaim } from './claim.ts';
 import type { BillingContext } from './context.ts';
 import { chargeMayBecome, movesTo, releaseLease, transitionCharge } from './door.ts';
 import { actionReference } from './references.ts';
-import type { AcceptanceBatcher } from './settle-batch.ts';
+import { type Acceptance, type AcceptanceBatcher, commitAcceptances } from './settle-batch.ts';
 
 /** The settle the mandate asks for after an authorization, or null when it settles by hand. */
 export function planSettle(
@@ -252,32 +252,20 @@ export async function sendSettle(
     );
     return 'unknown';
   }
-  if (s.batch) {
-    s.batch.add({
-      actionId: s.actionId,
-      chargeId: s.chargeId,
-      attemptId: s.attemptId,
-      fence: s.fence,
-      kind: s.plan.kind,
-      amount: s.plan.amount,
-      httpStatus: result.httpStatus ?? null,
-      correlationId: result.correlationId ?? null,
-      links: result.links,
-    });
-    return 'accepted';
-  }
-  await commitActionAccepted(
-    ctx.database,
-    {
-      actionId: s.actionId,
-      chargeId: s.chargeId,
-      attemptId: s.attemptId,
-      kind: s.plan.kind,
-      amount: s.plan.amount,
-    },
-    result,
-    { releaseLease: true, fence: s.fence },
-  );
+  const accepted: Acceptance = {
+    actionId: s.actionId,
+    chargeId: s.chargeId,
+    attemptId: s.attemptId,
+    fence: s.fence,
+    kind: s.plan.kind,
+    amount: s.plan.amount,
+    httpStatus: result.httpStatus ?? null,
+    correlationId: result.correlationId ?? null,
+    links: result.links,
+  };
+  // The run's batch commits it with others; without one (PGlite), the same statement for one.
+  if (s.batch) s.batch.add(accepted);
+  else await commitAcceptances(ctx.database, [accepted]);
   return 'accepted';
 }
 

@@ -1,6 +1,6 @@
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { findUpwards } from '../paths.ts';
 import type { Database } from './client.ts';
 
 /**
@@ -8,14 +8,9 @@ import type { Database } from './client.ts';
  * src/db/ and one up from the CLI bundle in dist/.
  */
 function findMigrations(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const candidate = join(dir, 'migrations');
-    if (existsSync(join(candidate, 'meta', '_journal.json'))) return candidate;
-    const up = dirname(dir);
-    if (up === dir) throw new Error(`no migrations/ folder above ${fileURLToPath(import.meta.url)}`);
-    dir = up;
-  }
+  const root = findUpwards(join('migrations', 'meta', '_journal.json'));
+  if (root === undefined) throw new Error(`no migrations/ folder above ${fileURLToPath(import.meta.url)}`);
+  return join(root, 'migrations');
 }
 
 export const migrationsFolder = findMigrations();

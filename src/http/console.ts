@@ -1,10 +1,10 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { parseInput } from '../billing/mandate-schemas.ts';
+import { findUpwards } from '../paths.ts';
 import { HttpError } from './errors.ts';
 
 /** The session cookie: HttpOnly, SameSite=Strict, Path=/, an expiry of its own. */
@@ -88,6 +88,13 @@ export function readCookie(header: string | undefined, name: string): string | u
 
 const sameSecret = (a: string, b: string) => timingSafeEqual(Buffer.from(digest(a)), Buffer.from(digest(b)));
 
+/** A 403 `csrf` unless the request carries the session's CSRF token (compared in constant time). */
+function assertCsrf(req: FastifyRequest, s: Session, message: string): void {
+  const presented = req.headers[CSRF_HEADER];
+  if (typeof presented !== 'string' || !sameSecret(presented, s.csrf))
+    throw new HttpError(403, 'csrf', message);
+}
+
 /**
  * Authenticates an admin request by its session cookie when it has no Authorization header:
  * returns false when there is no session cookie (the bearer check then decides), throws 401
@@ -100,28 +107,15 @@ export function checkSession(req: FastifyRequest, sessions: SessionStore): boole
   if (id === undefined || id === '') return false;
   const s = sessions.get(id);
   if (!s) throw new HttpError(401, 'unauthorized', 'the console session has expired or ended: sign in again');
-  if (req.method !== 'GET' && req.method !== 'HEAD') {
-    const presented = req.headers[CSRF_HEADER];
-    if (typeof presented !== 'string' || !sameSecret(presented, s.csrf))
-      throw new HttpError(
-        403,
-        'csrf',
-        `a state-changing console request must carry the ${CSRF_HEADER} header`,
-      );
-  }
+  if (req.method !== 'GET' && req.method !== 'HEAD')
+    assertCsrf(req, s, `a state-changing console request must carry the ${CSRF_HEADER} header`);
   return true;
 }
 
 /** dist/ui (built by scripts/build.js), found upwards from this module as migrations/ is. */
 export function findConsoleAssets(): string | undefined {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const candidate = join(dir, 'dist', 'ui');
-    if (existsSync(join(candidate, 'app.js'))) return candidate;
-    const up = dirname(dir);
-    if (up === dir) return undefined;
-    dir = up;
-  }
+  const root = findUpwards(join('dist', 'ui', 'app.js'));
+  return root === undefined ? undefined : join(root, 'dist', 'ui');
 }
 
 const TYPES: Record<string, string> = {
@@ -199,6 +193,13 @@ export function consoleRoutes(opts: {
   now(): Date;
 }) {
   const assets = loadAssets(opts.assetsDir);
+  /** What the app learns of its session: the CSRF token to send, the expiry, the billing clock. */
+  const signedIn = (s: Session) => ({
+    signedIn: true,
+    csrfToken: s.csrf,
+    expiresAt: new Date(s.expiresAt).toISOString(),
+    serverTime: opts.now().toISOString(),
+  });
   return async (app: FastifyInstance) => {
     const page = async (_req: FastifyRequest, reply: FastifyReply) => {
       if (!assets.has('app.js'))
@@ -229,32 +230,20 @@ export function consoleRoutes(opts: {
         .header('set-cookie', sessionCookie(req, s.id, Math.floor(opts.sessions.ttlMs / 1000)))
         .header('cache-control', 'no-store')
         .code(201)
-        .send({
-          signedIn: true,
-          csrfToken: s.csrf,
-          expiresAt: new Date(s.expiresAt).toISOString(),
-          serverTime: opts.now().toISOString(),
-        });
+        .send(signedIn(s));
     });
     app.get('/ui/session', { config: { auth: 'none' } }, async (req, reply) => {
       const id = readCookie(req.headers.cookie, SESSION_COOKIE);
       const s = id ? opts.sessions.get(id) : undefined;
       // Not signed in is an answer, not an error: the app shows its sign-in form.
       if (!s) return reply.header('cache-control', 'no-store').send({ signedIn: false });
-      return reply.header('cache-control', 'no-store').send({
-        signedIn: true,
-        csrfToken: s.csrf,
-        expiresAt: new Date(s.expiresAt).toISOString(),
-        serverTime: opts.now().toISOString(),
-      });
+      return reply.header('cache-control', 'no-store').send(signedIn(s));
     });
     app.post('/ui/session/end', { config: { auth: 'none' } }, async (req, reply) => {
       const id = readCookie(req.headers.cookie, SESSION_COOKIE);
       const s = id ? opts.sessions.get(id) : undefined;
       if (id && s) {
-        const presented = req.headers[CSRF_HEADER];
-        if (typeof presented !== 'string' || !sameSecret(presented, s.csrf))
-          throw new HttpError(403, 'csrf', `signing out must carry the ${CSRF_HEADER} header`);
+        assertCsrf(req, s, `signing out must carry the ${CSRF_HEADER} header`);
         opts.sessions.end(id);
       }
       return reply
