@@ -83,8 +83,9 @@ export async function writeAhead(
     ), cr as (
       -- The card must still be usable, read under a share lock: a refusal that blocks it takes
       -- the row first, so an attempt is written ahead either before that refusal's commit
-      -- began, or after it, when it sees the card blocked and is not written at all.
-      select id from credentials where id in (select credential_id from v) and status = 'active' for share
+      -- began, or after it, when it sees the card blocked and is not written at all. In id order,
+      -- as the outcome batch takes them (sql/authorized-outcomes.ts): neither waits in a cycle.
+      select id from credentials where id in (select credential_id from v) and status = 'active' order by id for share
     ), ch as (
       update charges c set state = 'attempting', attempt_count = v.attempt_no, updated_at = now()
         from v join cr on cr.id = v.credential_id, charges o, mandates m
@@ -135,11 +136,48 @@ export interface SettlePlan {
 const RECURRING_RELS = ['payments:recurringAuthorize', 'payments:migrateRecurringAuthorize'];
 
 /**
+ * The links an authorization's commit keeps, as (relation, href) pairs: every link returned,
+ * and the next recurring link under `payments:recurringAuthorize` when the gateway gave it
+ * outside the links; `nextRel` is the relation the credential moves to (null: none came back).
+ */
+function linkEntries(r: Extract<AuthorizeResult, { outcome: 'authorized' }>) {
+  const entries = Object.entries(r.links);
+  if (r.nextRecurringLink && !entries.some(([, h]) => h === r.nextRecurringLink)) {
+    entries.push(['payments:recurringAuthorize', r.nextRecurringLink]);
+  }
+  const nextRel = r.nextRecurringLink
+    ? (entries.find(([, h]) => h === r.nextRecurringLink)?.[0] ?? null)
+    : null;
+  return { entries, nextRel };
+}
+
+/** The same, one href per relation, or null when two links share a relation (kept one by one). */
+export function linksToKeep(
+  r: Extract<AuthorizeResult, { outcome: 'authorized' }>,
+): { links: Record<string, string>; nextRel: string | null } | null {
+  const { entries, nextRel } = linkEntries(r);
+  const links = Object.fromEntries(entries);
+  return Object.keys(links).length === entries.length ? { links, nextRel } : null;
+}
+
+/** The audit reason of an authorization's commit. */
+export function authorizedReason(
+  p: PlannedAttempt,
+  nextRel: string | null,
+  opts: { recovered?: boolean },
+): string {
+  if (!opts.recovered) return `attempt ${p.reference} authorized`;
+  return `attempt ${p.reference} authorized (recovered by query)${nextRel === null ? '; no new recurring link returned, credential keeps its link' : ''}`;
+}
+
+/**
  * Commit an authorization in one statement: the attempt's outcome, every returned link
  * (append-only), the credential's move to the newest recurring link, the charge's new state,
  * and, when the mandate settles automatically, the settle action's write-ahead row. The
  * fencing token guards it: a worker whose lease was taken over writes nothing.
- * Returns the settle action id when one was written, or null; false when fenced out.
+ * Returns the settle action id when one was written, or null; false when fenced out. The send
+ * loop commits plain authorizations in batches instead (`outcomeBatcher`); this is the one-charge
+ * form, for migrations, recoveries and a batch's fallback.
  */
 export async function commitAuthorized(
   database: Database,
@@ -148,13 +186,7 @@ export async function commitAuthorized(
   settle: SettlePlan | null,
   opts: { recovered?: boolean; erasePan?: boolean } = {},
 ): Promise<{ settleActionId: number | null } | false> {
-  const entries = Object.entries(r.links);
-  if (r.nextRecurringLink && !entries.some(([, h]) => h === r.nextRecurringLink)) {
-    entries.push(['payments:recurringAuthorize', r.nextRecurringLink]);
-  }
-  const nextRel = r.nextRecurringLink
-    ? (entries.find(([, h]) => h === r.nextRecurringLink)?.[0] ?? null)
-    : null;
+  const { entries, nextRel } = linkEntries(r);
   const source = p.kind === 'migrate' ? 'migrate' : opts.recovered ? 'recovery' : 'authorize';
   const linkValues = entries.map(
     ([rel, href]) =>
@@ -212,7 +244,7 @@ export async function commitAuthorized(
        where id = ${p.attemptId} and ${attemptMay('authorized')} and exists (select 1 from ch) returning id
     ), ${linksCte}${credentialCte}${settleCte}, aud as (
       insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
-      select 'charge', ${p.charge.id}, ${p.chargeState}, 'authorized', ${`attempt ${p.reference} authorized${opts.recovered ? ' (recovered by query)' : ''}${opts.recovered && nextRel === null ? '; no new recurring link returned, credential keeps its link' : ''}`}
+      select 'charge', ${p.charge.id}, ${p.chargeState}, 'authorized', ${authorizedReason(p, nextRel, opts)}
       where exists (select 1 from ch)
     )
     select (select count(*) from ch)::int as ok, (select max(id) from act) as action_id, (select count(*) from att)::int as att`,

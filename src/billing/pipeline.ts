@@ -2,6 +2,7 @@
 import { sql } from 'drizzle-orm';
 import { claimDueCharges } from './claim.ts';
 import type { BillingContext } from './context.ts';
+import { outcomeBatcher } from './outcome-batch.ts';
 import { prepareBatch, type Ready } from './prepare.ts';
 import type { RunOptions } from './run.ts';
 import { noteError, type RunBook } from './run-book.ts';
@@ -87,9 +88,14 @@ export async function sendDue(ctx: BillingContext, opts: RunOptions, book: RunBo
     ? acceptanceBatcher(ctx, { onError: (message) => noteError(book, message) })
     : undefined;
   book.acceptances = batch;
+  // Authorizations that come back while one is being committed are committed together.
+  const outcomes = ctx.database.concurrent ? outcomeBatcher(ctx) : undefined;
+  book.outcomes = outcomes;
   try {
     await Promise.all(Array.from({ length: Math.max(1, concurrency) }, sender));
   } finally {
+    book.outcomes = undefined;
+    await outcomes?.close();
     book.acceptances = undefined;
     await batch?.close();
   }

@@ -1,3 +1,4 @@
+import type { OutcomeBatcher } from './outcome-batch.ts';
 import type { AcceptanceBatcher } from './settle-batch.ts';
 /** What a billing run keeps while it goes: its counts, the leases it holds, its first errors. */
 
@@ -65,6 +66,8 @@ export interface RunBook {
   errors: string[];
   /** Where the send loop's settle acceptances wait for their batched commit (PostgreSQL). */
   acceptances?: AcceptanceBatcher | undefined;
+  /** Where the send loop's authorizations wait for their group commit (PostgreSQL). */
+  outcomes?: OutcomeBatcher | undefined;
 }
 
 export function noteError(book: RunBook, message: string): void {

@@ -177,9 +177,10 @@ async function sendAttempt(
   counts.authorized++;
   ctx.metrics?.attempt('authorized', c.gateway);
   const settle = planSettle(c, p.reference, result.links, result.paymentId);
-  const committed = await commitAuthorized(ctx.database, p, result, settle, {
-    erasePan: p.kind === 'migrate' && c.encryptedPan !== null,
-  });
+  const erasePan = p.kind === 'migrate' && c.encryptedPan !== null;
+  const committed = book.outcomes
+    ? await book.outcomes.commit(p, result, settle, { erasePan })
+    : await commitAuthorized(ctx.database, p, result, settle, { erasePan });
   if (!committed) {
     lostLease(ctx, book, log());
     return {};
