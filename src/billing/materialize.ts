@@ -142,19 +142,27 @@ export async function materializeDueCharges(
                where status = 'active' and next_due_at <= ${asOf.toISOString()}::timestamptz ${filter}
                order by next_due_at, id limit ${opts.batchSize} for update skip locked`,
           tx,
+          { prepare: true },
         )
       ).map(toRow);
       if (rows.length === 0) return null;
-      const chargeValues: SQL[] = [];
+      // The batch's new charges and its mandates' next cycles are bound as JSON arrays: the two
+      // statements' texts are the same at every batch size, prepared once per connection (as
+      // VALUES lists they were 3,500 parameters a batch, parsed and planned at every batch).
+      const chargeValues: Record<string, unknown>[] = [];
       const skippedValues: SQL[] = [];
-      const mandateValues: SQL[] = [];
+      const mandateValues: Record<string, unknown>[] = [];
       const credited: SQL[] = [];
       const counts = { created: 0, completed: 0, cancelled: 0, skipped: 0 };
       for (const m of rows) {
         if (m.cancelAtPeriodEnd) {
-          mandateValues.push(
-            sql`(${m.id}::bigint, ${m.nextCycle}::int, null::timestamptz, 'cancelled', ${m.creditBalance}::bigint)`,
-          );
+          mandateValues.push({
+            id: m.id,
+            next_cycle: m.nextCycle,
+            next_due_at: null,
+            status: 'cancelled',
+            credit_balance: m.creditBalance,
+          });
           counts.cancelled++;
           continue;
         }
@@ -185,15 +193,25 @@ export async function materializeDueCharges(
         const { charge, creditUsed } = applyCredit(cycleAmount(m, cycle), m.creditBalance);
         m.creditBalance -= creditUsed;
         if (creditUsed > 0) credited.push(sql`(${m.id}::bigint, ${cycle}::int)`);
-        chargeValues.push(
-          sql`(${m.id}::bigint, ${cycle}::int, ${charge}::bigint, ${m.currency}, ${m.nextDueAt.toISOString()}::timestamptz, ${creditUsed}::bigint, ${charge === 0 ? 'skipped' : 'pending'}::text)`,
-        );
+        chargeValues.push({
+          mandate_id: m.id,
+          cycle,
+          amount: charge,
+          currency: m.currency,
+          due_at: m.nextDueAt.toISOString(),
+          credit_applied: creditUsed,
+          state: charge === 0 ? 'skipped' : 'pending',
+        });
         const next = schedule.interval ? nextDue(schedule, cycle + 1) : null;
         const status = next === null ? 'completed' : 'active';
         if (next === null) counts.completed++;
-        mandateValues.push(
-          sql`(${m.id}::bigint, ${cycle + 1}::int, ${next?.toISOString() ?? null}::timestamptz, ${status}, ${m.creditBalance}::bigint)`,
-        );
+        mandateValues.push({
+          id: m.id,
+          next_cycle: cycle + 1,
+          next_due_at: next?.toISOString() ?? null,
+          status,
+          credit_balance: m.creditBalance,
+        });
         counts.created++;
       }
       if (skippedValues.length > 0) {
@@ -203,12 +221,17 @@ export async function materializeDueCharges(
           on conflict (mandate_id, cycle) do nothing`);
       }
       if (chargeValues.length > 0) {
-        await tx.execute(sql`insert into charges (mandate_id, cycle, amount, currency, due_at, next_attempt_at, credit_applied, state, state_reason)
+        await database.rows(
+          sql`insert into charges (mandate_id, cycle, amount, currency, due_at, next_attempt_at, credit_applied, state, state_reason)
           select v.mandate_id, v.cycle, v.amount, v.currency, v.due_at,
                  case when v.state = 'skipped' then null else v.due_at end, v.credit_applied, v.state,
                  case when v.state = 'skipped' then 'covered by credit' end
-            from (values ${sql.join(chargeValues, sql`, `)}) as v(mandate_id, cycle, amount, currency, due_at, credit_applied, state)
-          on conflict (mandate_id, cycle) do nothing`);
+            from jsonb_to_recordset(${JSON.stringify(chargeValues)}::jsonb) as v(mandate_id bigint, cycle int, amount bigint,
+                 currency text, due_at timestamptz, credit_applied bigint, state text)
+          on conflict (mandate_id, cycle) do nothing`,
+          tx,
+          { prepare: true },
+        );
         if (credited.length > 0)
           await tx.execute(sql`insert into audit_log (entity_type, entity_id, from_state, to_state, reason, detail)
             select 'charge', c.id, null, c.state, 'created; credit of ' || c.credit_applied || ' taken off',
@@ -216,10 +239,15 @@ export async function materializeDueCharges(
               from charges c join (values ${sql.join(credited, sql`, `)}) as v(mandate_id, cycle)
                 on c.mandate_id = v.mandate_id and c.cycle = v.cycle`);
       }
-      await tx.execute(sql`update mandates m set next_cycle = v.next_cycle, next_due_at = v.next_due_at,
+      await database.rows(
+        sql`update mandates m set next_cycle = v.next_cycle, next_due_at = v.next_due_at,
              status = v.status, credit_balance = v.credit_balance, updated_at = now()
-        from (values ${sql.join(mandateValues, sql`, `)}) as v(id, next_cycle, next_due_at, status, credit_balance)
-       where m.id = v.id and ${mayMoveTo(mandateMachine, 'm.status', sql`v.status`, ['active', 'completed', 'cancelled'])}`);
+        from jsonb_to_recordset(${JSON.stringify(mandateValues)}::jsonb) as v(id bigint, next_cycle int,
+             next_due_at timestamptz, status text, credit_balance bigint)
+       where m.id = v.id and ${mayMoveTo(mandateMachine, 'm.status', sql`v.status`, ['active', 'completed', 'cancelled'])}`,
+        tx,
+        { prepare: true },
+      );
       const ended = rows.filter((m) => m.cancelAtPeriodEnd || !mandateValues.length);
       if (counts.completed + counts.cancelled > 0 || ended.length > 0) {
         await tx.execute(sql`insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
