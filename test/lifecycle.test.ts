@@ -2,8 +2,6 @@ import { sql } from 'drizzle-orm';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type App, openApp } from '../src/app.ts';
-import { writeAhead } from '../src/billing/attempt.ts';
-import { claimDueCharges } from '../src/billing/claim.ts';
 import {
   cancelMandate,
   createMandate,
@@ -14,6 +12,8 @@ import {
 import { paymentAction, paymentEvents } from '../src/billing/payments.ts';
 import { runBilling } from '../src/billing/run.ts';
 import { createRunner } from '../src/billing/runner.ts';
+import { claimDueCharges } from '../src/billing/sql/claim-due.ts';
+import { writeAhead } from '../src/billing/sql/write-ahead.ts';
 import { fixedClock } from '../src/clock.ts';
 import { loadConfig } from '../src/config.ts';
 import { num } from '../src/db/values.ts';

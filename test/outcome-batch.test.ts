@@ -1,13 +1,13 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.ts';
-import { claimDueCharges } from '../src/billing/claim.ts';
 import { createMandate } from '../src/billing/mandates.ts';
 import { materializeDueCharges } from '../src/billing/materialize.ts';
 import { outcomeBatcher } from '../src/billing/outcome-batch.ts';
 import { prepareBatch } from '../src/billing/prepare.ts';
 import { zero } from '../src/billing/run-book.ts';
 import { planSettle } from '../src/billing/settle.ts';
+import { claimDueCharges } from '../src/billing/sql/claim-due.ts';
 import { num } from '../src/db/values.ts';
 import type { AuthorizeResult } from '../src/gateways/types.ts';
 import { hasServer, serverSkipReason } from './support/db.ts';

@@ -77,43 +77,6 @@ export function leaseClaim(opts: {
 }
 
 /**
- * Claim due charges in one round trip. A paused or cancelled mandate's charges are not taken:
- * a paused mandate's retry waits for its resume (and is checked against the card's ledger
- * then), a cancelled one's were cancelled with it. A completed mandate's last charges still go.
- */
-export async function claimDueCharges(
-  database: Database,
-  opts: { asOf: Date; owner: string; leaseSeconds: number; limit: number; mandateId?: number | undefined },
-): Promise<ClaimedCharge[]> {
-  const mandateFilter: SQL = opts.mandateId === undefined ? sql`` : sql`and c.mandate_id = ${opts.mandateId}`;
-  // Read before the statement: the lease the database grants ends no earlier than this.
-  const leaseDeadline = Date.now() + opts.leaseSeconds * 1000;
-  const rows = await database.rows(
-    leaseClaim({
-      pick: sql`${chargeIsWaiting('c')}
-        and c.next_attempt_at <= ${opts.asOf.toISOString()}::timestamptz
-        and ${mandateReleasesCharges('pm')} ${mandateFilter}`,
-      pickJoin: sql`join mandates pm on pm.id = c.mandate_id`,
-      order: sql`c.next_attempt_at, c.id`,
-      limit: opts.limit,
-      owner: opts.owner,
-      leaseSeconds: opts.leaseSeconds,
-      from: sql`, mandates m, customers cu, credentials cr left join links l on l.id = cr.current_link_id`,
-      join: sql`and m.id = c.mandate_id and cu.id = m.customer_id and cr.id = m.credential_id`,
-      returning: sql`c.id, c.mandate_id, c.cycle, c.amount, c.currency, c.state, c.attempt_count, c.fence,
-              m.intent, m.entity, m.narrative, m.gateway, m.settle_mode, m.settle_percent, cu.ref as customer_ref,
-              cr.id as credential_id, cr.status as credential_status, cr.instrument_type, l.href as link_href,
-              cr.encrypted_pan, cr.expiry_month, cr.expiry_year, cr.card_holder_name, cr.token_href,
-              cr.vaulted_card_id, cr.scheme_reference`,
-    }),
-    undefined,
-    // Its text is the same at every batch: prepared once per connection.
-    { prepare: true },
-  );
-  return rows.map((r) => ({ ...toClaimed(r), leaseDeadline })).sort((a, b) => a.id - b.id);
-}
-
-/**
  * How many charges `claimDueCharges` would take for this as-of (leased or not): a run's
  * total, known before it sends anything, for its progress bar. The same predicates as the
  * claim's pick, counted instead of locked.

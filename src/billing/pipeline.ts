@@ -1,6 +1,5 @@
 /** The charge loop of a run: claim, prepare and send as a pipeline. */
 import { sql } from 'drizzle-orm';
-import { claimDueCharges } from './claim.ts';
 import type { BillingContext } from './context.ts';
 import { outcomeBatcher } from './outcome-batch.ts';
 import { prepareBatch, type Ready } from './prepare.ts';
@@ -8,6 +7,7 @@ import type { RunOptions } from './run.ts';
 import { noteError, type RunBook } from './run-book.ts';
 import { sendGroup } from './send.ts';
 import { acceptanceBatcher } from './settle-batch.ts';
+import { claimDueCharges } from './sql/claim-due.ts';
 
 /**
  * Claim, write ahead and send every due charge as a pipeline: `concurrency` senders take groups

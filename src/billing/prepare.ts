@@ -6,7 +6,7 @@ import { sql } from 'drizzle-orm';
 import { ConfigError } from '../config.ts';
 import { decryptSecret } from '../domain/card-crypto.ts';
 import type { Instrument } from '../gateways/types.ts';
-import { chargeStateFor, instrumentFor, type PlannedAttempt, writeAhead } from './attempt.ts';
+import { chargeStateFor, instrumentFor, type PlannedAttempt } from './attempt.ts';
 import { type ClaimedCharge, loadCardHistory } from './claim.ts';
 import type { BillingContext } from './context.ts';
 import { mandateStatusFor } from './decide.ts';
@@ -14,6 +14,7 @@ import { lockMandate, transitionCharge, transitionMandate } from './door.ts';
 import { transactionReference } from './references.ts';
 import type { RetryDecision } from './retry-policy.ts';
 import { count, noteError, type RunBook } from './run-book.ts';
+import { writeAhead } from './sql/write-ahead.ts';
 
 /** A decision taken before anything is sent (expired card, blocked card, ledger full). */
 async function commitWithoutAttempt(

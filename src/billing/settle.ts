@@ -9,7 +9,8 @@ import { leaseClaim } from './claim.ts';
 import type { BillingContext } from './context.ts';
 import { chargeMayBecome, movesTo, releaseLease, transitionCharge } from './door.ts';
 import { actionReference } from './references.ts';
-import { type Acceptance, type AcceptanceBatcher, commitAcceptances } from './settle-batch.ts';
+import type { AcceptanceBatcher } from './settle-batch.ts';
+import { type Acceptance, commitAcceptances } from './sql/settle-acceptances.ts';
 
 /** The settle the mandate asks for after an authorization, or null when it settles by hand. */
 export function planSettle(

@@ -1,0 +1,106 @@
+/**
+ * Write-ahead: the statement that makes a batch of claimed charges sendable. Every attempt row
+ * (state `sending`, with its deterministic reference) and every charge's move to `attempting`
+ * commit here, before any request of the batch goes out.
+ *
+ * Why this shape: one statement per batch (500 charges by default), not per charge, so the
+ * commit and its WAL flush are shared. The batch is bound as one jsonb array rather than a
+ * VALUES list of 8 parameters a row: the text is the same whatever the batch size, so it is a
+ * named prepared statement, parsed and planned once per connection. As a VALUES list of 500
+ * rows it was 4,000 parameters, parsed and planned at every batch; on the 20,000-mandate bench
+ * the jsonb form takes about 0.2 ms of the backend per charge (pg_stat_statements: 88 ms per
+ * batch of 500), the cheapest statement of the hot path per charge after the claim.
+ */
+import { sql } from 'drizzle-orm';
+import type { Database } from '../../db/client.ts';
+import { num } from '../../db/values.ts';
+import type { PlannedAttempt } from '../attempt.ts';
+import type { ClaimedCharge } from '../claim.ts';
+import { chargeMayBecome, mandateReleasesCharges } from '../door.ts';
+
+/**
+ * Write ahead, for a whole batch in one statement: the attempt rows (state `sending`, with
+ * their deterministic references) and the charges' move to `attempting` commit before any
+ * request goes out. A crash after this leaves rows that reconciliation resolves by reference.
+ * The unique (charge, attempt_no) and transaction_reference constraints make a second worker's
+ * identical write fail instead of producing a second request.
+ */
+export async function writeAhead(
+  database: Database,
+  items: {
+    charge: ClaimedCharge;
+    reference: string;
+    kind: PlannedAttempt['kind'];
+    linkHref: string | null;
+  }[],
+  asOf: Date,
+): Promise<PlannedAttempt[]> {
+  if (items.length === 0) return [];
+  // The batch is bound as one JSON array, not a VALUES list of 8 parameters a row: the text is
+  // the same whatever the batch size, so it is prepared once per connection and planned once
+  // (a VALUES list of 500 rows was 4,000 parameters, parsed and planned at every batch).
+  const payload = JSON.stringify(
+    items.map((it) => ({
+      charge_id: it.charge.id,
+      credential_id: it.charge.credentialId,
+      attempt_no: it.charge.attemptCount + 1,
+      transaction_reference: it.reference,
+      kind: it.kind,
+      link_href: it.linkHref,
+      fence: it.charge.fence,
+      attempted_at: asOf.toISOString(),
+    })),
+  );
+  // The charge moves first, guarded by its fencing token and the table: an operator's pause or
+  // cancel bumps the token, and an UPDATE that waited on that row re-checks the token after the
+  // operator's commit, so a charge taken away between claim and write-ahead is never written
+  // ahead and never sent. Only then is the attempt row inserted.
+  const rows = await database.rows(
+    sql`
+    with v as (
+      select * from jsonb_to_recordset(${payload}::jsonb) as v(charge_id bigint, credential_id bigint,
+        attempt_no int, transaction_reference text, kind text, link_href text, fence bigint, attempted_at timestamptz)
+    ), cr as (
+      -- The card must still be usable, read under a share lock: a refusal that blocks it takes
+      -- the row first, so an attempt is written ahead either before that refusal's commit
+      -- began, or after it, when it sees the card blocked and is not written at all. In id order,
+      -- as the outcome batch takes them (sql/authorized-outcomes.ts): neither waits in a cycle.
+      select id from credentials where id in (select credential_id from v) and status = 'active' order by id for share
+    ), ch as (
+      update charges c set state = 'attempting', attempt_count = v.attempt_no, updated_at = now()
+        from v join cr on cr.id = v.credential_id, charges o, mandates m
+       where c.id = v.charge_id and o.id = c.id and c.fence = v.fence and ${chargeMayBecome('attempting', 'c')}
+         and m.id = c.mandate_id and ${mandateReleasesCharges('m')}
+      returning c.id, o.state as from_state
+    ), ins as (
+      insert into attempts (charge_id, credential_id, attempt_no, transaction_reference, kind, link_href, fence, attempted_at)
+      select v.* from v join ch on ch.id = v.charge_id
+      on conflict do nothing
+      returning id, charge_id, attempt_no, transaction_reference
+    ), aud as (
+      insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
+      select 'charge', ch.id, ch.from_state, 'attempting', 'attempt ' || ins.transaction_reference || ' written ahead'
+        from ch join ins on ins.charge_id = ch.id
+    )
+    select ins.charge_id, ins.id as attempt_id, ins.attempt_no from ins`,
+    undefined,
+    { prepare: true },
+  );
+  const byCharge = new Map(rows.map((r) => [num(r.charge_id), r]));
+  const planned: PlannedAttempt[] = [];
+  for (const it of items) {
+    const r = byCharge.get(it.charge.id);
+    if (!r) continue; // lost the fence or someone else wrote this attempt: not ours to send
+    planned.push({
+      charge: it.charge,
+      attemptId: num(r.attempt_id),
+      attemptNo: num(r.attempt_no),
+      reference: it.reference,
+      kind: it.kind,
+      linkHref: it.linkHref,
+      asOf,
+      chargeState: 'attempting',
+    });
+  }
+  return planned;
+}
