@@ -47,6 +47,7 @@ function summary(r: BenchResult): string {
     `  CPU ms/charge        rebill ${fmt(r.cpuMsPerCharge, 3)} + PostgreSQL ${r.postgresCpuMsPerCharge === null ? 'n/a' : fmt(r.postgresCpuMsPerCharge, 3)} = ${r.totalCpuMsPerCharge === null ? 'n/a' : fmt(r.totalCpuMsPerCharge, 3)} (target 1.0); sandbox ${r.sandboxCpuMsPerCharge === null ? 'n/a' : fmt(r.sandboxCpuMsPerCharge, 3)}; bare client ${fmt(r.ceilingCpuMsPerRequest, 3)} per request`,
     `  before first send    ${fmt(r.beforeFirstSendSeconds, 2)} s   (reconcile, materialise, ANALYZE, first claim)`,
     `  p50 / p99 ms/charge  ${fmt(r.p50Ms, 2)} / ${fmt(r.p99Ms, 2)}   (p50 authorize ${fmt(r.authorizeP50Ms, 2)}, settle ${fmt(r.settleP50Ms, 2)})`,
+    `  gap s/charge         ${r.gapSecondsPerCharge === null ? 'n/a' : fmt(r.gapSecondsPerCharge, 4)}   (a slot's time per charge outside its two requests; mean window ${fmt(r.meanMs, 1)} ms)`,
     `  events/charge        ${fmt(r.eventsPerCharge, 2)}${r.outbox === false ? '   (outbox off: --no-outbox)' : ''}${r.deliveriesPerSecond === null ? '' : `   delivered ${fmt(r.deliveriesPerSecond)} events/s`}`,
     ...(r.forecastSeconds === null
       ? []
@@ -83,10 +84,12 @@ async function main(argv: string[]): Promise<number> {
   const sandbox = await startSandboxChild({ latencyMs });
   try {
     if (args.flag('sweep')) {
-      const limit = args.num('max-in-flight', 64);
+      const levels = [1, 4, 16, 64, 128, 256];
+      // No in-flight cap below the largest concurrency unless one is asked for.
+      const limit = args.num('max-in-flight', levels[levels.length - 1]!);
       const perSlot = args.num('per-slot', 25);
       const rows: (BenchResult & { idealChargesPerSecond: number })[] = [];
-      for (const concurrency of [1, 4, 16, 64, 128]) {
+      for (const concurrency of levels) {
         const mandates = Math.max(25, concurrency * perSlot);
         const p: BenchParams = {
           mandates,

@@ -76,6 +76,9 @@ export interface BenchResult extends BenchParams {
   beforeFirstSendSeconds: number;
   /** CPU the bare undici client spent per request in the ceiling: a charge's floor is twice this. */
   ceilingCpuMsPerRequest: number;
+  /** C x sendSeconds / charges minus the mean window: a slot's time per charge outside its two requests. */
+  gapSecondsPerCharge: number | null;
+  meanMs: number;
   p50Ms: number;
   p99Ms: number;
   /** The two requests alone (p50); p50Ms minus both is rebill's own time between them. */
@@ -275,6 +278,12 @@ export async function benchOnce(
         sandboxCpuMsPerCharge: sandboxMs === null ? null : sandboxMs / charges,
         beforeFirstSendSeconds: ((timings.first ?? t0) - t0) / 1000,
         ceilingCpuMsPerRequest: (before.cpuMsPerRequest + after.cpuMsPerRequest) / 2,
+        // Little's law per sender: each of the C slots holds a charge for C x sendSeconds / charges
+        // on average; what is not the timed window (authorization sent to settle answered) is the
+        // gap: the outcome commit's wait, the claim, the loop's own delay.
+        gapSecondsPerCharge:
+          charges === 0 ? null : (p.concurrency * sendSeconds) / charges - timings.perCharge.mean() / 1000,
+        meanMs: timings.perCharge.mean(),
         p50Ms: timings.perCharge.quantile(0.5),
         p99Ms: timings.perCharge.quantile(0.99),
         authorizeP50Ms: timings.authorize.quantile(0.5),
