@@ -9,7 +9,8 @@
  *   npm run bench -- --no-floor                    (skip the minimal correct loop run before and after)
  *   npm run bench -- --replicas K --latency-ms 200 (K `rebill run` processes on one PostgreSQL, against 1)
  * PostgreSQL when DATABASE_URL is set (a database of its own, dropped afterwards), else PGlite
- * in memory. The sandbox runs in a child process. Results go to bench/results/.
+ * in a temporary directory, as rebill runs embedded (`--pglite-memory`: its files in memory).
+ * The sandbox runs in a child process. Results go to bench/results/.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -73,7 +74,7 @@ async function main(argv: string[]): Promise<number> {
       'per-slot',
       'replicas',
     ],
-    flags: ['json', 'sweep', 'no-outbox', 'deliver', 'forecast', 'forecast-only', 'no-floor'],
+    flags: ['json', 'sweep', 'no-outbox', 'deliver', 'forecast', 'forecast-only', 'no-floor', 'pglite-memory'],
   });
   const json = args.flag('json');
   const log = (line: string) => {
@@ -141,6 +142,7 @@ async function main(argv: string[]): Promise<number> {
       deliver: args.flag('deliver'),
       forecast: args.flag('forecast'),
       floor: !args.flag('no-floor'),
+      pgliteMemory: args.flag('pglite-memory'),
     };
     if (args.num('replicas', 0) > 0) {
       const k = args.num('replicas', 2);

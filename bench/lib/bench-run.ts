@@ -35,6 +35,8 @@ export interface BenchParams {
   forecast?: boolean;
   /** false: skip the floor loop (bench/lib/floor.ts) before and after the run. */
   floor?: boolean;
+  /** PGlite only: its files in the process's memory instead of a temporary directory. */
+  pgliteMemory?: boolean;
 }
 
 export interface BenchResult extends BenchParams {
@@ -158,6 +160,7 @@ export async function benchOnce(
   const seedStart = performance.now();
   const own = await ownDatabase('rebill_bench', opts.serverUrl, {
     maxConnections: Math.max(4, Math.min(20, p.concurrency + 2)),
+    pgliteMemory: p.pgliteMemory === true,
   });
   try {
     const chains = await verifyChains(sandboxUrl, p.chains, { concurrency: 32 });

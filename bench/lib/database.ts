@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import postgres from 'postgres';
 import { createDatabase, type Database } from '../../src/db/client.ts';
 import { migrate } from '../../src/db/migrate.ts';
@@ -20,17 +23,37 @@ export function withDatabase(url: string, name: string): string {
 /**
  * A database of the benchmark's (or soak's) own, so a run never touches anyone's data and
  * always starts empty: a new, migrated PostgreSQL database when `serverUrl` is given (dropped
- * by `drop()`), else PGlite in memory.
+ * by `drop()`), else PGlite in a new temporary directory, as rebill runs embedded
+ * (`REBILL_DATA_DIR`), removed by `drop()`; `pgliteMemory` keeps PGlite's files in the process's
+ * memory instead, where every table's pages count in its RSS.
  */
 export async function ownDatabase(
   prefix: string,
   serverUrl: string | undefined,
-  opts: { maxConnections?: number } = {},
+  opts: { maxConnections?: number; pgliteMemory?: boolean } = {},
 ): Promise<OwnDatabase> {
   if (!serverUrl) {
-    const database = await createDatabase({ memory: true });
-    await migrate(database);
-    return { database, url: undefined, name: 'memory', drop: () => database.close() };
+    if (opts.pgliteMemory) {
+      const database = await createDatabase({ memory: true });
+      await migrate(database);
+      return { database, url: undefined, name: 'memory', drop: () => database.close() };
+    }
+    const dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
+    const database = await createDatabase({ dataDir: dir });
+    let closed = false;
+    const drop = async () => {
+      if (closed) return;
+      closed = true;
+      await database.close().catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+    };
+    try {
+      await migrate(database);
+    } catch (err) {
+      await drop();
+      throw err;
+    }
+    return { database, url: undefined, name: dir, drop };
   }
   const name = `${prefix}_${randomBytes(5).toString('hex')}`;
   const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
