@@ -74,7 +74,16 @@ async function main(argv: string[]): Promise<number> {
       'per-slot',
       'replicas',
     ],
-    flags: ['json', 'sweep', 'no-outbox', 'deliver', 'forecast', 'forecast-only', 'no-floor', 'pglite-memory'],
+    flags: [
+      'json',
+      'sweep',
+      'no-outbox',
+      'deliver',
+      'forecast',
+      'forecast-only',
+      'no-floor',
+      'pglite-memory',
+    ],
   });
   const json = args.flag('json');
   const log = (line: string) => {

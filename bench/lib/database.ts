@@ -1,7 +1,9 @@
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import postgres from 'postgres';
 import { createDatabase, type Database } from '../../src/db/client.ts';
 import { migrate } from '../../src/db/migrate.ts';
@@ -24,8 +26,10 @@ export function withDatabase(url: string, name: string): string {
  * A database of the benchmark's (or soak's) own, so a run never touches anyone's data and
  * always starts empty: a new, migrated PostgreSQL database when `serverUrl` is given (dropped
  * by `drop()`), else PGlite in a new temporary directory, as rebill runs embedded
- * (`REBILL_DATA_DIR`), removed by `drop()`; `pgliteMemory` keeps PGlite's files in the process's
- * memory instead, where every table's pages count in its RSS.
+ * (`REBILL_DATA_DIR`), removed by `drop()`. That directory is created and migrated by a child
+ * process (`pglite-init.ts`), so this process opens an existing database as a restarted rebill
+ * does and its peak RSS is not the one-time initdb's. `pgliteMemory` keeps PGlite's files in
+ * this process's memory instead (initdb included), where every table's pages count in its RSS.
  */
 export async function ownDatabase(
   prefix: string,
@@ -39,6 +43,13 @@ export async function ownDatabase(
       return { database, url: undefined, name: 'memory', drop: () => database.close() };
     }
     const dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
+    execFileSync(
+      process.execPath,
+      ['--import', 'tsx', fileURLToPath(new URL('./pglite-init.ts', import.meta.url)), dir],
+      {
+        stdio: ['ignore', 'ignore', 'inherit'],
+      },
+    );
     const database = await createDatabase({ dataDir: dir });
     let closed = false;
     const drop = async () => {
