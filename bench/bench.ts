@@ -174,7 +174,7 @@ async function main(argv: string[]): Promise<number> {
         );
         for (const pt of r.points)
           process.stdout.write(
-            `  K=${pt.replicas}  ${fmt(pt.chargesPerSecond)} charges/s${pt.replicas > 1 ? `  (${fmt((r.scaling[String(pt.replicas)] ?? 0) * pt.replicas, 2)}x one replica)` : ''}\n`,
+            `  K=${pt.replicas}  ${fmt(pt.chargesPerSecond)} charges/s${pt.peakRssBytes === null ? '' : `, peak RSS ${fmt(pt.peakRssBytes / 2 ** 20, 0)} MiB`}${pt.replicas > 1 ? `  (${fmt((r.scaling[String(pt.replicas)] ?? 0) * pt.replicas, 2)}x one replica)` : ''}\n`,
           );
         process.stdout.write(`saved ${file}\n`);
       }

@@ -15,6 +15,8 @@ export interface ReplicaPoint {
   charges: number;
   seconds: number;
   chargesPerSecond: number;
+  /** The largest peak RSS of the replicas (`rebill run` processes), sampled from /proc. */
+  peakRssBytes: number | null;
 }
 
 export interface ReplicasResult {
@@ -54,13 +56,16 @@ async function once(
     const results = await Promise.all(workers.map((w) => w.done));
     const seconds = (performance.now() - t0) / 1000;
     let charges = 0;
+    let peakRssBytes: number | null = null;
     for (const r of results) {
+      if (r.peakRssBytes !== null) peakRssBytes = Math.max(peakRssBytes ?? 0, r.peakRssBytes);
       if (r.code !== 0) throw new Error(`a replica exited ${r.code}: ${r.stderr.slice(0, 500)}`);
       charges += (JSON.parse(r.stdout) as { counts: { authorized: number } }).counts.authorized;
     }
     if (charges !== p.mandates) throw new Error(`replicas authorized ${charges} of ${p.mandates}`);
-    log(`${p.replicas} replica(s): ${charges} charges in ${seconds.toFixed(1)}s`);
-    return { replicas: p.replicas, charges, seconds, chargesPerSecond: charges / seconds };
+    const rss = peakRssBytes === null ? '' : `, peak RSS ${(peakRssBytes / 2 ** 20).toFixed(0)} MiB`;
+    log(`${p.replicas} replica(s): ${charges} charges in ${seconds.toFixed(1)}s${rss}`);
+    return { replicas: p.replicas, charges, seconds, chargesPerSecond: charges / seconds, peakRssBytes };
   } finally {
     cli.dispose();
     await own.drop();

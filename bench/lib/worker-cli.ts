@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -35,6 +35,8 @@ export interface WorkerResult {
   stdout: string;
   stderr: string;
   ms: number;
+  /** The child's peak RSS, sampled from /proc every 250 ms (null where there is no /proc). */
+  peakRssBytes: number | null;
 }
 
 /** A running `node` child; `kill()` is SIGKILL: no clean-up, as a crash. */
@@ -58,11 +60,27 @@ export function startNode(argv: string[], env: NodeJS.ProcessEnv): Worker {
   child.stderr.on('data', (d) => {
     stderr += d;
   });
+  // The child's peak resident set (Linux: VmHWM), read every 250 ms while it runs: the last
+  // reading before it exits is its peak within that interval.
+  let peakRssBytes: number | null = null;
+  const sample = () => {
+    try {
+      const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+      if (m) peakRssBytes = Math.max(peakRssBytes ?? 0, Number(m[1]) * 1024);
+    } catch {
+      // gone, or not Linux
+    }
+  };
+  const sampler = setInterval(sample, 250);
   const done = new Promise<WorkerResult>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) =>
-      resolve({ code, signal, stdout, stderr, ms: performance.now() - started }),
-    );
+    child.on('error', (err) => {
+      clearInterval(sampler);
+      reject(err);
+    });
+    child.on('close', (code, signal) => {
+      clearInterval(sampler);
+      resolve({ code, signal, stdout, stderr, ms: performance.now() - started, peakRssBytes });
+    });
   });
   return {
     done,
