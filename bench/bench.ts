@@ -166,11 +166,11 @@ async function main(argv: string[]): Promise<number> {
         },
         log,
       );
-      const file = save('replicas-postgres', r);
+      const file = save(`replicas-${r.database}`, r);
       if (json) process.stdout.write(`${JSON.stringify(r)}\n`);
       else {
         process.stdout.write(
-          `replicas at latency ${latencyMs} ms, C=${r.concurrency} each, ${fmt(r.mandates, 0)} mandates\n`,
+          `replicas at latency ${latencyMs} ms, C=${r.concurrency} each, ${fmt(r.mandates, 0)} mandates, ${r.database}\n`,
         );
         for (const pt of r.points)
           process.stdout.write(

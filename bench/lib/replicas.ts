@@ -21,6 +21,7 @@ export interface ReplicaPoint {
 
 export interface ReplicasResult {
   kind: 'replicas';
+  database: 'postgres' | 'pglite';
   mandates: number;
   latencyMs: number;
   concurrency: number;
@@ -34,7 +35,7 @@ export interface ReplicasResult {
 
 async function once(
   sandboxUrl: string,
-  serverUrl: string,
+  serverUrl: string | undefined,
   p: { mandates: number; replicas: number; concurrency: number; latencyMs: number },
   log: (line: string) => void,
 ): Promise<ReplicaPoint> {
@@ -49,6 +50,11 @@ async function once(
       { concurrency: p.concurrency, maxInFlight: p.concurrency, batchSize: 500, latencyMs: p.latencyMs },
       own.url,
     );
+    if (own.url === undefined) {
+      // Embedded: the one `rebill run` process opens the seeded directory once this one lets go.
+      await own.database.close();
+      env.REBILL_DATA_DIR = own.name;
+    }
     const t0 = performance.now();
     const workers = Array.from({ length: p.replicas }, () =>
       startWorker(cli, ['run', '--at', asOf.toISOString(), '--json'], env),
@@ -78,7 +84,9 @@ export async function replicasBench(
   p: { mandates: number; replicas: number[]; concurrency: number; latencyMs: number },
   log: (line: string) => void,
 ): Promise<ReplicasResult> {
-  if (!serverUrl) throw new Error('--replicas needs DATABASE_URL: several processes share one PostgreSQL');
+  // Without DATABASE_URL, `--replicas 1` runs one embedded (PGlite) `rebill run` process.
+  if (!serverUrl && p.replicas.some((k) => k > 1))
+    throw new Error('--replicas K > 1 needs DATABASE_URL: several processes share one PostgreSQL');
   const points: ReplicaPoint[] = [];
   for (const k of [1, ...p.replicas.filter((k) => k > 1)])
     points.push(await once(sandboxUrl, serverUrl, { ...p, replicas: k }, log));
@@ -87,6 +95,7 @@ export async function replicasBench(
   for (const pt of points.slice(1)) scaling[String(pt.replicas)] = pt.chargesPerSecond / (pt.replicas * one);
   return {
     kind: 'replicas',
+    database: serverUrl ? 'postgres' : 'pglite',
     mandates: p.mandates,
     latencyMs: p.latencyMs,
     concurrency: p.concurrency,
