@@ -108,7 +108,7 @@ describe('console over HTTP: sessions, CSRF, headers', () => {
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ token }),
     });
-    const body = (await res.body.json()) as { csrfToken?: string; error?: { code: string } };
+    const body = (await res.body.json()) as { csrfToken?: string; error?: { code: string; message: string } };
     const cookie = String(res.headers['set-cookie'] ?? '');
     return { status: res.statusCode, body, cookie, value: /rebill_session=([^;]*)/.exec(cookie)?.[1] ?? '' };
   };
@@ -133,6 +133,7 @@ describe('console over HTTP: sessions, CSRF, headers', () => {
   it('a token buys an HttpOnly SameSite=Strict cookie with an expiry; a wrong token buys nothing', async () => {
     const bad = await signIn('wrong');
     expect(bad.status).toBe(403);
+    expect(bad.body).toMatchObject({ error: { code: 'forbidden', message: 'the admin token is not valid' } });
     expect(bad.cookie).toBe('');
     const ok = await signIn();
     expect(ok.status).toBe(201);

@@ -7,7 +7,7 @@ import type { RunOptions } from './run.ts';
 import { noteError, type RunBook } from './run-book.ts';
 import { sendGroup } from './send.ts';
 import { acceptanceBatcher } from './settle-batch.ts';
-import { claimDueCharges } from './sql/claim-due.ts';
+import { type ClaimCursor, claimCursor, claimDueCharges } from './sql/claim-due.ts';
 
 /**
  * Claim, write ahead and send every due charge as a pipeline: `concurrency` senders take groups
@@ -32,17 +32,25 @@ export async function sendDue(ctx: BillingContext, opts: RunOptions, book: RunBo
   let failure: unknown;
   let feeding: Promise<void> | null = null;
   let lastProgressWrite = Date.now();
+  let cursor: ClaimCursor | null = null;
 
   const feed = async () => {
     const limit = Math.min(batchSize, remaining);
     remaining -= limit;
-    const claimed = await claimDueCharges(ctx.database, {
-      asOf: opts.asOf,
-      owner: ctx.workerId,
-      leaseSeconds: ctx.config.billing.leaseSeconds,
-      limit,
-      mandateId: opts.mandateId,
-    });
+    const claim = (after: ClaimCursor | null) =>
+      claimDueCharges(ctx.database, {
+        asOf: opts.asOf,
+        owner: ctx.workerId,
+        leaseSeconds: ctx.config.billing.leaseSeconds,
+        limit,
+        mandateId: opts.mandateId,
+        after,
+      });
+    // After the last claim in order; when that runs dry, once more from the start, for what the
+    // cursor stepped over (held by another worker then, or made due meanwhile).
+    let claimed = await claim(cursor);
+    if (claimed.length === 0 && cursor !== null) claimed = await claim(null);
+    cursor = claimCursor(claimed) ?? cursor;
     remaining += limit - claimed.length;
     if (claimed.length === 0 || remaining <= 0) exhausted = true;
     if (claimed.length === 0) return;

@@ -224,7 +224,14 @@ export function consoleRoutes(opts: {
     });
     app.post('/ui/session', { config: { auth: 'none' } }, async (req, reply) => {
       const { token } = parseInput(signInBody, req.body ?? {});
-      opts.authenticate(req, reply, `Bearer ${token}`);
+      try {
+        opts.authenticate(req, reply, `Bearer ${token}`);
+      } catch (err) {
+        // The same check as the API's, in the words of the form that asked.
+        if (err instanceof HttpError && err.status === 403)
+          throw new HttpError(403, 'forbidden', 'the admin token is not valid');
+        throw err;
+      }
       const s = opts.sessions.create();
       return reply
         .header('set-cookie', sessionCookie(req, s.id, Math.floor(opts.sessions.ttlMs / 1000)))
