@@ -35,6 +35,8 @@ export interface ClaimedCharge {
   schemeReference: string | null;
   /** Wall-clock ms by which the lease this claim took has surely expired (claims only). */
   leaseDeadline?: number;
+  /** Its next_attempt_at as PostgreSQL printed it (exact) and in ms (claims only): its place in the claim order. */
+  claimKey?: { at: string; ms: number };
 }
 
 /**
@@ -77,19 +79,29 @@ export function leaseClaim(opts: {
 }
 
 /**
+ * The charges due at an as-of, on `charges c` joined to `mandates pm`: waiting, due, their
+ * mandate releasing them. A paused or cancelled mandate's charges are not due: a paused
+ * mandate's retry waits for its resume (and is checked against the card's ledger then), a
+ * cancelled one's were cancelled with it. A completed mandate's last charges still go. The
+ * claim (`sql/claim-due.ts`) locks what this matches; `countDueCharges` counts it.
+ */
+export function dueCharges(opts: { asOf: Date; mandateId?: number | undefined }): SQL {
+  const mandateFilter: SQL = opts.mandateId === undefined ? sql`` : sql`and c.mandate_id = ${opts.mandateId}`;
+  return sql`${chargeIsWaiting('c')} and c.next_attempt_at <= ${opts.asOf.toISOString()}::timestamptz
+      and ${mandateReleasesCharges('pm')} ${mandateFilter}`;
+}
+
+/**
  * How many charges `claimDueCharges` would take for this as-of (leased or not): a run's
- * total, known before it sends anything, for its progress bar. The same predicates as the
- * claim's pick, counted instead of locked.
+ * total, known before it sends anything, for its progress bar.
  */
 export async function countDueCharges(
   database: Database,
   opts: { asOf: Date; mandateId?: number | undefined },
 ): Promise<number> {
-  const mandateFilter: SQL = opts.mandateId === undefined ? sql`` : sql`and c.mandate_id = ${opts.mandateId}`;
-  const rows =
-    await database.rows(sql`select count(*)::int as n from charges c join mandates pm on pm.id = c.mandate_id
-    where ${chargeIsWaiting('c')} and c.next_attempt_at <= ${opts.asOf.toISOString()}::timestamptz
-      and ${mandateReleasesCharges('pm')} ${mandateFilter}`);
+  const rows = await database.rows(
+    sql`select count(*)::int as n from charges c join mandates pm on pm.id = c.mandate_id where ${dueCharges(opts)}`,
+  );
   return num(rows[0]?.n ?? 0);
 }
 

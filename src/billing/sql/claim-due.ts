@@ -17,17 +17,12 @@
  * charge and growing. What the cursor steps over (a charge another worker held, a retry made due
  * meanwhile) is taken by the sweep from the start that a run makes when the cursor runs dry.
  */
-import { type SQL, sql } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
-import { date, num } from '../../db/values.ts';
-import { type ClaimedCharge, leaseClaim, toClaimed } from '../claim.ts';
-import { chargeIsWaiting, mandateReleasesCharges } from '../door.ts';
+import { date } from '../../db/values.ts';
+import { type ClaimedCharge, dueCharges, leaseClaim, toClaimed } from '../claim.ts';
 
-/**
- * Claim due charges in one round trip. A paused or cancelled mandate's charges are not taken:
- * a paused mandate's retry waits for its resume (and is checked against the card's ledger
- * then), a cancelled one's were cancelled with it. A completed mandate's last charges still go.
- */
+/** Claim due charges (`dueCharges`) in one round trip, in claim order, after `after` when given. */
 export async function claimDueCharges(
   database: Database,
   opts: {
@@ -40,15 +35,12 @@ export async function claimDueCharges(
     after?: ClaimCursor | null | undefined;
   },
 ): Promise<ClaimedCharge[]> {
-  const mandateFilter: SQL = opts.mandateId === undefined ? sql`` : sql`and c.mandate_id = ${opts.mandateId}`;
   // Read before the statement: the lease the database grants ends no earlier than this.
   const leaseDeadline = Date.now() + opts.leaseSeconds * 1000;
   const rows = await database.rows(
     leaseClaim({
-      pick: sql`${chargeIsWaiting('c')}
-        and c.next_attempt_at <= ${opts.asOf.toISOString()}::timestamptz
-        and (c.next_attempt_at, c.id) > (${opts.after?.at ?? '-infinity'}::timestamptz, ${opts.after?.id ?? 0}::bigint)
-        and ${mandateReleasesCharges('pm')} ${mandateFilter}`,
+      pick: sql`${dueCharges(opts)}
+        and (c.next_attempt_at, c.id) > (${opts.after?.at ?? '-infinity'}::timestamptz, ${opts.after?.id ?? 0}::bigint)`,
       pickJoin: sql`join mandates pm on pm.id = c.mandate_id`,
       order: sql`c.next_attempt_at, c.id`,
       limit: opts.limit,
@@ -66,10 +58,13 @@ export async function claimDueCharges(
     // Its text is the same at every batch: prepared once per connection.
     { prepare: true },
   );
-  const claimed = rows.map((r) => ({ ...toClaimed(r), leaseDeadline })).sort((a, b) => a.id - b.id);
-  const last = lastInOrder(rows);
-  if (last) cursors.set(claimed, last);
-  return claimed;
+  return rows
+    .map((r) => ({
+      ...toClaimed(r),
+      leaseDeadline,
+      claimKey: { at: String(r.cursor_at), ms: date(r.next_attempt_at).getTime() },
+    }))
+    .sort((a, b) => a.id - b.id);
 }
 
 /** A point in the claim order (next_attempt_at, id); the time as PostgreSQL printed it, exact. */
@@ -78,24 +73,22 @@ export interface ClaimCursor {
   id: number;
 }
 
-const cursors = new WeakMap<ClaimedCharge[], ClaimCursor>();
-
-/** Where a claim ended in the claim order: the next claim of the run may start after it. */
-export function claimCursor(claimed: ClaimedCharge[]): ClaimCursor | null {
-  return cursors.get(claimed) ?? null;
-}
-
 /**
- * The claimed row last in claim order. Times compare to the millisecond here; two rows within
- * one millisecond may come out in the wrong order, which only sets the cursor a little early
- * (the next claim skips over rows that are no longer waiting), never past a waiting one.
+ * Where a claim ended in the claim order, its last charge: the next claim of the run may start
+ * after it. Times compare to the millisecond here; two charges within one millisecond may come
+ * out in the wrong order, which only sets the cursor a little early (the next claim skips over
+ * rows that are no longer waiting), never past a waiting one.
  */
-function lastInOrder(rows: Record<string, unknown>[]): ClaimCursor | null {
-  let best: { ms: number; id: number; at: string } | null = null;
-  for (const r of rows) {
-    const ms = date(r.next_attempt_at).getTime();
-    const id = num(r.id);
-    if (!best || ms > best.ms || (ms === best.ms && id > best.id)) best = { ms, id, at: String(r.cursor_at) };
+export function claimCursor(claimed: ClaimedCharge[]): ClaimCursor | null {
+  let last: ClaimedCharge | undefined;
+  for (const c of claimed) {
+    if (!c.claimKey) continue;
+    if (
+      !last?.claimKey ||
+      c.claimKey.ms > last.claimKey.ms ||
+      (c.claimKey.ms === last.claimKey.ms && c.id > last.id)
+    )
+      last = c;
   }
-  return best && { at: best.at, id: best.id };
+  return last?.claimKey ? { at: last.claimKey.at, id: last.id } : null;
 }
