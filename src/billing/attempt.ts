@@ -45,7 +45,8 @@ export interface SettlePlan {
   linkHref: string;
 }
 
-const RECURRING_RELS = ['payments:recurringAuthorize', 'payments:migrateRecurringAuthorize'];
+/** The relations of a link that continues a credential's chain (kept with the credential's id). */
+export const RECURRING_RELS = ['payments:recurringAuthorize', 'payments:migrateRecurringAuthorize'];
 
 /**
  * The links an authorization's commit keeps, as (relation, href) pairs: every link returned,

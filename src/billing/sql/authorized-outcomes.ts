@@ -27,6 +27,7 @@ import { sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
 import { num } from '../../db/values.ts';
 import { attemptMachine } from '../../domain/lifecycle.ts';
+import { RECURRING_RELS } from '../attempt.ts';
 import { chargeMayBecome, mayBecome } from '../door.ts';
 
 /** One authorized charge's outcome, as the batch statement binds it. */
@@ -59,7 +60,7 @@ export interface AuthorizedOutcome {
   } | null;
 }
 
-const RECURRING_RELS = `'payments:recurringAuthorize', 'payments:migrateRecurringAuthorize'`;
+const RECURRING_LIST = sql.raw(RECURRING_RELS.map((r) => `'${r}'`).join(', '));
 
 /**
  * Commit the outcomes; returns, for each charge whose commit applied, its settle action's id
@@ -122,7 +123,7 @@ export async function commitAuthorizedOutcomes(
        where a.id = v.attempt_id and ${mayBecome(attemptMachine, 'a.state', 'authorized')}
     ), lk as (
       insert into links (credential_id, attempt_id, source, rel, href)
-      select case when l.key in (${sql.raw(RECURRING_RELS)}) then v.credential_id end, v.attempt_id,
+      select case when l.key in (${RECURRING_LIST}) then v.credential_id end, v.attempt_id,
              case when v.kind = 'migrate' then 'migrate' else 'authorize' end, l.key, l.value
         from v join ch on ch.id = v.charge_id cross join lateral jsonb_each_text(v.links) l
       returning id, attempt_id, rel
