@@ -14,7 +14,7 @@ import { addMonths } from 'date-fns';
 import { sql } from 'drizzle-orm';
 import { openApp } from '../src/app.ts';
 import type { FaultPoint } from '../src/billing/context.ts';
-import { createMandate, queueCharge } from '../src/billing/mandates.ts';
+import { createMandate, queueCharge } from '../src/billing/mandates/index.ts';
 import { loadConfig } from '../src/config.ts';
 import { num } from '../src/db/values.ts';
 import { silentLogger } from '../src/logger.ts';

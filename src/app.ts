@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { BillingContext, FaultPoints } from './billing/context.ts';
-import { dunningPolicy } from './billing/dunning.ts';
-import type { RetryPolicy } from './billing/retry-policy.ts';
+import { dunningPolicy } from './billing/dunning/apply-policy.ts';
+import type { RetryPolicy } from './billing/dunning/retry-policy.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config.ts';
 import { createDatabase, type Database } from './db/client.ts';

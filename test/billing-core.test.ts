@@ -1,14 +1,14 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { followSettlements } from '../src/billing/charge/settle.ts';
 import {
   createMandate,
   pauseMandate,
   queueCharge,
   resumeMandate,
   showMandate,
-} from '../src/billing/mandates.ts';
-import { runBilling } from '../src/billing/run.ts';
-import { followSettlements } from '../src/billing/settle.ts';
+} from '../src/billing/mandates/index.ts';
+import { runBilling } from '../src/billing/run/run.ts';
 import { num } from '../src/db/values.ts';
 import { startWorld, type World } from './support/world.ts';
 

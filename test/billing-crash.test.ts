@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMandate } from '../src/billing/mandates.ts';
+import { createMandate } from '../src/billing/mandates/index.ts';
 import { num } from '../src/db/values.ts';
 import { runCli } from './support/cli.ts';
 import { hasServer, serverSkipReason } from './support/db.ts';

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.ts';
-import { createMandate, queueCharge } from '../src/billing/mandates.ts';
+import { createMandate, queueCharge } from '../src/billing/mandates/index.ts';
 import { containsCardNumber } from '../src/domain/card.ts';
 import { errorMessage, ValidationError } from '../src/errors.ts';
 import { createRowValidator, FIELDS } from '../src/legacy/rows.ts';

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMandate } from '../src/billing/mandates.ts';
-import { materializeDueCharges } from '../src/billing/materialize.ts';
+import { createMandate } from '../src/billing/mandates/index.ts';
+import { materializeDueCharges } from '../src/billing/mandates/materialize.ts';
 import { claimCursor, claimDueCharges } from '../src/billing/sql/claim-due.ts';
 import { startWorld, type World } from './support/world.ts';
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMandate } from '../src/billing/mandates.ts';
-import { runBilling } from '../src/billing/run.ts';
+import { createMandate } from '../src/billing/mandates/index.ts';
+import { runBilling } from '../src/billing/run/run.ts';
 import { runCli } from './support/cli.ts';
 import { hasServer, serverSkipReason } from './support/db.ts';
 import { startWorld, type World } from './support/world.ts';

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMandate } from '../src/billing/mandates.ts';
+import { createMandate } from '../src/billing/mandates/index.ts';
 import { rebillBin } from './support/cli.ts';
 import { hasServer, serverSkipReason } from './support/db.ts';
 import { startWorld, type World } from './support/world.ts';

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runBilling } from '../src/billing/run.ts';
-import { createRunner } from '../src/billing/runner.ts';
+import { runBilling } from '../src/billing/run/run.ts';
+import { createRunner } from '../src/billing/run/runner.ts';
 import { CONSOLE_CSP } from '../src/http/console.ts';
 import { type AdminServer, createAdminServer } from '../src/http/server.ts';
 import { startWorld, type World } from './support/world.ts';
@@ -60,7 +60,7 @@ async function story(w: World, t0: Date) {
         match: { chainId: v.chainId },
         outcomes: codes.map((code) => ({ type: 'refuse' as const, code })),
       });
-    const { createMandate } = await import('../src/billing/mandates.ts');
+    const { createMandate } = await import('../src/billing/mandates/index.ts');
     return createMandate(app, {
       customerRef: ref,
       intent: 'subscription',

@@ -1,9 +1,9 @@
 import { sql } from 'drizzle-orm';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listCharges, retryNow } from '../src/billing/charges.ts';
-import { attachCredential, createMandate, showMandate } from '../src/billing/mandates.ts';
-import { runBilling } from '../src/billing/run.ts';
+import { attachCredential, createMandate, showMandate } from '../src/billing/mandates/index.ts';
+import { listCharges, retryNow } from '../src/billing/operator/charges.ts';
+import { runBilling } from '../src/billing/run/run.ts';
 import { date, num } from '../src/db/values.ts';
 import { ADVICE_CODES, REFUSAL_CODES } from '../src/domain/dunning/index.ts';
 import type { Outcome } from '../src/sandbox/server.ts';

@@ -2,16 +2,16 @@ import { sql } from 'drizzle-orm';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type App, openApp } from '../src/app.ts';
-import { retryNow } from '../src/billing/charges.ts';
 import {
   attachCredential,
   cancelMandate,
   createMandate,
   pauseMandate,
   resumeMandate,
-} from '../src/billing/mandates.ts';
-import { paymentAction } from '../src/billing/payments.ts';
-import { runBilling } from '../src/billing/run.ts';
+} from '../src/billing/mandates/index.ts';
+import { retryNow } from '../src/billing/operator/charges.ts';
+import { paymentAction } from '../src/billing/operator/payments.ts';
+import { runBilling } from '../src/billing/run/run.ts';
 import type { Clock } from '../src/clock.ts';
 import { num, str } from '../src/db/values.ts';
 import { type Machine, machines } from '../src/domain/lifecycle.ts';

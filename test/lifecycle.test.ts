@@ -8,10 +8,10 @@ import {
   pauseMandate,
   resumeMandate,
   showMandate,
-} from '../src/billing/mandates.ts';
-import { paymentAction, paymentEvents } from '../src/billing/payments.ts';
-import { runBilling } from '../src/billing/run.ts';
-import { createRunner } from '../src/billing/runner.ts';
+} from '../src/billing/mandates/index.ts';
+import { paymentAction, paymentEvents } from '../src/billing/operator/payments.ts';
+import { runBilling } from '../src/billing/run/run.ts';
+import { createRunner } from '../src/billing/run/runner.ts';
 import { claimDueCharges } from '../src/billing/sql/claim-due.ts';
 import { writeAhead } from '../src/billing/sql/write-ahead.ts';
 import { fixedClock } from '../src/clock.ts';

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMandate, showMandate } from '../src/billing/mandates.ts';
-import { runBilling } from '../src/billing/run.ts';
+import { createMandate, showMandate } from '../src/billing/mandates/index.ts';
+import { runBilling } from '../src/billing/run/run.ts';
 import { startWorld, type World } from './support/world.ts';
 
 const at = (iso: string) => new Date(iso);

@@ -1,10 +1,10 @@
 import { sql } from 'drizzle-orm';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { forecast } from '../src/billing/forecast.ts';
-import { cancelChange, listChanges, updateMandate } from '../src/billing/mandate-changes.ts';
-import { cancelMandate, createMandate, getMandate } from '../src/billing/mandates.ts';
-import { runBilling } from '../src/billing/run.ts';
+import { cancelChange, listChanges, updateMandate } from '../src/billing/mandates/changes.ts';
+import { forecast } from '../src/billing/mandates/forecast.ts';
+import { cancelMandate, createMandate, getMandate } from '../src/billing/mandates/index.ts';
+import { runBilling } from '../src/billing/run/run.ts';
 import { num } from '../src/db/values.ts';
 import { dueAt } from '../src/domain/calendar.ts';
 import { applyChange, mulDivRound, type Plan, scheduleOfPlan } from '../src/domain/mandate-change.ts';

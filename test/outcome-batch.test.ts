@@ -1,12 +1,12 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.ts';
-import { createMandate } from '../src/billing/mandates.ts';
-import { materializeDueCharges } from '../src/billing/materialize.ts';
-import { outcomeBatcher } from '../src/billing/outcome-batch.ts';
-import { prepareBatch } from '../src/billing/prepare.ts';
-import { zero } from '../src/billing/run-book.ts';
-import { planSettle } from '../src/billing/settle.ts';
+import { outcomeBatcher } from '../src/billing/charge/outcome-batch.ts';
+import { prepareBatch } from '../src/billing/charge/prepare.ts';
+import { planSettle } from '../src/billing/charge/settle.ts';
+import { createMandate } from '../src/billing/mandates/index.ts';
+import { materializeDueCharges } from '../src/billing/mandates/materialize.ts';
+import { zero } from '../src/billing/run/tally.ts';
 import { claimDueCharges } from '../src/billing/sql/claim-due.ts';
 import { num } from '../src/db/values.ts';
 import type { AuthorizeResult } from '../src/gateways/types.ts';

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.ts';
-import { getCharge } from '../src/billing/charges.ts';
-import { createMandate, showMandate } from '../src/billing/mandates.ts';
-import { paymentAction, paymentEvents } from '../src/billing/payments.ts';
-import { runBilling } from '../src/billing/run.ts';
+import { createMandate, showMandate } from '../src/billing/mandates/index.ts';
+import { getCharge } from '../src/billing/operator/charges.ts';
+import { paymentAction, paymentEvents } from '../src/billing/operator/payments.ts';
+import { runBilling } from '../src/billing/run/run.ts';
 import { ConflictError, ValidationError } from '../src/errors.ts';
 import { startWorld, type World } from './support/world.ts';
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMandate } from '../src/billing/mandates.ts';
-import { dailyReport, recoveryReport, summaryReport } from '../src/billing/reports.ts';
-import { runBilling } from '../src/billing/run.ts';
+import { createMandate } from '../src/billing/mandates/index.ts';
+import { dailyReport, recoveryReport, summaryReport } from '../src/billing/reporting/reports.ts';
+import { runBilling } from '../src/billing/run/run.ts';
 import { runCli } from './support/cli.ts';
 import { hasServer } from './support/db.ts';
 import { startWorld, type World } from './support/world.ts';
@@ -179,7 +179,7 @@ describe('exports', () => {
 
   it('streams fixed columns as CSV and NDJSON, over the API too, with no card data', async () => {
     const app = await w.app(t0);
-    const { exportLines } = await import('../src/billing/exports.ts');
+    const { exportLines } = await import('../src/billing/reporting/exports.ts');
     const window = { from: new Date('2026-01-01T00:00:00Z'), to: new Date('2099-01-01T00:00:00Z') };
     let csv = '';
     for await (const chunk of exportLines(w.t.database, 'mandates', { ...window, format: 'csv' }))
@@ -211,7 +211,7 @@ describe('exports', () => {
     ).rejects.toMatchObject({ field: 'kind' });
     // over the API
     const { createAdminServer } = await import('../src/http/server.ts');
-    const { createRunner } = await import('../src/billing/runner.ts');
+    const { createRunner } = await import('../src/billing/run/runner.ts');
     const { request } = await import('undici');
     const server = await createAdminServer({ ctx: app, runner: createRunner(app) });
     const url = await server.listen('127.0.0.1:0');

@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { App } from '../../src/app.ts';
-import { cancelMandate, pauseMandate, resumeMandate } from '../../src/billing/mandates.ts';
+import { cancelMandate, pauseMandate, resumeMandate } from '../../src/billing/mandates/index.ts';
 import type { Database } from '../../src/db/client.ts';
 import { num } from '../../src/db/values.ts';
 import type { LedgerEntry } from '../../src/sandbox/server.ts';

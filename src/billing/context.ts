@@ -3,7 +3,7 @@ import type { Config } from '../config.ts';
 import type { Database } from '../db/client.ts';
 import type { Gateway } from '../gateways/types.ts';
 import type { Logger } from '../logger.ts';
-import type { RetryPolicy } from './retry-policy.ts';
+import type { RetryPolicy } from './dunning/retry-policy.ts';
 
 /** Everything a billing service needs, wired once by the CLI, the daemon or a test. */
 export interface BillingContext {

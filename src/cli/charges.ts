@@ -1,5 +1,5 @@
 import { type Command, Option } from 'commander';
-import { dunningReport, getCharge, listCharges, retryNow } from '../billing/charges.ts';
+import { dunningReport, getCharge, listCharges, retryNow } from '../billing/operator/charges.ts';
 import { chargeMachine } from '../domain/lifecycle.ts';
 import { formatMoney } from '../domain/money.ts';
 import type { CliDeps } from './main.ts';

@@ -1,5 +1,5 @@
 import { type Command, Option } from 'commander';
-import { type Bucket, forecast, plannedCharges } from '../billing/forecast.ts';
+import { type Bucket, forecast, plannedCharges } from '../billing/mandates/forecast.ts';
 import { formatMoney } from '../domain/money.ts';
 import type { CliDeps } from './main.ts';
 import { intOption, parseInstant, printJson, table } from './output.ts';

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { type Command, Option } from 'commander';
-import { cancelChange, listChanges, updateMandate } from '../billing/mandate-changes.ts';
+import { cancelChange, listChanges, updateMandate } from '../billing/mandates/changes.ts';
 import {
   attachCredential,
   cancelMandate,
@@ -11,7 +11,7 @@ import {
   queueCharge,
   resumeMandate,
   showMandate,
-} from '../billing/mandates.ts';
+} from '../billing/mandates/index.ts';
 import { mandateMachine } from '../domain/lifecycle.ts';
 import { formatMoney } from '../domain/money.ts';
 import { RebillError, ValidationError } from '../errors.ts';

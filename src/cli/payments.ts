@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { type ChargeDetail, getCharge } from '../billing/charges.ts';
-import { type PaymentOp, paymentAction, paymentEvents } from '../billing/payments.ts';
+import { type ChargeDetail, getCharge } from '../billing/operator/charges.ts';
+import { type PaymentOp, paymentAction, paymentEvents } from '../billing/operator/payments.ts';
 import { formatMoney } from '../domain/money.ts';
 import type { CliDeps } from './main.ts';
 import { idArg, intOption, printJson, table } from './output.ts';

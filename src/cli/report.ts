@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { dailyReport, recoveryReport, summaryReport } from '../billing/reports.ts';
+import { dailyReport, recoveryReport, summaryReport } from '../billing/reporting/reports.ts';
 import { formatMoney } from '../domain/money.ts';
 import type { CliDeps } from './main.ts';
 import { parseInstant, printJson, table } from './output.ts';

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import type { RunReport } from '../billing/run.ts';
-import { runBilling } from '../billing/run.ts';
+import type { RunReport } from '../billing/run/run.ts';
+import { runBilling } from '../billing/run/run.ts';
 import { formatMoney } from '../domain/money.ts';
 import type { CliDeps } from './main.ts';
 import { exitCodes, idArg, intOption, parseInstant, printJson, table } from './output.ts';

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { getRun, listRuns } from '../billing/runs.ts';
+import { getRun, listRuns } from '../billing/reporting/runs.ts';
 import type { CliDeps } from './main.ts';
 import { idArg, intOption, printJson, table } from './output.ts';
 

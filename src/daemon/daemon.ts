@@ -1,7 +1,7 @@
 import cron, { type ScheduledTask } from 'node-cron';
 import type { BillingContext } from '../billing/context.ts';
-import type { RunReport } from '../billing/run.ts';
-import type { Runner } from '../billing/runner.ts';
+import type { RunReport } from '../billing/run/run.ts';
+import type { Runner } from '../billing/run/runner.ts';
 import { ConfigError } from '../config.ts';
 import { errorMessage } from '../errors.ts';
 import { pruneIdempotencyKeys } from '../http/idempotency.ts';

@@ -1,5 +1,5 @@
 import type { App } from '../app.ts';
-import { createRunner } from '../billing/runner.ts';
+import { createRunner } from '../billing/run/runner.ts';
 import { startDeliveryLoop } from '../events/loop.ts';
 import { createAdminServer } from '../http/server.ts';
 import { createMetrics } from '../metrics.ts';

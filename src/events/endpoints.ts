@@ -3,7 +3,7 @@ import { BlockList, isIP } from 'node:net';
 import { sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { BillingContext } from '../billing/context.ts';
-import { freeText, parseInput } from '../billing/mandate-schemas.ts';
+import { freeText, parseInput } from '../billing/mandates/schemas.ts';
 import { date, dateOrNull, num, str } from '../db/values.ts';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.ts';
 import { appendEvent } from './append.ts';

@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { parseInput } from '../billing/mandate-schemas.ts';
+import { parseInput } from '../billing/mandates/schemas.ts';
 import { findUpwards } from '../paths.ts';
 import { HttpError } from './errors.ts';
 

@@ -1,8 +1,12 @@
 import { z } from 'zod';
-import { getCharge, listCharges, retryNow } from '../billing/charges.ts';
 import type { BillingContext } from '../billing/context.ts';
-import { forecast } from '../billing/forecast.ts';
-import { cancelChange, listChanges, updateMandate, updateMandateSchema } from '../billing/mandate-changes.ts';
+import {
+  cancelChange,
+  listChanges,
+  updateMandate,
+  updateMandateSchema,
+} from '../billing/mandates/changes.ts';
+import { forecast } from '../billing/mandates/forecast.ts';
 import {
   attachCredential,
   cancelMandate,
@@ -15,18 +19,19 @@ import {
   queueCharge,
   resumeMandate,
   showMandate,
-} from '../billing/mandates.ts';
+} from '../billing/mandates/index.ts';
+import { getCharge, listCharges, retryNow } from '../billing/operator/charges.ts';
 import {
   amountInputSchema,
   noAmountInputSchema,
   type PaymentOp,
   paymentAction,
   paymentEvents,
-} from '../billing/payments.ts';
-import { dailyReport, recoveryReport, summaryReport } from '../billing/reports.ts';
-import { assertNotFuture } from '../billing/run.ts';
-import type { Runner } from '../billing/runner.ts';
-import { getRun, listRuns } from '../billing/runs.ts';
+} from '../billing/operator/payments.ts';
+import { dailyReport, recoveryReport, summaryReport } from '../billing/reporting/reports.ts';
+import { getRun, listRuns } from '../billing/reporting/runs.ts';
+import { assertNotFuture } from '../billing/run/run.ts';
+import type { Runner } from '../billing/run/runner.ts';
 import { parseInstant } from '../domain/instant.ts';
 import { chargeMachine, mandateMachine } from '../domain/lifecycle.ts';
 import { ValidationError } from '../errors.ts';

@@ -1,7 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
+import { receivePaymentEvent } from '../billing/charge/follow.ts';
 import type { BillingContext } from '../billing/context.ts';
-import { receivePaymentEvent } from '../billing/webhooks.ts';
 import type { Metrics } from '../metrics.ts';
 
 export const WEBHOOK_PATH = '/webhooks/worldpay';

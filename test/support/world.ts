@@ -1,6 +1,6 @@
 import { request } from 'undici';
 import { type App, openApp } from '../../src/app.ts';
-import type { RetryPolicy } from '../../src/billing/retry-policy.ts';
+import type { RetryPolicy } from '../../src/billing/dunning/retry-policy.ts';
 import { fixedClock } from '../../src/clock.ts';
 import { type Config, loadConfig } from '../../src/config.ts';
 import { silentLogger } from '../../src/logger.ts';

@@ -27,8 +27,8 @@ import { sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
 import { num } from '../../db/values.ts';
 import { attemptMachine } from '../../domain/lifecycle.ts';
-import { RECURRING_RELS } from '../attempt.ts';
-import { chargeMayBecome, mayBecome } from '../door.ts';
+import { RECURRING_RELS } from '../charge/outcome.ts';
+import { chargeMayBecome, mayBecome } from './transitions.ts';
 
 /** One authorized charge's outcome, as the batch statement binds it. */
 export interface AuthorizedOutcome {

@@ -20,7 +20,7 @@
 import { sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
 import { date } from '../../db/values.ts';
-import { type ClaimedCharge, dueCharges, leaseClaim, toClaimed } from '../claim.ts';
+import { type ClaimedCharge, dueCharges, leaseClaim, toClaimed } from '../charge/claim.ts';
 
 /** Claim due charges (`dueCharges`) in one round trip, in claim order, after `after` when given. */
 export async function claimDueCharges(

@@ -15,7 +15,7 @@ import { sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
 import { num } from '../../db/values.ts';
 import type { Links } from '../../gateways/types.ts';
-import { chargeMayBecome } from '../door.ts';
+import { chargeMayBecome } from './transitions.ts';
 
 /** A settle the gateway accepted, whose commit may wait for the next batch. */
 export interface Acceptance {

@@ -14,9 +14,9 @@
 import { sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
 import { num } from '../../db/values.ts';
-import type { PlannedAttempt } from '../attempt.ts';
-import type { ClaimedCharge } from '../claim.ts';
-import { chargeMayBecome, mandateReleasesCharges } from '../door.ts';
+import type { ClaimedCharge } from '../charge/claim.ts';
+import type { PlannedAttempt } from '../charge/outcome.ts';
+import { chargeMayBecome, mandateReleasesCharges } from './transitions.ts';
 
 /**
  * Write ahead, for a whole batch in one statement: the attempt rows (state `sending`, with

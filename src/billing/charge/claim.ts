@@ -1,0 +1,194 @@
+import { type SQL, sql } from 'drizzle-orm';
+import type { Database } from '../../db/client.ts';
+import { date, dateOrNull, num, numOrNull, str } from '../../db/values.ts';
+import type { Intent } from '../../gateways/types.ts';
+import type { CardAttempt } from '../dunning/retry-policy.ts';
+import { chargeIsWaiting, mandateReleasesCharges } from '../sql/transitions.ts';
+
+/** A charge claimed under a lease, with what sending it needs from its mandate and credential. */
+export interface ClaimedCharge {
+  id: number;
+  mandateId: number;
+  cycle: number;
+  amount: number;
+  currency: string;
+  state: string;
+  attemptCount: number;
+  fence: number;
+  intent: Intent;
+  entity: string;
+  narrative: string;
+  gateway: string;
+  settleMode: string;
+  settlePercent: number | null;
+  customerRef: string;
+  credentialId: number;
+  credentialStatus: string;
+  instrumentType: string;
+  linkHref: string | null;
+  encryptedPan: string | null;
+  expiryMonth: number | null;
+  expiryYear: number | null;
+  cardHolderName: string | null;
+  tokenHref: string | null;
+  vaultedCardId: string | null;
+  schemeReference: string | null;
+  /** Wall-clock ms by which the lease this claim took has surely expired (claims only). */
+  leaseDeadline?: number;
+  /** Its next_attempt_at as PostgreSQL printed it (exact) and in ms (claims only): its place in the claim order. */
+  claimKey?: { at: string; ms: number };
+}
+
+/**
+ * The one lease-claim statement, which the charge loop, reconciliation and settlement resumption
+ * fill in: a CTE picks rows with FOR UPDATE SKIP LOCKED (two workers never wait on each other
+ * and never take the same row), the UPDATE takes a lease and bumps the fencing token, and
+ * RETURNING reads whatever else the work needs through the FROM list, so no second query is
+ * needed. Leases are in wall-clock time (process liveness); due times are business time.
+ */
+export function leaseClaim(opts: {
+  /** The `where` of the pick, on `charges c` (and whatever `pickJoin` adds). */
+  pick: SQL;
+  pickJoin?: SQL;
+  order: SQL;
+  limit: number;
+  owner: string;
+  leaseSeconds: number;
+  /** Further tables for RETURNING, as `, table alias ...` and their join conditions. */
+  from: SQL;
+  join: SQL;
+  returning: SQL;
+}): SQL {
+  return sql`
+    with picked as (
+      -- lease_was: when the previous holder's lease ran out (a reconciler's bound on its send).
+      select c.id, c.lease_expires_at as lease_was from charges c ${opts.pickJoin ?? sql``}
+      where ${opts.pick}
+        and (c.lease_expires_at is null or c.lease_expires_at < now())
+      order by ${opts.order}
+      limit ${opts.limit}
+      for update of c skip locked
+    )
+    update charges c
+       set lease_owner = ${opts.owner},
+           lease_expires_at = now() + make_interval(secs => ${opts.leaseSeconds}),
+           fence = c.fence + 1
+      from picked ${opts.from}
+     where c.id = picked.id ${opts.join}
+    returning ${opts.returning}`;
+}
+
+/**
+ * The charges due at an as-of, on `charges c` joined to `mandates pm`: waiting, due, their
+ * mandate releasing them. A paused or cancelled mandate's charges are not due: a paused
+ * mandate's retry waits for its resume (and is checked against the card's ledger then), a
+ * cancelled one's were cancelled with it. A completed mandate's last charges still go. The
+ * claim (`sql/claim-due.ts`) locks what this matches; `countDueCharges` counts it.
+ */
+export function dueCharges(opts: { asOf: Date; mandateId?: number | undefined }): SQL {
+  const mandateFilter: SQL = opts.mandateId === undefined ? sql`` : sql`and c.mandate_id = ${opts.mandateId}`;
+  return sql`${chargeIsWaiting('c')} and c.next_attempt_at <= ${opts.asOf.toISOString()}::timestamptz
+      and ${mandateReleasesCharges('pm')} ${mandateFilter}`;
+}
+
+/**
+ * How many charges `claimDueCharges` would take for this as-of (leased or not): a run's
+ * total, known before it sends anything, for its progress bar.
+ */
+export async function countDueCharges(
+  database: Database,
+  opts: { asOf: Date; mandateId?: number | undefined },
+): Promise<number> {
+  const rows = await database.rows(
+    sql`select count(*)::int as n from charges c join mandates pm on pm.id = c.mandate_id where ${dueCharges(opts)}`,
+  );
+  return num(rows[0]?.n ?? 0);
+}
+
+/** A claimed row; credential columns a query did not return (card data...) read as null. */
+export function toClaimed(r: Record<string, unknown>): ClaimedCharge {
+  return {
+    id: num(r.id),
+    mandateId: num(r.mandate_id),
+    cycle: num(r.cycle),
+    amount: num(r.amount),
+    currency: String(r.currency),
+    state: String(r.state),
+    attemptCount: num(r.attempt_count),
+    fence: num(r.fence),
+    intent: String(r.intent) as Intent,
+    entity: String(r.entity),
+    narrative: String(r.narrative),
+    gateway: String(r.gateway),
+    settleMode: String(r.settle_mode),
+    settlePercent: numOrNull(r.settle_percent),
+    customerRef: String(r.customer_ref),
+    credentialId: num(r.credential_id),
+    credentialStatus: String(r.credential_status),
+    instrumentType: String(r.instrument_type),
+    linkHref: str(r.link_href),
+    encryptedPan: str(r.encrypted_pan),
+    expiryMonth: numOrNull(r.expiry_month),
+    expiryYear: numOrNull(r.expiry_year),
+    cardHolderName: str(r.card_holder_name),
+    tokenHref: str(r.token_href),
+    vaultedCardId: str(r.vaulted_card_id),
+    schemeReference: str(r.scheme_reference),
+  };
+}
+
+/**
+ * What the retry ledger needs of these credentials' last 30 days (business time): reattempts
+ * and refusals, across all mandates. First attempts that went through are left out, so a
+ * healthy card costs this query nothing however many mandates share it; so are attempts that
+ * never reached the issuer (`error`, `not_sent`): the schemes count what the issuer saw.
+ */
+export async function loadCardHistory(
+  database: Database,
+  credentialIds: number[],
+  asOf: Date,
+): Promise<Map<number, CardAttempt[]>> {
+  const out = new Map<number, CardAttempt[]>();
+  if (credentialIds.length === 0) return out;
+  const since = new Date(asOf.getTime() - 31 * 86_400_000);
+  const rows = await database.rows(sql`
+    select credential_id, charge_id, attempted_at, attempt_no, state from attempts
+    where credential_id in (${sql.join(
+      credentialIds.map((id) => sql`${id}`),
+      sql`, `,
+    )}) and attempted_at > ${since.toISOString()}::timestamptz
+      and (attempt_no > 1 or state in ('refused', 'not_found'))
+      -- never reached the issuer: our own error, the gateway refusing the request, never sent
+      and state not in ('error', 'not_sent')
+    order by attempted_at`);
+  for (const r of rows) {
+    const id = num(r.credential_id);
+    const list = out.get(id) ?? [];
+    list.push({
+      at: date(r.attempted_at),
+      chargeId: num(r.charge_id),
+      first: num(r.attempt_no) === 1,
+      state: String(r.state),
+    });
+    out.set(id, list);
+  }
+  return out;
+}
+
+/** This charge's dunning so far: when it was first refused, and how many attempts ended how. */
+export async function chargeDunning(
+  database: Database,
+  chargeId: number,
+): Promise<{ firstRefusedAt: Date | null; refused: number; notFound: number }> {
+  const rows = await database.rows(
+    sql`select min(attempted_at) filter (where state in ('refused', 'not_found')) as at,
+               count(*) filter (where state = 'refused')::int as refused,
+               count(*) filter (where state = 'not_found')::int as not_found
+          from attempts where charge_id = ${chargeId}`,
+  );
+  return {
+    firstRefusedAt: dateOrNull(rows[0]?.at),
+    refused: num(rows[0]?.refused ?? 0),
+    notFound: num(rows[0]?.not_found ?? 0),
+  };
+}

@@ -1,0 +1,271 @@
+import { type SQL, sql } from 'drizzle-orm';
+import { date, num, str } from '../../db/values.ts';
+import { errorMessage } from '../../errors.ts';
+import type { PaymentStatus } from '../../gateways/types.ts';
+import type { BillingContext } from '../context.ts';
+import { decideRefusal } from '../dunning/refusal.ts';
+import { releaseLease, transitionCharge } from '../sql/transitions.ts';
+import { leaseClaim, toClaimed } from './claim.ts';
+import { commitAuthorized, commitRefused, commitUnknown, type PlannedAttempt } from './outcome.ts';
+import { planSettle, sendSettle } from './settle.ts';
+
+const AUTHORIZED_LIKE: PaymentStatus[] = [
+  'authorized',
+  'sentForSettlement',
+  'settled',
+  'sentForCancellation',
+  'cancelled',
+  'sentForRefund',
+  'refunded',
+  'refundFailed',
+  'settlementFailed',
+];
+
+export interface ReconcileReport {
+  checked: number;
+  authorized: number;
+  refused: number;
+  notFound: number;
+  stillUnknown: number;
+  errors: number;
+}
+
+/**
+ * Resolve attempts whose outcome is not known: `unknown` ones (timeout, reset, 5xx) and
+ * `sending` ones a crashed worker left behind (its lease expired). Each is looked up by its
+ * transactionReference; the charge is claimed under a lease first so two reconcilers never
+ * act on one attempt. Nothing is ever resent under a new reference until the gateway has
+ * said, past its event lag, that it has no such payment.
+ */
+export async function reconcileUnknown(
+  ctx: BillingContext,
+  opts: { asOf: Date; limit: number; mandateId?: number | undefined },
+): Promise<ReconcileReport> {
+  const report: ReconcileReport = {
+    checked: 0,
+    authorized: 0,
+    refused: 0,
+    notFound: 0,
+    stillUnknown: 0,
+    errors: 0,
+  };
+  const filter: SQL = opts.mandateId === undefined ? sql`` : sql`and c.mandate_id = ${opts.mandateId}`;
+  const leaseSeconds = ctx.config.billing.leaseSeconds;
+  // Each chunk is claimed under its own lease and must be done well inside it: a query takes at
+  // most the request timeout, so a chunk holds as many as fit in half the lease at that pace
+  // (at least one). Chunks go in id order; a charge still unknown is not asked twice in a run.
+  const chunk = Math.max(
+    1,
+    Math.min(100, Math.floor((leaseSeconds * 500) / Math.max(1, ctx.config.worldpay.requestTimeoutMs))),
+  );
+  let after = 0;
+  while (report.checked < opts.limit) {
+    const rows = await ctx.database.rows(
+      leaseClaim({
+        pick: sql`c.state in ('unknown', 'attempting') and c.id > ${after} ${filter}`,
+        order: sql`c.id`,
+        limit: Math.min(chunk, opts.limit - report.checked),
+        owner: ctx.workerId,
+        leaseSeconds,
+        from: sql`, mandates m, customers cu, credentials cr, attempts a`,
+        join: sql`and m.id = c.mandate_id and cu.id = m.customer_id and cr.id = a.credential_id
+          and a.charge_id = c.id and a.attempt_no = c.attempt_count`,
+        returning: sql`c.id, c.mandate_id, c.cycle, c.amount, c.currency, c.state, c.attempt_count, c.fence,
+              m.intent, m.entity, m.narrative, m.gateway, m.settle_mode, m.settle_percent, cu.ref as customer_ref,
+              cr.id as credential_id, cr.status as credential_status, cr.instrument_type,
+              a.id as attempt_id, a.attempt_no, a.transaction_reference, a.kind, a.link_href, a.sent_at, a.attempted_at,
+              extract(epoch from (now() - a.sent_at))::float8 as age_seconds,
+              extract(epoch from (now() - coalesce(picked.lease_was, a.sent_at)))::float8 as unsent_for_seconds`,
+      }),
+    );
+    if (rows.length === 0) break;
+    rows.sort((a, b) => num(a.id) - num(b.id));
+    after = num(rows.at(-1)?.id);
+    for (const open of rows.map(toOpenAttempt)) {
+      report.checked++;
+      const c = open.attempt.charge;
+      try {
+        await reconcileOne(ctx, open, opts.asOf, report);
+      } catch (err) {
+        // One charge's trouble (a gateway answer that breaks the contract...) must not stop
+        // billing: it stays open, its lease is released, and the next run asks again.
+        report.errors++;
+        ctx.logger.error({ chargeId: c.id, err: errorMessage(err) }, 'reconciliation failed for this charge');
+        await releaseLease(
+          ctx.database,
+          { chargeId: c.id, owner: ctx.workerId, fence: c.fence },
+          `reconciliation failed: ${errorMessage(err)}`,
+        );
+      }
+    }
+  }
+  return report;
+}
+
+/** An attempt whose outcome is open, claimed for reconciliation, with the ages the lag rule needs. */
+interface OpenAttempt {
+  attempt: PlannedAttempt;
+  /** Seconds since its write-ahead. */
+  ageSeconds: number;
+  /** Seconds since the lease of the worker that wrote it ahead ran out (it sent nothing after). */
+  unsentForSeconds: number;
+}
+
+/** The one reader of the reconcile claim's rows; it returns no card data (those read as null). */
+function toOpenAttempt(r: Record<string, unknown>): OpenAttempt {
+  const charge = toClaimed(r);
+  return {
+    attempt: {
+      charge,
+      attemptId: num(r.attempt_id),
+      attemptNo: num(r.attempt_no),
+      reference: String(r.transaction_reference),
+      kind: String(r.kind) as PlannedAttempt['kind'],
+      linkHref: str(r.link_href),
+      asOf: date(r.attempted_at),
+      chargeState: charge.state === 'unknown' ? 'unknown' : 'attempting',
+    },
+    ageSeconds: num(r.age_seconds),
+    unsentForSeconds: num(r.unsent_for_seconds),
+  };
+}
+
+async function reconcileOne(
+  ctx: BillingContext,
+  open: OpenAttempt,
+  asOf: Date,
+  report: ReconcileReport,
+): Promise<void> {
+  const p = open.attempt;
+  const charge = p.charge;
+  const gw = ctx.gateway(charge.gateway);
+  const q = await gw.queryByReference(p.reference, charge.entity);
+  const log = ctx.logger.child({
+    chargeId: charge.id,
+    reference: p.reference,
+    correlationId: q.correlationId,
+  });
+  if (q.found === 'unknown') {
+    report.stillUnknown++;
+    await commitUnknown(ctx.database, p, {
+      latencyMs: q.latencyMs,
+      reason: `recovery query failed: ${q.reason}`,
+    });
+    return;
+  }
+  if (q.found === false) {
+    // sent_at is the write-ahead time, not the send time: a written-ahead attempt may wait in
+    // the queue before it goes. A sender posts only while its lease has a margin left, so an
+    // attempt still `attempting` went out, if at all, before its holder's lease ran out: count
+    // the lag from there. An `unknown` one was sent right after its write-ahead.
+    const age = charge.state === 'attempting' ? open.unsentForSeconds : open.ageSeconds;
+    if (age < ctx.config.billing.eventLagMinutes * 60) {
+      report.stillUnknown++;
+      await commitUnknown(ctx.database, p, {
+        httpStatus: q.httpStatus,
+        correlationId: q.correlationId,
+        latencyMs: q.latencyMs,
+        reason: 'not found yet; the gateway may still be within its event lag',
+      });
+      return;
+    }
+    report.notFound++;
+    log.info('recovery: the gateway has no such payment; the attempt did not happen');
+    const decision = await decideRefusal(ctx, charge, { gatewayError: true }, asOf);
+    await commitRefused(
+      ctx.database,
+      {
+        ...charge,
+        chargeId: charge.id,
+        attemptId: p.attemptId,
+        reference: p.reference,
+        chargeState: p.chargeState,
+      },
+      {
+        attemptState: 'not_found',
+        code: null,
+        httpStatus: q.httpStatus,
+        correlationId: q.correlationId,
+        latencyMs: q.latencyMs,
+        error: 'outcome unknown, then not found at the gateway after its event lag',
+      },
+      decision.decision,
+      decision.mandateStatus,
+    );
+    return;
+  }
+  if (q.status === 'refused' || q.status === 'failed' || q.status === 'error' || q.status === 'expired') {
+    report.refused++;
+    const decision = await decideRefusal(ctx, charge, { code: q.rawStatus, adviceCode: null }, asOf);
+    await commitRefused(
+      ctx.database,
+      {
+        ...charge,
+        chargeId: charge.id,
+        attemptId: p.attemptId,
+        reference: p.reference,
+        chargeState: p.chargeState,
+      },
+      {
+        attemptState: 'refused',
+        code: null,
+        description: `recovered by query: ${q.rawStatus}`,
+        httpStatus: q.httpStatus,
+        correlationId: q.correlationId,
+        latencyMs: q.latencyMs,
+      },
+      decision.decision,
+      decision.mandateStatus,
+    );
+    return;
+  }
+  if (AUTHORIZED_LIKE.includes(q.status) || q.status === 'inProgress') {
+    if (q.status === 'inProgress') {
+      report.stillUnknown++;
+      await commitUnknown(ctx.database, p, { latencyMs: q.latencyMs, reason: 'payment still in progress' });
+      return;
+    }
+    report.authorized++;
+    const paymentId = q.links['payments:events'] ?? p.reference;
+    const alreadySettling = q.status !== 'authorized';
+    const settle = alreadySettling ? null : planSettle(charge, p.reference, q.links, paymentId);
+    const committed = await commitAuthorized(
+      ctx.database,
+      p,
+      {
+        outcome: 'authorized',
+        paymentId,
+        links: q.links,
+        latencyMs: q.latencyMs,
+        httpStatus: q.httpStatus,
+        correlationId: q.correlationId,
+      },
+      settle,
+      { recovered: true },
+    );
+    log.info({ status: q.rawStatus }, 'recovery: the payment was authorized; kept the credential link');
+    if (committed && alreadySettling) {
+      // Still under this reconciler's fence: the authorization commit above kept the lease.
+      await transitionCharge(ctx.database, undefined, {
+        id: charge.id,
+        to: 'settling',
+        from: ['authorized'],
+        fence: charge.fence,
+        release: true,
+        reason: `payment ${q.rawStatus} (recovered by query)`,
+      });
+    }
+    if (committed && settle && committed.settleActionId !== null) {
+      await sendSettle(ctx, {
+        gateway: charge.gateway,
+        chargeId: charge.id,
+        fence: charge.fence,
+        attemptId: p.attemptId,
+        actionId: committed.settleActionId,
+        plan: settle,
+        paymentId,
+        links: q.links,
+      });
+    }
+  }
+}

@@ -1,0 +1,393 @@
+import { sql } from 'drizzle-orm';
+import { z } from 'zod';
+import type { Database, Tx } from '../../db/client.ts';
+import { num, numOrNull, str } from '../../db/values.ts';
+import { assertMoney, assertWithinCeiling } from '../../domain/money.ts';
+import { ConflictError, NotFoundError, RebillError, ValidationError } from '../../errors.ts';
+import type { PaymentActionKind, PaymentActionResult } from '../../gateways/types.ts';
+import { actionReference } from '../charge/references.ts';
+import {
+  applyPaymentStatus,
+  commitActionAccepted,
+  commitActionFailed,
+  paymentLinks,
+} from '../charge/settle.ts';
+import type { BillingContext } from '../context.ts';
+import { parseInput } from '../mandates/index.ts';
+import { releaseLease } from '../sql/transitions.ts';
+import { type ChargeDetail, getCharge } from './charges.ts';
+
+/**
+ * Operator actions on a charge's payment (the authorized attempt): settle, partial settle,
+ * cancel, refund, partial refund, reversal, and the events query. Amount and state checks are
+ * done here, under a row lock on the charge, before anything is sent; the action row is
+ * committed before the request goes out, like an authorization.
+ */
+
+export type PaymentOp = PaymentActionKind;
+export const paymentOps: readonly PaymentOp[] = [
+  'settle',
+  'partialSettle',
+  'cancel',
+  'refund',
+  'partialRefund',
+  'reversal',
+];
+
+export const amountInputSchema = z
+  .object({
+    amount: z.number().int().positive(),
+    currency: z
+      .string()
+      .regex(/^[A-Z]{3}$/, 'must be an ISO-4217 code')
+      .optional(),
+  })
+  .strict();
+export const noAmountInputSchema = z
+  .object({
+    currency: z
+      .string()
+      .regex(/^[A-Z]{3}$/, 'must be an ISO-4217 code')
+      .optional(),
+  })
+  .strict();
+
+export interface PaymentActionOutcome {
+  chargeId: number;
+  actionId: number;
+  kind: PaymentOp;
+  reference: string;
+  amount: number | null;
+  currency: string;
+  /** `unknown`: the gateway may or may not have acted; `events` resolves it before anything is resent. */
+  outcome: 'accepted' | 'unknown';
+  correlationId: string | null;
+  charge: ChargeDetail;
+}
+
+interface Locked {
+  actionId: number;
+  attemptId: number;
+  gateway: string;
+  paymentId: string;
+  reference: string;
+  amount: number | null;
+  currency: string;
+  fence: number;
+}
+
+const SETTLES = sql`('settle', 'partialSettle')`;
+const REFUNDS = sql`('refund', 'partialRefund', 'reversal')`;
+
+/**
+ * Check the request against the charge and what was already asked of the gateway, then write
+ * the action row and take the charge's lease, all in one transaction so that two operators
+ * (or an operator and the daemon's auto-settle) cannot both pass the checks.
+ */
+async function writeAheadAction(
+  ctx: BillingContext,
+  chargeId: number,
+  kind: PaymentOp,
+  input: { amount?: number | undefined; currency?: string | undefined },
+): Promise<Locked> {
+  return ctx.database.db.transaction(async (tx) => {
+    const rows = await ctx.database.rows(
+      sql`select c.id, c.amount, c.currency, c.state, c.authorized_attempt_id, c.lease_owner, c.lease_expires_at,
+             (c.lease_expires_at is not null and c.lease_expires_at > now()) as leased,
+             m.gateway, a.transaction_reference, a.gateway_payment_id
+        from charges c join mandates m on m.id = c.mandate_id left join attempts a on a.id = c.authorized_attempt_id
+       where c.id = ${chargeId} for update of c`,
+      tx,
+    );
+    const c = rows[0];
+    if (!c) throw new NotFoundError('charge', chargeId);
+    const currency = String(c.currency);
+    const state = String(c.state);
+    if (c.authorized_attempt_id === null || c.gateway_payment_id === null)
+      throw new ConflictError(`charge ${chargeId} is ${state}: it has no authorized payment`);
+    if (input.currency !== undefined && input.currency !== currency)
+      throw new ConflictError(`charge ${chargeId} is in ${currency}, not ${input.currency}`);
+    if (c.leased === true)
+      throw new ConflictError(
+        `charge ${chargeId} is being worked on by ${String(c.lease_owner)}; try again shortly`,
+      );
+    if (input.amount !== undefined) {
+      assertMoney(input.amount, currency, 'amount');
+      assertWithinCeiling(input.amount, currency, ctx.config.billing.maxAmount);
+    }
+    const sums = await ctx.database.rows(
+      sql`select
+          coalesce(sum(amount) filter (where kind in ${SETTLES} and state in ('accepted', 'requested')), 0) as settle_asked,
+          coalesce(sum(amount) filter (where kind in ${SETTLES} and state = 'accepted'), 0) as settled,
+          count(*) filter (where kind in ${SETTLES} and state = 'requested') as settle_pending,
+          coalesce(sum(amount) filter (where kind in ${REFUNDS} and state in ('accepted', 'requested')), 0) as refund_asked,
+          count(*) filter (where kind in ${REFUNDS} and state in ('accepted', 'requested')) as refunds,
+          count(*) filter (where kind = 'cancel' and state in ('accepted', 'requested')) as cancels,
+          count(*) filter (where kind = ${kind}) as same_kind
+        from payment_actions where charge_id = ${chargeId} and attempt_id = ${c.authorized_attempt_id}`,
+      tx,
+    );
+    const s = sums[0]!;
+    const authorized = num(c.amount);
+    const settleAsked = num(s.settle_asked);
+    const settled = num(s.settled);
+    const refundAsked = num(s.refund_asked);
+    if (num(s.cancels) > 0) throw new ConflictError(`charge ${chargeId}: the payment was cancelled`);
+    let amount: number | null = null;
+    switch (kind) {
+      case 'settle':
+        if (settleAsked > 0)
+          throw new ConflictError(
+            `charge ${chargeId}: ${settleAsked} already settled or requested; use partial-settle for the rest`,
+          );
+        if (!['authorized', 'settle_failed'].includes(state))
+          throw new ConflictError(
+            `charge ${chargeId} is ${state}: only an authorized payment can be settled`,
+          );
+        amount = authorized;
+        break;
+      case 'partialSettle':
+        amount = input.amount ?? 0;
+        if (!['authorized', 'settling', 'settle_failed'].includes(state))
+          throw new ConflictError(
+            `charge ${chargeId} is ${state}: only an authorized payment can be settled`,
+          );
+        if (settleAsked + amount > authorized)
+          throw new ConflictError(
+            `charge ${chargeId}: settling ${amount} would exceed the authorized ${authorized} ${currency} (${settleAsked} already settled or requested)`,
+          );
+        break;
+      case 'cancel':
+        if (state !== 'authorized' || settleAsked > 0)
+          throw new ConflictError(
+            `charge ${chargeId} is ${state}${settleAsked > 0 ? ' with a settlement' : ''}: only an authorized payment with nothing settled can be cancelled`,
+          );
+        break;
+      case 'refund':
+      case 'partialRefund':
+        if (num(s.settle_pending) > 0)
+          throw new ConflictError(
+            `charge ${chargeId}: a settlement is pending with an unknown outcome; run events first`,
+          );
+        amount = kind === 'refund' ? settled - refundAsked : (input.amount ?? 0);
+        if (settled === 0)
+          throw new ConflictError(`charge ${chargeId}: nothing is settled, there is nothing to refund`);
+        if (amount <= 0 || refundAsked + amount > settled)
+          throw new ConflictError(
+            `charge ${chargeId}: refunding ${amount} would exceed the settled ${settled} ${currency} (${refundAsked} already refunded or requested)`,
+          );
+        break;
+      case 'reversal':
+        if (num(s.refunds) > 0)
+          throw new ConflictError(`charge ${chargeId}: a refund or reversal was already requested`);
+        if (!['authorized', 'settling', 'settled'].includes(state))
+          throw new ConflictError(`charge ${chargeId} is ${state}: it cannot be reversed`);
+        amount = settled > 0 ? settled : null;
+        break;
+    }
+    const attemptId = num(c.authorized_attempt_id);
+    const txRef = String(c.transaction_reference);
+    const reference = actionReference(txRef, kind, num(s.same_kind) + 1);
+    const paymentId = String(c.gateway_payment_id);
+    const links = await linksOf(ctx.database, attemptId, tx);
+    const ins = await ctx.database.rows(
+      sql`insert into payment_actions (charge_id, attempt_id, kind, reference, amount, currency, link_href)
+          values (${chargeId}, ${attemptId}, ${kind}, ${reference}, ${amount}, ${currency},
+                  ${links[`payments:${kind}`] ?? paymentId}) returning id`,
+      tx,
+    );
+    const lease = await ctx.database.rows(
+      sql`update charges set lease_owner = ${ctx.workerId},
+            lease_expires_at = now() + make_interval(secs => ${ctx.config.billing.leaseSeconds}), fence = fence + 1
+          where id = ${chargeId} returning fence`,
+      tx,
+    );
+    await tx.execute(sql`insert into audit_log (entity_type, entity_id, to_state, reason, actor)
+      values ('payment_action', ${num(ins[0]?.id)}, 'requested', ${`${kind} requested`}, 'operator')`);
+    return {
+      actionId: num(ins[0]?.id),
+      attemptId,
+      gateway: String(c.gateway),
+      paymentId,
+      reference,
+      amount,
+      currency,
+      fence: num(lease[0]?.fence),
+    };
+  });
+}
+
+/** paymentLinks inside a transaction (PGlite has one connection: a query outside the
+ * transaction would wait for it forever). */
+async function linksOf(database: Database, attemptId: number, tx: Tx): Promise<Record<string, string>> {
+  const rows = await database.rows(
+    sql`select distinct on (rel) rel, href from links where attempt_id = ${attemptId} order by rel, id desc`,
+    tx,
+  );
+  return Object.fromEntries(rows.map((r) => [String(r.rel), String(r.href)]));
+}
+
+/** Run one payment action on a charge: checks, write-ahead, the request, its outcome recorded. */
+export async function paymentAction(
+  ctx: BillingContext,
+  chargeId: number,
+  kind: PaymentOp,
+  raw: unknown = {},
+): Promise<PaymentActionOutcome> {
+  const input =
+    kind === 'partialSettle' || kind === 'partialRefund'
+      ? parseInput(amountInputSchema, raw ?? {})
+      : parseInput(noAmountInputSchema, raw ?? {});
+  const a = await writeAheadAction(ctx, chargeId, kind, input);
+  const log = ctx.logger.child({ chargeId, actionId: a.actionId, reference: a.reference });
+  const links = await paymentLinks(ctx.database, a.attemptId);
+  let result: PaymentActionResult;
+  try {
+    result = await ctx.gateway(a.gateway).action({
+      kind,
+      links,
+      paymentId: a.paymentId,
+      reference: a.reference,
+      value: a.amount !== null ? { amount: a.amount, currency: a.currency } : undefined,
+    });
+  } catch (err) {
+    const e = err as { message?: string; httpStatus?: number; status?: number; correlationId?: string };
+    log.warn({ correlationId: e.correlationId, err: e.message }, `${kind} rejected`);
+    await commitActionFailed(
+      ctx.database,
+      { actionId: a.actionId, chargeId, fence: a.fence },
+      {
+        httpStatus: e.httpStatus ?? e.status,
+        correlationId: e.correlationId,
+        error: `${kind} rejected: ${e.message ?? 'error'}`,
+      },
+    );
+    // The adapter refused before sending (no such link in the payment's state): a state conflict.
+    if (err instanceof ValidationError)
+      throw new ConflictError(`charge ${chargeId}: ${kind} is not available: ${err.message}`);
+    throw new RebillError(
+      `charge ${chargeId}: ${kind} rejected by the gateway: ${e.message ?? 'error'}`,
+      'gateway_rejected',
+      {
+        cause: err,
+      },
+    );
+  }
+  ctx.metrics?.gatewayLatency(kind, result.latencyMs / 1000);
+  if (result.outcome === 'unknown') {
+    log.warn({ correlationId: result.correlationId, reason: result.reason }, `${kind} outcome unknown`);
+    await releaseLease(
+      ctx.database,
+      { chargeId, owner: ctx.workerId, fence: a.fence },
+      `${kind} outcome unknown: ${result.reason}`,
+    );
+  } else {
+    log.info({ correlationId: result.correlationId }, `${kind} accepted`);
+    await commitActionAccepted(
+      ctx.database,
+      { actionId: a.actionId, chargeId, attemptId: a.attemptId, kind, amount: a.amount },
+      result,
+      { releaseLease: true, fence: a.fence },
+    );
+  }
+  return {
+    chargeId,
+    actionId: a.actionId,
+    kind,
+    reference: a.reference,
+    amount: a.amount,
+    currency: a.currency,
+    outcome: result.outcome,
+    correlationId: result.correlationId ?? null,
+    charge: await getCharge(ctx.database, chargeId),
+  };
+}
+
+export interface PaymentEventsOutcome {
+  chargeId: number;
+  found: boolean | 'unknown';
+  status: string | null;
+  rawStatus: string | null;
+  /** The charge state the answer moved the charge to, when it moved. */
+  applied: string | null;
+  charge: ChargeDetail;
+}
+
+/** Ask the gateway where the payment is now and apply it (what the daemon's follow-up does). */
+export async function paymentEvents(ctx: BillingContext, chargeId: number): Promise<PaymentEventsOutcome> {
+  const rows =
+    await ctx.database.rows(sql`select c.authorized_attempt_id, c.state, m.gateway, a.gateway_payment_id,
+      a.transaction_reference from charges c join mandates m on m.id = c.mandate_id
+      left join attempts a on a.id = c.authorized_attempt_id where c.id = ${chargeId}`);
+  const c = rows[0];
+  if (!c) throw new NotFoundError('charge', chargeId);
+  if (c.authorized_attempt_id === null || c.gateway_payment_id === null)
+    throw new ConflictError(`charge ${chargeId} is ${String(c.state)}: it has no authorized payment`);
+  const attemptId = num(c.authorized_attempt_id);
+  const links = await paymentLinks(ctx.database, attemptId);
+  const q = await ctx.gateway(String(c.gateway)).query({ paymentId: String(c.gateway_payment_id), links });
+  ctx.metrics?.gatewayLatency('query', q.latencyMs / 1000);
+  let applied: string | null = null;
+  if (q.found === true) {
+    // An action left `requested` by an unknown answer is resolved by what the payment shows
+    // (first: the status below may then move the charge further, never back).
+    await resolvePendingActions(ctx.database, attemptId, q.status);
+    applied = await applyPaymentStatus(ctx.database, {
+      attemptId,
+      status: q.status,
+      rawStatus: q.rawStatus,
+      source: 'query',
+      transactionReference: str(c.transaction_reference),
+    });
+  }
+  return {
+    chargeId,
+    found: q.found,
+    status: q.found === true ? q.status : null,
+    rawStatus: q.found === true ? q.rawStatus : null,
+    applied,
+    charge: await getCharge(ctx.database, chargeId),
+  };
+}
+
+/** Which action kinds a payment status proves were accepted. */
+const proves: Record<string, string[]> = {
+  sentForSettlement: ['settle', 'partialSettle'],
+  settled: ['settle', 'partialSettle'],
+  sentForCancellation: ['cancel'],
+  cancelled: ['cancel', 'reversal'],
+  sentForRefund: ['refund', 'partialRefund', 'reversal'],
+  refunded: ['refund', 'partialRefund', 'reversal'],
+};
+
+export async function resolvePendingActions(
+  database: Database,
+  attemptId: number,
+  status: string,
+  on?: Tx,
+): Promise<void> {
+  const kinds = proves[status];
+  if (!kinds) return;
+  const pending = await database.rows(
+    sql`select pa.id, pa.charge_id, pa.kind, pa.amount from payment_actions pa
+    where pa.attempt_id = ${attemptId} and pa.state = 'requested' and pa.kind in (${sql.join(
+      kinds.map((k) => sql`${k}`),
+      sql`, `,
+    )})`,
+    on,
+  );
+  for (const p of pending) {
+    await commitActionAccepted(
+      database,
+      {
+        actionId: num(p.id),
+        chargeId: num(p.charge_id),
+        attemptId,
+        kind: String(p.kind),
+        amount: numOrNull(p.amount),
+      },
+      { outcome: 'accepted', links: {}, latencyMs: 0 },
+      { releaseLease: false, on },
+    );
+  }
+}

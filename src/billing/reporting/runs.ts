@@ -1,0 +1,63 @@
+import { sql } from 'drizzle-orm';
+import { dateOrNull, num, str } from '../../db/values.ts';
+import { NotFoundError } from '../../errors.ts';
+import type { BillingContext } from '../context.ts';
+
+/** Billing runs as operators see them: CLI, API and cron runs alike. */
+export interface RunView {
+  id: number;
+  trigger: string;
+  asOf: string;
+  dryRun: boolean;
+  mandateId: number | null;
+  limit: number | null;
+  status: string;
+  counts: Record<string, number>;
+  owner: string | null;
+  error: string | null;
+  startedAt: string;
+  finishedAt: string | null;
+  /** A dry run's list of what it would send (on GET /v1/runs/{id}; not in listings). */
+  wouldSend?: unknown[];
+}
+
+function toRun(r: Record<string, unknown>): RunView {
+  return {
+    id: num(r.id),
+    trigger: String(r.trigger),
+    asOf: dateOrNull(r.as_of)?.toISOString() ?? '',
+    dryRun: r.dry_run === true,
+    mandateId: r.mandate_id === null ? null : num(r.mandate_id),
+    limit: r.limit === null ? null : num(r.limit),
+    status: String(r.status),
+    counts: (typeof r.counts === 'string' ? JSON.parse(r.counts) : r.counts) as Record<string, number>,
+    owner: str(r.owner),
+    error: str(r.error),
+    startedAt: dateOrNull(r.started_at)?.toISOString() ?? '',
+    finishedAt: dateOrNull(r.finished_at)?.toISOString() ?? null,
+    ...(r.would_send !== null && r.would_send !== undefined
+      ? {
+          wouldSend: (typeof r.would_send === 'string'
+            ? JSON.parse(r.would_send)
+            : r.would_send) as unknown[],
+        }
+      : {}),
+  };
+}
+
+export async function getRun(ctx: BillingContext, id: number): Promise<RunView> {
+  const rows = await ctx.database.rows(sql`select * from billing_runs where id = ${id}`);
+  if (!rows[0]) throw new NotFoundError('run', id);
+  return toRun(rows[0]);
+}
+
+export async function listRuns(
+  ctx: BillingContext,
+  f: { limit?: number | undefined; before?: number | undefined },
+): Promise<{ items: RunView[]; next: number | null }> {
+  const limit = f.limit ?? 50;
+  const rows = await ctx.database.rows(sql`select * from billing_runs
+    where ${f.before === undefined ? sql`true` : sql`id < ${f.before}`} order by id desc limit ${limit + 1}`);
+  const items = rows.slice(0, limit).map((r) => toRun({ ...r, would_send: null }));
+  return { items, next: rows.length > limit ? (items.at(-1)?.id ?? null) : null };
+}

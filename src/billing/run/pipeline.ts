@@ -1,0 +1,111 @@
+/** The charge loop of a run: claim, prepare and send as a pipeline. */
+import { sql } from 'drizzle-orm';
+import { outcomeBatcher } from '../charge/outcome-batch.ts';
+import { prepareBatch, type Ready } from '../charge/prepare.ts';
+import { sendGroup } from '../charge/send.ts';
+import { acceptanceBatcher } from '../charge/settle-batch.ts';
+import type { BillingContext } from '../context.ts';
+import { type ClaimCursor, claimCursor, claimDueCharges } from '../sql/claim-due.ts';
+import type { RunOptions } from './run.ts';
+import { noteError, type RunTally } from './tally.ts';
+
+/**
+ * Claim, write ahead and send every due charge as a pipeline: `concurrency` senders take groups
+ * from a queue, and whenever fewer than `concurrency` groups are waiting the next batch is
+ * claimed and written ahead while the senders keep going. The gateway never idles between
+ * batches, and senders do not start and finish in lockstep (the two lanes this replaced did:
+ * both drained at once, which left the event loop with bursts of work and the gateway idle).
+ * A claimed batch waits at most about one batch's worth of sends before it goes out, and a
+ * sender checks the lease still has its margin before each request. Memory holds at most about
+ * two batches. When a claim fails or the run is stopped, no more is claimed, what is already
+ * written ahead is still sent, and a claim error is thrown once the senders are done.
+ */
+export async function sendDue(ctx: BillingContext, opts: RunOptions, book: RunTally): Promise<void> {
+  const { counts, runId } = book;
+  const concurrency = ctx.config.billing.concurrency;
+  const batchSize = ctx.config.billing.batchSize;
+  // PGlite has one connection: prefetching would only queue the claim behind the commits.
+  const lowWater = ctx.database.concurrent ? concurrency : 0;
+  const queue: Ready[][] = [];
+  let remaining = opts.limit ?? Number.POSITIVE_INFINITY;
+  let exhausted = false;
+  let failure: unknown;
+  let feeding: Promise<void> | null = null;
+  let lastProgressWrite = Date.now();
+  let cursor: ClaimCursor | null = null;
+
+  const feed = async () => {
+    const limit = Math.min(batchSize, remaining);
+    remaining -= limit;
+    const claim = (after: ClaimCursor | null) =>
+      claimDueCharges(ctx.database, {
+        asOf: opts.asOf,
+        owner: ctx.workerId,
+        leaseSeconds: ctx.config.billing.leaseSeconds,
+        limit,
+        mandateId: opts.mandateId,
+        after,
+      });
+    // After the last claim in order; when that runs dry, once more from the start, for what the
+    // cursor stepped over (held by another worker then, or made due meanwhile).
+    let claimed = await claim(cursor);
+    if (claimed.length === 0 && cursor !== null) claimed = await claim(null);
+    cursor = claimCursor(claimed) ?? cursor;
+    remaining += limit - claimed.length;
+    if (claimed.length === 0 || remaining <= 0) exhausted = true;
+    if (claimed.length === 0) return;
+    counts.due += claimed.length;
+    queue.push(...(await prepareBatch(ctx, claimed, opts.asOf, book)));
+    if (Date.now() - lastProgressWrite > 1000) {
+      lastProgressWrite = Date.now();
+      await ctx.database.rows(
+        sql`update billing_runs set counts = ${JSON.stringify(counts)}::jsonb where id = ${runId}`,
+      );
+    }
+  };
+  const stopping = () => exhausted || failure !== undefined || opts.signal?.aborted === true;
+  const refill = () => {
+    if (feeding || stopping() || queue.length > lowWater) return;
+    feeding = feed()
+      .catch((err) => {
+        failure = err;
+      })
+      .finally(() => {
+        feeding = null;
+      });
+  };
+  const sender = async () => {
+    for (;;) {
+      refill();
+      const group = queue.shift();
+      if (group) {
+        // Written ahead already: sent even when claiming failed or the run is stopping.
+        await sendGroup(ctx, group, book, () => opts.onProgress?.(counts));
+        continue;
+      }
+      if (feeding) {
+        await feeding;
+        continue;
+      }
+      return;
+    }
+  };
+  // Settle acceptances are committed in batches while the loop runs (several connections);
+  // on PGlite's one connection each commits at once, as before.
+  const batch = ctx.database.concurrent
+    ? acceptanceBatcher(ctx, { onError: (message) => noteError(book, message) })
+    : undefined;
+  book.acceptances = batch;
+  // Authorizations that come back while one is being committed are committed together.
+  const outcomes = ctx.database.concurrent ? outcomeBatcher(ctx) : undefined;
+  book.outcomes = outcomes;
+  try {
+    await Promise.all(Array.from({ length: Math.max(1, concurrency) }, sender));
+  } finally {
+    book.outcomes = undefined;
+    await outcomes?.close();
+    book.acceptances = undefined;
+    await batch?.close();
+  }
+  if (failure !== undefined) throw failure;
+}

@@ -1,0 +1,76 @@
+import type { OutcomeBatcher } from '../charge/outcome-batch.ts';
+import type { AcceptanceBatcher } from '../charge/settle-batch.ts';
+/** What a billing run keeps while it goes: its counts, the leases it holds, its first errors. */
+
+import type { RetryDecision } from '../dunning/retry-policy.ts';
+
+export interface RunCounts {
+  due: number;
+  created: number;
+  attempted: number;
+  authorized: number;
+  refused: number;
+  unknown: number;
+  errors: number;
+  /** Outcomes not committed because another worker or an operator took the charge over. */
+  lostLeases: number;
+  /** Cycles recorded as skipped: more than REBILL_MAX_CATCH_UP_CYCLES behind. */
+  missedCycles: number;
+  skipped: number;
+  settleRequested: number;
+  settled: number;
+  reconciled: number;
+  needsNewCredential: number;
+  retryScheduled: number;
+  stopped: number;
+  failed: number;
+  /** Scheduled mandate changes applied by this run. */
+  changesApplied: number;
+}
+
+export const zero = (): RunCounts => ({
+  changesApplied: 0,
+  due: 0,
+  created: 0,
+  attempted: 0,
+  authorized: 0,
+  refused: 0,
+  unknown: 0,
+  errors: 0,
+  lostLeases: 0,
+  missedCycles: 0,
+  skipped: 0,
+  settleRequested: 0,
+  settled: 0,
+  reconciled: 0,
+  needsNewCredential: 0,
+  retryScheduled: 0,
+  stopped: 0,
+  failed: 0,
+});
+
+export function count(counts: RunCounts, d: RetryDecision): void {
+  if (d.action === 'retry') counts.retryScheduled++;
+  else if (d.action === 'needs_new_credential') counts.needsNewCredential++;
+  else if (d.action === 'stop') counts.stopped++;
+  else counts.failed++;
+}
+
+/** What a run keeps while it goes: its counts, the leases it holds on deferred charges, errors. */
+export interface RunTally {
+  runId: number;
+  counts: RunCounts;
+  /** Charges deferred in this run (id -> fence): leased until the run ends, so not retried in it. */
+  held: Map<number, number>;
+  /** The first distinct error messages, for the report. */
+  errors: string[];
+  /** Where the send loop's settle acceptances wait for their batched commit (PostgreSQL). */
+  acceptances?: AcceptanceBatcher | undefined;
+  /** Where the send loop's authorizations wait for their group commit (PostgreSQL). */
+  outcomes?: OutcomeBatcher | undefined;
+}
+
+export function noteError(book: RunTally, message: string): void {
+  book.counts.errors++;
+  if (book.errors.length < 10 && !book.errors.includes(message)) book.errors.push(message);
+}
