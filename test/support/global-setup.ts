@@ -2,7 +2,8 @@ import postgres from 'postgres';
 import { createDatabase } from '../../src/db/client.ts';
 import { migrate } from '../../src/db/migrate.ts';
 
-export const TEMPLATE_DB = 'rebill_test_template';
+/** One template per checkout that runs tests at once (REBILL_TEST_TEMPLATE), so parallel runs do not drop each other's. */
+export const TEMPLATE_DB = process.env.REBILL_TEST_TEMPLATE ?? 'rebill_test_template';
 
 /**
  * With DATABASE_URL set, migrate a template database once; every test file then clones it
