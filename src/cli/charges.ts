@@ -2,7 +2,7 @@ import { type Command, Option } from 'commander';
 import { dunningReport, getCharge, listCharges, retryNow } from '../billing/operator/charges.ts';
 import { chargeMachine } from '../domain/lifecycle.ts';
 import { formatMoney } from '../domain/money.ts';
-import type { CliDeps } from './main.ts';
+import type { CliDeps } from './deps.ts';
 import { idArg, intOption, parseInstant, printJson, table } from './output.ts';
 import { formatRunReport } from './run.ts';
 

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { CliDeps } from './main.ts';
+import type { CliDeps } from './deps.ts';
 
 // The HTTP server (fastify) is loaded by the two commands that serve, not by every command.
 const serve: typeof import('../daemon/serve.ts').serve = async (...args) =>

@@ -13,7 +13,7 @@ import {
 } from '../events/endpoints.ts';
 import { type EventView, listEvents, pruneEvents } from '../events/sequence.ts';
 import { eventTypes } from '../events/types.ts';
-import type { CliDeps } from './main.ts';
+import type { CliDeps } from './deps.ts';
 import { idArg, intOption, printJson, table } from './output.ts';
 
 const eventRow = (e: EventView) => [

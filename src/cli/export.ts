@@ -1,7 +1,7 @@
 import { createWriteStream } from 'node:fs';
 import { Argument, type Command, Option } from 'commander';
 import { EXPORT_KINDS, exportCount, exportLines } from '../billing/reporting/exports.ts';
-import type { CliDeps } from './main.ts';
+import type { CliDeps } from './deps.ts';
 import { parseInstant } from './output.ts';
 import { progressBar } from './terminal.ts';
 

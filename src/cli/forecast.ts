@@ -1,7 +1,7 @@
 import { type Command, Option } from 'commander';
 import { type Bucket, forecast, plannedCharges } from '../billing/mandates/forecast.ts';
 import { formatMoney } from '../domain/money.ts';
-import type { CliDeps } from './main.ts';
+import type { CliDeps } from './deps.ts';
 import { intOption, parseInstant, printJson, table } from './output.ts';
 
 export function registerForecastCommand(program: Command, deps: CliDeps): void {

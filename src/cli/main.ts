@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { type App, openApp, openDatabase } from '../app.ts';
+import { openApp, openDatabase } from '../app.ts';
 import type { FaultPoint } from '../billing/context.ts';
 import { fixedClock } from '../clock.ts';
 import { type Config, loadConfig } from '../config.ts';
@@ -9,6 +9,7 @@ import { createLogger } from '../logger.ts';
 import { registerSandboxCommand } from '../sandbox/cli.ts';
 import { registerChargeCommands } from './charges.ts';
 import { registerDaemonCommands } from './daemon.ts';
+import type { CliDeps } from './deps.ts';
 import { registerEventCommands } from './events.ts';
 import { registerExportCommand } from './export.ts';
 import { registerForecastCommand } from './forecast.ts';
@@ -20,12 +21,6 @@ import { registerReportCommands } from './report.ts';
 import { registerRunCommand } from './run.ts';
 import { registerRunsCommands } from './runs.ts';
 import { logDestination } from './terminal.ts';
-
-export interface CliDeps {
-  config(): Config;
-  /** Open the app (database migrated, gateways lazy), run `fn`, close everything. */
-  withApp<T>(fn: (app: App) => Promise<T>, opts?: { asOf?: Date }): Promise<T>;
-}
 
 /**
  * A crash switch for the crash-recovery tests and the soak: REBILL_CRASH_AT=<fault point>

@@ -15,7 +15,7 @@ import {
 import { mandateMachine } from '../domain/lifecycle.ts';
 import { formatMoney } from '../domain/money.ts';
 import { RebillError, ValidationError } from '../errors.ts';
-import type { CliDeps } from './main.ts';
+import type { CliDeps } from './deps.ts';
 import { idArg, intOption, printJson, table } from './output.ts';
 
 /**

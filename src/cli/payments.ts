@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { type ChargeDetail, getCharge } from '../billing/operator/charges.ts';
 import { type PaymentOp, paymentAction, paymentEvents } from '../billing/operator/payments.ts';
 import { formatMoney } from '../domain/money.ts';
-import type { CliDeps } from './main.ts';
+import type { CliDeps } from './deps.ts';
 import { idArg, intOption, printJson, table } from './output.ts';
 
 const actions: { name: string; kind: PaymentOp; amount: boolean; what: string }[] = [

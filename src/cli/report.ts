@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { dailyReport, recoveryReport, summaryReport } from '../billing/reporting/reports.ts';
 import { formatMoney } from '../domain/money.ts';
-import type { CliDeps } from './main.ts';
+import type { CliDeps } from './deps.ts';
 import { parseInstant, printJson, table } from './output.ts';
 
 /** A report's window (`--from`, `--to`), its currency filter where it has one, and `--json`. */

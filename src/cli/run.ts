@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { RunReport } from '../billing/run/run.ts';
 import { runBilling } from '../billing/run/run.ts';
 import { formatMoney } from '../domain/money.ts';
-import type { CliDeps } from './main.ts';
+import type { CliDeps } from './deps.ts';
 import { exitCodes, idArg, intOption, parseInstant, printJson, table } from './output.ts';
 import { progressBar } from './terminal.ts';
 

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { getRun, listRuns } from '../billing/reporting/runs.ts';
-import type { CliDeps } from './main.ts';
+import type { CliDeps } from './deps.ts';
 import { idArg, intOption, printJson, table } from './output.ts';
 
 export function registerRunsCommands(program: Command, deps: CliDeps): void {
