@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ManageOp } from './paymentMachine.js';
-import { notFound, type SandboxReply, type WorldpayState } from './worldpayState.js';
+import { notFound, type SandboxReply } from './replies.js';
+import type { WorldpayState } from './worldpayState.js';
 
 // The Worldpay-facing routes. Thin: check auth, media type and throttling, cut the link data
 // out of the raw URL, and write out what the state answers.
