@@ -3,7 +3,7 @@
  * moves are allowed: the billing transitions (`src/billing/sql/transitions.ts`) derives every SQL guard from
  * them, and migration 0002 loads the same pairs into `state_transitions`, where a trigger on
  * each table refuses any other move, so a statement that bypasses the door still cannot make
- * an impossible one. `test/lifecycle.test.ts` checks the database copy equals this one.
+ * an impossible one. `test/billing/lifecycle.test.ts` checks the database copy equals this one.
  *
  * Charge:
  *
