@@ -10,9 +10,8 @@ import {
 } from '../../src/billing/mandates/index.ts';
 import { runBilling } from '../../src/billing/run/run.ts';
 import { num } from '../../src/db/values.ts';
+import { at } from '../support/time.ts';
 import { startWorld, type World } from '../support/world.ts';
-
-const at = (iso: string) => new Date(iso);
 
 describe('billing core against the Worldpay sandbox', () => {
   let w: World;

@@ -17,6 +17,7 @@ import { num, str } from '../../src/db/values.ts';
 import { type Machine, machines } from '../../src/domain/lifecycle.ts';
 import { silentLogger } from '../../src/logger.ts';
 import { hasServer, serverSkipReason } from '../support/db.ts';
+import { DAY } from '../support/time.ts';
 import { startWorld, type World } from '../support/world.ts';
 
 /**
@@ -37,7 +38,6 @@ import { startWorld, type World } from '../support/world.ts';
 const RUNS = Number(process.env.REBILL_MODEL_RUNS ?? 3);
 const SEED = Number(process.env.REBILL_MODEL_SEED ?? 20_261_201);
 const MANDATES = 4;
-const DAY = 86_400_000;
 
 type Cmd =
   | { kind: 'run'; worker: 0 | 1; days: number; wait: boolean }

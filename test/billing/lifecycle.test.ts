@@ -21,10 +21,8 @@ import { chargeMachine, transitionRows } from '../../src/domain/lifecycle.ts';
 import { ValidationError } from '../../src/errors.ts';
 import { createAdminServer } from '../../src/http/server.ts';
 import { silentLogger } from '../../src/logger.ts';
+import { at, DAY } from '../support/time.ts';
 import { startWorld, type World } from '../support/world.ts';
-
-const DAY = 86_400_000;
-const at = (iso: string) => new Date(iso);
 
 describe('lifecycle: one door, enforced tables and guard rails', () => {
   let w: World;

@@ -2,9 +2,8 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMandate, showMandate } from '../../src/billing/mandates/index.ts';
 import { runBilling } from '../../src/billing/run/run.ts';
+import { at } from '../support/time.ts';
 import { startWorld, type World } from '../support/world.ts';
-
-const at = (iso: string) => new Date(iso);
 
 /** A Liquido mandate goes through the same charge protocol as a Worldpay one. */
 describe('Liquido mandates through the billing core', () => {

@@ -4,9 +4,8 @@ import { dailyReport, recoveryReport, summaryReport } from '../../src/billing/re
 import { runBilling } from '../../src/billing/run/run.ts';
 import { runCli } from '../support/cli.ts';
 import { hasServer } from '../support/db.ts';
+import { DAY } from '../support/time.ts';
 import { startWorld, type World } from '../support/world.ts';
-
-const DAY = 86_400_000;
 
 /**
  * A scripted dunning story and the reports' figures, computed by hand from the script:

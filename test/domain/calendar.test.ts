@@ -15,7 +15,7 @@ import {
   type Schedule,
   toInterval,
 } from '../../src/domain/calendar.ts';
-import { ValidationError } from '../../src/errors.ts';
+import { validationField } from '../support/validation.ts';
 
 // The oracle reads offsets straight from Intl ("GMT+05:30"), not through @date-fns/tz or
 // date-fns, so a bug in the module's path is not mirrored here.
@@ -62,16 +62,6 @@ function schedule(partial: Partial<Schedule> & { anchorAt: Date }): Schedule {
 
 function chain(s: Schedule, cycles: number, zone = s.timezone): string[] {
   return Array.from({ length: cycles }, (_, c) => local(dueAt(s, c), zone));
-}
-
-function validationField(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ValidationError);
-    return (error as ValidationError).field;
-  }
-  throw new Error('expected a ValidationError');
 }
 
 describe('parseInterval / formatInterval', () => {

@@ -11,17 +11,7 @@ import {
   parseMajor,
   splitInstalments,
 } from '../../src/domain/money.ts';
-import { ValidationError } from '../../src/errors.ts';
-
-function validationField(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ValidationError);
-    return (error as ValidationError).field;
-  }
-  throw new Error('expected a ValidationError');
-}
+import { validationField } from '../support/validation.ts';
 
 describe('currency table', () => {
   it.each([

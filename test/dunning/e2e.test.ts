@@ -7,10 +7,8 @@ import { runBilling } from '../../src/billing/run/run.ts';
 import { date, num } from '../../src/db/values.ts';
 import { ADVICE_CODES, REFUSAL_CODES } from '../../src/domain/dunning/index.ts';
 import type { Outcome } from '../../src/sandbox/server.ts';
+import { at, DAY } from '../support/time.ts';
 import { startWorld, type World } from '../support/world.ts';
-
-const DAY = 86_400_000;
-const at = (iso: string) => new Date(iso);
 
 describe('dunning end to end against the sandbox', () => {
   let w: World;

@@ -20,10 +20,10 @@ import { silentLogger } from '../../src/logger.ts';
 import { rebillBin } from '../support/cli.ts';
 import { hasServer, serverSkipReason } from '../support/db.ts';
 import { startReceiver, verifySignature } from '../support/receiver.ts';
+import { DAY } from '../support/time.ts';
 import { startWorld, type World } from '../support/world.ts';
 
 const T0 = new Date('2027-03-01T09:00:00Z');
-const DAY = 86_400_000;
 const TOKEN = 'tok-events-0123456789';
 
 /** A deterministic stream of numbers in [0, 1): the receiver's coin. */

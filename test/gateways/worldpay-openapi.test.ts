@@ -3,10 +3,10 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Ajv, type ValidateFunction } from 'ajv';
-import addFormatsModule from 'ajv-formats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { createWorldpayGateway, type WorldpayGateway } from '../../src/gateways/worldpay/index.ts';
+import { addFormats } from '../support/ajv.ts';
 
 /**
  * The requests the Worldpay client sends, captured on a loopback recorder that answers the
@@ -19,10 +19,6 @@ const repoRoot = path.resolve(import.meta.dirname, '../..');
 const openapiDir = path.resolve(repoRoot, '../shared/worldpay-openapi');
 const haveOpenapi = existsSync(openapiDir);
 if (!haveOpenapi) console.warn(`worldpay-openapi tests skipped: ${openapiDir} is missing`);
-
-// ajv-formats is CommonJS: its default export arrives as the module object under NodeNext.
-const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ??
-  addFormatsModule) as unknown as (ajv: Ajv) => Ajv;
 
 interface Captured {
   method: string;

@@ -1,5 +1,4 @@
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import addFormatsModule from 'ajv-formats';
 import { sql } from 'drizzle-orm';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,16 +10,13 @@ import { pruneIdempotencyKeys } from '../../src/http/idempotency.ts';
 import { adminRoutes } from '../../src/http/routes.ts';
 import { type AdminServer, createAdminServer } from '../../src/http/server.ts';
 import { createMetrics } from '../../src/metrics.ts';
+import { addFormats } from '../support/ajv.ts';
 import { startWorld, type World } from '../support/world.ts';
 
 const T0 = new Date('2026-06-01T09:00:00Z');
 const T1 = new Date('2026-06-01T10:00:00Z');
 const TOKEN = 'tok-a-0123456789';
 const PAN = '4444333322221111';
-
-// ajv-formats is CommonJS: its default export arrives as the module object under NodeNext.
-const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ??
-  addFormatsModule) as unknown as (ajv: Ajv2020) => Ajv2020;
 
 /** Whatever JSON.parse gives: the tests read response bodies field by field. */
 type Json = ReturnType<typeof JSON.parse>;

@@ -8,10 +8,10 @@ import { runBilling } from '../../src/billing/run/run.ts';
 import { createRunner } from '../../src/billing/run/runner.ts';
 import { CONSOLE_CSP } from '../../src/http/console.ts';
 import { type AdminServer, createAdminServer } from '../../src/http/server.ts';
+import { DAY } from '../support/time.ts';
 import { startWorld, type World } from '../support/world.ts';
 
 const TOKEN = 'console-test-token';
-const DAY = 86_400_000;
 const CHROMIUM = process.env.REBILL_CHROMIUM ?? '/usr/bin/chromium';
 const hasChromium = existsSync(CHROMIUM);
 if (!hasChromium)

@@ -8,10 +8,8 @@ import { runBilling } from '../../src/billing/run/run.ts';
 import { num } from '../../src/db/values.ts';
 import { dueAt } from '../../src/domain/calendar.ts';
 import { applyChange, mulDivRound, type Plan, scheduleOfPlan } from '../../src/domain/mandate-change.ts';
+import { at, DAY } from '../support/time.ts';
 import { startWorld, type World } from '../support/world.ts';
-
-const DAY = 86_400_000;
-const at = (iso: string) => new Date(iso);
 
 describe('changing a mandate', () => {
   let w: World;
