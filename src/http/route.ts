@@ -41,6 +41,12 @@ interface RouteFields {
    * read as `{}`: for the routes whose body carries what is being created.
    */
   bodyRequired?: boolean;
+  /**
+   * The body is read before the path: a request wrong in both is answered about its body. The
+   * action routes whose body only carries options (pause, cancel, retry-now...) have always
+   * answered so, and a client may read the error's field.
+   */
+  bodyFirst?: boolean;
   /** Status of a successful answer. */
   status: number;
   /** The success answer's JSON Schema, where the document gives one. */
@@ -119,15 +125,17 @@ export function defineRoute<
 }
 
 /**
- * The request read by the route's schemas: the path first, then the query, then the body. A
- * route without a query or body schema ignores that part. A failure is the ValidationError
- * naming the first bad field.
+ * The request read by the route's schemas: the path first (the body first for a `bodyFirst`
+ * route), then the query, then the body. A route without a query or body schema ignores that
+ * part. A failure is the ValidationError naming the first bad field.
  */
 export function parseRoute(r: RouteDef, req: FastifyRequest): RouteInput {
+  const readBody = () =>
+    r.body ? parseInput(r.body, r.bodyRequired ? req.body : (req.body ?? {})) : undefined;
+  const early = r.bodyFirst ? readBody() : undefined;
   const params = parseInput(r.params, req.params ?? {});
   const query = r.query ? parseInput(r.query, req.query) : undefined;
-  const body = r.body ? parseInput(r.body, r.bodyRequired ? req.body : (req.body ?? {})) : undefined;
-  return { params, query, body };
+  return { params, query, body: r.bodyFirst ? early : readBody() };
 }
 
 /**

@@ -59,6 +59,7 @@ export function chargeRoutes(ctx: BillingContext): RouteDef[] {
       summary:
         'Retry a charge in dunning now, if its scheme rules allow it (as `rebill charges retry-now`); answers the run report',
       body: emptyBody,
+      bodyFirst: true,
       status: 200,
       handler: async ({ params }) => retryNow(ctx, params.id),
     }),
