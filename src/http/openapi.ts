@@ -1,10 +1,10 @@
 import { z } from 'zod';
 import { EVENT_TYPES, eventTypes } from '../events/types.ts';
-import type { RouteDef } from './routes.ts';
+import { type Method, paramNames, type RouteDef } from './route.ts';
 
-/** A route outside the admin table (health, metrics, the webhook, this document). */
+/** A route registered outside defineRoute (the Worldpay webhook, in its raw-body scope). */
 export interface ExtraRoute {
-  method: 'GET' | 'POST';
+  method: Method;
   url: string;
   summary: string;
   tag: string;
@@ -78,11 +78,11 @@ export function openApiDocument(routes: RouteDef[], extra: ExtraRoute[]): Record
     paths[p][method.toLowerCase()] = op;
   };
   const params = (url: string, schemas: Record<string, Record<string, unknown>> = {}) =>
-    [...url.matchAll(/:([A-Za-z]+)/g)].map((m) => ({
-      name: m[1],
+    paramNames(url).map((name) => ({
+      name,
       in: 'path',
       required: true,
-      schema: schemas[m[1]!] ?? { type: 'integer', minimum: 1 },
+      schema: schemas[name] ?? { type: 'integer', minimum: 1 },
     }));
   const queryParams = (query: z.ZodType | undefined) => {
     if (!query) return [];
@@ -106,7 +106,7 @@ export function openApiDocument(routes: RouteDef[], extra: ExtraRoute[]): Record
     '409': error('Not allowed in the current state (amount limits, states)'),
     '422': error('Idempotency-Key reused for a different request'),
   };
-  for (const r of routes) {
+  for (const r of routes.filter((r) => !r.raw)) {
     const parameters: Record<string, unknown>[] = [...params(r.url), ...queryParams(r.query)];
     if (r.method === 'POST')
       parameters.push({
@@ -143,7 +143,9 @@ export function openApiDocument(routes: RouteDef[], extra: ExtraRoute[]): Record
       },
     });
   }
-  for (const e of extra) {
+  // Routes that answer for themselves: their success status and their errors, no body schema.
+  const own: ExtraRoute[] = [...routes.filter((r) => r.raw), ...extra];
+  for (const e of own) {
     const parameters: Record<string, unknown>[] = [...params(e.url, e.pathParams), ...queryParams(e.query)];
     if (e.auth === 'signature')
       parameters.push({

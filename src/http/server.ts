@@ -1,79 +1,42 @@
-import { Readable } from 'node:stream';
-import { sql } from 'drizzle-orm';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { z } from 'zod';
 import type { BillingContext } from '../billing/context.ts';
-import { parseInput } from '../billing/mandates/schemas.ts';
-import { EXPORT_KINDS, exportLines } from '../billing/reporting/exports.ts';
 import type { Runner } from '../billing/run/runner.ts';
-import { parseInstant } from '../domain/instant.ts';
 import { errorMessage } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import { createAuthLockout, createTokenCheck } from './auth.ts';
 import { checkSession, consoleRoutes, createSessionStore, findConsoleAssets } from './console.ts';
 import { errorResponse, HttpError } from './errors.ts';
-import { withIdempotency } from './idempotency.ts';
 import { guardInput } from './input.ts';
 import { type ExtraRoute, openApiDocument } from './openapi.ts';
-import { adminRoutes, type RouteRequest } from './routes.ts';
+import { type Auth, declaredRoute, mountRoute, type RouteDef } from './route.ts';
+import { adminRoutes, opsRoutes } from './routes/index.ts';
 import { WEBHOOK_PATH, webhookRoutes } from './webhook.ts';
 
 export interface AdminServer {
   app: FastifyInstance;
-  /** Every route registered (method, url), HEAD excluded: what the OpenAPI test compares. */
-  registered(): { method: string; url: string }[];
+  /**
+   * Every route registered (method, url), HEAD excluded: what the OpenAPI test compares; with
+   * the definition it was registered from, if it was declared through defineRoute.
+   */
+  registered(): { method: string; url: string; route: RouteDef | undefined }[];
+  /** The routes declared through defineRoute, as registered and documented. */
+  routes: RouteDef[];
   openapi: Record<string, unknown>;
   /** Listen on host:port (port 0 picks one); resolves to the base URL. */
   listen(addr: string): Promise<string>;
   close(): Promise<void>;
 }
 
-type Auth = 'bearer' | 'none' | 'signature';
-
-const exportQuery = z
-  .object({ from: z.string().max(64), to: z.string().max(64), format: z.enum(['csv', 'ndjson']).optional() })
-  .strict();
-
-const extraRoutes: ExtraRoute[] = [
-  {
-    method: 'GET',
-    url: '/healthz',
-    summary: 'Process up and database reachable',
-    tag: 'ops',
-    auth: 'none',
-    status: 200,
-    errors: { '503': 'Database unreachable' },
-  },
-  {
-    method: 'GET',
-    url: '/metrics',
-    summary: 'Prometheus metrics (bearer token like every admin route)',
-    tag: 'ops',
-    auth: 'bearer',
-    status: 200,
-  },
-  { method: 'GET', url: '/openapi.json', summary: 'This document', tag: 'ops', auth: 'bearer', status: 200 },
-  {
-    method: 'GET',
-    url: '/v1/exports/:kind',
-    summary:
-      'charges | mandates | attempts | events in ?from&to (required) as ?format=csv (default) or ndjson, streamed; the column sets are in the README',
-    tag: 'reports',
-    auth: 'bearer',
-    status: 200,
-    pathParams: { kind: { type: 'string', enum: [...EXPORT_KINDS] } },
-    query: exportQuery,
-  },
-  {
-    method: 'POST',
-    url: WEBHOOK_PATH,
-    summary: 'Worldpay payment events (authenticated by Event-Signature)',
-    tag: 'webhooks',
-    auth: 'signature',
-    status: 200,
-    errors: { '503': 'No webhook secret is configured (WORLDPAY_WEBHOOK_SECRETS)' },
-  },
-];
+/** The Worldpay webhook: registered by its own plugin, which keeps the raw body it verifies. */
+const webhookRoute: ExtraRoute = {
+  method: 'POST',
+  url: WEBHOOK_PATH,
+  summary: 'Worldpay payment events (authenticated by Event-Signature)',
+  tag: 'webhooks',
+  auth: 'signature',
+  status: 200,
+  errors: { '503': 'No webhook secret is configured (WORLDPAY_WEBHOOK_SECRETS)' },
+};
 
 /**
  * The admin HTTP API, /healthz, /metrics, /openapi.json and the Worldpay webhook on one
@@ -91,10 +54,10 @@ export async function createAdminServer(opts: {
   const { ctx, runner, metrics } = opts;
   const checkToken = createTokenCheck(ctx.config.admin.tokens);
   const app = Fastify({ logger: false, bodyLimit: 1024 * 1024, exposeHeadRoutes: false });
-  const registered: { method: string; url: string }[] = [];
+  const registered: { method: string; url: string; route: RouteDef | undefined }[] = [];
   app.addHook('onRoute', (r) => {
     for (const m of Array.isArray(r.method) ? r.method : [r.method])
-      registered.push({ method: m, url: r.url });
+      registered.push({ method: m, url: r.url, route: declaredRoute(r.config) });
   });
   guardInput(app);
   const lockout = createAuthLockout(ctx.config.admin.authFailuresPerMinute);
@@ -140,83 +103,9 @@ export async function createAdminServer(opts: {
     void reply.code(404).send({ error: { code: 'not_found', message: 'no such route' } });
   });
 
-  const routes = adminRoutes(ctx, runner);
-  const openapi = openApiDocument(routes, extraRoutes);
-  for (const r of routes) {
-    app.route({
-      method: r.method,
-      url: r.url,
-      config: { auth: 'bearer' },
-      handler: async (req, reply) => {
-        const request: RouteRequest = {
-          params: req.params as Record<string, string>,
-          query: req.query as Record<string, unknown>,
-          body: req.body,
-        };
-        const run = async () => {
-          try {
-            return { status: r.status, body: await r.handler(request) };
-          } catch (err) {
-            const e = errorResponse(err);
-            if (e.status >= 500)
-              ctx.logger.error({ err: errorMessage(err), url: req.url }, 'admin API error');
-            return e;
-          }
-        };
-        const key = req.headers['idempotency-key'];
-        if (Array.isArray(key)) throw new HttpError(400, 'validation_error', 'Idempotency-Key: give one');
-        const out =
-          r.method === 'POST'
-            ? await withIdempotency(
-                ctx.database,
-                key,
-                { method: r.method, path: req.url, body: req.body ?? null },
-                run,
-              )
-            : { ...(await run()), replayed: false };
-        if (out.replayed) void reply.header('idempotent-replayed', 'true');
-        return reply.code(out.status).send(out.body);
-      },
-    });
-  }
-  app.get('/healthz', { config: { auth: 'none' } }, async (_req, reply) => {
-    try {
-      await ctx.database.rows(sql`select 1`);
-      return reply.send({ ok: true });
-    } catch (err) {
-      ctx.logger.warn({ err: errorMessage(err) }, 'health check: database unreachable');
-      return reply
-        .code(503)
-        .send({ ok: false, error: { code: 'database', message: 'database unreachable' } });
-    }
-  });
-  app.get('/metrics', { config: { auth: 'bearer' } }, async (_req, reply) => {
-    if (!metrics) return reply.code(404).send({ error: { code: 'not_found', message: 'metrics are off' } });
-    const text = await metrics.render();
-    return reply.header('content-type', metrics.contentType).send(text);
-  });
-  app.get('/openapi.json', { config: { auth: 'bearer' } }, async () => openapi);
-  app.get('/v1/exports/:kind', { config: { auth: 'bearer' } }, async (req, reply) => {
-    const q = parseInput(exportQuery, req.query);
-    const from = parseInstant('from', q.from);
-    const to = parseInstant('to', q.to);
-    const kind = (req.params as { kind: string }).kind;
-    const lines = exportLines(ctx.database, kind, { from, to, format: q.format });
-    // The first chunk is read before the status goes out, so a bad kind or window is still a 400.
-    const first = await lines.next();
-    const format = q.format ?? 'csv';
-    void reply
-      .header('content-type', format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson')
-      .header('content-disposition', `attachment; filename="${kind}.${format}"`);
-    return reply.send(
-      Readable.from(
-        (async function* () {
-          if (!first.done) yield first.value;
-          yield* lines;
-        })(),
-      ),
-    );
-  });
+  const routes = [...adminRoutes(ctx, runner), ...opsRoutes(ctx, metrics, () => openapi)];
+  const openapi = openApiDocument(routes, [webhookRoute]);
+  for (const r of routes) mountRoute(app, r, ctx);
   await app.register(webhookRoutes(ctx, metrics));
   await app.register(
     consoleRoutes({
@@ -231,6 +120,7 @@ export async function createAdminServer(opts: {
   return {
     app,
     openapi,
+    routes,
     // The console's pages and session routes belong to the browser app, not the API document.
     registered: () => registered.filter((r) => r.method !== 'HEAD' && !r.url.startsWith('/ui')),
     async listen(addr) {

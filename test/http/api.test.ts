@@ -7,7 +7,7 @@ import { listMandates, parseInput } from '../../src/billing/mandates/index.ts';
 import { createRunner } from '../../src/billing/run/runner.ts';
 import { ConfigError } from '../../src/config.ts';
 import { pruneIdempotencyKeys } from '../../src/http/idempotency.ts';
-import { adminRoutes } from '../../src/http/routes.ts';
+import { adminRoutes } from '../../src/http/routes/index.ts';
 import { type AdminServer, createAdminServer } from '../../src/http/server.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { addFormats } from '../support/ajv.ts';
