@@ -7,11 +7,11 @@ import { parseInput } from '../billing/mandates/schemas.ts';
 import { EXPORT_KINDS, exportLines } from '../billing/reporting/exports.ts';
 import type { Runner } from '../billing/run/runner.ts';
 import { parseInstant } from '../domain/instant.ts';
-import { errorMessage } from '../errors.ts';
+import { errorMessage, InvalidRequestError } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import { createAuthLockout, createTokenCheck } from './auth.ts';
 import { checkSession, consoleRoutes, createSessionStore, findConsoleAssets } from './console.ts';
-import { errorResponse, HttpError } from './errors.ts';
+import { errorResponse, TooManyFailedAuthenticationsError } from './errors.ts';
 import { withIdempotency } from './idempotency.ts';
 import { guardInput } from './input.ts';
 import { type ExtraRoute, openApiDocument } from './openapi.ts';
@@ -110,9 +110,7 @@ export async function createAdminServer(opts: {
     if (wait > 0) {
       const seconds = Math.ceil(wait / 1000);
       void reply.header('retry-after', String(seconds));
-      throw new HttpError(
-        429,
-        'too_many_failed_authentications',
+      throw new TooManyFailedAuthenticationsError(
         `too many failed authentications from this client: retry in ${seconds} s`,
       );
     }
@@ -164,7 +162,7 @@ export async function createAdminServer(opts: {
           }
         };
         const key = req.headers['idempotency-key'];
-        if (Array.isArray(key)) throw new HttpError(400, 'validation_error', 'Idempotency-Key: give one');
+        if (Array.isArray(key)) throw new InvalidRequestError('Idempotency-Key: give one');
         const out =
           r.method === 'POST'
             ? await withIdempotency(
