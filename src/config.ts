@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { DEFAULT_MAX_AMOUNT_MAJOR } from './domain/money.ts';
-import { RebillError } from './errors.ts';
+import { exitCodes, RebillError } from './errors.ts';
 
 /**
  * Configuration comes from the environment only. Secrets may instead be given as a path in
@@ -15,13 +15,17 @@ import { RebillError } from './errors.ts';
  * the card: billing defers the work and never changes a mandate's business state for it.
  */
 export class ConfigError extends RebillError {
-  override name = 'ConfigError';
+  static override readonly type: string = 'ConfigError';
+  static override readonly exitCode: number = exitCodes.invalid;
+  static override readonly code: string = 'config';
+  /** A 500 (the server is not set up), whose message names the variable for the operator. */
+  static override readonly exposed: boolean = true;
   constructor(
     readonly variable: string,
     message: string,
     options?: { cause?: unknown },
   ) {
-    super(`${variable}: ${message}`, 'config', options);
+    super(`${variable}: ${message}`, options);
   }
 }
 

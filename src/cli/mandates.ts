@@ -14,7 +14,7 @@ import {
 } from '../billing/mandates/index.ts';
 import { mandateMachine } from '../domain/lifecycle.ts';
 import { formatMoney } from '../domain/money.ts';
-import { RebillError, ValidationError } from '../errors.ts';
+import { InvalidRequestError, ValidationError } from '../errors.ts';
 import type { CliDeps } from './deps.ts';
 import { idArg, intOption, printJson, table } from './output.ts';
 
@@ -27,17 +27,13 @@ function secretFrom(option: string, source: string): string {
   try {
     text = readFileSync(source === '-' ? 0 : source, 'utf8');
   } catch (err) {
-    throw new RebillError(
+    throw new InvalidRequestError(
       `${option}: cannot read ${source === '-' ? 'standard input' : source} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
-      'validation_error',
     );
   }
   const value = text.trim();
   if (value === '')
-    throw new RebillError(
-      `${option}: ${source === '-' ? 'standard input' : source} is empty`,
-      'validation_error',
-    );
+    throw new InvalidRequestError(`${option}: ${source === '-' ? 'standard input' : source} is empty`);
   return value.replace(/[ -]/g, '');
 }
 
@@ -47,23 +43,21 @@ function credentialFrom(opts: Record<string, string | undefined>): Record<string
     ['dpan', '--dpan-file'],
   ] as const) {
     if (opts[given] !== undefined)
-      throw new RebillError(
+      throw new InvalidRequestError(
         `--${given === 'cardNumber' ? 'card-number' : 'dpan'}: a card number on the command line lands in ps and the shell's history; give ${instead} FILE, or ${instead} - to read it from standard input`,
-        'validation_error',
       );
   }
   const given = ['link', 'cardNumberFile', 'tokenHref', 'dpanFile', 'liquidoCardId'].filter(
     (k) => opts[k] !== undefined,
   );
   if (given.length !== 1) {
-    throw new RebillError(
+    throw new InvalidRequestError(
       'credential: give exactly one of --link, --card-number-file, --token-href, --dpan-file, --liquido-card-id',
-      'validation_error',
     );
   }
   const expiry = () => {
     const m = /^(\d{1,2})\/(\d{4})$/.exec(opts.expiry ?? '');
-    if (!m) throw new RebillError('--expiry: expected MM/YYYY', 'validation_error');
+    if (!m) throw new InvalidRequestError('--expiry: expected MM/YYYY');
     return { expiryMonth: Number(m[1]), expiryYear: Number(m[2]) };
   };
   if (opts.link) return { link: opts.link };

@@ -1,30 +1,12 @@
-import { ConfigError } from '../config.ts';
-import { DataDirInUseError } from '../db/client.ts';
 import { quoteSafely } from '../domain/card.ts';
 import { parseInstant as parseStrictInstant } from '../domain/instant.ts';
-import { RebillError } from '../errors.ts';
+import { exitCodes, InvalidRequestError, RebillError } from '../errors.ts';
 
-/** Exit codes that mean something to scripts. */
-export const exitCodes = {
-  ok: 0,
-  failure: 1,
-  invalid: 2,
-  notFound: 3,
-  conflict: 4,
-  /** A run finished, but some charges errored (not sent, or turned away for a reason not the card's). */
-  completedWithErrors: 5,
-} as const;
+export { exitCodes };
 
+/** The exit code an error ends the CLI with: its kind's, or 1 for anything rebill did not raise. */
 export function exitCodeFor(err: unknown): number {
-  if (err instanceof ConfigError) return exitCodes.invalid;
-  if (err instanceof DataDirInUseError) return exitCodes.conflict;
-  if (err instanceof RebillError) {
-    if (err.code === 'validation_error') return exitCodes.invalid;
-    if (err.code === 'not_found') return exitCodes.notFound;
-    if (err.code === 'conflict') return exitCodes.conflict;
-  }
-  if (err instanceof Error && err.name === 'ValidationError') return exitCodes.invalid;
-  return exitCodes.failure;
+  return err instanceof RebillError ? err.exitCode : exitCodes.failure;
 }
 
 /** A plain text table: a header row, then rows, columns padded to their widest cell. */
@@ -50,14 +32,14 @@ export function printJson(value: unknown): void {
 export function intOption(name: string) {
   return (v: string): number => {
     if (!/^-?\d+$/.test(v))
-      throw new RebillError(`${name}: expected an integer, got ${quoteSafely(v)}`, 'validation_error');
+      throw new InvalidRequestError(`${name}: expected an integer, got ${quoteSafely(v)}`);
     return Number(v);
   };
 }
 
 export function idArg(name: string, v: string): number {
   if (!/^\d+$/.test(v) || Number(v) < 1)
-    throw new RebillError(`${name}: expected a positive id, got ${quoteSafely(v)}`, 'validation_error');
+    throw new InvalidRequestError(`${name}: expected a positive id, got ${quoteSafely(v)}`);
   return Number(v);
 }
 

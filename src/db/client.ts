@@ -5,6 +5,7 @@ import type { PGlite } from '@electric-sql/pglite';
 import type { SQL, SQLWrapper } from 'drizzle-orm';
 import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg-core';
 import type { Sql } from 'postgres';
+import { ConflictError } from '../errors.ts';
 import * as schema from './schema.ts';
 
 export type Schema = typeof schema;
@@ -44,8 +45,9 @@ export interface Database {
   pglite?: PGlite;
 }
 
-export class DataDirInUseError extends Error {
-  override name = 'DataDirInUseError';
+/** Another process holds the PGlite data directory: a conflict (exit 4), not a crash. */
+export class DataDirInUseError extends ConflictError {
+  static override readonly type: string = 'DataDirInUseError';
 }
 
 export interface DbOptions {

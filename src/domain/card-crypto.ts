@@ -4,13 +4,16 @@
  * and `decryptSecret` picks the right key instead of trying each one.
  */
 import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto';
+import { RebillError } from '../errors.ts';
 
-export class DecryptError extends Error {
-  override name = 'DecryptError';
+/** Stored card data that does not decrypt (no such key, tampered, not ours): internal. */
+export class DecryptError extends RebillError {
+  static override readonly type: string = 'DecryptError';
 }
 
-export class KeyError extends Error {
-  override name = 'KeyError';
+/** A key that is not one (not 32 bytes): internal; configuration reports a bad key as a ConfigError. */
+export class KeyError extends RebillError {
+  static override readonly type: string = 'KeyError';
 }
 
 const VERSION = 'v1';

@@ -16,6 +16,7 @@
  *                        │      └──> failed
  *   pending / retry_scheduled / needs_new_credential / stopped ──(mandate cancelled)──> cancelled
  */
+import { ConflictError } from '../errors.ts';
 
 export type ChargeState =
   | 'pending'
@@ -199,8 +200,9 @@ export function finalStates<S extends string>(m: Machine<S>): S[] {
   return states(m).filter((s) => m.transitions[s].length === 0);
 }
 
-export class InvalidTransitionError extends Error {
-  override name = 'InvalidTransitionError';
+/** A move the state machine does not allow: a conflict with the current state. */
+export class InvalidTransitionError extends ConflictError {
+  static override readonly type: string = 'InvalidTransitionError';
   constructor(machine: string, from: string, to: string) {
     super(`${machine} cannot go from ${from} to ${to}`);
   }

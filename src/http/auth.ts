@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { ConfigError } from '../config.ts';
-import { HttpError } from './errors.ts';
+import { ForbiddenError, UnauthorizedError } from '../errors.ts';
 
 const digest = (v: string) => createHash('sha256').update(v, 'utf8').digest();
 
@@ -18,11 +18,11 @@ export function createTokenCheck(tokens: readonly string[]): (header: string | u
   const known = tokens.map(digest);
   return (header) => {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
-    if (!m) throw new HttpError(401, 'unauthorized', 'missing bearer token (Authorization: Bearer <token>)');
+    if (!m) throw new UnauthorizedError('missing bearer token (Authorization: Bearer <token>)');
     const presented = digest(m[1]!);
     let ok = false;
     for (const k of known) ok = timingSafeEqual(k, presented) || ok;
-    if (!ok) throw new HttpError(403, 'forbidden', 'the bearer token is not valid');
+    if (!ok) throw new ForbiddenError('the bearer token is not valid');
   };
 }
 

@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { parseInput } from '../billing/mandates/schemas.ts';
+import { ForbiddenError, NotFoundError, UnauthorizedError } from '../errors.ts';
 import { findUpwards } from '../paths.ts';
-import { HttpError } from './errors.ts';
+import { CsrfError } from './errors.ts';
 
 /** The session cookie: HttpOnly, SameSite=Strict, Path=/, an expiry of its own. */
 export const SESSION_COOKIE = 'rebill_session';
@@ -91,8 +92,7 @@ const sameSecret = (a: string, b: string) => timingSafeEqual(Buffer.from(digest(
 /** A 403 `csrf` unless the request carries the session's CSRF token (compared in constant time). */
 function assertCsrf(req: FastifyRequest, s: Session, message: string): void {
   const presented = req.headers[CSRF_HEADER];
-  if (typeof presented !== 'string' || !sameSecret(presented, s.csrf))
-    throw new HttpError(403, 'csrf', message);
+  if (typeof presented !== 'string' || !sameSecret(presented, s.csrf)) throw new CsrfError(message);
 }
 
 /**
@@ -106,7 +106,7 @@ export function checkSession(req: FastifyRequest, sessions: SessionStore): boole
   const id = readCookie(req.headers.cookie, SESSION_COOKIE);
   if (id === undefined || id === '') return false;
   const s = sessions.get(id);
-  if (!s) throw new HttpError(401, 'unauthorized', 'the console session has expired or ended: sign in again');
+  if (!s) throw new UnauthorizedError('the console session has expired or ended: sign in again');
   if (req.method !== 'GET' && req.method !== 'HEAD')
     assertCsrf(req, s, `a state-changing console request must carry the ${CSRF_HEADER} header`);
   return true;
@@ -213,7 +213,7 @@ export function consoleRoutes(opts: {
     app.get('/ui/*', { config: { auth: 'none' } }, page);
     app.get('/ui/assets/:file', { config: { auth: 'none' } }, async (req, reply) => {
       const a = assets.get((req.params as { file: string }).file);
-      if (!a) throw new HttpError(404, 'not_found', 'no such console asset');
+      if (!a) throw new NotFoundError('no such console asset', null);
       if (req.headers['if-none-match'] === a.etag) return reply.code(304).send();
       return reply
         .header('content-type', a.type)
@@ -228,8 +228,7 @@ export function consoleRoutes(opts: {
         opts.authenticate(req, reply, `Bearer ${token}`);
       } catch (err) {
         // The same check as the API's, in the words of the form that asked.
-        if (err instanceof HttpError && err.status === 403)
-          throw new HttpError(403, 'forbidden', 'the admin token is not valid');
+        if (err instanceof ForbiddenError) throw new ForbiddenError('the admin token is not valid');
         throw err;
       }
       const s = opts.sessions.create();

@@ -1,29 +1,35 @@
-import { ConfigError } from '../config.ts';
-import { RebillError, ValidationError } from '../errors.ts';
+import { ConflictError, ForbiddenError, RebillError, ValidationError } from '../errors.ts';
 
 export interface ErrorBody {
   error: { code: string; message: string; field?: string };
 }
 
-/** An error raised by the API layer itself (auth, idempotency, bad JSON), with its status. */
-export class HttpError extends Error {
-  override name = 'HttpError';
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
+/** A console request that changes something without the session's CSRF token. */
+export class CsrfError extends ForbiddenError {
+  static override readonly type: string = 'CsrfError';
+  static override readonly code: string = 'csrf';
 }
 
-const statusByCode: Record<string, number> = {
-  validation_error: 400,
-  not_found: 404,
-  conflict: 409,
-  gateway_rejected: 502,
-  unavailable: 503,
-};
+/** Too many failed authentications from one client: it waits out the minute (Retry-After). */
+export class TooManyFailedAuthenticationsError extends RebillError {
+  static override readonly type: string = 'TooManyFailedAuthenticationsError';
+  static override readonly httpStatus: number = 429;
+  static override readonly code: string = 'too_many_failed_authentications';
+  static override readonly exposed: boolean = true;
+}
+
+/** An Idempotency-Key already used for a different request. */
+export class IdempotencyMismatchError extends ConflictError {
+  static override readonly type: string = 'IdempotencyMismatchError';
+  static override readonly httpStatus: number = 422;
+  static override readonly code: string = 'idempotency_mismatch';
+}
+
+/** An Idempotency-Key whose first request is still running. */
+export class IdempotencyInProgressError extends ConflictError {
+  static override readonly type: string = 'IdempotencyInProgressError';
+  static override readonly code: string = 'idempotency_in_progress';
+}
 
 const fastifyCodes: Record<number, string> = {
   413: 'body_too_large',
@@ -31,23 +37,24 @@ const fastifyCodes: Record<number, string> = {
 };
 
 /**
- * Map any error to a status and a JSON body. Only errors rebill raises on purpose carry their
- * message out; anything else is a 500 with a generic message, so driver errors, SQL or stack
- * details never reach a client.
+ * Map any error to a status and a JSON body. An error rebill raises on purpose answers its
+ * own status and code (`httpStatus`, `code`), with its message when its kind is exposed;
+ * anything else is a 500 with a generic message, so driver errors, SQL or stack details never
+ * reach a client.
  */
 export function errorResponse(err: unknown): { status: number; body: ErrorBody } {
-  if (err instanceof HttpError)
-    return { status: err.status, body: { error: { code: err.code, message: err.message } } };
-  if (err instanceof ValidationError)
-    return {
-      status: 400,
-      body: { error: { code: err.code, message: err.message, field: err.field } },
-    };
-  if (err instanceof ConfigError)
-    return { status: 500, body: { error: { code: 'config', message: err.message } } };
   if (err instanceof RebillError) {
-    const status = statusByCode[err.code];
-    if (status) return { status, body: { error: { code: err.code, message: err.message } } };
+    if (!err.exposed) return internalError();
+    const field = err instanceof ValidationError ? err.field : undefined;
+    return {
+      status: err.httpStatus,
+      body: {
+        error:
+          field === undefined
+            ? { code: err.code, message: err.message }
+            : { code: err.code, message: err.message, field },
+      },
+    };
   }
   // fastify's own client errors (bad JSON, body too large, unsupported media type).
   // Their codes (FST_ERR_...) are fastify's internals: the envelope carries our own.
@@ -65,5 +72,9 @@ export function errorResponse(err: unknown): { status: number; body: ErrorBody }
       },
     };
   }
+  return internalError();
+}
+
+function internalError(): { status: number; body: ErrorBody } {
   return { status: 500, body: { error: { code: 'internal', message: 'internal error' } } };
 }

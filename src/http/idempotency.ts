@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
 import { num } from '../db/values.ts';
-import { HttpError } from './errors.ts';
+import { InvalidRequestError } from '../errors.ts';
+import { IdempotencyInProgressError, IdempotencyMismatchError } from './errors.ts';
 
 export interface StoredResponse {
   status: number;
@@ -49,7 +50,7 @@ export async function withIdempotency(
 ): Promise<StoredResponse & { replayed: boolean }> {
   if (key === undefined) return { ...(await run()), replayed: false };
   if (key.length === 0 || key.length > 255)
-    throw new HttpError(400, 'validation_error', 'Idempotency-Key: must be 1-255 characters');
+    throw new InvalidRequestError('Idempotency-Key: must be 1-255 characters');
   const hash = requestHash(req.method, req.path, req.body);
   const lease = sql`now() + make_interval(secs => ${IDEMPOTENCY_LEASE_SECONDS})`;
   const claimed =
@@ -69,17 +70,9 @@ export async function withIdempotency(
     const row = rows[0];
     if (!row) return withIdempotency(database, key, req, run); // released meanwhile
     if (row.request_hash !== hash)
-      throw new HttpError(
-        422,
-        'idempotency_mismatch',
-        'Idempotency-Key was already used for a different request',
-      );
+      throw new IdempotencyMismatchError('Idempotency-Key was already used for a different request');
     if (row.status_code === null)
-      throw new HttpError(
-        409,
-        'idempotency_in_progress',
-        'a request with this Idempotency-Key is still in progress',
-      );
+      throw new IdempotencyInProgressError('a request with this Idempotency-Key is still in progress');
     const body = typeof row.response === 'string' ? JSON.parse(row.response) : row.response;
     return { status: num(row.status_code), body, replayed: true };
   }

@@ -2,8 +2,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { BillingContext } from '../billing/context.ts';
 import { parseInput } from '../billing/mandates/schemas.ts';
-import { errorMessage } from '../errors.ts';
-import { errorResponse, HttpError } from './errors.ts';
+import { errorMessage, InvalidRequestError } from '../errors.ts';
+import { errorResponse } from './errors.ts';
 import { type StoredResponse, withIdempotency } from './idempotency.ts';
 
 export type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE';
@@ -172,7 +172,7 @@ export function mountRoute(
         }
       };
       const key = req.headers['idempotency-key'];
-      if (Array.isArray(key)) throw new HttpError(400, 'validation_error', 'Idempotency-Key: give one');
+      if (Array.isArray(key)) throw new InvalidRequestError('Idempotency-Key: give one');
       const out =
         r.method === 'POST'
           ? await withIdempotency(

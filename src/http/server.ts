@@ -5,7 +5,7 @@ import { errorMessage } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import { createAuthLockout, createTokenCheck } from './auth.ts';
 import { checkSession, consoleRoutes, createSessionStore, findConsoleAssets } from './console.ts';
-import { errorResponse, HttpError } from './errors.ts';
+import { errorResponse, TooManyFailedAuthenticationsError } from './errors.ts';
 import { guardInput } from './input.ts';
 import { type ExtraRoute, openApiDocument } from './openapi.ts';
 import { type Auth, declaredRoute, mountRoute, type RouteDef } from './route.ts';
@@ -73,9 +73,7 @@ export async function createAdminServer(opts: {
     if (wait > 0) {
       const seconds = Math.ceil(wait / 1000);
       void reply.header('retry-after', String(seconds));
-      throw new HttpError(
-        429,
-        'too_many_failed_authentications',
+      throw new TooManyFailedAuthenticationsError(
         `too many failed authentications from this client: retry in ${seconds} s`,
       );
     }

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { Database, Executor } from '../db/client.ts';
 import { encryptSecret, fingerprint } from '../domain/card-crypto.ts';
+import { ConflictError } from '../errors.ts';
 import type { SourceRecord } from './reader.ts';
 import { createRowValidator, type RowError, type ValidRow } from './rows.ts';
 
@@ -40,8 +41,8 @@ export interface ImportReport {
 }
 
 /** A legacy id was written by another import between the lookup and the insert. */
-class ConcurrentImportError extends Error {
-  override name = 'ConcurrentImportError';
+class ConcurrentImportError extends ConflictError {
+  static override readonly type: string = 'ConcurrentImportError';
   constructor() {
     super('a legacy id was imported by another run at the same time');
   }

@@ -5,10 +5,12 @@
  */
 import type { Credential } from '../db/schema.ts';
 import { decryptSecret } from '../domain/card-crypto.ts';
+import { RebillError } from '../errors.ts';
 import type { Instrument } from '../gateways/types.ts';
 
-export class LegacyInstrumentError extends Error {
-  override name = 'LegacyInstrumentError';
+/** A legacy credential that cannot be sent as it is stored (no href, no expiry, no key): internal. */
+export class LegacyInstrumentError extends RebillError {
+  static override readonly type: string = 'LegacyInstrumentError';
 }
 
 /**

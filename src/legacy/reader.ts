@@ -11,6 +11,7 @@ import { createInterface } from 'node:readline';
 import { type Readable, Transform } from 'node:stream';
 import { parse } from 'csv-parse';
 import { containsCardNumber } from '../domain/card.ts';
+import { InvalidRequestError } from '../errors.ts';
 import { FIELDS, REQUIRED_COLUMNS } from './rows.ts';
 
 export type LegacyFormat = 'csv' | 'ndjson';
@@ -23,8 +24,8 @@ export interface SourceRecord {
 }
 
 /** A problem with the file as a whole (unknown format, bad header): nothing is imported. */
-export class LegacyFileError extends Error {
-  override name = 'LegacyFileError';
+export class LegacyFileError extends InvalidRequestError {
+  static override readonly type: string = 'LegacyFileError';
 }
 
 export function detectFormat(path: string, format?: string): LegacyFormat {

@@ -548,7 +548,7 @@ describe('against the sandbox over loopback', () => {
     await authorized(reference);
     const dup = await catchAsync(gw.authorize(migrateRequest(reference)));
     expect(dup).toBeInstanceOf(WorldpayRequestError);
-    expect(dup).toMatchObject({ status: 400, errorName: 'duplicateTransactionReference', httpStatus: 400 });
+    expect(dup).toMatchObject({ status: 400, errorName: 'duplicateTransactionReference' });
     expect((dup as WorldpayRequestError).correlationId).toBeDefined();
     expect((dup as WorldpayRequestError).message).not.toContain('4917610000000000');
 
@@ -968,7 +968,6 @@ describe('transport limits and logging (loopback recorder)', () => {
       expect(err).toBeInstanceOf(WorldpayRequestError);
       expect(err).toMatchObject({
         status: 400,
-        httpStatus: 400,
         correlationId: 'bad-1',
         errorName: 'bodyDoesNotMatchSchema',
         validationErrors: [

@@ -273,12 +273,12 @@ async function recordRejected(
       reference: p.reference,
       err: message,
       errorClass: err instanceof Error ? err.name : typeof err,
-      httpStatus: e?.httpStatus,
+      httpStatus: e?.status,
       correlationId: e?.correlationId,
     },
     'authorization request rejected',
   );
-  const info = { httpStatus: e?.httpStatus, correlationId: e?.correlationId, latencyMs: e?.latencyMs };
+  const info = { httpStatus: e?.status, correlationId: e?.correlationId, latencyMs: e?.latencyMs };
   if (err instanceof ConnectionError && !err.reachedServer) {
     await defer(ctx, p, book, 'not_sent', `not sent: ${message}`, info);
     return;

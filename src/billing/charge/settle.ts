@@ -3,6 +3,7 @@ import type { Database, Executor, Tx } from '../../db/client.ts';
 import { num, numOrNull, str } from '../../db/values.ts';
 import type { ChargeState } from '../../domain/lifecycle.ts';
 import { errorMessage } from '../../errors.ts';
+import { GatewayError } from '../../gateways/errors.ts';
 import type { Links, PaymentActionResult, PaymentStatus } from '../../gateways/types.ts';
 import type { BillingContext } from '../context.ts';
 import { type Acceptance, commitAcceptances } from '../sql/settle-acceptances.ts';
@@ -223,18 +224,19 @@ export async function sendSettle(
         s.plan.kind === 'partialSettle' ? { amount: s.plan.amount, currency: s.plan.currency } : undefined,
     });
   } catch (err) {
-    const e = err as { message?: string; httpStatus?: number; status?: number; correlationId?: string };
+    const answer = err instanceof GatewayError ? err : undefined;
+    const message = err instanceof Error ? err.message : undefined;
     ctx.logger.warn(
-      { chargeId: s.chargeId, err: e.message, correlationId: e.correlationId },
+      { chargeId: s.chargeId, err: message, correlationId: answer?.correlationId },
       'settle rejected',
     );
     await commitActionFailed(
       ctx.database,
       { actionId: s.actionId, chargeId: s.chargeId, fence: s.fence },
       {
-        httpStatus: e.httpStatus ?? e.status,
-        correlationId: e.correlationId,
-        error: e.message ?? 'settle rejected',
+        httpStatus: answer?.status,
+        correlationId: answer?.correlationId,
+        error: message ?? 'settle rejected',
         chargeState: 'settle_failed',
       },
     );

@@ -10,7 +10,7 @@ import {
   UNSENT_CHARGE_STATES,
 } from '../../domain/lifecycle.ts';
 import { assertMoney, assertWithinCeiling } from '../../domain/money.ts';
-import { ConflictError, RebillError } from '../../errors.ts';
+import { ConflictError } from '../../errors.ts';
 import { appendEvent } from '../../events/append.ts';
 import type { BillingContext } from '../context.ts';
 import { takeOverWaitingCharges, transitionMandate, writeAudit } from '../sql/transitions.ts';
@@ -203,6 +203,6 @@ export async function queueCharge(
     assertWithinCeiling(opts.amount, m.currency, ctx.config.billing.maxAmount);
   }
   const out = await queue(ctx.database, id, { amount: opts.amount, dueAt: ctx.clock.now() });
-  if (out.chargeId === 0) throw new RebillError(`mandate ${id} could not take a charge`, 'conflict');
+  if (out.chargeId === 0) throw new ConflictError(`mandate ${id} could not take a charge`);
   return out;
 }

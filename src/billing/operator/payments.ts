@@ -3,7 +3,8 @@ import { z } from 'zod';
 import type { Database, Tx } from '../../db/client.ts';
 import { num, numOrNull, str } from '../../db/values.ts';
 import { assertMoney, assertWithinCeiling } from '../../domain/money.ts';
-import { ConflictError, NotFoundError, RebillError, ValidationError } from '../../errors.ts';
+import { ConflictError, GatewayRejectedError, NotFoundError, ValidationError } from '../../errors.ts';
+import { GatewayError } from '../../gateways/errors.ts';
 import type { PaymentActionKind, PaymentActionResult } from '../../gateways/types.ts';
 import { actionReference } from '../charge/references.ts';
 import {
@@ -251,23 +252,23 @@ export async function paymentAction(
       value: a.amount !== null ? { amount: a.amount, currency: a.currency } : undefined,
     });
   } catch (err) {
-    const e = err as { message?: string; httpStatus?: number; status?: number; correlationId?: string };
-    log.warn({ correlationId: e.correlationId, err: e.message }, `${kind} rejected`);
+    const answer = err instanceof GatewayError ? err : undefined;
+    const message = err instanceof Error ? err.message : undefined;
+    log.warn({ correlationId: answer?.correlationId, err: message }, `${kind} rejected`);
     await commitActionFailed(
       ctx.database,
       { actionId: a.actionId, chargeId, fence: a.fence },
       {
-        httpStatus: e.httpStatus ?? e.status,
-        correlationId: e.correlationId,
-        error: `${kind} rejected: ${e.message ?? 'error'}`,
+        httpStatus: answer?.status,
+        correlationId: answer?.correlationId,
+        error: `${kind} rejected: ${message ?? 'error'}`,
       },
     );
     // The adapter refused before sending (no such link in the payment's state): a state conflict.
     if (err instanceof ValidationError)
       throw new ConflictError(`charge ${chargeId}: ${kind} is not available: ${err.message}`);
-    throw new RebillError(
-      `charge ${chargeId}: ${kind} rejected by the gateway: ${e.message ?? 'error'}`,
-      'gateway_rejected',
+    throw new GatewayRejectedError(
+      `charge ${chargeId}: ${kind} rejected by the gateway: ${message ?? 'error'}`,
       {
         cause: err,
       },

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { date, num } from '../../db/values.ts';
 import { type RunStatus, runMachine } from '../../domain/lifecycle.ts';
-import { errorMessage, RebillError, ValidationError } from '../../errors.ts';
+import { errorMessage, NotFoundError, ValidationError } from '../../errors.ts';
 import { noticeExpiringCards } from '../../events/expiry.ts';
 import { countDueCharges } from '../charge/claim.ts';
 import { reconcileUnknown } from '../charge/recover.ts';
@@ -12,7 +12,7 @@ import { plannedCharges } from '../mandates/forecast.ts';
 import { materializeDueCharges } from '../mandates/materialize.ts';
 import { mandateReleasesCharges, mayBecome, releaseLeases } from '../sql/transitions.ts';
 import { sendDue } from './pipeline.ts';
-import { type RunTally, type RunCounts, zero } from './tally.ts';
+import { type RunCounts, type RunTally, zero } from './tally.ts';
 
 export type { RunCounts } from './tally.ts';
 
@@ -95,7 +95,7 @@ export interface RunReport {
 /** Check that a mandate filter names a real mandate, so a typo is an error, not an empty run. */
 export async function assertMandateExists(ctx: BillingContext, mandateId: number): Promise<void> {
   const rows = await ctx.database.rows(sql`select 1 from mandates where id = ${mandateId}`);
-  if (rows.length === 0) throw new RebillError(`mandate ${mandateId} not found`, 'not_found');
+  if (rows.length === 0) throw new NotFoundError('mandate', mandateId);
 }
 
 export async function createRun(ctx: BillingContext, opts: RunOptions): Promise<number> {

@@ -1,4 +1,4 @@
-import { errorMessage, RebillError } from '../../errors.ts';
+import { errorMessage, UnavailableError } from '../../errors.ts';
 import type { Metrics } from '../../metrics.ts';
 import type { BillingContext } from '../context.ts';
 import { assertMandateExists, createRun, type RunOptions, type RunReport, runBilling } from './run.ts';
@@ -47,8 +47,7 @@ export function createRunner(ctx: BillingContext, metrics?: Metrics): Runner {
   return {
     signal: abort.signal,
     async start(opts) {
-      if (abort.signal.aborted)
-        throw new RebillError('shutting down: no new runs are started', 'unavailable');
+      if (abort.signal.aborted) throw new UnavailableError('shutting down: no new runs are started');
       if (opts.mandateId !== undefined) await assertMandateExists(ctx, opts.mandateId);
       const runId = await createRun(ctx, opts);
       track(

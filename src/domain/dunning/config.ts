@@ -64,15 +64,20 @@ export const DEFAULT_DUNNING_CONFIG: DunningConfig = Object.freeze<DunningConfig
   warnings: [],
 });
 
+/**
+ * A dunning policy that cannot be used as written. Its kind is the root's (a 500 whose message
+ * stays inside, exit code 1), under its own code.
+ */
 export class DunningConfigError extends RebillError {
-  override name = 'DunningConfigError';
+  static override readonly type: string = 'DunningConfigError';
+  static override readonly code: string = 'config_error';
   constructor(
     /** Dotted path of the offending key, e.g. `codes.51.category`. */
     readonly key: string,
     message: string,
     options?: { cause?: unknown },
   ) {
-    super(`dunning policy: ${key}: ${message}`, 'config_error', options);
+    super(`dunning policy: ${key}: ${message}`, options);
   }
 }
 

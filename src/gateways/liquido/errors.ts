@@ -1,4 +1,4 @@
-import { GatewayError, RequestRejectedError } from '../errors.ts';
+import { GatewayError, type GatewayErrorClasses, RequestRejectedError } from '../errors.ts';
 
 /**
  * Liquido-specific errors, on top of the shared gateway hierarchy so billing code can branch
@@ -10,12 +10,12 @@ import { GatewayError, RequestRejectedError } from '../errors.ts';
  * one token refresh). Nothing was processed. The message never carries the secret or token.
  */
 export class LiquidoAuthError extends RequestRejectedError {
-  override name = 'LiquidoAuthError';
+  static override readonly type: string = 'LiquidoAuthError';
 }
 
 /** The operation exists on the Gateway interface but Liquido's card pre-authorization has none. */
 export class UnsupportedOperationError extends GatewayError {
-  override name = 'UnsupportedOperationError';
+  static override readonly type: string = 'UnsupportedOperationError';
   constructor(
     readonly gateway: string,
     readonly operation: string,
@@ -23,3 +23,6 @@ export class UnsupportedOperationError extends GatewayError {
     super(`${gateway} does not support ${operation}`);
   }
 }
+
+/** Liquido's error answers: its API's 401 and 403 are our credentials, any other 4xx the request. */
+export const LIQUIDO_ERRORS: GatewayErrorClasses = { credentials: LiquidoAuthError };

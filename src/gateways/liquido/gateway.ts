@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { ConflictError, ValidationError } from '../../errors.ts';
 import { silentLogger } from '../../logger.ts';
-import { ConnectionError, ContractError, RequestRejectedError, TimeoutError } from '../errors.ts';
+import { ConnectionError, ContractError, GatewayError, TimeoutError } from '../errors.ts';
 import type {
   AuthorizeRequest,
   AuthorizeResult,
@@ -12,7 +12,7 @@ import type {
   PaymentActionResult,
   QueryResult,
 } from '../types.ts';
-import { LiquidoAuthError, UnsupportedOperationError } from './errors.ts';
+import { LIQUIDO_ERRORS, UnsupportedOperationError } from './errors.ts';
 import { createTokenSource } from './tokenSource.ts';
 import { createTransport, type TransportResponse } from './transport.ts';
 import {
@@ -42,7 +42,7 @@ export interface LiquidoGatewayOptions {
 
 /** A capture asked for more than the pre-authorization holds; refused before anything is sent. */
 export class CaptureExceedsHoldError extends ConflictError {
-  override name = 'CaptureExceedsHoldError';
+  static override readonly type: string = 'CaptureExceedsHoldError';
   constructor(
     readonly paymentId: string,
     readonly requested: Money,
@@ -130,11 +130,11 @@ export function createLiquidoGateway(opts: LiquidoGatewayOptions): Gateway {
         continue;
       }
       if (res.status === 401 || res.status === 403) {
-        throw new LiquidoAuthError(`Liquido refused the API credentials on ${op} (HTTP ${res.status})`, {
-          status: res.status,
-          correlationId: res.correlationId,
-          latencyMs: res.latencyMs,
-        });
+        throw GatewayError.generate(
+          { status: res.status, correlationId: res.correlationId, latencyMs: res.latencyMs },
+          `Liquido refused the API credentials on ${op} (HTTP ${res.status})`,
+          LIQUIDO_ERRORS,
+        );
       }
       return res;
     }
@@ -169,12 +169,16 @@ export function createLiquidoGateway(opts: LiquidoGatewayOptions): Gateway {
     if (res.status >= 400) {
       const j = res.json as { message?: unknown; error?: unknown } | undefined;
       const message = typeof j?.message === 'string' ? j.message.slice(0, 200) : `HTTP ${res.status}`;
-      throw new RequestRejectedError(`Liquido rejected ${op}: ${message}`, {
-        status: res.status,
-        errorName: typeof j?.error === 'string' ? j.error : undefined,
-        correlationId: res.correlationId,
-        latencyMs: res.latencyMs,
-      });
+      throw GatewayError.generate(
+        {
+          status: res.status,
+          errorName: typeof j?.error === 'string' ? j.error : undefined,
+          correlationId: res.correlationId,
+          latencyMs: res.latencyMs,
+        },
+        `Liquido rejected ${op}: ${message}`,
+        LIQUIDO_ERRORS,
+      );
     }
     const payment = readPayment(res.json);
     if (payment === undefined) {

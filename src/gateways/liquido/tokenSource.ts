@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { ContractError, GatewayError, RequestRejectedError } from '../errors.ts';
+import { ContractError, GatewayError, type GatewayErrorClasses } from '../errors.ts';
 import { LiquidoAuthError } from './errors.ts';
 import type { Transport } from './transport.ts';
 
@@ -16,9 +16,19 @@ export interface TokenSource {
 
 /** No token could be fetched, so the call that needed it was never sent. */
 export class TokenUnavailableError extends GatewayError {
-  override name = 'TokenUnavailableError';
+  static override readonly type: string = 'TokenUnavailableError';
   readonly requestSent = false;
 }
+
+/**
+ * The token endpoint's error answers: 400, 401 and 403 are our client credentials, any other
+ * 4xx the request, anything else (5xx, an unexpected success) no token to be had now.
+ */
+const TOKEN_ERRORS: GatewayErrorClasses = {
+  credentials: LiquidoAuthError,
+  credentialStatuses: [400, 401, 403],
+  other: TokenUnavailableError,
+};
 
 interface Cached {
   token: string;
@@ -63,24 +73,16 @@ export function createTokenSource(opts: {
     }
     const details = { correlationId: res.correlationId, latencyMs: res.latencyMs };
     opts.logger.debug({ gateway: 'liquido', op: 'token', httpStatus: res.status, latencyMs: res.latencyMs });
-    if (res.status === 400 || res.status === 401 || res.status === 403) {
-      // Never echo the body or the request: either could carry the client secret.
-      throw new LiquidoAuthError(`Liquido rejected the client credentials (HTTP ${res.status})`, {
-        ...details,
-        status: res.status,
-      });
-    }
-    if (res.status >= 400 && res.status < 500) {
-      throw new RequestRejectedError(`Liquido token endpoint answered HTTP ${res.status}`, {
-        ...details,
-        status: res.status,
-      });
-    }
     if (res.status !== 200) {
-      throw new TokenUnavailableError(`Liquido token endpoint answered HTTP ${res.status}`, {
-        ...details,
-        httpStatus: res.status,
-      });
+      // Never echo the body or the request: either could carry the client secret.
+      throw GatewayError.generate(
+        { ...details, status: res.status },
+        (kind) =>
+          kind === 'credentials'
+            ? `Liquido rejected the client credentials (HTTP ${res.status})`
+            : `Liquido token endpoint answered HTTP ${res.status}`,
+        TOKEN_ERRORS,
+      );
     }
     const json = res.json as { access_token?: unknown; expires_in?: unknown } | undefined;
     const token = json?.access_token;

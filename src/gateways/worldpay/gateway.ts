@@ -262,7 +262,7 @@ export function createWorldpayGateway(opts: WorldpayGatewayOptions): WorldpayGat
       {
         gateway: 'worldpay',
         correlationId: err.correlationId,
-        httpStatus: err.httpStatus,
+        httpStatus: err.status,
         reason: err.message,
       },
       'worldpay authorization answer breaks the contract; outcome unknown',
@@ -270,7 +270,7 @@ export function createWorldpayGateway(opts: WorldpayGatewayOptions): WorldpayGat
     return {
       outcome: 'unknown',
       reason: `ContractError: ${err.message}`,
-      httpStatus: err.httpStatus,
+      httpStatus: err.status,
       correlationId: err.correlationId,
       latencyMs: err.latencyMs ?? 0,
     };

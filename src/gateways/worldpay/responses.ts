@@ -1,4 +1,9 @@
-import { ContractError, type ValidationErrorDetail } from '../errors.ts';
+import {
+  ContractError,
+  GatewayError,
+  type GatewayErrorClasses,
+  type ValidationErrorDetail,
+} from '../errors.ts';
 import type { HttpResponse } from '../http.ts';
 import type { AuthorizeResult, Exchange, Links, PaymentActionResult, QueryResult } from '../types.ts';
 import { WorldpayRequestError } from './errors.ts';
@@ -86,8 +91,11 @@ export function parseRefusal(body: Record<string, unknown>): {
   };
 }
 
+/** Every 4xx of Worldpay, its credentials' 401 and 403 too, is a WorldpayRequestError. */
+const WORLDPAY_ERRORS: GatewayErrorClasses = { rejected: WorldpayRequestError };
+
 /** Worldpay's error body `{errorName, message, validationErrors[]}` as a typed 4xx error. */
-export function requestError(res: HttpResponse, what: string): WorldpayRequestError {
+export function requestError(res: HttpResponse, what: string): GatewayError {
   let body: Record<string, unknown> = {};
   try {
     body = parseJson(res, true);
@@ -102,14 +110,10 @@ export function requestError(res: HttpResponse, what: string): WorldpayRequestEr
       })
     : [];
   const detail = [errorName, str(body.message)].filter(Boolean).join(': ');
-  return new WorldpayRequestError(
+  return GatewayError.generate(
+    { ...exchangeOf(res), status: res.status, errorName, validationErrors },
     `Worldpay rejected ${what}: HTTP ${res.status}${detail ? ` ${detail}` : ''}`,
-    {
-      ...exchangeOf(res),
-      status: res.status,
-      errorName,
-      validationErrors,
-    },
+    WORLDPAY_ERRORS,
   );
 }
 
