@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { App } from '../src/app.ts';
-import { createRunner } from '../src/billing/run/runner.ts';
-import { exitCodeFor } from '../src/cli/output.ts';
-import { ConfigError } from '../src/config.ts';
-import { DataDirInUseError } from '../src/db/client.ts';
-import { DecryptError, KeyError } from '../src/domain/card-crypto.ts';
-import { DunningConfigError } from '../src/domain/dunning/config.ts';
-import { InvalidTransitionError } from '../src/domain/lifecycle.ts';
+import type { App } from '../../src/app.ts';
+import { createRunner } from '../../src/billing/run/runner.ts';
+import { exitCodeFor } from '../../src/cli/output.ts';
+import { ConfigError } from '../../src/config.ts';
+import { DataDirInUseError } from '../../src/db/client.ts';
+import { DecryptError, KeyError } from '../../src/domain/card-crypto.ts';
+import { DunningConfigError } from '../../src/domain/dunning/config.ts';
+import { InvalidTransitionError } from '../../src/domain/lifecycle.ts';
 import {
   ConflictError,
   exitCodes,
@@ -18,7 +18,7 @@ import {
   UnauthorizedError,
   UnavailableError,
   ValidationError,
-} from '../src/errors.ts';
+} from '../../src/errors.ts';
 import {
   ClientClosedError,
   ConnectionError,
@@ -27,27 +27,27 @@ import {
   type GatewayErrorClasses,
   RequestRejectedError,
   TimeoutError,
-} from '../src/gateways/errors.ts';
+} from '../../src/gateways/errors.ts';
 import {
   LIQUIDO_ERRORS,
   LiquidoAuthError,
   UnsupportedOperationError,
-} from '../src/gateways/liquido/errors.ts';
-import { CaptureExceedsHoldError } from '../src/gateways/liquido/gateway.ts';
-import { TokenUnavailableError } from '../src/gateways/liquido/tokenSource.ts';
-import { WorldpayRequestError } from '../src/gateways/worldpay/errors.ts';
+} from '../../src/gateways/liquido/errors.ts';
+import { CaptureExceedsHoldError } from '../../src/gateways/liquido/gateway.ts';
+import { TokenUnavailableError } from '../../src/gateways/liquido/tokenSource.ts';
+import { WorldpayRequestError } from '../../src/gateways/worldpay/errors.ts';
 import {
   CsrfError,
   errorResponse,
   IdempotencyInProgressError,
   IdempotencyMismatchError,
   TooManyFailedAuthenticationsError,
-} from '../src/http/errors.ts';
-import { type AdminServer, createAdminServer } from '../src/http/server.ts';
-import { LegacyInstrumentError } from '../src/legacy/instrument.ts';
-import { LegacyFileError } from '../src/legacy/reader.ts';
-import { runCli } from './support/cli.ts';
-import { startWorld, type World } from './support/world.ts';
+} from '../../src/http/errors.ts';
+import { type AdminServer, createAdminServer } from '../../src/http/server.ts';
+import { LegacyInstrumentError } from '../../src/legacy/instrument.ts';
+import { LegacyFileError } from '../../src/legacy/reader.ts';
+import { runCli } from '../support/cli.ts';
+import { startWorld, type World } from '../support/world.ts';
 
 /**
  * Every kind of error carries what the API answers (status, code, whether the message goes
