@@ -9,6 +9,7 @@ import {
   type MandateStatus,
   mandateMachine,
   sourcesOf,
+  states,
   UNSENT_CHARGE_STATES,
   WAITING_CHARGE_STATES,
 } from '../../domain/lifecycle.ts';
@@ -71,6 +72,13 @@ export function mayBecome<S extends string>(
   return guard;
 }
 const guards = new Map<string, SQL>();
+
+/** `<column> in (every state with a way out)`: a row its machine has not yet finished with. */
+export function isOpen<S extends string>(m: Machine<S>, column: string): SQL {
+  if (!COLUMN.test(column)) throw new TypeError(`not a column: ${JSON.stringify(column)}`);
+  const open = states(m).filter((s) => m.transitions[s].length > 0);
+  return open.length === 0 ? sql.raw('false') : sql.raw(`${column} in (${quoted(open)})`);
+}
 const COLUMN = /^([a-z_]+\.)?[a-z_]+$/;
 
 export const chargeMayBecome = (to: ChargeState, alias = 'charges', opts: { orSame?: boolean } = {}) =>
