@@ -5,13 +5,9 @@ import { num, numOrNull, str } from '../../db/values.ts';
 import { assertMoney, assertWithinCeiling } from '../../domain/money.ts';
 import { ConflictError, NotFoundError, RebillError, ValidationError } from '../../errors.ts';
 import type { PaymentActionKind, PaymentActionResult } from '../../gateways/types.ts';
+import { applyPaymentStatus } from '../charge/follow.ts';
 import { actionReference } from '../charge/references.ts';
-import {
-  applyPaymentStatus,
-  commitActionAccepted,
-  commitActionFailed,
-  paymentLinks,
-} from '../charge/settle.ts';
+import { commitActionAccepted, commitActionFailed, paymentLinks } from '../charge/settle.ts';
 import type { BillingContext } from '../context.ts';
 import { parseInput } from '../mandates/index.ts';
 import { releaseLease } from '../sql/transitions.ts';
