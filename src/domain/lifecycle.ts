@@ -57,6 +57,12 @@ export type RunStatus = 'running' | 'completed' | 'completed_with_errors' | 'fai
 
 export type CredentialStatus = 'active' | 'blocked';
 
+export type MandateChangeState = 'scheduled' | 'applied' | 'cancelled';
+
+export type DeliveryState = 'pending' | 'delivered' | 'failed';
+
+export type EndpointStatus = 'enabled' | 'disabled' | 'removed';
+
 /** One state machine: the states a row may be created in, and the moves between states. */
 export interface Machine<S extends string> {
   name: string;
@@ -172,6 +178,30 @@ export const credentialMachine: Machine<CredentialStatus> = {
   transitions: { active: ['blocked'], blocked: [] },
 };
 
+/** A scheduled change of a mandate's plan: applied by the run when its instant comes, or cancelled. */
+export const mandateChangeMachine: Machine<MandateChangeState> = {
+  name: 'mandate_change',
+  initial: ['scheduled'],
+  transitions: { scheduled: ['applied', 'cancelled'], applied: [], cancelled: [] },
+};
+
+/**
+ * A webhook delivery: pending until its endpoint answers 2xx (delivered) or the give-up window
+ * passes or the endpoint goes (failed). An operator's resend makes any delivery pending again.
+ */
+export const deliveryMachine: Machine<DeliveryState> = {
+  name: 'webhook_delivery',
+  initial: ['pending'],
+  transitions: { pending: ['delivered', 'failed'], delivered: ['pending'], failed: ['pending'] },
+};
+
+/** A webhook endpoint: disabled when everything failed for the give-up window, removed by an operator. */
+export const endpointMachine: Machine<EndpointStatus> = {
+  name: 'webhook_endpoint',
+  initial: ['enabled'],
+  transitions: { enabled: ['disabled', 'removed'], disabled: ['removed'], removed: [] },
+};
+
 export const machines = [
   chargeMachine,
   mandateMachine,
@@ -179,6 +209,9 @@ export const machines = [
   actionMachine,
   runMachine,
   credentialMachine,
+  mandateChangeMachine,
+  deliveryMachine,
+  endpointMachine,
 ] as const;
 
 export function states<S extends string>(m: Machine<S>): S[] {

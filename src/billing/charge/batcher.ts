@@ -67,6 +67,7 @@ export function batcher<I, O>(
     },
     /** Resolves when every item handed in so far is committed (or has failed). */
     async close(): Promise<void> {
+      next();
       while (running !== null) await running;
     },
   };

@@ -160,6 +160,20 @@ export function chargeStateFor(decision: RetryDecision): ChargeState {
   }
 }
 
+/** What a refusal commit updates, fenced by the claim's token. */
+export function refusalTarget(p: PlannedAttempt) {
+  const c = p.charge;
+  return {
+    chargeId: c.id,
+    fence: c.fence,
+    attemptId: p.attemptId,
+    reference: p.reference,
+    mandateId: c.mandateId,
+    credentialId: c.credentialId,
+    chargeState: p.chargeState,
+  };
+}
+
 /**
  * Commit a refusal (or an attempt that ended without a payment) with the dunning decision, in
  * one transaction: attempt, charge, and where the decision says so, mandate and credential.

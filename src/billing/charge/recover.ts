@@ -7,7 +7,13 @@ import { decideRefusal } from '../dunning/refusal.ts';
 import { writeAheadSettle } from '../sql/payment-actions.ts';
 import { releaseLease, transitionCharge } from '../sql/transitions.ts';
 import { leaseClaim, toClaimed } from './claim.ts';
-import { commitAuthorized, commitRefused, commitUnknown, type PlannedAttempt } from './outcome.ts';
+import {
+  commitAuthorized,
+  commitRefused,
+  commitUnknown,
+  type PlannedAttempt,
+  refusalTarget,
+} from './outcome.ts';
 import {
   commitActionAccepted,
   type PaymentRow,
@@ -182,13 +188,7 @@ async function reconcileOne(
     const decision = await decideRefusal(ctx, charge, { gatewayError: true }, asOf);
     await commitRefused(
       ctx.database,
-      {
-        ...charge,
-        chargeId: charge.id,
-        attemptId: p.attemptId,
-        reference: p.reference,
-        chargeState: p.chargeState,
-      },
+      refusalTarget(p),
       {
         attemptState: 'not_found',
         code: null,
@@ -207,13 +207,7 @@ async function reconcileOne(
     const decision = await decideRefusal(ctx, charge, { code: q.rawStatus, adviceCode: null }, asOf);
     await commitRefused(
       ctx.database,
-      {
-        ...charge,
-        chargeId: charge.id,
-        attemptId: p.attemptId,
-        reference: p.reference,
-        chargeState: p.chargeState,
-      },
+      refusalTarget(p),
       {
         attemptState: 'refused',
         code: null,

@@ -10,7 +10,7 @@ import { actionReference } from '../charge/references.ts';
 import { commitActionAccepted, commitActionFailed, paymentLinks } from '../charge/settle.ts';
 import type { BillingContext } from '../context.ts';
 import { parseInput } from '../mandates/index.ts';
-import { releaseLease } from '../sql/transitions.ts';
+import { releaseLease, writeAudit } from '../sql/transitions.ts';
 import { type ChargeDetail, getCharge } from './charges.ts';
 
 /**
@@ -198,8 +198,7 @@ async function writeAheadAction(
           where id = ${chargeId} returning fence`,
       tx,
     );
-    await tx.execute(sql`insert into audit_log (entity_type, entity_id, to_state, reason, actor)
-      values ('payment_action', ${num(ins[0]?.id)}, 'requested', ${`${kind} requested`}, 'operator')`);
+    await writeAudit(tx, 'payment_action', num(ins[0]?.id), null, 'requested', `${kind} requested`);
     return {
       actionId: num(ins[0]?.id),
       attemptId,
