@@ -1,9 +1,11 @@
 /**
  * The state machines of rebill, one table each. These tables are the only statement of which
- * moves are allowed: the billing transitions (`src/billing/sql/transitions.ts`) derives every SQL guard from
- * them, and migration 0002 loads the same pairs into `state_transitions`, where a trigger on
- * each table refuses any other move, so a statement that bypasses the door still cannot make
- * an impossible one. `test/lifecycle.test.ts` checks the database copy equals this one.
+ * moves are allowed: every state write is under `src/billing/sql/` (test/sql-layer.test.ts
+ * holds it there), which derives its SQL guard from them (`mayBecome` in
+ * `src/billing/sql/transitions.ts`), and migrations 0002 and 0012 load the same pairs into
+ * `state_transitions`, where a trigger on each table refuses any other move, so a statement
+ * that bypasses the door still cannot make an impossible one. `test/lifecycle.test.ts` checks
+ * the database copy equals this one and that every machine has its trigger.
  *
  * Charge:
  *
