@@ -38,7 +38,8 @@ export function batcher<I, O>(
         });
       },
       async (err: unknown) => {
-        if (batch.length === 1 && batch[0]) return batch[0].reject(err);
+        // A batch of one is tried once more too: a deadlock or a dropped connection is the
+        // statement's, not the item's, and the second try is usually alone.
         ctx.logger.warn(
           { err: errorMessage(err), batch: batch.length },
           `${what} batch not committed; committing its items one by one`,
