@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { type App, openApp, openDatabase } from './app.ts';
-import { followSettlements } from './billing/charge/settle.ts';
+import { followSettlements } from './billing/charge/follow.ts';
 import { createMandate, listMandates, queueCharge } from './billing/mandates/index.ts';
 import { listCharges } from './billing/operator/charges.ts';
 import { type RunReport, runBilling } from './billing/run/run.ts';

@@ -1,9 +1,11 @@
 /**
  * The state machines of rebill, one table each. These tables are the only statement of which
- * moves are allowed: the billing transitions (`src/billing/sql/transitions.ts`) derives every SQL guard from
- * them, and migration 0002 loads the same pairs into `state_transitions`, where a trigger on
- * each table refuses any other move, so a statement that bypasses the door still cannot make
- * an impossible one. `test/billing/lifecycle.test.ts` checks the database copy equals this one.
+ * moves are allowed: every state write is under `src/billing/sql/` (test/billing/sql-layer.test.ts
+ * holds it there), which derives its SQL guard from them (`mayBecome` in
+ * `src/billing/sql/transitions.ts`), and migrations 0002 and 0012 load the same pairs into
+ * `state_transitions`, where a trigger on each table refuses any other move, so a statement
+ * that bypasses the door still cannot make an impossible one. `test/billing/lifecycle.test.ts` checks
+ * the database copy equals this one and that every machine has its trigger.
  *
  * Charge:
  *
@@ -57,6 +59,12 @@ export type ActionState = 'requested' | 'accepted' | 'failed';
 export type RunStatus = 'running' | 'completed' | 'completed_with_errors' | 'failed' | 'interrupted';
 
 export type CredentialStatus = 'active' | 'blocked';
+
+export type MandateChangeState = 'scheduled' | 'applied' | 'cancelled';
+
+export type DeliveryState = 'pending' | 'delivered' | 'failed';
+
+export type EndpointStatus = 'enabled' | 'disabled' | 'removed';
 
 /** One state machine: the states a row may be created in, and the moves between states. */
 export interface Machine<S extends string> {
@@ -173,6 +181,30 @@ export const credentialMachine: Machine<CredentialStatus> = {
   transitions: { active: ['blocked'], blocked: [] },
 };
 
+/** A scheduled change of a mandate's plan: applied by the run when its instant comes, or cancelled. */
+export const mandateChangeMachine: Machine<MandateChangeState> = {
+  name: 'mandate_change',
+  initial: ['scheduled'],
+  transitions: { scheduled: ['applied', 'cancelled'], applied: [], cancelled: [] },
+};
+
+/**
+ * A webhook delivery: pending until its endpoint answers 2xx (delivered) or the give-up window
+ * passes or the endpoint goes (failed). An operator's resend makes any delivery pending again.
+ */
+export const deliveryMachine: Machine<DeliveryState> = {
+  name: 'webhook_delivery',
+  initial: ['pending'],
+  transitions: { pending: ['delivered', 'failed'], delivered: ['pending'], failed: ['pending'] },
+};
+
+/** A webhook endpoint: disabled when everything failed for the give-up window, removed by an operator. */
+export const endpointMachine: Machine<EndpointStatus> = {
+  name: 'webhook_endpoint',
+  initial: ['enabled'],
+  transitions: { enabled: ['disabled', 'removed'], disabled: ['removed'], removed: [] },
+};
+
 export const machines = [
   chargeMachine,
   mandateMachine,
@@ -180,6 +212,9 @@ export const machines = [
   actionMachine,
   runMachine,
   credentialMachine,
+  mandateChangeMachine,
+  deliveryMachine,
+  endpointMachine,
 ] as const;
 
 export function states<S extends string>(m: Machine<S>): S[] {

@@ -3,6 +3,12 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { sql } from 'drizzle-orm';
 import { Agent, request } from 'undici';
 import type { BillingContext } from '../billing/context.ts';
+import {
+  disableEndpoint,
+  failPendingDeliveries,
+  markAttemptFailed,
+  markDelivered,
+} from '../billing/sql/webhooks.ts';
 import { date, dateOrNull, num } from '../db/values.ts';
 import { errorMessage } from '../errors.ts';
 import { appendEvent } from './append.ts';
@@ -233,13 +239,7 @@ export function createDeliverer(
     const response = out.response === null ? null : out.response.replaceAll('\u0000', '');
     if (out.error === null) {
       await ctx.database.db.transaction(async (tx) => {
-        await ctx.database.rows(
-          sql`update webhook_deliveries set state = 'delivered', attempts = ${d.attempts}, last_status = ${out.status},
-                     last_response = ${response}, last_error = null, last_attempt_at = now(), delivered_at = now(),
-                     lease_owner = null, lease_expires_at = null
-               where id = ${d.id} and fence = ${d.fence} and state = 'pending'`,
-          tx,
-        );
+        await markDelivered(ctx.database, tx, { ...d, status: out.status, response });
         await ctx.database.rows(
           sql`update webhook_endpoints set failing_since = null where id = ${d.endpointId} and failing_since is not null`,
           tx,
@@ -250,14 +250,14 @@ export function createDeliverer(
     const wait = retryDelay(cfg.webhookRetrySchedule, d.attempts);
     const giveUp = Date.now() + wait - eventCreatedAt.getTime() > cfg.webhookGiveUpAfterMs;
     return ctx.database.db.transaction(async (tx) => {
-      await ctx.database.rows(
-        sql`update webhook_deliveries set state = ${giveUp ? 'failed' : 'pending'}, attempts = ${d.attempts},
-                   last_status = ${out.status}, last_response = ${response}, last_error = ${out.error},
-                   last_attempt_at = now(), next_attempt_at = now() + make_interval(secs => ${wait / 1000}),
-                   lease_owner = null, lease_expires_at = null
-             where id = ${d.id} and fence = ${d.fence} and state = 'pending'`,
-        tx,
-      );
+      await markAttemptFailed(ctx.database, tx, {
+        ...d,
+        status: out.status,
+        response,
+        error: out.error,
+        waitMs: wait,
+        giveUp,
+      });
       // An endpoint that has failed everything for the whole give-up window is disabled.
       const ep = await ctx.database.rows(
         sql`update webhook_endpoints set failing_since = coalesce(failing_since, now()) where id = ${d.endpointId}
@@ -266,15 +266,8 @@ export function createDeliverer(
       );
       if (ep[0]?.dead === true && ep[0]?.status === 'enabled') {
         const reason = `every delivery failed for ${Math.round(cfg.webhookGiveUpAfterMs / 3_600_000)} h`;
-        await ctx.database.rows(
-          sql`update webhook_endpoints set status = 'disabled', status_reason = ${reason}, updated_at = now() where id = ${d.endpointId}`,
-          tx,
-        );
-        await ctx.database.rows(
-          sql`update webhook_deliveries set state = 'failed', last_error = 'endpoint disabled'
-               where endpoint_id = ${d.endpointId} and state = 'pending'`,
-          tx,
-        );
+        await disableEndpoint(ctx.database, tx, d.endpointId, reason);
+        await failPendingDeliveries(ctx.database, tx, d.endpointId, 'endpoint disabled');
         await appendEvent(ctx.database, tx, {
           type: 'webhook_endpoint.disabled',
           data: { endpointId: d.endpointId, reason },

@@ -4,6 +4,7 @@ import { sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { BillingContext } from '../billing/context.ts';
 import { freeText, parseInput } from '../billing/mandates/schemas.ts';
+import { failPendingDeliveries, removeEndpointRow, resendDeliveryRow } from '../billing/sql/webhooks.ts';
 import { date, dateOrNull, num, str } from '../db/values.ts';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.ts';
 import { appendEvent } from './append.ts';
@@ -167,18 +168,10 @@ export async function getEndpoint(ctx: BillingContext, id: number): Promise<Endp
 /** Remove an endpoint: nothing more is delivered to it; what was waiting ends as failed. */
 export async function removeEndpoint(ctx: BillingContext, id: number): Promise<EndpointView> {
   const view = await ctx.database.db.transaction(async (tx) => {
-    const rows = await ctx.database.rows(
-      sql`update webhook_endpoints set status = 'removed', status_reason = 'removed by operator', updated_at = now()
-           where id = ${id} and status <> 'removed' returning *`,
-      tx,
-    );
-    if (!rows[0]) throw new NotFoundError('webhook endpoint', id);
-    await ctx.database.rows(
-      sql`update webhook_deliveries set state = 'failed', last_error = 'endpoint removed', lease_owner = null, lease_expires_at = null
-           where endpoint_id = ${id} and state = 'pending'`,
-      tx,
-    );
-    return toEndpointView(rows[0]);
+    const row = await removeEndpointRow(ctx.database, tx, id);
+    if (!row) throw new NotFoundError('webhook endpoint', id);
+    await failPendingDeliveries(ctx.database, tx, id, 'endpoint removed', { releaseLease: true });
+    return toEndpointView(row);
   });
   return view;
 }
@@ -271,17 +264,11 @@ export async function listDeliveries(
 
 /** Deliver an event to an endpoint again, now (after a receiver fixed a bug, say). */
 export async function resendDelivery(ctx: BillingContext, deliveryId: number): Promise<DeliveryView> {
-  const rows = await ctx.database.rows(
-    sql`update webhook_deliveries d set state = 'pending', next_attempt_at = now(), lease_owner = null,
-               lease_expires_at = null, fence = d.fence + 1, last_error = null
-          from webhook_endpoints ep
-         where d.id = ${deliveryId} and ep.id = d.endpoint_id and ep.status = 'enabled'
-        returning d.*`,
-  );
-  if (!rows[0]) {
+  const row = await resendDeliveryRow(ctx.database, deliveryId);
+  if (!row) {
     const exists = await ctx.database.rows(sql`select 1 from webhook_deliveries where id = ${deliveryId}`);
     if (exists.length === 0) throw new NotFoundError('webhook delivery', deliveryId);
     throw new ConflictError(`webhook delivery ${deliveryId} belongs to an endpoint that is not enabled`);
   }
-  return toDeliveryView(rows[0]);
+  return toDeliveryView(row);
 }

@@ -7,6 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { sql } from 'drizzle-orm';
+import { auditCreatedRows } from '../billing/sql/audit.ts';
 import type { Database, Executor } from '../db/client.ts';
 import { encryptSecret, fingerprint } from '../domain/card-crypto.ts';
 import { ConflictError } from '../errors.ts';
@@ -319,9 +320,7 @@ async function writeRows(
             anchor_cycle integer, instalments_total integer, next_due_at timestamptz, legacy_id text, legacy_hash text)
           on conflict (legacy_id) do nothing
           returning id),
-        audit as (
-          insert into audit_log (entity_type, entity_id, from_state, to_state, reason, actor)
-          select 'mandate', id, null, 'active', 'legacy import', 'legacy-import' from ins)
+        audit as (${auditCreatedRows('ins', 'mandate', 'active', 'legacy import', 'legacy-import')})
         select count(*)::int as n from ins`,
     tx,
   );

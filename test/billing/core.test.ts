@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { followSettlements } from '../../src/billing/charge/settle.ts';
+import { followSettlements } from '../../src/billing/charge/follow.ts';
 import {
   createMandate,
   pauseMandate,

@@ -17,7 +17,7 @@ import { writeAhead } from '../../src/billing/sql/write-ahead.ts';
 import { fixedClock } from '../../src/clock.ts';
 import { loadConfig } from '../../src/config.ts';
 import { num } from '../../src/db/values.ts';
-import { chargeMachine, transitionRows } from '../../src/domain/lifecycle.ts';
+import { chargeMachine, machines, transitionRows } from '../../src/domain/lifecycle.ts';
 import { ValidationError } from '../../src/errors.ts';
 import { createAdminServer } from '../../src/http/server.ts';
 import { silentLogger } from '../../src/logger.ts';
@@ -44,6 +44,27 @@ describe('lifecycle: one door, enforced tables and guard rails', () => {
       ...extra,
     });
   }
+
+  it('every machine of the code has its transition guard trigger in the database', async () => {
+    const rows = await w.t.database.rows(
+      sql`select tgrelid::regclass::text as tbl, pg_get_triggerdef(oid) as def from pg_trigger where tgname like '%transition_guard'`,
+    );
+    const guarded = rows.map((r) => String(r.def).match(/rebill_guard_\w+\('(\w+)'\)/)?.[1]).sort();
+    expect(guarded).toEqual(machines.map((m) => m.name).sort());
+    // A move the mandate-change table does not list (cancelled back to scheduled) is refused by
+    // the database itself; one it lists is not.
+    const app = await w.app(at('2026-01-10T10:00:00Z'));
+    const m = await subscription(app, (await w.verify()).href);
+    const [c] = await w.t.database.rows(
+      sql`insert into mandate_changes (mandate_id, effective_at, changes) values (${m.id}, now(), '{}'::jsonb) returning id`,
+    );
+    await w.t.database.rows(sql`update mandate_changes set state = 'cancelled' where id = ${c!.id}`);
+    await expect(
+      w.t.database.rows(sql`update mandate_changes set state = 'scheduled' where id = ${c!.id}`),
+    ).rejects.toThrow();
+    // Out of the later tests' runs.
+    await w.t.database.rows(sql`update mandates set status = 'cancelled' where id = ${m.id}`);
+  });
 
   it('the database holds the same transition table as the code, and its trigger refuses any other move', async () => {
     const rows = await w.t.database.rows(sql`select machine, from_state, to_state from state_transitions`);

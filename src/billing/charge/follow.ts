@@ -1,9 +1,15 @@
 import { sql } from 'drizzle-orm';
+import type { Database, Tx } from '../../db/client.ts';
 import { num } from '../../db/values.ts';
+import type { ChargeState } from '../../domain/lifecycle.ts';
+import { errorMessage } from '../../errors.ts';
+import type { PaymentStatus } from '../../gateways/types.ts';
 import { normalisePaymentStatus } from '../../gateways/worldpay/status.ts';
 import type { BillingContext } from '../context.ts';
 import { resolvePendingActions } from '../operator/payments.ts';
-import { applyPaymentStatus } from './settle.ts';
+import { noteSettleEvent } from '../sql/payment-actions.ts';
+import { transitionCharge } from '../sql/transitions.ts';
+import { type PaymentRow, paymentLinks, toPaymentRow } from './settle.ts';
 
 export interface PaymentEventInput {
   eventId: string;
@@ -58,4 +64,124 @@ export async function receivePaymentEvent(
     );
     return { outcome: moved ? 'applied' : 'recorded', chargeId, moved };
   });
+}
+
+/**
+ * Settlement follow-up: a 202 means received, not done. Ask the gateway about charges still
+ * `settling` and record where they ended (`settled` or `settle_failed`).
+ */
+export async function followSettlements(
+  ctx: BillingContext,
+  opts: { limit: number },
+): Promise<{ settled: number; failed: number }> {
+  const rows = await ctx.database.rows(sql`
+    select c.id, c.authorized_attempt_id, m.gateway, a.gateway_payment_id, a.transaction_reference
+      from charges c join mandates m on m.id = c.mandate_id join attempts a on a.id = c.authorized_attempt_id
+     where c.state = 'settling' and (c.lease_expires_at is null or c.lease_expires_at < now())
+     order by c.updated_at limit ${opts.limit}`);
+  let settled = 0;
+  let failed = 0;
+  for (const r of rows.map(toPaymentRow)) {
+    try {
+      const outcome = await followOne(ctx, r);
+      if (outcome === 'settled') settled++;
+      if (outcome === 'settle_failed') failed++;
+    } catch (err) {
+      ctx.logger.error({ chargeId: r.chargeId, err: errorMessage(err) }, 'settlement follow-up failed');
+    }
+  }
+  return { settled, failed };
+}
+
+async function followOne(ctx: BillingContext, r: PaymentRow): Promise<string | null | undefined> {
+  const { attemptId } = r;
+  const links = await paymentLinks(ctx.database, attemptId);
+  const q = await ctx.gateway(r.gateway).query({ paymentId: r.paymentId, links });
+  if (q.found !== true) return;
+  const outcome = await applyPaymentStatus(ctx.database, {
+    attemptId,
+    status: q.status,
+    rawStatus: q.rawStatus,
+    source: 'query',
+    transactionReference: r.transactionReference,
+  });
+  return outcome;
+}
+
+/**
+ * Apply a payment's latest status (from the events query or a webhook) to its charge.
+ * Tolerates repeats and out-of-order delivery: it only moves a charge forward.
+ */
+export async function applyPaymentStatus(
+  database: Database,
+  e: {
+    attemptId: number;
+    status: PaymentStatus;
+    rawStatus: string;
+    source: 'query' | 'webhook';
+    eventId?: string | undefined;
+    transactionReference?: string | null;
+    payload?: unknown;
+    occurredAt?: Date | undefined;
+  },
+  /** An open transaction to work in (the webhook's), else one of its own. */
+  on?: Tx,
+): Promise<string | null> {
+  const inTx = <T>(work: (tx: Tx) => Promise<T>): Promise<T> =>
+    on ? work(on) : database.db.transaction(work);
+  return inTx(async (tx) => {
+    if (e.eventId !== undefined) {
+      const ins = await database.rows(
+        sql`insert into payment_events (attempt_id, event_id, source, last_event, transaction_reference, payload, occurred_at)
+            values (${e.attemptId}, ${e.eventId}, ${e.source}, ${e.rawStatus}, ${e.transactionReference ?? null},
+                    ${e.payload === undefined ? null : JSON.stringify(e.payload)}::jsonb, ${e.occurredAt?.toISOString() ?? null}::timestamptz)
+            on conflict (event_id) do nothing returning id`,
+        tx,
+      );
+      if (ins.length === 0) return null; // a redelivery: already applied
+    } else {
+      await tx.execute(sql`insert into payment_events (attempt_id, source, last_event, transaction_reference)
+        values (${e.attemptId}, ${e.source}, ${e.rawStatus}, ${e.transactionReference ?? null})`);
+    }
+    const charge = await database.rows(
+      sql`select id, state, settled_amount, refunded_amount from charges where authorized_attempt_id = ${e.attemptId} for update`,
+      tx,
+    );
+    const c = charge[0];
+    const to = c ? statusTarget(e.status, num(c.settled_amount), num(c.refunded_amount)) : null;
+    let moved: ChargeState | null = null;
+    if (c && to !== null && c.state !== to) {
+      const r = await transitionCharge(database, tx, {
+        id: num(c.id),
+        to,
+        reason: `payment ${e.rawStatus} (${e.source})`,
+      });
+      if (r.ok) moved = to;
+    }
+    if (e.status === 'settled' || e.status === 'settlementFailed') {
+      await noteSettleEvent(database, tx, e.attemptId, e.rawStatus);
+    }
+    return moved;
+  });
+}
+
+/**
+ * The charge state a payment status reports, or null when it reports none (in progress, an
+ * authorization we already know). A refund the gateway reports is full unless rebill itself
+ * recorded refunding less than was settled.
+ */
+function statusTarget(status: PaymentStatus, settled: number, refunded: number): ChargeState | null {
+  switch (status) {
+    case 'settled':
+      return 'settled';
+    case 'settlementFailed':
+      return 'settle_failed';
+    case 'cancelled':
+      return 'cancelled';
+    case 'sentForRefund':
+    case 'refunded':
+      return refunded > 0 && refunded < settled ? 'partially_refunded' : 'refunded';
+    default:
+      return null;
+  }
 }

@@ -1,24 +1,25 @@
-import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
-import { num } from '../../db/values.ts';
-import {
-  type AttemptState,
-  attemptMachine,
-  type ChargeState,
-  type MandateStatus,
-  UNSENT_CHARGE_STATES,
-} from '../../domain/lifecycle.ts';
+import type { ChargeState, MandateStatus } from '../../domain/lifecycle.ts';
 import type { AuthorizeResult, Instrument } from '../../gateways/types.ts';
 import type { RetryDecision } from '../dunning/retry-policy.ts';
 import {
-  chargeMayBecome,
-  mayBecome,
-  movesTo,
-  outcomeState,
-  takeOverWaitingCharges,
-  transitionMandate,
-} from '../sql/transitions.ts';
+  commitDeferredOutcome,
+  commitRefusedOutcome,
+  commitUnknownOutcome,
+  type OpenAttempt,
+  type RefusalInfo,
+} from '../sql/attempt-outcomes.ts';
+import { type AuthorizedOutcome, commitAuthorizedOutcomes } from '../sql/authorized-outcomes.ts';
 import type { ClaimedCharge } from './claim.ts';
+
+export type { RefusalInfo } from '../sql/attempt-outcomes.ts';
+export { RECURRING_RELS } from '../sql/authorized-outcomes.ts';
+
+/**
+ * An attempt's outcome, committed: what the answer means for the charge (and, for a refusal,
+ * the dunning decision's mandate and credential). The statements are under src/billing/sql/
+ * (`authorized-outcomes.ts`, `attempt-outcomes.ts`); here is what they are given.
+ */
 
 /** An attempt whose write-ahead row is committed: from here on it may be sent. */
 export interface PlannedAttempt {
@@ -33,10 +34,6 @@ export interface PlannedAttempt {
   chargeState: 'attempting' | 'unknown';
 }
 
-/** Guard on an attempt row still open (sending or unknown), derived from the attempt table. */
-const attemptMay = (to: AttemptState, opts: { orSame?: boolean } = {}) =>
-  mayBecome(attemptMachine, 'attempts.state', to, opts);
-
 export interface SettlePlan {
   kind: 'settle' | 'partialSettle';
   reference: string;
@@ -44,9 +41,6 @@ export interface SettlePlan {
   currency: string;
   linkHref: string;
 }
-
-/** The relations of a link that continues a credential's chain (kept with the credential's id). */
-export const RECURRING_RELS = ['payments:recurringAuthorize', 'payments:migrateRecurringAuthorize'];
 
 /**
  * The links an authorization's commit keeps, as (relation, href) pairs: every link returned,
@@ -64,15 +58,6 @@ function linkEntries(r: Extract<AuthorizeResult, { outcome: 'authorized' }>) {
   return { entries, nextRel };
 }
 
-/** The same, one href per relation, or null when two links share a relation (kept one by one). */
-export function linksToKeep(
-  r: Extract<AuthorizeResult, { outcome: 'authorized' }>,
-): { links: Record<string, string>; nextRel: string | null } | null {
-  const { entries, nextRel } = linkEntries(r);
-  const links = Object.fromEntries(entries);
-  return Object.keys(links).length === entries.length ? { links, nextRel } : null;
-}
-
 /** The audit reason of an authorization's commit. */
 export function authorizedReason(
   p: PlannedAttempt,
@@ -84,13 +69,44 @@ export function authorizedReason(
 }
 
 /**
- * Commit an authorization in one statement: the attempt's outcome, every returned link
- * (append-only), the credential's move to the newest recurring link, the charge's new state,
- * and, when the mandate settles automatically, the settle action's write-ahead row. The
- * fencing token guards it: a worker whose lease was taken over writes nothing.
- * Returns the settle action id when one was written, or null; false when fenced out. The send
- * loop commits plain authorizations in batches instead (`outcomeBatcher`); this is the one-charge
- * form, for migrations, recoveries and a batch's fallback.
+ * An authorization's outcome as the commit statement binds it. `erasePan`: a migration of a
+ * legacy card whose PAN is erased with the credential's move to its new link.
+ */
+export function authorizedOutcome(
+  p: PlannedAttempt,
+  r: Extract<AuthorizeResult, { outcome: 'authorized' }>,
+  settle: SettlePlan | null,
+  opts: { recovered?: boolean; erasePan?: boolean } = {},
+): AuthorizedOutcome {
+  const { entries, nextRel } = linkEntries(r);
+  return {
+    chargeId: p.charge.id,
+    fence: p.charge.fence,
+    attemptId: p.attemptId,
+    credentialId: p.charge.credentialId,
+    fromState: p.chargeState,
+    kind: p.kind,
+    source: p.kind === 'migrate' ? 'migrate' : opts.recovered ? 'recovery' : 'authorize',
+    linkHref: p.linkHref,
+    httpStatus: r.httpStatus ?? null,
+    correlationId: r.correlationId ?? null,
+    latencyMs: r.latencyMs,
+    schemeReference: r.schemeReference ?? null,
+    authCode: r.authorizationCode ?? null,
+    paymentId: r.paymentId,
+    links: entries,
+    nextRel,
+    auditReason: authorizedReason(p, nextRel, opts),
+    settle,
+    migrated: opts.erasePan ? { mandateId: p.charge.mandateId, reference: p.reference } : undefined,
+  };
+}
+
+/**
+ * Commit an authorization: a batch of one through the statement the send loop's batcher
+ * commits many with (`commitAuthorizedOutcomes`), so there is one text of it. The fencing token
+ * guards it: a worker whose lease was taken over writes nothing. Returns the settle action id
+ * when one was written, or null; false when fenced out.
  */
 export async function commitAuthorized(
   database: Database,
@@ -99,82 +115,25 @@ export async function commitAuthorized(
   settle: SettlePlan | null,
   opts: { recovered?: boolean; erasePan?: boolean } = {},
 ): Promise<{ settleActionId: number | null } | false> {
-  const { entries, nextRel } = linkEntries(r);
-  const source = p.kind === 'migrate' ? 'migrate' : opts.recovered ? 'recovery' : 'authorize';
-  const linkValues = entries.map(
-    ([rel, href]) =>
-      sql`(${RECURRING_RELS.includes(rel) ? p.charge.credentialId : null}::bigint, ${p.attemptId}::bigint, ${source}, ${rel}, ${href})`,
-  );
-  const linksCte: SQL =
-    linkValues.length === 0
-      ? sql`lk as (select null::bigint as id, null::text as rel where false)`
-      : sql`lk as (
-          insert into links (credential_id, attempt_id, source, rel, href)
-          select v.* from (values ${sql.join(linkValues, sql`, `)}) as v(credential_id, attempt_id, source, rel, href)
-          where exists (select 1 from ch)
-          returning id, rel)`;
-  const credentialCte: SQL =
-    nextRel !== null
-      ? sql`, cred as (
-          update credentials set current_link_id = (select max(id) from lk where rel = ${nextRel}),
-                 updated_at = now(),
-                 migrated_at = coalesce(migrated_at, now())
-                 ${opts.erasePan ? sql`, encrypted_pan = null` : sql``}
-           where id = ${p.charge.credentialId} and exists (select 1 from ch) returning id)${
-             opts.erasePan
-               ? sql`, migrated as (
-          insert into events (type, mandate_id, customer_ref, data)
-          select 'legacy.migrated', m.id, cu.ref,
-                 jsonb_build_object('mandateId', m.id, 'legacyId', m.legacy_id, 'credentialId', ${p.charge.credentialId}::bigint,
-                                    'chargeId', ${p.charge.id}::bigint, 'transactionReference', ${p.reference}::text)
-            from mandates m join customers cu on cu.id = m.customer_id
-           where m.id = ${p.charge.mandateId} and exists (select 1 from cred))`
-               : sql``
-           }`
-      : sql``;
-  const settleCte: SQL = settle
-    ? sql`, act as (
-        insert into payment_actions (charge_id, attempt_id, kind, reference, amount, currency, link_href)
-        select ${p.charge.id}, ${p.attemptId}, ${settle.kind}, ${settle.reference}, ${settle.amount}, ${settle.currency}, ${settle.linkHref}
-        where exists (select 1 from ch)
-        on conflict (reference) do nothing
-        returning id)`
-    : sql`, act as (select null::bigint as id where false)`;
-  const rows = await database.rows(
-    sql`
-    with ch as (
-      update charges set state = 'authorized', authorized_attempt_id = ${p.attemptId}, state_reason = null,
-             lease_owner = case when ${settle !== null}::boolean then lease_owner else null end,
-             lease_expires_at = case when ${settle !== null}::boolean then lease_expires_at else null end,
-             updated_at = now()
-       where id = ${p.charge.id} and fence = ${p.charge.fence} and ${chargeMayBecome('authorized')} returning id
-    ), att as (
-      update attempts set state = 'authorized', outcome = 'authorized', http_status = ${r.httpStatus ?? null},
-             kind = ${p.kind}, link_href = ${p.linkHref},
-             correlation_id = ${r.correlationId ?? null}, latency_ms = ${Math.round(r.latencyMs)},
-             scheme_reference = ${r.schemeReference ?? null}, auth_code = ${r.authorizationCode ?? null},
-             gateway_payment_id = ${r.paymentId}, completed_at = now()
-       where id = ${p.attemptId} and ${attemptMay('authorized')} and exists (select 1 from ch) returning id
-    ), ${linksCte}${credentialCte}${settleCte}, aud as (
-      insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
-      select 'charge', ${p.charge.id}, ${p.chargeState}, 'authorized', ${authorizedReason(p, nextRel, opts)}
-      where exists (select 1 from ch)
-    )
-    select (select count(*) from ch)::int as ok, (select max(id) from act) as action_id, (select count(*) from att)::int as att`,
-    undefined,
-    // One statement per charge, its text fixed but for a few shapes (links returned, settle or not):
-    // prepared, so PostgreSQL parses and plans it once per connection.
-    { prepare: true },
-  );
-  const row = rows[0];
-  if (!row || num(row.ok) === 0) return false;
-  return {
-    settleActionId: row.action_id === null || row.action_id === undefined ? null : num(row.action_id),
-  };
+  const applied = await commitAuthorizedOutcomes(database, [authorizedOutcome(p, r, settle, opts)]);
+  const actionId = applied.get(p.charge.id);
+  return actionId === undefined ? false : { settleActionId: actionId };
 }
 
+const open = (p: PlannedAttempt): OpenAttempt => ({
+  chargeId: p.charge.id,
+  fence: p.charge.fence,
+  mandateId: p.charge.mandateId,
+  attemptId: p.attemptId,
+  attemptNo: p.attemptNo,
+  reference: p.reference,
+  kind: p.kind,
+  linkHref: p.linkHref,
+  chargeState: p.chargeState,
+});
+
 /** Record an unknown outcome: the attempt stays open and blocks the charge until reconciled. */
-export async function commitUnknown(
+export function commitUnknown(
   database: Database,
   p: PlannedAttempt,
   info: {
@@ -184,33 +143,7 @@ export async function commitUnknown(
     reason: string;
   },
 ): Promise<boolean> {
-  const rows = await database.rows(sql`
-    with ch as (
-      update charges set state = 'unknown', state_reason = ${info.reason}, lease_owner = null, lease_expires_at = null, updated_at = now()
-       where id = ${p.charge.id} and fence = ${p.charge.fence} and ${chargeMayBecome('unknown', 'charges', { orSame: true })} returning id
-    ), att as (
-      update attempts set state = 'unknown', outcome = 'unknown', http_status = ${info.httpStatus ?? null},
-             kind = ${p.kind}, link_href = ${p.linkHref},
-             correlation_id = ${info.correlationId ?? null}, latency_ms = ${Math.round(info.latencyMs)}, error = ${info.reason}
-       where id = ${p.attemptId} and ${attemptMay('unknown', { orSame: true })} and exists (select 1 from ch) returning id
-    ), aud as (
-      insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
-      select 'charge', ${p.charge.id}, ${p.chargeState}, 'unknown', ${`attempt ${p.reference}: ${info.reason}`} where exists (select 1 from ch)
-    )
-    select (select count(*) from ch)::int as ok`);
-  return num(rows[0]?.ok ?? 0) > 0;
-}
-
-export interface RefusalInfo {
-  httpStatus?: number | undefined;
-  correlationId?: string | undefined;
-  latencyMs?: number | undefined;
-  code: string | null;
-  description?: string | undefined;
-  adviceCode?: string | undefined;
-  /** Attempt state: refused by the issuer, an error the gateway answered, or never reached it. */
-  attemptState: 'refused' | 'error' | 'not_found' | 'not_sent';
-  error?: string | undefined;
+  return commitUnknownOutcome(database, open(p), info);
 }
 
 /** How a refusal decision lands on the charge, its mandate and its credential. */
@@ -227,13 +160,27 @@ export function chargeStateFor(decision: RetryDecision): ChargeState {
   }
 }
 
+/** What a refusal commit updates, fenced by the claim's token. */
+export function refusalTarget(p: PlannedAttempt) {
+  const c = p.charge;
+  return {
+    chargeId: c.id,
+    fence: c.fence,
+    attemptId: p.attemptId,
+    reference: p.reference,
+    mandateId: c.mandateId,
+    credentialId: c.credentialId,
+    chargeState: p.chargeState,
+  };
+}
+
 /**
  * Commit a refusal (or an attempt that ended without a payment) with the dunning decision, in
  * one transaction: attempt, charge, and where the decision says so, mandate and credential.
  * Fenced out (the lease was taken over, or an operator moved the charge meanwhile): nothing is
  * written and the answer is false; the caller counts it and carries on.
  */
-export async function commitRefused(
+export function commitRefused(
   database: Database,
   p: {
     chargeId: number;
@@ -248,62 +195,13 @@ export async function commitRefused(
   decision: RetryDecision,
   mandateStatus: MandateStatus | null,
 ): Promise<boolean> {
-  const chargeState = chargeStateFor(decision);
-  const retryAt = decision.action === 'retry' ? decision.retryAt.toISOString() : null;
-  const blocksCard = 'blockCard' in decision && decision.blockCard === true;
-  return database.db.transaction(async (tx) => {
-    // A refusal that blocks the card takes the card's row before anything else (holding
-    // nothing while it waits), so no other worker writes an attempt on it ahead meanwhile
-    // (writeAhead reads it under a share lock), and the attempt's completed_at is after any
-    // attempt written ahead before it.
-    if (blocksCard) await tx.execute(sql`select id from credentials where id = ${p.credentialId} for update`);
-    const target = outcomeState(chargeState, p.mandateId);
-    const ch = await database.rows(
-      sql`update charges c set state = ${target}, state_reason = ${decision.reason},
-                 next_attempt_at = coalesce(${retryAt}::timestamptz, next_attempt_at),
-                 lease_owner = null, lease_expires_at = null, updated_at = now()
-           where id = ${p.chargeId} and fence = ${p.fence} and ${movesTo(target, [chargeState, 'cancelled'])}
-           returning state`,
-      tx,
-    );
-    // Nothing written yet: returning ends the transaction with nothing in it.
-    if (ch.length === 0) return false;
-    const landed = String(ch[0]?.state);
-    await tx.execute(sql`update attempts set state = ${info.attemptState}, outcome = ${info.attemptState},
-        http_status = ${info.httpStatus ?? null}, correlation_id = ${info.correlationId ?? null},
-        latency_ms = ${info.latencyMs === undefined ? null : Math.round(info.latencyMs)},
-        refusal_code = ${info.code}, refusal_description = ${info.description ?? null}, advice_code = ${info.adviceCode ?? null},
-        decision = ${decision.action}, decision_reason = ${decision.reason}, retry_at = ${retryAt}::timestamptz,
-        error = ${info.error ?? null}, completed_at = ${blocksCard ? sql`clock_timestamp()` : sql`now()`}
-      where id = ${p.attemptId} and ${attemptMay(info.attemptState)}`);
-    await tx.execute(sql`insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
-      values ('charge', ${p.chargeId}, ${p.chargeState}, ${landed}, ${`attempt ${p.reference}: ${decision.reason}${landed === chargeState ? '' : '; its mandate was cancelled meanwhile'}`})`);
-    if (mandateStatus !== null) {
-      // Only an active mandate is moved by a refusal: a pause or cancel meanwhile stands.
-      const moved = await transitionMandate(database, tx, {
-        id: p.mandateId,
-        to: mandateStatus,
-        from: ['active'],
-        reason: decision.reason,
-      });
-      // Dunning's final action cancels the mandate: its other charges not yet sent end with it,
-      // as on an operator's cancel (a pause holds them until resume instead).
-      if (moved.ok && mandateStatus === 'cancelled')
-        await takeOverWaitingCharges(database, tx, p.mandateId, {
-          to: 'cancelled',
-          from: UNSENT_CHARGE_STATES,
-          reason: `mandate cancelled: ${decision.reason}`,
-          actor: 'system',
-        });
-    }
-    if (blocksCard) {
-      await tx.execute(sql`with b as (
-          update credentials set status = 'blocked', status_reason = ${decision.reason}, updated_at = now()
-           where id = ${p.credentialId} and status = 'active' returning id)
-        insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
-        select 'credential', id, 'active', 'blocked', ${decision.reason} from b`);
-    }
-    return true;
+  return commitRefusedOutcome(database, p, info, {
+    chargeState: chargeStateFor(decision),
+    action: decision.action,
+    reason: decision.reason,
+    retryAt: decision.action === 'retry' ? decision.retryAt : null,
+    blocksCard: 'blockCard' in decision && decision.blockCard === true,
+    mandateStatus,
   });
 }
 
@@ -315,7 +213,7 @@ export async function commitRefused(
  * unchanged), the mandate is untouched, and the run keeps the lease until it finishes, so the
  * charge is not picked up again in the same run but is in the next one.
  */
-export async function commitDeferred(
+export function commitDeferred(
   database: Database,
   p: PlannedAttempt,
   info: {
@@ -326,24 +224,7 @@ export async function commitDeferred(
     reason: string;
   },
 ): Promise<boolean> {
-  const back = outcomeState(p.attemptNo <= 1 ? 'pending' : 'retry_scheduled', p.charge.mandateId);
-  const rows = await database.rows(sql`
-    with ch as (
-      update charges c set state = ${back}, state_reason = ${info.reason}, updated_at = now()
-       where id = ${p.charge.id} and fence = ${p.charge.fence}
-         and ${movesTo(back, ['pending', 'retry_scheduled', 'cancelled'])} returning id, state
-    ), att as (
-      update attempts set state = ${info.attemptState}, outcome = ${info.attemptState}, http_status = ${info.httpStatus ?? null},
-             correlation_id = ${info.correlationId ?? null},
-             latency_ms = ${info.latencyMs === undefined ? null : Math.round(info.latencyMs)},
-             decision = 'defer', decision_reason = ${info.reason}, error = ${info.reason}, completed_at = now()
-       where id = ${p.attemptId} and ${attemptMay(info.attemptState)} and exists (select 1 from ch) returning id
-    ), aud as (
-      insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
-      select 'charge', id, ${p.chargeState}, state, ${`attempt ${p.reference}: ${info.reason}`} from ch
-    )
-    select (select count(*) from ch)::int as ok`);
-  return num(rows[0]?.ok ?? 0) > 0;
+  return commitDeferredOutcome(database, open(p), info);
 }
 
 /** The instrument to send for a claimed charge, or why there is none. */

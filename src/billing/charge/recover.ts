@@ -4,10 +4,24 @@ import { errorMessage } from '../../errors.ts';
 import type { PaymentStatus } from '../../gateways/types.ts';
 import type { BillingContext } from '../context.ts';
 import { decideRefusal } from '../dunning/refusal.ts';
+import { writeAheadSettle } from '../sql/payment-actions.ts';
 import { releaseLease, transitionCharge } from '../sql/transitions.ts';
 import { leaseClaim, toClaimed } from './claim.ts';
-import { commitAuthorized, commitRefused, commitUnknown, type PlannedAttempt } from './outcome.ts';
-import { planSettle, sendSettle } from './settle.ts';
+import {
+  commitAuthorized,
+  commitRefused,
+  commitUnknown,
+  type PlannedAttempt,
+  refusalTarget,
+} from './outcome.ts';
+import {
+  commitActionAccepted,
+  type PaymentRow,
+  paymentLinks,
+  planSettle,
+  sendSettle,
+  toPaymentRow,
+} from './settle.ts';
 
 const AUTHORIZED_LIKE: PaymentStatus[] = [
   'authorized',
@@ -174,13 +188,7 @@ async function reconcileOne(
     const decision = await decideRefusal(ctx, charge, { gatewayError: true }, asOf);
     await commitRefused(
       ctx.database,
-      {
-        ...charge,
-        chargeId: charge.id,
-        attemptId: p.attemptId,
-        reference: p.reference,
-        chargeState: p.chargeState,
-      },
+      refusalTarget(p),
       {
         attemptState: 'not_found',
         code: null,
@@ -199,13 +207,7 @@ async function reconcileOne(
     const decision = await decideRefusal(ctx, charge, { code: q.rawStatus, adviceCode: null }, asOf);
     await commitRefused(
       ctx.database,
-      {
-        ...charge,
-        chargeId: charge.id,
-        attemptId: p.attemptId,
-        reference: p.reference,
-        chargeState: p.chargeState,
-      },
+      refusalTarget(p),
       {
         attemptState: 'refused',
         code: null,
@@ -268,4 +270,92 @@ async function reconcileOne(
       });
     }
   }
+}
+
+const SETTLING: PaymentStatus[] = ['sentForSettlement', 'settled'];
+
+/**
+ * Finish settlements a crash or an unknown answer left behind: charges `authorized` whose
+ * mandate settles automatically. Ask the gateway first when a settle may already have gone
+ * out, so the same settle is never sent twice.
+ */
+export async function resumeSettlements(
+  ctx: BillingContext,
+  opts: { limit: number; mandateId?: number | undefined },
+): Promise<number> {
+  const filter = opts.mandateId === undefined ? sql`` : sql`and c.mandate_id = ${opts.mandateId}`;
+  const claimed = await ctx.database.rows(
+    leaseClaim({
+      pick: sql`c.state = 'authorized' and pm.settle_mode <> 'none' ${filter}`,
+      pickJoin: sql`join mandates pm on pm.id = c.mandate_id`,
+      order: sql`c.id`,
+      limit: opts.limit,
+      owner: ctx.workerId,
+      leaseSeconds: ctx.config.billing.leaseSeconds,
+      from: sql`, mandates m, attempts a`,
+      join: sql`and m.id = c.mandate_id and a.id = c.authorized_attempt_id`,
+      returning: sql`c.id, c.fence, c.amount, c.currency, c.authorized_attempt_id, m.gateway, m.settle_mode, m.settle_percent,
+              a.transaction_reference, a.gateway_payment_id,
+              (select pa.id from payment_actions pa where pa.charge_id = c.id and pa.kind in ('settle', 'partialSettle')
+                 and pa.state = 'requested' order by pa.id desc limit 1) as pending_action_id`,
+    }),
+  );
+  let done = 0;
+  for (const r of claimed.map(toPaymentRow)) {
+    try {
+      if (await resumeOne(ctx, r)) done++;
+    } catch (err) {
+      // One payment's trouble must not stop the others: its lease goes, the next run retries.
+      ctx.logger.error({ chargeId: r.chargeId, err: errorMessage(err) }, 'settlement resumption failed');
+      await releaseLease(
+        ctx.database,
+        { chargeId: r.chargeId, owner: ctx.workerId, fence: r.fence },
+        `settlement resumption failed: ${errorMessage(err)}`,
+      );
+    }
+  }
+  return done;
+}
+
+async function resumeOne(ctx: BillingContext, r: PaymentRow): Promise<boolean> {
+  const { chargeId, fence, attemptId, paymentId, gateway } = r;
+  const links = await paymentLinks(ctx.database, attemptId);
+  const plan = planSettle(r, r.transactionReference, links, paymentId);
+  if (!plan) return false;
+  let actionId = r.pendingActionId;
+  if (actionId !== null) {
+    const q = await ctx.gateway(gateway).query({ paymentId, links });
+    if (q.found === true && SETTLING.includes(q.status)) {
+      await commitActionAccepted(
+        ctx.database,
+        { actionId, chargeId, attemptId, kind: plan.kind, amount: plan.amount },
+        {
+          outcome: 'accepted',
+          links: q.links,
+          latencyMs: q.latencyMs,
+          httpStatus: q.httpStatus,
+          correlationId: q.correlationId,
+        },
+        { releaseLease: true, fence },
+      );
+      return true;
+    }
+    if (q.found === 'unknown') {
+      await releaseLease(ctx.database, { chargeId, owner: ctx.workerId, fence });
+      return false;
+    }
+  } else {
+    actionId = await writeAheadSettle(ctx.database, { chargeId, attemptId, ...plan });
+  }
+  const out = await sendSettle(ctx, {
+    gateway,
+    chargeId,
+    fence,
+    attemptId,
+    actionId,
+    plan,
+    paymentId,
+    links,
+  });
+  return out === 'accepted';
 }

@@ -12,6 +12,7 @@ import {
   commitRefused,
   commitUnknown,
   type PlannedAttempt,
+  refusalTarget,
 } from './outcome.ts';
 import type { Ready } from './prepare.ts';
 import { planSettle, sendSettle } from './settle.ts';
@@ -210,20 +211,6 @@ function lostLease(ctx: BillingContext, book: RunTally, log: BillingContext['log
   book.counts.lostLeases++;
   log.warn('lease lost before the outcome was committed; another worker owns this charge now');
   ctx.metrics?.leaseTakeover();
-}
-
-/** What a refusal commit updates, fenced by the claim's token. */
-function refusalTarget(p: PlannedAttempt) {
-  const c = p.charge;
-  return {
-    chargeId: c.id,
-    fence: c.fence,
-    attemptId: p.attemptId,
-    reference: p.reference,
-    mandateId: c.mandateId,
-    credentialId: c.credentialId,
-    chargeState: p.chargeState,
-  };
 }
 
 /**

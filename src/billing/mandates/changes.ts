@@ -7,6 +7,7 @@ import { applyChange, type Change, type Plan, type Proration } from '../../domai
 import { assertWithinCeiling } from '../../domain/money.ts';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.ts';
 import type { BillingContext } from '../context.ts';
+import { cancelScheduledChange, claimScheduledChange, settleChange } from '../sql/mandate-changes.ts';
 import { transitionMandate, writeAudit } from '../sql/transitions.ts';
 import { instantInput, instantOf, narrativeSchema, parseInput } from './schemas.ts';
 import { getMandate, type MandateView } from './views.ts';
@@ -380,18 +381,15 @@ export async function cancelChange(
   mandateId: number,
   changeId: number,
 ): Promise<ChangeView> {
-  const rows = await ctx.database.rows(
-    sql`update mandate_changes set state = 'cancelled' where id = ${changeId} and mandate_id = ${mandateId} and state = 'scheduled'
-        returning *`,
-  );
-  if (!rows[0]) {
+  const row = await cancelScheduledChange(ctx.database, mandateId, changeId);
+  if (!row) {
     const any = await ctx.database.rows(
       sql`select state from mandate_changes where id = ${changeId} and mandate_id = ${mandateId}`,
     );
     if (!any[0]) throw new NotFoundError(`change of mandate ${mandateId}`, changeId);
     throw new ConflictError(`change ${changeId} is ${String(any[0].state)}, not scheduled`);
   }
-  return toChangeView(rows[0]);
+  return toChangeView(row);
 }
 
 /**
@@ -421,13 +419,9 @@ export async function applyDueChanges(
     for (const c of fresh) {
       seen.add(num(c.id));
       await ctx.database.db.transaction(async (tx) => {
-        const claimed = await ctx.database.rows(
-          sql`select id from mandate_changes where id = ${num(c.id)} and state = 'scheduled' for update skip locked`,
-          tx,
-        );
-        if (claimed.length === 0) return;
+        if (!(await claimScheduledChange(ctx.database, tx, num(c.id)))) return;
         let result: Record<string, unknown>;
-        let state = 'applied';
+        let state: 'applied' | 'cancelled' = 'applied';
         try {
           const stored = (typeof c.changes === 'string' ? JSON.parse(c.changes) : c.changes) as StoredChange;
           result = await applyStored(
@@ -444,11 +438,7 @@ export async function applyDueChanges(
           state = 'cancelled';
           result = { reason: err.message };
         }
-        await ctx.database.rows(
-          sql`update mandate_changes set state = ${state}, result = ${JSON.stringify(result)}::jsonb, applied_at = now()
-               where id = ${num(c.id)}`,
-          tx,
-        );
+        await settleChange(ctx.database, tx, num(c.id), state, result);
         applied++;
       });
     }

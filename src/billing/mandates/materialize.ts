@@ -2,8 +2,9 @@ import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
 import { date, dateOrNull, num, numOrNull } from '../../db/values.ts';
 import { dueAt, type IntervalUnit, lastCycleDueBy, nextDue, type Schedule } from '../../domain/calendar.ts';
-import { mandateMachine, UNSENT_CHARGE_STATES } from '../../domain/lifecycle.ts';
-import { mayMoveTo, takeOverWaitingCharges } from '../sql/transitions.ts';
+import { UNSENT_CHARGE_STATES } from '../../domain/lifecycle.ts';
+import { auditCreditedCharges, auditEndedMandates } from '../sql/audit.ts';
+import { advanceMandates, type MandateAdvance, takeOverWaitingCharges } from '../sql/transitions.ts';
 
 export interface MandateCalendarRow {
   id: number;
@@ -151,8 +152,8 @@ export async function materializeDueCharges(
       // VALUES lists they were 3,500 parameters a batch, parsed and planned at every batch).
       const chargeValues: Record<string, unknown>[] = [];
       const skippedValues: SQL[] = [];
-      const mandateValues: Record<string, unknown>[] = [];
-      const credited: SQL[] = [];
+      const mandateValues: MandateAdvance[] = [];
+      const credited: { mandateId: number; cycle: number }[] = [];
       const counts = { created: 0, completed: 0, cancelled: 0, skipped: 0 };
       for (const m of rows) {
         if (m.cancelAtPeriodEnd) {
@@ -192,7 +193,7 @@ export async function materializeDueCharges(
         // forward. A charge the credit covers whole is recorded, not sent.
         const { charge, creditUsed } = applyCredit(cycleAmount(m, cycle), m.creditBalance);
         m.creditBalance -= creditUsed;
-        if (creditUsed > 0) credited.push(sql`(${m.id}::bigint, ${cycle}::int)`);
+        if (creditUsed > 0) credited.push({ mandateId: m.id, cycle });
         chargeValues.push({
           mandate_id: m.id,
           cycle,
@@ -232,30 +233,15 @@ export async function materializeDueCharges(
           tx,
           { prepare: true },
         );
-        if (credited.length > 0)
-          await tx.execute(sql`insert into audit_log (entity_type, entity_id, from_state, to_state, reason, detail)
-            select 'charge', c.id, null, c.state, 'created; credit of ' || c.credit_applied || ' taken off',
-                   jsonb_build_object('creditApplied', c.credit_applied)
-              from charges c join (values ${sql.join(credited, sql`, `)}) as v(mandate_id, cycle)
-                on c.mandate_id = v.mandate_id and c.cycle = v.cycle`);
+        if (credited.length > 0) await auditCreditedCharges(tx, credited);
       }
-      await database.rows(
-        sql`update mandates m set next_cycle = v.next_cycle, next_due_at = v.next_due_at,
-             status = v.status, credit_balance = v.credit_balance, updated_at = now()
-        from jsonb_to_recordset(${JSON.stringify(mandateValues)}::jsonb) as v(id bigint, next_cycle int,
-             next_due_at timestamptz, status text, credit_balance bigint)
-       where m.id = v.id and ${mayMoveTo(mandateMachine, 'm.status', sql`v.status`, ['active', 'completed', 'cancelled'])}`,
-        tx,
-        { prepare: true },
-      );
+      await advanceMandates(database, tx, mandateValues);
       const ended = rows.filter((m) => m.cancelAtPeriodEnd || !mandateValues.length);
       if (counts.completed + counts.cancelled > 0 || ended.length > 0) {
-        await tx.execute(sql`insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
-          select 'mandate', id, 'active', status, case when status = 'cancelled' then 'cancelled at period end' else 'schedule complete' end
-            from mandates where id in (${sql.join(
-              rows.map((m) => sql`${m.id}`),
-              sql`, `,
-            )}) and status <> 'active'`);
+        await auditEndedMandates(
+          tx,
+          rows.map((m) => m.id),
+        );
       }
       // The cancel takes effect now: like an operator's cancel, it ends what was not sent yet
       // (a retry of the last period in dunning), which no run would ever pick up again.

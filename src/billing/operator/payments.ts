@@ -6,16 +6,12 @@ import { assertMoney, assertWithinCeiling } from '../../domain/money.ts';
 import { ConflictError, GatewayRejectedError, NotFoundError, ValidationError } from '../../errors.ts';
 import { GatewayError } from '../../gateways/errors.ts';
 import type { PaymentActionKind, PaymentActionResult } from '../../gateways/types.ts';
+import { applyPaymentStatus } from '../charge/follow.ts';
 import { actionReference } from '../charge/references.ts';
-import {
-  applyPaymentStatus,
-  commitActionAccepted,
-  commitActionFailed,
-  paymentLinks,
-} from '../charge/settle.ts';
+import { commitActionAccepted, commitActionFailed, paymentLinks } from '../charge/settle.ts';
 import type { BillingContext } from '../context.ts';
 import { parseInput } from '../mandates/index.ts';
-import { releaseLease } from '../sql/transitions.ts';
+import { releaseLease, writeAudit } from '../sql/transitions.ts';
 import { type ChargeDetail, getCharge } from './charges.ts';
 
 /**
@@ -203,8 +199,7 @@ async function writeAheadAction(
           where id = ${chargeId} returning fence`,
       tx,
     );
-    await tx.execute(sql`insert into audit_log (entity_type, entity_id, to_state, reason, actor)
-      values ('payment_action', ${num(ins[0]?.id)}, 'requested', ${`${kind} requested`}, 'operator')`);
+    await writeAudit(tx, 'payment_action', num(ins[0]?.id), null, 'requested', `${kind} requested`);
     return {
       actionId: num(ins[0]?.id),
       attemptId,

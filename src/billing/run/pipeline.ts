@@ -1,12 +1,12 @@
 /** The charge loop of a run: claim, prepare and send as a pipeline. */
-import { sql } from 'drizzle-orm';
 import { outcomeBatcher } from '../charge/outcome-batch.ts';
 import { prepareBatch, type Ready } from '../charge/prepare.ts';
 import { sendGroup } from '../charge/send.ts';
 import { acceptanceBatcher } from '../charge/settle-batch.ts';
 import type { BillingContext } from '../context.ts';
 import { type ClaimCursor, claimCursor, claimDueCharges } from '../sql/claim-due.ts';
-import type { RunOptions } from './run.ts';
+import type { RunOptions } from './options.ts';
+import { recordProgress } from './record.ts';
 import { noteError, type RunTally } from './tally.ts';
 
 /**
@@ -58,9 +58,7 @@ export async function sendDue(ctx: BillingContext, opts: RunOptions, book: RunTa
     queue.push(...(await prepareBatch(ctx, claimed, opts.asOf, book)));
     if (Date.now() - lastProgressWrite > 1000) {
       lastProgressWrite = Date.now();
-      await ctx.database.rows(
-        sql`update billing_runs set counts = ${JSON.stringify(counts)}::jsonb where id = ${runId}`,
-      );
+      await recordProgress(ctx.database, runId, counts);
     }
   };
   const stopping = () => exhausted || failure !== undefined || opts.signal?.aborted === true;

@@ -1,141 +1,34 @@
 import { sql } from 'drizzle-orm';
-import { date, num } from '../../db/values.ts';
-import { type RunStatus, runMachine } from '../../domain/lifecycle.ts';
-import { errorMessage, NotFoundError, ValidationError } from '../../errors.ts';
+import { date, dateOrNull, num } from '../../db/values.ts';
+import { errorMessage, NotFoundError } from '../../errors.ts';
 import { noticeExpiringCards } from '../../events/expiry.ts';
 import { countDueCharges } from '../charge/claim.ts';
-import { reconcileUnknown } from '../charge/recover.ts';
-import { followSettlements, resumeSettlements } from '../charge/settle.ts';
+import { followSettlements } from '../charge/follow.ts';
+import { reconcileUnknown, resumeSettlements } from '../charge/recover.ts';
 import type { BillingContext } from '../context.ts';
 import { applyDueChanges } from '../mandates/changes.ts';
 import { plannedCharges } from '../mandates/forecast.ts';
 import { materializeDueCharges } from '../mandates/materialize.ts';
-import { mandateReleasesCharges, mayBecome, releaseLeases } from '../sql/transitions.ts';
+import { mandateReleasesCharges, releaseLeases } from '../sql/transitions.ts';
+import { assertNotFuture, type RunOptions, type RunReport } from './options.ts';
 import { sendDue } from './pipeline.ts';
-import { type RunCounts, type RunTally, zero } from './tally.ts';
+import { createRun, finishRun, markInterruptedRuns, recordForecast, startHeartbeat } from './record.ts';
+import { type RunTally, zero } from './tally.ts';
 
+export {
+  assertNotFuture,
+  FUTURE_TOLERANCE_MS,
+  type RunOptions,
+  type RunReport,
+  type RunTrigger,
+} from './options.ts';
+export { createRun, markInterruptedRuns } from './record.ts';
 export type { RunCounts } from './tally.ts';
-
-export type RunTrigger = 'cli' | 'api' | 'cron' | 'demo' | 'bench' | 'test';
-
-export interface RunOptions {
-  asOf: Date;
-  dryRun?: boolean;
-  mandateId?: number | undefined;
-  /** At most this many authorization attempts in this run. */
-  limit?: number | undefined;
-  trigger: RunTrigger;
-  /** Also ask the gateway about settlements still pending (the daemon does this every tick). */
-  followSettlements?: boolean;
-  /** Called after each charge with the counts so far. */
-  onProgress?: (counts: RunCounts) => void;
-  /** Called once, before the first charge is sent, with how many charges are due to go. */
-  onTotal?: (due: number) => void;
-  /** Stop claiming new work (graceful shutdown); work in flight finishes. */
-  signal?: AbortSignal;
-  /** An existing billing_runs row to fill in (the API creates it before starting). */
-  runId?: number;
-  /** Bill for an instant more than FUTURE_TOLERANCE_MS ahead of the wall clock (see assertNotFuture). */
-  allowFuture?: boolean | undefined;
-  /** How the caller named `asOf` (`--at` on the CLI), for the error that refuses it. */
-  asOfField?: string;
-}
-
-/** How far ahead of the wall clock a run's `asOf` may be without `allowFuture`: clock skew. */
-export const FUTURE_TOLERANCE_MS = 5 * 60_000;
-
-/**
- * Billing ahead of time charges customers early: refused unless asked for (`--allow-future`,
- * `allowFuture`, or REBILL_ALLOW_FUTURE_RUNS=1 for tests, demos and simulations). A dry run
- * sends nothing and may look as far ahead as it likes.
- */
-export function assertNotFuture(ctx: BillingContext, opts: RunOptions, wallNow = Date.now()): void {
-  if (opts.dryRun || opts.allowFuture || ctx.config.billing.allowFutureRuns) return;
-  const ahead = opts.asOf.getTime() - wallNow;
-  if (ahead > FUTURE_TOLERANCE_MS) {
-    const field = opts.asOfField ?? 'asOf';
-    const flag = field === '--at' ? '--allow-future' : 'allowFuture: true';
-    throw new ValidationError(
-      field,
-      `${opts.asOf.toISOString()} is ${Math.round(ahead / 60_000)} minutes ahead of now: billing early charges customers early; pass ${flag} to mean it`,
-    );
-  }
-}
-
-export interface RunReport {
-  runId: number;
-  asOf: string;
-  dryRun: boolean;
-  /** `completed_with_errors`: finished, but some charges errored (not sent, or not answered about the card). */
-  status: 'completed' | 'completed_with_errors' | 'failed' | 'interrupted';
-  counts: RunCounts;
-  /** The first distinct error messages of the run. */
-  errors: string[];
-  /** Dry runs: what would be charged. */
-  forecast?: {
-    mandateId: number;
-    /** null for a prorated one-off a scheduled change would create. */
-    cycle: number | null;
-    amount: number;
-    currency: string;
-    dueAt: string;
-    kind: string;
-  }[];
-  /** Refusals by code with what was decided (the dunning report). */
-  refusals: {
-    code: string;
-    adviceCode: string | null;
-    decision: string;
-    count: number;
-    nextAttemptAt: string | null;
-  }[];
-  durationMs: number;
-}
 
 /** Check that a mandate filter names a real mandate, so a typo is an error, not an empty run. */
 export async function assertMandateExists(ctx: BillingContext, mandateId: number): Promise<void> {
   const rows = await ctx.database.rows(sql`select 1 from mandates where id = ${mandateId}`);
   if (rows.length === 0) throw new NotFoundError('mandate', mandateId);
-}
-
-export async function createRun(ctx: BillingContext, opts: RunOptions): Promise<number> {
-  const rows =
-    await ctx.database.rows(sql`insert into billing_runs (trigger, as_of, dry_run, mandate_id, "limit", owner, heartbeat_at)
-    values (${opts.trigger}, ${opts.asOf.toISOString()}::timestamptz, ${opts.dryRun ?? false}, ${opts.mandateId ?? null},
-            ${opts.limit ?? null}, ${ctx.workerId}, now()) returning id`);
-  return num(rows[0]?.id);
-}
-
-/**
- * A run beats every quarter lease (at most every 15 s) while it works. One whose heartbeat is
- * older than two leases (at least 30 s) lost its worker (killed, or its database went away) and
- * will never finish: the next run or daemon tick marks it `interrupted`, so `runs list` does not
- * show it running for ever. Its charges are reconciled by that next run as any crash's are.
- */
-function heartbeatMs(ctx: BillingContext): number {
-  return Math.min(15_000, ctx.config.billing.leaseSeconds * 250);
-}
-
-export async function markInterruptedRuns(ctx: BillingContext): Promise<number> {
-  const staleSeconds = Math.max(30, ctx.config.billing.leaseSeconds * 2);
-  const rows = await ctx.database.rows(sql`update billing_runs
-      set status = 'interrupted', finished_at = now(),
-          error = 'its worker stopped without finishing it (no heartbeat since ' || coalesce(heartbeat_at, started_at)::text || ')'
-    where status = 'running' and coalesce(heartbeat_at, started_at) < now() - make_interval(secs => ${staleSeconds})
-    returning id`);
-  return rows.length;
-}
-
-function startHeartbeat(ctx: BillingContext, runId: number): () => void {
-  const timer = setInterval(() => {
-    ctx.database
-      .rows(sql`update billing_runs set heartbeat_at = now() where id = ${runId} and status = 'running'`)
-      .catch((err: unknown) =>
-        ctx.logger.warn({ runId, err: errorMessage(err) }, 'run heartbeat not written'),
-      );
-  }, heartbeatMs(ctx));
-  timer.unref();
-  return () => clearInterval(timer);
 }
 
 /**
@@ -169,9 +62,7 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
       const out = report('completed');
       out.forecast = await forecast(ctx, opts);
       counts.due = out.forecast.length;
-      await ctx.database.rows(
-        sql`update billing_runs set would_send = ${JSON.stringify(out.forecast)}::jsonb where id = ${runId}`,
-      );
+      await recordForecast(ctx.database, runId, out.forecast);
       await finishRun(ctx, runId, 'completed', counts, null);
       return out;
     }
@@ -237,34 +128,6 @@ async function refreshStatistics(ctx: BillingContext, created: number): Promise<
   ctx.logger.info({ created, ms: Date.now() - started }, 'refreshed the charges table statistics');
 }
 
-/** Close the run's row through the run table; one already closed (marked interrupted) keeps its end. */
-async function finishRun(
-  ctx: BillingContext,
-  runId: number,
-  status: RunStatus,
-  counts: RunCounts,
-  error: string | null,
-): Promise<void> {
-  // run.completed is written with the run's end, in its statement (the outbox's rule).
-  const rows =
-    await ctx.database.rows(sql`with r as (update billing_runs set status = ${status}, counts = ${JSON.stringify(counts)}::jsonb,
-    error = ${error}, finished_at = now() where id = ${runId} and ${mayBecome(runMachine, 'billing_runs.status', status)}
-    returning id, status, trigger, as_of, dry_run, mandate_id, counts, error, started_at, finished_at
-    ), ev as (
-      insert into events (type, data)
-      select 'run.completed', jsonb_build_object('id', id, 'status', status, 'trigger', trigger, 'asOf', rebill_iso(as_of),
-             'dryRun', dry_run, 'mandateId', mandate_id, 'counts', counts, 'error', error,
-             'startedAt', rebill_iso(started_at), 'finishedAt', rebill_iso(finished_at))
-        from r
-    )
-    select id from r`);
-  if (rows.length === 0)
-    ctx.logger.warn(
-      { runId, status },
-      'run was already closed (marked interrupted meanwhile); its end stands',
-    );
-}
-
 /**
  * What a run at `asOf` would send, without writing or sending anything: the charges already
  * waiting (a retry due, a charge not yet sent) on mandates that release them, then what the
@@ -325,12 +188,6 @@ async function refusalSummary(
     adviceCode: r.advice_code === null ? null : String(r.advice_code),
     decision: String(r.decision ?? ''),
     count: num(r.n),
-    nextAttemptAt: r.next_at
-      ? new Date(
-          String(r.next_at)
-            .replace(' ', 'T')
-            .replace(/([+-]\d\d)$/, '$1:00'),
-        ).toISOString()
-      : null,
+    nextAttemptAt: dateOrNull(r.next_at)?.toISOString() ?? null,
   }));
 }

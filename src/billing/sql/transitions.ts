@@ -1,5 +1,5 @@
 import { type SQL, sql } from 'drizzle-orm';
-import type { Database, Executor, Tx } from '../../db/client.ts';
+import type { Database, Executor } from '../../db/client.ts';
 import { num, str } from '../../db/values.ts';
 import {
   type ChargeState,
@@ -9,6 +9,7 @@ import {
   type MandateStatus,
   mandateMachine,
   sourcesOf,
+  states,
   UNSENT_CHARGE_STATES,
   WAITING_CHARGE_STATES,
 } from '../../domain/lifecycle.ts';
@@ -71,6 +72,13 @@ export function mayBecome<S extends string>(
   return guard;
 }
 const guards = new Map<string, SQL>();
+
+/** `<column> in (every state with a way out)`: a row its machine has not yet finished with. */
+export function isOpen<S extends string>(m: Machine<S>, column: string): SQL {
+  if (!COLUMN.test(column)) throw new TypeError(`not a column: ${JSON.stringify(column)}`);
+  const open = states(m).filter((s) => m.transitions[s].length > 0);
+  return open.length === 0 ? sql.raw('false') : sql.raw(`${column} in (${quoted(open)})`);
+}
 const COLUMN = /^([a-z_]+\.)?[a-z_]+$/;
 
 export const chargeMayBecome = (to: ChargeState, alias = 'charges', opts: { orSame?: boolean } = {}) =>
@@ -328,17 +336,34 @@ export async function renewLease(
   return rows.length > 0 ? deadline : null;
 }
 
-/** One audit row, for writes that are not a state move of their own (creations, attachments). */
-export function writeAudit(
-  tx: Tx,
-  type: string,
-  id: number,
-  from: string | null,
-  to: string,
-  reason: string,
-  actor = 'operator',
-  detail?: Record<string, unknown>,
-) {
-  return tx.execute(sql`insert into audit_log (entity_type, entity_id, from_state, to_state, reason, actor, detail)
-    values (${type}, ${id}, ${from}, ${to}, ${reason}, ${actor}, ${detail === undefined ? null : JSON.stringify(detail)}::jsonb)`);
+/** A mandate's next cycle as a materialization leaves it (its status: active, completed or cancelled). */
+export interface MandateAdvance {
+  id: number;
+  next_cycle: number;
+  next_due_at: string | null;
+  status: MandateStatus;
+  credit_balance: number;
 }
+
+/**
+ * Many mandates' next cycles, credits and statuses in one statement (a materialization batch),
+ * each status change where the mandate table allows it. The caller audits the mandates it ended.
+ * Bound as JSON (why: src/billing/sql/authorized-outcomes.ts).
+ */
+export async function advanceMandates(
+  database: Database,
+  on: Executor,
+  rows: MandateAdvance[],
+): Promise<void> {
+  await database.rows(
+    sql`update mandates m set next_cycle = v.next_cycle, next_due_at = v.next_due_at,
+             status = v.status, credit_balance = v.credit_balance, updated_at = now()
+        from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as v(id bigint, next_cycle int,
+             next_due_at timestamptz, status text, credit_balance bigint)
+       where m.id = v.id and ${mayMoveTo(mandateMachine, 'm.status', sql`v.status`, ['active', 'completed', 'cancelled'])}`,
+    on,
+    { prepare: true },
+  );
+}
+
+export { writeAudit } from './audit.ts';

@@ -4,12 +4,10 @@
  * commit here, before any request of the batch goes out.
  *
  * Why this shape: one statement per batch (500 charges by default), not per charge, so the
- * commit and its WAL flush are shared. The batch is bound as one jsonb array rather than a
- * VALUES list of 8 parameters a row: the text is the same whatever the batch size, so it is a
- * named prepared statement, parsed and planned once per connection. As a VALUES list of 500
- * rows it was 4,000 parameters, parsed and planned at every batch; on the 20,000-mandate bench
- * the jsonb form takes about 0.2 ms of the backend per charge (pg_stat_statements: 88 ms per
- * batch of 500), the cheapest statement of the hot path per charge after the claim.
+ * commit and its WAL flush are shared. The batch is bound as one jsonb array (why JSON and not
+ * a VALUES list: src/billing/sql/authorized-outcomes.ts); on the 20,000-mandate bench it takes
+ * about 0.2 ms of the backend per charge (pg_stat_statements: 88 ms per batch of 500), the
+ * cheapest statement of the hot path per charge after the claim.
  */
 import { sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
@@ -36,9 +34,6 @@ export async function writeAhead(
   asOf: Date,
 ): Promise<PlannedAttempt[]> {
   if (items.length === 0) return [];
-  // The batch is bound as one JSON array, not a VALUES list of 8 parameters a row: the text is
-  // the same whatever the batch size, so it is prepared once per connection and planned once
-  // (a VALUES list of 500 rows was 4,000 parameters, parsed and planned at every batch).
   const payload = JSON.stringify(
     items.map((it) => ({
       charge_id: it.charge.id,
