@@ -120,9 +120,10 @@ export function authorizationsOn(w: World, chainId: string) {
   return w.sandbox.ledger().filter((e) => e.chainId === chainId && e.op === 'authorize');
 }
 
-/** The link data a sandbox href carries (what the ledger records as `linkUsed`). */
+/** The link data a sandbox recurring-authorize href carries (what the ledger records as `linkUsed`). */
 export function linkData(href: string): string {
-  const last = href.split('/').pop();
-  if (!last) throw new Error(`not a link: ${href}`);
-  return last;
+  const marker = '/payments/authorizations/recurring/';
+  const at = href.indexOf(marker);
+  if (at < 0) throw new Error(`not a recurring link: ${href}`);
+  return href.slice(at + marker.length);
 }
