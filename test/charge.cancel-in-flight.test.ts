@@ -18,7 +18,8 @@ import { startWorld, type World } from './support/world.ts';
  *  - refused with a decision that would leave it waiting (retry, new card, stop): no run would
  *    ever send it again on a cancelled mandate, so it is cancelled with its mandate, and the
  *    refusal does not move the cancelled mandate;
- *  - turned away for a reason not the card's (deferred, it would wait as pending): cancelled too.
+ *  - turned away for a reason not the card's (deferred, it would wait as pending): cancelled too;
+ *  - refused with a decision that ends the charge (failed): it stays failed.
  */
 describe.skipIf(!hasServer)('charge: mandate cancelled while its charge is in flight (PostgreSQL)', () => {
   const at = new Date('2026-05-01T09:00:00Z');
@@ -105,6 +106,21 @@ describe.skipIf(!hasServer)('charge: mandate cancelled while its charge is in fl
     expect(out.credentialStatus).toBe('blocked');
   });
 
+  it('a refusal that fails the charge: failed it stays (a final state), not cancelled', async () => {
+    // Retries used up: the policy fails the charge and would pause the mandate.
+    const base = app.policy;
+    app.policy = {
+      beforeSend: (input) => base.beforeSend(input),
+      decide: () => ({ action: 'fail', finalAction: 'pause', reason: 'soft decline, all retries used' }),
+    };
+    const out = await cancelledAfterWriteAhead({ type: 'refuse', code: '5' });
+    expect(out.attempts.map((a) => a.state)).toEqual(['refused']);
+    // failed is not a waiting state: nothing would send it again, so the cancel does not apply.
+    expect((UNSENT_CHARGE_STATES as readonly string[]).includes('failed')).toBe(false);
+    expect(out.charge.state).toBe('failed');
+    expect(out.mandateStatus).toBe('cancelled');
+  });
+
   it('a request the gateway turned away for our credentials: the deferred charge is cancelled, not pending', async () => {
     const out = await cancelledAfterWriteAhead({ type: 'error', status: 401 });
     expect(out.requests).toBe(1);
@@ -118,13 +134,14 @@ describe.skipIf(!hasServer)('charge: mandate cancelled while its charge is in fl
   it('cancelled during a slow answer at the gateway: a refusal ends the charge cancelled', async () => {
     const [m] = await dueMandates(w, app, { tag: 'slow', n: 1, at });
     const mandate = m!;
+    // Slow, but within the client's timeout (WORLDPAY_TIMEOUT_MS, 2 s here): still an answer.
     w.sandbox.script({
       match: { chainId: mandate.chainId },
       outcomes: [{ type: 'slow', ms: 1_000, next: { type: 'refuse', code: '5' } }],
     });
     const run = runBilling(app, { asOf: runAt, trigger: 'test', mandateId: mandate.id });
     // Wait until the request is on its way (written ahead), then cancel while the gateway thinks.
-    for (let i = 0; i < 200; i++) {
+    for (const until = Date.now() + 30_000; Date.now() < until; ) {
       const [c] = await chargesOf(app, mandate.id);
       if (c?.state === 'attempting') break;
       await new Promise((r) => setTimeout(r, 10));
