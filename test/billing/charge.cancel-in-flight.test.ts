@@ -1,13 +1,13 @@
 import { sql } from 'drizzle-orm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { App } from '../src/app.ts';
-import { cancelMandate } from '../src/billing/mandates/lifecycle.ts';
-import { runBilling } from '../src/billing/run/run.ts';
-import { canMove, chargeMachine, UNSENT_CHARGE_STATES } from '../src/domain/lifecycle.ts';
-import type { Outcome } from '../src/sandbox/server.ts';
-import { attemptsOf, authorizationsOn, chargesOf, type DueMandate, dueMandates } from './support/centre.ts';
-import { hasServer, serverSkipReason } from './support/db.ts';
-import { startWorld, type World } from './support/world.ts';
+import type { App } from '../../src/app.ts';
+import { cancelMandate } from '../../src/billing/mandates/lifecycle.ts';
+import { runBilling } from '../../src/billing/run/run.ts';
+import { canMove, chargeMachine, UNSENT_CHARGE_STATES } from '../../src/domain/lifecycle.ts';
+import type { Outcome } from '../../src/sandbox/server.ts';
+import { attemptsOf, authorizationsOn, chargesOf, type DueMandate, dueMandates } from '../support/centre.ts';
+import { hasServer, serverSkipReason } from '../support/db.ts';
+import { startWorld, type World } from '../support/world.ts';
 
 /**
  * A mandate cancelled by an operator (`cancelMandate`) while one of its charges is in flight:

@@ -1,12 +1,12 @@
 import { sql } from 'drizzle-orm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { App } from '../src/app.ts';
-import { pauseMandate, resumeMandate } from '../src/billing/mandates/index.ts';
-import { claimDueCharges } from '../src/billing/sql/claim-due.ts';
-import { writeAhead } from '../src/billing/sql/write-ahead.ts';
-import { aheadItem, chargeRow, claimDue, dueMandates } from './support/centre.ts';
-import { hasServer, serverSkipReason } from './support/db.ts';
-import { startWorld, type World } from './support/world.ts';
+import type { App } from '../../src/app.ts';
+import { pauseMandate, resumeMandate } from '../../src/billing/mandates/index.ts';
+import { claimDueCharges } from '../../src/billing/sql/claim-due.ts';
+import { writeAhead } from '../../src/billing/sql/write-ahead.ts';
+import { aheadItem, chargeRow, claimDue, dueMandates } from '../support/centre.ts';
+import { hasServer, serverSkipReason } from '../support/db.ts';
+import { startWorld, type World } from '../support/world.ts';
 
 /**
  * The write-ahead statement on its own, on PostgreSQL: a claimed charge is written ahead only

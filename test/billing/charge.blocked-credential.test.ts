@@ -1,12 +1,12 @@
 import { sql } from 'drizzle-orm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { App } from '../src/app.ts';
-import { prepareBatch } from '../src/billing/charge/prepare.ts';
-import { runBilling } from '../src/billing/run/run.ts';
-import { zero } from '../src/billing/run/tally.ts';
-import { attemptsOf, authorizationsOn, chargesOf, claimDue, dueMandates } from './support/centre.ts';
-import { hasServer, serverSkipReason } from './support/db.ts';
-import { startWorld, type World } from './support/world.ts';
+import type { App } from '../../src/app.ts';
+import { prepareBatch } from '../../src/billing/charge/prepare.ts';
+import { runBilling } from '../../src/billing/run/run.ts';
+import { zero } from '../../src/billing/run/tally.ts';
+import { attemptsOf, authorizationsOn, chargesOf, claimDue, dueMandates } from '../support/centre.ts';
+import { hasServer, serverSkipReason } from '../support/db.ts';
+import { startWorld, type World } from '../support/world.ts';
 
 /**
  * A blocked credential is never sent to the gateway, counted at the sandbox: not when a refusal

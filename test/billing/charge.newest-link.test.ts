@@ -1,10 +1,10 @@
 import { sql } from 'drizzle-orm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { App } from '../src/app.ts';
-import { runBilling } from '../src/billing/run/run.ts';
-import { authorizationsOn, dueMandates, linkData } from './support/centre.ts';
-import { hasServer, serverSkipReason } from './support/db.ts';
-import { startWorld, type World } from './support/world.ts';
+import type { App } from '../../src/app.ts';
+import { runBilling } from '../../src/billing/run/run.ts';
+import { authorizationsOn, dueMandates, linkData } from '../support/centre.ts';
+import { hasServer, serverSkipReason } from '../support/db.ts';
+import { startWorld, type World } from '../support/world.ts';
 
 /**
  * Within a credential's group (due charges of several mandates sharing one card), each charge

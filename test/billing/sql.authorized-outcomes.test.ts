@@ -1,20 +1,23 @@
 import { sql } from 'drizzle-orm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { App } from '../src/app.ts';
+import type { App } from '../../src/app.ts';
 import {
   authorizedReason,
   commitAuthorized,
   linksToKeep,
   type PlannedAttempt,
-} from '../src/billing/charge/outcome.ts';
-import { planSettle } from '../src/billing/charge/settle.ts';
-import { type AuthorizedOutcome, commitAuthorizedOutcomes } from '../src/billing/sql/authorized-outcomes.ts';
-import { writeAhead } from '../src/billing/sql/write-ahead.ts';
-import { num } from '../src/db/values.ts';
-import type { AuthorizeResult } from '../src/gateways/types.ts';
-import { aheadItem, chargeRow, claimDue, dueMandates } from './support/centre.ts';
-import { hasServer, serverSkipReason } from './support/db.ts';
-import { startWorld, type World } from './support/world.ts';
+} from '../../src/billing/charge/outcome.ts';
+import { planSettle } from '../../src/billing/charge/settle.ts';
+import {
+  type AuthorizedOutcome,
+  commitAuthorizedOutcomes,
+} from '../../src/billing/sql/authorized-outcomes.ts';
+import { writeAhead } from '../../src/billing/sql/write-ahead.ts';
+import { num } from '../../src/db/values.ts';
+import type { AuthorizeResult } from '../../src/gateways/types.ts';
+import { aheadItem, chargeRow, claimDue, dueMandates } from '../support/centre.ts';
+import { hasServer, serverSkipReason } from '../support/db.ts';
+import { startWorld, type World } from '../support/world.ts';
 
 type Authorized = Extract<AuthorizeResult, { outcome: 'authorized' }>;
 
