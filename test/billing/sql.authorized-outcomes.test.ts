@@ -2,9 +2,8 @@ import { sql } from 'drizzle-orm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { App } from '../../src/app.ts';
 import {
-  authorizedReason,
+  authorizedOutcome,
   commitAuthorized,
-  linksToKeep,
   type PlannedAttempt,
 } from '../../src/billing/charge/outcome.ts';
 import { planSettle } from '../../src/billing/charge/settle.ts';
@@ -67,26 +66,7 @@ describe.skipIf(!hasServer)('sql: authorized outcomes (PostgreSQL)', () => {
 
   /** The batch statement's input for one authorization, as the send loop builds it. */
   function outcomeOf(p: PlannedAttempt, r: Authorized): AuthorizedOutcome {
-    const kept = linksToKeep(r)!;
-    return {
-      chargeId: p.charge.id,
-      fence: p.charge.fence,
-      attemptId: p.attemptId,
-      credentialId: p.charge.credentialId,
-      fromState: p.chargeState,
-      kind: p.kind,
-      linkHref: p.linkHref,
-      httpStatus: r.httpStatus ?? null,
-      correlationId: r.correlationId ?? null,
-      latencyMs: r.latencyMs,
-      schemeReference: r.schemeReference ?? null,
-      authCode: r.authorizationCode ?? null,
-      paymentId: r.paymentId,
-      links: kept.links,
-      nextRel: kept.nextRel,
-      auditReason: authorizedReason(p, kept.nextRel, {}),
-      settle: planSettle(p.charge, p.reference, r.links, r.paymentId),
-    };
+    return authorizedOutcome(p, r, planSettle(p.charge, p.reference, r.links, r.paymentId));
   }
 
   /** Everything an authorization's commit writes, for one charge. */
