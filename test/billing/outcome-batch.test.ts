@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../../src/app.ts';
-import { outcomeBatcher } from '../../src/billing/charge/outcome-batch.ts';
+import { outcomeBatcher } from '../../src/billing/charge/outcome.ts';
 import { prepareBatch } from '../../src/billing/charge/prepare.ts';
 import { planSettle } from '../../src/billing/charge/settle.ts';
 import { createMandate } from '../../src/billing/mandates/index.ts';

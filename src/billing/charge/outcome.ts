@@ -1,6 +1,8 @@
 import type { Database } from '../../db/client.ts';
-import type { ChargeState, MandateStatus } from '../../domain/lifecycle.ts';
-import type { AuthorizeResult, Instrument } from '../../gateways/types.ts';
+import type { MandateStatus } from '../../domain/lifecycle.ts';
+import type { AuthorizeResult } from '../../gateways/types.ts';
+import type { BillingContext } from '../context.ts';
+import { chargeStateFor } from '../dunning/refusal.ts';
 import type { RetryDecision } from '../dunning/retry-policy.ts';
 import {
   commitDeferredOutcome,
@@ -10,6 +12,7 @@ import {
   type RefusalInfo,
 } from '../sql/attempt-outcomes.ts';
 import { type AuthorizedOutcome, commitAuthorizedOutcomes } from '../sql/authorized-outcomes.ts';
+import { batcher } from './batcher.ts';
 import type { ClaimedCharge } from './claim.ts';
 
 export type { RefusalInfo } from '../sql/attempt-outcomes.ts';
@@ -146,20 +149,6 @@ export function commitUnknown(
   return commitUnknownOutcome(database, open(p), info);
 }
 
-/** How a refusal decision lands on the charge, its mandate and its credential. */
-export function chargeStateFor(decision: RetryDecision): ChargeState {
-  switch (decision.action) {
-    case 'retry':
-      return 'retry_scheduled';
-    case 'needs_new_credential':
-      return 'needs_new_credential';
-    case 'stop':
-      return 'stopped';
-    case 'fail':
-      return 'failed';
-  }
-}
-
 /** What a refusal commit updates, fenced by the claim's token. */
 export function refusalTarget(p: PlannedAttempt) {
   const c = p.charge;
@@ -227,57 +216,37 @@ export function commitDeferred(
   return commitDeferredOutcome(database, open(p), info);
 }
 
-/** The instrument to send for a claimed charge, or why there is none. */
-export function instrumentFor(
-  c: ClaimedCharge,
-  decrypt: (blob: string) => string,
-): { instrument: Instrument; kind: PlannedAttempt['kind']; linkHref: string | null } | { error: string } {
-  if (c.gateway === 'liquido') {
-    if (!c.vaultedCardId) return { error: 'credential has no vaulted Liquido card id' };
-    return {
-      instrument: { type: 'liquido/cardId', cardId: c.vaultedCardId },
-      kind: 'liquido',
-      linkHref: null,
-    };
-  }
-  if (c.linkHref)
-    return { instrument: { type: 'link', href: c.linkHref }, kind: 'recurring', linkHref: c.linkHref };
-  switch (c.instrumentType) {
-    case 'card/plain':
-    case 'card/networkToken+applepay': {
-      if (!c.encryptedPan || c.expiryMonth === null || c.expiryYear === null) {
-        return { error: `legacy ${c.instrumentType} credential has no card data left and no recurring link` };
-      }
-      const secret = decrypt(c.encryptedPan);
-      const holder = c.cardHolderName ?? undefined;
-      return c.instrumentType === 'card/plain'
-        ? {
-            instrument: {
-              type: 'card/plain',
-              cardNumber: secret,
-              expiryMonth: c.expiryMonth,
-              expiryYear: c.expiryYear,
-              cardHolderName: holder,
-            },
-            kind: 'migrate',
-            linkHref: null,
-          }
-        : {
-            instrument: {
-              type: 'card/networkToken+applepay',
-              dpan: secret,
-              expiryMonth: c.expiryMonth,
-              expiryYear: c.expiryYear,
-              cardHolderName: holder,
-            },
-            kind: 'migrate',
-            linkHref: null,
-          };
-    }
-    case 'card/token':
-      if (!c.tokenHref) return { error: 'legacy card/token credential has no token href' };
-      return { instrument: { type: 'card/token', href: c.tokenHref }, kind: 'migrate', linkHref: null };
-    default:
-      return { error: `credential ${c.credentialId} has no recurring link` };
-  }
+type Committed = { settleActionId: number | null } | false;
+
+/**
+ * The send loop's authorizations, group-committed (`batcher`) through the statement
+ * `commitAuthorized` commits one with. Each sender still waits for its own charge's commit
+ * before it sends the settle, so nothing is sent before the facts it depends on are committed.
+ */
+export function outcomeBatcher(ctx: BillingContext, opts: { maxItems?: number } = {}) {
+  const b = batcher<AuthorizedOutcome, Committed>(
+    ctx,
+    'outcome',
+    async (items) => {
+      const applied = await commitAuthorizedOutcomes(ctx.database, items);
+      return items.map((o) => {
+        const actionId = applied.get(o.chargeId);
+        return actionId === undefined ? false : { settleActionId: actionId };
+      });
+    },
+    { maxItems: opts.maxItems ?? 64 },
+  );
+  return {
+    /** Commit one authorization, as `commitAuthorized` would and with the same answer. */
+    commit(
+      p: PlannedAttempt,
+      r: Extract<AuthorizeResult, { outcome: 'authorized' }>,
+      settle: SettlePlan | null,
+      single: { erasePan?: boolean } = {},
+    ): Promise<Committed> {
+      return b.add(authorizedOutcome(p, r, settle, single));
+    },
+    close: b.close,
+  };
 }
+export type OutcomeBatcher = ReturnType<typeof outcomeBatcher>;

@@ -7,13 +7,13 @@ import { ConfigError } from '../../config.ts';
 import { decryptSecret } from '../../domain/card-crypto.ts';
 import type { Instrument } from '../../gateways/types.ts';
 import type { BillingContext } from '../context.ts';
-import { mandateStatusFor } from '../dunning/refusal.ts';
+import { chargeStateFor, mandateStatusFor } from '../dunning/refusal.ts';
 import type { RetryDecision } from '../dunning/retry-policy.ts';
 import { count, noteError, type RunTally } from '../run/tally.ts';
 import { lockMandate, transitionCharge, transitionMandate } from '../sql/transitions.ts';
 import { writeAhead } from '../sql/write-ahead.ts';
 import { type ClaimedCharge, loadCardHistory } from './claim.ts';
-import { chargeStateFor, instrumentFor, type PlannedAttempt } from './outcome.ts';
+import type { PlannedAttempt } from './outcome.ts';
 import { transactionReference } from './references.ts';
 
 /** A decision taken before anything is sent (expired card, blocked card, ledger full). */
@@ -179,4 +179,59 @@ export async function prepareBatch(
     else groups.set(p.charge.credentialId, [{ attempt: p, instrument }]);
   }
   return [...groups.values()];
+}
+
+/** The instrument to send for a claimed charge, or why there is none. */
+export function instrumentFor(
+  c: ClaimedCharge,
+  decrypt: (blob: string) => string,
+): { instrument: Instrument; kind: PlannedAttempt['kind']; linkHref: string | null } | { error: string } {
+  if (c.gateway === 'liquido') {
+    if (!c.vaultedCardId) return { error: 'credential has no vaulted Liquido card id' };
+    return {
+      instrument: { type: 'liquido/cardId', cardId: c.vaultedCardId },
+      kind: 'liquido',
+      linkHref: null,
+    };
+  }
+  if (c.linkHref)
+    return { instrument: { type: 'link', href: c.linkHref }, kind: 'recurring', linkHref: c.linkHref };
+  switch (c.instrumentType) {
+    case 'card/plain':
+    case 'card/networkToken+applepay': {
+      if (!c.encryptedPan || c.expiryMonth === null || c.expiryYear === null) {
+        return { error: `legacy ${c.instrumentType} credential has no card data left and no recurring link` };
+      }
+      const secret = decrypt(c.encryptedPan);
+      const holder = c.cardHolderName ?? undefined;
+      return c.instrumentType === 'card/plain'
+        ? {
+            instrument: {
+              type: 'card/plain',
+              cardNumber: secret,
+              expiryMonth: c.expiryMonth,
+              expiryYear: c.expiryYear,
+              cardHolderName: holder,
+            },
+            kind: 'migrate',
+            linkHref: null,
+          }
+        : {
+            instrument: {
+              type: 'card/networkToken+applepay',
+              dpan: secret,
+              expiryMonth: c.expiryMonth,
+              expiryYear: c.expiryYear,
+              cardHolderName: holder,
+            },
+            kind: 'migrate',
+            linkHref: null,
+          };
+    }
+    case 'card/token':
+      if (!c.tokenHref) return { error: 'legacy card/token credential has no token href' };
+      return { instrument: { type: 'card/token', href: c.tokenHref }, kind: 'migrate', linkHref: null };
+    default:
+      return { error: `credential ${c.credentialId} has no recurring link` };
+  }
 }

@@ -1,14 +1,15 @@
 import { sql } from 'drizzle-orm';
 import type { Database, Executor } from '../../db/client.ts';
 import { num, numOrNull, str } from '../../db/values.ts';
+import { errorMessage } from '../../errors.ts';
 import { GatewayError } from '../../gateways/errors.ts';
 import type { Links, PaymentActionResult } from '../../gateways/types.ts';
 import type { BillingContext } from '../context.ts';
 import { type Acceptance, commitAcceptances, commitActionFailed } from '../sql/payment-actions.ts';
 import { releaseLease } from '../sql/transitions.ts';
+import { batcher } from './batcher.ts';
 import type { SettlePlan } from './outcome.ts';
 import { actionReference } from './references.ts';
-import type { AcceptanceBatcher } from './settle-batch.ts';
 
 export { commitActionFailed } from '../sql/payment-actions.ts';
 
@@ -104,7 +105,7 @@ export async function sendSettle(
     plan: SettlePlan;
     paymentId: string;
     links: Links;
-    /** The run's batch: the acceptance commits with others (src/billing/settle-batch.ts). */
+    /** The run's batch: the acceptance commits with others (`acceptanceBatcher` below). */
     batch?: AcceptanceBatcher | undefined;
   },
 ): Promise<'accepted' | 'unknown' | 'failed'> {
@@ -201,3 +202,49 @@ export function toPaymentRow(r: Record<string, unknown>): PaymentRow {
     pendingActionId: numOrNull(r.pending_action_id),
   };
 }
+
+/**
+ * The run's settle acceptances, group-committed (`batcher`) through the statement
+ * `commitActionAccepted` commits one with. Write-ahead is not weakened: the settle's action row
+ * (`requested`) was committed with the authorization before the settle was sent; what waits
+ * here is only its answer, which a crash loses to `resumeSettlements` (it asks the gateway
+ * before sending anything again). Nothing waits on an acceptance's commit: `add` hands it in
+ * and returns. `close()` commits what is left; the run releases its leases only after that.
+ */
+export function acceptanceBatcher(
+  ctx: BillingContext,
+  opts: { maxItems?: number; onError?: (message: string) => void } = {},
+) {
+  const b = batcher<Acceptance, boolean>(
+    ctx,
+    'settle acceptance',
+    async (items) => {
+      const applied = await commitAcceptances(ctx.database, items);
+      return items.map((a) => applied.has(a.actionId));
+    },
+    { maxItems: opts.maxItems ?? 100 },
+  );
+  return {
+    add(a: Acceptance): void {
+      b.add(a).then(
+        (applied) => {
+          if (!applied)
+            ctx.logger.warn(
+              { actionId: a.actionId, chargeId: a.chargeId },
+              'settle acceptance not applied: its charge was taken over meanwhile',
+            );
+        },
+        (err: unknown) => {
+          // Left `requested`: the next run's settlement resumption asks the gateway and applies it.
+          ctx.logger.error(
+            { err: errorMessage(err), actionId: a.actionId },
+            'settle acceptance not committed',
+          );
+          opts.onError?.(`settle acceptance not committed: ${errorMessage(err)}`);
+        },
+      );
+    },
+    close: b.close,
+  };
+}
+export type AcceptanceBatcher = ReturnType<typeof acceptanceBatcher>;

@@ -1,4 +1,4 @@
-import type { MandateStatus } from '../../domain/lifecycle.ts';
+import type { ChargeState, MandateStatus } from '../../domain/lifecycle.ts';
 import type { ClaimedCharge } from '../charge/claim.ts';
 import { chargeDunning, loadCardHistory } from '../charge/claim.ts';
 import type { BillingContext } from '../context.ts';
@@ -58,4 +58,18 @@ export async function decideRefusal(
     ledger,
   });
   return { decision, mandateStatus: mandateStatusFor(decision) };
+}
+
+/** How a refusal decision lands on the charge, its mandate and its credential. */
+export function chargeStateFor(decision: RetryDecision): ChargeState {
+  switch (decision.action) {
+    case 'retry':
+      return 'retry_scheduled';
+    case 'needs_new_credential':
+      return 'needs_new_credential';
+    case 'stop':
+      return 'stopped';
+    case 'fail':
+      return 'failed';
+  }
 }

@@ -1,8 +1,8 @@
 /** The charge loop of a run: claim, prepare and send as a pipeline. */
-import { outcomeBatcher } from '../charge/outcome-batch.ts';
+import { outcomeBatcher } from '../charge/outcome.ts';
 import { prepareBatch, type Ready } from '../charge/prepare.ts';
 import { sendGroup } from '../charge/send.ts';
-import { acceptanceBatcher } from '../charge/settle-batch.ts';
+import { acceptanceBatcher } from '../charge/settle.ts';
 import type { BillingContext } from '../context.ts';
 import { type ClaimCursor, claimCursor, claimDueCharges } from '../sql/claim-due.ts';
 import type { RunOptions } from './options.ts';

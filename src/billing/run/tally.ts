@@ -1,5 +1,5 @@
-import type { OutcomeBatcher } from '../charge/outcome-batch.ts';
-import type { AcceptanceBatcher } from '../charge/settle-batch.ts';
+import type { OutcomeBatcher } from '../charge/outcome.ts';
+import type { AcceptanceBatcher } from '../charge/settle.ts';
 /** What a billing run keeps while it goes: its counts, the leases it holds, its first errors. */
 
 import type { RetryDecision } from '../dunning/retry-policy.ts';
