@@ -325,12 +325,6 @@ async function refusalSummary(
     adviceCode: r.advice_code === null ? null : String(r.advice_code),
     decision: String(r.decision ?? ''),
     count: num(r.n),
-    nextAttemptAt: r.next_at
-      ? new Date(
-          String(r.next_at)
-            .replace(' ', 'T')
-            .replace(/([+-]\d\d)$/, '$1:00'),
-        ).toISOString()
-      : null,
+    nextAttemptAt: r.next_at ? date(r.next_at).toISOString() : null,
   }));
 }
