@@ -1,3 +1,4 @@
+import type { InferSelectModel, Table } from 'drizzle-orm';
 /**
  * How both drivers read the types JavaScript has no single reading for (`createDatabase` gives
  * these to postgres.js and to PGlite alike, so a raw row has the same JS types on either):
@@ -80,3 +81,16 @@ export function dateOrNull(v: unknown): Date | null {
 export function str(v: unknown): string | null {
   return v === null || v === undefined ? null : String(v);
 }
+
+/**
+ * A whole row of `table` as raw SQL reads it (`select *`, `returning *`): its columns under their
+ * SQL names, with the types drizzle infers for them (which both drivers now return). The SQL name
+ * is the property's in snake case, as the schema names its columns (audit_log's `at` is the one
+ * exception, `created_at`: read it with a row type of its own).
+ */
+export type RawRow<T extends Table> = {
+  [K in keyof InferSelectModel<T> & string as SnakeCase<K>]: InferSelectModel<T>[K];
+};
+type SnakeCase<S extends string> = S extends `${infer C}${infer Rest}`
+  ? `${C extends Lowercase<C> ? C : `_${Lowercase<C>}`}${SnakeCase<Rest>}`
+  : S;
