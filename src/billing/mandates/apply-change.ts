@@ -24,7 +24,13 @@ export interface StoredChange {
   settleMode?: 'full' | 'partial' | 'none';
 }
 
-export type ChangeRow = RawRow<typeof mandateChanges>;
+/** A mandate_changes row, its text and JSON columns as what the code writes into them. */
+export type ChangeRow = Omit<RawRow<typeof mandateChanges>, 'changes' | 'proration' | 'state' | 'result'> & {
+  changes: StoredChange;
+  proration: Proration;
+  state: 'scheduled' | 'applied' | 'cancelled';
+  result: Record<string, unknown> | null;
+};
 
 /** The mandate columns a plan is read from (`planColumns`). */
 export type PlanRow = Pick<
@@ -223,15 +229,7 @@ export async function applyDueChanges(
         let result: Record<string, unknown>;
         let state = 'applied';
         try {
-          result = await applyStored(
-            ctx,
-            tx,
-            c.mandate_id,
-            c.changes as StoredChange,
-            c.proration as Proration,
-            c.effective_at,
-            'system',
-          );
+          result = await applyStored(ctx, tx, c.mandate_id, c.changes, c.proration, c.effective_at, 'system');
         } catch (err) {
           if (!(err instanceof ConflictError)) throw err;
           state = 'cancelled';

@@ -22,7 +22,7 @@ export interface RunView {
   wouldSend?: unknown[];
 }
 
-type RunRow = RawRow<typeof billingRuns>;
+type RunRow = Omit<RawRow<typeof billingRuns>, 'would_send'> & { would_send: unknown[] | null };
 
 function toRun(r: RunRow): RunView {
   return {
@@ -38,7 +38,7 @@ function toRun(r: RunRow): RunView {
     error: r.error,
     startedAt: r.started_at.toISOString(),
     finishedAt: r.finished_at?.toISOString() ?? null,
-    ...(r.would_send !== null ? { wouldSend: r.would_send as unknown[] } : {}),
+    ...(r.would_send !== null ? { wouldSend: r.would_send } : {}),
   };
 }
 

@@ -12,7 +12,7 @@ import { plannedCharges } from '../mandates/forecast.ts';
 import { materializeDueCharges } from '../mandates/materialize.ts';
 import { mandateReleasesCharges, mayBecome, releaseLeases } from '../sql/transitions.ts';
 import { sendDue } from './pipeline.ts';
-import { type RunTally, type RunCounts, zero } from './tally.ts';
+import { type RunCounts, type RunTally, zero } from './tally.ts';
 
 export type { RunCounts } from './tally.ts';
 
