@@ -285,7 +285,9 @@ export async function resendDelivery(ctx: BillingContext, deliveryId: number): P
         returning d.*`,
   );
   if (!rows[0]) {
-    const exists = await ctx.database.rows(sql`select 1 from webhook_deliveries where id = ${deliveryId}`);
+    const exists = await ctx.database.rows<{ id: number }>(
+      sql`select id from webhook_deliveries where id = ${deliveryId}`,
+    );
     if (exists.length === 0) throw new NotFoundError('webhook delivery', deliveryId);
     throw new ConflictError(`webhook delivery ${deliveryId} belongs to an endpoint that is not enabled`);
   }

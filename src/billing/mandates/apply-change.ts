@@ -221,7 +221,7 @@ export async function applyDueChanges(
     for (const c of fresh) {
       seen.add(c.id);
       await ctx.database.db.transaction(async (tx) => {
-        const claimed = await ctx.database.rows(
+        const claimed = await ctx.database.rows<{ id: number }>(
           sql`select id from mandate_changes where id = ${c.id} and state = 'scheduled' for update skip locked`,
           tx,
         );
