@@ -1,6 +1,5 @@
 import { sql } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
-import { dateOrNull } from '../db/values.ts';
 
 /**
  * Claim a schedule slot for this replica. The upsert only writes when the stored slot is
@@ -15,7 +14,7 @@ export async function claimSlot(
   slot: Date,
   owner: string,
 ): Promise<boolean> {
-  const rows = await database.rows(sql`insert into cron_slots (name, last_slot, owner)
+  const rows = await database.rows<{ name: string }>(sql`insert into cron_slots (name, last_slot, owner)
     values (${name}, ${slot.toISOString()}::timestamptz, ${owner})
     on conflict (name) do update set last_slot = excluded.last_slot, owner = excluded.owner, updated_at = now()
       where cron_slots.last_slot < excluded.last_slot
@@ -24,8 +23,10 @@ export async function claimSlot(
 }
 
 export async function lastSlot(database: Database, name: string): Promise<Date | null> {
-  const rows = await database.rows(sql`select last_slot from cron_slots where name = ${name}`);
-  return dateOrNull(rows[0]?.last_slot);
+  const rows = await database.rows<{ last_slot: Date }>(
+    sql`select last_slot from cron_slots where name = ${name}`,
+  );
+  return rows[0]?.last_slot ?? null;
 }
 
 /**

@@ -7,6 +7,7 @@ import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg
 import type { Sql } from 'postgres';
 import { ConflictError } from '../errors.ts';
 import * as schema from './schema.ts';
+import { pgParsers, TIMESTAMPTZ } from './values.ts';
 
 export type Schema = typeof schema;
 export type Db = PgDatabase<PgQueryResultHKT, Schema>;
@@ -18,7 +19,8 @@ export interface Database {
   db: Db;
   kind: 'postgres' | 'pglite';
   /**
-   * Run raw SQL and get its rows, whichever driver is underneath. `prepare`: a statement whose
+   * Run raw SQL and get its rows, whichever driver is underneath, with the same JS types on
+   * both (`pgParsers`: int8 and numeric as numbers, timestamps as Dates). `prepare`: a statement whose
    * text is stable (the hot path's per-charge commits) as a named prepared statement, parsed and
    * planned once per connection, one round trip after that; others go unnamed, since a text that
    * changes with its batch would only fill the connection's statement cache.
@@ -130,6 +132,13 @@ export async function createDatabase(opts: DbOptions): Promise<Database> {
         : {}),
     });
     const db = drizzle(client, { schema }) as unknown as Db;
+    // drizzle's driver has just made the date and time types text, for its typed queries, which
+    // read a Date as well as a text (`mapFromDriverValue`); the raw path wants Dates and numbers.
+    // A Date read back goes out again as a parameter: drizzle passes parameters through.
+    for (const [oid, parse] of Object.entries(pgParsers)) client.options.parsers[Number(oid)] = parse;
+    const passThrough = client.options.serializers[TIMESTAMPTZ];
+    client.options.serializers[TIMESTAMPTZ] = (x: unknown) =>
+      x instanceof Date ? x.toISOString() : passThrough ? passThrough(x) : x;
     const { PgDialect } = await import('drizzle-orm/pg-core');
     const dialect = new PgDialect();
     return {
@@ -157,19 +166,22 @@ export async function createDatabase(opts: DbOptions): Promise<Database> {
   }
   const { PGlite } = await import('@electric-sql/pglite');
   const { drizzle } = await import('drizzle-orm/pglite');
+  const { PgDialect } = await import('drizzle-orm/pg-core');
+  const dialect = new PgDialect();
   let release = () => {};
   let client: PGlite;
   if (opts.memory) {
     client = await PGlite.create({
       ...(opts.loadDataDir ? { loadDataDir: opts.loadDataDir } : {}),
       postgresqlconf: PGLITE_CONF,
+      parsers: pgParsers,
     });
   } else {
     const dir = opts.dataDir ?? './.rebill';
     mkdirSync(dir, { recursive: true });
     release = lockDataDir(dir);
     try {
-      client = await PGlite.create(join(dir, 'pgdata'), { postgresqlconf: PGLITE_CONF });
+      client = await PGlite.create(join(dir, 'pgdata'), { postgresqlconf: PGLITE_CONF, parsers: pgParsers });
     } catch (err) {
       release();
       throw err;
@@ -187,8 +199,16 @@ export async function createDatabase(opts: DbOptions): Promise<Database> {
     statements: () => count,
     // in-process: one call, one answer
     flights: () => count,
-    rows: async <T>(q: SQLWrapper | string, on?: Executor) =>
-      normalise<T>(await (on ?? db).execute(q as SQL)),
+    // Not through drizzle's execute, which reads the date and time types as text whatever the
+    // client's parsers: the same statement and connection (the transaction's, when given), with
+    // the raw path's parsers.
+    rows: async <T>(q: SQLWrapper | string, on?: Executor) => {
+      const query = typeof q === 'string' ? { sql: q, params: [] } : dialect.sqlToQuery(q.getSQL());
+      const conn = on
+        ? (on as unknown as { session: { client: Pick<PGlite, 'query'> } }).session.client
+        : wrapped;
+      return (await conn.query<T>(query.sql, query.params, { parsers: pgParsers })).rows;
+    },
     close: async () => {
       await client.close();
       release();

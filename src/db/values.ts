@@ -1,7 +1,57 @@
+import type { InferSelectModel, Table } from 'drizzle-orm';
 /**
- * Raw SQL results differ by driver: postgres.js returns int8 as string and (through drizzle)
- * timestamptz as string, PGlite returns bigint and Date. Hot-path queries read columns
- * through these helpers instead of trusting either.
+ * How both drivers read the types JavaScript has no single reading for (`createDatabase` gives
+ * these to postgres.js and to PGlite alike, so a raw row has the same JS types on either):
+ *
+ * - int8: a number. Amounts are minor units and ids are sequences, far below 2^53; so is the
+ *   outbox's `tx` (a transaction id with its epoch, 2^53 would take 2^21 wraparounds). A value
+ *   past 2^53 is an error, not a silently rounded number.
+ * - numeric (what `sum(int8)` and `avg` return): a number. No column is numeric; sums of
+ *   amounts are whole minor units, and a whole one past 2^53 is an error too.
+ * - timestamptz: a Date; timestamp (without time zone) as UTC, as drizzle reads it; 'infinity'
+ *   and '-infinity' as the latest and earliest Date.
+ * - date, interval, and the rest: as the driver gives them (no column uses them).
+ */
+export const INT8 = 20;
+export const NUMERIC = 1700;
+export const TIMESTAMP = 1114;
+export const TIMESTAMPTZ = 1184;
+
+export function parseInt8(text: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n)) throw new RangeError(`int8 ${text} is beyond 2^53: read it as text`);
+  return n;
+}
+
+export function parseNumeric(text: string): number {
+  const n = Number(text);
+  if (Number.isInteger(n) && !Number.isSafeInteger(n))
+    throw new RangeError(`numeric ${text} is beyond 2^53: read it as text`);
+  return n;
+}
+
+const LATEST = 8.64e15;
+
+/** PostgreSQL's ISO text form of a timestamp ("2026-01-01 00:00:00.123456+00"), as a Date. */
+export function parseTimestamp(text: string, utc = false): Date {
+  if (text === 'infinity') return new Date(LATEST);
+  if (text === '-infinity') return new Date(-LATEST);
+  const iso = text.replace(' ', 'T').replace(/([+-]\d\d)$/, '$1:00');
+  const d = new Date(utc ? `${iso}Z` : iso);
+  if (Number.isNaN(d.getTime())) throw new TypeError(`unreadable timestamp ${text}`);
+  return d;
+}
+
+export const pgParsers: Record<number, (text: string) => unknown> = {
+  [INT8]: parseInt8,
+  [NUMERIC]: parseNumeric,
+  [TIMESTAMPTZ]: (text) => parseTimestamp(text),
+  [TIMESTAMP]: (text) => parseTimestamp(text, true),
+};
+
+/**
+ * Column readers from before both drivers agreed on types (they did not: postgres.js gave int8
+ * and timestamptz as strings): what still uses them gets the value back unchanged.
  */
 export function num(v: unknown): number {
   if (typeof v === 'number') return v;
@@ -31,3 +81,16 @@ export function dateOrNull(v: unknown): Date | null {
 export function str(v: unknown): string | null {
   return v === null || v === undefined ? null : String(v);
 }
+
+/**
+ * A whole row of `table` as raw SQL reads it (`select *`, `returning *`): its columns under their
+ * SQL names, with the types drizzle infers for them (which both drivers now return). The SQL name
+ * is the property's in snake case, as the schema names its columns (audit_log's `at` is the one
+ * exception, `created_at`: read it with a row type of its own).
+ */
+export type RawRow<T extends Table> = {
+  [K in keyof InferSelectModel<T> & string as SnakeCase<K>]: InferSelectModel<T>[K];
+};
+type SnakeCase<S extends string> = S extends `${infer C}${infer Rest}`
+  ? `${C extends Lowercase<C> ? C : `_${Lowercase<C>}`}${SnakeCase<Rest>}`
+  : S;

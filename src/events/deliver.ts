@@ -9,7 +9,6 @@ import {
   markAttemptFailed,
   markDelivered,
 } from '../billing/sql/webhooks.ts';
-import { date, dateOrNull, num } from '../db/values.ts';
 import { errorMessage } from '../errors.ts';
 import { appendEvent } from './append.ts';
 import { isBlockedAddress } from './endpoints.ts';
@@ -163,7 +162,20 @@ export function createDeliverer(
     await sequenceEvents(ctx.database);
     const limit = opts.limit ?? 64;
     const dueBy = opts.dueBy ? sql`${opts.dueBy.toISOString()}::timestamptz` : sql`now()`;
-    const claimed = await ctx.database.rows(
+    const claimed = await ctx.database.rows<{
+      id: number;
+      fence: number;
+      attempts: number;
+      endpoint_id: number;
+      url: string;
+      secret: string;
+      previous_secret: string | null;
+      previous_secret_expires_at: Date | null;
+      event_id: number;
+      type: string;
+      event_created_at: Date;
+      data: Record<string, unknown>;
+    }>(
       sql`with c as (
             select d.id from webhook_deliveries d join webhook_endpoints ep on ep.id = d.endpoint_id
              where d.state = 'pending' and d.next_attempt_at <= ${dueBy}
@@ -187,30 +199,25 @@ export function createDeliverer(
     await Promise.all(
       claimed.map(async (r) => {
         const body = deliveryBody({
-          id: num(r.event_id),
-          type: String(r.type),
-          createdAt: date(r.event_created_at),
-          data: typeof r.data === 'string' ? JSON.parse(r.data) : r.data,
+          id: r.event_id,
+          type: r.type,
+          createdAt: r.event_created_at,
+          data: r.data,
         });
-        const secrets = [String(r.secret)];
-        const prevUntil = dateOrNull(r.previous_secret_expires_at);
+        const secrets = [r.secret];
+        const prevUntil = r.previous_secret_expires_at;
         if (r.previous_secret && prevUntil && prevUntil.getTime() > Date.now())
-          secrets.push(String(r.previous_secret));
+          secrets.push(r.previous_secret);
         const t = Math.floor(Date.now() / 1000);
-        const out = await send(String(r.url), body, {
+        const out = await send(r.url, body, {
           'content-type': 'application/json',
           'user-agent': 'rebill-webhooks/1',
           'rebill-event-id': String(r.event_id),
           'rebill-signature': signature(secrets, body, t),
         });
         const result = await record(
-          {
-            id: num(r.id),
-            fence: num(r.fence),
-            attempts: num(r.attempts) + 1,
-            endpointId: num(r.endpoint_id),
-          },
-          date(r.event_created_at),
+          { id: r.id, fence: r.fence, attempts: r.attempts + 1, endpointId: r.endpoint_id },
+          r.event_created_at,
           out,
         );
         stats[result]++;
@@ -218,9 +225,9 @@ export function createDeliverer(
         if (result !== 'delivered')
           log.info(
             {
-              deliveryId: num(r.id),
+              deliveryId: r.id,
               eventId: String(r.event_id),
-              endpointId: num(r.endpoint_id),
+              endpointId: r.endpoint_id,
               error: out.error,
             },
             result === 'failed' ? 'webhook delivery failed for good' : 'webhook delivery failed; will retry',
@@ -259,7 +266,7 @@ export function createDeliverer(
         giveUp,
       });
       // An endpoint that has failed everything for the whole give-up window is disabled.
-      const ep = await ctx.database.rows(
+      const ep = await ctx.database.rows<{ status: string; dead: boolean }>(
         sql`update webhook_endpoints set failing_since = coalesce(failing_since, now()) where id = ${d.endpointId}
             returning status, failing_since < now() - make_interval(secs => ${cfg.webhookGiveUpAfterMs / 1000}) as dead`,
         tx,
@@ -284,8 +291,8 @@ export function createDeliverer(
       // What is due when the drain starts, each at most once: a retry it schedules waits for
       // the next drain (or the daemon), so a receiver that is down cannot keep it running.
       await sequenceEvents(ctx.database); // fan out what has committed, then fix the horizon
-      const rows = await ctx.database.rows(sql`select clock_timestamp() as t`);
-      const dueBy = date(rows[0]!.t);
+      const rows = await ctx.database.rows<{ t: Date }>(sql`select clock_timestamp() as t`);
+      const dueBy = rows[0]!.t;
       const total = { delivered: 0, retried: 0, failed: 0 };
       for (;;) {
         const s = await deliverDue({ limit: 256, dueBy });

@@ -5,7 +5,8 @@ import { z } from 'zod';
 import type { BillingContext } from '../billing/context.ts';
 import { freeText, parseInput } from '../billing/mandates/schemas.ts';
 import { failPendingDeliveries, removeEndpointRow, resendDeliveryRow } from '../billing/sql/webhooks.ts';
-import { date, dateOrNull, num, str } from '../db/values.ts';
+import type { webhookDeliveries, webhookEndpoints } from '../db/schema.ts';
+import type { RawRow } from '../db/values.ts';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.ts';
 import { appendEvent } from './append.ts';
 import { sequenceEvents } from './sequence.ts';
@@ -116,18 +117,20 @@ export interface EndpointView {
   createdAt: string;
 }
 
-function toEndpointView(r: Record<string, unknown>): EndpointView {
-  const prev = dateOrNull(r.previous_secret_expires_at);
+type EndpointRow = RawRow<typeof webhookEndpoints>;
+
+function toEndpointView(r: EndpointRow): EndpointView {
+  const prev = r.previous_secret_expires_at;
   return {
-    id: num(r.id),
-    url: String(r.url),
-    events: (r.events as string[]) ?? [],
-    description: str(r.description),
-    status: String(r.status),
-    statusReason: str(r.status_reason),
-    failingSince: dateOrNull(r.failing_since)?.toISOString() ?? null,
+    id: r.id,
+    url: r.url,
+    events: r.events ?? [],
+    description: r.description,
+    status: r.status,
+    statusReason: r.status_reason,
+    failingSince: r.failing_since?.toISOString() ?? null,
     previousSecretExpiresAt: prev && prev.getTime() > Date.now() ? prev.toISOString() : null,
-    createdAt: date(r.created_at).toISOString(),
+    createdAt: r.created_at.toISOString(),
   };
 }
 
@@ -142,7 +145,7 @@ export async function createEndpoint(
   const url = checkEndpointUrl(input.url, ctx.config.events.webhookAllowInsecure);
   const events = [...new Set(input.events)];
   const secret = newSecret();
-  const rows = await ctx.database.rows(
+  const rows = await ctx.database.rows<EndpointRow>(
     sql`insert into webhook_endpoints (url, events, description, secret)
         values (${url}, ${`{${events.map((e) => `"${e}"`).join(',')}}`}::text[], ${input.description ?? null}, ${secret})
         returning *`,
@@ -151,14 +154,14 @@ export async function createEndpoint(
 }
 
 export async function listEndpoints(ctx: BillingContext): Promise<{ items: EndpointView[] }> {
-  const rows = await ctx.database.rows(
+  const rows = await ctx.database.rows<EndpointRow>(
     sql`select * from webhook_endpoints where status <> 'removed' order by id`,
   );
   return { items: rows.map(toEndpointView) };
 }
 
 export async function getEndpoint(ctx: BillingContext, id: number): Promise<EndpointView> {
-  const rows = await ctx.database.rows(
+  const rows = await ctx.database.rows<EndpointRow>(
     sql`select * from webhook_endpoints where id = ${id} and status <> 'removed'`,
   );
   if (!rows[0]) throw new NotFoundError('webhook endpoint', id);
@@ -168,7 +171,7 @@ export async function getEndpoint(ctx: BillingContext, id: number): Promise<Endp
 /** Remove an endpoint: nothing more is delivered to it; what was waiting ends as failed. */
 export async function removeEndpoint(ctx: BillingContext, id: number): Promise<EndpointView> {
   const view = await ctx.database.db.transaction(async (tx) => {
-    const row = await removeEndpointRow(ctx.database, tx, id);
+    const row = await removeEndpointRow<EndpointRow>(ctx.database, tx, id);
     if (!row) throw new NotFoundError('webhook endpoint', id);
     await failPendingDeliveries(ctx.database, tx, id, 'endpoint removed', { releaseLease: true });
     return toEndpointView(row);
@@ -182,7 +185,7 @@ export async function rotateSecret(
   id: number,
 ): Promise<EndpointView & { secret: string }> {
   const secret = newSecret();
-  const rows = await ctx.database.rows(
+  const rows = await ctx.database.rows<EndpointRow>(
     sql`update webhook_endpoints set previous_secret = secret, previous_secret_expires_at = now() + interval '24 hours',
                secret = ${secret}, updated_at = now()
          where id = ${id} and status <> 'removed' returning *`,
@@ -201,7 +204,7 @@ export async function testEndpoint(ctx: BillingContext, id: number): Promise<{ e
     data: { endpointId: id, message: 'a test event from rebill' },
   });
   await sequenceEvents(ctx.database);
-  const rows = await ctx.database.rows(
+  const rows = await ctx.database.rows<{ id: number | null }>(
     sql`select max(event_id) as id from webhook_deliveries where endpoint_id = ${id}`,
   );
   return { eventId: String(rows[0]?.id) };
@@ -223,21 +226,24 @@ export interface DeliveryView {
   deliveredAt: string | null;
 }
 
-function toDeliveryView(r: Record<string, unknown>): DeliveryView {
+/** A delivery, with its event's type where the event is still kept. */
+type DeliveryRow = RawRow<typeof webhookDeliveries> & { type?: string | null };
+
+function toDeliveryView(r: DeliveryRow): DeliveryView {
   return {
-    id: num(r.id),
-    endpointId: num(r.endpoint_id),
+    id: r.id,
+    endpointId: r.endpoint_id,
     eventId: String(r.event_id),
-    eventType: str(r.type),
-    mandateId: r.mandate_id === null || r.mandate_id === undefined ? null : num(r.mandate_id),
-    state: String(r.state),
-    attempts: num(r.attempts),
-    nextAttemptAt: r.state === 'pending' ? (dateOrNull(r.next_attempt_at)?.toISOString() ?? null) : null,
-    lastStatus: r.last_status === null || r.last_status === undefined ? null : num(r.last_status),
-    lastError: str(r.last_error),
-    lastResponse: str(r.last_response),
-    lastAttemptAt: dateOrNull(r.last_attempt_at)?.toISOString() ?? null,
-    deliveredAt: dateOrNull(r.delivered_at)?.toISOString() ?? null,
+    eventType: r.type ?? null,
+    mandateId: r.mandate_id,
+    state: r.state,
+    attempts: r.attempts,
+    nextAttemptAt: r.state === 'pending' ? r.next_attempt_at.toISOString() : null,
+    lastStatus: r.last_status,
+    lastError: r.last_error,
+    lastResponse: r.last_response,
+    lastAttemptAt: r.last_attempt_at?.toISOString() ?? null,
+    deliveredAt: r.delivered_at?.toISOString() ?? null,
   };
 }
 
@@ -251,7 +257,7 @@ export async function listDeliveries(
 ): Promise<{ items: DeliveryView[]; next: number | null }> {
   await getEndpoint(ctx, endpointId);
   const limit = f.limit ?? 50;
-  const rows = await ctx.database.rows(
+  const rows = await ctx.database.rows<DeliveryRow>(
     sql`select d.*, e.type from webhook_deliveries d left join events e on e.id = d.event_id
          where d.endpoint_id = ${endpointId}
            ${f.state ? sql`and d.state = ${f.state}` : sql``}
@@ -264,7 +270,7 @@ export async function listDeliveries(
 
 /** Deliver an event to an endpoint again, now (after a receiver fixed a bug, say). */
 export async function resendDelivery(ctx: BillingContext, deliveryId: number): Promise<DeliveryView> {
-  const row = await resendDeliveryRow(ctx.database, deliveryId);
+  const row = await resendDeliveryRow<DeliveryRow>(ctx.database, deliveryId);
   if (!row) {
     const exists = await ctx.database.rows(sql`select 1 from webhook_deliveries where id = ${deliveryId}`);
     if (exists.length === 0) throw new NotFoundError('webhook delivery', deliveryId);

@@ -1,6 +1,7 @@
 import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
-import { date, num, str } from '../db/values.ts';
+import type { events } from '../db/schema.ts';
+import type { RawRow } from '../db/values.ts';
 import { ValidationError } from '../errors.ts';
 import { isEventType } from './types.ts';
 
@@ -21,7 +22,7 @@ export async function sequenceEvents(database: Database): Promise<{ sequenced: n
   for (;;) {
     const r = await database.db.transaction(async (tx) => {
       await database.rows(sql`select pg_advisory_xact_lock(${SEQUENCER_LOCK})`, tx);
-      const rows = await database.rows(
+      const rows = await database.rows<{ sequenced: number; deliveries: number }>(
         sql`with ready as (
               select seq, nextval('events_id_seq') as id from events
                where id is null and tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
@@ -40,7 +41,7 @@ export async function sequenceEvents(database: Database): Promise<{ sequenced: n
             select (select count(*) from upd)::int as sequenced, (select count(*) from fan)::int as deliveries`,
         tx,
       );
-      return { sequenced: num(rows[0]?.sequenced ?? 0), deliveries: num(rows[0]?.deliveries ?? 0) };
+      return { sequenced: rows[0]?.sequenced ?? 0, deliveries: rows[0]?.deliveries ?? 0 };
     });
     total.sequenced += r.sequenced;
     total.deliveries += r.deliveries;
@@ -57,14 +58,20 @@ export interface EventView {
   data: Record<string, unknown>;
 }
 
-export function toEventView(r: Record<string, unknown>): EventView {
+/** A sequenced event as `listEvents` reads it. */
+export type EventRow = Pick<RawRow<typeof events>, 'type' | 'created_at' | 'mandate_id' | 'customer_ref'> & {
+  id: number;
+  data: Record<string, unknown>;
+};
+
+export function toEventView(r: EventRow): EventView {
   return {
     id: String(r.id),
-    type: String(r.type),
-    createdAt: date(r.created_at).toISOString(),
-    mandateId: r.mandate_id === null || r.mandate_id === undefined ? null : num(r.mandate_id),
-    customerRef: str(r.customer_ref),
-    data: (typeof r.data === 'string' ? JSON.parse(r.data) : r.data) as Record<string, unknown>,
+    type: r.type,
+    createdAt: r.created_at.toISOString(),
+    mandateId: r.mandate_id,
+    customerRef: r.customer_ref,
+    data: r.data,
   };
 }
 
@@ -88,7 +95,7 @@ export async function listEvents(
   const where: SQL[] = [sql`id is not null`, sql`id > ${f.after ?? 0}`];
   if (f.type) where.push(sql`type = ${f.type}`);
   if (f.mandateId !== undefined) where.push(sql`mandate_id = ${f.mandateId}`);
-  const rows = await database.rows(
+  const rows = await database.rows<EventRow>(
     sql`select id, type, created_at, mandate_id, customer_ref, data from events
          where ${sql.join(where, sql` and `)} order by id limit ${limit}`,
   );

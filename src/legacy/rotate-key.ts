@@ -37,7 +37,7 @@ export async function rotateKeys(
   for (;;) {
     const done = await database.db.transaction(async (tx) => {
       const rows = await database.rows<{
-        id: number | string;
+        id: number;
         encrypted_pan: string;
         fingerprint: string | null;
       }>(
@@ -46,7 +46,7 @@ export async function rotateKeys(
         tx,
       );
       if (rows.length === 0) return true;
-      after = Number(rows[rows.length - 1]!.id);
+      after = rows[rows.length - 1]!.id;
       const updates: { id: number; pan: string; fp: string }[] = [];
       for (const row of rows) {
         if (blobKeyId(row.encrypted_pan) === newId) {
@@ -58,7 +58,7 @@ export async function rotateKeys(
         const colon = row.fingerprint?.indexOf(':') ?? -1;
         const kind = colon >= 0 ? row.fingerprint!.slice(0, colon + 1) : '';
         updates.push({
-          id: Number(row.id),
+          id: row.id,
           pan: encryptSecret(plain, newKey),
           fp: kind + fingerprint(plain, newKey),
         });

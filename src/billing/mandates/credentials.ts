@@ -2,7 +2,6 @@
 import { createHash } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { Tx } from '../../db/client.ts';
-import { num } from '../../db/values.ts';
 import { cardBrand, luhnValid } from '../../domain/card.ts';
 import { encryptSecret, fingerprint } from '../../domain/card-crypto.ts';
 import { ConflictError, ValidationError } from '../../errors.ts';
@@ -51,21 +50,21 @@ export async function upsertCredential(
     };
     fp = `pan:${fingerprint(pan, key)}`;
   }
-  const existing = await ctx.database.rows(
+  const existing = await ctx.database.rows<{ id: number; status: string }>(
     sql`select id, status from credentials where customer_id = ${customerId} and fingerprint = ${fp}`,
     tx,
   );
   if (existing[0]) {
-    const id = num(existing[0].id);
+    const id = existing[0].id;
     if (existing[0].status !== 'active') {
       throw new ConflictError(
-        `credential ${id} for this card is ${String(existing[0].status)}; attach a new card instead`,
+        `credential ${id} for this card is ${existing[0].status}; attach a new card instead`,
       );
     }
     return id;
   }
   const names = Object.keys(cols);
-  const rows = await ctx.database.rows(
+  const rows = await ctx.database.rows<{ id: number }>(
     sql`insert into credentials (customer_id, gateway, fingerprint, ${sql.raw(names.join(', '))})
         values (${customerId}, ${gateway}, ${fp}, ${sql.join(
           names.map((n) => sql`${cols[n] ?? null}`),
@@ -73,13 +72,13 @@ export async function upsertCredential(
         )}) returning id`,
     tx,
   );
-  const id = num(rows[0]?.id);
+  const id = rows[0]!.id;
   if (linkHref) {
-    const link = await ctx.database.rows(
+    const link = await ctx.database.rows<{ id: number }>(
       sql`insert into links (credential_id, source, rel, href) values (${id}, 'verification', 'payments:recurringAuthorize', ${linkHref}) returning id`,
       tx,
     );
-    await tx.execute(sql`update credentials set current_link_id = ${num(link[0]?.id)} where id = ${id}`);
+    await tx.execute(sql`update credentials set current_link_id = ${link[0]!.id} where id = ${id}`);
   }
   await writeAudit(tx, 'credential', id, null, 'active', `created (${String(cols.instrument_type)})`);
   return id;

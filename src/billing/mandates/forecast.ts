@@ -1,10 +1,11 @@
 import { type SQL, sql } from 'drizzle-orm';
-import { date, num } from '../../db/values.ts';
+import type { charges, mandates } from '../../db/schema.ts';
+import type { RawRow } from '../../db/values.ts';
 import { lastCycleDueBy, nextDue } from '../../domain/calendar.ts';
 import { applyChange, type Plan, type Proration, scheduleOfPlan } from '../../domain/mandate-change.ts';
 import { ValidationError } from '../../errors.ts';
 import type { BillingContext } from '../context.ts';
-import { changeOf, planOf } from './changes.ts';
+import { changeOf, planOf } from './apply-change.ts';
 import { applyCredit, cycleAmount } from './materialize.ts';
 
 /**
@@ -53,7 +54,12 @@ async function* activeMandates(
     ];
     if (f.mandateId !== undefined) where.push(sql`m.id = ${f.mandateId}`);
     if (f.currency !== undefined) where.push(sql`m.currency = ${f.currency}`);
-    const rows = await ctx.database.rows(
+    const rows = await ctx.database.rows<
+      RawRow<typeof mandates> & {
+        customer_ref: string;
+        scheduled: { effectiveAt: string; changes: Record<string, unknown>; proration: Proration }[];
+      }
+    >(
       sql`select m.*, cu.ref as customer_ref,
             (select coalesce(jsonb_agg(jsonb_build_object('effectiveAt', c.effective_at, 'changes', c.changes,
                      'proration', c.proration) order by c.effective_at, c.id), '[]'::jsonb)
@@ -62,22 +68,17 @@ async function* activeMandates(
          where ${sql.join(where, sql` and `)} order by m.id limit ${PAGE}`,
     );
     for (const r of rows) {
-      const scheduled = (typeof r.scheduled === 'string' ? JSON.parse(r.scheduled) : r.scheduled) as {
-        effectiveAt: string;
-        changes: Record<string, unknown>;
-        proration: Proration;
-      }[];
       yield {
-        id: num(r.id),
-        customerRef: String(r.customer_ref),
-        currency: String(r.currency),
-        cancelAtPeriodEnd: r.cancel_at_period_end === true,
+        id: r.id,
+        customerRef: r.customer_ref,
+        currency: r.currency,
+        cancelAtPeriodEnd: r.cancel_at_period_end,
         plan: planOf(r),
-        changes: scheduled.map((c) => ({ ...c, effectiveAt: new Date(c.effectiveAt) })),
+        changes: r.scheduled.map((c) => ({ ...c, effectiveAt: new Date(c.effectiveAt) })),
       };
     }
     if (rows.length < PAGE) return;
-    after = num(rows[rows.length - 1]!.id);
+    after = rows[rows.length - 1]!.id;
   }
 }
 
@@ -230,7 +231,12 @@ export async function forecast(
     if (items.length < limit) items.push(c);
     else truncated = true;
   }
-  const rows = await ctx.database.rows(
+  const rows = await ctx.database.rows<
+    // next_attempt_at: within the window, so not null
+    Pick<RawRow<typeof charges>, 'id' | 'mandate_id' | 'state' | 'amount' | 'currency'> & {
+      next_attempt_at: Date;
+    }
+  >(
     sql`select c.id, c.mandate_id, c.state, c.next_attempt_at, c.amount, c.currency from charges c
           join mandates m on m.id = c.mandate_id
          where c.state in ('pending', 'retry_scheduled') and m.status = 'active'
@@ -249,12 +255,12 @@ export async function forecast(
     items,
     truncated,
     scheduled: rows.map((r) => ({
-      chargeId: num(r.id),
-      mandateId: num(r.mandate_id),
-      state: String(r.state),
-      dueAt: date(r.next_attempt_at).toISOString(),
-      amount: num(r.amount),
-      currency: String(r.currency),
+      chargeId: r.id,
+      mandateId: r.mandate_id,
+      state: r.state,
+      dueAt: r.next_attempt_at.toISOString(),
+      amount: r.amount,
+      currency: r.currency,
     })),
   };
 }

@@ -1,5 +1,4 @@
 import { sql } from 'drizzle-orm';
-import { num } from '../../db/values.ts';
 import { dueAt, firstCycleAt, isTimeZone, lastCycleDueBy, parseInterval } from '../../domain/calendar.ts';
 import { assertMoney, assertWithinCeiling, splitInstalments } from '../../domain/money.ts';
 import { ValidationError } from '../../errors.ts';
@@ -108,13 +107,13 @@ export async function createMandate(ctx: BillingContext, raw: unknown): Promise<
   );
   const entity = input.entity ?? ctx.config.worldpay.entity;
   const id = await ctx.database.db.transaction(async (tx) => {
-    const cu = await ctx.database.rows(
+    const cu = await ctx.database.rows<{ id: number }>(
       sql`insert into customers (ref) values (${input.customerRef}) on conflict (ref) do update set ref = excluded.ref returning id`,
       tx,
     );
-    const customerId = num(cu[0]?.id);
+    const customerId = cu[0]!.id;
     const credentialId = await upsertCredential(ctx, tx, customerId, input.gateway, input.credential);
-    const rows = await ctx.database.rows(
+    const rows = await ctx.database.rows<{ id: number }>(
       sql`insert into mandates (customer_id, credential_id, gateway, intent, amount, currency, entity, narrative,
             interval_unit, interval_count, timezone, anchor_at, start_at, end_at, trial_end_at, instalments_total,
             last_instalment_amount, next_cycle, next_due_at, backfill_through_cycle, settle_mode, settle_percent)
@@ -127,7 +126,7 @@ export async function createMandate(ctx: BillingContext, raw: unknown): Promise<
           returning id`,
       tx,
     );
-    const mandateId = num(rows[0]?.id);
+    const mandateId = rows[0]!.id;
     await writeAudit(
       tx,
       'mandate',

@@ -1,6 +1,5 @@
 import { sql } from 'drizzle-orm';
 import type { Tx } from '../../db/client.ts';
-import { num } from '../../db/values.ts';
 import { cycleAtOrAfter, dueAt, type Schedule } from '../../domain/calendar.ts';
 import {
   type ChargeState,
@@ -15,7 +14,7 @@ import { appendEvent } from '../../events/append.ts';
 import type { BillingContext } from '../context.ts';
 import { takeOverWaitingCharges, transitionMandate, writeAudit } from '../sql/transitions.ts';
 import { assertCredentialUsable, upsertCredential } from './credentials.ts';
-import { calendarColumns, queueCharge as queue, scheduleOf } from './materialize.ts';
+import { type CalendarRow, calendarColumns, queueCharge as queue, scheduleOf } from './materialize.ts';
 import { credentialInputSchema, parseInput } from './schemas.ts';
 import { getMandate, type MandateView } from './views.ts';
 
@@ -73,7 +72,7 @@ export function resumeMandate(ctx: BillingContext, id: number): Promise<MandateV
 
 export async function reschedule(ctx: BillingContext, tx: Tx, m: MandateView): Promise<void> {
   if (!m.interval || m.nextDueAt === null) return;
-  const rows = await ctx.database.rows(
+  const rows = await ctx.database.rows<CalendarRow>(
     sql`select interval_unit, interval_count, timezone, anchor_at, anchor_cycle, end_at, instalments_total
           from mandates where id = ${m.id}`,
     tx,
@@ -155,8 +154,11 @@ export async function attachCredential(ctx: BillingContext, id: number, raw: unk
     throw new ConflictError(`mandate ${id} is ${m.status}`);
   const now = ctx.clock.now();
   await ctx.database.db.transaction(async (tx) => {
-    const cu = await ctx.database.rows(sql`select customer_id from mandates where id = ${id}`, tx);
-    const credentialId = await upsertCredential(ctx, tx, num(cu[0]?.customer_id), m.gateway, credential);
+    const cu = await ctx.database.rows<{ customer_id: number }>(
+      sql`select customer_id from mandates where id = ${id}`,
+      tx,
+    );
+    const credentialId = await upsertCredential(ctx, tx, cu[0]!.customer_id, m.gateway, credential);
     if (credentialId === m.credential.id)
       throw new ConflictError('that is the credential the mandate already uses');
     const reason = `credential ${credentialId} attached`;

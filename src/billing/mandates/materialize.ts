@@ -1,6 +1,7 @@
 import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
-import { date, dateOrNull, num, numOrNull } from '../../db/values.ts';
+import type { mandates } from '../../db/schema.ts';
+import type { RawRow } from '../../db/values.ts';
 import { dueAt, type IntervalUnit, lastCycleDueBy, nextDue, type Schedule } from '../../domain/calendar.ts';
 import { UNSENT_CHARGE_STATES } from '../../domain/lifecycle.ts';
 import { auditCreditedCharges, auditEndedMandates } from '../sql/audit.ts';
@@ -86,31 +87,57 @@ export function cycleAmount(
   return m.amount;
 }
 
+/** A mandate's calendar columns as raw SQL reads them. */
+export type CalendarRow = Pick<
+  RawRow<typeof mandates>,
+  | 'interval_unit'
+  | 'interval_count'
+  | 'timezone'
+  | 'anchor_at'
+  | 'anchor_cycle'
+  | 'end_at'
+  | 'instalments_total'
+>;
+
 /** A mandate row's calendar columns, as scheduleOf takes them: the one reader of those columns. */
-export function calendarColumns(r: Record<string, unknown>) {
+export function calendarColumns(r: CalendarRow) {
   return {
-    intervalUnit: (r.interval_unit as IntervalUnit | null) ?? null,
-    intervalCount: numOrNull(r.interval_count),
-    timezone: String(r.timezone),
-    anchorAt: date(r.anchor_at),
-    anchorCycle: num(r.anchor_cycle),
-    endAt: dateOrNull(r.end_at),
-    instalmentsTotal: numOrNull(r.instalments_total),
+    intervalUnit: r.interval_unit as IntervalUnit | null,
+    intervalCount: r.interval_count,
+    timezone: r.timezone,
+    anchorAt: r.anchor_at,
+    anchorCycle: r.anchor_cycle,
+    endAt: r.end_at,
+    instalmentsTotal: r.instalments_total,
   };
 }
 
-function toRow(r: Record<string, unknown>): MandateCalendarRow {
+/** A row of `selectColumns`: a due mandate (next_due_at, so not null). */
+type DueMandateRow = CalendarRow &
+  Pick<
+    RawRow<typeof mandates>,
+    | 'id'
+    | 'next_cycle'
+    | 'amount'
+    | 'currency'
+    | 'last_instalment_amount'
+    | 'cancel_at_period_end'
+    | 'backfill_through_cycle'
+    | 'credit_balance'
+  > & { next_due_at: Date };
+
+function toRow(r: DueMandateRow): MandateCalendarRow {
   return {
-    id: num(r.id),
-    nextCycle: num(r.next_cycle),
-    nextDueAt: date(r.next_due_at),
-    amount: num(r.amount),
-    currency: String(r.currency),
+    id: r.id,
+    nextCycle: r.next_cycle,
+    nextDueAt: r.next_due_at,
+    amount: r.amount,
+    currency: r.currency,
     ...calendarColumns(r),
-    lastInstalmentAmount: numOrNull(r.last_instalment_amount),
-    cancelAtPeriodEnd: r.cancel_at_period_end === true,
-    backfillThroughCycle: numOrNull(r.backfill_through_cycle),
-    creditBalance: num(r.credit_balance ?? 0),
+    lastInstalmentAmount: r.last_instalment_amount,
+    cancelAtPeriodEnd: r.cancel_at_period_end,
+    backfillThroughCycle: r.backfill_through_cycle,
+    creditBalance: r.credit_balance,
   };
 }
 
@@ -138,7 +165,7 @@ export async function materializeDueCharges(
   for (;;) {
     const batch = await database.db.transaction(async (tx) => {
       const rows = (
-        await database.rows(
+        await database.rows<DueMandateRow>(
           sql`select ${selectColumns} from mandates
                where status = 'active' and next_due_at <= ${asOf.toISOString()}::timestamptz ${filter}
                order by next_due_at, id limit ${opts.batchSize} for update skip locked`,
@@ -269,7 +296,7 @@ export async function queueCharge(
   mandateId: number,
   opts: { amount?: number | undefined; dueAt: Date },
 ): Promise<{ chargeId: number; cycle: number }> {
-  const rows = await database.rows(sql`
+  const rows = await database.rows<{ id: number; cycle: number }>(sql`
     with m as (
       update mandates set next_cycle = next_cycle + 1, updated_at = now()
        where id = ${mandateId} and status = 'active' and intent = 'unscheduled'
@@ -281,5 +308,5 @@ export async function queueCharge(
     returning id, cycle`);
   const r = rows[0];
   if (!r) return { chargeId: 0, cycle: -1 };
-  return { chargeId: num(r.id), cycle: num(r.cycle) };
+  return { chargeId: r.id, cycle: r.cycle };
 }

@@ -1,6 +1,7 @@
 import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
-import { date, dateOrNull, num, numOrNull, str } from '../../db/values.ts';
+import type { attempts, charges, credentials, links, mandates } from '../../db/schema.ts';
+import type { RawRow } from '../../db/values.ts';
 import { NotFoundError } from '../../errors.ts';
 
 export interface MandateView {
@@ -41,44 +42,56 @@ export interface MandateView {
   createdAt: string;
 }
 
-export function toView(r: Record<string, unknown>): MandateView {
-  const em = numOrNull(r.expiry_month);
-  const ey = numOrNull(r.expiry_year);
+/** A row of `viewSelect`: the mandate, and what the view shows of its customer and credential. */
+export type ViewRow = RawRow<typeof mandates> &
+  Pick<
+    RawRow<typeof credentials>,
+    'instrument_type' | 'brand' | 'last_four' | 'expiry_month' | 'expiry_year'
+  > & {
+    customer_ref: string;
+    credential_status: string;
+    holds_card_data: boolean;
+    current_link: string | null;
+  };
+
+export function toView(r: ViewRow): MandateView {
+  const em = r.expiry_month;
+  const ey = r.expiry_year;
   return {
-    id: num(r.id),
-    customerRef: String(r.customer_ref),
-    intent: String(r.intent),
-    amount: num(r.amount),
-    currency: String(r.currency),
-    entity: String(r.entity),
-    narrative: String(r.narrative),
-    gateway: String(r.gateway),
-    status: String(r.status),
-    statusReason: str(r.status_reason),
-    interval: r.interval_unit ? `${num(r.interval_count)} ${String(r.interval_unit)}` : null,
-    timezone: String(r.timezone),
-    startAt: date(r.start_at).toISOString(),
-    anchorAt: date(r.anchor_at).toISOString(),
-    endAt: dateOrNull(r.end_at)?.toISOString() ?? null,
-    instalmentsTotal: numOrNull(r.instalments_total),
-    lastInstalmentAmount: numOrNull(r.last_instalment_amount),
-    nextCycle: num(r.next_cycle),
-    nextDueAt: dateOrNull(r.next_due_at)?.toISOString() ?? null,
-    cancelAtPeriodEnd: r.cancel_at_period_end === true,
-    settleMode: String(r.settle_mode),
-    legacyId: str(r.legacy_id),
-    creditBalance: num(r.credit_balance ?? 0),
+    id: r.id,
+    customerRef: r.customer_ref,
+    intent: r.intent,
+    amount: r.amount,
+    currency: r.currency,
+    entity: r.entity,
+    narrative: r.narrative,
+    gateway: r.gateway,
+    status: r.status,
+    statusReason: r.status_reason,
+    interval: r.interval_unit ? `${r.interval_count} ${r.interval_unit}` : null,
+    timezone: r.timezone,
+    startAt: r.start_at.toISOString(),
+    anchorAt: r.anchor_at.toISOString(),
+    endAt: r.end_at?.toISOString() ?? null,
+    instalmentsTotal: r.instalments_total,
+    lastInstalmentAmount: r.last_instalment_amount,
+    nextCycle: r.next_cycle,
+    nextDueAt: r.next_due_at?.toISOString() ?? null,
+    cancelAtPeriodEnd: r.cancel_at_period_end,
+    settleMode: r.settle_mode,
+    legacyId: r.legacy_id,
+    creditBalance: r.credit_balance,
     credential: {
-      id: num(r.credential_id),
-      instrumentType: String(r.instrument_type),
-      status: String(r.credential_status),
-      brand: str(r.brand),
-      lastFour: str(r.last_four),
+      id: r.credential_id,
+      instrumentType: r.instrument_type,
+      status: r.credential_status,
+      brand: r.brand,
+      lastFour: r.last_four,
       expiry: em !== null && ey !== null ? `${String(em).padStart(2, '0')}/${ey}` : null,
-      currentLink: str(r.current_link),
-      holdsCardData: r.holds_card_data === true,
+      currentLink: r.current_link,
+      holdsCardData: r.holds_card_data,
     },
-    createdAt: date(r.created_at).toISOString(),
+    createdAt: r.created_at.toISOString(),
   };
 }
 
@@ -88,7 +101,7 @@ export const viewSelect = sql`select m.*, cu.ref as customer_ref, cr.instrument_
   left join links l on l.id = cr.current_link_id`;
 
 export async function getMandate(database: Database, id: number): Promise<MandateView> {
-  const rows = await database.rows(sql`${viewSelect} where m.id = ${id}`);
+  const rows = await database.rows<ViewRow>(sql`${viewSelect} where m.id = ${id}`);
   if (!rows[0]) throw new NotFoundError('mandate', id);
   return toView(rows[0]);
 }
@@ -114,7 +127,7 @@ export async function listMandates(
   if (f.gateway) where.push(sql`m.gateway = ${f.gateway}`);
   if (f.after !== undefined) where.push(sql`m.id > ${f.after}`);
   const limit = Math.min(Math.max(f.limit ?? 50, 1), 1000);
-  const rows = await database.rows(
+  const rows = await database.rows<ViewRow>(
     sql`${viewSelect} where ${sql.join(where, sql` and `)} order by m.id limit ${limit + 1}`,
   );
   const items = rows.slice(0, limit).map(toView);
@@ -148,43 +161,48 @@ export interface MandateDetail extends MandateView {
 
 export async function showMandate(database: Database, id: number): Promise<MandateDetail> {
   const m = await getMandate(database, id);
-  const links =
-    await database.rows(sql`select l.id, l.rel, l.href, l.source, l.created_at, (l.id = c.current_link_id) as current
+  const linkRows = await database.rows<
+    Pick<RawRow<typeof links>, 'id' | 'rel' | 'href' | 'source' | 'created_at'> & { current: boolean | null }
+  >(sql`select l.id, l.rel, l.href, l.source, l.created_at, (l.id = c.current_link_id) as current
       from links l join credentials c on c.id = l.credential_id where l.credential_id = ${m.credential.id} order by l.id`);
-  const charges = await database.rows(sql`select * from charges where mandate_id = ${id} order by cycle`);
-  const attempts = await database.rows(sql`select a.* from attempts a join charges c on c.id = a.charge_id
+  const chargeRows = await database.rows<RawRow<typeof charges>>(
+    sql`select * from charges where mandate_id = ${id} order by cycle`,
+  );
+  const attemptRows = await database.rows<
+    RawRow<typeof attempts>
+  >(sql`select a.* from attempts a join charges c on c.id = a.charge_id
       where c.mandate_id = ${id} order by a.charge_id, a.attempt_no`);
   return {
     ...m,
-    links: links.map((l) => ({
-      id: num(l.id),
-      rel: String(l.rel),
-      href: String(l.href),
-      source: String(l.source),
+    links: linkRows.map((l) => ({
+      id: l.id,
+      rel: l.rel,
+      href: l.href,
+      source: l.source,
       current: l.current === true,
-      createdAt: date(l.created_at).toISOString(),
+      createdAt: l.created_at.toISOString(),
     })),
-    charges: charges.map((c) => ({
-      id: num(c.id),
-      cycle: num(c.cycle),
-      amount: num(c.amount),
-      currency: String(c.currency),
-      dueAt: date(c.due_at).toISOString(),
-      state: String(c.state),
-      stateReason: str(c.state_reason),
-      nextAttemptAt: dateOrNull(c.next_attempt_at)?.toISOString() ?? null,
-      attempts: attempts
-        .filter((a) => num(a.charge_id) === num(c.id))
+    charges: chargeRows.map((c) => ({
+      id: c.id,
+      cycle: c.cycle,
+      amount: c.amount,
+      currency: c.currency,
+      dueAt: c.due_at.toISOString(),
+      state: c.state,
+      stateReason: c.state_reason,
+      nextAttemptAt: c.next_attempt_at?.toISOString() ?? null,
+      attempts: attemptRows
+        .filter((a) => a.charge_id === c.id)
         .map((a) => ({
-          no: num(a.attempt_no),
-          reference: String(a.transaction_reference),
-          state: String(a.state),
-          refusalCode: str(a.refusal_code),
-          adviceCode: str(a.advice_code),
-          decision: str(a.decision),
-          decisionReason: str(a.decision_reason),
-          correlationId: str(a.correlation_id),
-          attemptedAt: date(a.attempted_at).toISOString(),
+          no: a.attempt_no,
+          reference: a.transaction_reference,
+          state: a.state,
+          refusalCode: a.refusal_code,
+          adviceCode: a.advice_code,
+          decision: a.decision,
+          decisionReason: a.decision_reason,
+          correlationId: a.correlation_id,
+          attemptedAt: a.attempted_at.toISOString(),
         })),
     })),
   };

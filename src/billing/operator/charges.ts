@@ -1,6 +1,7 @@
 import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
-import { date, dateOrNull, num, numOrNull, str } from '../../db/values.ts';
+import type { attempts, charges, credentials, paymentActions } from '../../db/schema.ts';
+import type { RawRow } from '../../db/values.ts';
 import type { ChargeState } from '../../domain/lifecycle.ts';
 import { ConflictError, NotFoundError } from '../../errors.ts';
 import type { Intent } from '../../gateways/types.ts';
@@ -62,37 +63,46 @@ const chargeSelect = sql`select c.*, pa.transaction_reference as paid_reference,
   left join attempts pa on pa.id = c.authorized_attempt_id
   left join lateral (select * from attempts a where a.charge_id = c.id order by a.attempt_no desc limit 1) la on true`;
 
-function toChargeView(r: Record<string, unknown>): ChargeView {
+/** A row of `chargeSelect`: the charge, the paid attempt's reference and the last attempt (null without one). */
+type ChargeRow = RawRow<typeof charges> & {
+  [K in keyof LastAttempt]: LastAttempt[K] | null;
+} & { paid_reference: string | null; last_reference: string | null; last_state: string | null };
+type LastAttempt = Pick<
+  RawRow<typeof attempts>,
+  'refusal_code' | 'refusal_description' | 'advice_code' | 'decision' | 'decision_reason' | 'correlation_id'
+>;
+
+function toChargeView(r: ChargeRow): ChargeView {
   return {
-    id: num(r.id),
-    mandateId: num(r.mandate_id),
-    cycle: num(r.cycle),
-    kind: String(r.kind ?? 'cycle'),
-    amount: num(r.amount),
-    creditApplied: num(r.credit_applied ?? 0),
-    currency: String(r.currency),
-    state: String(r.state),
-    stateReason: str(r.state_reason),
-    dueAt: date(r.due_at).toISOString(),
-    nextAttemptAt: dateOrNull(r.next_attempt_at)?.toISOString() ?? null,
-    attemptCount: num(r.attempt_count),
-    settledAmount: num(r.settled_amount),
-    refundedAmount: num(r.refunded_amount),
-    transactionReference: str(r.paid_reference),
+    id: r.id,
+    mandateId: r.mandate_id,
+    cycle: r.cycle,
+    kind: r.kind,
+    amount: r.amount,
+    creditApplied: r.credit_applied,
+    currency: r.currency,
+    state: r.state,
+    stateReason: r.state_reason,
+    dueAt: r.due_at.toISOString(),
+    nextAttemptAt: r.next_attempt_at?.toISOString() ?? null,
+    attemptCount: r.attempt_count,
+    settledAmount: r.settled_amount,
+    refundedAmount: r.refunded_amount,
+    transactionReference: r.paid_reference,
     lastAttempt:
-      r.last_reference === null || r.last_reference === undefined
+      r.last_reference === null
         ? null
         : {
-            reference: String(r.last_reference),
+            reference: r.last_reference,
             state: String(r.last_state),
-            refusalCode: str(r.refusal_code),
-            refusalDescription: str(r.refusal_description),
-            adviceCode: str(r.advice_code),
-            decision: str(r.decision),
-            decisionReason: str(r.decision_reason),
-            correlationId: str(r.correlation_id),
+            refusalCode: r.refusal_code,
+            refusalDescription: r.refusal_description,
+            adviceCode: r.advice_code,
+            decision: r.decision,
+            decisionReason: r.decision_reason,
+            correlationId: r.correlation_id,
           },
-    updatedAt: date(r.updated_at).toISOString(),
+    updatedAt: r.updated_at.toISOString(),
   };
 }
 
@@ -132,7 +142,7 @@ export async function listCharges(
   if (f.dueTo) where.push(sql`c.due_at < ${f.dueTo.toISOString()}::timestamptz`);
   if (f.after !== undefined) where.push(sql`c.id > ${f.after}`);
   const limit = Math.min(Math.max(f.limit ?? 50, 1), 1000);
-  const rows = await database.rows(
+  const rows = await database.rows<ChargeRow>(
     sql`${chargeSelect} where ${sql.join(where, sql` and `)} order by c.id limit ${limit + 1}`,
   );
   const items = rows.slice(0, limit).map(toChargeView);
@@ -140,30 +150,36 @@ export async function listCharges(
 }
 
 export async function getCharge(database: Database, id: number): Promise<ChargeDetail> {
-  const rows = await database.rows(sql`${chargeSelect} where c.id = ${id}`);
+  const rows = await database.rows<ChargeRow>(sql`${chargeSelect} where c.id = ${id}`);
   if (!rows[0]) throw new NotFoundError('charge', id);
-  const actions = await database.rows(sql`select * from payment_actions where charge_id = ${id} order by id`);
-  const events =
-    await database.rows(sql`select e.source, e.last_event, e.event_id, e.created_at as received_at
+  const actions = await database.rows<RawRow<typeof paymentActions>>(
+    sql`select * from payment_actions where charge_id = ${id} order by id`,
+  );
+  const events = await database.rows<{
+    source: string;
+    last_event: string;
+    event_id: string | null;
+    received_at: Date;
+  }>(sql`select e.source, e.last_event, e.event_id, e.created_at as received_at
       from payment_events e join charges c on c.authorized_attempt_id = e.attempt_id where c.id = ${id} order by e.id`);
   return {
     ...toChargeView(rows[0]),
     actions: actions.map((a) => ({
-      id: num(a.id),
-      kind: String(a.kind),
-      reference: String(a.reference),
-      amount: numOrNull(a.amount),
-      currency: str(a.currency),
-      state: String(a.state),
-      lastEvent: str(a.last_event),
-      error: str(a.error),
-      createdAt: date(a.created_at).toISOString(),
+      id: a.id,
+      kind: a.kind,
+      reference: a.reference,
+      amount: a.amount,
+      currency: a.currency,
+      state: a.state,
+      lastEvent: a.last_event,
+      error: a.error,
+      createdAt: a.created_at.toISOString(),
     })),
     events: events.map((e) => ({
-      source: String(e.source),
-      lastEvent: String(e.last_event),
-      eventId: str(e.event_id),
-      receivedAt: date(e.received_at).toISOString(),
+      source: e.source,
+      lastEvent: e.last_event,
+      eventId: e.event_id,
+      receivedAt: e.received_at.toISOString(),
     })),
   };
 }
@@ -179,19 +195,25 @@ export async function dunningReport(database: Database): Promise<
     nextAttemptAt: string | null;
   }[]
 > {
-  const rows = await database.rows(sql`
+  const rows = await database.rows<
+    Pick<RawRow<typeof attempts>, 'refusal_code' | 'advice_code' | 'decision'> & {
+      state: string;
+      n: number;
+      next_at: Date | null;
+    }
+  >(sql`
     select a.refusal_code, a.advice_code, a.decision, c.state, count(*)::int as n,
            min(c.next_attempt_at) filter (where c.state = 'retry_scheduled') as next_at
       from charges c join attempts a on a.charge_id = c.id and a.attempt_no = c.attempt_count
      where c.state in ('retry_scheduled', 'needs_new_credential', 'stopped', 'failed')
      group by 1, 2, 3, 4 order by n desc`);
   return rows.map((r) => ({
-    code: str(r.refusal_code),
-    adviceCode: str(r.advice_code),
-    decision: str(r.decision),
-    state: String(r.state),
-    charges: num(r.n),
-    nextAttemptAt: dateOrNull(r.next_at)?.toISOString() ?? null,
+    code: r.refusal_code,
+    adviceCode: r.advice_code,
+    decision: r.decision,
+    state: r.state,
+    charges: r.n,
+    nextAttemptAt: r.next_at?.toISOString() ?? null,
   }));
 }
 
@@ -206,36 +228,40 @@ export async function retryNow(ctx: BillingContext, id: number): Promise<RunRepo
   if (!RETRYABLE.includes(charge.state as ChargeState)) {
     throw new ConflictError(`charge ${id} is ${charge.state}: nothing to retry`);
   }
-  const open = await ctx.database.rows(
+  const open = await ctx.database.rows<{ transaction_reference: string }>(
     sql`select transaction_reference from attempts where charge_id = ${id} and state in ('sending', 'unknown')`,
   );
   if (open.length > 0) {
     throw new ConflictError(
-      `charge ${id} has an attempt whose outcome is unknown (${String(open[0]?.transaction_reference)}); reconcile it first`,
+      `charge ${id} has an attempt whose outcome is unknown (${open[0]!.transaction_reference}); reconcile it first`,
     );
   }
-  const cred =
-    await ctx.database.rows(sql`select cr.id, cr.status, cr.status_reason, cr.expiry_month, cr.expiry_year,
+  const cred = await ctx.database.rows<
+    Pick<RawRow<typeof credentials>, 'id' | 'status' | 'status_reason' | 'expiry_month' | 'expiry_year'> & {
+      mandate_status: string;
+      intent: Intent;
+    }
+  >(sql`select cr.id, cr.status, cr.status_reason, cr.expiry_month, cr.expiry_year,
       m.status as mandate_status, m.intent
     from charges c join mandates m on m.id = c.mandate_id join credentials cr on cr.id = m.credential_id where c.id = ${id}`);
   const c = cred[0]!;
   if (c.status !== 'active') {
     throw new ConflictError(
-      `the card of charge ${id} is ${String(c.status)}: ${String(c.status_reason ?? '')}; attach a new credential`,
+      `the card of charge ${id} is ${c.status}: ${c.status_reason ?? ''}; attach a new credential`,
     );
   }
   // A paused mandate stays paused: its operator resumes it first. Only a stopped one is revived.
   if (c.mandate_status !== 'active' && c.mandate_status !== 'stopped')
-    throw new ConflictError(`mandate ${charge.mandateId} is ${String(c.mandate_status)}: resume it first`);
-  const credentialId = num(c.id);
+    throw new ConflictError(`mandate ${charge.mandateId} is ${c.mandate_status}: resume it first`);
+  const credentialId = c.id;
   const history = await loadCardHistory(ctx.database, [credentialId], now);
   const check = ctx.policy.beforeSend({
     now,
-    expiryMonth: numOrNull(c.expiry_month),
-    expiryYear: numOrNull(c.expiry_year),
+    expiryMonth: c.expiry_month,
+    expiryYear: c.expiry_year,
     ledger: { attempts: history.get(credentialId) ?? [], blocked: null },
     isRetry: true,
-    intent: String(c.intent) as Intent,
+    intent: c.intent,
     firstRefusedAt: (await chargeDunning(ctx.database, id)).firstRefusedAt,
   });
   if (!check.ok) throw new ConflictError(`charge ${id} cannot be retried now: ${check.decision.reason}`);

@@ -1,7 +1,8 @@
 import { sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Database, Tx } from '../../db/client.ts';
-import { num, numOrNull, str } from '../../db/values.ts';
+import type { paymentActions } from '../../db/schema.ts';
+import type { RawRow } from '../../db/values.ts';
 import { assertMoney, assertWithinCeiling } from '../../domain/money.ts';
 import { ConflictError, GatewayRejectedError, NotFoundError, ValidationError } from '../../errors.ts';
 import { GatewayError } from '../../gateways/errors.ts';
@@ -13,6 +14,15 @@ import type { BillingContext } from '../context.ts';
 import { parseInput } from '../mandates/index.ts';
 import { releaseLease, writeAudit } from '../sql/transitions.ts';
 import { type ChargeDetail, getCharge } from './charges.ts';
+
+/** A charge's authorized payment, as the payment operations read it (the attempt may be missing). */
+interface AuthorizedPaymentRow {
+  authorized_attempt_id: number | null;
+  state: string;
+  gateway: string;
+  gateway_payment_id: string | null;
+  transaction_reference: string | null;
+}
 
 /**
  * Operator actions on a charge's payment (the authorized attempt): settle, partial settle,
@@ -88,7 +98,16 @@ async function writeAheadAction(
   input: { amount?: number | undefined; currency?: string | undefined },
 ): Promise<Locked> {
   return ctx.database.db.transaction(async (tx) => {
-    const rows = await ctx.database.rows(
+    const rows = await ctx.database.rows<
+      AuthorizedPaymentRow & {
+        id: number;
+        amount: number;
+        currency: string;
+        lease_owner: string | null;
+        lease_expires_at: Date | null;
+        leased: boolean;
+      }
+    >(
       sql`select c.id, c.amount, c.currency, c.state, c.authorized_attempt_id, c.lease_owner, c.lease_expires_at,
              (c.lease_expires_at is not null and c.lease_expires_at > now()) as leased,
              m.gateway, a.transaction_reference, a.gateway_payment_id
@@ -98,21 +117,27 @@ async function writeAheadAction(
     );
     const c = rows[0];
     if (!c) throw new NotFoundError('charge', chargeId);
-    const currency = String(c.currency);
-    const state = String(c.state);
+    const currency = c.currency;
+    const state = c.state;
     if (c.authorized_attempt_id === null || c.gateway_payment_id === null)
       throw new ConflictError(`charge ${chargeId} is ${state}: it has no authorized payment`);
     if (input.currency !== undefined && input.currency !== currency)
       throw new ConflictError(`charge ${chargeId} is in ${currency}, not ${input.currency}`);
     if (c.leased === true)
-      throw new ConflictError(
-        `charge ${chargeId} is being worked on by ${String(c.lease_owner)}; try again shortly`,
-      );
+      throw new ConflictError(`charge ${chargeId} is being worked on by ${c.lease_owner}; try again shortly`);
     if (input.amount !== undefined) {
       assertMoney(input.amount, currency, 'amount');
       assertWithinCeiling(input.amount, currency, ctx.config.billing.maxAmount);
     }
-    const sums = await ctx.database.rows(
+    const sums = await ctx.database.rows<{
+      settle_asked: number;
+      settled: number;
+      settle_pending: number;
+      refund_asked: number;
+      refunds: number;
+      cancels: number;
+      same_kind: number;
+    }>(
       sql`select
           coalesce(sum(amount) filter (where kind in ${SETTLES} and state in ('accepted', 'requested')), 0) as settle_asked,
           coalesce(sum(amount) filter (where kind in ${SETTLES} and state = 'accepted'), 0) as settled,
@@ -125,11 +150,11 @@ async function writeAheadAction(
       tx,
     );
     const s = sums[0]!;
-    const authorized = num(c.amount);
-    const settleAsked = num(s.settle_asked);
-    const settled = num(s.settled);
-    const refundAsked = num(s.refund_asked);
-    if (num(s.cancels) > 0) throw new ConflictError(`charge ${chargeId}: the payment was cancelled`);
+    const authorized = c.amount;
+    const settleAsked = s.settle_asked;
+    const settled = s.settled;
+    const refundAsked = s.refund_asked;
+    if (s.cancels > 0) throw new ConflictError(`charge ${chargeId}: the payment was cancelled`);
     let amount: number | null = null;
     switch (kind) {
       case 'settle':
@@ -162,7 +187,7 @@ async function writeAheadAction(
         break;
       case 'refund':
       case 'partialRefund':
-        if (num(s.settle_pending) > 0)
+        if (s.settle_pending > 0)
           throw new ConflictError(
             `charge ${chargeId}: a settlement is pending with an unknown outcome; run events first`,
           );
@@ -175,40 +200,40 @@ async function writeAheadAction(
           );
         break;
       case 'reversal':
-        if (num(s.refunds) > 0)
+        if (s.refunds > 0)
           throw new ConflictError(`charge ${chargeId}: a refund or reversal was already requested`);
         if (!['authorized', 'settling', 'settled'].includes(state))
           throw new ConflictError(`charge ${chargeId} is ${state}: it cannot be reversed`);
         amount = settled > 0 ? settled : null;
         break;
     }
-    const attemptId = num(c.authorized_attempt_id);
+    const attemptId = c.authorized_attempt_id;
     const txRef = String(c.transaction_reference);
-    const reference = actionReference(txRef, kind, num(s.same_kind) + 1);
-    const paymentId = String(c.gateway_payment_id);
+    const reference = actionReference(txRef, kind, s.same_kind + 1);
+    const paymentId = c.gateway_payment_id;
     const links = await linksOf(ctx.database, attemptId, tx);
-    const ins = await ctx.database.rows(
+    const ins = await ctx.database.rows<{ id: number }>(
       sql`insert into payment_actions (charge_id, attempt_id, kind, reference, amount, currency, link_href)
           values (${chargeId}, ${attemptId}, ${kind}, ${reference}, ${amount}, ${currency},
                   ${links[`payments:${kind}`] ?? paymentId}) returning id`,
       tx,
     );
-    const lease = await ctx.database.rows(
+    const lease = await ctx.database.rows<{ fence: number }>(
       sql`update charges set lease_owner = ${ctx.workerId},
             lease_expires_at = now() + make_interval(secs => ${ctx.config.billing.leaseSeconds}), fence = fence + 1
           where id = ${chargeId} returning fence`,
       tx,
     );
-    await writeAudit(tx, 'payment_action', num(ins[0]?.id), null, 'requested', `${kind} requested`);
+    await writeAudit(tx, 'payment_action', ins[0]!.id, null, 'requested', `${kind} requested`);
     return {
-      actionId: num(ins[0]?.id),
+      actionId: ins[0]!.id,
       attemptId,
-      gateway: String(c.gateway),
+      gateway: c.gateway,
       paymentId,
       reference,
       amount,
       currency,
-      fence: num(lease[0]?.fence),
+      fence: lease[0]!.fence,
     };
   });
 }
@@ -216,11 +241,11 @@ async function writeAheadAction(
 /** paymentLinks inside a transaction (PGlite has one connection: a query outside the
  * transaction would wait for it forever). */
 async function linksOf(database: Database, attemptId: number, tx: Tx): Promise<Record<string, string>> {
-  const rows = await database.rows(
+  const rows = await database.rows<{ rel: string; href: string }>(
     sql`select distinct on (rel) rel, href from links where attempt_id = ${attemptId} order by rel, id desc`,
     tx,
   );
-  return Object.fromEntries(rows.map((r) => [String(r.rel), String(r.href)]));
+  return Object.fromEntries(rows.map((r) => [r.rel, r.href]));
 }
 
 /** Run one payment action on a charge: checks, write-ahead, the request, its outcome recorded. */
@@ -312,16 +337,16 @@ export interface PaymentEventsOutcome {
 /** Ask the gateway where the payment is now and apply it (what the daemon's follow-up does). */
 export async function paymentEvents(ctx: BillingContext, chargeId: number): Promise<PaymentEventsOutcome> {
   const rows =
-    await ctx.database.rows(sql`select c.authorized_attempt_id, c.state, m.gateway, a.gateway_payment_id,
+    await ctx.database.rows<AuthorizedPaymentRow>(sql`select c.authorized_attempt_id, c.state, m.gateway, a.gateway_payment_id,
       a.transaction_reference from charges c join mandates m on m.id = c.mandate_id
       left join attempts a on a.id = c.authorized_attempt_id where c.id = ${chargeId}`);
   const c = rows[0];
   if (!c) throw new NotFoundError('charge', chargeId);
   if (c.authorized_attempt_id === null || c.gateway_payment_id === null)
-    throw new ConflictError(`charge ${chargeId} is ${String(c.state)}: it has no authorized payment`);
-  const attemptId = num(c.authorized_attempt_id);
+    throw new ConflictError(`charge ${chargeId} is ${c.state}: it has no authorized payment`);
+  const attemptId = c.authorized_attempt_id;
   const links = await paymentLinks(ctx.database, attemptId);
-  const q = await ctx.gateway(String(c.gateway)).query({ paymentId: String(c.gateway_payment_id), links });
+  const q = await ctx.gateway(c.gateway).query({ paymentId: c.gateway_payment_id, links });
   ctx.metrics?.gatewayLatency('query', q.latencyMs / 1000);
   let applied: string | null = null;
   if (q.found === true) {
@@ -333,7 +358,7 @@ export async function paymentEvents(ctx: BillingContext, chargeId: number): Prom
       status: q.status,
       rawStatus: q.rawStatus,
       source: 'query',
-      transactionReference: str(c.transaction_reference),
+      transactionReference: c.transaction_reference,
     });
   }
   return {
@@ -364,7 +389,9 @@ export async function resolvePendingActions(
 ): Promise<void> {
   const kinds = proves[status];
   if (!kinds) return;
-  const pending = await database.rows(
+  const pending = await database.rows<
+    Pick<RawRow<typeof paymentActions>, 'id' | 'charge_id' | 'kind' | 'amount'>
+  >(
     sql`select pa.id, pa.charge_id, pa.kind, pa.amount from payment_actions pa
     where pa.attempt_id = ${attemptId} and pa.state = 'requested' and pa.kind in (${sql.join(
       kinds.map((k) => sql`${k}`),
@@ -376,11 +403,11 @@ export async function resolvePendingActions(
     await commitActionAccepted(
       database,
       {
-        actionId: num(p.id),
-        chargeId: num(p.charge_id),
+        actionId: p.id,
+        chargeId: p.charge_id,
         attemptId,
-        kind: String(p.kind),
-        amount: numOrNull(p.amount),
+        kind: p.kind,
+        amount: p.amount,
       },
       { outcome: 'accepted', links: {}, latencyMs: 0 },
       { releaseLease: false, on },

@@ -150,8 +150,10 @@ export async function exportCount(
   f: { from: Date; to: Date },
 ): Promise<number> {
   const { table, where } = exportWindow(kind, f);
-  const rows = await database.rows(sql`select count(*)::int as n from ${table} where ${where}`);
-  return Number(rows[0]?.n ?? 0);
+  const rows = await database.rows<{ n: number }>(
+    sql`select count(*)::int as n from ${table} where ${where}`,
+  );
+  return rows[0]?.n ?? 0;
 }
 
 /** The export's lines (a header first for CSV), streamed. */
@@ -175,13 +177,13 @@ export async function* exportLines(
   let after = 0;
   let written = 0;
   for (;;) {
-    const rows = await database.rows(k.select(where, after, PAGE));
+    const rows = await database.rows<ExportRow>(k.select(where, after, PAGE));
     let out = '';
     for (const r of rows) {
       if (format === 'ndjson') {
         const o: Record<string, unknown> = {};
         for (const c of k.columns)
-          o[c] = c === 'data' && typeof r[c] === 'string' ? JSON.parse(r[c] as string) : (r[c] ?? null);
+          o[c] = c === 'data' && typeof r[c] === 'string' ? JSON.parse(r[c]) : (r[c] ?? null);
         out += `${JSON.stringify(o)}\n`;
       } else out += `${k.columns.map((c) => csvCell(r[c])).join(',')}\n`;
     }
@@ -189,9 +191,12 @@ export async function* exportLines(
     if (out) yield out;
     f.onRows?.(written);
     if (rows.length < PAGE) return;
-    after = Number(rows[rows.length - 1]!.id);
+    after = rows[rows.length - 1]!.id;
   }
 }
+
+/** A row of an export: its columns, times already ISO text (`iso`), event data as JSON text. */
+type ExportRow = { id: number } & Record<string, string | number | null>;
 
 function csvCell(v: unknown): string {
   if (v === null || v === undefined) return '';

@@ -1,5 +1,4 @@
 import { sql } from 'drizzle-orm';
-import { num } from '../../db/values.ts';
 import { ValidationError } from '../../errors.ts';
 import type { BillingContext } from '../context.ts';
 import { forecast } from '../mandates/forecast.ts';
@@ -49,7 +48,18 @@ export async function recoveryReport(ctx: BillingContext, from: Date, to: Date):
   window(from, to);
   const f = from.toISOString();
   const t = to.toISOString();
-  const rows = await ctx.database.rows(sql`
+  const rows = await ctx.database.rows<{
+    refusal_code: string;
+    advice_code: string | null;
+    refused: number;
+    recovered: number;
+    recovered_amount: Record<string, number>;
+    median_days: number | null;
+    median_attempts: number | null;
+    failed: number;
+    stopped: number;
+    needs_new_credential: number;
+  }>(sql`
     with first_refusal as (
       select distinct on (a.charge_id) a.charge_id, a.attempt_no, a.refusal_code, a.advice_code, a.attempted_at
         from attempts a
@@ -76,40 +86,35 @@ export async function recoveryReport(ctx: BillingContext, from: Date, to: Date):
            count(*) filter (where state = 'stopped')::int as stopped,
            count(*) filter (where state = 'needs_new_credential')::int as needs_new_credential
       from cohort group by refusal_code, advice_code order by refused desc, refusal_code, advice_code`);
-  const funnel = await ctx.database.rows(sql`
+  const funnel = await ctx.database.rows<{ attempt_no: number; attempts: number; authorized: number }>(sql`
     select attempt_no, count(*)::int as attempts, count(*) filter (where state = 'authorized')::int as authorized
       from attempts where attempted_at >= ${f}::timestamptz and attempted_at < ${t}::timestamptz
        and state in ('authorized', 'refused')
      group by attempt_no order by attempt_no`);
-  const num0 = (v: unknown) => (v === null || v === undefined ? null : Math.round(Number(v) * 100) / 100);
+  const num0 = (v: number | null) => (v === null ? null : Math.round(v * 100) / 100);
   return {
     from: f,
     to: t,
     byCode: rows.map((r) => {
-      const refused = num(r.refused);
-      const recovered = num(r.recovered);
-      const amounts = (
-        typeof r.recovered_amount === 'string' ? JSON.parse(r.recovered_amount) : r.recovered_amount
-      ) as Record<string, number | string>;
+      const { refused, recovered } = r;
       return {
-        refusalCode: String(r.refusal_code),
-        adviceCode: r.advice_code === null || r.advice_code === undefined ? null : String(r.advice_code),
+        refusalCode: r.refusal_code,
+        adviceCode: r.advice_code,
         refused,
         recovered,
         recoveryRate: refused === 0 ? 0 : Math.round((recovered / refused) * 10_000) / 10_000,
-        recoveredAmount: Object.fromEntries(Object.entries(amounts).map(([k, v]) => [k, Number(v)])),
+        recoveredAmount: r.recovered_amount,
         medianDaysToRecover: num0(r.median_days),
         medianAttemptsToRecover: num0(r.median_attempts),
-        failed: num(r.failed),
-        stopped: num(r.stopped),
-        needsNewCredential: num(r.needs_new_credential),
+        failed: r.failed,
+        stopped: r.stopped,
+        needsNewCredential: r.needs_new_credential,
       };
     }),
     funnel: funnel.map((r) => {
-      const attempts = num(r.attempts);
-      const authorized = num(r.authorized);
+      const { attempts, authorized } = r;
       return {
-        attempt: num(r.attempt_no),
+        attempt: r.attempt_no,
         attempts,
         authorized,
         rate: attempts === 0 ? 0 : Math.round((authorized / attempts) * 10_000) / 10_000,
@@ -149,7 +154,7 @@ export async function dailyReport(
   const f = from.toISOString();
   const t = to.toISOString();
   const cur = currency === undefined ? sql`true` : sql`c.currency = ${currency}`;
-  const rows = await ctx.database.rows(sql`
+  const rows = await ctx.database.rows<DailyRow>(sql`
     select to_char(a.attempted_at at time zone 'UTC', 'YYYY-MM-DD') as day, c.currency,
       count(*) filter (where a.state = 'authorized' and a.attempt_no = 1)::int as authorized,
       count(*) filter (where a.state = 'refused')::int as refused,
@@ -162,11 +167,11 @@ export async function dailyReport(
     from: f,
     to: t,
     days: rows.map((r) => ({
-      day: String(r.day),
-      currency: String(r.currency),
-      authorized: num(r.authorized),
-      refused: num(r.refused),
-      recovered: num(r.recovered),
+      day: r.day,
+      currency: r.currency,
+      authorized: r.authorized,
+      refused: r.refused,
+      recovered: r.recovered,
     })),
   };
 }
@@ -209,7 +214,17 @@ export async function summaryReport(
   const f = from.toISOString();
   const t = to.toISOString();
   const cur = currency === undefined ? sql`true` : sql`c.currency = ${currency}`;
-  const perCurrency = await ctx.database.rows(sql`
+  const perCurrency = await ctx.database.rows<{
+    currency: string;
+    charged: number;
+    charged_amount: number;
+    settled_amount: number;
+    recovered: number;
+    recovered_amount: number;
+    first_attempts: number;
+    first_authorized: number;
+    refusals: number;
+  }>(sql`
     select c.currency,
       count(*) filter (where a.state = 'authorized' and a.attempted_at >= ${f}::timestamptz and a.attempted_at < ${t}::timestamptz)::int as charged,
       coalesce(sum(c.amount) filter (where a.state = 'authorized' and a.attempted_at >= ${f}::timestamptz and a.attempted_at < ${t}::timestamptz), 0)::bigint as charged_amount,
@@ -224,7 +239,7 @@ export async function summaryReport(
     group by c.currency order by c.currency`);
   // A charge's last attempt is in [from, to) when it has attempts from `from` on and the
   // latest of those is before `to`: read off the attempted_at index, not every charge.
-  const failed = await ctx.database.rows(sql`
+  const failed = await ctx.database.rows<{ currency: string; n: number; amount: number }>(sql`
     with last as (
       select a.charge_id from attempts a where a.attempted_at >= ${f}::timestamptz
        group by a.charge_id having max(a.attempted_at) < ${t}::timestamptz)
@@ -232,10 +247,10 @@ export async function summaryReport(
       from last join charges c on c.id = last.charge_id
      where c.state in ('failed', 'stopped', 'needs_new_credential') and ${cur}
      group by c.currency`);
-  const unknown = await ctx.database.rows(
+  const unknown = await ctx.database.rows<{ n: number }>(
     sql`select count(*)::int as n from attempts where state in ('sending', 'unknown')`,
   );
-  const statuses = await ctx.database.rows(
+  const statuses = await ctx.database.rows<{ status: string; n: number }>(
     sql`select status, count(*)::int as n from mandates group by status order by status`,
   );
   const now = ctx.clock.now();
@@ -258,26 +273,22 @@ export async function summaryReport(
     a.amount += x.amount;
     forecastTotals[x.currency] = a;
   }
-  const failedBy = new Map(
-    failed.map((r) => [String(r.currency), { charges: num(r.n), amount: num(r.amount) }]),
-  );
+  const failedBy = new Map(failed.map((r) => [r.currency, { charges: r.n, amount: r.amount }]));
   return {
     from: f,
     to: t,
     currencies: perCurrency.map((r) => ({
-      currency: String(r.currency),
-      charged: { charges: num(r.charged), amount: num(r.charged_amount) },
-      settledAmount: num(r.settled_amount),
+      currency: r.currency,
+      charged: { charges: r.charged, amount: r.charged_amount },
+      settledAmount: r.settled_amount,
       firstAttemptRate:
-        num(r.first_attempts) === 0
-          ? null
-          : Math.round((num(r.first_authorized) / num(r.first_attempts)) * 10_000) / 10_000,
-      refusals: num(r.refusals),
-      recoveredByRetry: { charges: num(r.recovered), amount: num(r.recovered_amount) },
-      failedForGood: failedBy.get(String(r.currency)) ?? { charges: 0, amount: 0 },
+        r.first_attempts === 0 ? null : Math.round((r.first_authorized / r.first_attempts) * 10_000) / 10_000,
+      refusals: r.refusals,
+      recoveredByRetry: { charges: r.recovered, amount: r.recovered_amount },
+      failedForGood: failedBy.get(r.currency) ?? { charges: 0, amount: 0 },
     })),
-    unknownOpen: num(unknown[0]?.n ?? 0),
-    mandatesByStatus: Object.fromEntries(statuses.map((r) => [String(r.status), num(r.n)])),
+    unknownOpen: unknown[0]?.n ?? 0,
+    mandatesByStatus: Object.fromEntries(statuses.map((r) => [r.status, r.n])),
     forecastNext30Days: next === null ? null : forecastTotals,
   };
 }

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
-import { dateOrNull, num, str } from '../../db/values.ts';
+import type { billingRuns } from '../../db/schema.ts';
+import type { RawRow } from '../../db/values.ts';
 import { NotFoundError } from '../../errors.ts';
 import type { BillingContext } from '../context.ts';
 
@@ -21,32 +22,28 @@ export interface RunView {
   wouldSend?: unknown[];
 }
 
-function toRun(r: Record<string, unknown>): RunView {
+type RunRow = Omit<RawRow<typeof billingRuns>, 'would_send'> & { would_send: unknown[] | null };
+
+function toRun(r: RunRow): RunView {
   return {
-    id: num(r.id),
-    trigger: String(r.trigger),
-    asOf: dateOrNull(r.as_of)?.toISOString() ?? '',
-    dryRun: r.dry_run === true,
-    mandateId: r.mandate_id === null ? null : num(r.mandate_id),
-    limit: r.limit === null ? null : num(r.limit),
-    status: String(r.status),
-    counts: (typeof r.counts === 'string' ? JSON.parse(r.counts) : r.counts) as Record<string, number>,
-    owner: str(r.owner),
-    error: str(r.error),
-    startedAt: dateOrNull(r.started_at)?.toISOString() ?? '',
-    finishedAt: dateOrNull(r.finished_at)?.toISOString() ?? null,
-    ...(r.would_send !== null && r.would_send !== undefined
-      ? {
-          wouldSend: (typeof r.would_send === 'string'
-            ? JSON.parse(r.would_send)
-            : r.would_send) as unknown[],
-        }
-      : {}),
+    id: r.id,
+    trigger: r.trigger,
+    asOf: r.as_of.toISOString(),
+    dryRun: r.dry_run,
+    mandateId: r.mandate_id,
+    limit: r.limit,
+    status: r.status,
+    counts: r.counts,
+    owner: r.owner,
+    error: r.error,
+    startedAt: r.started_at.toISOString(),
+    finishedAt: r.finished_at?.toISOString() ?? null,
+    ...(r.would_send !== null ? { wouldSend: r.would_send } : {}),
   };
 }
 
 export async function getRun(ctx: BillingContext, id: number): Promise<RunView> {
-  const rows = await ctx.database.rows(sql`select * from billing_runs where id = ${id}`);
+  const rows = await ctx.database.rows<RunRow>(sql`select * from billing_runs where id = ${id}`);
   if (!rows[0]) throw new NotFoundError('run', id);
   return toRun(rows[0]);
 }
@@ -56,7 +53,7 @@ export async function listRuns(
   f: { limit?: number | undefined; before?: number | undefined },
 ): Promise<{ items: RunView[]; next: number | null }> {
   const limit = f.limit ?? 50;
-  const rows = await ctx.database.rows(sql`select * from billing_runs
+  const rows = await ctx.database.rows<RunRow>(sql`select * from billing_runs
     where ${f.before === undefined ? sql`true` : sql`id < ${f.before}`} order by id desc limit ${limit + 1}`);
   const items = rows.slice(0, limit).map((r) => toRun({ ...r, would_send: null }));
   return { items, next: rows.length > limit ? (items.at(-1)?.id ?? null) : null };

@@ -4,16 +4,18 @@
  */
 import { sql } from 'drizzle-orm';
 import type { Database, Executor } from '../../db/client.ts';
+import type { mandateChanges } from '../../db/schema.ts';
+import type { RawRow } from '../../db/values.ts';
 import { type MandateChangeState, mandateChangeMachine } from '../../domain/lifecycle.ts';
 import { isOpen, mayBecome } from './transitions.ts';
 
 /** Cancel a change not yet applied; returns its row, or undefined when there is none still scheduled. */
-export async function cancelScheduledChange(
+export async function cancelScheduledChange<R = RawRow<typeof mandateChanges>>(
   database: Database,
   mandateId: number,
   changeId: number,
-): Promise<Record<string, unknown> | undefined> {
-  const rows = await database.rows(
+): Promise<R | undefined> {
+  const rows = await database.rows<R>(
     sql`update mandate_changes set state = 'cancelled' where id = ${changeId} and mandate_id = ${mandateId}
            and ${mayBecome(mandateChangeMachine, 'state', 'cancelled')}
         returning *`,

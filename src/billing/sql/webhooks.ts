@@ -6,16 +6,18 @@
  */
 import { sql } from 'drizzle-orm';
 import type { Database, Executor } from '../../db/client.ts';
+import type { webhookDeliveries, webhookEndpoints } from '../../db/schema.ts';
+import type { RawRow } from '../../db/values.ts';
 import { deliveryMachine, endpointMachine } from '../../domain/lifecycle.ts';
 import { mayBecome } from './transitions.ts';
 
 /** Remove an endpoint (an operator's word); returns its row, or undefined when there is none left. */
-export async function removeEndpointRow(
+export async function removeEndpointRow<R = RawRow<typeof webhookEndpoints>>(
   database: Database,
   on: Executor,
   id: number,
-): Promise<Record<string, unknown> | undefined> {
-  const rows = await database.rows(
+): Promise<R | undefined> {
+  const rows = await database.rows<R>(
     sql`update webhook_endpoints set status = 'removed', status_reason = 'removed by operator', updated_at = now()
          where id = ${id} and ${mayBecome(endpointMachine, 'status', 'removed')} returning *`,
     on,
@@ -55,11 +57,11 @@ export async function failPendingDeliveries(
 }
 
 /** Deliver again, now, to an enabled endpoint; returns the delivery's row, or undefined. */
-export async function resendDeliveryRow(
+export async function resendDeliveryRow<R = RawRow<typeof webhookDeliveries>>(
   database: Database,
   deliveryId: number,
-): Promise<Record<string, unknown> | undefined> {
-  const rows = await database.rows(
+): Promise<R | undefined> {
+  const rows = await database.rows<R>(
     sql`update webhook_deliveries d set state = 'pending', next_attempt_at = now(), lease_owner = null,
                lease_expires_at = null, fence = d.fence + 1, last_error = null
           from webhook_endpoints ep
