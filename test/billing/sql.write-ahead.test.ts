@@ -112,6 +112,29 @@ describe.skipIf(!hasServer)('sql: write-ahead (PostgreSQL)', () => {
     expect(await chargeRow(app, taken.id)).toEqual(before);
     expect(before.attempts).toBe(0);
   });
+
+  it('writes nothing ahead for a mandate held by a write that left the fence alone', async () => {
+    // Every operator path moves the fence too; the write-ahead's own check of the mandate is
+    // the second wall, for any write that holds a mandate without taking its charges over.
+    const ms = await dueMandates(w, app, { tag: 'held', n: 3, at });
+    const claimed = await claimDue(app, at);
+    expect(claimed).toHaveLength(3);
+    const paused = claimed.find((c) => c.mandateId === ms[0]!.id)!;
+    const cancelled = claimed.find((c) => c.mandateId === ms[2]!.id)!;
+    await app.database.rows(sql`update mandates set status = 'paused' where id = ${ms[0]!.id}`);
+    await app.database.rows(sql`update mandates set status = 'cancelled' where id = ${ms[2]!.id}`);
+    const before = [await chargeRow(app, paused.id), await chargeRow(app, cancelled.id)];
+    expect(before.map((r) => r.fence)).toEqual([paused.fence, cancelled.fence]);
+
+    const planned = await writeAhead(
+      app.database,
+      claimed.map((c) => aheadItem(app, c)),
+      at,
+    );
+
+    expect(planned.map((p) => p.charge.mandateId)).toEqual([ms[1]!.id]);
+    expect([await chargeRow(app, paused.id), await chargeRow(app, cancelled.id)]).toEqual(before);
+  });
 });
 
 describe.skipIf(hasServer)('sql: write-ahead', () => {
