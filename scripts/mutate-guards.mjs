@@ -81,7 +81,12 @@ process.on('SIGINT', () => {
 function runTests() {
   const out = spawnSync(join(work, 'node_modules/.bin/vitest'), ['run', '--bail', '1', ...TESTS], {
     cwd: work,
-    env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0', REBILL_TEST_TEMPLATE: `rebill_guards_${process.pid}` },
+    env: {
+      ...process.env,
+      NO_COLOR: '1',
+      FORCE_COLOR: '0',
+      REBILL_TEST_TEMPLATE: `rebill_guards_${process.pid}`,
+    },
     encoding: 'utf8',
   });
   return { ok: out.status === 0, output: `${out.stdout}\n${out.stderr}` };
