@@ -12,6 +12,7 @@ import {
 import { planSettle } from '../../src/billing/charge/settle.ts';
 import { materializeDueCharges } from '../../src/billing/mandates/materialize.ts';
 import { commitAcceptances } from '../../src/billing/sql/payment-actions.ts';
+import { renewLease } from '../../src/billing/sql/transitions.ts';
 import { writeAhead } from '../../src/billing/sql/write-ahead.ts';
 import { aheadItem, chargeRow, claimDue, dueMandates } from '../support/centre.ts';
 import { hasServer, serverSkipReason } from '../support/db.ts';
@@ -148,6 +149,30 @@ describe.skipIf(!hasServer)('sql: fences of the outcome and acceptance commits (
     });
     expect(byCharge.get(fresh.p.charge.id)).toMatchObject({ state: 'accepted', lease_owner: null });
     expect((await chargeRow(app, fresh.p.charge.id)).state).toBe('settling');
+  });
+
+  it('a lease is renewed only under the fence it was claimed with, even by the same owner', async () => {
+    const [stale, fresh] = (await writtenAhead('renew', 2)) as [PlannedAttempt, PlannedAttempt];
+    // The same worker claimed the charge again (its first lease ran out): the first claim's
+    // sender must not extend the lease the second claim holds.
+    await takeOver(stale);
+    const lease = (p: PlannedAttempt) => ({
+      chargeId: p.charge.id,
+      owner: app.workerId,
+      fence: p.charge.fence,
+      leaseSeconds: 600,
+    });
+    const expiry = async (p: PlannedAttempt) =>
+      (
+        await app.database.rows<{ lease_expires_at: Date }>(
+          sql`select lease_expires_at from charges where id = ${p.charge.id}`,
+        )
+      )[0]!.lease_expires_at.getTime();
+    const before = await expiry(stale);
+
+    expect(await renewLease(app.database, lease(stale))).toBeNull();
+    expect(await expiry(stale)).toBe(before);
+    expect(await renewLease(app.database, lease(fresh))).toEqual(expect.any(Number));
   });
 
   it('the claim leaves the due charges of a paused or cancelled mandate alone', async () => {
