@@ -7,7 +7,7 @@ import { errorMessage } from '../../errors.ts';
 import type { PaymentStatus } from '../../gateways/types.ts';
 import { normalisePaymentStatus } from '../../gateways/worldpay/status.ts';
 import type { BillingContext } from '../context.ts';
-import { resolvePendingActions } from '../operator/payments.ts';
+import { resolvePendingActions } from '../operator/payment-events.ts';
 import { noteSettleEvent } from '../sql/payment-actions.ts';
 import { transitionCharge } from '../sql/transitions.ts';
 import { type PaymentRow, type PaymentSelectRow, paymentLinks, toPaymentRow } from './settle.ts';
