@@ -107,18 +107,17 @@ export async function countDueCharges(
 }
 
 /**
- * What a lease claim returns of a charge, its mandate, customer and credential (`leaseClaim`'s
- * `returning`, the same columns in every claim); the card columns only where a claim reads them.
+ * What every lease claim returns (`leaseClaim`'s `returning`) of a charge, its mandate, customer
+ * and credential; the card columns only where a claim reads them (the charge loop's).
  */
 export type ClaimRow = Pick<
   RawRow<typeof charges>,
   'id' | 'mandate_id' | 'cycle' | 'amount' | 'currency' | 'state' | 'attempt_count' | 'fence'
 > &
-  Pick<
-    RawRow<typeof mandates>,
-    'intent' | 'entity' | 'narrative' | 'gateway' | 'settle_mode' | 'settle_percent'
-  > &
+  Pick<RawRow<typeof mandates>, 'entity' | 'narrative' | 'gateway' | 'settle_mode' | 'settle_percent'> &
   Pick<RawRow<typeof credentials>, 'instrument_type'> & {
+    /** What the mandate was created with (`createMandate` takes only these). */
+    intent: Intent;
     customer_ref: string;
     credential_id: number;
     credential_status: string;
@@ -147,7 +146,7 @@ export function toClaimed(r: ClaimRow): ClaimedCharge {
     state: r.state,
     attemptCount: r.attempt_count,
     fence: r.fence,
-    intent: r.intent as Intent,
+    intent: r.intent,
     entity: r.entity,
     narrative: r.narrative,
     gateway: r.gateway,

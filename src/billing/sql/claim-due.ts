@@ -31,7 +31,7 @@ export type DueClaimRow = ClaimRow & {
   vaulted_card_id: string | null;
   scheme_reference: string | null;
   next_attempt_at: Date;
-  /** next_attempt_at as PostgreSQL prints it: exact, where a Date keeps milliseconds. */
+  /** next_attempt_at in PostgreSQL's own text: exact, where a Date keeps milliseconds. */
   cursor_at: string;
 };
 
