@@ -2,7 +2,6 @@ import { sql } from 'drizzle-orm';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { BillingMetrics } from './billing/context.ts';
 import type { Database } from './db/client.ts';
-import { num } from './db/values.ts';
 
 /**
  * Prometheus metrics of one process, in a registry of its own (so two daemons in one test
@@ -94,7 +93,15 @@ export function createMetrics(database: Database): Metrics {
   });
 
   async function refresh(): Promise<void> {
-    const rows = await database.rows(sql`select
+    // One row (a select without FROM): counts (int8) and ages in seconds (numeric), as numbers.
+    const rows = await database.rows<{
+      unknown: number;
+      oldest: number;
+      backlog: number;
+      pending: number;
+      undelivered: number;
+      disabled: number;
+    }>(sql`select
         (select count(*) from attempts where state in ('sending', 'unknown')) as unknown,
         (select coalesce(extract(epoch from now() - min(sent_at)), 0) from attempts where state in ('sending', 'unknown')) as oldest,
         (select count(*) from charges where state = 'retry_scheduled') as backlog,
@@ -102,13 +109,14 @@ export function createMetrics(database: Database): Metrics {
         (select coalesce(extract(epoch from now() - min(e.created_at)), 0)
            from webhook_deliveries d join events e on e.id = d.event_id where d.state = 'pending') as undelivered,
         (select count(*) from webhook_endpoints where status = 'disabled') as disabled`);
-    const r = rows[0] ?? {};
-    unknown.set(num(r.unknown ?? 0));
-    unknownAge.set(Math.max(0, num(r.oldest ?? 0)));
-    backlog.set(num(r.backlog ?? 0));
-    pendingActions.set(num(r.pending ?? 0));
-    undeliveredAge.set(Math.max(0, num(r.undelivered ?? 0)));
-    disabledEndpoints.set(num(r.disabled ?? 0));
+    const r = rows[0];
+    if (!r) return;
+    unknown.set(r.unknown);
+    unknownAge.set(Math.max(0, r.oldest));
+    backlog.set(r.backlog);
+    pendingActions.set(r.pending);
+    undeliveredAge.set(Math.max(0, r.undelivered));
+    disabledEndpoints.set(r.disabled);
   }
 
   return {

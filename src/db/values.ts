@@ -51,17 +51,14 @@ export const pgParsers: Record<number, (text: string) => unknown> = {
 
 /**
  * Column readers from before both drivers agreed on types (they did not: postgres.js gave int8
- * and timestamptz as strings): what still uses them gets the value back unchanged.
+ * and timestamptz as strings): what still uses them gets the value back unchanged. The code
+ * reads rows by type (`rows<T>()`); the tests and the bench still read some rows through these.
  */
 export function num(v: unknown): number {
   if (typeof v === 'number') return v;
   if (typeof v === 'bigint') return Number(v);
   if (typeof v === 'string') return Number(v);
   throw new TypeError(`expected a number, got ${typeof v}`);
-}
-
-export function numOrNull(v: unknown): number | null {
-  return v === null || v === undefined ? null : num(v);
 }
 
 export function date(v: unknown): Date {
@@ -72,10 +69,6 @@ export function date(v: unknown): Date {
     if (!Number.isNaN(d.getTime())) return d;
   }
   throw new TypeError(`expected a timestamp, got ${String(v)}`);
-}
-
-export function dateOrNull(v: unknown): Date | null {
-  return v === null || v === undefined ? null : date(v);
 }
 
 export function str(v: unknown): string | null {

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
-import { num } from '../db/values.ts';
 import { InvalidRequestError } from '../errors.ts';
 import { IdempotencyInProgressError, IdempotencyMismatchError } from './errors.ts';
 
@@ -53,18 +52,20 @@ export async function withIdempotency(
     throw new InvalidRequestError('Idempotency-Key: must be 1-255 characters');
   const hash = requestHash(req.method, req.path, req.body);
   const lease = sql`now() + make_interval(secs => ${IDEMPOTENCY_LEASE_SECONDS})`;
-  const claimed =
-    await database.rows(sql`insert into idempotency_keys (key, method, path, request_hash, locked_until)
+  const claimed = await database.rows<{
+    key: string;
+  }>(sql`insert into idempotency_keys (key, method, path, request_hash, locked_until)
     values (${key}, ${req.method}, ${req.path}, ${hash}, ${lease}) on conflict (key) do nothing returning key`);
   // A first request that died without an answer: the same request takes the key over.
   const takenOver =
     claimed.length > 0
       ? []
-      : await database.rows(sql`update idempotency_keys set locked_until = ${lease}
+      : await database.rows<{ key: string }>(sql`update idempotency_keys set locked_until = ${lease}
           where key = ${key} and request_hash = ${hash} and status_code is null
             and (locked_until is null or locked_until < now()) returning key`);
   if (claimed.length === 0 && takenOver.length === 0) {
-    const rows = await database.rows(
+    // response is jsonb: both drivers give it back parsed, the body as it was stored.
+    const rows = await database.rows<{ request_hash: string; status_code: number | null; response: unknown }>(
       sql`select request_hash, status_code, response from idempotency_keys where key = ${key}`,
     );
     const row = rows[0];
@@ -73,8 +74,7 @@ export async function withIdempotency(
       throw new IdempotencyMismatchError('Idempotency-Key was already used for a different request');
     if (row.status_code === null)
       throw new IdempotencyInProgressError('a request with this Idempotency-Key is still in progress');
-    const body = typeof row.response === 'string' ? JSON.parse(row.response) : row.response;
-    return { status: num(row.status_code), body, replayed: true };
+    return { status: row.status_code, body: row.response, replayed: true };
   }
   let out: StoredResponse;
   try {
@@ -94,7 +94,7 @@ export async function withIdempotency(
 
 /** Keys are kept for a day (clients retry within minutes); the daemon prunes older ones each tick. */
 export async function pruneIdempotencyKeys(database: Database, olderThanHours = 24): Promise<number> {
-  const rows = await database.rows(sql`delete from idempotency_keys
+  const rows = await database.rows<{ key: string }>(sql`delete from idempotency_keys
     where created_at < now() - make_interval(hours => ${olderThanHours}) returning key`);
   return rows.length;
 }

@@ -1,6 +1,7 @@
 import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
-import { date, dateOrNull, num, numOrNull, str } from '../../db/values.ts';
+import type { attempts, charges, credentials, mandates } from '../../db/schema.ts';
+import type { RawRow } from '../../db/values.ts';
 import type { Intent } from '../../gateways/types.ts';
 import type { CardAttempt } from '../dunning/retry-policy.ts';
 import { chargeIsWaiting, mandateReleasesCharges } from '../sql/transitions.ts';
@@ -99,41 +100,70 @@ export async function countDueCharges(
   database: Database,
   opts: { asOf: Date; mandateId?: number | undefined },
 ): Promise<number> {
-  const rows = await database.rows(
+  const rows = await database.rows<{ n: number }>(
     sql`select count(*)::int as n from charges c join mandates pm on pm.id = c.mandate_id where ${dueCharges(opts)}`,
   );
-  return num(rows[0]?.n ?? 0);
+  return rows[0]?.n ?? 0;
 }
 
+/**
+ * What every lease claim returns (`leaseClaim`'s `returning`) of a charge, its mandate, customer
+ * and credential; the card columns only where a claim reads them (the charge loop's).
+ */
+export type ClaimRow = Pick<
+  RawRow<typeof charges>,
+  'id' | 'mandate_id' | 'cycle' | 'amount' | 'currency' | 'state' | 'attempt_count' | 'fence'
+> &
+  Pick<RawRow<typeof mandates>, 'entity' | 'narrative' | 'gateway' | 'settle_mode' | 'settle_percent'> &
+  Pick<RawRow<typeof credentials>, 'instrument_type'> & {
+    /** What the mandate was created with (`createMandate` takes only these). */
+    intent: Intent;
+    customer_ref: string;
+    credential_id: number;
+    credential_status: string;
+    link_href: string | null;
+  } & Partial<
+    Pick<
+      RawRow<typeof credentials>,
+      | 'encrypted_pan'
+      | 'expiry_month'
+      | 'expiry_year'
+      | 'card_holder_name'
+      | 'token_href'
+      | 'vaulted_card_id'
+      | 'scheme_reference'
+    >
+  >;
+
 /** A claimed row; credential columns a query did not return (card data...) read as null. */
-export function toClaimed(r: Record<string, unknown>): ClaimedCharge {
+export function toClaimed(r: ClaimRow): ClaimedCharge {
   return {
-    id: num(r.id),
-    mandateId: num(r.mandate_id),
-    cycle: num(r.cycle),
-    amount: num(r.amount),
-    currency: String(r.currency),
-    state: String(r.state),
-    attemptCount: num(r.attempt_count),
-    fence: num(r.fence),
-    intent: String(r.intent) as Intent,
-    entity: String(r.entity),
-    narrative: String(r.narrative),
-    gateway: String(r.gateway),
-    settleMode: String(r.settle_mode),
-    settlePercent: numOrNull(r.settle_percent),
-    customerRef: String(r.customer_ref),
-    credentialId: num(r.credential_id),
-    credentialStatus: String(r.credential_status),
-    instrumentType: String(r.instrument_type),
-    linkHref: str(r.link_href),
-    encryptedPan: str(r.encrypted_pan),
-    expiryMonth: numOrNull(r.expiry_month),
-    expiryYear: numOrNull(r.expiry_year),
-    cardHolderName: str(r.card_holder_name),
-    tokenHref: str(r.token_href),
-    vaultedCardId: str(r.vaulted_card_id),
-    schemeReference: str(r.scheme_reference),
+    id: r.id,
+    mandateId: r.mandate_id,
+    cycle: r.cycle,
+    amount: r.amount,
+    currency: r.currency,
+    state: r.state,
+    attemptCount: r.attempt_count,
+    fence: r.fence,
+    intent: r.intent,
+    entity: r.entity,
+    narrative: r.narrative,
+    gateway: r.gateway,
+    settleMode: r.settle_mode,
+    settlePercent: r.settle_percent,
+    customerRef: r.customer_ref,
+    credentialId: r.credential_id,
+    credentialStatus: r.credential_status,
+    instrumentType: r.instrument_type,
+    linkHref: r.link_href,
+    encryptedPan: r.encrypted_pan ?? null,
+    expiryMonth: r.expiry_month ?? null,
+    expiryYear: r.expiry_year ?? null,
+    cardHolderName: r.card_holder_name ?? null,
+    tokenHref: r.token_href ?? null,
+    vaultedCardId: r.vaulted_card_id ?? null,
+    schemeReference: r.scheme_reference ?? null,
   };
 }
 
@@ -151,7 +181,9 @@ export async function loadCardHistory(
   const out = new Map<number, CardAttempt[]>();
   if (credentialIds.length === 0) return out;
   const since = new Date(asOf.getTime() - 31 * 86_400_000);
-  const rows = await database.rows(sql`
+  const rows = await database.rows<
+    Pick<RawRow<typeof attempts>, 'credential_id' | 'charge_id' | 'attempted_at' | 'attempt_no' | 'state'>
+  >(sql`
     select credential_id, charge_id, attempted_at, attempt_no, state from attempts
     where credential_id in (${sql.join(
       credentialIds.map((id) => sql`${id}`),
@@ -162,15 +194,9 @@ export async function loadCardHistory(
       and state not in ('error', 'not_sent')
     order by attempted_at`);
   for (const r of rows) {
-    const id = num(r.credential_id);
-    const list = out.get(id) ?? [];
-    list.push({
-      at: date(r.attempted_at),
-      chargeId: num(r.charge_id),
-      first: num(r.attempt_no) === 1,
-      state: String(r.state),
-    });
-    out.set(id, list);
+    const list = out.get(r.credential_id) ?? [];
+    list.push({ at: r.attempted_at, chargeId: r.charge_id, first: r.attempt_no === 1, state: r.state });
+    out.set(r.credential_id, list);
   }
   return out;
 }
@@ -180,15 +206,15 @@ export async function chargeDunning(
   database: Database,
   chargeId: number,
 ): Promise<{ firstRefusedAt: Date | null; refused: number; notFound: number }> {
-  const rows = await database.rows(
+  const rows = await database.rows<{ at: Date | null; refused: number; not_found: number }>(
     sql`select min(attempted_at) filter (where state in ('refused', 'not_found')) as at,
                count(*) filter (where state = 'refused')::int as refused,
                count(*) filter (where state = 'not_found')::int as not_found
           from attempts where charge_id = ${chargeId}`,
   );
   return {
-    firstRefusedAt: dateOrNull(rows[0]?.at),
-    refused: num(rows[0]?.refused ?? 0),
-    notFound: num(rows[0]?.not_found ?? 0),
+    firstRefusedAt: rows[0]?.at ?? null,
+    refused: rows[0]?.refused ?? 0,
+    notFound: rows[0]?.not_found ?? 0,
   };
 }

@@ -1,15 +1,16 @@
 import { sql } from 'drizzle-orm';
 import type { Database, Tx } from '../../db/client.ts';
-import { num } from '../../db/values.ts';
+import type { charges } from '../../db/schema.ts';
+import type { RawRow } from '../../db/values.ts';
 import type { ChargeState } from '../../domain/lifecycle.ts';
 import { errorMessage } from '../../errors.ts';
 import type { PaymentStatus } from '../../gateways/types.ts';
 import { normalisePaymentStatus } from '../../gateways/worldpay/status.ts';
 import type { BillingContext } from '../context.ts';
-import { resolvePendingActions } from '../operator/payments.ts';
+import { resolvePendingActions } from '../operator/payment-events.ts';
 import { noteSettleEvent } from '../sql/payment-actions.ts';
 import { transitionCharge } from '../sql/transitions.ts';
-import { type PaymentRow, paymentLinks, toPaymentRow } from './settle.ts';
+import { type PaymentRow, type PaymentSelectRow, paymentLinks, toPaymentRow } from './settle.ts';
 
 export interface PaymentEventInput {
   eventId: string;
@@ -36,15 +37,17 @@ export async function receivePaymentEvent(
 ): Promise<PaymentEventOutcome> {
   const db = ctx.database;
   return db.db.transaction(async (tx) => {
-    const rows = await db.rows(
+    const rows = await db.rows<{ id: number; charge_id: number }>(
       sql`select a.id, a.charge_id from attempts a where a.transaction_reference = ${e.transactionReference}`,
       tx,
     );
     const attempt = rows[0];
     if (!attempt) return { outcome: 'unknown_reference' };
-    const attemptId = num(attempt.id);
-    const chargeId = num(attempt.charge_id);
-    const seen = await db.rows(sql`select 1 from payment_events where event_id = ${e.eventId}`, tx);
+    const { id: attemptId, charge_id: chargeId } = attempt;
+    const seen = await db.rows<{ id: number }>(
+      sql`select id from payment_events where event_id = ${e.eventId}`,
+      tx,
+    );
     if (seen.length > 0) return { outcome: 'duplicate', chargeId };
     const status = normalisePaymentStatus(e.type);
     await resolvePendingActions(db, attemptId, status, tx);
@@ -74,7 +77,7 @@ export async function followSettlements(
   ctx: BillingContext,
   opts: { limit: number },
 ): Promise<{ settled: number; failed: number }> {
-  const rows = await ctx.database.rows(sql`
+  const rows = await ctx.database.rows<PaymentSelectRow>(sql`
     select c.id, c.authorized_attempt_id, m.gateway, a.gateway_payment_id, a.transaction_reference
       from charges c join mandates m on m.id = c.mandate_id join attempts a on a.id = c.authorized_attempt_id
      where c.state = 'settling' and (c.lease_expires_at is null or c.lease_expires_at < now())
@@ -131,7 +134,7 @@ export async function applyPaymentStatus(
     on ? work(on) : database.db.transaction(work);
   return inTx(async (tx) => {
     if (e.eventId !== undefined) {
-      const ins = await database.rows(
+      const ins = await database.rows<{ id: number }>(
         sql`insert into payment_events (attempt_id, event_id, source, last_event, transaction_reference, payload, occurred_at)
             values (${e.attemptId}, ${e.eventId}, ${e.source}, ${e.rawStatus}, ${e.transactionReference ?? null},
                     ${e.payload === undefined ? null : JSON.stringify(e.payload)}::jsonb, ${e.occurredAt?.toISOString() ?? null}::timestamptz)
@@ -143,16 +146,18 @@ export async function applyPaymentStatus(
       await tx.execute(sql`insert into payment_events (attempt_id, source, last_event, transaction_reference)
         values (${e.attemptId}, ${e.source}, ${e.rawStatus}, ${e.transactionReference ?? null})`);
     }
-    const charge = await database.rows(
+    const charge = await database.rows<
+      Pick<RawRow<typeof charges>, 'id' | 'state' | 'settled_amount' | 'refunded_amount'>
+    >(
       sql`select id, state, settled_amount, refunded_amount from charges where authorized_attempt_id = ${e.attemptId} for update`,
       tx,
     );
     const c = charge[0];
-    const to = c ? statusTarget(e.status, num(c.settled_amount), num(c.refunded_amount)) : null;
+    const to = c ? statusTarget(e.status, c.settled_amount, c.refunded_amount) : null;
     let moved: ChargeState | null = null;
     if (c && to !== null && c.state !== to) {
       const r = await transitionCharge(database, tx, {
-        id: num(c.id),
+        id: c.id,
         to,
         reason: `payment ${e.rawStatus} (${e.source})`,
       });

@@ -1,12 +1,11 @@
 import { type SQL, sql } from 'drizzle-orm';
-import { date, num, str } from '../../db/values.ts';
 import { errorMessage } from '../../errors.ts';
 import type { PaymentStatus } from '../../gateways/types.ts';
 import type { BillingContext } from '../context.ts';
 import { decideRefusal } from '../dunning/refusal.ts';
 import { writeAheadSettle } from '../sql/payment-actions.ts';
 import { releaseLease, transitionCharge } from '../sql/transitions.ts';
-import { leaseClaim, toClaimed } from './claim.ts';
+import { type ClaimRow, leaseClaim, toClaimed } from './claim.ts';
 import {
   commitAuthorized,
   commitRefused,
@@ -17,6 +16,7 @@ import {
 import {
   commitActionAccepted,
   type PaymentRow,
+  type PaymentSelectRow,
   paymentLinks,
   planSettle,
   sendSettle,
@@ -74,7 +74,7 @@ export async function reconcileUnknown(
   );
   let after = 0;
   while (report.checked < opts.limit) {
-    const rows = await ctx.database.rows(
+    const rows = await ctx.database.rows<OpenAttemptRow>(
       leaseClaim({
         pick: sql`c.state in ('unknown', 'attempting') and c.id > ${after} ${filter}`,
         order: sql`c.id`,
@@ -93,8 +93,8 @@ export async function reconcileUnknown(
       }),
     );
     if (rows.length === 0) break;
-    rows.sort((a, b) => num(a.id) - num(b.id));
-    after = num(rows.at(-1)?.id);
+    rows.sort((a, b) => a.id - b.id);
+    after = rows.at(-1)?.id ?? after;
     for (const open of rows.map(toOpenAttempt)) {
       report.checked++;
       const c = open.attempt.charge;
@@ -125,22 +125,33 @@ interface OpenAttempt {
   unsentForSeconds: number;
 }
 
+/** The reconcile claim's row: the charge's (no card data) and its open attempt's, with their ages. */
+type OpenAttemptRow = ClaimRow & {
+  attempt_id: number;
+  attempt_no: number;
+  transaction_reference: string;
+  kind: PlannedAttempt['kind'];
+  attempted_at: Date;
+  age_seconds: number;
+  unsent_for_seconds: number;
+};
+
 /** The one reader of the reconcile claim's rows; it returns no card data (those read as null). */
-function toOpenAttempt(r: Record<string, unknown>): OpenAttempt {
+function toOpenAttempt(r: OpenAttemptRow): OpenAttempt {
   const charge = toClaimed(r);
   return {
     attempt: {
       charge,
-      attemptId: num(r.attempt_id),
-      attemptNo: num(r.attempt_no),
-      reference: String(r.transaction_reference),
-      kind: String(r.kind) as PlannedAttempt['kind'],
-      linkHref: str(r.link_href),
-      asOf: date(r.attempted_at),
+      attemptId: r.attempt_id,
+      attemptNo: r.attempt_no,
+      reference: r.transaction_reference,
+      kind: r.kind,
+      linkHref: r.link_href,
+      asOf: r.attempted_at,
       chargeState: charge.state === 'unknown' ? 'unknown' : 'attempting',
     },
-    ageSeconds: num(r.age_seconds),
-    unsentForSeconds: num(r.unsent_for_seconds),
+    ageSeconds: r.age_seconds,
+    unsentForSeconds: r.unsent_for_seconds,
   };
 }
 
@@ -284,7 +295,7 @@ export async function resumeSettlements(
   opts: { limit: number; mandateId?: number | undefined },
 ): Promise<number> {
   const filter = opts.mandateId === undefined ? sql`` : sql`and c.mandate_id = ${opts.mandateId}`;
-  const claimed = await ctx.database.rows(
+  const claimed = await ctx.database.rows<PaymentSelectRow>(
     leaseClaim({
       pick: sql`c.state = 'authorized' and pm.settle_mode <> 'none' ${filter}`,
       pickJoin: sql`join mandates pm on pm.id = c.mandate_id`,

@@ -1,6 +1,5 @@
 import { sql } from 'drizzle-orm';
 import type { Database, Executor } from '../../db/client.ts';
-import { num, numOrNull, str } from '../../db/values.ts';
 import { errorMessage } from '../../errors.ts';
 import { GatewayError } from '../../gateways/errors.ts';
 import type { Links, PaymentActionResult } from '../../gateways/types.ts';
@@ -50,11 +49,11 @@ export function planSettle(
 
 /** The newest link of each relation a payment has returned (authorization, then actions). */
 export async function paymentLinks(database: Database, attemptId: number): Promise<Links> {
-  const rows = await database.rows(
+  const rows = await database.rows<{ rel: string; href: string }>(
     sql`select distinct on (rel) rel, href from links where attempt_id = ${attemptId} order by rel, id desc`,
   );
   const out: Links = {};
-  for (const r of rows) out[String(r.rel)] = String(r.href);
+  for (const r of rows) out[r.rel] = r.href;
   return out;
 }
 
@@ -186,20 +185,38 @@ export interface PaymentRow {
   pendingActionId: number | null;
 }
 
+/**
+ * An authorized payment's row as settlement resumption's claim and follow-up's select return
+ * it; follow-up selects no amounts, settle mode, fence or pending action.
+ */
+export interface PaymentSelectRow {
+  id: number;
+  authorized_attempt_id: number;
+  gateway: string;
+  gateway_payment_id: string;
+  transaction_reference: string;
+  fence?: number;
+  amount?: number;
+  currency?: string;
+  settle_mode?: string;
+  settle_percent?: number | null;
+  pending_action_id?: number | null;
+}
+
 /** The one reader of those rows (columns a query did not select read as their empty value). */
-export function toPaymentRow(r: Record<string, unknown>): PaymentRow {
+export function toPaymentRow(r: PaymentSelectRow): PaymentRow {
   return {
-    chargeId: num(r.id),
-    fence: numOrNull(r.fence) ?? 0,
-    attemptId: num(r.authorized_attempt_id),
-    gateway: String(r.gateway),
-    paymentId: String(r.gateway_payment_id),
-    transactionReference: String(r.transaction_reference),
-    amount: numOrNull(r.amount) ?? 0,
-    currency: str(r.currency) ?? '',
-    settleMode: str(r.settle_mode) ?? 'none',
-    settlePercent: numOrNull(r.settle_percent),
-    pendingActionId: numOrNull(r.pending_action_id),
+    chargeId: r.id,
+    fence: r.fence ?? 0,
+    attemptId: r.authorized_attempt_id,
+    gateway: r.gateway,
+    paymentId: r.gateway_payment_id,
+    transactionReference: r.transaction_reference,
+    amount: r.amount ?? 0,
+    currency: r.currency ?? '',
+    settleMode: r.settle_mode ?? 'none',
+    settlePercent: r.settle_percent ?? null,
+    pendingActionId: r.pending_action_id ?? null,
   };
 }
 

@@ -1,34 +1,26 @@
 import { sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Database, Tx } from '../../db/client.ts';
-import type { paymentActions } from '../../db/schema.ts';
-import type { RawRow } from '../../db/values.ts';
 import { assertMoney, assertWithinCeiling } from '../../domain/money.ts';
 import { ConflictError, GatewayRejectedError, NotFoundError, ValidationError } from '../../errors.ts';
 import { GatewayError } from '../../gateways/errors.ts';
 import type { PaymentActionKind, PaymentActionResult } from '../../gateways/types.ts';
-import { applyPaymentStatus } from '../charge/follow.ts';
 import { actionReference } from '../charge/references.ts';
 import { commitActionAccepted, commitActionFailed, paymentLinks } from '../charge/settle.ts';
 import type { BillingContext } from '../context.ts';
 import { parseInput } from '../mandates/index.ts';
 import { releaseLease, writeAudit } from '../sql/transitions.ts';
 import { type ChargeDetail, getCharge } from './charges.ts';
+import type { AuthorizedPaymentRow } from './payment-events.ts';
 
-/** A charge's authorized payment, as the payment operations read it (the attempt may be missing). */
-interface AuthorizedPaymentRow {
-  authorized_attempt_id: number | null;
-  state: string;
-  gateway: string;
-  gateway_payment_id: string | null;
-  transaction_reference: string | null;
-}
+/** The payment's room: an action, and the events query that resolves one left unknown. */
+export { type PaymentEventsOutcome, paymentEvents } from './payment-events.ts';
 
 /**
  * Operator actions on a charge's payment (the authorized attempt): settle, partial settle,
- * cancel, refund, partial refund, reversal, and the events query. Amount and state checks are
- * done here, under a row lock on the charge, before anything is sent; the action row is
- * committed before the request goes out, like an authorization.
+ * cancel, refund, partial refund, reversal; the events query is `payment-events.ts`. Amount and
+ * state checks are done here, under a row lock on the charge, before anything is sent; the
+ * action row is committed before the request goes out, like an authorization.
  */
 
 export type PaymentOp = PaymentActionKind;
@@ -322,95 +314,4 @@ export async function paymentAction(
     correlationId: result.correlationId ?? null,
     charge: await getCharge(ctx.database, chargeId),
   };
-}
-
-export interface PaymentEventsOutcome {
-  chargeId: number;
-  found: boolean | 'unknown';
-  status: string | null;
-  rawStatus: string | null;
-  /** The charge state the answer moved the charge to, when it moved. */
-  applied: string | null;
-  charge: ChargeDetail;
-}
-
-/** Ask the gateway where the payment is now and apply it (what the daemon's follow-up does). */
-export async function paymentEvents(ctx: BillingContext, chargeId: number): Promise<PaymentEventsOutcome> {
-  const rows =
-    await ctx.database.rows<AuthorizedPaymentRow>(sql`select c.authorized_attempt_id, c.state, m.gateway, a.gateway_payment_id,
-      a.transaction_reference from charges c join mandates m on m.id = c.mandate_id
-      left join attempts a on a.id = c.authorized_attempt_id where c.id = ${chargeId}`);
-  const c = rows[0];
-  if (!c) throw new NotFoundError('charge', chargeId);
-  if (c.authorized_attempt_id === null || c.gateway_payment_id === null)
-    throw new ConflictError(`charge ${chargeId} is ${c.state}: it has no authorized payment`);
-  const attemptId = c.authorized_attempt_id;
-  const links = await paymentLinks(ctx.database, attemptId);
-  const q = await ctx.gateway(c.gateway).query({ paymentId: c.gateway_payment_id, links });
-  ctx.metrics?.gatewayLatency('query', q.latencyMs / 1000);
-  let applied: string | null = null;
-  if (q.found === true) {
-    // An action left `requested` by an unknown answer is resolved by what the payment shows
-    // (first: the status below may then move the charge further, never back).
-    await resolvePendingActions(ctx.database, attemptId, q.status);
-    applied = await applyPaymentStatus(ctx.database, {
-      attemptId,
-      status: q.status,
-      rawStatus: q.rawStatus,
-      source: 'query',
-      transactionReference: c.transaction_reference,
-    });
-  }
-  return {
-    chargeId,
-    found: q.found,
-    status: q.found === true ? q.status : null,
-    rawStatus: q.found === true ? q.rawStatus : null,
-    applied,
-    charge: await getCharge(ctx.database, chargeId),
-  };
-}
-
-/** Which action kinds a payment status proves were accepted. */
-const proves: Record<string, string[]> = {
-  sentForSettlement: ['settle', 'partialSettle'],
-  settled: ['settle', 'partialSettle'],
-  sentForCancellation: ['cancel'],
-  cancelled: ['cancel', 'reversal'],
-  sentForRefund: ['refund', 'partialRefund', 'reversal'],
-  refunded: ['refund', 'partialRefund', 'reversal'],
-};
-
-export async function resolvePendingActions(
-  database: Database,
-  attemptId: number,
-  status: string,
-  on?: Tx,
-): Promise<void> {
-  const kinds = proves[status];
-  if (!kinds) return;
-  const pending = await database.rows<
-    Pick<RawRow<typeof paymentActions>, 'id' | 'charge_id' | 'kind' | 'amount'>
-  >(
-    sql`select pa.id, pa.charge_id, pa.kind, pa.amount from payment_actions pa
-    where pa.attempt_id = ${attemptId} and pa.state = 'requested' and pa.kind in (${sql.join(
-      kinds.map((k) => sql`${k}`),
-      sql`, `,
-    )})`,
-    on,
-  );
-  for (const p of pending) {
-    await commitActionAccepted(
-      database,
-      {
-        actionId: p.id,
-        chargeId: p.charge_id,
-        attemptId,
-        kind: p.kind,
-        amount: p.amount,
-      },
-      { outcome: 'accepted', links: {}, latencyMs: 0 },
-      { releaseLease: false, on },
-    );
-  }
 }

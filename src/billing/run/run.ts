@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
-import { date, dateOrNull, num } from '../../db/values.ts';
+import type { attempts, charges } from '../../db/schema.ts';
+import type { RawRow } from '../../db/values.ts';
 import { errorMessage, NotFoundError } from '../../errors.ts';
 import { noticeExpiringCards } from '../../events/expiry.ts';
 import { countDueCharges } from '../charge/claim.ts';
@@ -27,7 +28,7 @@ export type { RunCounts } from './tally.ts';
 
 /** Check that a mandate filter names a real mandate, so a typo is an error, not an empty run. */
 export async function assertMandateExists(ctx: BillingContext, mandateId: number): Promise<void> {
-  const rows = await ctx.database.rows(sql`select 1 from mandates where id = ${mandateId}`);
+  const rows = await ctx.database.rows<{ id: number }>(sql`select id from mandates where id = ${mandateId}`);
   if (rows.length === 0) throw new NotFoundError('mandate', mandateId);
 }
 
@@ -138,19 +139,22 @@ async function forecast(ctx: BillingContext, opts: RunOptions): Promise<NonNulla
   const limit = opts.limit ?? 100_000;
   const out: NonNullable<RunReport['forecast']> = [];
   const filter = opts.mandateId === undefined ? sql`` : sql`and c.mandate_id = ${opts.mandateId}`;
-  const rows =
-    await ctx.database.rows(sql`select c.mandate_id, c.cycle, c.kind, c.amount, c.currency, c.next_attempt_at, c.state
+  const rows = await ctx.database.rows<
+    Pick<RawRow<typeof charges>, 'mandate_id' | 'cycle' | 'kind' | 'amount' | 'currency' | 'state'> & {
+      next_attempt_at: Date;
+    }
+  >(sql`select c.mandate_id, c.cycle, c.kind, c.amount, c.currency, c.next_attempt_at, c.state
       from charges c join mandates m on m.id = c.mandate_id
      where c.state in ('pending', 'retry_scheduled') and c.next_attempt_at <= ${opts.asOf.toISOString()}::timestamptz
        and ${mandateReleasesCharges('m')} ${filter}
      order by c.next_attempt_at, c.id limit ${limit}`);
   for (const r of rows)
     out.push({
-      mandateId: num(r.mandate_id),
-      cycle: num(r.cycle),
-      amount: num(r.amount),
-      currency: String(r.currency),
-      dueAt: date(r.next_attempt_at).toISOString(),
+      mandateId: r.mandate_id,
+      cycle: r.cycle,
+      amount: r.amount,
+      currency: r.currency,
+      dueAt: r.next_attempt_at.toISOString(),
       kind: r.state === 'retry_scheduled' ? 'retry' : r.kind === 'proration' ? 'proration' : 'pending charge',
     });
   for await (const c of plannedCharges(ctx, {
@@ -178,16 +182,21 @@ async function refusalSummary(
   runId: number,
   _asOf: Date,
 ): Promise<RunReport['refusals']> {
-  const rows = await ctx.database.rows(sql`
+  const rows = await ctx.database.rows<
+    Pick<RawRow<typeof attempts>, 'refusal_code' | 'advice_code' | 'decision'> & {
+      n: number;
+      next_at: Date | null;
+    }
+  >(sql`
     select a.refusal_code, a.advice_code, a.decision, count(*)::int as n, min(a.retry_at) as next_at
       from attempts a, billing_runs r
      where r.id = ${runId} and a.state = 'refused' and a.sent_at >= r.started_at
      group by 1, 2, 3 order by n desc`);
   return rows.map((r) => ({
-    code: String(r.refusal_code ?? ''),
-    adviceCode: r.advice_code === null ? null : String(r.advice_code),
-    decision: String(r.decision ?? ''),
-    count: num(r.n),
-    nextAttemptAt: dateOrNull(r.next_at)?.toISOString() ?? null,
+    code: r.refusal_code ?? '',
+    adviceCode: r.advice_code,
+    decision: r.decision ?? '',
+    count: r.n,
+    nextAttemptAt: r.next_at?.toISOString() ?? null,
   }));
 }

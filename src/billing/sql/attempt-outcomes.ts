@@ -6,7 +6,6 @@
  */
 import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
-import { num } from '../../db/values.ts';
 import {
   type AttemptState,
   attemptMachine,
@@ -53,7 +52,7 @@ export async function commitUnknownOutcome(
     reason: string;
   },
 ): Promise<boolean> {
-  const rows = await database.rows(sql`
+  const rows = await database.rows<{ ok: number }>(sql`
     with ch as (
       update charges set state = 'unknown', state_reason = ${info.reason}, lease_owner = null, lease_expires_at = null, updated_at = now()
        where id = ${p.chargeId} and fence = ${p.fence} and ${chargeMayBecome('unknown', 'charges', { orSame: true })} returning id
@@ -67,7 +66,7 @@ export async function commitUnknownOutcome(
       select 'charge', ${p.chargeId}, ${p.chargeState}, 'unknown', ${`attempt ${p.reference}: ${info.reason}`} where exists (select 1 from ch)
     )
     select (select count(*) from ch)::int as ok`);
-  return num(rows[0]?.ok ?? 0) > 0;
+  return (rows[0]?.ok ?? 0) > 0;
 }
 
 /**
@@ -87,7 +86,7 @@ export async function commitDeferredOutcome(
   },
 ): Promise<boolean> {
   const back = outcomeState(p.attemptNo <= 1 ? 'pending' : 'retry_scheduled', p.mandateId);
-  const rows = await database.rows(sql`
+  const rows = await database.rows<{ ok: number }>(sql`
     with ch as (
       update charges c set state = ${back}, state_reason = ${info.reason}, updated_at = now()
        where id = ${p.chargeId} and fence = ${p.fence}
@@ -103,7 +102,7 @@ export async function commitDeferredOutcome(
       select 'charge', id, ${p.chargeState}, state, ${`attempt ${p.reference}: ${info.reason}`} from ch
     )
     select (select count(*) from ch)::int as ok`);
-  return num(rows[0]?.ok ?? 0) > 0;
+  return (rows[0]?.ok ?? 0) > 0;
 }
 
 /** What the issuer (or the gateway) answered about a refused attempt. */
@@ -157,7 +156,7 @@ export async function commitRefusedOutcome(
     // attempt written ahead before it.
     if (d.blocksCard) await lockCredential(database, tx, p.credentialId);
     const target = outcomeState(d.chargeState, p.mandateId);
-    const ch = await database.rows(
+    const ch = await database.rows<{ state: string }>(
       sql`update charges c set state = ${target}, state_reason = ${d.reason},
                  next_attempt_at = coalesce(${retryAt}::timestamptz, next_attempt_at),
                  lease_owner = null, lease_expires_at = null, updated_at = now()
@@ -167,7 +166,7 @@ export async function commitRefusedOutcome(
     );
     // Nothing written yet: returning ends the transaction with nothing in it.
     if (ch.length === 0) return false;
-    const landed = String(ch[0]?.state);
+    const landed = ch[0]!.state;
     const completedAt: SQL = d.blocksCard ? sql`clock_timestamp()` : sql`now()`;
     await tx.execute(sql`update attempts set state = ${info.attemptState}, outcome = ${info.attemptState},
         http_status = ${info.httpStatus ?? null}, correlation_id = ${info.correlationId ?? null},

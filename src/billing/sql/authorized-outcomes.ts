@@ -29,7 +29,6 @@
  */
 import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
-import { num } from '../../db/values.ts';
 import { attemptMachine } from '../../domain/lifecycle.ts';
 import { chargeMayBecome, mayBecome } from './transitions.ts';
 
@@ -150,7 +149,7 @@ export async function commitAuthorizedOutcomes(
         : {}),
     })),
   );
-  const rows = await database.rows(
+  const rows = await database.rows<{ charge_id: number; action_id: number | null }>(
     sql`
     with v as (
       select * from jsonb_to_recordset(${payload}::jsonb) as v(charge_id bigint, fence bigint, attempt_id bigint,
@@ -194,7 +193,6 @@ export async function commitAuthorizedOutcomes(
     undefined,
     { prepare: true },
   );
-  for (const r of rows)
-    out.set(num(r.charge_id), r.action_id === null || r.action_id === undefined ? null : num(r.action_id));
+  for (const r of rows) out.set(r.charge_id, r.action_id);
   return out;
 }

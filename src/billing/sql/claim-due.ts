@@ -19,8 +19,21 @@
  */
 import { sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
-import { date } from '../../db/values.ts';
-import { type ClaimedCharge, dueCharges, leaseClaim, toClaimed } from '../charge/claim.ts';
+import { type ClaimedCharge, type ClaimRow, dueCharges, leaseClaim, toClaimed } from '../charge/claim.ts';
+
+/** The claim's row: the lease claim's columns, and its place in the claim order. */
+export type DueClaimRow = ClaimRow & {
+  encrypted_pan: string | null;
+  expiry_month: number | null;
+  expiry_year: number | null;
+  card_holder_name: string | null;
+  token_href: string | null;
+  vaulted_card_id: string | null;
+  scheme_reference: string | null;
+  next_attempt_at: Date;
+  /** next_attempt_at in PostgreSQL's own text: exact, where a Date keeps milliseconds. */
+  cursor_at: string;
+};
 
 /** Claim due charges (`dueCharges`) in one round trip, in claim order, after `after` when given. */
 export async function claimDueCharges(
@@ -37,7 +50,7 @@ export async function claimDueCharges(
 ): Promise<ClaimedCharge[]> {
   // Read before the statement: the lease the database grants ends no earlier than this.
   const leaseDeadline = Date.now() + opts.leaseSeconds * 1000;
-  const rows = await database.rows(
+  const rows = await database.rows<DueClaimRow>(
     leaseClaim({
       pick: sql`${dueCharges(opts)}
         and (c.next_attempt_at, c.id) > (${opts.after?.at ?? '-infinity'}::timestamptz, ${opts.after?.id ?? 0}::bigint)`,
@@ -62,7 +75,7 @@ export async function claimDueCharges(
     .map((r) => ({
       ...toClaimed(r),
       leaseDeadline,
-      claimKey: { at: String(r.cursor_at), ms: date(r.next_attempt_at).getTime() },
+      claimKey: { at: r.cursor_at, ms: r.next_attempt_at.getTime() },
     }))
     .sort((a, b) => a.id - b.id);
 }

@@ -4,7 +4,6 @@
  */
 import { sql } from 'drizzle-orm';
 import type { Database, Executor } from '../../db/client.ts';
-import { num } from '../../db/values.ts';
 import { credentialMachine } from '../../domain/lifecycle.ts';
 import { mayBecome } from './transitions.ts';
 
@@ -20,7 +19,7 @@ export async function blockCredential(
   id: number,
   reason: string,
 ): Promise<number[]> {
-  const rows = await database.rows(
+  const rows = await database.rows<{ id: number }>(
     sql`with b as (
         update credentials o set status = 'blocked', status_reason = ${reason}, updated_at = now()
          where id = ${id} and ${mayBecome(credentialMachine, 'o.status', 'blocked')} returning id),
@@ -30,5 +29,5 @@ export async function blockCredential(
       select id from b`,
     on,
   );
-  return rows.map((r) => num(r.id));
+  return rows.map((r) => r.id);
 }

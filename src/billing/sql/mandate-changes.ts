@@ -25,7 +25,7 @@ export async function cancelScheduledChange<R = RawRow<typeof mandateChanges>>(
 
 /** Take a scheduled change for this transaction (none: another run holds it, or it was settled). */
 export async function claimScheduledChange(database: Database, on: Executor, id: number): Promise<boolean> {
-  const rows = await database.rows(
+  const rows = await database.rows<{ id: number }>(
     sql`select id from mandate_changes where id = ${id} and ${isOpen(mandateChangeMachine, 'state')} for update skip locked`,
     on,
   );

@@ -14,7 +14,6 @@
  */
 import { sql } from 'drizzle-orm';
 import type { Database, Executor } from '../../db/client.ts';
-import { num } from '../../db/values.ts';
 import { actionMachine, type ChargeState } from '../../domain/lifecycle.ts';
 import type { Links } from '../../gateways/types.ts';
 import { mayBecome, movesTo, releaseLease, transitionCharge } from './transitions.ts';
@@ -81,7 +80,7 @@ export async function commitAcceptances(
       release: a.releaseLease,
     })),
   );
-  const rows = await database.rows(
+  const rows = await database.rows<{ id: number }>(
     sql`
     with v as (
       select * from jsonb_to_recordset(${payload}::jsonb) as v(action_id bigint, charge_id bigint,
@@ -122,7 +121,7 @@ export async function commitAcceptances(
     on,
     { prepare: true },
   );
-  return new Set(rows.map((r) => num(r.id)));
+  return new Set(rows.map((r) => r.id));
 }
 
 /**
@@ -141,7 +140,7 @@ export async function commitActionFailed(
   },
 ): Promise<boolean> {
   return database.db.transaction(async (tx) => {
-    const act = await database.rows(
+    const act = await database.rows<{ id: number }>(
       sql`with f as (
           update payment_actions pa set state = 'failed', http_status = ${info.httpStatus ?? null},
                  correlation_id = ${info.correlationId ?? null}, error = ${info.error}, completed_at = now()
@@ -183,11 +182,11 @@ export async function writeAheadSettle(
     linkHref: string;
   },
 ): Promise<number> {
-  const ins = await database.rows(sql`
+  const ins = await database.rows<{ id: number }>(sql`
         insert into payment_actions (charge_id, attempt_id, kind, reference, amount, currency, link_href)
         values (${s.chargeId}, ${s.attemptId}, ${s.kind}, ${s.reference}, ${s.amount}, ${s.currency}, ${s.linkHref})
         on conflict (reference) do update set state = payment_actions.state returning id`);
-  return num(ins[0]?.id);
+  return ins[0]!.id;
 }
 
 /** The payment event last seen about a payment's accepted settles. */

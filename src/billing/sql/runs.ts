@@ -6,7 +6,6 @@
  */
 import { sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
-import { num } from '../../db/values.ts';
 import { type RunStatus, runMachine } from '../../domain/lifecycle.ts';
 import { isOpen, mayBecome } from './transitions.ts';
 
@@ -22,22 +21,23 @@ export interface NewRun {
 
 /** Insert a run's row (`running`, heartbeat now); returns its id. */
 export async function insertRun(database: Database, r: NewRun): Promise<number> {
-  const rows =
-    await database.rows(sql`insert into billing_runs (trigger, as_of, dry_run, mandate_id, "limit", owner, heartbeat_at)
+  const rows = await database.rows<{
+    id: number;
+  }>(sql`insert into billing_runs (trigger, as_of, dry_run, mandate_id, "limit", owner, heartbeat_at)
     values (${r.trigger}, ${r.asOf.toISOString()}::timestamptz, ${r.dryRun}, ${r.mandateId},
             ${r.limit}, ${r.owner}, now()) returning id`);
-  return num(rows[0]?.id);
+  return rows[0]!.id;
 }
 
 /** Runs whose heartbeat is older than `staleSeconds` become `interrupted`; returns their ids. */
 export async function interruptStaleRuns(database: Database, staleSeconds: number): Promise<number[]> {
-  const rows = await database.rows(sql`update billing_runs
+  const rows = await database.rows<{ id: number }>(sql`update billing_runs
       set status = 'interrupted', finished_at = now(),
           error = 'its worker stopped without finishing it (no heartbeat since ' || coalesce(heartbeat_at, started_at)::text || ')'
     where ${mayBecome(runMachine, 'status', 'interrupted')}
       and coalesce(heartbeat_at, started_at) < now() - make_interval(secs => ${staleSeconds})
     returning id`);
-  return rows.map((r) => num(r.id));
+  return rows.map((r) => r.id);
 }
 
 /** The run is alive: only while it is still `running`. */
@@ -73,8 +73,9 @@ export async function finishRunRow(
   counts: unknown,
   error: string | null,
 ): Promise<boolean> {
-  const rows =
-    await database.rows(sql`with r as (update billing_runs set status = ${status}, counts = ${JSON.stringify(counts)}::jsonb,
+  const rows = await database.rows<{
+    id: number;
+  }>(sql`with r as (update billing_runs set status = ${status}, counts = ${JSON.stringify(counts)}::jsonb,
     error = ${error}, finished_at = now() where id = ${runId} and ${mayBecome(runMachine, 'billing_runs.status', status)}
     returning id, status, trigger, as_of, dry_run, mandate_id, counts, error, started_at, finished_at
     ), ev as (

@@ -1,6 +1,5 @@
 import { type SQL, sql } from 'drizzle-orm';
 import type { Database, Executor } from '../../db/client.ts';
-import { num, str } from '../../db/values.ts';
 import {
   type ChargeState,
   chargeMachine,
@@ -184,7 +183,7 @@ export async function transitionCharge(
   const guards: SQL[] = [chargeMayBecome(m.to, 'o', { orSame: m.orSame ?? false })];
   if (m.fence !== undefined) guards.push(sql`o.fence = ${m.fence}`);
   if (m.from) guards.push(sql`o.state in (${list(m.from)})`);
-  const rows = await database.rows(
+  const rows = await database.rows<{ moved_from: string | null; state: string | null; fence: number | null }>(
     sql`with o as (select id, state, fence from charges where id = ${m.id} for update),
         moved as (
           update charges c set ${sql.join(sets, sql`, `)} from o
@@ -198,9 +197,9 @@ export async function transitionCharge(
     on,
   );
   const r = rows[0];
-  if (!r || r.state === null || r.state === undefined) return { ok: false, reason: 'missing' };
-  if (r.moved_from !== null && r.moved_from !== undefined) return { ok: true, from: String(r.moved_from) };
-  if (m.fence !== undefined && num(r.fence) !== m.fence) return { ok: false, reason: 'fenced' };
+  if (!r || r.state === null) return { ok: false, reason: 'missing' };
+  if (r.moved_from !== null) return { ok: true, from: r.moved_from };
+  if (m.fence !== undefined && r.fence !== m.fence) return { ok: false, reason: 'fenced' };
   return { ok: false, reason: 'not_allowed' };
 }
 
@@ -228,7 +227,7 @@ export async function takeOverWaitingCharges(
     sets.push(sql`state = ${move.to}`, sql`state_reason = ${move.reason}`, sql`updated_at = now()`);
     guards.push(chargeMayBecome(move.to, 'c'));
   }
-  const rows = await database.rows(
+  const rows = await database.rows<{ id: number }>(
     sql`with moved as (
           update charges c set ${sql.join(sets, sql`, `)}
             from (select id, state from charges where mandate_id = ${mandateId} and state in (${list(from)}) for update) o
@@ -242,7 +241,7 @@ export async function takeOverWaitingCharges(
         select id from moved`,
     on,
   );
-  return rows.map((r) => num(r.id));
+  return rows.map((r) => r.id);
 }
 
 export interface MandateMove extends Actor {
@@ -268,7 +267,7 @@ export async function transitionMandate(
   ];
   const guards: SQL[] = [mandateMayBecome(m.to, 'o')];
   if (m.from) guards.push(sql`o.status in (${list(m.from)})`);
-  const rows = await database.rows(
+  const rows = await database.rows<{ moved_from: string | null; status: string | null }>(
     sql`with o as (select id, status from mandates where id = ${m.id} for update),
         moved as (
           update mandates mm set ${sql.join(sets, sql`, `)} from o
@@ -282,9 +281,8 @@ export async function transitionMandate(
     on,
   );
   const r = rows[0];
-  if (!r || r.status === null || r.status === undefined) return { ok: false, reason: 'missing' };
-  const from = str(r.moved_from);
-  return from !== null ? { ok: true, from } : { ok: false, reason: 'not_allowed' };
+  if (!r || r.status === null) return { ok: false, reason: 'missing' };
+  return r.moved_from !== null ? { ok: true, from: r.moved_from } : { ok: false, reason: 'not_allowed' };
 }
 
 /**
@@ -298,7 +296,7 @@ export async function releaseLease(
   on?: Executor,
 ): Promise<boolean> {
   const owner = c.owner === undefined ? sql`` : sql`and lease_owner = ${c.owner}`;
-  const rows = await database.rows(
+  const rows = await database.rows<{ id: number }>(
     sql`update charges set lease_owner = null, lease_expires_at = null,
     state_reason = coalesce(${reason ?? null}, state_reason), updated_at = now()
     where id = ${c.chargeId} and fence = ${c.fence} ${owner} returning id`,
@@ -314,7 +312,9 @@ export async function releaseLeases(
   held: ReadonlyMap<number, number>,
 ): Promise<number> {
   if (held.size === 0) return 0;
-  const rows = await database.rows(sql`update charges c set lease_owner = null, lease_expires_at = null
+  const rows = await database.rows<{
+    id: number;
+  }>(sql`update charges c set lease_owner = null, lease_expires_at = null
       from (select unnest(${`{${[...held.keys()].join(',')}}`}::bigint[]) as id,
                    unnest(${`{${[...held.values()].join(',')}}`}::bigint[]) as fence) h
      where c.id = h.id and c.fence = h.fence and c.lease_owner = ${owner} returning c.id`);
@@ -330,8 +330,9 @@ export async function renewLease(
   c: { chargeId: number; owner: string; fence: number; leaseSeconds: number },
 ): Promise<number | null> {
   const deadline = Date.now() + c.leaseSeconds * 1000;
-  const rows =
-    await database.rows(sql`update charges set lease_expires_at = now() + make_interval(secs => ${c.leaseSeconds})
+  const rows = await database.rows<{
+    id: number;
+  }>(sql`update charges set lease_expires_at = now() + make_interval(secs => ${c.leaseSeconds})
     where id = ${c.chargeId} and fence = ${c.fence} and lease_owner = ${c.owner} returning id`);
   return rows.length > 0 ? deadline : null;
 }

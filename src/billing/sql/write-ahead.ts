@@ -11,10 +11,16 @@
  */
 import { sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
-import { num } from '../../db/values.ts';
 import type { ClaimedCharge } from '../charge/claim.ts';
 import type { PlannedAttempt } from '../charge/outcome.ts';
 import { chargeMayBecome, mandateReleasesCharges } from './transitions.ts';
+
+/** The write-ahead's row: an attempt it wrote (a charge that lost its fence has none). */
+interface WrittenAhead {
+  charge_id: number;
+  attempt_id: number;
+  attempt_no: number;
+}
 
 /**
  * Write ahead, for a whole batch in one statement: the attempt rows (state `sending`, with
@@ -50,7 +56,7 @@ export async function writeAhead(
   // cancel bumps the token, and an UPDATE that waited on that row re-checks the token after the
   // operator's commit, so a charge taken away between claim and write-ahead is never written
   // ahead and never sent. Only then is the attempt row inserted.
-  const rows = await database.rows(
+  const rows = await database.rows<WrittenAhead>(
     sql`
     with v as (
       select * from jsonb_to_recordset(${payload}::jsonb) as v(charge_id bigint, credential_id bigint,
@@ -81,15 +87,15 @@ export async function writeAhead(
     undefined,
     { prepare: true },
   );
-  const byCharge = new Map(rows.map((r) => [num(r.charge_id), r]));
+  const byCharge = new Map(rows.map((r) => [r.charge_id, r]));
   const planned: PlannedAttempt[] = [];
   for (const it of items) {
     const r = byCharge.get(it.charge.id);
     if (!r) continue; // lost the fence or someone else wrote this attempt: not ours to send
     planned.push({
       charge: it.charge,
-      attemptId: num(r.attempt_id),
-      attemptNo: num(r.attempt_no),
+      attemptId: r.attempt_id,
+      attemptNo: r.attempt_no,
       reference: it.reference,
       kind: it.kind,
       linkHref: it.linkHref,
