@@ -492,6 +492,7 @@ const ZONES = [
 
 // A failing property shrinks by re-running whole chains; cap it so a failure reports well inside
 // the test timeout instead of timing out.
+const PROPERTY_SEED = Number(process.env.REBILL_PROPERTY_SEED ?? 20_261_205);
 const SHRINK_BUDGET = { interruptAfterTimeLimit: 20_000, markInterruptAsFailure: true } as const;
 
 const TEN_YEARS_MS = 3653 * 86_400_000;
@@ -606,7 +607,9 @@ describe('calendar properties over 10 years of cycles', () => {
         gaps += seen.gaps;
         overlaps += seen.overlaps;
       }),
-      { numRuns: 100, ...SHRINK_BUDGET },
+      // Seeded: the count below is about this sample, and a random one missed every DST rule
+      // once in a few hundred runs. REBILL_PROPERTY_SEED explores other samples.
+      { numRuns: 100, seed: PROPERTY_SEED, ...SHRINK_BUDGET },
     );
     // The anchors lean on the small hours so the DST rules are actually reached.
     expect(gaps + overlaps).toBeGreaterThan(0);
