@@ -1,16 +1,21 @@
 import { sql } from 'drizzle-orm';
 import type { Database, Tx } from '../../db/client.ts';
-import type { charges } from '../../db/schema.ts';
+import type { charges, paymentActions } from '../../db/schema.ts';
 import type { RawRow } from '../../db/values.ts';
 import type { ChargeState } from '../../domain/lifecycle.ts';
 import { errorMessage } from '../../errors.ts';
 import type { PaymentStatus } from '../../gateways/types.ts';
 import { normalisePaymentStatus } from '../../gateways/worldpay/status.ts';
 import type { BillingContext } from '../context.ts';
-import { resolvePendingActions } from '../operator/payment-events.ts';
 import { noteSettleEvent } from '../sql/payment-actions.ts';
 import { transitionCharge } from '../sql/transitions.ts';
-import { type PaymentRow, type PaymentSelectRow, paymentLinks, toPaymentRow } from './settle.ts';
+import {
+  commitActionAccepted,
+  type PaymentRow,
+  type PaymentSelectRow,
+  paymentLinks,
+  toPaymentRow,
+} from './settle.ts';
 
 export interface PaymentEventInput {
   eventId: string;
@@ -188,5 +193,53 @@ function statusTarget(status: PaymentStatus, settled: number, refunded: number):
       return refunded > 0 && refunded < settled ? 'partially_refunded' : 'refunded';
     default:
       return null;
+  }
+}
+
+/** Which action kinds a payment status proves were accepted. */
+const proves: Record<string, string[]> = {
+  sentForSettlement: ['settle', 'partialSettle'],
+  settled: ['settle', 'partialSettle'],
+  sentForCancellation: ['cancel'],
+  cancelled: ['cancel', 'reversal'],
+  sentForRefund: ['refund', 'partialRefund', 'reversal'],
+  refunded: ['refund', 'partialRefund', 'reversal'],
+};
+
+/**
+ * Resolve the operator's actions an unknown answer left `requested`, by what the payment's
+ * status proves the gateway accepted (the events query, the follow-up and the webhook alike).
+ */
+export async function resolvePendingActions(
+  database: Database,
+  attemptId: number,
+  status: string,
+  on?: Tx,
+): Promise<void> {
+  const kinds = proves[status];
+  if (!kinds) return;
+  const pending = await database.rows<
+    Pick<RawRow<typeof paymentActions>, 'id' | 'charge_id' | 'kind' | 'amount'>
+  >(
+    sql`select pa.id, pa.charge_id, pa.kind, pa.amount from payment_actions pa
+    where pa.attempt_id = ${attemptId} and pa.state = 'requested' and pa.kind in (${sql.join(
+      kinds.map((k) => sql`${k}`),
+      sql`, `,
+    )})`,
+    on,
+  );
+  for (const p of pending) {
+    await commitActionAccepted(
+      database,
+      {
+        actionId: p.id,
+        chargeId: p.charge_id,
+        attemptId,
+        kind: p.kind,
+        amount: p.amount,
+      },
+      { outcome: 'accepted', links: {}, latencyMs: 0 },
+      { releaseLease: false, on },
+    );
   }
 }

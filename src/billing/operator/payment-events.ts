@@ -1,10 +1,7 @@
 import { sql } from 'drizzle-orm';
-import type { Database, Tx } from '../../db/client.ts';
-import type { paymentActions } from '../../db/schema.ts';
-import type { RawRow } from '../../db/values.ts';
 import { ConflictError, NotFoundError } from '../../errors.ts';
-import { applyPaymentStatus } from '../charge/follow.ts';
-import { commitActionAccepted, paymentLinks } from '../charge/settle.ts';
+import { applyPaymentStatus, resolvePendingActions } from '../charge/follow.ts';
+import { paymentLinks } from '../charge/settle.ts';
 import type { BillingContext } from '../context.ts';
 import { type ChargeDetail, getCharge } from './charges.ts';
 
@@ -68,48 +65,4 @@ export async function paymentEvents(ctx: BillingContext, chargeId: number): Prom
     applied,
     charge: await getCharge(ctx.database, chargeId),
   };
-}
-
-/** Which action kinds a payment status proves were accepted. */
-const proves: Record<string, string[]> = {
-  sentForSettlement: ['settle', 'partialSettle'],
-  settled: ['settle', 'partialSettle'],
-  sentForCancellation: ['cancel'],
-  cancelled: ['cancel', 'reversal'],
-  sentForRefund: ['refund', 'partialRefund', 'reversal'],
-  refunded: ['refund', 'partialRefund', 'reversal'],
-};
-
-export async function resolvePendingActions(
-  database: Database,
-  attemptId: number,
-  status: string,
-  on?: Tx,
-): Promise<void> {
-  const kinds = proves[status];
-  if (!kinds) return;
-  const pending = await database.rows<
-    Pick<RawRow<typeof paymentActions>, 'id' | 'charge_id' | 'kind' | 'amount'>
-  >(
-    sql`select pa.id, pa.charge_id, pa.kind, pa.amount from payment_actions pa
-    where pa.attempt_id = ${attemptId} and pa.state = 'requested' and pa.kind in (${sql.join(
-      kinds.map((k) => sql`${k}`),
-      sql`, `,
-    )})`,
-    on,
-  );
-  for (const p of pending) {
-    await commitActionAccepted(
-      database,
-      {
-        actionId: p.id,
-        chargeId: p.charge_id,
-        attemptId,
-        kind: p.kind,
-        amount: p.amount,
-      },
-      { outcome: 'accepted', links: {}, latencyMs: 0 },
-      { releaseLease: false, on },
-    );
-  }
 }
