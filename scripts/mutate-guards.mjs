@@ -13,6 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import postgres from 'postgres';
 
 const ROOT = resolve(import.meta.dirname, '..');
 
@@ -79,6 +80,8 @@ process.on('SIGINT', () => {
   process.exit(130);
 });
 
+const TEMPLATE = `rebill_guards_${process.pid}`;
+
 function runTests() {
   const out = spawnSync(join(work, 'node_modules/.bin/vitest'), ['run', '--bail', '1', ...TESTS], {
     cwd: work,
@@ -86,7 +89,7 @@ function runTests() {
       ...process.env,
       NO_COLOR: '1',
       FORCE_COLOR: '0',
-      REBILL_TEST_TEMPLATE: `rebill_guards_${process.pid}`,
+      REBILL_TEST_TEMPLATE: TEMPLATE,
     },
     encoding: 'utf8',
   });
@@ -122,6 +125,9 @@ try {
   }
 } finally {
   cleanup();
+  // The template the test runs cloned is this run's own: drop it.
+  const admin = postgres(process.env.DATABASE_URL, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`drop database if exists ${TEMPLATE} with (force)`).finally(() => admin.end());
 }
 const killed = results.filter((r) => r.status === 'killed').length;
 process.stdout.write(
