@@ -14,7 +14,7 @@ import {
 import { writeAhead } from '../../src/billing/sql/write-ahead.ts';
 import { num } from '../../src/db/values.ts';
 import type { AuthorizeResult } from '../../src/gateways/types.ts';
-import { aheadItem, chargeRow, claimDue, dueMandates } from '../support/centre.ts';
+import { aheadItem, authorizeAtSandbox, chargeRow, claimDue, dueMandates } from '../support/centre.ts';
 import { hasServer, serverSkipReason } from '../support/db.ts';
 import { startWorld, type World } from '../support/world.ts';
 
@@ -50,15 +50,7 @@ describe.skipIf(!hasServer)('sql: authorized outcomes (PostgreSQL)', () => {
     expect(planned).toHaveLength(n);
     const out = [];
     for (const p of planned) {
-      const r = await app.gateway('worldpay').authorize({
-        reference: p.reference,
-        instrument: { type: 'link', href: p.linkHref! },
-        value: { amount: p.charge.amount, currency: p.charge.currency },
-        entity: p.charge.entity,
-        narrative: p.charge.narrative,
-        intent: p.charge.intent,
-      });
-      if (r.outcome !== 'authorized') throw new Error(`not authorized: ${r.outcome}`);
+      const r = await authorizeAtSandbox(app, p);
       out.push({ p, r });
     }
     return out;

@@ -14,7 +14,7 @@ import { materializeDueCharges } from '../../src/billing/mandates/materialize.ts
 import { commitAcceptances } from '../../src/billing/sql/payment-actions.ts';
 import { renewLease } from '../../src/billing/sql/transitions.ts';
 import { writeAhead } from '../../src/billing/sql/write-ahead.ts';
-import { aheadItem, chargeRow, claimDue, dueMandates } from '../support/centre.ts';
+import { aheadItem, authorizeAtSandbox, chargeRow, claimDue, dueMandates } from '../support/centre.ts';
 import { hasServer, serverSkipReason } from '../support/db.ts';
 import { startWorld, type World } from '../support/world.ts';
 
@@ -100,15 +100,7 @@ describe.skipIf(!hasServer)('sql: fences of the outcome and acceptance commits (
     const planned = await writtenAhead('acceptance', 2);
     const settled: { p: PlannedAttempt; actionId: number; paymentId: string }[] = [];
     for (const p of planned) {
-      const r = await app.gateway('worldpay').authorize({
-        reference: p.reference,
-        instrument: { type: 'link', href: p.linkHref! },
-        value: { amount: p.charge.amount, currency: p.charge.currency },
-        entity: p.charge.entity,
-        narrative: p.charge.narrative,
-        intent: p.charge.intent,
-      });
-      if (r.outcome !== 'authorized') throw new Error(`not authorized: ${r.outcome}`);
+      const r = await authorizeAtSandbox(app, p);
       const settle = planSettle(p.charge, p.reference, r.links, r.paymentId);
       const committed = await commitAuthorized(app.database, p, r, settle);
       if (committed === false || committed.settleActionId === null)

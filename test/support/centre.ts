@@ -7,6 +7,7 @@ import { createMandate } from '../../src/billing/mandates/index.ts';
 import { materializeDueCharges } from '../../src/billing/mandates/materialize.ts';
 import { claimDueCharges } from '../../src/billing/sql/claim-due.ts';
 import { num, str } from '../../src/db/values.ts';
+import type { AuthorizeResult } from '../../src/gateways/types.ts';
 import type { World } from './world.ts';
 
 /**
@@ -68,6 +69,23 @@ export function aheadItem(app: App, c: ClaimedCharge) {
     kind: 'recurring' as PlannedAttempt['kind'],
     linkHref: c.linkHref,
   };
+}
+
+/** A written-ahead attempt sent to the sandbox on its link; it must come back authorized. */
+export async function authorizeAtSandbox(
+  app: App,
+  p: PlannedAttempt,
+): Promise<Extract<AuthorizeResult, { outcome: 'authorized' }>> {
+  const r = await app.gateway('worldpay').authorize({
+    reference: p.reference,
+    instrument: { type: 'link', href: p.linkHref! },
+    value: { amount: p.charge.amount, currency: p.charge.currency },
+    entity: p.charge.entity,
+    narrative: p.charge.narrative,
+    intent: p.charge.intent,
+  });
+  if (r.outcome !== 'authorized') throw new Error(`not authorized: ${r.outcome}`);
+  return r;
 }
 
 /** One charge as the database holds it, with the traces an attempt leaves. */
