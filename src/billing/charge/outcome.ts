@@ -10,6 +10,7 @@ import {
   commitUnknownOutcome,
   type OpenAttempt,
   type RefusalInfo,
+  type RefusalTarget,
 } from '../sql/attempt-outcomes.ts';
 import { type AuthorizedOutcome, commitAuthorizedOutcomes } from '../sql/authorized-outcomes.ts';
 import { batcher } from './batcher.ts';
@@ -150,7 +151,7 @@ export function commitUnknown(
 }
 
 /** What a refusal commit updates, fenced by the claim's token. */
-export function refusalTarget(p: PlannedAttempt) {
+export function refusalTarget(p: PlannedAttempt): RefusalTarget {
   const c = p.charge;
   return {
     chargeId: c.id,
@@ -171,15 +172,7 @@ export function refusalTarget(p: PlannedAttempt) {
  */
 export function commitRefused(
   database: Database,
-  p: {
-    chargeId: number;
-    fence: number;
-    attemptId: number;
-    reference: string;
-    mandateId: number;
-    credentialId: number;
-    chargeState: 'attempting' | 'unknown';
-  },
+  p: RefusalTarget,
   info: RefusalInfo,
   decision: RetryDecision,
   mandateStatus: MandateStatus | null,

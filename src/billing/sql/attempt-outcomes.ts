@@ -130,21 +130,24 @@ export interface RefusalLanding {
   mandateStatus: MandateStatus | null;
 }
 
+/** The attempt a refusal commit updates, fenced by the claim's token. */
+export interface RefusalTarget {
+  chargeId: number;
+  fence: number;
+  attemptId: number;
+  reference: string;
+  mandateId: number;
+  credentialId: number;
+  chargeState: 'attempting' | 'unknown';
+}
+
 /**
  * Commit a refusal with its dunning decision, in one transaction: attempt, charge, and where
  * the decision says so, mandate and credential. Fenced out: nothing is written, false.
  */
 export async function commitRefusedOutcome(
   database: Database,
-  p: {
-    chargeId: number;
-    fence: number;
-    attemptId: number;
-    reference: string;
-    mandateId: number;
-    credentialId: number;
-    chargeState: 'attempting' | 'unknown';
-  },
+  p: RefusalTarget,
   info: RefusalInfo,
   d: RefusalLanding,
 ): Promise<boolean> {
