@@ -1,3 +1,4 @@
+import { ValidationError } from '../errors.ts';
 import { dueAt, type Interval, nextDue, type Schedule } from './calendar.ts';
 
 /**
@@ -9,10 +10,15 @@ import { dueAt, type Interval, nextDue, type Schedule } from './calendar.ts';
  * fell due, next: when the next one does) the unused share is `(next - t) / (next - prev)`:
  *  - amount, `charge`: `round((new - old) x share)` now, when positive, as a one-off charge;
  *  - amount, `credit`: `round((old - new) x share)`, when positive, becomes credit;
- *  - billing anchor moved later (`newNext > next`), `charge`: the days gained,
- *    `round(amount x (newNext - next) / (next - prev))`;
- *  - billing anchor moved earlier, `credit`: the days lost, `round(amount x (next - newNext) / (next - prev))`.
- * Outside a period (no cycle charged yet, or effective at the next cycle) the share is 0.
+ *  - billing anchor moved later (`newNext > next`), `charge`: the days gained, priced in the
+ *    period they fall in, of the plan after the change (its amount and interval):
+ *    `round(amount x (newNext - next) / ((next + interval) - next))`;
+ *  - billing anchor moved earlier, `credit`: the days lost, priced in the period they were paid
+ *    for in, `round(amount x (next - newNext) / (next - prev))`.
+ * The anchor moves at most one interval (of the plan after the change) either way from `next`,
+ * so neither is ever more than one cycle's amount (proration or not: a year's move of a daily
+ * plan is not a change, it is a new mandate). Outside a period (no cycle charged yet, or
+ * effective at the next cycle) the share is 0.
  */
 export interface Plan {
   amount: number;
@@ -76,6 +82,49 @@ export function currentPeriod(p: Plan): { prev: number; next: number } | null {
   return next > prev ? { prev, next } : null;
 }
 
+/** One interval before and after `next` on the calendar (day of month, local time, DST). */
+function anchorBounds(
+  interval: Interval,
+  timezone: string,
+  next: Date,
+): { earliest: number; latest: number } {
+  const s: Schedule = {
+    interval,
+    timezone,
+    anchorAt: next,
+    anchorCycle: 1,
+    endAt: null,
+    instalmentsTotal: null,
+  };
+  return { earliest: dueAt(s, 0).getTime(), latest: dueAt(s, 2).getTime() };
+}
+
+/**
+ * The plan as it will stand at `t` if nothing else changes: the cycles due before `t` charged.
+ * What a change scheduled for `t` is checked against when it is asked for.
+ */
+export function planAt(plan: Plan, t: Date): Plan {
+  let p = plan;
+  for (let guard = 0; guard < 100_000 && p.interval && p.nextDueAt && p.nextDueAt < t; guard++)
+    p = { ...p, nextCycle: p.nextCycle + 1, nextDueAt: nextDue(scheduleOfPlan(p), p.nextCycle + 1) };
+  return p;
+}
+
+/**
+ * What an instalment plan has left to charge from its next cycle on: its remaining instalments
+ * (those its end leaves), less credit, plus a one-off. Null for other plans.
+ */
+export function leftToCharge(p: Plan, oneOff = 0): number | null {
+  if (p.instalmentsTotal === null) return null;
+  const s = scheduleOfPlan(p);
+  let sum = oneOff - p.credit;
+  for (let c = p.nextCycle; c < p.instalmentsTotal; c++)
+    if (p.nextDueAt !== null && nextDue(s, c) !== null)
+      sum +=
+        c === p.instalmentsTotal - 1 && p.lastInstalmentAmount !== null ? p.lastInstalmentAmount : p.amount;
+  return sum;
+}
+
 /** Apply `change` effective at `t`. Amount first, then interval, then billing anchor, then end. */
 export function applyChange(plan: Plan, change: Change, t: Date, proration: Proration): Applied {
   let p: Plan = { ...plan };
@@ -98,14 +147,19 @@ export function applyChange(plan: Plan, change: Change, t: Date, proration: Pror
     // Re-anchored at the next charge: it keeps its instant, the ones after follow the new interval.
     p = { ...p, interval: change.interval, anchorAt: p.nextDueAt, anchorCycle: p.nextCycle };
   }
-  if (change.billingAnchor !== undefined && p.interval) {
+  if (change.billingAnchor !== undefined && p.interval && p.nextDueAt !== null) {
     const newNext = change.billingAnchor.getTime();
-    if (period && p.nextDueAt !== null && proration !== 'none') {
-      const next = p.nextDueAt.getTime();
-      const span = period.next - period.prev;
-      if (proration === 'charge' && newNext > next) oneOff += mulDivRound(p.amount, newNext - next, span);
-      if (proration === 'credit' && newNext < next) credited += mulDivRound(p.amount, next - newNext, span);
-    }
+    const next = p.nextDueAt.getTime();
+    const around = anchorBounds(p.interval, p.timezone, p.nextDueAt);
+    if (newNext < around.earliest || newNext > around.latest)
+      throw new ValidationError(
+        'billingAnchor',
+        `moves the next charge at most one interval (${p.interval.count} ${p.interval.unit}) either way in one change: between ${new Date(around.earliest).toISOString()} and ${new Date(around.latest).toISOString()}`,
+      );
+    if (period && proration === 'charge' && newNext > next)
+      oneOff += mulDivRound(p.amount, newNext - next, around.latest - next);
+    if (period && proration === 'credit' && newNext < next)
+      credited += mulDivRound(p.amount, next - newNext, period.next - period.prev);
     p = { ...p, anchorAt: change.billingAnchor, anchorCycle: p.nextCycle, nextDueAt: change.billingAnchor };
   }
   if (change.end !== undefined) p.endAt = change.end;

@@ -228,20 +228,42 @@ export function ceilingMinor(maxMajor: number, currency: string): number {
 }
 
 /**
- * Whether one charge of `amount` stays within the ceiling. The error names the field and the
+ * The money guard: every amount that can reach a gateway (a cycle's amount, an instalment, a
+ * prorated one-off, a queued charge, a settle, a refund) passes here before it is stored; a
+ * retry sends a stored amount again. It must be an integer of minor units above zero in a known
+ * currency, within REBILL_MAX_AMOUNT (`maxMajor` major units); with `contract`, what an
+ * instalment plan will charge in all must still be its total. The errors name `field` and the
  * ceiling, never the amount: a card number shifted into an amount column must not come back out.
  */
-export function assertWithinCeiling(
-  amount: number,
-  currency: string,
+export function guardMoney(
+  amount: unknown,
+  currency: unknown,
   maxMajor: number,
-  field = 'amount',
-): void {
-  if (amount > ceilingMinor(maxMajor, currency))
+  opts: { field?: string; what?: string; contract?: InstalmentContract } = {},
+): asserts amount is number {
+  const field = opts.field ?? 'amount';
+  assertMoney(amount, currency, field);
+  const code = currency as string;
+  const ceiling = ceilingMinor(maxMajor, code);
+  if (amount > ceiling)
     throw new ValidationError(
       field,
-      `is above the largest charge allowed, ${formatMajor(ceilingMinor(maxMajor, currency), currency)} ${currency} (REBILL_MAX_AMOUNT)`,
+      `${opts.what ? `${opts.what} ` : ''}is above the largest charge allowed, ${formatMoney(ceiling, code)} (REBILL_MAX_AMOUNT)`,
     );
+  const c = opts.contract;
+  if (c && c.planned !== c.total)
+    throw new ValidationError(
+      c.field,
+      `would make the instalment plan charge ${formatMoney(c.planned, code)} instead of the ${formatMoney(c.total, code)} left of its total: the total is the contract`,
+    );
+}
+
+/** What an instalment plan has left to charge, before a change (`total`) and after (`planned`). */
+export interface InstalmentContract {
+  total: number;
+  planned: number;
+  /** The field of the change that would break it. */
+  field: string;
 }
 
 /** `amount` -> `currency`, `value.amount` -> `value.currency`, anything else -> `<field>.currency`. */

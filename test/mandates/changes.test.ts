@@ -147,13 +147,13 @@ describe('changing a mandate', () => {
       effective: 'now',
       proration: 'charge',
     });
-    // 10 days gained of a 31-day period: round(3100 x 10/31) = 1000
-    expect(moved.change.oneOffAmount).toBe(1000);
+    // 10 days gained of the 28-day period they fall in (February): round(3100 x 10/28) = 1107
+    expect(moved.change.oneOffAmount).toBe(1107);
     expect(moved.nextDueAt).toBe('2027-02-11T09:00:00.000Z');
     await run('2027-02-01T10:00:00Z', later.id);
     await run('2027-02-11T10:00:00Z', later.id);
     await run('2027-03-11T10:00:00Z', later.id);
-    expect(authorized(later.id)).toEqual([3100, 1000, 3100, 3100]);
+    expect(authorized(later.id)).toEqual([3100, 1107, 3100, 3100]);
     const dues = (await charges(later.id))
       .filter((c) => c.kind === 'cycle')
       .map((c) => new Date(String(c.due_at)).toISOString());
@@ -222,9 +222,12 @@ describe('changing a mandate', () => {
       await expect(updateMandate(app, id, body), JSON.stringify(body)).rejects.toMatchObject({ field });
     }
     expect((await getMandate(w.t.database, sub.id)).amount).toBe(1000);
-    // an instalment plan may move its billing day
-    const moved = await updateMandate(app, inst.id, { billingAnchor: '2027-02-10T09:00:00Z' });
-    expect(moved.nextDueAt).toBe('2027-02-10T09:00:00.000Z');
+    // an instalment plan may move its billing day, at most one interval; its first instalment is
+    // due and not charged yet, so the move waits behind it, at the next cycle
+    const moved = await updateMandate(await w.app(at('2027-01-02T00:00:00Z')), inst.id, {
+      billingAnchor: '2027-02-10T09:00:00Z',
+    });
+    expect(moved.change).toMatchObject({ state: 'scheduled', effectiveAt: '2027-02-01T09:00:00.000Z' });
   });
 
   it('the forecast equals what day-by-day runs charge over the same window, charge by charge', {

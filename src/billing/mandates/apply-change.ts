@@ -3,8 +3,16 @@ import type { Tx } from '../../db/client.ts';
 import type { mandateChanges, mandates } from '../../db/schema.ts';
 import type { RawRow } from '../../db/values.ts';
 import { type Interval, type IntervalUnit, parseInterval } from '../../domain/calendar.ts';
-import { applyChange, type Change, type Plan, type Proration } from '../../domain/mandate-change.ts';
-import { ConflictError, NotFoundError } from '../../errors.ts';
+import {
+  type Applied,
+  applyChange,
+  type Change,
+  leftToCharge,
+  type Plan,
+  type Proration,
+} from '../../domain/mandate-change.ts';
+import { guardMoney } from '../../domain/money.ts';
+import { ConflictError, NotFoundError, ValidationError } from '../../errors.ts';
 import type { BillingContext } from '../context.ts';
 import { claimScheduledChange, settleChange } from '../sql/mandate-changes.ts';
 import { transitionMandate, writeAudit } from '../sql/transitions.ts';
@@ -23,6 +31,7 @@ export interface StoredChange {
   end?: string | null;
   narrative?: string;
   settleMode?: 'full' | 'partial' | 'none';
+  settlePercent?: number;
 }
 
 /** A mandate_changes row, its text and JSON columns as what the code writes into them. */
@@ -54,14 +63,16 @@ export type PlanRow = Pick<
   | 'credit_balance'
   | 'narrative'
   | 'settle_mode'
+  | 'settle_percent'
 >;
 
 export const planColumns = sql`id, status, intent, amount, currency, interval_unit, interval_count, timezone, anchor_at, anchor_cycle,
-  end_at, instalments_total, last_instalment_amount, next_cycle, next_due_at, credit_balance, narrative, settle_mode`;
+  end_at, instalments_total, last_instalment_amount, next_cycle, next_due_at, credit_balance, narrative, settle_mode,
+  settle_percent`;
 
 /** A mandate row as the pure plan of src/domain/mandate-change.ts. */
 export function planOf(
-  r: Omit<PlanRow, 'id' | 'status' | 'intent' | 'currency' | 'narrative' | 'settle_mode'>,
+  r: Omit<PlanRow, 'id' | 'status' | 'intent' | 'currency' | 'narrative' | 'settle_mode' | 'settle_percent'>,
 ): Plan {
   const unit = r.interval_unit as IntervalUnit | null;
   const count = r.interval_count;
@@ -91,6 +102,40 @@ export function changeOf(c: StoredChange): Change {
 }
 
 /**
+ * A change's consequences for a plan at `t`, through the money guard before anything is stored:
+ * the cycle amounts and a prorated one-off within the ceiling, and an instalment plan left to
+ * charge exactly what it had left (its total is the contract). Refusals name the field asked for.
+ */
+export function checkedChange(
+  ctx: BillingContext,
+  currency: string,
+  before: Plan,
+  change: StoredChange,
+  t: Date,
+  proration: Proration,
+): Applied {
+  const applied = applyChange(before, changeOf(change), t, proration);
+  const p = applied.plan;
+  const asked = (['end', 'billingAnchor', 'interval', 'amount'] as const).find(
+    (f) => change[f] !== undefined,
+  );
+  const total = leftToCharge(before);
+  const maxMajor = ctx.config.billing.maxAmount;
+  guardMoney(Math.max(p.amount, p.lastInstalmentAmount ?? 0), currency, maxMajor, {
+    field: asked ?? 'amount',
+    ...(total === null
+      ? {}
+      : { contract: { total, planned: leftToCharge(p, applied.oneOff) ?? 0, field: asked ?? 'body' } }),
+  });
+  if (applied.oneOff > 0)
+    guardMoney(applied.oneOff, currency, maxMajor, {
+      field: change.billingAnchor !== undefined ? 'billingAnchor' : 'amount',
+      what: 'its prorated one-off',
+    });
+  return applied;
+}
+
+/**
  * Apply a change to a locked mandate at `at` (null: the next cycle): columns, a prorated one-off
  * charge, credit, the audit row with before and after, and completion if no cycle is left.
  */
@@ -113,15 +158,20 @@ export async function applyStored(
     throw new ConflictError(`mandate ${id} is ${r.status}: nothing left to change`);
   const before = planOf(r);
   const t = at ?? before.nextDueAt ?? ctx.clock.now();
-  const applied = applyChange(before, changeOf(change), t, proration);
+  const applied = checkedChange(ctx, r.currency, before, change, t, proration);
   const p = applied.plan;
+  const settlePercent =
+    change.settleMode !== undefined && change.settleMode !== 'partial'
+      ? null
+      : (change.settlePercent ?? r.settle_percent);
   await ctx.database.rows(
     sql`update mandates set amount = ${p.amount}, interval_unit = ${p.interval?.unit ?? null},
            interval_count = ${p.interval?.count ?? null}, anchor_at = ${p.anchorAt.toISOString()}::timestamptz,
            anchor_cycle = ${p.anchorCycle}, end_at = ${p.endAt?.toISOString() ?? null}::timestamptz,
            next_due_at = ${p.nextDueAt?.toISOString() ?? null}::timestamptz, credit_balance = ${p.credit},
            narrative = coalesce(${change.narrative ?? null}, narrative),
-           settle_mode = coalesce(${change.settleMode ?? null}, settle_mode), updated_at = now()
+           settle_mode = coalesce(${change.settleMode ?? null}, settle_mode), settle_percent = ${settlePercent},
+           updated_at = now()
      where id = ${id}`,
     tx,
   );
@@ -140,7 +190,7 @@ export async function applyStored(
   }
   const detail = {
     before: describe(before, r),
-    after: { ...describe(p, r), ...pick(change, ['narrative', 'settleMode']) },
+    after: { ...describe(p, r), ...pick(change, ['narrative', 'settleMode']), settlePercent },
     effectiveAt: t.toISOString(),
     proration,
     oneOffAmount: applied.oneOff,
@@ -184,6 +234,7 @@ function describe(p: Plan, r: PlanRow) {
     creditBalance: p.credit,
     narrative: r.narrative,
     settleMode: r.settle_mode,
+    settlePercent: r.settle_percent,
   };
 }
 
@@ -228,7 +279,8 @@ export async function applyDueChanges(
         try {
           result = await applyStored(ctx, tx, c.mandate_id, c.changes, c.proration, c.effective_at, 'system');
         } catch (err) {
-          if (!(err instanceof ConflictError)) throw err;
+          // What became of the mandate since the change was asked for may refuse it now.
+          if (!(err instanceof ConflictError || err instanceof ValidationError)) throw err;
           state = 'cancelled';
           result = { reason: err.message };
         }

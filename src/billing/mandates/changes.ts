@@ -1,13 +1,21 @@
 import { sql } from 'drizzle-orm';
 import { z } from 'zod';
 import { parseInterval } from '../../domain/calendar.ts';
-import type { Proration } from '../../domain/mandate-change.ts';
-import { assertWithinCeiling } from '../../domain/money.ts';
+import { type Proration, planAt } from '../../domain/mandate-change.ts';
+import { guardMoney } from '../../domain/money.ts';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.ts';
 import type { BillingContext } from '../context.ts';
 import { cancelScheduledChange } from '../sql/mandate-changes.ts';
 import { writeAudit } from '../sql/transitions.ts';
-import { applyStored, type ChangeRow, type StoredChange } from './apply-change.ts';
+import {
+  applyStored,
+  type ChangeRow,
+  checkedChange,
+  type PlanRow,
+  planColumns,
+  planOf,
+  type StoredChange,
+} from './apply-change.ts';
 import { instantInput, instantOf, narrativeSchema, parseInput } from './schemas.ts';
 import { getMandate, type MandateView } from './views.ts';
 
@@ -26,12 +34,20 @@ export const updateMandateSchema = z
     narrative: narrativeSchema.optional(),
     end: instantInput.nullable().optional(),
     settleMode: z.enum(['full', 'partial', 'none']).optional(),
+    settlePercent: z
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .optional()
+      .describe('With settleMode partial (required when the mandate is not partial already)'),
     effective: z
       .string()
       .max(64)
       .optional()
       .describe(
-        'next_cycle (default): the first cycle due after the change; now; or an ISO instant (a scheduled change)',
+        'next_cycle (default): the first cycle due after the answer (cycles already due keep the old terms; effectiveAt names the cycle); ' +
+          'now; or an ISO instant (a scheduled change). While cycles already due are not charged yet, a change now or at the next cycle is scheduled behind them',
       ),
     proration: z
       .enum(['none', 'charge', 'credit'])
@@ -39,8 +55,10 @@ export const updateMandateSchema = z
       .describe(
         'For amount and billingAnchor changes effective now or at an instant t in the period [prev, next): share = (next - t) / (next - prev). ' +
           'amount, charge: a one-off of round((new - old) x share); amount, credit: round((old - new) x share) as credit; ' +
-          'billingAnchor later, charge: round(amount x (newNext - next) / (next - prev)); earlier, credit: round(amount x (next - newNext) / (next - prev)). ' +
-          'Integer minor units, half up. Example: 3000 a month from Jan 1, 6000 from Jan 11 with charge: round(3000 x 21/31) = 2032.',
+          'billingAnchor later, charge: round(amount x (newNext - next) / ((next + interval) - next)), amount and interval of the plan after the change; ' +
+          'earlier, credit: round(amount x (next - newNext) / (next - prev)). The anchor moves at most one interval either way. ' +
+          'Integer minor units, half up; a one-off above REBILL_MAX_AMOUNT is refused. Instalment plans are never prorated. ' +
+          'Example: 3000 a month from Jan 1, 6000 from Jan 11 with charge: round(3000 x 21/31) = 2032.',
       ),
     /** Never changes: named here so the refusal can say why. */
     currency: z.unknown().optional(),
@@ -95,13 +113,6 @@ export async function updateMandate(ctx: BillingContext, id: number, raw: unknow
   const change = validateChange(ctx, m, input, now);
   const proration: Proration = input.proration ?? 'none';
   const effective = input.effective ?? 'next_cycle';
-  let effectiveAt: Date | null = null;
-  if (effective === 'now') effectiveAt = now;
-  else if (effective !== 'next_cycle') {
-    effectiveAt = instantOf('effective', effective, m.timezone);
-    if (effectiveAt.getTime() <= now.getTime())
-      throw new ValidationError('effective', 'an instant must be in the future (or give now / next_cycle)');
-  }
   if (proration !== 'none') {
     if (effective === 'next_cycle')
       throw new ValidationError(
@@ -110,8 +121,41 @@ export async function updateMandate(ctx: BillingContext, id: number, raw: unknow
       );
     if (change.amount === undefined && change.billingAnchor === undefined)
       throw new ValidationError('proration', 'applies to amount and billingAnchor changes only');
+    if (m.intent === 'instalment')
+      throw new ValidationError(
+        'proration',
+        "an instalment plan is never prorated: the plan's total is the contract",
+      );
   }
-  if (effectiveAt !== null && effective !== 'now') {
+  const rows = await ctx.database.rows<PlanRow>(sql`select ${planColumns} from mandates where id = ${id}`);
+  const plan = planOf(rows[0]!);
+  // Cycles due and not charged yet keep the old terms: a change now or at the next cycle waits
+  // behind them, scheduled (the run charges them first, then applies it).
+  const behind = plan.interval !== null && plan.nextDueAt !== null && plan.nextDueAt <= now;
+  let effectiveAt: Date | null = null;
+  if (effective === 'now') effectiveAt = now;
+  else if (effective === 'next_cycle') {
+    if (behind) {
+      effectiveAt = planAt(plan, new Date(now.getTime() + 1)).nextDueAt;
+      if (effectiveAt === null)
+        throw new ValidationError(
+          'effective',
+          'no cycle falls due after now: there is no next cycle to change',
+        );
+    }
+  } else {
+    effectiveAt = instantOf('effective', effective, m.timezone);
+    if (effectiveAt.getTime() <= now.getTime())
+      throw new ValidationError('effective', 'an instant must be in the future (or give now / next_cycle)');
+  }
+  if (effectiveAt !== null && (effective !== 'now' || behind)) {
+    if (change.billingAnchor !== undefined && new Date(change.billingAnchor) < effectiveAt)
+      throw new ValidationError(
+        'billingAnchor',
+        `is before the change takes effect (${effectiveAt.toISOString()}): the next charge cannot move into the past`,
+      );
+    // Refused now, not when a run reaches it: checked against the plan as it will stand then.
+    checkedChange(ctx, m.currency, planAt(plan, effectiveAt), change, effectiveAt, proration);
     const rows = await ctx.database.db.transaction(async (tx) => {
       const ins = await ctx.database.rows<ChangeRow>(
         sql`insert into mandate_changes (mandate_id, effective_at, changes, proration)
@@ -173,7 +217,7 @@ function validateChange(
   if (m.status === 'cancelled' || m.status === 'completed')
     throw new ConflictError(`mandate ${m.id} is ${m.status}: nothing left to change`);
   const out: StoredChange = {};
-  const calendarField = (['interval', 'billingAnchor', 'end', 'settleMode'] as const).find(
+  const calendarField = (['interval', 'billingAnchor', 'end', 'settleMode', 'settlePercent'] as const).find(
     (f) => input[f] !== undefined,
   );
   if (m.intent === 'unscheduled' && calendarField)
@@ -187,7 +231,7 @@ function validateChange(
         'amount',
         "cannot change on an instalment plan: the plan's total is the contract",
       );
-    assertWithinCeiling(input.amount, m.currency, ctx.config.billing.maxAmount);
+    guardMoney(input.amount, m.currency, ctx.config.billing.maxAmount);
     out.amount = input.amount;
   }
   if (input.interval !== undefined) {
@@ -209,10 +253,16 @@ function validateChange(
   }
   if (input.narrative !== undefined) out.narrative = input.narrative;
   if (input.settleMode !== undefined) out.settleMode = input.settleMode;
+  const mode = input.settleMode ?? m.settleMode;
+  if (input.settlePercent !== undefined) {
+    if (mode !== 'partial') throw new ValidationError('settlePercent', 'only with settleMode partial');
+    out.settlePercent = input.settlePercent;
+  } else if (input.settleMode === 'partial' && m.settlePercent === null)
+    throw new ValidationError('settlePercent', 'is required when settleMode is partial');
   if (Object.keys(out).length === 0)
     throw new ValidationError(
       'body',
-      'give at least one of amount, interval, billingAnchor, narrative, end, settleMode',
+      'give at least one of amount, interval, billingAnchor, narrative, end, settleMode, settlePercent',
     );
   return out;
 }

@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { dueAt, firstCycleAt, isTimeZone, lastCycleDueBy, parseInterval } from '../../domain/calendar.ts';
-import { assertMoney, assertWithinCeiling, splitInstalments } from '../../domain/money.ts';
+import { assertMoney, guardMoney, splitInstalments } from '../../domain/money.ts';
 import { ValidationError } from '../../errors.ts';
 import type { BillingContext } from '../context.ts';
 import { writeAudit } from '../sql/transitions.ts';
@@ -79,9 +79,9 @@ export async function createMandate(ctx: BillingContext, raw: unknown): Promise<
     lastInstalmentAmount = split.lastAmount === split.amount ? null : split.lastAmount;
   }
   // The ceiling is per charge: each instalment, the remainder included.
-  const ceilingField = input.totalAmount !== undefined ? 'totalAmount' : 'amount';
-  const maxMajor = ctx.config.billing.maxAmount;
-  assertWithinCeiling(Math.max(amount, lastInstalmentAmount ?? 0), input.currency, maxMajor, ceilingField);
+  guardMoney(Math.max(amount, lastInstalmentAmount ?? 0), input.currency, ctx.config.billing.maxAmount, {
+    field: input.totalAmount !== undefined ? 'totalAmount' : 'amount',
+  });
   const startAt = input.start === undefined ? now : instantOf('start', input.start, input.timezone);
   const trialEndAt =
     input.trialEnd === undefined ? null : instantOf('trialEnd', input.trialEnd, input.timezone);

@@ -8,7 +8,7 @@ import {
   mandateMachine,
   UNSENT_CHARGE_STATES,
 } from '../../domain/lifecycle.ts';
-import { assertMoney, assertWithinCeiling } from '../../domain/money.ts';
+import { guardMoney } from '../../domain/money.ts';
 import { ConflictError } from '../../errors.ts';
 import { appendEvent } from '../../events/append.ts';
 import type { BillingContext } from '../context.ts';
@@ -200,10 +200,7 @@ export async function queueCharge(
   if (m.intent !== 'unscheduled')
     throw new ConflictError(`mandate ${id} is ${m.intent}; only unscheduled mandates take queued charges`);
   if (m.status !== 'active') throw new ConflictError(`mandate ${id} is ${m.status}`);
-  if (opts.amount !== undefined) {
-    assertMoney(opts.amount, m.currency, 'amount');
-    assertWithinCeiling(opts.amount, m.currency, ctx.config.billing.maxAmount);
-  }
+  guardMoney(opts.amount ?? m.amount, m.currency, ctx.config.billing.maxAmount);
   const out = await queue(ctx.database, id, { amount: opts.amount, dueAt: ctx.clock.now() });
   if (out.chargeId === 0) throw new ConflictError(`mandate ${id} could not take a charge`);
   return out;

@@ -152,7 +152,9 @@ const selectColumns = sql`id, next_cycle, next_due_at, amount, currency, interva
  * calendar in the same commit. A mandate several cycles behind gets one charge per cycle, one
  * cycle per pass, but at most `maxCatchUp` of them: older missed cycles (downtime, a long
  * outage) are recorded as `skipped` charges with the reason and never charged automatically.
- * Cycles a backfilled mandate was created with are exempt.
+ * Cycles a backfilled mandate was created with are exempt. A cycle due at or after a scheduled
+ * change's instant waits until the change is applied (`applyDueChanges`): it is billed on the
+ * new terms, the cycles before it on the old ones.
  */
 export async function materializeDueCharges(
   database: Database,
@@ -168,6 +170,8 @@ export async function materializeDueCharges(
         await database.rows<DueMandateRow>(
           sql`select ${selectColumns} from mandates
                where status = 'active' and next_due_at <= ${asOf.toISOString()}::timestamptz ${filter}
+                 and not exists (select 1 from mandate_changes c where c.mandate_id = mandates.id
+                                   and c.state = 'scheduled' and c.effective_at <= mandates.next_due_at)
                order by next_due_at, id limit ${opts.batchSize} for update skip locked`,
           tx,
           { prepare: true },

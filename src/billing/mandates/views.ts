@@ -26,6 +26,8 @@ export interface MandateView {
   nextDueAt: string | null;
   cancelAtPeriodEnd: boolean;
   settleMode: string;
+  /** With settleMode partial: the share of each authorization settled. */
+  settlePercent: number | null;
   legacyId: string | null;
   /** Credit owed to the customer (minor units), taken off the next charges. */
   creditBalance: number;
@@ -79,6 +81,7 @@ export function toView(r: ViewRow): MandateView {
     nextDueAt: r.next_due_at?.toISOString() ?? null,
     cancelAtPeriodEnd: r.cancel_at_period_end,
     settleMode: r.settle_mode,
+    settlePercent: r.settle_percent,
     legacyId: r.legacy_id,
     creditBalance: r.credit_balance,
     credential: {

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Database, Tx } from '../../db/client.ts';
-import { assertMoney, assertWithinCeiling } from '../../domain/money.ts';
+import { guardMoney } from '../../domain/money.ts';
 import { ConflictError, GatewayRejectedError, NotFoundError, ValidationError } from '../../errors.ts';
 import { GatewayError } from '../../gateways/errors.ts';
 import type { PaymentActionKind, PaymentActionResult } from '../../gateways/types.ts';
@@ -117,10 +117,7 @@ async function writeAheadAction(
       throw new ConflictError(`charge ${chargeId} is in ${currency}, not ${input.currency}`);
     if (c.leased === true)
       throw new ConflictError(`charge ${chargeId} is being worked on by ${c.lease_owner}; try again shortly`);
-    if (input.amount !== undefined) {
-      assertMoney(input.amount, currency, 'amount');
-      assertWithinCeiling(input.amount, currency, ctx.config.billing.maxAmount);
-    }
+    if (input.amount !== undefined) guardMoney(input.amount, currency, ctx.config.billing.maxAmount);
     const sums = await ctx.database.rows<{
       settle_asked: number;
       settled: number;

@@ -71,15 +71,21 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
     const rec = await reconcileUnknown(ctx, { asOf: opts.asOf, limit: 10_000, mandateId: opts.mandateId });
     counts.reconciled = rec.checked;
     counts.settleRequested += await resumeSettlements(ctx, { limit: 10_000, mandateId: opts.mandateId });
-    counts.changesApplied = await applyDueChanges(ctx, opts.asOf, { mandateId: opts.mandateId });
-    const mat = await materializeDueCharges(ctx.database, opts.asOf, {
-      batchSize: batch,
-      mandateId: opts.mandateId,
-      maxCatchUp: ctx.config.billing.maxCatchUpCycles,
-    });
-    counts.created = mat.created;
-    counts.missedCycles = mat.skipped;
-    await refreshStatistics(ctx, mat.created);
+    // A cycle due at or after a scheduled change's instant waits for the change, and the change
+    // for the cycles before it: the two alternate until neither has anything left.
+    for (;;) {
+      const applied = await applyDueChanges(ctx, opts.asOf, { mandateId: opts.mandateId });
+      const mat = await materializeDueCharges(ctx.database, opts.asOf, {
+        batchSize: batch,
+        mandateId: opts.mandateId,
+        maxCatchUp: ctx.config.billing.maxCatchUpCycles,
+      });
+      counts.changesApplied += applied;
+      counts.created += mat.created;
+      counts.missedCycles += mat.skipped;
+      if (applied === 0 && mat.created + mat.skipped === 0) break;
+    }
+    await refreshStatistics(ctx, counts.created);
     if (opts.onTotal) {
       const due = await countDueCharges(ctx.database, { asOf: opts.asOf, mandateId: opts.mandateId });
       opts.onTotal(opts.limit === undefined ? due : Math.min(due, opts.limit));
