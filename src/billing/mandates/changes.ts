@@ -127,28 +127,37 @@ export async function updateMandate(ctx: BillingContext, id: number, raw: unknow
         "an instalment plan is never prorated: the plan's total is the contract",
       );
   }
-  const rows = await ctx.database.rows<PlanRow>(sql`select ${planColumns} from mandates where id = ${id}`);
+  const rows = await ctx.database.rows<PlanRow & { pending: Date | null }>(
+    sql`select ${planColumns}, (select min(effective_at) from mandate_changes
+                                 where mandate_id = ${id} and state = 'scheduled') as pending
+          from mandates where id = ${id}`,
+  );
   const plan = planOf(rows[0]!);
+  const pending = rows[0]!.pending;
   // Cycles due and not charged yet keep the old terms: a change now or at the next cycle waits
-  // behind them, scheduled (the run charges them first, then applies it).
+  // behind them, scheduled (the run charges them first, then applies it); so does one behind a
+  // change scheduled earlier, which is applied first.
   const behind = plan.interval !== null && plan.nextDueAt !== null && plan.nextDueAt <= now;
   let effectiveAt: Date | null = null;
   if (effective === 'now') effectiveAt = now;
   else if (effective === 'next_cycle') {
-    if (behind) {
-      effectiveAt = planAt(plan, new Date(now.getTime() + 1)).nextDueAt;
-      if (effectiveAt === null)
-        throw new ValidationError(
-          'effective',
-          'no cycle falls due after now: there is no next cycle to change',
-        );
-    }
+    effectiveAt = behind ? planAt(plan, new Date(now.getTime() + 1)).nextDueAt : plan.nextDueAt;
+    if (behind && effectiveAt === null)
+      throw new ValidationError(
+        'effective',
+        'no cycle falls due after now: there is no next cycle to change',
+      );
   } else {
     effectiveAt = instantOf('effective', effective, m.timezone);
     if (effectiveAt.getTime() <= now.getTime())
       throw new ValidationError('effective', 'an instant must be in the future (or give now / next_cycle)');
   }
-  if (effectiveAt !== null && (effective !== 'now' || behind)) {
+  const scheduled =
+    effectiveAt !== null &&
+    (behind ||
+      (effective !== 'now' && effective !== 'next_cycle') ||
+      (pending !== null && pending.getTime() <= effectiveAt.getTime()));
+  if (effectiveAt !== null && scheduled) {
     if (change.billingAnchor !== undefined && new Date(change.billingAnchor) < effectiveAt)
       throw new ValidationError(
         'billingAnchor',

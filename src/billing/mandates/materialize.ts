@@ -2,7 +2,14 @@ import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
 import type { mandates } from '../../db/schema.ts';
 import type { RawRow } from '../../db/values.ts';
-import { dueAt, type IntervalUnit, lastCycleDueBy, nextDue, type Schedule } from '../../domain/calendar.ts';
+import {
+  cycleAtOrAfter,
+  dueAt,
+  type IntervalUnit,
+  lastCycleDueBy,
+  nextDue,
+  type Schedule,
+} from '../../domain/calendar.ts';
 import { UNSENT_CHARGE_STATES } from '../../domain/lifecycle.ts';
 import { auditCreditedCharges, auditEndedMandates } from '../sql/audit.ts';
 import { advanceMandates, type MandateAdvance, takeOverWaitingCharges } from '../sql/transitions.ts';
@@ -24,6 +31,8 @@ export interface MandateCalendarRow {
   cancelAtPeriodEnd: boolean;
   backfillThroughCycle: number | null;
   creditBalance: number;
+  /** The earliest scheduled change's instant: cycles due from then on wait for it. */
+  pendingChangeAt: Date | null;
 }
 
 export function scheduleOf(m: {
@@ -124,7 +133,7 @@ type DueMandateRow = CalendarRow &
     | 'cancel_at_period_end'
     | 'backfill_through_cycle'
     | 'credit_balance'
-  > & { next_due_at: Date };
+  > & { next_due_at: Date; pending_change_at: Date | null };
 
 function toRow(r: DueMandateRow): MandateCalendarRow {
   return {
@@ -138,12 +147,14 @@ function toRow(r: DueMandateRow): MandateCalendarRow {
     cancelAtPeriodEnd: r.cancel_at_period_end,
     backfillThroughCycle: r.backfill_through_cycle,
     creditBalance: r.credit_balance,
+    pendingChangeAt: r.pending_change_at,
   };
 }
 
 const selectColumns = sql`id, next_cycle, next_due_at, amount, currency, interval_unit, interval_count, timezone,
   anchor_at, anchor_cycle, end_at, instalments_total, last_instalment_amount, cancel_at_period_end,
-  backfill_through_cycle, credit_balance`;
+  backfill_through_cycle, credit_balance,
+  (select min(c.effective_at) from mandate_changes c where c.mandate_id = mandates.id and c.state = 'scheduled') as pending_change_at`;
 
 /**
  * Turn due cycles into charge rows. Each batch is one transaction: lock due mandates
@@ -208,8 +219,12 @@ export async function materializeDueCharges(
         ) {
           const last = lastCycleDueBy(schedule, asOf, cycle);
           if (last !== null && last - cycle + 1 > maxCatchUp) {
-            // Keep the newest maxCatchUp cycles; the ones before are skipped, with the reason.
-            const firstKept = last - maxCatchUp + 1;
+            // Keep the newest maxCatchUp cycles; the ones before are skipped, with the reason. A
+            // change scheduled before the first kept one is applied first: skip up to it only.
+            let firstKept = last - maxCatchUp + 1;
+            const pending = m.pendingChangeAt;
+            const waits = pending !== null && dueAt(schedule, firstKept) >= pending;
+            if (waits) firstKept = cycleAtOrAfter(schedule, pending, cycle) ?? firstKept;
             const reason = `missed: ${firstKept - cycle} cycle(s) more than REBILL_MAX_CATCH_UP_CYCLES (${maxCatchUp}) behind`;
             for (let k = cycle; k < firstKept; k++)
               skippedValues.push(
@@ -218,6 +233,16 @@ export async function materializeDueCharges(
             counts.skipped += firstKept - cycle;
             cycle = firstKept;
             m.nextDueAt = dueAt(schedule, cycle);
+            if (waits) {
+              mandateValues.push({
+                id: m.id,
+                next_cycle: cycle,
+                next_due_at: m.nextDueAt.toISOString(),
+                status: 'active',
+                credit_balance: m.creditBalance,
+              });
+              continue;
+            }
           }
         }
         // A credit (from a mandate change) is taken off this charge first; what is left carries
