@@ -317,6 +317,7 @@ function registerChangeCommands(mandates: Command, deps: CliDeps): void {
     .option('--narrative <text>', 'statement narrative')
     .option('--end <iso|none>', 'no cycle after this instant (none: no end)')
     .addOption(new Option('--settle <mode>', 'settle mode').choices(['full', 'partial', 'none']))
+    .option('--settle-percent <n>', 'with --settle partial', intOption('--settle-percent'))
     .option('--effective <when>', 'next_cycle | now | an ISO instant (a scheduled change)', 'next_cycle')
     .addOption(new Option('--proration <p>', 'none | charge | credit').choices(['none', 'charge', 'credit']))
     .option('--json', 'JSON output')
@@ -329,6 +330,7 @@ function registerChangeCommands(mandates: Command, deps: CliDeps): void {
         if (o.narrative !== undefined) body.narrative = o.narrative;
         if (o.end !== undefined) body.end = o.end === 'none' ? null : o.end;
         if (o.settle !== undefined) body.settleMode = o.settle;
+        if (o.settlePercent !== undefined) body.settlePercent = o.settlePercent;
         if (o.proration !== undefined) body.proration = o.proration;
         const m = await asOptions(updateMandate(app, idArg('id', id), body));
         if (o.json) return printJson(m);

@@ -104,7 +104,7 @@ export function mandateRoutes(ctx: BillingContext): RouteDef[] {
       url: '/v1/mandates/:id',
       tag: 'mandates',
       summary:
-        'Change amount, interval, billingAnchor, narrative, end or settleMode; effective next_cycle (default), now or an instant; proration none, charge or credit',
+        'Change amount, interval, billingAnchor, narrative, end, settleMode or settlePercent; effective next_cycle (default), now or an instant; proration none, charge or credit',
       body: updateMandateSchema,
       status: 200,
       examples: {
