@@ -33,6 +33,7 @@ const TESTS = [
   'test/billing/lifecycle.test.ts',
   'test/billing/recovery.test.ts',
   'test/billing/claim-cursor.test.ts',
+  'test/mandates/change-bounds.test.ts',
 ];
 
 function usage(message) {
