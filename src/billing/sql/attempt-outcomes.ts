@@ -93,8 +93,8 @@ export async function commitDeferredOutcome(
   const rows = await database.rows<{ ok: number }>(sql`
     with ch as (
       update charges c set state = ${back}, state_reason = ${info.reason}, updated_at = now()
-       where id = ${p.chargeId} and fence = ${p.fence} ${unlaunched}
-         and ${movesTo(back, ['pending', 'retry_scheduled', 'cancelled'])} returning id, state
+       where id = ${p.chargeId} and fence = ${p.fence}
+         and ${movesTo(back, ['pending', 'retry_scheduled', 'cancelled'])} ${unlaunched} returning id, state
     ), att as (
       update attempts set state = ${info.attemptState}, outcome = ${info.attemptState}, http_status = ${info.httpStatus ?? null},
              correlation_id = ${info.correlationId ?? null},
