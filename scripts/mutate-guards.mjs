@@ -23,6 +23,7 @@ const MUTANTS = JSON.parse(readFileSync(join(ROOT, 'scripts/guard-mutants.json')
 /** The centre's tests: what each mutant is run against. */
 const TESTS = [
   'test/billing/sql.write-ahead.test.ts',
+  'test/billing/sql.launch.test.ts',
   'test/billing/sql.authorized-outcomes.test.ts',
   'test/billing/sql.fences.test.ts',
   'test/billing/charge.cancel-in-flight.test.ts',

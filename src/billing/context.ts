@@ -21,7 +21,12 @@ export interface BillingContext {
   metrics?: BillingMetrics;
 }
 
-export type FaultPoint = 'after-write-ahead' | 'after-authorize' | 'after-outcome' | 'after-settle-request';
+export type FaultPoint =
+  | 'after-write-ahead'
+  | 'after-launch'
+  | 'after-authorize'
+  | 'after-outcome'
+  | 'after-settle-request';
 
 export interface FaultPoints {
   hit(point: FaultPoint, info: { chargeId: number; reference: string }): void | Promise<void>;

@@ -40,6 +40,11 @@ export interface Database {
   flights(): number;
   /** Whether several connections can work at once (false for PGlite). */
   concurrent: boolean;
+  /**
+   * Receive the payloads notified on `channel` (NOTIFY, delivered at the notifier's commit):
+   * PostgreSQL on a connection of its own, listening again after it drops; PGlite in process.
+   */
+  listen(channel: string, onNotify: (payload: string) => void): Promise<void>;
   close(): Promise<void>;
   /** The underlying driver handles, for migration and tests. */
   postgres?: Sql;
@@ -149,6 +154,9 @@ export async function createDatabase(opts: DbOptions): Promise<Database> {
       url: opts.databaseUrl,
       statements: () => count,
       flights: () => flights,
+      listen: async (channel, onNotify) => {
+        await client.listen(channel, onNotify);
+      },
       rows: async <T>(q: SQLWrapper | string, on?: Executor, o?: { prepare?: boolean }) => {
         if (o?.prepare && typeof q !== 'string') {
           // What drizzle's execute does, with prepare on: the same text and parameters, and the
@@ -199,6 +207,9 @@ export async function createDatabase(opts: DbOptions): Promise<Database> {
     statements: () => count,
     // in-process: one call, one answer
     flights: () => count,
+    listen: async (channel, onNotify) => {
+      await client.listen(channel, onNotify);
+    },
     // Not through drizzle's execute, which reads the date and time types as text whatever the
     // client's parsers: the same statement and connection (the transaction's, when given), with
     // the raw path's parsers.

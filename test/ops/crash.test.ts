@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadCardHistory } from '../../src/billing/charge/claim.ts';
 import { createMandate } from '../../src/billing/mandates/index.ts';
 import { num } from '../../src/db/values.ts';
 import { runCli } from '../support/cli.ts';
@@ -61,6 +62,7 @@ describe.skipIf(!hasServer)('crash recovery (child processes sharing PostgreSQL)
 
   for (const point of [
     'after-write-ahead',
+    'after-launch',
     'after-authorize',
     'after-outcome',
     'after-settle-request',
@@ -90,7 +92,8 @@ describe.skipIf(!hasServer)('crash recovery (child processes sharing PostgreSQL)
         expect(ev.map((e) => Number(e.charge_id)).sort()).toEqual(authorized.map((r) => Number(r.id)).sort());
       }
       await expireLeases();
-      // A write-ahead that never went out is resolved as "did not happen" and retried later.
+      // A write-ahead never launched is not_sent and sent again at once; one launched may have
+      // gone out: asked by reference, "did not happen" after the event lag, retried later.
       const first = await runCli(['run', '--at', '2026-01-10T02:00:00Z', '--json'], w.env);
       expect(first.code, first.stderr).toBe(0);
       const second = await runCli(['run', '--at', '2026-01-12T02:00:00Z', '--json'], w.env);
@@ -112,6 +115,52 @@ describe.skipIf(!hasServer)('crash recovery (child processes sharing PostgreSQL)
       expect(settles).toHaveLength(3);
     });
   }
+
+  it('an attempt written ahead and never launched is not_sent: counted in no ledger, sent again at once', async () => {
+    const ids = await mandates('never-launched', 3, '2026-01-10T00:00:00Z');
+    const crashed = await runCli(['run', '--at', '2026-01-10T01:00:00Z', '--json'], {
+      ...w.env,
+      REBILL_CRASH_AT: 'after-write-ahead',
+      REBILL_CONCURRENCY: '1',
+    });
+    expect(crashed.signal).toBe('SIGKILL');
+    await expireLeases();
+    const next = await runCli(['run', '--at', '2026-01-10T02:00:00Z', '--json'], w.env);
+    expect(next.code, next.stderr).toBe(0);
+    const list = sql.join(
+      ids.map((i) => sql`${i}`),
+      sql`, `,
+    );
+    const attempts = await w.t.database.rows<{ mandate_id: number; state: string; attempts: string[] }>(
+      sql`select c.mandate_id, c.state, array_agg(a.state || ':' || coalesce(a.decision, '-') order by a.attempt_no) as attempts
+            from charges c join attempts a on a.charge_id = c.id where c.mandate_id in (${list})
+           group by c.id order by c.mandate_id`,
+    );
+    // Not a gateway error retried 5 minutes later: nothing to ask, nothing to wait for.
+    expect(attempts.map((r) => [r.mandate_id, r.state, r.attempts])).toEqual(
+      ids.map((id) => [id, 'settling', ['not_sent:defer', 'authorized:-']]),
+    );
+    expect(authorizationsFor(ids).map((a) => a.transactionReference?.split('-').at(-1))).toEqual([
+      '2',
+      '2',
+      '2',
+    ]);
+    // The card's scheme ledger holds nothing: the second attempt is the first that left.
+    const cards = await w.t.database.rows<{ credential_id: number }>(
+      sql`select credential_id from mandates where id in (${list})`,
+    );
+    const ledger = await loadCardHistory(
+      w.t.database,
+      cards.map((r) => r.credential_id),
+      new Date('2026-01-10T02:00:00Z'),
+    );
+    expect([...ledger.values()].flat()).toEqual([]);
+    const reasons = await w.t.database.rows<{ reason: string }>(
+      sql`select reason from audit_log where entity_type = 'charge' and entity_id in
+            (select id from charges where mandate_id in (${list}))`,
+    );
+    expect(reasons.filter((r) => r.reason.includes('ledger'))).toEqual([]);
+  });
 
   it('two `rebill run` processes on 10,000 due mandates charge each exactly once', {
     timeout: 600_000,

@@ -15,6 +15,8 @@ export interface ClaimedCharge {
   currency: string;
   state: string;
   attemptCount: number;
+  /** Of its attempts, those that never left (`not_sent`): they make the next one no retry. */
+  unsentAttempts: number;
   fence: number;
   intent: Intent;
   entity: string;
@@ -122,6 +124,8 @@ export type ClaimRow = Pick<
     credential_id: number;
     credential_status: string;
     link_href: string | null;
+    /** The charge loop's claim only. */
+    unsent_attempts?: number;
   } & Partial<
     Pick<
       RawRow<typeof credentials>,
@@ -145,6 +149,7 @@ export function toClaimed(r: ClaimRow): ClaimedCharge {
     currency: r.currency,
     state: r.state,
     attemptCount: r.attempt_count,
+    unsentAttempts: r.unsent_attempts ?? 0,
     fence: r.fence,
     intent: r.intent,
     entity: r.entity,
@@ -181,10 +186,16 @@ export async function loadCardHistory(
   const out = new Map<number, CardAttempt[]>();
   if (credentialIds.length === 0) return out;
   const since = new Date(asOf.getTime() - 31 * 86_400_000);
+  // An attempt is a reattempt when one of its charge's earlier attempts left the process: those
+  // that never did (`not_sent`) are not counted before it.
   const rows = await database.rows<
-    Pick<RawRow<typeof attempts>, 'credential_id' | 'charge_id' | 'attempted_at' | 'attempt_no' | 'state'>
+    Pick<RawRow<typeof attempts>, 'credential_id' | 'charge_id' | 'attempted_at' | 'state'> & {
+      sent_no: number;
+    }
   >(sql`
-    select credential_id, charge_id, attempted_at, attempt_no, state from attempts
+    select credential_id, charge_id, attempted_at, state, attempt_no - (select count(*) from attempts x
+             where x.charge_id = a.charge_id and x.attempt_no < a.attempt_no and x.state = 'not_sent')::int as sent_no
+      from attempts a
     where credential_id in (${sql.join(
       credentialIds.map((id) => sql`${id}`),
       sql`, `,
@@ -194,8 +205,9 @@ export async function loadCardHistory(
       and state not in ('error', 'not_sent')
     order by attempted_at`);
   for (const r of rows) {
+    if (r.sent_no <= 1 && r.state !== 'refused' && r.state !== 'not_found') continue;
     const list = out.get(r.credential_id) ?? [];
-    list.push({ at: r.attempted_at, chargeId: r.charge_id, first: r.attempt_no === 1, state: r.state });
+    list.push({ at: r.attempted_at, chargeId: r.charge_id, first: r.sent_no === 1, state: r.state });
     out.set(r.credential_id, list);
   }
   return out;

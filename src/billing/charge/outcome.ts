@@ -204,6 +204,8 @@ export function commitDeferred(
     correlationId?: string | undefined;
     latencyMs?: number | undefined;
     reason: string;
+    /** Only if the attempt was never launched (recovery's proof that it never left). */
+    unlaunched?: boolean;
   },
 ): Promise<boolean> {
   return commitDeferredOutcome(database, open(p), info);

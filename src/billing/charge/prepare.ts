@@ -58,6 +58,9 @@ async function commitWithoutAttempt(
   count(book.counts, decision);
 }
 
+/** Whether the next attempt is a retry: an earlier one of the charge left the process. */
+const isRetry = (c: ClaimedCharge): boolean => c.attemptCount > c.unsentAttempts;
+
 /** An attempt written ahead and ready to send, with the instrument it goes out with. */
 export interface Ready {
   attempt: PlannedAttempt;
@@ -99,7 +102,7 @@ export async function prepareBatch(
   asOf: Date,
   book: RunTally,
 ): Promise<Ready[][]> {
-  const retries = claimed.filter((c) => c.attemptCount > 0 || c.expiryYear !== null);
+  const retries = claimed.filter((c) => isRetry(c) || c.expiryYear !== null);
   const histories = await loadCardHistory(
     ctx.database,
     [...new Set(retries.map((c) => c.credentialId))],
@@ -131,7 +134,7 @@ export async function prepareBatch(
       expiryMonth: c.expiryMonth,
       expiryYear: c.expiryYear,
       ledger: { attempts, blocked: null },
-      isRetry: c.attemptCount > 0,
+      isRetry: isRetry(c),
       intent: c.intent,
       firstRefusedAt: refusedAt.length > 0 ? new Date(Math.min(...refusedAt)) : null,
     });

@@ -8,6 +8,7 @@ import { releaseLease, transitionCharge } from '../sql/transitions.ts';
 import { type ClaimRow, leaseClaim, toClaimed } from './claim.ts';
 import {
   commitAuthorized,
+  commitDeferred,
   commitRefused,
   commitUnknown,
   type PlannedAttempt,
@@ -40,6 +41,8 @@ export interface ReconcileReport {
   authorized: number;
   refused: number;
   notFound: number;
+  /** Written ahead by a worker that stopped before launching them: never sent, counted nowhere. */
+  notSent: number;
   stillUnknown: number;
   errors: number;
 }
@@ -60,6 +63,7 @@ export async function reconcileUnknown(
     authorized: 0,
     refused: 0,
     notFound: 0,
+    notSent: 0,
     stillUnknown: 0,
     errors: 0,
   };
@@ -88,6 +92,7 @@ export async function reconcileUnknown(
               m.intent, m.entity, m.narrative, m.gateway, m.settle_mode, m.settle_percent, cu.ref as customer_ref,
               cr.id as credential_id, cr.status as credential_status, cr.instrument_type,
               a.id as attempt_id, a.attempt_no, a.transaction_reference, a.kind, a.link_href, a.sent_at, a.attempted_at,
+              (a.launched_at is null and c.state = 'attempting') as never_launched,
               extract(epoch from (now() - a.sent_at))::float8 as age_seconds,
               extract(epoch from (now() - coalesce(picked.lease_was, a.sent_at)))::float8 as unsent_for_seconds`,
       }),
@@ -123,6 +128,8 @@ interface OpenAttempt {
   ageSeconds: number;
   /** Seconds since the lease of the worker that wrote it ahead ran out (it sent nothing after). */
   unsentForSeconds: number;
+  /** Written ahead, never launched: its request never left the process that wrote it. */
+  neverLaunched: boolean;
 }
 
 /** The reconcile claim's row: the charge's (no card data) and its open attempt's, with their ages. */
@@ -134,6 +141,7 @@ type OpenAttemptRow = ClaimRow & {
   attempted_at: Date;
   age_seconds: number;
   unsent_for_seconds: number;
+  never_launched: boolean;
 };
 
 /** The one reader of the reconcile claim's rows; it returns no card data (those read as null). */
@@ -152,6 +160,7 @@ function toOpenAttempt(r: OpenAttemptRow): OpenAttempt {
     },
     ageSeconds: r.age_seconds,
     unsentForSeconds: r.unsent_for_seconds,
+    neverLaunched: r.never_launched,
   };
 }
 
@@ -163,6 +172,10 @@ async function reconcileOne(
 ): Promise<void> {
   const p = open.attempt;
   const charge = p.charge;
+  if (open.neverLaunched && (await commitNeverSent(ctx, p))) {
+    report.notSent++;
+    return;
+  }
   const gw = ctx.gateway(charge.gateway);
   const q = await gw.queryByReference(p.reference, charge.entity);
   const log = ctx.logger.child({
@@ -281,6 +294,24 @@ async function reconcileOne(
       });
     }
   }
+}
+
+/**
+ * An attempt its worker wrote ahead and never launched (it crashed or stopped first): its
+ * request provably never left, so it is `not_sent`, in no ledger, and the charge waits as it
+ * was, due at once (cancelled with a cancelled mandate). Nothing is asked of the gateway. The
+ * commit re-checks the launch under this reconciler's fence: a launch that won the race with
+ * the claim is seen, and the attempt is reconciled by reference instead (false).
+ */
+async function commitNeverSent(ctx: BillingContext, p: PlannedAttempt): Promise<boolean> {
+  const c = p.charge;
+  const committed = await commitDeferred(ctx.database, p, {
+    attemptState: 'not_sent',
+    reason: 'not sent: written ahead by a worker that stopped before its request went out',
+    unlaunched: true,
+  });
+  if (committed) await releaseLease(ctx.database, { chargeId: c.id, owner: ctx.workerId, fence: c.fence });
+  return committed;
 }
 
 const SETTLING: PaymentStatus[] = ['sentForSettlement', 'settled'];

@@ -6,6 +6,7 @@ import { decideRefusal } from '../dunning/refusal.ts';
 import type { RetryDecision } from '../dunning/retry-policy.ts';
 import { count, noteError, type RunTally } from '../run/tally.ts';
 import { renewLease } from '../sql/transitions.ts';
+import { type Launch, launchAttempts } from '../sql/write-ahead.ts';
 import {
   commitAuthorized,
   commitDeferred,
@@ -100,6 +101,22 @@ async function sendAttempt(
       return {};
     }
     c.leaseDeadline = renewed;
+  }
+  const item = { attemptId: p.attemptId, chargeId: c.id, fence: c.fence };
+  const launch: Launch | undefined = book.launches
+    ? await book.launches.add(item)
+    : (await launchAttempts(ctx.database, [item]))[0];
+  if (launch === undefined || launch === 'fenced') {
+    lostLease(ctx, book, log());
+    return {};
+  }
+  await ctx.faults?.hit('after-launch', { chargeId: c.id, reference: p.reference });
+  // Read last, with nothing awaited between it and the request: a pause or cancel committed
+  // since the launch read the mandate wins over the queued attempt.
+  const held = launch === 'launched' ? book.holds?.heldAs(c.mandateId) : launch.held;
+  if (held !== undefined) {
+    await notSentHeld(ctx, p, book, held);
+    return {};
   }
   counts.attempted++;
   let result: AuthorizeResult;
@@ -204,6 +221,19 @@ async function sendAttempt(
     await ctx.faults?.hit('after-settle-request', { chargeId: c.id, reference: p.reference });
   }
   return { next: result.nextRecurringLink };
+}
+
+/**
+ * The mandate was paused or cancelled after this attempt was written ahead, before its request
+ * left: nothing is sent. The attempt is `not_sent` (in no ledger, no retry delay); the charge
+ * ends cancelled with a cancelled mandate, or waits as it was for a paused one to resume.
+ */
+async function notSentHeld(ctx: BillingContext, p: PlannedAttempt, book: RunTally, status: string) {
+  const reason = `not sent: its mandate was ${status} before the request went out`;
+  if (await commitDeferred(ctx.database, p, { attemptState: 'not_sent', reason })) {
+    book.counts.skipped++;
+    book.held.set(p.charge.id, p.charge.fence);
+  } else book.counts.lostLeases++;
 }
 
 /** Another worker owns the charge now (the lease expired and was taken, or an operator acted). */

@@ -11,6 +11,7 @@ import {
 import { guardMoney } from '../../domain/money.ts';
 import { ConflictError } from '../../errors.ts';
 import { appendEvent } from '../../events/append.ts';
+import { noteHold } from '../charge/holds.ts';
 import type { BillingContext } from '../context.ts';
 import { takeOverWaitingCharges, transitionMandate, writeAudit } from '../sql/transitions.ts';
 import { assertCredentialUsable, upsertCredential } from './credentials.ts';
@@ -49,6 +50,8 @@ async function setStatus(
     await takeOverWaitingCharges(ctx.database, tx, id, { ...charges, reason, actor: 'operator' });
     await extra(tx, m);
   });
+  // This process's senders hear of it now; others when the database delivers the notification.
+  await noteHold(ctx.database, id, to);
   return getMandate(ctx.database, id);
 }
 

@@ -1,10 +1,13 @@
 /** The charge loop of a run: claim, prepare and send as a pipeline. */
+import { batcher } from '../charge/batcher.ts';
+import { mandateHolds } from '../charge/holds.ts';
 import { outcomeBatcher } from '../charge/outcome.ts';
 import { prepareBatch, type Ready } from '../charge/prepare.ts';
 import { sendGroup } from '../charge/send.ts';
 import { acceptanceBatcher } from '../charge/settle.ts';
 import type { BillingContext } from '../context.ts';
 import { type ClaimCursor, claimCursor, claimDueCharges } from '../sql/claim-due.ts';
+import { type LaunchItem, launchAttempts } from '../sql/write-ahead.ts';
 import type { RunOptions } from './options.ts';
 import { recordProgress } from './record.ts';
 import { noteError, type RunTally } from './tally.ts';
@@ -22,6 +25,8 @@ import { noteError, type RunTally } from './tally.ts';
  */
 export async function sendDue(ctx: BillingContext, opts: RunOptions, book: RunTally): Promise<void> {
   const { counts, runId } = book;
+  // Listening before the first launch: a hold committed after a launch's read is heard of.
+  book.holds = await mandateHolds(ctx.database);
   const concurrency = ctx.config.billing.concurrency;
   const batchSize = ctx.config.billing.batchSize;
   // PGlite has one connection: prefetching would only queue the claim behind the commits.
@@ -97,9 +102,16 @@ export async function sendDue(ctx: BillingContext, opts: RunOptions, book: RunTa
   // Authorizations that come back while one is being committed are committed together.
   const outcomes = ctx.database.concurrent ? outcomeBatcher(ctx) : undefined;
   book.outcomes = outcomes;
+  // So are the launches, each sender's last statement before its request.
+  const launches = ctx.database.concurrent
+    ? batcher(ctx, 'launch', (items: LaunchItem[]) => launchAttempts(ctx.database, items))
+    : undefined;
+  book.launches = launches;
   try {
     await Promise.all(Array.from({ length: Math.max(1, concurrency) }, sender));
   } finally {
+    book.launches = undefined;
+    await launches?.close();
     book.outcomes = undefined;
     await outcomes?.close();
     book.acceptances = undefined;

@@ -1,8 +1,11 @@
+import type { Batcher } from '../charge/batcher.ts';
+import type { MandateHolds } from '../charge/holds.ts';
 import type { OutcomeBatcher } from '../charge/outcome.ts';
 import type { AcceptanceBatcher } from '../charge/settle.ts';
 /** What a billing run keeps while it goes: its counts, the leases it holds, its first errors. */
 
 import type { RetryDecision } from '../dunning/retry-policy.ts';
+import type { Launch, LaunchItem } from '../sql/write-ahead.ts';
 
 export interface RunCounts {
   due: number;
@@ -68,6 +71,10 @@ export interface RunTally {
   acceptances?: AcceptanceBatcher | undefined;
   /** Where the send loop's authorizations wait for their group commit (PostgreSQL). */
   outcomes?: OutcomeBatcher | undefined;
+  /** Where the send loop's launches wait for their group commit (PostgreSQL). */
+  launches?: Batcher<LaunchItem, Launch> | undefined;
+  /** The mandates held since the launches read them, heard from the database. */
+  holds?: MandateHolds | undefined;
 }
 
 export function noteError(book: RunTally, message: string): void {

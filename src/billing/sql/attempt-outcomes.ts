@@ -83,14 +83,18 @@ export async function commitDeferredOutcome(
     correlationId?: string | undefined;
     latencyMs?: number | undefined;
     reason: string;
+    unlaunched?: boolean;
   },
 ): Promise<boolean> {
   const back = outcomeState(p.attemptNo <= 1 ? 'pending' : 'retry_scheduled', p.mandateId);
+  const unlaunched: SQL = info.unlaunched
+    ? sql`and not exists (select 1 from attempts x where x.id = ${p.attemptId} and x.launched_at is not null)`
+    : sql``;
   const rows = await database.rows<{ ok: number }>(sql`
     with ch as (
       update charges c set state = ${back}, state_reason = ${info.reason}, updated_at = now()
        where id = ${p.chargeId} and fence = ${p.fence}
-         and ${movesTo(back, ['pending', 'retry_scheduled', 'cancelled'])} returning id, state
+         and ${movesTo(back, ['pending', 'retry_scheduled', 'cancelled'])} ${unlaunched} returning id, state
     ), att as (
       update attempts set state = ${info.attemptState}, outcome = ${info.attemptState}, http_status = ${info.httpStatus ?? null},
              correlation_id = ${info.correlationId ?? null},

@@ -65,7 +65,9 @@ export async function claimDueCharges(
               m.intent, m.entity, m.narrative, m.gateway, m.settle_mode, m.settle_percent, cu.ref as customer_ref,
               cr.id as credential_id, cr.status as credential_status, cr.instrument_type, l.href as link_href,
               cr.encrypted_pan, cr.expiry_month, cr.expiry_year, cr.card_holder_name, cr.token_href,
-              cr.vaulted_card_id, cr.scheme_reference, c.next_attempt_at, c.next_attempt_at::text as cursor_at`,
+              cr.vaulted_card_id, cr.scheme_reference, c.next_attempt_at, c.next_attempt_at::text as cursor_at,
+              case when c.attempt_count = 0 then 0 else (select count(*) from attempts x
+                where x.charge_id = c.id and x.state = 'not_sent') end::int as unsent_attempts`,
     }),
     undefined,
     // Its text is the same at every batch: prepared once per connection.

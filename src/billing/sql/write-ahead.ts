@@ -11,6 +11,7 @@
  */
 import { sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
+import { HOLDING_MANDATE_STATUSES } from '../../domain/lifecycle.ts';
 import type { ClaimedCharge } from '../charge/claim.ts';
 import type { PlannedAttempt } from '../charge/outcome.ts';
 import { chargeMayBecome, mandateReleasesCharges } from './transitions.ts';
@@ -104,4 +105,59 @@ export async function writeAhead(
     });
   }
   return planned;
+}
+
+/** What a launch found for an attempt: launched (send it now), held by its mandate, or no longer ours. */
+export type Launch = 'launched' | { held: string } | 'fenced';
+
+/** An attempt to launch, under the fence its charge was claimed with. */
+export interface LaunchItem {
+  attemptId: number;
+  chargeId: number;
+  fence: number;
+}
+
+/**
+ * The launch, the last statement before an attempt's request goes out: it records that the
+ * request is about to leave (`launched_at`), so recovery can tell an attempt that never left its
+ * process (no launch: `not_sent`, counted nowhere) from one that may have (asked by reference).
+ * It also reads the mandate: one paused or cancelled since the write-ahead is not launched, and
+ * the sender drops its attempt instead of sending it (src/billing/charge/holds.ts).
+ *
+ * The charge is read `for share` under the claim's fence: a reconciler taking the charge over
+ * (its claim bumps the fence) waits for a launch in progress and then sees it, or goes first,
+ * and then this launch finds the fence moved and nothing is sent. Batched like the outcome
+ * commits (one statement for whatever arrives while one runs), bound as one jsonb array.
+ */
+export async function launchAttempts(database: Database, items: LaunchItem[]): Promise<Launch[]> {
+  const payload = JSON.stringify(
+    items.map((it) => ({ attempt_id: it.attemptId, charge_id: it.chargeId, fence: it.fence })),
+  );
+  const rows = await database.rows<{ attempt_id: number; launched: boolean; status: string | null }>(
+    sql`
+    with v as (
+      select * from jsonb_to_recordset(${payload}::jsonb) as v(attempt_id bigint, charge_id bigint, fence bigint)
+    ), ours as (
+      select c.id, c.mandate_id from charges c join v on v.charge_id = c.id
+       where c.fence = v.fence and c.state = 'attempting' order by c.id for share of c
+    ), up as (
+      update attempts a set launched_at = now()
+        from v join ours on ours.id = v.charge_id join mandates m on m.id = ours.mandate_id
+       where a.id = v.attempt_id and a.state = 'sending' and ${mandateReleasesCharges('m')}
+      returning a.id
+    )
+    select v.attempt_id, (up.id is not null) as launched, m.status
+      from v left join ours on ours.id = v.charge_id left join mandates m on m.id = ours.mandate_id
+      left join up on up.id = v.attempt_id`,
+    undefined,
+    { prepare: true },
+  );
+  const byAttempt = new Map(rows.map((r) => [r.attempt_id, r]));
+  return items.map((it) => {
+    const r = byAttempt.get(it.attemptId);
+    if (r?.launched) return 'launched';
+    if (r?.status && (HOLDING_MANDATE_STATUSES as readonly string[]).includes(r.status))
+      return { held: r.status };
+    return 'fenced';
+  });
 }

@@ -82,6 +82,8 @@ export const attempts = pgTable(
     /** Business time the attempt was made at (the run's as-of time). */
     attemptedAt: ts('attempted_at').notNull(),
     sentAt: ts('sent_at').notNull().defaultNow(),
+    /** Committed right before the request goes out: without it, a `sending` attempt never left its process. */
+    launchedAt: ts('launched_at'),
     completedAt: ts('completed_at'),
   },
   (t) => [
