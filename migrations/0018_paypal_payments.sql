@@ -18,12 +18,14 @@ CREATE TABLE "paypal_payments" (
 	"events_href" text NOT NULL,
 	"amount" bigint NOT NULL,
 	"currency" text NOT NULL,
+	"transaction_reference" text,
 	"customer_ref" text,
 	"mandate_id" bigint,
 	"last_event" text NOT NULL,
 	"checked_at" timestamp with time zone NOT NULL,
 	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
-	CONSTRAINT "paypal_payments_events_href_unique" UNIQUE("events_href")
+	CONSTRAINT "paypal_payments_events_href_unique" UNIQUE("events_href"),
+	CONSTRAINT "paypal_payments_transaction_reference_unique" UNIQUE("transaction_reference")
 );
 --> statement-breakpoint
 CREATE TABLE "paypal_refunds" (

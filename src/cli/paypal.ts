@@ -59,6 +59,10 @@ export function registerPaypalCommands(program: Command, deps: CliDeps): void {
     )
     .requiredOption('--amount <minor>', 'the payment amount in minor units', intOption('--amount'))
     .requiredOption('--currency <code>', 'ISO-4217 currency')
+    .option(
+      '--transaction-reference <ref>',
+      "the checkout's transactionReference (Worldpay's webhooks name the payment by it)",
+    )
     .option('--customer <ref>', 'the customer it belongs to')
     .option('--mandate <id>', 'the mandate it belongs to (its customer by default)', intOption('--mandate'))
     .option('--json', 'print JSON')
@@ -67,6 +71,7 @@ export function registerPaypalCommands(program: Command, deps: CliDeps): void {
         eventsLink: string;
         amount: number;
         currency: string;
+        transactionReference?: string;
         customer?: string;
         mandate?: number;
         json?: boolean;
@@ -76,6 +81,7 @@ export function registerPaypalCommands(program: Command, deps: CliDeps): void {
             eventsLink: o.eventsLink,
             amount: o.amount,
             currency: o.currency,
+            ...(o.transactionReference !== undefined ? { transactionReference: o.transactionReference } : {}),
             ...(o.customer !== undefined ? { customerRef: o.customer } : {}),
             ...(o.mandate !== undefined ? { mandateId: o.mandate } : {}),
           });

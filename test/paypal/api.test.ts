@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRunner } from '../../src/billing/run/runner.ts';
@@ -16,7 +17,7 @@ describe('PayPal payments through the admin API, against the sandbox', () => {
   let server: AdminServer;
   let url: string;
   beforeAll(async () => {
-    w = await startWorld({ env: { REBILL_ADMIN_TOKENS: TOKEN } });
+    w = await startWorld({ env: { REBILL_ADMIN_TOKENS: TOKEN, WORLDPAY_WEBHOOK_ALLOW_UNSIGNED: '1' } });
     const app = await w.app(NOW);
     server = await createAdminServer({ ctx: app, runner: createRunner(app) });
     url = await server.listen('127.0.0.1:0');
@@ -42,13 +43,14 @@ describe('PayPal payments through the admin API, against the sandbox', () => {
     return { status: res.statusCode, body: await res.body.json() };
   }
 
-  async function track(amount: number, lastEvent?: 'authorized') {
+  async function track(amount: number, lastEvent?: 'authorized', extra: Record<string, unknown> = {}) {
     const s = await paypalAtSandbox(w, { amount, currency: 'GBP', ...(lastEvent ? { lastEvent } : {}) });
     const r = await call('POST', '/v1/paypal-payments', {
       eventsLink: s.eventsLink,
       amount,
       currency: 'GBP',
       customerRef: 'cust-api',
+      ...extra,
     });
     expect(r.status).toBe(201);
     return { ...s, id: r.body.id as number };
@@ -124,5 +126,75 @@ describe('PayPal payments through the admin API, against the sandbox', () => {
     expect(missing.status).toBe(400);
     expect(missing.body.error.field).toBe('eventsLink');
     expect((await call('GET', '/v1/paypal-payments/999999')).status).toBe(404);
+  });
+
+  /** Worldpay's events webhook, as its events service POSTs it. */
+  async function webhook(eventId: string, details: Record<string, unknown>) {
+    const res = await request(`${url}/webhooks/worldpay`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/vnd.worldpay.events-v1.hal+json' },
+      body: JSON.stringify({
+        eventId,
+        eventTimestamp: NOW.toISOString(),
+        eventDetails: { classification: 'payment', ...details },
+      }),
+    });
+    return (await res.body.json()) as { outcome: string };
+  }
+
+  const stateOf = async (id: number) =>
+    (await call('GET', `/v1/paypal-payments/${id}`)).body.refunds.map((r: Json) => [r.reference, r.state]);
+
+  it("Worldpay's webhooks settle a refund in doubt by its reference, and name a payment by its transactionReference", async () => {
+    const d = await track(4000, undefined, { transactionReference: 'checkout-pp-77' });
+    await loseNextAnswer(w, d.paymentId, 'partialRefund');
+    const lost = await call('POST', `/v1/paypal-payments/${d.id}/partial-refund`, { amount: 1000 });
+    expect(lost.body.outcome).toBe('unknown');
+    // The query shows sentForSettlement: nothing settles it there.
+    expect(await stateOf(d.id)).toEqual([[lost.body.reference, 'requested']]);
+
+    const first = await webhook('evt-pp-1', {
+      transactionReference: 'checkout-pp-77',
+      type: 'sentForRefund',
+      reference: lost.body.reference,
+      amount: { value: 1000, currencyCode: 'GBP' },
+    });
+    expect(first.outcome).toBe('applied');
+    expect(
+      (
+        await webhook('evt-pp-1', {
+          transactionReference: 'checkout-pp-77',
+          type: 'sentForRefund',
+          reference: lost.body.reference,
+        })
+      ).outcome,
+    ).toBe('duplicate');
+    const after = await call('GET', `/v1/paypal-payments/${d.id}`);
+    expect(after.body).toMatchObject({ refunded: 1000, pending: 0, left: 3000 });
+
+    // A refundFailed naming only the payment fails its latest accepted refund.
+    const full = await call('POST', `/v1/paypal-payments/${d.id}/refund`);
+    expect(full.body.outcome).toBe('accepted');
+    expect(
+      (await webhook('evt-pp-2', { transactionReference: 'checkout-pp-77', type: 'refundFailed' })).outcome,
+    ).toBe('applied');
+    expect(await stateOf(d.id)).toEqual([
+      [lost.body.reference, 'accepted'],
+      [full.body.reference, 'failed'],
+    ]);
+    const types = await w.t.database.rows<{ type: string }>(
+      sql`select type from events where data->'paypalPayment'->>'id' = ${String(d.id)} order by seq`,
+    );
+    expect(types.map((t) => t.type)).toEqual([
+      'paypal_payment.tracked',
+      'paypal_payment.refund_requested',
+      'paypal_payment.refunded',
+      'paypal_payment.refund_requested',
+      'paypal_payment.refunded',
+      'paypal_payment.refund_failed',
+    ]);
+    expect(
+      (await webhook('evt-pp-3', { transactionReference: 'nobody-knows', type: 'refunded' })).outcome,
+    ).toBe('unknown_reference');
   });
 });

@@ -49,6 +49,14 @@ export const trackInputSchema = z
     eventsLink: z.string().min(1).max(2000),
     amount: z.number().int().positive(),
     currency,
+    /** The checkout's transactionReference: lets Worldpay's webhooks about the payment find it. */
+    transactionReference: z
+      .string()
+      .regex(
+        /^[A-Za-z0-9\-_/!@#$%()*=.:;?[\]{}~+]{1,64}$/,
+        'must be 1-64 characters Worldpay allows in a transactionReference',
+      )
+      .optional(),
     customerRef: z.string().min(1).max(200).optional(),
     mandateId: z.number().int().positive().optional(),
   })
@@ -107,7 +115,7 @@ function notAnswered(q: QueryResult | { found: 'error'; reason: string }): strin
 }
 
 /** What a last event says about the refunds in doubt. */
-function refundOutcome(raw: string): 'refunded' | 'refundFailed' | null {
+export function refundOutcome(raw: string): 'refunded' | 'refundFailed' | null {
   const s = normalisePaymentStatus(raw);
   if (s === 'sentForRefund' || s === 'refunded') return 'refunded';
   if (s === 'refundFailed') return 'refundFailed';
@@ -129,6 +137,7 @@ export async function askPaypal(ctx: BillingContext, id: number): Promise<Paypal
     outcome: refundOutcome(q.rawStatus),
     links: q.links,
     checkedAt: ctx.clock.now(),
+    source: 'query',
   });
   return { asked: true, lastEvent: q.rawStatus, resolved };
 }
@@ -154,6 +163,7 @@ export async function trackPaypalPayment(ctx: BillingContext, raw: unknown): Pro
   }
   const known = await ctx.database.rows<{ payment_id: number }>(
     sql`select id as payment_id from paypal_payments where events_href = ${input.eventsLink}
+           or transaction_reference = ${input.transactionReference ?? null}
         union all select payment_id from paypal_links where rel = 'action:events' and href = ${input.eventsLink} limit 1`,
   );
   if (known[0])
@@ -164,13 +174,14 @@ export async function trackPaypalPayment(ctx: BillingContext, raw: unknown): Pro
     eventsHref: input.eventsLink,
     amount: input.amount,
     currency: input.currency,
+    transactionReference: input.transactionReference ?? null,
     customerRef,
     mandateId: input.mandateId ?? null,
     lastEvent: q.rawStatus,
     links: q.links,
     checkedAt: ctx.clock.now(),
   });
-  if (id === 0) throw new ConflictError('eventsLink: already tracked');
+  if (id === 0) throw new ConflictError('already tracked as a PayPal payment');
   return getPaypalPayment(ctx.database, id);
 }
 

@@ -9,6 +9,8 @@ export interface PaypalPaymentView {
   eventsLink: string;
   amount: number;
   currency: string;
+  /** The checkout's transactionReference, if the merchant gave it (Worldpay's webhooks name the payment by it). */
+  transactionReference: string | null;
   customerRef: string | null;
   mandateId: number | null;
   /** `lastEvent` as Worldpay spelt it in its latest answer. */
@@ -51,7 +53,7 @@ export const isRefundableEvent = (raw: string): boolean =>
 
 const iso = (d: Date | null): string | null => (d === null ? null : d.toISOString());
 
-const VIEW = sql`select p.id, p.events_href, p.amount, p.currency, p.customer_ref, p.mandate_id, p.last_event,
+const VIEW = sql`select p.id, p.events_href, p.amount, p.currency, p.transaction_reference, p.customer_ref, p.mandate_id, p.last_event,
     p.checked_at, p.created_at,
     coalesce(sum(r.amount) filter (where r.state = 'accepted'), 0)::bigint as refunded,
     coalesce(sum(r.amount) filter (where r.state = 'requested'), 0)::bigint as pending
@@ -62,6 +64,7 @@ interface ViewRow {
   events_href: string;
   amount: number;
   currency: string;
+  transaction_reference: string | null;
   customer_ref: string | null;
   mandate_id: number | null;
   last_event: string;
@@ -78,6 +81,7 @@ function view(r: ViewRow): PaypalPaymentView {
     eventsLink: r.events_href,
     amount: r.amount,
     currency: r.currency,
+    transactionReference: r.transaction_reference,
     customerRef: r.customer_ref,
     mandateId: r.mandate_id,
     lastEvent: r.last_event,

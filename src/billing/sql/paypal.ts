@@ -64,6 +64,7 @@ export async function insertPaypalPayment(
     eventsHref: string;
     amount: number;
     currency: string;
+    transactionReference: string | null;
     customerRef: string | null;
     mandateId: number | null;
     lastEvent: string;
@@ -73,9 +74,9 @@ export async function insertPaypalPayment(
 ): Promise<number> {
   return database.db.transaction(async (tx) => {
     const rows = await database.rows<{ id: number }>(
-      sql`insert into paypal_payments (events_href, amount, currency, customer_ref, mandate_id, last_event, checked_at)
-          values (${p.eventsHref}, ${p.amount}, ${p.currency}, ${p.customerRef}, ${p.mandateId}, ${p.lastEvent}, ${p.checkedAt})
-          on conflict (events_href) do nothing returning id`,
+      sql`insert into paypal_payments (events_href, amount, currency, transaction_reference, customer_ref, mandate_id, last_event, checked_at)
+          values (${p.eventsHref}, ${p.amount}, ${p.currency}, ${p.transactionReference}, ${p.customerRef}, ${p.mandateId}, ${p.lastEvent}, ${p.checkedAt})
+          on conflict do nothing returning id`,
       tx,
     );
     const id = rows[0]?.id;
@@ -93,56 +94,80 @@ export interface ResolvedRefund {
   state: PaypalRefundState;
 }
 
+/** What Worldpay said of a payment: by the events query, or by its webhook. */
+export interface PaypalAnswer {
+  paymentId: number;
+  rawEvent: string;
+  outcome: 'refunded' | 'refundFailed' | null;
+  links: Links;
+  checkedAt: Date;
+  source: 'query' | 'webhook';
+  /** The refund the answer names (a webhook's `reference`); otherwise those in doubt. */
+  refundId?: number | undefined;
+}
+
 /**
- * Worldpay's answer to the events query: the last event and the links kept, and the refunds it
- * settles. `sentForRefund` / `refunded`: the refunds whose answer was lost happened
- * (`requested` -> `accepted`). `refundFailed`: those failed, or, with none in doubt, the latest
- * accepted one did. `sentForSettlement` says nothing about a refund in doubt: it stays
- * `requested` (Worldpay: query again later).
+ * Worldpay's answer recorded: the last event and the links kept, and the refunds it settles.
+ * `sentForRefund` / `refunded`: the refunds whose answer was lost happened (`requested` ->
+ * `accepted`). `refundFailed`: those failed, or, with none in doubt, the latest accepted one
+ * did. A webhook naming its refund by reference settles that one only. `sentForSettlement`
+ * says nothing about a refund in doubt: it stays `requested` (Worldpay: query again later).
  */
 export async function recordPaypalAnswer(
   database: Database,
-  a: {
-    paymentId: number;
-    rawEvent: string;
-    outcome: 'refunded' | 'refundFailed' | null;
-    links: Links;
-    checkedAt: Date;
-  },
+  a: PaypalAnswer,
+  on?: Tx,
 ): Promise<ResolvedRefund[]> {
-  return database.db.transaction(async (tx) => {
-    const before = await database.rows<{ last_event: string }>(
-      sql`update paypal_payments p set last_event = ${a.rawEvent}, checked_at = ${a.checkedAt}
-            from (select last_event from paypal_payments where id = ${a.paymentId} for update) o
-           where p.id = ${a.paymentId} returning o.last_event`,
-      tx,
-    );
-    const from = before[0]?.last_event;
-    if (from === undefined) return [];
-    await keepLinks(database, tx, a.paymentId, 'query', a.links);
-    if (from !== a.rawEvent)
-      await writeAudit(
-        tx,
-        'paypal_payment',
-        a.paymentId,
-        from,
-        a.rawEvent,
-        'Worldpay events query',
-        'system',
-      );
-    if (a.outcome === null) return [];
-    const to: PaypalRefundState = a.outcome === 'refunded' ? 'accepted' : 'failed';
-    let moved = await moveRefunds(database, tx, a.paymentId, sql`r.state = 'requested'`, to);
+  if (on === undefined) return database.db.transaction((tx) => recordPaypalAnswer(database, a, tx));
+  const tx = on;
+  const before = await database.rows<{ last_event: string }>(
+    sql`update paypal_payments p set last_event = ${a.rawEvent}, checked_at = ${a.checkedAt}
+          from (select last_event from paypal_payments where id = ${a.paymentId} for update) o
+         where p.id = ${a.paymentId} returning o.last_event`,
+    tx,
+  );
+  const from = before[0]?.last_event;
+  if (from === undefined) return [];
+  await keepLinks(database, tx, a.paymentId, a.source, a.links);
+  const reason = `Worldpay ${a.source === 'query' ? 'events query' : 'webhook'}: ${a.rawEvent}`;
+  if (from !== a.rawEvent)
+    await writeAudit(tx, 'paypal_payment', a.paymentId, from, a.rawEvent, reason, 'system');
+  if (a.outcome === null) return [];
+  const to: PaypalRefundState = a.outcome === 'refunded' ? 'accepted' : 'failed';
+  const latestAccepted = sql`r.id = (select max(id) from paypal_refunds where payment_id = ${a.paymentId} and state = 'accepted')`;
+  let moved: number[];
+  if (a.refundId !== undefined)
+    moved = await moveRefunds(database, tx, a.paymentId, sql`r.id = ${a.refundId}`, to, reason);
+  else {
+    moved = await moveRefunds(database, tx, a.paymentId, sql`r.state = 'requested'`, to, reason);
     if (moved.length === 0 && to === 'failed')
-      moved = await moveRefunds(
-        database,
-        tx,
-        a.paymentId,
-        sql`r.id = (select max(id) from paypal_refunds where payment_id = ${a.paymentId} and state = 'accepted')`,
-        to,
-      );
-    return moved.map((id) => ({ id, state: to }));
-  });
+      moved = await moveRefunds(database, tx, a.paymentId, latestAccepted, to, reason);
+  }
+  return moved.map((id) => ({ id, state: to }));
+}
+
+/**
+ * A Worldpay webhook about a PayPal payment, kept once by its event id (beside the card
+ * payments' events, with no attempt): false when it was already received.
+ */
+export async function keepPaypalWebhook(
+  database: Database,
+  tx: Tx,
+  e: {
+    eventId: string;
+    type: string;
+    transactionReference: string;
+    payload: unknown;
+    occurredAt?: Date | undefined;
+  },
+): Promise<boolean> {
+  const rows = await database.rows<{ id: number }>(
+    sql`insert into payment_events (event_id, source, last_event, transaction_reference, payload, occurred_at)
+        values (${e.eventId}, 'webhook', ${e.type}, ${e.transactionReference}, ${JSON.stringify(e.payload)}::jsonb, ${e.occurredAt ?? null})
+        on conflict (event_id) do nothing returning id`,
+    tx,
+  );
+  return rows.length > 0;
 }
 
 /** Refunds of a payment (those `which` picks) moved to `to` where the table allows it; audited, evented. */
@@ -152,7 +177,7 @@ async function moveRefunds(
   paymentId: number,
   which: ReturnType<typeof sql>,
   to: 'accepted' | 'failed',
-  reason = `Worldpay's events query: ${to === 'accepted' ? 'sentForRefund' : 'refundFailed'}`,
+  reason: string,
 ): Promise<number[]> {
   const rows = await database.rows<{ id: number; from_state: string }>(
     sql`update paypal_refunds r set state = ${to}, completed_at = now(),

@@ -19,6 +19,8 @@ export const paypalPayments = pgTable(
     /** The query does not return the amount: the merchant gives it. */
     amount: money('amount').notNull(),
     currency: text('currency').notNull(),
+    /** The checkout's transactionReference, when the merchant gives it: how Worldpay's webhooks name the payment. */
+    transactionReference: text('transaction_reference').unique(),
     customerRef: text('customer_ref'),
     mandateId: ref('mandate_id').references(() => mandates.id),
     /** `lastEvent` as Worldpay spelt it in its latest answer. */
