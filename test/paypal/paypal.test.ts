@@ -8,8 +8,11 @@ import {
   trackPaypalPayment,
 } from '../../src/billing/paypal/payments.ts';
 import { listPaypalPayments } from '../../src/billing/paypal/views.ts';
+import { exportColumns, exportLines } from '../../src/billing/reporting/exports.ts';
+import { recoveryReport } from '../../src/billing/reporting/reports.ts';
 import { ValidationError } from '../../src/errors.ts';
 import { loseNextAnswer, movePaypalAt, paypalAtSandbox, refundsSent } from '../support/paypal.ts';
+import { DAY } from '../support/time.ts';
 import { startWorld, type World } from '../support/world.ts';
 
 const NOW = new Date('2026-06-01T10:00:00Z');
@@ -169,5 +172,41 @@ describe('PayPal payments against the sandbox over HTTP', () => {
     const e = await tracked(700, { customerRef: 'cust-list' });
     const list = await listPaypalPayments(w.t.database, { customerRef: 'cust-list' });
     expect(list.map((p) => p.id)).toEqual([e.id]);
+  });
+
+  it('exports PayPal payments and reports their refunds, apart from card charges', async () => {
+    // created_at is the database's clock: a window around it.
+    const from = new Date(Date.now() - DAY);
+    const to = new Date(Date.now() + DAY);
+    const all = await listPaypalPayments(w.t.database);
+    let text = '';
+    for await (const chunk of exportLines(w.t.database, 'paypal', { from, to, format: 'ndjson' }))
+      text += chunk;
+    const rows = text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(rows.map((r) => [r.id, r.amount, r.last_event, r.refunded_amount, r.pending_amount])).toEqual(
+      [...all].reverse().map((p) => [p.id, p.amount, p.lastEvent, p.refunded, p.pending]),
+    );
+    expect(Object.keys(rows[0]!)).toEqual(exportColumns('paypal'));
+
+    const refunds = await w.t.database.rows<{ state: string; amount: number }>(
+      sql`select state, amount from paypal_refunds`,
+    );
+    const r = await recoveryReport(app, from, to);
+    expect(r.byCode).toEqual([]);
+    expect(r.paypal).toEqual([
+      {
+        currency: 'GBP',
+        tracked: all.length,
+        trackedAmount: all.reduce((n, p) => n + p.amount, 0),
+        refunds: refunds.filter((x) => x.state === 'accepted').length,
+        refundedAmount: all.reduce((n, p) => n + p.refunded, 0),
+        refundsFailed: refunds.filter((x) => x.state === 'failed').length,
+        refundsInDoubt: refunds.filter((x) => x.state === 'requested').length,
+      },
+    ]);
+    expect(r.paypal[0]!.refundsInDoubt).toBe(1);
   });
 });
