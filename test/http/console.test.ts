@@ -7,7 +7,12 @@ import { runBilling } from '../../src/billing/run/run.ts';
 import { createRunner } from '../../src/billing/run/runner.ts';
 import { CONSOLE_CSP } from '../../src/http/console.ts';
 import { type AdminServer, createAdminServer } from '../../src/http/server.ts';
-import { buildConsole as buildAssets, hasChromium, launchChromium } from '../support/console.ts';
+import {
+  buildConsole as buildAssets,
+  hasChromium,
+  launchChromium,
+  watchProblems,
+} from '../support/console.ts';
 import { DAY } from '../support/time.ts';
 import { startWorld, type World } from '../support/world.ts';
 
@@ -208,14 +213,7 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     page = await context.newPage();
     // Any console error, uncaught exception, failed request or error answer fails the test.
-    page.on('console', (m) => {
-      if (m.type() === 'error' || m.type() === 'warning') problems.push(`console ${m.type()}: ${m.text()}`);
-    });
-    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-    page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
-    page.on('response', (r) => {
-      if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.request().method()} ${r.url()}`);
-    });
+    watchProblems(page, problems);
   }, 120_000);
   afterAll(async () => {
     await browser?.close();

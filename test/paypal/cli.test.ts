@@ -1,8 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../support/cli.ts';
+import { cliEnv, runCli } from '../support/cli.ts';
 import { loseNextAnswer, movePaypalAt, paypalAtSandbox, refundsSent } from '../support/paypal.ts';
 import { startWorld, type World } from '../support/world.ts';
 
@@ -10,18 +7,14 @@ import { startWorld, type World } from '../support/world.ts';
 describe('rebill paypal', () => {
   let w: World;
   let env: Record<string, string>;
-  let dir: string | undefined;
+  let dispose = () => {};
   beforeAll(async () => {
     w = await startWorld();
-    env = { ...w.env };
-    if (!w.t.url) {
-      dir = mkdtempSync(join(tmpdir(), 'rebill-paypal-'));
-      env.REBILL_DATA_DIR = dir;
-    }
+    ({ env, dispose } = cliEnv(w));
   });
   afterAll(async () => {
     await w?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    dispose();
   });
 
   const cli = (...args: string[]) => runCli(['paypal', ...args], env);

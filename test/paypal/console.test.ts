@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMandate } from '../../src/billing/mandates/index.ts';
 import { createRunner } from '../../src/billing/run/runner.ts';
 import { type AdminServer, createAdminServer } from '../../src/http/server.ts';
-import { buildConsole, hasChromium, launchChromium } from '../support/console.ts';
+import { buildConsole, hasChromium, launchChromium, watchProblems } from '../support/console.ts';
 import { loseNextAnswer, movePaypalAt, paypalAtSandbox, refundsSent } from '../support/paypal.ts';
 import { startWorld, type World } from '../support/world.ts';
 
@@ -31,14 +31,7 @@ describe.skipIf(!hasChromium)('PayPal payments in the console (headless Chromium
     url = await server.listen('127.0.0.1:0');
     browser = await launchChromium();
     page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
-    page.on('console', (m) => {
-      if (m.type() === 'error' || m.type() === 'warning') problems.push(`console ${m.type()}: ${m.text()}`);
-    });
-    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-    page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
-    page.on('response', (r) => {
-      if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.request().method()} ${r.url()}`);
-    });
+    watchProblems(page, problems);
     await page.goto(`${url}/ui`);
     await page.getByLabel('Admin token').fill(TOKEN);
     await page.keyboard.press('Enter');
