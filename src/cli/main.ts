@@ -17,6 +17,7 @@ import { registerLegacyCommands } from './legacy.ts';
 import { registerMandateCommands } from './mandates.ts';
 import { exitCodeFor } from './output.ts';
 import { registerPaymentCommands } from './payments.ts';
+import { registerPaypalCommands } from './paypal.ts';
 import { registerReportCommands } from './report.ts';
 import { registerRunCommand } from './run.ts';
 import { registerRunsCommands } from './runs.ts';
@@ -74,6 +75,7 @@ export function buildProgram(): Command {
   registerMandateCommands(program, deps);
   registerChargeCommands(program, deps);
   registerPaymentCommands(program, deps);
+  registerPaypalCommands(program, deps);
   registerDaemonCommands(program, deps);
   registerEventCommands(program, deps);
   registerForecastCommand(program, deps);

@@ -99,6 +99,21 @@ export function registerReportCommands(program: Command, deps: CliDeps): void {
           r.funnel.map((f) => [f.attempt, f.attempts, f.authorized, `${(f.rate * 100).toFixed(1)} %`]),
         )}`,
       );
+      if (r.paypal.length > 0)
+        process.stdout.write(
+          `\nPayPal (apart from card charges):\n${table(
+            ['currency', 'tracked', 'amount', 'refunds', 'refunded', 'failed', 'in doubt'],
+            r.paypal.map((p) => [
+              p.currency,
+              p.tracked,
+              formatMoney(p.trackedAmount, p.currency),
+              p.refunds,
+              formatMoney(p.refundedAmount, p.currency),
+              p.refundsFailed,
+              p.refundsInDoubt,
+            ]),
+          )}`,
+        );
     });
   });
   const daily = report

@@ -8,3 +8,4 @@ export * from './schema/charges.ts';
 export * from './schema/events.ts';
 export * from './schema/mandates.ts';
 export * from './schema/operations.ts';
+export * from './schema/paypal.ts';

@@ -56,6 +56,8 @@ export type AttemptState =
 
 export type ActionState = 'requested' | 'accepted' | 'failed';
 
+export type PaypalRefundState = 'requested' | 'accepted' | 'failed';
+
 export type RunStatus = 'running' | 'completed' | 'completed_with_errors' | 'failed' | 'interrupted';
 
 export type CredentialStatus = 'active' | 'blocked';
@@ -163,6 +165,17 @@ export const actionMachine: Machine<ActionState> = {
   transitions: { requested: ['accepted', 'failed'], accepted: [], failed: [] },
 };
 
+/**
+ * A PayPal refund: written ahead (`requested`) before it is sent; `accepted` by Worldpay's 202
+ * or, when that answer was lost, by the payment's next `sentForRefund`; `failed` when Worldpay
+ * turns it down or reports `refundFailed`, also after it accepted the request.
+ */
+export const paypalRefundMachine: Machine<PaypalRefundState> = {
+  name: 'paypal_refund',
+  initial: ['requested'],
+  transitions: { requested: ['accepted', 'failed'], accepted: ['failed'], failed: [] },
+};
+
 export const runMachine: Machine<RunStatus> = {
   name: 'run',
   initial: ['running'],
@@ -215,6 +228,7 @@ export const machines = [
   mandateChangeMachine,
   deliveryMachine,
   endpointMachine,
+  paypalRefundMachine,
 ] as const;
 
 export function states<S extends string>(m: Machine<S>): S[] {

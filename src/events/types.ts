@@ -29,6 +29,14 @@ export const EVENT_TYPES = {
     'the card expires before the mandate’s next charge (sent REBILL_EXPIRY_NOTICE_DAYS ahead, once per card and expiry)',
   'legacy.migrated':
     'a legacy card-on-file mandate made its first migrateRecurring charge; its card number was erased',
+  'paypal_payment.tracked':
+    'a PayPal payment was handed to rebill by its events link; data.paypalPayment: the payment with its last event',
+  'paypal_payment.refund_requested':
+    'a PayPal refund was written ahead and is being sent; data.refund: its kind, reference and amount',
+  'paypal_payment.refunded':
+    'Worldpay accepted a PayPal refund (its 202, or a later sentForRefund for one whose answer was lost); data.refund',
+  'paypal_payment.refund_failed':
+    'Worldpay turned a PayPal refund down or reported refundFailed; data.refund.error says why',
   'run.completed': 'a billing run finished; data: the run with its counts',
   'webhook_endpoint.disabled':
     'an endpoint failed every delivery for REBILL_WEBHOOK_GIVE_UP_AFTER and was disabled',

@@ -2,6 +2,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { receivePaymentEvent } from '../billing/charge/follow.ts';
 import type { BillingContext } from '../billing/context.ts';
+import { receivePaypalEvent } from '../billing/paypal/webhook.ts';
 import type { Metrics } from '../metrics.ts';
 
 export const WEBHOOK_PATH = '/webhooks/worldpay';
@@ -36,7 +37,7 @@ export function verifySignature(
 interface EventBody {
   eventId?: unknown;
   eventTimestamp?: unknown;
-  eventDetails?: { transactionReference?: unknown; type?: unknown };
+  eventDetails?: { transactionReference?: unknown; type?: unknown; reference?: unknown };
 }
 
 export type WebhookOutcome =
@@ -110,13 +111,23 @@ export function webhookRoutes(ctx: BillingContext, metrics?: Metrics) {
           'eventId, eventDetails.transactionReference and eventDetails.type are required',
         );
       const occurred = typeof body.eventTimestamp === 'string' ? new Date(body.eventTimestamp) : undefined;
-      const out = await receivePaymentEvent(ctx, {
+      const event = {
         eventId,
         transactionReference: reference,
         type,
         payload: body,
         occurredAt: occurred && !Number.isNaN(occurred.getTime()) ? occurred : undefined,
-      });
+      };
+      const card = await receivePaymentEvent(ctx, event);
+      // Not a card payment's: perhaps a PayPal payment's, by its refund reference or transactionReference.
+      const refundRef = body.eventDetails?.reference;
+      const out =
+        card.outcome === 'unknown_reference'
+          ? await receivePaypalEvent(ctx, {
+              ...event,
+              reference: typeof refundRef === 'string' ? refundRef : undefined,
+            })
+          : card;
       if (out.outcome === 'unknown_reference') {
         log.warn(
           { eventId, transactionReference: reference, type },
@@ -125,13 +136,10 @@ export function webhookRoutes(ctx: BillingContext, metrics?: Metrics) {
         return answer(200, 'unknown_reference');
       }
       if (out.outcome === 'duplicate') {
-        log.info({ eventId, chargeId: out.chargeId }, 'webhook redelivered: already applied');
+        log.info({ eventId, ...out }, 'webhook redelivered: already applied');
         return answer(200, 'duplicate');
       }
-      log.info(
-        { eventId, chargeId: out.chargeId, transactionReference: reference, type, moved: out.moved },
-        'webhook event recorded',
-      );
+      log.info({ eventId, transactionReference: reference, type, ...out }, 'webhook event recorded');
       return answer(200, out.outcome);
     });
   };

@@ -71,7 +71,8 @@ export function registerSandboxCommand(program: Command): Command {
         `  verification:    POST ${sandbox.url}/_sandbox/verifications  {cardNumber?, cardHolderName?}`,
         `  script outcomes: POST ${sandbox.url}/_sandbox/script  {match:{chainId|transactionReference|any, op?}, outcomes:[...]}`,
         `  ledger + stats:  GET  ${sandbox.url}/_sandbox/ledger`,
-        `  paypal payment:  POST ${sandbox.url}/_sandbox/paypal  {amount?, currency?}`,
+        `  paypal payment:  POST ${sandbox.url}/_sandbox/paypal  {amount?, currency?, lastEvent?: 'authorized'}`,
+        `  paypal event:    POST ${sandbox.url}/_sandbox/paypal/events  {href, lastEvent}`,
         `  reset:           POST ${sandbox.url}/_sandbox/reset`,
       ];
       process.stdout.write(lines.join('\n') + '\n');

@@ -44,7 +44,8 @@ type JsonKey =
   | 'payments:migrateRecurringAuthorize'
   | 'action:events'
   | 'action:refund'
-  | 'action:partialRefund';
+  | 'action:partialRefund'
+  | 'paymentId';
 type Json = { readonly [K in JsonKey]: Json } & string;
 
 interface BodyOverrides {
@@ -435,7 +436,44 @@ describe('worldpay sandbox', () => {
       reference: 'pp-1',
     });
     expect(refund.status).toBe(202);
-    expect((await get(created.body._links['action:events'].href)).body.lastEvent).toBe('sentForRefund');
+    expect(Object.keys(refund.body._links)).toEqual(['action:events', 'curies']);
+    // Something is left: still sentForSettlement (seed 001's "query later"), refundable again.
+    const after = await get(created.body._links['action:events'].href);
+    expect(after.body.lastEvent).toBe('sentForSettlement');
+    const over = await post(after.body._links['action:partialRefund'].href, {
+      value: { amount: 301, currency: 'EUR' },
+      reference: 'pp-2',
+    });
+    expect([over.status, over.body.errorName]).toEqual([400, 'amountExceedsRemaining']);
+    expect((await post(after.body._links['action:refund'].href)).status).toBe(202);
+    const done = await get(created.body._links['action:events'].href);
+    expect(done.body.lastEvent).toBe('sentForRefund');
+    expect(Object.keys(done.body._links)).toEqual(['action:events', 'curies']);
+  });
+
+  it('refuses a PayPal refund before sentForSettlement (409, in the ledger) until a test moves the last event', async () => {
+    const created = await control(sandbox, '/_sandbox/paypal', { amount: 700, lastEvent: 'authorized' });
+    const eventsHref = created.body._links['action:events'].href;
+    expect(Object.keys(created.body._links)).toEqual(['action:events', 'curies']);
+    expect((await get(eventsHref)).body.lastEvent).toBe('authorized');
+    const refundHref = eventsHref.replace('/events/', '/refunds/full/');
+    const early = await post(refundHref);
+    expect([early.status, early.body.errorName]).toEqual([409, 'actionNotAllowed']);
+    const paymentId = created.body.paymentId;
+    expect(sandbox.ledger().filter((e) => e.paymentId === paymentId)).toMatchObject([
+      { op: 'refund', outcome: 'invalidState', httpStatus: 409 },
+    ]);
+    expect(
+      (await control(sandbox, '/_sandbox/paypal/events', { href: eventsHref, lastEvent: 'bogus' })).status,
+    ).toBe(400);
+    const moved = await control(sandbox, '/_sandbox/paypal/events', {
+      href: eventsHref,
+      lastEvent: 'sentForSettlement',
+    });
+    expect(moved.status).toBe(200);
+    const now = await get(eventsHref);
+    expect(now.body.lastEvent).toBe('sentForSettlement');
+    expect((await post(now.body._links['action:refund'].href)).status).toBe(202);
   });
 
   it('mounts extra route plugins on the same server', async () => {

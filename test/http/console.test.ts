@@ -1,5 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { request } from 'undici';
@@ -8,17 +7,16 @@ import { runBilling } from '../../src/billing/run/run.ts';
 import { createRunner } from '../../src/billing/run/runner.ts';
 import { CONSOLE_CSP } from '../../src/http/console.ts';
 import { type AdminServer, createAdminServer } from '../../src/http/server.ts';
+import {
+  buildConsole as buildAssets,
+  hasChromium,
+  launchChromium,
+  watchProblems,
+} from '../support/console.ts';
 import { DAY } from '../support/time.ts';
 import { startWorld, type World } from '../support/world.ts';
 
 const TOKEN = 'console-test-token';
-const CHROMIUM = process.env.REBILL_CHROMIUM ?? '/usr/bin/chromium';
-const hasChromium = existsSync(CHROMIUM);
-if (!hasChromium)
-  console.warn(
-    `console browser tests skipped: no Chromium at ${CHROMIUM} (apt-get install -y chromium, or set REBILL_CHROMIUM)`,
-  );
-
 // Browser-side code is given as strings: this project's TypeScript has no DOM types.
 /** How many pixels of a canvas are not transparent. */
 const paintedPixels = (selector: string) => `(() => {
@@ -29,19 +27,16 @@ const paintedPixels = (selector: string) => `(() => {
   return n;
 })()`;
 
-const built: string[] = [];
+const built: (() => void)[] = [];
 afterAll(() => {
-  for (const d of built) rmSync(d, { recursive: true, force: true });
+  for (const dispose of built) dispose();
 });
 
 /** The console's assets, built from ui/ into a directory of this file's own. */
 async function buildConsole(): Promise<string> {
-  const dir = mkdtempSync(join(tmpdir(), 'rebill-ui-'));
-  built.push(dir);
-  const { buildUi } = (await import('../../scripts/build.js' as string)) as {
-    buildUi(outdir: string): Promise<string>;
-  };
-  return buildUi(dir);
+  const { dir, dispose } = await buildAssets();
+  built.push(dispose);
+  return dir;
 }
 
 /**
@@ -214,30 +209,11 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
       consoleAssets: await buildConsole(),
     });
     url = await server.listen('127.0.0.1:0');
-    const { chromium } = await import('playwright-core');
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-      ],
-    });
+    browser = await launchChromium();
     context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     page = await context.newPage();
     // Any console error, uncaught exception, failed request or error answer fails the test.
-    page.on('console', (m) => {
-      if (m.type() === 'error' || m.type() === 'warning') problems.push(`console ${m.type()}: ${m.text()}`);
-    });
-    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-    page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
-    page.on('response', (r) => {
-      if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.request().method()} ${r.url()}`);
-    });
+    watchProblems(page, problems);
   }, 120_000);
   afterAll(async () => {
     await browser?.close();

@@ -7,6 +7,7 @@ import { ChargePage, Charges } from './pages/charges.tsx';
 import { Events } from './pages/events.tsx';
 import { MandatePage, Mandates } from './pages/mandates.tsx';
 import { Overview } from './pages/overview.tsx';
+import { PaypalPage, PaypalPayments } from './pages/paypal.tsx';
 import { RunPage, Runs } from './pages/runs.tsx';
 import { href, linkHandler, navigate, useLocation } from './router.ts';
 import './app.css';
@@ -15,6 +16,7 @@ const NAV: [string, string][] = [
   ['/', 'Overview'],
   ['/mandates', 'Mandates'],
   ['/charges', 'Charges'],
+  ['/paypal', 'PayPal'],
   ['/runs', 'Runs'],
   ['/events', 'Events & webhooks'],
 ];
@@ -24,12 +26,14 @@ const LISTS: Record<string, (p: { query: URLSearchParams }) => JSX.Element> = {
   '/': Overview,
   '/mandates': Mandates,
   '/charges': Charges,
+  '/paypal': PaypalPayments,
   '/runs': Runs,
   '/events': Events,
 };
 const DETAILS: Record<string, (p: { id: number }) => JSX.Element> = {
   mandates: MandatePage,
   charges: ChargePage,
+  paypal: PaypalPage,
   runs: RunPage,
 };
 

@@ -9,7 +9,7 @@ import { sequenceEvents } from '../../events/sequence.ts';
  * page. Column sets are fixed and documented (README); no card data is among them: a mandate's
  * card appears as brand and last four at most.
  */
-export const EXPORT_KINDS = ['charges', 'mandates', 'attempts', 'events'] as const;
+export const EXPORT_KINDS = ['charges', 'mandates', 'attempts', 'events', 'paypal'] as const;
 export type ExportKind = (typeof EXPORT_KINDS)[number];
 export type ExportFormat = 'csv' | 'ndjson';
 
@@ -107,6 +107,30 @@ const KINDS: Record<
         e.customer_ref, e.data::text as data
       from events e where e.id is not null and e.id > ${after} and ${where} order by e.id limit ${limit}`,
   },
+  /** PayPal payments, apart from card charges: refunds summed as accepted and in doubt. */
+  paypal: {
+    columns: [
+      'id',
+      'customer_ref',
+      'mandate_id',
+      'transaction_reference',
+      'amount',
+      'currency',
+      'last_event',
+      'refunded_amount',
+      'pending_amount',
+      'refunds',
+      'checked_at',
+      'created_at',
+    ],
+    select: (where, after, limit) => sql`select p.id, p.customer_ref, p.mandate_id, p.transaction_reference,
+        p.amount, p.currency, p.last_event,
+        coalesce((select sum(r.amount) from paypal_refunds r where r.payment_id = p.id and r.state = 'accepted'), 0)::bigint as refunded_amount,
+        coalesce((select sum(r.amount) from paypal_refunds r where r.payment_id = p.id and r.state = 'requested'), 0)::bigint as pending_amount,
+        (select count(*) from paypal_refunds r where r.payment_id = p.id)::int as refunds,
+        ${iso('p.checked_at')} as checked_at, ${iso('p.created_at')} as created_at
+      from paypal_payments p where p.id > ${after} and ${where} order by p.id limit ${limit}`,
+  },
 };
 
 const WINDOW: Record<ExportKind, string> = {
@@ -114,6 +138,7 @@ const WINDOW: Record<ExportKind, string> = {
   mandates: 'm.created_at',
   attempts: 'a.attempted_at',
   events: 'e.created_at',
+  paypal: 'p.created_at',
 };
 
 /** The table each window column belongs to, under the same alias. */
@@ -122,6 +147,7 @@ const TABLE: Record<ExportKind, string> = {
   mandates: 'mandates m',
   attempts: 'attempts a',
   events: 'events e',
+  paypal: 'paypal_payments p',
 };
 
 export function exportColumns(kind: ExportKind): string[] {

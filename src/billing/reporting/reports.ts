@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import { ValidationError } from '../../errors.ts';
 import type { BillingContext } from '../context.ts';
 import { forecast } from '../mandates/forecast.ts';
+import { type PaypalFigures, paypalFigures } from '../paypal/report.ts';
 
 /**
  * The numbers dunning exists for, computed in SQL over indexed columns. Every figure is defined
@@ -38,6 +39,8 @@ export interface RecoveryReport {
   to: string;
   byCode: RecoveryRow[];
   funnel: { attempt: number; attempts: number; authorized: number; rate: number }[];
+  /** PayPal payments and refunds in the window, apart from the card charges above. */
+  paypal: PaypalFigures[];
 }
 
 function window(from: Date, to: Date) {
@@ -120,6 +123,7 @@ export async function recoveryReport(ctx: BillingContext, from: Date, to: Date):
         rate: attempts === 0 ? 0 : Math.round((authorized / attempts) * 10_000) / 10_000,
       };
     }),
+    paypal: await paypalFigures(ctx.database, from, to),
   };
 }
 

@@ -6,6 +6,7 @@ import { eventRoutes } from './events.ts';
 import { exportRoutes } from './exports.ts';
 import { mandateRoutes } from './mandates.ts';
 import { paymentRoutes } from './payments.ts';
+import { paypalRoutes } from './paypal.ts';
 import { reportRoutes } from './reports.ts';
 import { runRoutes } from './runs.ts';
 
@@ -18,6 +19,7 @@ export function adminRoutes(ctx: BillingContext, runner: Runner): RouteDef[] {
     ...mandateRoutes(ctx),
     ...chargeRoutes(ctx),
     ...paymentRoutes(ctx),
+    ...paypalRoutes(ctx),
     ...eventRoutes(ctx),
     ...reportRoutes(ctx),
     ...exportRoutes(ctx),

@@ -109,6 +109,17 @@ export async function controlRoutes(app: FastifyInstance, options: ControlRouteO
       entity: optionalString(input.entity),
       amount: typeof input.amount === 'number' ? input.amount : undefined,
       currency: optionalString(input.currency),
+      lastEvent: optionalString(input.lastEvent),
     });
+  });
+
+  app.post('/_sandbox/paypal/events', async (request, reply) => {
+    const input = body(request);
+    const answer = state.movePaypal(
+      base(request),
+      optionalString(input.href),
+      optionalString(input.lastEvent),
+    );
+    return reply.code(answer.status).send(answer.body);
   });
 }

@@ -7,7 +7,7 @@ import type { SandboxStores } from './stores.js';
 import { validatePartial } from './validateBody.js';
 
 // Actions on a payment (settle, cancel, refund, reversal and their partial forms) and the events
-// query, for card payments and the PayPal actions family.
+// query, for card payments (the PayPal actions family is paypal.ts).
 
 /** An action on a card payment found by its action link. */
 export function manage(
@@ -19,7 +19,7 @@ export function manage(
 ): SandboxReply {
   const p = stores.payments.byLink(linkData);
   if (!p || p.paypal) return notFound();
-  return manageResolved(stores, base, op, p, body, false);
+  return manageResolved(stores, base, op, p, body);
 }
 
 export function manageResolved(
@@ -28,7 +28,8 @@ export function manageResolved(
   op: ManageOp,
   p: Payment,
   body: unknown,
-  paypal: boolean,
+  /** The links a 202 carries (a PayPal refund's differ: seed 001). */
+  replyLinks: (p: Payment) => Record<string, unknown> = (p) => actionLinks(base, p, true),
 ): SandboxReply {
   const entry: LedgerDraft = {
     op,
@@ -95,8 +96,7 @@ export function manageResolved(
   if (result.event === 'sentForSettlement') payments.scheduleSettlement(p);
   const lost = scripted.outcome?.type === 'lost';
   ledger.record({ ...entry, outcome: 'accepted', httpStatus: 202, responseLost: lost || undefined });
-  const replyBody = paypal ? { _links: paypalLinks(base, p) } : { _links: actionLinks(base, p, true) };
-  return { status: 202, body: replyBody, delayMs: scripted.delayMs, lost };
+  return { status: 202, body: { _links: replyLinks(p) }, delayMs: scripted.delayMs, lost };
 }
 
 /** The events query's answer: the last event older than the event lag, with the next actions' links. */
@@ -105,7 +105,6 @@ export function eventsReply({ payments }: SandboxStores, base: string, p: Paymen
   payments.advance(p);
   const event = payments.visibleEvent(p);
   if (!event) return notFound();
-  if (p.paypal) return { status: 200, body: { lastEvent: event.state, _links: paypalLinks(base, p) } };
   return { status: 200, body: { lastEvent: LAST_EVENT[event.state], _links: actionLinks(base, p, false) } };
 }
 
@@ -114,21 +113,5 @@ function actionLinks(base: string, p: Payment, withEvents: boolean): Record<stri
   for (const rel of nextActions(p)) links[rel] = href(base, ACTION_PATH[rel] + p.linkData);
   if (withEvents) links['payments:events'] = href(base, ACTION_PATH['payments:events'] + p.linkData);
   links.curies = curies(base);
-  return links;
-}
-
-// PayPal actions family (seed 001): enough to refund a PayPal payment created through the
-// control API. lastEvent uses the APM spelling (`sentForSettlement`, `sentForRefund`).
-const PAYPAL = '/payments/alternative/action/paypal/';
-
-export function paypalLinks(base: string, p: Payment): Record<string, unknown> {
-  const links: Record<string, unknown> = {};
-  const refundable = p.settledAmount - p.refundedAmount > 0;
-  if (refundable && p.state === 'sentForSettlement') {
-    links['action:refund'] = href(base, PAYPAL + 'refunds/full/' + p.linkData);
-  }
-  if (refundable) links['action:partialRefund'] = href(base, PAYPAL + 'refunds/partials/' + p.linkData);
-  links['action:events'] = href(base, PAYPAL + 'events/' + p.linkData);
-  links.curies = [{ name: 'action', href: base + '/rels' + PAYPAL + '{rel}', templated: true }];
   return links;
 }

@@ -7,7 +7,11 @@ export type PaymentState =
   | 'sentForSettlement'
   | 'settled'
   | 'cancelled'
-  | 'sentForRefund';
+  | 'sentForRefund'
+  // PayPal's last events besides the card ones (seed 001).
+  | 'refundFailed'
+  | 'error'
+  | 'captureFailed';
 
 export type ManageOp = 'settle' | 'partialSettle' | 'cancel' | 'refund' | 'partialRefund' | 'reversal';
 
@@ -133,6 +137,9 @@ export const LAST_EVENT: Record<PaymentState, string> = {
   settled: 'Settled',
   cancelled: 'Sent for Cancellation',
   sentForRefund: 'Sent for Refund',
+  refundFailed: 'Refund failed',
+  error: 'Error',
+  captureFailed: 'captureFailed',
 };
 
 /** Event `type` spelling of the events webhook. */
@@ -143,6 +150,9 @@ export const WEBHOOK_TYPE: Record<PaymentState, string> = {
   settled: 'settled',
   cancelled: 'cancelled',
   sentForRefund: 'sentForRefund',
+  refundFailed: 'refundFailed',
+  error: 'error',
+  captureFailed: 'settlementFailed',
 };
 
 export const ACTION_PATH: Record<ActionRel | 'payments:events' | 'payments:reversal', string> = {

@@ -1,9 +1,10 @@
 import { authorize } from './authorize.js';
 import { createChainStore } from './chains.js';
 import { createLedger } from './ledger.js';
-import { eventsReply, manage, manageResolved, paypalLinks } from './manage.js';
+import { eventsReply, manage } from './manage.js';
 import type { ManageOp } from './paymentMachine.js';
 import { createPaymentStore, type PaymentClock } from './payments.js';
+import { movePaypal, openPaypal, paypalEvents, paypalRefund } from './paypal.js';
 import { notFound, type SandboxReply } from './replies.js';
 import { createScriptBook } from './scripts.js';
 import type { SandboxStores } from './stores.js';
@@ -65,8 +66,7 @@ export function createWorldpayState(options: WorldpayStateOptions) {
       return eventsReply(stores, base, p?.paypal ? undefined : p);
     },
     paypalEvents(base: string, linkData: string): SandboxReply {
-      const p = payments.byLink(linkData);
-      return eventsReply(stores, base, p?.paypal ? p : undefined);
+      return paypalEvents(stores, base, payments.byLink(linkData));
     },
     paypalRefund(
       base: string,
@@ -74,23 +74,15 @@ export function createWorldpayState(options: WorldpayStateOptions) {
       linkData: string,
       body: unknown,
     ): SandboxReply {
-      const p = payments.byLink(linkData);
-      if (!p?.paypal) return notFound();
-      if (op === 'refund' && p.state !== 'sentForSettlement') {
-        return {
-          status: 409,
-          body: { errorName: 'actionNotAllowed', message: 'Refund only after sentForSettlement.' },
-        };
-      }
-      return manageResolved(stores, base, op, p, body, true);
+      return paypalRefund(stores, base, op, payments.byLink(linkData), body);
     },
-    /** Creates a PayPal payment already sent for settlement; returns its action links. */
-    createPaypal(
-      base: string,
-      input: { transactionReference?: string; entity?: string; amount?: number; currency?: string },
-    ) {
-      const p = payments.openPaypal(input);
-      return { paymentId: p.id, _links: paypalLinks(base, p) };
+    /** Creates a PayPal payment (sentForSettlement, or `lastEvent: 'authorized'`); returns its action links. */
+    createPaypal(base: string, input: Parameters<typeof openPaypal>[2]) {
+      return openPaypal(stores, base, input);
+    },
+    /** Moves a PayPal payment, found by one of its links, to another last event. */
+    movePaypal(base: string, link: string | undefined, lastEvent: string | undefined): SandboxReply {
+      return movePaypal(stores, base, link, lastEvent);
     },
     /** Starts a chain as a customer-initiated verification would; returns its first link. */
     verify(base: string, input: { cardNumber?: string; cardHolderName?: string }) {

@@ -174,7 +174,7 @@ export function ChargePage({ id }: { id: number }) {
   );
 }
 
-function AmountInput({ id, currency }: { id: string; currency: string }) {
+export function AmountInput({ id, currency }: { id: string; currency: string }) {
   return (
     <Field label={`Amount (${currency})`}>
       <input id={id} inputMode="decimal" required />

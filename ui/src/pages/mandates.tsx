@@ -5,6 +5,7 @@ import { Badge, ConfirmAction, Field, Loading, Table, useLoad } from '../compone
 import { addDays, money, when } from '../format.ts';
 import { filtersOf, href, submitFilters } from '../router.ts';
 import type { Change, ForecastAnswer, Mandate, MandateDetail, Page } from '../types.ts';
+import { MandatePaypal } from './paypal.tsx';
 
 /** The filter's choices: the mandate table's states. */
 const FILTERS = ['status', 'intent', 'customer', 'gateway'] as const;
@@ -213,6 +214,7 @@ export function MandatePage({ id }: { id: number }) {
                 />
               </article>
             ))}
+            <MandatePaypal mandateId={m.id} />
           </>
         )}
       </Loading>
