@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { z } from 'zod';
-import { assertMoney, assertWithinCeiling } from '../../domain/money.ts';
+import { guardMoney } from '../../domain/money.ts';
 import {
   ConflictError,
   exitCodes,
@@ -149,8 +149,7 @@ export async function askPaypal(ctx: BillingContext, id: number): Promise<Paypal
 export async function trackPaypalPayment(ctx: BillingContext, raw: unknown): Promise<PaypalPaymentDetail> {
   const input = parseInput(trackInputSchema, raw);
   assertEventsLink(ctx, input.eventsLink);
-  assertMoney(input.amount, input.currency, 'amount');
-  assertWithinCeiling(input.amount, input.currency, ctx.config.billing.maxAmount);
+  guardMoney(input.amount, input.currency, ctx.config.billing.maxAmount);
   let customerRef = input.customerRef ?? null;
   if (input.mandateId !== undefined) {
     const m = await ctx.database.rows<{ ref: string }>(
@@ -249,8 +248,7 @@ async function writeAhead(
       );
     const amount = kind === 'refund' ? p.left : (input.amount ?? 0);
     if (kind === 'partialRefund') {
-      assertMoney(amount, p.currency, 'amount');
-      assertWithinCeiling(amount, p.currency, ctx.config.billing.maxAmount);
+      guardMoney(amount, p.currency, ctx.config.billing.maxAmount);
     }
     if (p.left <= 0)
       throw new RefundNotAllowedError(`PayPal payment ${id}: nothing is left to refund (nothing was sent)`);
