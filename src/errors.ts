@@ -128,6 +128,19 @@ export class UnavailableError extends RebillError {
   static override readonly exposed: boolean = true;
 }
 
+/**
+ * The database cannot be reached: the connection was refused, closed or timed out, or the server
+ * is shutting down or starting. Nothing was done that the caller must know of (a transaction cut
+ * short rolls back); the same request once the database is back will do. The API answers 503
+ * with `Retry-After`.
+ */
+export class DatabaseUnavailableError extends UnavailableError {
+  static override readonly type: string = 'DatabaseUnavailableError';
+  static override readonly code: string = 'database_unavailable';
+  /** What the API's Retry-After says: about one connect timeout and a reconnect. */
+  static readonly retryAfterSeconds = 5;
+}
+
 /** The API was called without credentials (or with a session that has ended). */
 export class UnauthorizedError extends RebillError {
   static override readonly type: string = 'UnauthorizedError';

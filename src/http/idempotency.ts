@@ -7,6 +7,8 @@ import { IdempotencyInProgressError, IdempotencyMismatchError } from './errors.t
 export interface StoredResponse {
   status: number;
   body: unknown;
+  /** Headers the answer goes out with; never stored (only a 5xx has any, and it is not stored). */
+  headers?: Record<string, string>;
 }
 
 /** Canonical JSON (sorted keys) so that the same body sent with keys in another order matches. */

@@ -183,7 +183,10 @@ export function mountRoute(
             )
           : { ...(await run()), replayed: false };
       if (out.replayed) void reply.header('idempotent-replayed', 'true');
-      return reply.code(out.status).send(out.body);
+      return reply
+        .code(out.status)
+        .headers(out.headers ?? {})
+        .send(out.body);
     },
   });
 }

@@ -93,9 +93,12 @@ export async function createAdminServer(opts: {
     authenticate(req, reply, req.headers.authorization, true);
   });
   app.setErrorHandler((err, req, reply) => {
-    const { status, body } = errorResponse(err);
+    const { status, body, headers } = errorResponse(err);
     if (status >= 500) ctx.logger.error({ err: errorMessage(err), url: req.url }, 'admin API error');
-    void reply.code(status).send(body);
+    void reply
+      .code(status)
+      .headers(headers ?? {})
+      .send(body);
   });
   app.setNotFoundHandler((_req, reply) => {
     void reply.code(404).send({ error: { code: 'not_found', message: 'no such route' } });
