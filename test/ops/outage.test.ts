@@ -3,7 +3,7 @@ import postgres from 'postgres';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type App, openApp } from '../../src/app.ts';
-import { createRunner } from '../../src/billing/run/runner.ts';
+import { createRunner, type Runner } from '../../src/billing/run/runner.ts';
 import { fixedClock } from '../../src/clock.ts';
 import { createDatabase, type Database } from '../../src/db/client.ts';
 import { isDatabaseUnavailable } from '../../src/db/unavailable.ts';
@@ -31,6 +31,7 @@ describe.skipIf(!hasServer)('a database outage', () => {
   let proxy: DatabaseProxy;
   let database: Database;
   let app: App;
+  let runner: Runner;
   let server: AdminServer;
   let base: string;
   let mandateId: number;
@@ -51,7 +52,8 @@ describe.skipIf(!hasServer)('a database outage', () => {
       maxConnections: 4,
     });
     app = await openApp(w.config, { database, clock: fixedClock(T), logger: silentLogger });
-    server = await createAdminServer({ ctx: app, runner: createRunner(app) });
+    runner = createRunner(app);
+    server = await createAdminServer({ ctx: app, runner });
     base = await server.listen('127.0.0.1:0');
     mandateId = (await dueMandates(w, await w.app(T), { tag: 'outage', n: 8, at: T }))[0]!.id;
   });
@@ -138,6 +140,28 @@ describe.skipIf(!hasServer)('a database outage', () => {
     } finally {
       await proxy.restore();
     }
+  });
+
+  it('ends a run whose worker lost the database as interrupted once the database is back', async () => {
+    const runId = await runner.start({ asOf: T, trigger: 'test' });
+    // The run is sending (one at a time, 150 ms each) when the database goes away.
+    await expect
+      .poll(() => w.sandbox.ledger().filter((e) => e.op === 'authorize').length, { timeout: 10_000 })
+      .toBeGreaterThan(0);
+    await proxy.cut();
+    try {
+      await expect.poll(() => runner.active(), { timeout: 10_000 }).toBe(0);
+    } finally {
+      await proxy.restore();
+    }
+    const row = async () =>
+      (
+        await w.t.database.rows<{ status: string; error: string | null }>(
+          sql`select status, error from billing_runs where id = ${runId}`,
+        )
+      )[0];
+    await expect.poll(async () => (await row())?.status, { timeout: 5000 }).toBe('interrupted');
+    expect((await row())?.error).toMatch(/^its worker lost the database: /);
   });
 
   it('tells a database that cannot be reached from a statement that is wrong', async () => {
