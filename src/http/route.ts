@@ -63,6 +63,8 @@ interface RouteFields {
   pathParams?: Record<string, Record<string, unknown>>;
   /** Error answers a raw route documents besides 400 (and, for bearer routes, 401 and 403). */
   errors?: Record<string, string>;
+  /** false: a raw route that never reads the database (the document lists no 503 for it). */
+  database?: boolean;
 }
 
 /** A route as declared, before defineRoute: the handler's input is typed by its schemas. */

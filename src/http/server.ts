@@ -35,7 +35,10 @@ const webhookRoute: ExtraRoute = {
   tag: 'webhooks',
   auth: 'signature',
   status: 200,
-  errors: { '503': 'No webhook secret is configured (WORLDPAY_WEBHOOK_SECRETS)' },
+  errors: {
+    '503':
+      'No webhook secret is configured (WORLDPAY_WEBHOOK_SECRETS), or the database cannot be reached (`database_unavailable`, Retry-After)',
+  },
 };
 
 /**

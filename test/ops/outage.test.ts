@@ -114,7 +114,11 @@ describe.skipIf(!hasServer)('a database outage', () => {
         for (const [method, path, body] of routes()) took.push(await expectUnavailable(method, path, body));
       expect(Math.max(...took)).toBeLessThan(2000);
       const health = await call('GET', '/healthz');
-      expect(health.status).toBe(503);
+      expect([health.status, JSON.parse(health.text).error.code, health.headers['retry-after']]).toEqual([
+        503,
+        'database_unavailable',
+        '5',
+      ]);
     } finally {
       await proxy.restore();
     }
@@ -125,6 +129,18 @@ describe.skipIf(!hasServer)('a database outage', () => {
     const csv = await call('GET', '/v1/exports/mandates?from=2026-01-01T00:00:00Z&to=2030-01-01T00:00:00Z');
     expect(csv.status).toBe(200);
     expect(csv.text.split('\n')[0]).toMatch(/^id,customer_ref,/);
+  });
+
+  it('documents the 503 on every route that reads the database', () => {
+    const paths = (server.openapi as { paths: Record<string, Record<string, { responses: object }>> }).paths;
+    for (const [path, ops] of Object.entries(paths))
+      for (const [method, op] of Object.entries(ops))
+        expect({ route: `${method} ${path}`, has503: '503' in op.responses }).toEqual({
+          route: `${method} ${path}`,
+          has503: path !== '/openapi.json',
+        });
+    const patch = paths['/v1/mandates/{id}']!.patch!.responses as Record<string, { headers?: object }>;
+    expect(patch['503']!.headers).toHaveProperty('Retry-After');
   });
 
   it('gives up on a database host that accepts but never answers after REBILL_DB_CONNECT_TIMEOUT_MS', async () => {
