@@ -118,7 +118,7 @@ export function openApiDocument(routes: RouteDef[], extra: ExtraRoute[]): Record
   };
   for (const r of routes.filter((r) => !r.raw)) {
     const parameters: Record<string, unknown>[] = [...params(r.url), ...queryParams(r.query)];
-    if (r.method === 'POST')
+    if (r.method !== 'GET')
       parameters.push({
         name: 'Idempotency-Key',
         in: 'header',

@@ -142,8 +142,8 @@ export function parseRoute(r: RouteDef, req: FastifyRequest): RouteInput {
 
 /**
  * Register a declared route. A JSON route answers its handler's value with its status, or the
- * error's status and body; a POST runs under its Idempotency-Key (a bad-input answer is stored
- * like any other, so a replay gets it again).
+ * error's status and body; a POST, PATCH or DELETE runs under its Idempotency-Key (a bad-input
+ * answer is stored like any other, so a replay gets it again).
  */
 export function mountRoute(
   app: FastifyInstance,
@@ -176,7 +176,7 @@ export function mountRoute(
       const key = req.headers['idempotency-key'];
       if (Array.isArray(key)) throw new InvalidRequestError('Idempotency-Key: give one');
       const out =
-        r.method === 'POST'
+        r.method !== 'GET'
           ? await withIdempotency(
               ctx.database,
               key,
