@@ -130,9 +130,9 @@ export class UnavailableError extends RebillError {
 
 /**
  * The database cannot be reached: the connection was refused, closed or timed out, or the server
- * is shutting down or starting. Nothing was done that the caller must know of (a transaction cut
- * short rolls back); the same request once the database is back will do. The API answers 503
- * with `Retry-After`.
+ * is shutting down or starting. A transaction cut short rolls back (one whose commit was under
+ * way may have landed: a client retries with its Idempotency-Key). The API answers 503 with
+ * `Retry-After`.
  */
 export class DatabaseUnavailableError extends UnavailableError {
   static override readonly type: string = 'DatabaseUnavailableError';
