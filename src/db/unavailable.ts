@@ -1,21 +1,6 @@
 import { DatabaseUnavailableError, RebillError } from '../errors.ts';
 
-/**
- * Whether an error says the database could not be reached, rather than that a statement was
- * wrong: what the API answers 503 for and what ends a run as `interrupted`.
- *
- * - postgres.js's own connection codes (the pool's socket closed, ended, destroyed, or the
- *   connect timed out);
- * - the socket's errors while connecting or talking (refused, reset, unreachable, a name that
- *   does not resolve);
- * - PostgreSQL's SQLSTATE class 08 (connection exception), 57P01-57P05 (administrator, crash
- *   or idle-session shutdown, the server still starting, the database dropped) and 53300 (no
- *   connection slot free).
- *
- * The error is read through its causes (drizzle wraps a failed query as "Failed query: ..."),
- * but never through one of rebill's own errors: a gateway's refused connection is the gateway's,
- * not the database's.
- */
+/** postgres.js's own connection codes, and the socket's while connecting or talking. */
 const DRIVER_CODES = new Set([
   'CONNECTION_CLOSED',
   'CONNECTION_ENDED',
@@ -35,6 +20,22 @@ function unreachableCode(code: string): boolean {
   return DRIVER_CODES.has(code) || code.startsWith('08') || /^57P0[1-5]$/.test(code) || code === '53300';
 }
 
+/**
+ * Whether an error says the database could not be reached, rather than that a statement was
+ * wrong: what the API answers 503 for and what ends a run as `interrupted`.
+ *
+ * - postgres.js's own connection codes (the pool's socket closed, ended, destroyed, or the
+ *   connect timed out);
+ * - the socket's errors while connecting or talking (refused, reset, unreachable, a name that
+ *   does not resolve);
+ * - PostgreSQL's SQLSTATE class 08 (connection exception), 57P01-57P05 (administrator, crash
+ *   or idle-session shutdown, the server still starting, the database dropped) and 53300 (no
+ *   connection slot free).
+ *
+ * The error is read through its causes (drizzle wraps a failed query as "Failed query: ..."),
+ * but never through one of rebill's own errors: a gateway's refused connection is the gateway's,
+ * not the database's.
+ */
 export function isDatabaseUnavailable(err: unknown): boolean {
   let e: unknown = err;
   for (let depth = 0; depth < 5 && e instanceof Error; depth++) {
