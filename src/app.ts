@@ -23,6 +23,7 @@ export async function openDatabase(
 ): Promise<Database> {
   const database = await createDatabase({
     databaseUrl: config.databaseUrl,
+    connectTimeoutMs: config.databaseConnectTimeoutMs,
     dataDir: config.dataDir,
     maxConnections: opts.maxConnections ?? Math.max(4, Math.min(20, config.billing.concurrency + 2)),
   });

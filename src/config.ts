@@ -105,8 +105,13 @@ const entity = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9 ]{0,31}$/, { message: 'must be 1-32 letters, digits or spaces' });
 
+/** How long a connection to PostgreSQL may take before the request that needs it fails (503). */
+export const DEFAULT_DB_CONNECT_TIMEOUT_MS = 3000;
+
 export interface Config {
   databaseUrl: string | undefined;
+  /** How long a connection to PostgreSQL may take to open; a request that needs it fails then. */
+  databaseConnectTimeoutMs: number;
   dataDir: string;
   logLevel: string;
   worldpay: {
@@ -215,6 +220,11 @@ export function loadConfig(env: Env = process.env): Config {
         .regex(/^postgres(ql)?:\/\//, { message: 'must be a postgres:// or postgresql:// URL' })
         .optional(),
       readSecret(env, 'DATABASE_URL'),
+    ),
+    databaseConnectTimeoutMs: parse(
+      env,
+      'REBILL_DB_CONNECT_TIMEOUT_MS',
+      intIn(100, 120_000, DEFAULT_DB_CONNECT_TIMEOUT_MS),
     ),
     dataDir: parse(env, 'REBILL_DATA_DIR', z.string().default('./.rebill')),
     logLevel: parse(

@@ -128,6 +128,19 @@ export class UnavailableError extends RebillError {
   static override readonly exposed: boolean = true;
 }
 
+/**
+ * The database cannot be reached: the connection was refused, closed or timed out, or the server
+ * is shutting down or starting. A transaction cut short rolls back (one whose commit was under
+ * way may have landed: a client retries with its Idempotency-Key). The API answers 503 with
+ * `Retry-After`.
+ */
+export class DatabaseUnavailableError extends UnavailableError {
+  static override readonly type: string = 'DatabaseUnavailableError';
+  static override readonly code: string = 'database_unavailable';
+  /** What the API's Retry-After says: about one connect timeout and a reconnect. */
+  static readonly retryAfterSeconds = 5;
+}
+
 /** The API was called without credentials (or with a session that has ended). */
 export class UnauthorizedError extends RebillError {
   static override readonly type: string = 'UnauthorizedError';

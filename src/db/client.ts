@@ -5,6 +5,7 @@ import type { PGlite } from '@electric-sql/pglite';
 import type { SQL, SQLWrapper } from 'drizzle-orm';
 import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg-core';
 import type { Sql } from 'postgres';
+import { DEFAULT_DB_CONNECT_TIMEOUT_MS } from '../config.ts';
 import { ConflictError } from '../errors.ts';
 import * as schema from './schema.ts';
 import { pgParsers, TIMESTAMPTZ } from './values.ts';
@@ -63,6 +64,8 @@ export interface DbOptions {
   /** Open PGlite in memory (tests). */
   memory?: boolean;
   maxConnections?: number;
+  /** PostgreSQL: how long opening a connection may take (default DEFAULT_DB_CONNECT_TIMEOUT_MS). */
+  connectTimeoutMs?: number;
   /**
    * Count statements sent (the benchmark's statements-per-charge). postgres.js counts through
    * its `debug` hook, which captures a stack per query: off unless asked for.
@@ -108,6 +111,15 @@ function countingSocket(url: string, flight: () => void) {
 }
 
 /**
+ * Seconds to wait before reconnecting after `retries` failed connections in a row: postgres.js's
+ * own curve (0.5-1 times 3^retries/100 s), capped at 1 s instead of 20, since every statement
+ * waiting for a connection waits that long too.
+ */
+function reconnectPause(retries: number): number {
+  return Math.min(1, (0.5 + Math.random() / 2) * (3 ** retries / 100));
+}
+
+/**
  * PGlite's buffers live inside its WebAssembly memory, which never shrinks: PostgreSQL's default
  * 128 MB of shared buffers made an embedded rebill about 770 MiB resident before its first
  * query. Its pages are in memory anyway (its file system is the process's), so 16 MB is enough.
@@ -123,6 +135,12 @@ export async function createDatabase(opts: DbOptions): Promise<Database> {
     const { drizzle } = await import('drizzle-orm/postgres-js');
     const client = postgres(opts.databaseUrl, {
       max: opts.maxConnections ?? 10,
+      // A database that cannot be reached fails the statement that needs it within a few
+      // seconds (the API answers 503): a connect that hangs gives up after the timeout, and the
+      // pause before a reconnect stays short (postgres.js grows it up to 20 s during an outage,
+      // and a request waited for it: one PATCH took 12.3 s to fail).
+      connect_timeout: (opts.connectTimeoutMs ?? DEFAULT_DB_CONNECT_TIMEOUT_MS) / 1000,
+      backoff: reconnectPause,
       onnotice: () => {},
       connection: { application_name: 'rebill' },
       ...(opts.countStatements

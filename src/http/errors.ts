@@ -1,4 +1,11 @@
-import { ConflictError, ForbiddenError, RebillError, ValidationError } from '../errors.ts';
+import { asDatabaseUnavailable } from '../db/unavailable.ts';
+import {
+  ConflictError,
+  DatabaseUnavailableError,
+  ForbiddenError,
+  RebillError,
+  ValidationError,
+} from '../errors.ts';
 
 export interface ErrorBody {
   error: { code: string; message: string; field?: string };
@@ -36,13 +43,28 @@ const fastifyCodes: Record<number, string> = {
   415: 'unsupported_media_type',
 };
 
+/** An error answer: its status, its body and the headers it needs (Retry-After). */
+export interface ErrorAnswer {
+  status: number;
+  body: ErrorBody;
+  headers?: Record<string, string>;
+}
+
 /**
  * Map any error to a status and a JSON body. An error rebill raises on purpose answers its
- * own status and code (`httpStatus`, `code`), with its message when its kind is exposed;
- * anything else is a 500 with a generic message, so driver errors, SQL or stack details never
- * reach a client.
+ * own status and code (`httpStatus`, `code`), with its message when its kind is exposed; a
+ * database that cannot be reached is a 503 `database_unavailable` with Retry-After; anything
+ * else is a 500 with a generic message, so driver errors, SQL or stack details never reach a
+ * client.
  */
-export function errorResponse(err: unknown): { status: number; body: ErrorBody } {
+export function errorResponse(thrown: unknown): ErrorAnswer {
+  const err = asDatabaseUnavailable(thrown);
+  if (err instanceof DatabaseUnavailableError)
+    return {
+      status: err.httpStatus,
+      body: { error: { code: err.code, message: err.message } },
+      headers: { 'retry-after': String(DatabaseUnavailableError.retryAfterSeconds) },
+    };
   if (err instanceof RebillError) {
     if (!err.exposed) return internalError();
     const field = err instanceof ValidationError ? err.field : undefined;
@@ -75,6 +97,6 @@ export function errorResponse(err: unknown): { status: number; body: ErrorBody }
   return internalError();
 }
 
-function internalError(): { status: number; body: ErrorBody } {
+function internalError(): ErrorAnswer {
   return { status: 500, body: { error: { code: 'internal', message: 'internal error' } } };
 }

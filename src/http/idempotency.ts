@@ -7,6 +7,8 @@ import { IdempotencyInProgressError, IdempotencyMismatchError } from './errors.t
 export interface StoredResponse {
   status: number;
   body: unknown;
+  /** Headers the answer goes out with; never stored (only a 5xx has any, and it is not stored). */
+  headers?: Record<string, string>;
 }
 
 /** Canonical JSON (sorted keys) so that the same body sent with keys in another order matches. */
@@ -27,10 +29,10 @@ export function requestHash(method: string, path: string, body: unknown): string
 }
 
 /**
- * Idempotency-Key handling for mutating routes. The key is claimed with an insert before the
- * work is done, so two concurrent requests with one key cannot both do it; the response is
- * stored after. A replay of the same request gets the stored response; the same key on a
- * different request is a 422; a key whose first request is still running is a 409. A 5xx is
+ * Idempotency-Key handling for mutating routes (POST, PATCH, DELETE). The key is claimed with an
+ * insert before the work is done, so two concurrent requests with one key cannot both do it; the
+ * response is stored after. A replay of the same request gets the stored response; the same key
+ * on a different request is a 422; a key whose first request is still running is a 409. A 5xx is
  * not stored (the key is released) so the client can retry it.
  *
  * The claim carries a lease (IDEMPOTENCY_LEASE_SECONDS). A process killed mid-request can

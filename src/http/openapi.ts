@@ -15,6 +15,8 @@ export interface ExtraRoute {
   query?: z.ZodType;
   /** Error answers besides 400 (and, for bearer routes, 401 and 403). */
   errors?: Record<string, string>;
+  /** false: the route never reads the database, so it is never a 503 `database_unavailable`. */
+  database?: boolean;
 }
 
 /** Named examples of a request body: each is checked against the schema by the tests. */
@@ -98,6 +100,13 @@ export function openApiDocument(routes: RouteDef[], extra: ExtraRoute[]): Record
     description,
     content: { 'application/json': { schema: errorSchema } },
   });
+  // Every route that reads the database: answered when it cannot be reached (src/db/unavailable.ts).
+  const unavailable = {
+    ...error('The database cannot be reached (`database_unavailable`): retry after Retry-After'),
+    headers: {
+      'Retry-After': { description: 'Seconds to wait before retrying', schema: { type: 'integer' } },
+    },
+  };
   const errors = {
     '400': error('Invalid request (the message names the field)'),
     '401': error('Missing bearer token or console session'),
@@ -105,10 +114,11 @@ export function openApiDocument(routes: RouteDef[], extra: ExtraRoute[]): Record
     '404': error('Not found'),
     '409': error('Not allowed in the current state (amount limits, states)'),
     '422': error('Idempotency-Key reused for a different request'),
+    '503': unavailable,
   };
   for (const r of routes.filter((r) => !r.raw)) {
     const parameters: Record<string, unknown>[] = [...params(r.url), ...queryParams(r.query)];
-    if (r.method === 'POST')
+    if (r.method !== 'GET')
       parameters.push({
         name: 'Idempotency-Key',
         in: 'header',
@@ -166,6 +176,7 @@ export function openApiDocument(routes: RouteDef[], extra: ExtraRoute[]): Record
         // Every route refuses control characters in its query (src/http/input.ts).
         '400': errors['400'],
         ...(e.auth === 'bearer' ? { '401': errors['401'], '403': errors['403'] } : {}),
+        ...(e.database === false ? {} : { '503': unavailable }),
         ...Object.fromEntries(Object.entries(e.errors ?? {}).map(([code, d]) => [code, error(d)])),
       },
     });

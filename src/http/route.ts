@@ -63,6 +63,8 @@ interface RouteFields {
   pathParams?: Record<string, Record<string, unknown>>;
   /** Error answers a raw route documents besides 400 (and, for bearer routes, 401 and 403). */
   errors?: Record<string, string>;
+  /** false: a raw route that never reads the database (the document lists no 503 for it). */
+  database?: boolean;
 }
 
 /** A route as declared, before defineRoute: the handler's input is typed by its schemas. */
@@ -140,8 +142,8 @@ export function parseRoute(r: RouteDef, req: FastifyRequest): RouteInput {
 
 /**
  * Register a declared route. A JSON route answers its handler's value with its status, or the
- * error's status and body; a POST runs under its Idempotency-Key (a bad-input answer is stored
- * like any other, so a replay gets it again).
+ * error's status and body; a POST, PATCH or DELETE runs under its Idempotency-Key (a bad-input
+ * answer is stored like any other, so a replay gets it again).
  */
 export function mountRoute(
   app: FastifyInstance,
@@ -174,7 +176,7 @@ export function mountRoute(
       const key = req.headers['idempotency-key'];
       if (Array.isArray(key)) throw new InvalidRequestError('Idempotency-Key: give one');
       const out =
-        r.method === 'POST'
+        r.method !== 'GET'
           ? await withIdempotency(
               ctx.database,
               key,
@@ -183,7 +185,10 @@ export function mountRoute(
             )
           : { ...(await run()), replayed: false };
       if (out.replayed) void reply.header('idempotent-replayed', 'true');
-      return reply.code(out.status).send(out.body);
+      return reply
+        .code(out.status)
+        .headers(out.headers ?? {})
+        .send(out.body);
     },
   });
 }

@@ -35,7 +35,10 @@ const webhookRoute: ExtraRoute = {
   tag: 'webhooks',
   auth: 'signature',
   status: 200,
-  errors: { '503': 'No webhook secret is configured (WORLDPAY_WEBHOOK_SECRETS)' },
+  errors: {
+    '503':
+      'No webhook secret is configured (WORLDPAY_WEBHOOK_SECRETS), or the database cannot be reached (`database_unavailable`, Retry-After)',
+  },
 };
 
 /**
@@ -93,9 +96,12 @@ export async function createAdminServer(opts: {
     authenticate(req, reply, req.headers.authorization, true);
   });
   app.setErrorHandler((err, req, reply) => {
-    const { status, body } = errorResponse(err);
+    const { status, body, headers } = errorResponse(err);
     if (status >= 500) ctx.logger.error({ err: errorMessage(err), url: req.url }, 'admin API error');
-    void reply.code(status).send(body);
+    void reply
+      .code(status)
+      .headers(headers ?? {})
+      .send(body);
   });
   app.setNotFoundHandler((_req, reply) => {
     void reply.code(404).send({ error: { code: 'not_found', message: 'no such route' } });

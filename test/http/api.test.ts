@@ -356,6 +356,65 @@ describe('admin HTTP API', () => {
     expect(left.map((r) => r.key)).toEqual(['idem-1']);
   });
 
+  it('PATCH and DELETE honour Idempotency-Key as POST does: of two concurrent PATCHes one applies', async () => {
+    const v = await w.verify();
+    const created = await call('POST', '/v1/mandates', {
+      body: {
+        customerRef: 'api-idem-patch',
+        intent: 'subscription',
+        amount: 990,
+        currency: 'USD',
+        narrative: 'Idempotent',
+        interval: '1 month',
+        start: T0.toISOString(),
+        credential: { link: v.href },
+      },
+    });
+    const path = `/v1/mandates/${created.body.id}`;
+    const patch = { amount: 1490, effective: '2026-09-01T00:00:00Z' };
+    const both = await Promise.all([
+      call('PATCH', path, { body: patch, key: 'idem-patch' }),
+      call('PATCH', path, { body: { ...patch }, key: 'idem-patch' }),
+    ]);
+    // One applies; the other waited and got its answer, or was told it is still in progress.
+    const [applied, other] = both.sort((a, b) => a.status - b.status);
+    expect(applied!.status).toBe(200);
+    expect(other!.status === 200 ? other!.body : other!.body.error.code).toEqual(
+      other!.status === 200 ? applied!.body : 'idempotency_in_progress',
+    );
+    const scheduled = async () => (await call('GET', `${path}/changes`)).body.items;
+    expect(await scheduled()).toHaveLength(1);
+    const again = await call('PATCH', path, { body: patch, key: 'idem-patch' });
+    expect([again.status, again.body, again.headers['idempotent-replayed']]).toEqual([
+      200,
+      applied!.body,
+      'true',
+    ]);
+    const changed = await call('PATCH', path, { body: { ...patch, amount: 1500 }, key: 'idem-patch' });
+    expect(changed.status).toBe(422);
+    expect(await scheduled()).toHaveLength(1);
+    // A DELETE retried with its key gets its first answer, not "already cancelled".
+    const [change] = await scheduled();
+    const cancel = `${path}/changes/${change.id}`;
+    const first = await call('DELETE', cancel, { key: 'idem-delete' });
+    const retried = await call('DELETE', cancel, { key: 'idem-delete' });
+    expect(first.status).toBe(200);
+    expect([retried.status, retried.body, retried.headers['idempotent-replayed']]).toEqual([
+      200,
+      first.body,
+      'true',
+    ]);
+    expect((await call('DELETE', cancel)).status).toBe(409);
+    const doc = server.openapi as {
+      paths: Record<string, Record<string, { parameters: { name: string }[] }>>;
+    };
+    for (const [route, method] of [
+      ['/v1/mandates/{id}', 'patch'],
+      ['/v1/mandates/{id}/changes/{changeId}', 'delete'],
+    ] as const)
+      expect(doc.paths[route]![method]!.parameters.map((p) => p.name)).toContain('Idempotency-Key');
+  });
+
   it('names the bad field in a validation error', async () => {
     const bad = await call('POST', '/v1/mandates', {
       body: {

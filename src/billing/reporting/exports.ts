@@ -199,12 +199,13 @@ export async function* exportLines(
   const { k, where } = exportWindow(kind, f);
   // Events are numbered in commit order first, so an export shows everything committed.
   if (kind === 'events') await sequenceEvents(database);
-  if (format === 'csv') yield `${k.columns.join(',')}\n`;
+  // The CSV header goes out with the first page, never before it: the API sends its 200 with
+  // the first chunk, so a database that cannot be read is a 503, not a header-only file.
+  let out = format === 'csv' ? `${k.columns.join(',')}\n` : '';
   let after = 0;
   let written = 0;
   for (;;) {
     const rows = await database.rows<ExportRow>(k.select(where, after, PAGE));
-    let out = '';
     for (const r of rows) {
       if (format === 'ndjson') {
         const o: Record<string, unknown> = {};
@@ -215,6 +216,7 @@ export async function* exportLines(
     }
     written += rows.length;
     if (out) yield out;
+    out = '';
     f.onRows?.(written);
     if (rows.length < PAGE) return;
     after = rows[rows.length - 1]!.id;

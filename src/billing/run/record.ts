@@ -1,3 +1,5 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isDatabaseUnavailable } from '../../db/unavailable.ts';
 import type { RunStatus } from '../../domain/lifecycle.ts';
 import { errorMessage } from '../../errors.ts';
 import type { BillingContext } from '../context.ts';
@@ -32,9 +34,12 @@ function heartbeatMs(ctx: BillingContext): number {
   return Math.min(15_000, ctx.config.billing.leaseSeconds * 250);
 }
 
+function staleSeconds(ctx: BillingContext): number {
+  return Math.max(30, ctx.config.billing.leaseSeconds * 2);
+}
+
 export async function markInterruptedRuns(ctx: BillingContext): Promise<number> {
-  const staleSeconds = Math.max(30, ctx.config.billing.leaseSeconds * 2);
-  return (await interruptStaleRuns(ctx.database, staleSeconds)).length;
+  return (await interruptStaleRuns(ctx.database, staleSeconds(ctx))).length;
 }
 
 export function startHeartbeat(ctx: BillingContext, runId: number): () => void {
@@ -63,3 +68,44 @@ export async function finishRun(
 }
 
 export { writeRunCounts as recordProgress, writeWouldSend as recordForecast } from '../sql/runs.ts';
+
+/** How often a run that lost its database tries again to record its end. */
+const RECORD_RETRY_MS = 1000;
+
+/**
+ * Close the row of a run that threw. One whose worker lost the database ends `interrupted` (it
+ * is not the run that failed; its charges are reconciled by the next run, as a crash's are),
+ * anything else `failed`. While the database cannot be reached the end cannot be written
+ * either: it is tried again each second, in the background (a run's caller is not held up by an
+ * outage), until it is written or the row is old enough for the next run to find it stale. A
+ * process that exits meanwhile leaves it to that next run.
+ */
+export async function closeFailedRun(
+  ctx: BillingContext,
+  runId: number,
+  counts: RunCounts,
+  err: unknown,
+): Promise<void> {
+  const lost = isDatabaseUnavailable(err);
+  const status: RunStatus = lost ? 'interrupted' : 'failed';
+  const error = lost ? `its worker lost the database: ${errorMessage(err)}` : errorMessage(err);
+  const write = () => finishRun(ctx, runId, status, counts, error);
+  try {
+    await write();
+  } catch (first) {
+    if (!isDatabaseUnavailable(first)) return;
+    const deadline = Date.now() + staleSeconds(ctx) * 1000;
+    void (async () => {
+      while (Date.now() < deadline) {
+        await sleep(RECORD_RETRY_MS, undefined, { ref: false });
+        try {
+          await write();
+          ctx.logger.info({ runId, status }, 'database back: run end recorded');
+          return;
+        } catch (e) {
+          if (!isDatabaseUnavailable(e)) return;
+        }
+      }
+    })();
+  }
+}

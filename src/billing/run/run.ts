@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import type { attempts, charges } from '../../db/schema.ts';
 import type { RawRow } from '../../db/values.ts';
-import { errorMessage, NotFoundError } from '../../errors.ts';
+import { NotFoundError } from '../../errors.ts';
 import { noticeExpiringCards } from '../../events/expiry.ts';
 import { countDueCharges } from '../charge/claim.ts';
 import { followSettlements } from '../charge/follow.ts';
@@ -13,7 +13,14 @@ import { materializeDueCharges } from '../mandates/materialize.ts';
 import { mandateReleasesCharges, releaseLeases } from '../sql/transitions.ts';
 import { assertNotFuture, type RunOptions, type RunReport } from './options.ts';
 import { sendDue } from './pipeline.ts';
-import { createRun, finishRun, markInterruptedRuns, recordForecast, startHeartbeat } from './record.ts';
+import {
+  closeFailedRun,
+  createRun,
+  finishRun,
+  markInterruptedRuns,
+  recordForecast,
+  startHeartbeat,
+} from './record.ts';
 import { type RunTally, zero } from './tally.ts';
 
 export {
@@ -111,7 +118,7 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
     return out;
   } catch (err) {
     await releaseLeases(ctx.database, ctx.workerId, book.held).catch(() => {});
-    await finishRun(ctx, runId, 'failed', counts, errorMessage(err)).catch(() => {});
+    await closeFailedRun(ctx, runId, counts, err);
     throw err;
   } finally {
     stopHeartbeat();

@@ -1,3 +1,4 @@
+import { isDatabaseUnavailable } from '../../db/unavailable.ts';
 import { errorMessage, UnavailableError } from '../../errors.ts';
 import type { Metrics } from '../../metrics.ts';
 import type { BillingContext } from '../context.ts';
@@ -39,7 +40,8 @@ export function createRunner(ctx: BillingContext, metrics?: Metrics): Runner {
       metrics?.runFinished(opts.trigger, report.status, report.durationMs / 1000);
       return report;
     } catch (err) {
-      metrics?.runFinished(opts.trigger, 'failed', (Date.now() - started) / 1000);
+      const status = isDatabaseUnavailable(err) ? 'interrupted' : 'failed';
+      metrics?.runFinished(opts.trigger, status, (Date.now() - started) / 1000);
       throw err;
     }
   }

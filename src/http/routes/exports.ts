@@ -28,7 +28,8 @@ export function exportRoutes(ctx: BillingContext): RouteDef[] {
         const from = parseInstant('from', q.from);
         const to = parseInstant('to', q.to);
         const lines = exportLines(ctx.database, kind, { from, to, format: q.format });
-        // The first chunk is read before the status goes out, so a bad kind or window is still a 400.
+        // The first chunk (the CSV header with the first page) is read before the status goes
+        // out, so a bad kind or window is still a 400 and a database that cannot be read a 503.
         const first = await lines.next();
         const format = q.format ?? 'csv';
         void reply

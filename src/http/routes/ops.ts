@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { BillingContext } from '../../billing/context.ts';
-import { errorMessage } from '../../errors.ts';
+import { DatabaseUnavailableError, errorMessage } from '../../errors.ts';
 import type { Metrics } from '../../metrics.ts';
 import { defineRoute, type RouteDef } from '../route.ts';
 
@@ -19,7 +19,7 @@ export function opsRoutes(
       auth: 'none',
       status: 200,
       raw: true,
-      errors: { '503': 'Database unreachable' },
+      errors: { '503': 'Not ready: the database cannot be reached (`database_unavailable`, Retry-After)' },
       async handler(_input, _req, reply) {
         try {
           await ctx.database.rows(sql`select 1`);
@@ -28,7 +28,11 @@ export function opsRoutes(
           ctx.logger.warn({ err: errorMessage(err) }, 'health check: database unreachable');
           return reply
             .code(503)
-            .send({ ok: false, error: { code: 'database', message: 'database unreachable' } });
+            .header('retry-after', String(DatabaseUnavailableError.retryAfterSeconds))
+            .send({
+              ok: false,
+              error: { code: DatabaseUnavailableError.code, message: 'database unreachable' },
+            });
         }
       },
     }),
@@ -53,6 +57,7 @@ export function opsRoutes(
       tag: 'ops',
       status: 200,
       raw: true,
+      database: false,
       handler: async () => openapi(),
     }),
   ];
