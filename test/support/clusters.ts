@@ -95,6 +95,8 @@ export async function startPair(database: string, setup: (url: string) => Promis
       `unix_socket_directories = '${root}'`,
       'wal_level = replica',
       'max_wal_senders = 4',
+      // Speed: a failed primary is never started again here, so its own flushes do not matter;
+      // what reaches the standby (streamed WAL) is what the tests are about.
       'fsync = off',
       'synchronous_commit = off',
       'full_page_writes = off',
