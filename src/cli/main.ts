@@ -18,6 +18,7 @@ import { registerMandateCommands } from './mandates.ts';
 import { exitCodeFor } from './output.ts';
 import { registerPaymentCommands } from './payments.ts';
 import { registerPaypalCommands } from './paypal.ts';
+import { registerReconcileCommand } from './reconcile.ts';
 import { registerReportCommands } from './report.ts';
 import { registerRunCommand } from './run.ts';
 import { registerRunsCommands } from './runs.ts';
@@ -72,6 +73,7 @@ export function buildProgram(): Command {
 
   registerRunCommand(program, deps);
   registerRunsCommands(program, deps);
+  registerReconcileCommand(program, deps);
   registerMandateCommands(program, deps);
   registerChargeCommands(program, deps);
   registerPaymentCommands(program, deps);

@@ -152,6 +152,12 @@ export interface ValidationErrorDetail {
   jsonPath?: string | undefined;
 }
 
+const DUPLICATE_REFERENCE_ERRORS: ReadonlySet<string> = new Set([
+  'transactionReferenceIsADuplicate',
+  'duplicateTransactionReference',
+  'duplicateReference',
+]);
+
 /** A 4xx: the gateway refused the request itself (nothing was processed); fix it and retry. */
 export class RequestRejectedError extends GatewayError {
   static override readonly type: string = 'RequestRejectedError';
@@ -162,6 +168,17 @@ export class RequestRejectedError extends GatewayError {
    */
   get aboutUs(): boolean {
     return this.status === 401 || this.status === 403 || this.status === 408 || this.status === 429;
+  }
+
+  /**
+   * The gateway says the request's reference was already used: it holds a payment (or an
+   * action) under that reference, which is never an answer about the card. Worldpay's APM API
+   * names it `transactionReferenceIsADuplicate` (the card API's own spelling is unpublished, so
+   * the older `duplicateTransactionReference` is read too); partial actions say
+   * `duplicateReference`.
+   */
+  get duplicateReference(): boolean {
+    return this.errorName !== undefined && DUPLICATE_REFERENCE_ERRORS.has(this.errorName);
   }
 
   /** The gateway answered, so there is a status. */

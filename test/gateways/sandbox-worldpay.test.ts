@@ -184,12 +184,12 @@ describe('worldpay sandbox', () => {
     );
   });
 
-  it('answers 400 duplicateTransactionReference to a reused reference and counts it', async () => {
+  it('answers 400 transactionReferenceIsADuplicate to a reused reference and counts it', async () => {
     const first = await post(sandbox.url + '/payments/authorizations/migrateRecurring', authBody('dup-1'));
     expect(first.status).toBe(201);
     const again = await post(first.body._links['payments:recurringAuthorize'].href, authBody('dup-1'));
     expect(again.status).toBe(400);
-    expect(again.body.errorName).toBe('duplicateTransactionReference');
+    expect(again.body.errorName).toBe('transactionReferenceIsADuplicate');
     expect(sandbox.stats().duplicateReferences).toBe(1);
   });
 

@@ -548,7 +548,7 @@ describe('against the sandbox over loopback', () => {
     await authorized(reference);
     const dup = await catchAsync(gw.authorize(migrateRequest(reference)));
     expect(dup).toBeInstanceOf(WorldpayRequestError);
-    expect(dup).toMatchObject({ status: 400, errorName: 'duplicateTransactionReference' });
+    expect(dup).toMatchObject({ status: 400, errorName: 'transactionReferenceIsADuplicate' });
     expect((dup as WorldpayRequestError).correlationId).toBeDefined();
     expect((dup as WorldpayRequestError).message).not.toContain('4917610000000000');
 

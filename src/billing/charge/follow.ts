@@ -10,6 +10,7 @@ import type { BillingContext } from '../context.ts';
 import { noteSettleEvent } from '../sql/payment-actions.ts';
 import { transitionCharge } from '../sql/transitions.ts';
 import {
+  ACTIONS_PROVEN,
   commitActionAccepted,
   type PaymentRow,
   type PaymentSelectRow,
@@ -196,16 +197,6 @@ function statusTarget(status: PaymentStatus, settled: number, refunded: number):
   }
 }
 
-/** Which action kinds a payment status proves were accepted. */
-const proves: Record<string, string[]> = {
-  sentForSettlement: ['settle', 'partialSettle'],
-  settled: ['settle', 'partialSettle'],
-  sentForCancellation: ['cancel'],
-  cancelled: ['cancel', 'reversal'],
-  sentForRefund: ['refund', 'partialRefund', 'reversal'],
-  refunded: ['refund', 'partialRefund', 'reversal'],
-};
-
 /**
  * Resolve the operator's actions an unknown answer left `requested`, by what the payment's
  * status proves the gateway accepted (the events query, the follow-up and the webhook alike).
@@ -216,7 +207,7 @@ export async function resolvePendingActions(
   status: string,
   on?: Tx,
 ): Promise<void> {
-  const kinds = proves[status];
+  const kinds = ACTIONS_PROVEN[status];
   if (!kinds) return;
   const pending = await database.rows<
     Pick<RawRow<typeof paymentActions>, 'id' | 'charge_id' | 'kind' | 'amount'>

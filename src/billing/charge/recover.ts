@@ -1,11 +1,12 @@
 import { type SQL, sql } from 'drizzle-orm';
 import { errorMessage } from '../../errors.ts';
-import type { PaymentStatus } from '../../gateways/types.ts';
+import type { PaymentStatus, QueryResult } from '../../gateways/types.ts';
 import type { BillingContext } from '../context.ts';
 import { decideRefusal } from '../dunning/refusal.ts';
 import { writeAheadSettle } from '../sql/payment-actions.ts';
-import { releaseLease, transitionCharge } from '../sql/transitions.ts';
+import { releaseLease } from '../sql/transitions.ts';
 import { type ClaimRow, leaseClaim, toClaimed } from './claim.ts';
+import { applyPaymentStatus, resolvePendingActions } from './follow.ts';
 import {
   commitAuthorized,
   commitDeferred,
@@ -21,6 +22,7 @@ import {
   paymentLinks,
   planSettle,
   sendSettle,
+  settleProvenBy,
   toPaymentRow,
 } from './settle.ts';
 
@@ -171,43 +173,71 @@ async function reconcileOne(
   report: ReconcileReport,
 ): Promise<void> {
   const p = open.attempt;
-  const charge = p.charge;
   if (open.neverLaunched && (await commitNeverSent(ctx, p))) {
     report.notSent++;
     return;
   }
-  const gw = ctx.gateway(charge.gateway);
-  const q = await gw.queryByReference(p.reference, charge.entity);
+  const q = await ctx.gateway(p.charge.gateway).queryByReference(p.reference, p.charge.entity);
+  // sent_at is the write-ahead time, not the send time: a written-ahead attempt may wait in
+  // the queue before it goes. A sender posts only while its lease has a margin left, so an
+  // attempt still `attempting` went out, if at all, before its holder's lease ran out: count
+  // the lag from there. An `unknown` one was sent right after its write-ahead.
+  const age = p.charge.state === 'attempting' ? open.unsentForSeconds : open.ageSeconds;
+  const lagPassed = age >= ctx.config.billing.eventLagMinutes * 60;
+  report[await adoptAnswer(ctx, p, q, asOf, { lagPassed })]++;
+}
+
+/** What an adoption made of an attempt: the report's counter it adds to. */
+export type Adopted = 'authorized' | 'refused' | 'notFound' | 'stillUnknown';
+
+/**
+ * The gateway said this attempt's reference was already used (an authorization written ahead
+ * and sent by a worker whose database forgot it: a restore, a lossy failover). That is never a
+ * business outcome: ask the gateway by the reference and adopt what it knows, as the
+ * reconciliation of an unknown outcome does. "Not found" cannot mean "never happened" here
+ * (the gateway has just said it has it): the attempt stays open for reconciliation to ask again.
+ */
+export async function adoptUsedReference(ctx: BillingContext, p: PlannedAttempt): Promise<Adopted> {
+  const q = await ctx.gateway(p.charge.gateway).queryByReference(p.reference, p.charge.entity);
+  return adoptAnswer(ctx, p, q, p.asOf, { lagPassed: false });
+}
+
+/**
+ * Commit what the gateway knows of an open attempt's reference (`q`): authorized (its links
+ * kept, settled as the mandate says, or recorded as far as the payment went: settling,
+ * settled, refunded), refused (dunning decides), not found (after the event lag: the attempt
+ * did not happen; before it: still open), or no answer (still open).
+ */
+export async function adoptAnswer(
+  ctx: BillingContext,
+  p: PlannedAttempt,
+  q: QueryResult,
+  asOf: Date,
+  opts: { lagPassed: boolean },
+): Promise<Adopted> {
+  const charge = p.charge;
   const log = ctx.logger.child({
     chargeId: charge.id,
     reference: p.reference,
     correlationId: q.correlationId,
   });
   if (q.found === 'unknown') {
-    report.stillUnknown++;
     await commitUnknown(ctx.database, p, {
       latencyMs: q.latencyMs,
       reason: `recovery query failed: ${q.reason}`,
     });
-    return;
+    return 'stillUnknown';
   }
   if (q.found === false) {
-    // sent_at is the write-ahead time, not the send time: a written-ahead attempt may wait in
-    // the queue before it goes. A sender posts only while its lease has a margin left, so an
-    // attempt still `attempting` went out, if at all, before its holder's lease ran out: count
-    // the lag from there. An `unknown` one was sent right after its write-ahead.
-    const age = charge.state === 'attempting' ? open.unsentForSeconds : open.ageSeconds;
-    if (age < ctx.config.billing.eventLagMinutes * 60) {
-      report.stillUnknown++;
+    if (!opts.lagPassed) {
       await commitUnknown(ctx.database, p, {
         httpStatus: q.httpStatus,
         correlationId: q.correlationId,
         latencyMs: q.latencyMs,
         reason: 'not found yet; the gateway may still be within its event lag',
       });
-      return;
+      return 'stillUnknown';
     }
-    report.notFound++;
     log.info('recovery: the gateway has no such payment; the attempt did not happen');
     const decision = await decideRefusal(ctx, charge, { gatewayError: true }, asOf);
     await commitRefused(
@@ -224,10 +254,9 @@ async function reconcileOne(
       decision.decision,
       decision.mandateStatus,
     );
-    return;
+    return 'notFound';
   }
   if (q.status === 'refused' || q.status === 'failed' || q.status === 'error' || q.status === 'expired') {
-    report.refused++;
     const decision = await decideRefusal(ctx, charge, { code: q.rawStatus, adviceCode: null }, asOf);
     await commitRefused(
       ctx.database,
@@ -243,57 +272,61 @@ async function reconcileOne(
       decision.decision,
       decision.mandateStatus,
     );
-    return;
+    return 'refused';
   }
-  if (AUTHORIZED_LIKE.includes(q.status) || q.status === 'inProgress') {
-    if (q.status === 'inProgress') {
-      report.stillUnknown++;
-      await commitUnknown(ctx.database, p, { latencyMs: q.latencyMs, reason: 'payment still in progress' });
-      return;
-    }
-    report.authorized++;
-    const paymentId = q.links['payments:events'] ?? p.reference;
-    const alreadySettling = q.status !== 'authorized';
-    const settle = alreadySettling ? null : planSettle(charge, p.reference, q.links, paymentId);
-    const committed = await commitAuthorized(
-      ctx.database,
-      p,
-      {
-        outcome: 'authorized',
-        paymentId,
-        links: q.links,
-        latencyMs: q.latencyMs,
-        httpStatus: q.httpStatus,
-        correlationId: q.correlationId,
-      },
-      settle,
-      { recovered: true },
-    );
-    log.info({ status: q.rawStatus }, 'recovery: the payment was authorized; kept the credential link');
-    if (committed && alreadySettling) {
-      // Still under this reconciler's fence: the authorization commit above kept the lease.
-      await transitionCharge(ctx.database, undefined, {
-        id: charge.id,
-        to: 'settling',
-        from: ['authorized'],
-        fence: charge.fence,
-        release: true,
-        reason: `payment ${q.rawStatus} (recovered by query)`,
-      });
-    }
-    if (committed && settle && committed.settleActionId !== null) {
-      await sendSettle(ctx, {
-        gateway: charge.gateway,
-        chargeId: charge.id,
-        fence: charge.fence,
-        attemptId: p.attemptId,
-        actionId: committed.settleActionId,
-        plan: settle,
-        paymentId,
-        links: q.links,
-      });
-    }
+  if (!AUTHORIZED_LIKE.includes(q.status)) {
+    await commitUnknown(ctx.database, p, { latencyMs: q.latencyMs, reason: `payment ${q.rawStatus}` });
+    return 'stillUnknown';
   }
+  const paymentId = q.links['payments:events'] ?? p.reference;
+  // The settle the mandate asks for is written with the authorization, whatever the payment's
+  // status: when the gateway already has it (sentForSettlement and later), the status proves
+  // it accepted below, so the charge's settled amount is what it would have been.
+  const settle =
+    settleProvenBy(q.status) || q.status === 'authorized'
+      ? planSettle(charge, p.reference, q.links, paymentId)
+      : null;
+  const committed = await commitAuthorized(
+    ctx.database,
+    p,
+    {
+      outcome: 'authorized',
+      paymentId,
+      links: q.links,
+      latencyMs: q.latencyMs,
+      httpStatus: q.httpStatus,
+      correlationId: q.correlationId,
+    },
+    settle,
+    { recovered: true },
+  );
+  log.info({ status: q.rawStatus }, 'recovery: the payment was authorized; kept the credential link');
+  if (!committed) return 'authorized';
+  if (q.status !== 'authorized') {
+    // Record how far the payment went (under this worker's fence, which the commit kept):
+    // the settle it proves accepted, then the status itself (settling, settled, refunded...).
+    await resolvePendingActions(ctx.database, p.attemptId, q.status);
+    await applyPaymentStatus(ctx.database, {
+      attemptId: p.attemptId,
+      status: q.status,
+      rawStatus: q.rawStatus,
+      source: 'query',
+      transactionReference: p.reference,
+    });
+    await releaseLease(ctx.database, { chargeId: charge.id, owner: ctx.workerId, fence: charge.fence });
+  } else if (settle && committed.settleActionId !== null) {
+    await sendSettle(ctx, {
+      gateway: charge.gateway,
+      chargeId: charge.id,
+      fence: charge.fence,
+      attemptId: p.attemptId,
+      actionId: committed.settleActionId,
+      plan: settle,
+      paymentId,
+      links: q.links,
+    });
+  }
+  return 'authorized';
 }
 
 /**

@@ -16,6 +16,7 @@ import {
   refusalTarget,
 } from './outcome.ts';
 import type { Ready } from './prepare.ts';
+import { adoptUsedReference } from './recover.ts';
 import { planSettle, sendSettle } from './settle.ts';
 
 /** Send a credential's attempts in turn, each on the newest link the one before returned. */
@@ -269,8 +270,10 @@ async function defer(
 /**
  * The request ended in an error instead of an answer about the card. The rule: only the
  * gateway's answer about this request can change business state, so
- *  - the gateway turning the request itself away (a 4xx that is not about our credentials or
- *    pace) stops the charge, as before: resending the same request cannot succeed;
+ *  - the gateway saying the reference was already used adopts what it has under it
+ *    (`adoptUsedReference`): an earlier send of this very attempt that the database forgot;
+ *  - the gateway turning the request itself away (any other 4xx that is not about our
+ *    credentials or pace) stops the charge, as before: resending the same request cannot succeed;
  *  - everything else (our credentials or pace turned away, our own validation, configuration,
  *    a bug) defers the attempt: the charge waits as it was, the mandate is untouched, and the
  *    run finishes `completed_with_errors`.
@@ -308,6 +311,16 @@ async function recordRejected(
           ? `invalid request: ${message}`
           : `${err instanceof Error ? err.name : 'error'}: ${message}`;
     await defer(ctx, p, book, 'error', what, info);
+    return;
+  }
+  if (err.duplicateReference) {
+    // Not an answer about the card: the gateway has this reference from a send this database
+    // forgot (a restore, a lossy failover). What it knows of it is the outcome.
+    const adopted = await adoptUsedReference(ctx, p);
+    book.counts.adopted++;
+    if (adopted === 'authorized') book.counts.authorized++;
+    else if (adopted === 'refused') book.counts.refused++;
+    else book.counts.unknown++;
     return;
   }
   noteError(book, `gateway rejected the request (${err.status}): ${message}`);

@@ -1,8 +1,8 @@
 import { sql } from 'drizzle-orm';
 import type { Database, Executor } from '../../db/client.ts';
 import { errorMessage } from '../../errors.ts';
-import { GatewayError } from '../../gateways/errors.ts';
-import type { Links, PaymentActionResult } from '../../gateways/types.ts';
+import { GatewayError, RequestRejectedError } from '../../gateways/errors.ts';
+import type { Links, PaymentActionKind, PaymentActionResult, PaymentStatus } from '../../gateways/types.ts';
 import type { BillingContext } from '../context.ts';
 import { type Acceptance, commitAcceptances, commitActionFailed } from '../sql/payment-actions.ts';
 import { releaseLease } from '../sql/transitions.ts';
@@ -44,6 +44,50 @@ export function planSettle(
     amount: m.amount,
     currency: m.currency,
     linkHref: links['payments:settle'] ?? paymentId,
+  };
+}
+
+/** Which action kinds a payment status proves were accepted. */
+export const ACTIONS_PROVEN: Partial<Record<string, PaymentActionKind[]>> = {
+  sentForSettlement: ['settle', 'partialSettle'],
+  settled: ['settle', 'partialSettle'],
+  sentForCancellation: ['cancel'],
+  cancelled: ['cancel', 'reversal'],
+  sentForRefund: ['refund', 'partialRefund', 'reversal'],
+  refunded: ['refund', 'partialRefund', 'reversal'],
+};
+
+/** A payment in this status has been sent for settlement (or gone further: refunded). */
+export const settleProvenBy = (status: PaymentStatus): boolean =>
+  ['settled', 'sentForSettlement', 'sentForRefund', 'refunded', 'refundFailed'].includes(status);
+
+/**
+ * An action the gateway turned away because it already has it: its reference was used
+ * (`duplicateReference`), or a full action's payment is already past the state it acts on
+ * (409). Both are what a worker whose database forgot the action meets when it sends it again.
+ * Never an answer on its own: the gateway is asked about the payment, and when the status it
+ * reports proves this kind of action accepted, that is the answer (with the payment's links).
+ * Anything else (another 4xx, a status that proves nothing) answers undefined: the rejection
+ * stands.
+ */
+export async function adoptRejectedAction(
+  ctx: BillingContext,
+  gateway: string,
+  payment: { paymentId: string; links: Links },
+  kind: PaymentActionKind,
+  err: unknown,
+): Promise<Extract<PaymentActionResult, { outcome: 'accepted' }> | undefined> {
+  if (!(err instanceof RequestRejectedError) || !(err.duplicateReference || err.status === 409)) return;
+  const q = await ctx.gateway(gateway).query(payment);
+  if (q.found !== true || !ACTIONS_PROVEN[q.status]?.includes(kind)) return;
+  ctx.logger.info({ kind, status: q.rawStatus }, `${kind} already at the gateway; adopted what it reports`);
+  return {
+    outcome: 'accepted',
+    links: q.links,
+    status: q.status,
+    latencyMs: q.latencyMs,
+    httpStatus: q.httpStatus,
+    correlationId: q.correlationId,
   };
 }
 
@@ -120,6 +164,8 @@ export async function sendSettle(
         s.plan.kind === 'partialSettle' ? { amount: s.plan.amount, currency: s.plan.currency } : undefined,
     });
   } catch (err) {
+    const adopted = await adoptRejectedAction(ctx, s.gateway, s, s.plan.kind, err);
+    if (adopted) return acceptSettle(ctx, s, adopted);
     const answer = err instanceof GatewayError ? err : undefined;
     const message = err instanceof Error ? err.message : undefined;
     ctx.logger.warn(
@@ -151,6 +197,22 @@ export async function sendSettle(
     );
     return 'unknown';
   }
+  return acceptSettle(ctx, s, result);
+}
+
+/** Commit a settle's acceptance: in the run's batch when there is one, else on its own. */
+async function acceptSettle(
+  ctx: BillingContext,
+  s: {
+    chargeId: number;
+    fence: number;
+    attemptId: number;
+    actionId: number;
+    plan: SettlePlan;
+    batch?: AcceptanceBatcher | undefined;
+  },
+  result: Extract<PaymentActionResult, { outcome: 'accepted' }>,
+): Promise<'accepted'> {
   const accepted: Acceptance = {
     actionId: s.actionId,
     chargeId: s.chargeId,

@@ -6,7 +6,12 @@ import { ConflictError, GatewayRejectedError, NotFoundError, ValidationError } f
 import { GatewayError } from '../../gateways/errors.ts';
 import type { PaymentActionKind, PaymentActionResult } from '../../gateways/types.ts';
 import { actionReference } from '../charge/references.ts';
-import { commitActionAccepted, commitActionFailed, paymentLinks } from '../charge/settle.ts';
+import {
+  adoptRejectedAction,
+  commitActionAccepted,
+  commitActionFailed,
+  paymentLinks,
+} from '../charge/settle.ts';
 import type { BillingContext } from '../context.ts';
 import { parseInput } from '../mandates/index.ts';
 import { releaseLease, writeAudit } from '../sql/transitions.ts';
@@ -237,6 +242,46 @@ async function linksOf(database: Database, attemptId: number, tx: Tx): Promise<R
   return Object.fromEntries(rows.map((r) => [r.rel, r.href]));
 }
 
+/** Record an action the gateway turned away, and the error the caller answers with. */
+async function actionRejected(
+  ctx: BillingContext,
+  a: { actionId: number; fence: number; reference: string },
+  chargeId: number,
+  kind: PaymentOp,
+  err: unknown,
+): Promise<Error> {
+  const answer = err instanceof GatewayError ? err : undefined;
+  const message = err instanceof Error ? err.message : undefined;
+  ctx.logger.warn(
+    {
+      chargeId,
+      actionId: a.actionId,
+      reference: a.reference,
+      correlationId: answer?.correlationId,
+      err: message,
+    },
+    `${kind} rejected`,
+  );
+  await commitActionFailed(
+    ctx.database,
+    { actionId: a.actionId, chargeId, fence: a.fence },
+    {
+      httpStatus: answer?.status,
+      correlationId: answer?.correlationId,
+      error: `${kind} rejected: ${message ?? 'error'}`,
+    },
+  );
+  // The adapter refused before sending (no such link in the payment's state): a state conflict.
+  if (err instanceof ValidationError)
+    return new ConflictError(`charge ${chargeId}: ${kind} is not available: ${err.message}`);
+  return new GatewayRejectedError(
+    `charge ${chargeId}: ${kind} rejected by the gateway: ${message ?? 'error'}`,
+    {
+      cause: err,
+    },
+  );
+}
+
 /** Run one payment action on a charge: checks, write-ahead, the request, its outcome recorded. */
 export async function paymentAction(
   ctx: BillingContext,
@@ -251,37 +296,20 @@ export async function paymentAction(
   const a = await writeAheadAction(ctx, chargeId, kind, input);
   const log = ctx.logger.child({ chargeId, actionId: a.actionId, reference: a.reference });
   const links = await paymentLinks(ctx.database, a.attemptId);
+  const payment = { paymentId: a.paymentId, links };
   let result: PaymentActionResult;
   try {
     result = await ctx.gateway(a.gateway).action({
       kind,
-      links,
-      paymentId: a.paymentId,
+      ...payment,
       reference: a.reference,
       value: a.amount !== null ? { amount: a.amount, currency: a.currency } : undefined,
     });
   } catch (err) {
-    const answer = err instanceof GatewayError ? err : undefined;
-    const message = err instanceof Error ? err.message : undefined;
-    log.warn({ correlationId: answer?.correlationId, err: message }, `${kind} rejected`);
-    await commitActionFailed(
-      ctx.database,
-      { actionId: a.actionId, chargeId, fence: a.fence },
-      {
-        httpStatus: answer?.status,
-        correlationId: answer?.correlationId,
-        error: `${kind} rejected: ${message ?? 'error'}`,
-      },
-    );
-    // The adapter refused before sending (no such link in the payment's state): a state conflict.
-    if (err instanceof ValidationError)
-      throw new ConflictError(`charge ${chargeId}: ${kind} is not available: ${err.message}`);
-    throw new GatewayRejectedError(
-      `charge ${chargeId}: ${kind} rejected by the gateway: ${message ?? 'error'}`,
-      {
-        cause: err,
-      },
-    );
+    // The gateway may already have this action (sent by a worker whose database forgot it).
+    const adopted = await adoptRejectedAction(ctx, a.gateway, payment, kind, err);
+    if (!adopted) throw await actionRejected(ctx, a, chargeId, kind, err);
+    result = adopted;
   }
   ctx.metrics?.gatewayLatency(kind, result.latencyMs / 1000);
   if (result.outcome === 'unknown') {

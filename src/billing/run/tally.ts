@@ -29,9 +29,16 @@ export interface RunCounts {
   failed: number;
   /** Scheduled mandate changes applied by this run. */
   changesApplied: number;
+  /**
+   * Attempts the gateway already had under their reference (sent by a worker whose database
+   * forgot it), adopted from what the gateway reports; also counted as authorized, refused or
+   * unknown.
+   */
+  adopted: number;
 }
 
 export const zero = (): RunCounts => ({
+  adopted: 0,
   changesApplied: 0,
   due: 0,
   created: 0,

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { BillingContext } from '../../billing/context.ts';
 import { forecast } from '../../billing/mandates/forecast.ts';
 import { getRun, listRuns } from '../../billing/reporting/runs.ts';
+import { reconcileWithGateway } from '../../billing/run/reconcile.ts';
 import { assertNotFuture } from '../../billing/run/run.ts';
 import type { Runner } from '../../billing/run/runner.ts';
 import { parseInstant } from '../../domain/instant.ts';
@@ -20,6 +21,7 @@ const runBody = z
     limit: z.number().int().positive().max(MAX_RUN_LIMIT).optional(),
   })
   .strict();
+const reconciliationBody = z.object({ since: z.string().max(64) }).strict();
 const forecastQuery = z
   .object({
     from: z.string().max(64),
@@ -73,6 +75,19 @@ export function runRoutes(ctx: BillingContext, runner: Runner): RouteDef[] {
       summary: 'A billing run: status, counts so far, timestamps',
       status: 200,
       handler: async ({ params }) => getRun(ctx, params.id),
+    }),
+    defineRoute({
+      method: 'POST',
+      url: '/v1/reconciliations',
+      tag: 'runs',
+      summary:
+        'After a restore or a lossy failover, before anything new is sent: ask the gateway about every reference rebill could have used since `since` and adopt what it has; answers what was adopted',
+      body: reconciliationBody,
+      bodyRequired: true,
+      examples: { afterFailover: { since: '2027-06-01T08:00:00Z' } },
+      status: 200,
+      handler: async ({ body: b }) =>
+        reconcileWithGateway(ctx, { since: parseInstant('since', b.since), asOf: ctx.clock.now() }),
     }),
     defineRoute({
       method: 'GET',

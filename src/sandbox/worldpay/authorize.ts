@@ -64,13 +64,14 @@ export function authorize(
   if (payments.byReference(req.entity, req.transactionReference)) {
     ledger.countDuplicateReference();
     ledger.record({ ...base_entry, chainId: chain?.id, outcome: 'duplicate', httpStatus: 400 });
-    // The card API answers `duplicateTransactionReference`; the APM API names the same
-    // condition `transactionReferenceIsADuplicate`.
+    // Worldpay's published name and message for it (the APM API's OpenAPI document; the card
+    // API publishes none of its own).
     return {
       status: 400,
       body: {
-        errorName: 'duplicateTransactionReference',
-        message: 'Transaction reference has already been used for this entity.',
+        errorName: 'transactionReferenceIsADuplicate',
+        message:
+          'The transaction reference (while valid as a reference) is a duplicate already used in another transaction.',
       },
     };
   }
