@@ -62,4 +62,8 @@ export async function finishRun(
     );
 }
 
-export { writeRunCounts as recordProgress, writeWouldSend as recordForecast } from '../sql/runs.ts';
+export {
+  deleteIdleRun as forgetIdleRun,
+  writeRunCounts as recordProgress,
+  writeWouldSend as recordForecast,
+} from '../sql/runs.ts';

@@ -13,8 +13,15 @@ import { materializeDueCharges } from '../mandates/materialize.ts';
 import { mandateReleasesCharges, releaseLeases } from '../sql/transitions.ts';
 import { assertNotFuture, type RunOptions, type RunReport } from './options.ts';
 import { sendDue } from './pipeline.ts';
-import { createRun, finishRun, markInterruptedRuns, recordForecast, startHeartbeat } from './record.ts';
-import { type RunTally, zero } from './tally.ts';
+import {
+  createRun,
+  finishRun,
+  forgetIdleRun,
+  markInterruptedRuns,
+  recordForecast,
+  startHeartbeat,
+} from './record.ts';
+import { isIdle, type RunTally, zero } from './tally.ts';
 
 export {
   assertNotFuture,
@@ -55,6 +62,7 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
     errors: book.errors,
     refusals: [],
     durationMs: Date.now() - started,
+    recorded: true,
   });
   try {
     const interrupted = await markInterruptedRuns(ctx);
@@ -98,6 +106,13 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
       : counts.errors > 0
         ? 'completed_with_errors'
         : 'completed';
+    if (
+      opts.forgetIfIdle &&
+      status === 'completed' &&
+      isIdle(counts) &&
+      (await forgetIdleRun(ctx.database, runId))
+    )
+      return { ...report(status), recorded: false };
     await finishRun(ctx, runId, status, counts, book.errors[0] ?? null);
     const out = report(status);
     out.refusals = await refusalSummary(ctx, runId, opts.asOf);
