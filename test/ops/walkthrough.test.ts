@@ -12,7 +12,7 @@ import { type TestDatabase, testDatabase } from '../support/db.ts';
 const README = new URL('../../README.md', import.meta.url);
 
 /** The shell commands of the README's local walkthrough: every `sh` block between its markers. */
-export function walkthroughScript(readme: string): string {
+function walkthroughScript(readme: string): string {
   const section = /<!-- walkthrough -->([\s\S]*?)<!-- \/walkthrough -->/.exec(readme)?.[1];
   if (section === undefined) throw new Error('README.md has no <!-- walkthrough --> section');
   return [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]).join('\n');
