@@ -31,7 +31,7 @@ const DAY = 86_400_000;
  * them imported from a legacy file, one on Liquido), a run with an authorization, a
  * settlement and a refusal with its dunning decision, the retry that succeeds two simulated
  * days later, a summary, and the merchant's webhook receiver getting the story's events.
- * Leaves nothing running and nothing on disk.
+ * Leaves nothing running and nothing on disk, says so, and ends with the next steps.
  */
 export async function runDemo(
   out: (line: string) => void = (l) => process.stdout.write(`${l}\n`),
@@ -218,6 +218,7 @@ export async function runDemo(
     );
     for (const [type, n] of [...byType].sort(([a], [b]) => a.localeCompare(b)))
       out(`   ${String(n).padStart(4)}  ${type}`);
+    out(NEXT_STEPS.replace('{dir}', dir));
   } finally {
     await new Promise<void>((r) => (receiver ? receiver.close(() => r()) : r()));
     await app?.close();
@@ -226,6 +227,26 @@ export async function runDemo(
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * Where the reader goes after the story: the README's local walkthrough and its production
+ * notes. The story ran on simulated time with a throwaway encryption key, so its database is
+ * of no use afterwards and is deleted; the walkthrough builds one of the reader's own.
+ */
+const NEXT_STEPS = `
+That was the demo. Its database ({dir}) is deleted now: it ran on simulated time with a
+throwaway card-data key. Next steps (README, "Try it locally in five minutes"):
+   npx rebill sandbox --port 8787 &                 the built-in Worldpay sandbox
+   export WORLDPAY_URL=http://127.0.0.1:8787 WORLDPAY_USERNAME=sandbox WORLDPAY_PASSWORD=sandbox
+   export REBILL_ADMIN_TOKENS=local-admin-token
+   curl -s -X POST http://127.0.0.1:8787/_sandbox/verifications    a card's first recurring link
+   npx rebill mandates create --customer ada --intent subscription --amount 2999 --currency GBP \\
+     --narrative "Gym membership" --interval "1 month" --link HREF
+   npx rebill run
+   npx rebill admin                                 then http://127.0.0.1:8080/ui
+Going to production: PostgreSQL first (DATABASE_URL). The embedded database serves one process
+at a time (every command is refused, exit 4, while rebill admin or rebill daemon runs) and its
+first command is slow and memory-heavy (README, "Going to production").`;
 
 function printRun(out: (l: string) => void, r: RunReport): void {
   const c = r.counts;

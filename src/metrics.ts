@@ -13,6 +13,8 @@ export interface Metrics {
   registry: Registry;
   billing: BillingMetrics;
   runFinished(trigger: string, status: string, seconds: number): void;
+  /** One daemon tick: `ran`, `empty` (nothing to do: no run recorded), `not-elected`, `busy` or `failed`. */
+  tick(outcome: string): void;
   webhook(outcome: string): void;
   /** One outbound webhook delivery attempt: delivered, retried or failed (for good). */
   delivery(result: string): void;
@@ -46,6 +48,12 @@ export function createMetrics(database: Database): Metrics {
     help: 'Billing run duration by trigger and final status',
     labelNames: ['trigger', 'status'] as const,
     buckets: [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600],
+    registers: [registry],
+  });
+  const ticks = new Counter({
+    name: 'rebill_daemon_ticks_total',
+    help: 'Daemon ticks by outcome (ran, empty: nothing to do and no run recorded, not-elected, busy, failed)',
+    labelNames: ['outcome'] as const,
     registers: [registry],
   });
   const webhooks = new Counter({
@@ -135,6 +143,9 @@ export function createMetrics(database: Database): Metrics {
     },
     runFinished(trigger, status, seconds) {
       runs.observe({ trigger, status }, seconds);
+    },
+    tick(outcome) {
+      ticks.inc({ outcome });
     },
     webhook(outcome) {
       webhooks.inc({ outcome });

@@ -9,18 +9,20 @@ export function registerDaemonCommands(program: Command, deps: CliDeps): void {
   program
     .command('daemon')
     .description(
-      'Bill on a schedule (REBILL_CRON) and serve the admin API, webhook and metrics on REBILL_ADMIN_ADDR; safe as several replicas',
+      'Bill on a schedule (REBILL_CRON), deliver webhooks, and serve the admin API, the console (/ui), the Worldpay webhook and metrics on REBILL_ADMIN_ADDR; safe as several replicas',
     )
     .action(async () => {
-      await deps.withApp((app) => serve(app, { schedule: true }));
+      await deps.withApp((app) => serve(app, { schedule: true }), { serving: true });
       process.exitCode = 0;
       exitSoon();
     });
   program
     .command('admin')
-    .description('Serve the admin API, webhook and metrics only (no schedule)')
+    .description(
+      'Serve the admin API, the console (/ui), the Worldpay webhook and metrics on REBILL_ADMIN_ADDR, without the schedule',
+    )
     .action(async () => {
-      await deps.withApp((app) => serve(app, { schedule: false }));
+      await deps.withApp((app) => serve(app, { schedule: false }), { serving: true });
       process.exitCode = 0;
       exitSoon();
     });

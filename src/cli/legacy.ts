@@ -5,7 +5,7 @@
  */
 import { createReadStream, readFileSync, statSync } from 'node:fs';
 import cliProgress from 'cli-progress';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import type { Config } from '../config.ts';
 import type { Database } from '../db/client.ts';
 import { keyId, parseKey } from '../domain/card-crypto.ts';
@@ -70,13 +70,18 @@ function summary(report: ImportReport): string {
 export function registerLegacyCommands(program: Command, deps: LegacyDeps): Command {
   const out = () => deps.stdout ?? process.stdout;
   const err = () => deps.stderr ?? process.stderr;
-  const legacy = program.command('legacy').description('import and manage legacy card-on-file mandates');
+  const legacy = program.command('legacy').description('Import and manage legacy card-on-file mandates');
 
   legacy
     .command('import')
-    .description('validate and import a CSV or NDJSON file of legacy mandates')
+    .description('Validate and import a CSV or NDJSON file of legacy mandates')
     .argument('<file>', 'CSV with a header row, or NDJSON with the same field names')
-    .option('--format <format>', 'csv or ndjson (default: from the file extension)')
+    .addOption(
+      new Option('--format <format>', 'the file format (default: from the file extension)').choices([
+        'csv',
+        'ndjson',
+      ]),
+    )
     .option('--dry-run', 'validate and report without writing', false)
     .option('--json', 'print the report as JSON, with every rejection', false)
     .option('--batch-size <n>', 'rows per transaction', (v) => Number.parseInt(v, 10), 1000)
@@ -135,7 +140,7 @@ export function registerLegacyCommands(program: Command, deps: LegacyDeps): Comm
 
   legacy
     .command('status')
-    .description('how many legacy mandates still hold card data, and how many are migrated')
+    .description('How many legacy mandates still hold card data, and how many are migrated')
     .option('--json', 'print JSON', false)
     .action(async (o: { json: boolean }) => {
       let database: Database | undefined;
@@ -160,7 +165,7 @@ export function registerLegacyCommands(program: Command, deps: LegacyDeps): Comm
 
   legacy
     .command('rotate-key')
-    .description('re-encrypt stored card numbers under a new key (then set REBILL_ENCRYPTION_KEY to it)')
+    .description('Re-encrypt stored card numbers under a new key (then set REBILL_ENCRYPTION_KEY to it)')
     .requiredOption(
       '--new-key-file <file>',
       'file holding the new key: 64 hex characters or base64 of 32 bytes',

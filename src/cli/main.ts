@@ -15,14 +15,14 @@ import { registerExportCommand } from './export.ts';
 import { registerForecastCommand } from './forecast.ts';
 import { registerLegacyCommands } from './legacy.ts';
 import { registerMandateCommands } from './mandates.ts';
-import { exitCodeFor } from './output.ts';
+import { exitCodeFor, humanTimes } from './output.ts';
 import { registerPaymentCommands } from './payments.ts';
 import { registerPaypalCommands } from './paypal.ts';
 import { registerReconcileCommand } from './reconcile.ts';
 import { registerReportCommands } from './report.ts';
 import { registerRunCommand } from './run.ts';
 import { registerRunsCommands } from './runs.ts';
-import { logDestination } from './terminal.ts';
+import { cliLogLevel, endQuietlyOnClosedPipe, isClosedPipe, logDestination } from './terminal.ts';
 
 /**
  * A crash switch for the crash-recovery tests and the soak: REBILL_CRASH_AT=<fault point>
@@ -48,12 +48,17 @@ export function buildProgram(): Command {
   const deps: CliDeps = {
     config: getConfig,
     async withApp(fn, opts = {}) {
+      const level = cliLogLevel({
+        configured: getConfig().logLevel,
+        explicit: process.env.REBILL_LOG_LEVEL !== undefined,
+        verbose: program.opts().verbose === true,
+        terminal: Boolean(process.stdout.isTTY),
+        serving: opts.serving === true,
+      });
       const app = await openApp(getConfig(), {
         ...(opts.asOf ? { clock: fixedClock(opts.asOf) } : {}),
         // On a terminal, log lines and the progress bar share stderr without sharing a line.
-        ...(process.stderr.isTTY
-          ? { logger: createLogger({ level: getConfig().logLevel, destination: logDestination }) }
-          : {}),
+        logger: createLogger({ level, ...(process.stderr.isTTY ? { destination: logDestination } : {}) }),
         faults: crashSwitch(),
       });
       try {
@@ -68,6 +73,10 @@ export function buildProgram(): Command {
       'Recurring billing on Access Worldpay: exactly-once charges, link chains, scheme-aware dunning',
     )
     .version('0.1.0')
+    .option(
+      '--verbose',
+      'log lines (JSON on stderr) at REBILL_LOG_LEVEL on a terminal too; without it a terminal gets warnings and errors only',
+    )
     .showHelpAfterError()
     .exitOverride();
 
@@ -106,14 +115,47 @@ export function buildProgram(): Command {
       await database.close();
       process.stdout.write('database is up to date\n');
     });
+  describeArguments(program);
   return program;
 }
 
+/** What a group's `<id>` names: its noun in the singular. */
+const ID_OF: Record<string, string> = {
+  runs: 'run',
+  mandates: 'mandate',
+  charges: 'charge',
+  webhooks: 'webhook endpoint',
+};
+const ARGUMENT_TEXT: Record<string, string> = {
+  chargeId: "the charge's id",
+  changeId: "the scheduled change's id (see mandates changes)",
+  deliveryId: "the delivery's id (see webhooks deliveries)",
+  url: 'the https URL events are POSTed to',
+};
+
+/**
+ * Every argument's help says what it is, in one wording: commands declare `<id>` in their name
+ * (`show <id>`), which commander leaves undescribed, so the help would list no arguments.
+ */
+function describeArguments(command: Command, group = ''): void {
+  for (const sub of command.commands) {
+    for (const arg of sub.registeredArguments)
+      if (!arg.description) {
+        const noun = ID_OF[group];
+        arg.description =
+          ARGUMENT_TEXT[arg.name()] ?? (arg.name() === 'id' && noun ? `the ${noun}'s id` : '');
+      }
+    describeArguments(sub, sub.name());
+  }
+}
+
 export async function main(argv: string[]): Promise<void> {
+  endQuietlyOnClosedPipe();
   const program = buildProgram();
   try {
     await program.parseAsync(argv);
   } catch (err) {
+    if (isClosedPipe(err)) return;
     if (err instanceof CommanderError) {
       process.exitCode = err.exitCode === 0 ? 0 : 2;
       return;
@@ -125,7 +167,7 @@ export async function main(argv: string[]): Promise<void> {
       err instanceof Error && err.cause instanceof Error && !message.startsWith('database error')
         ? `: ${err.cause.message.split('\n')[0]}`
         : '';
-    process.stderr.write(`rebill: ${message}${cause}\n`);
+    process.stderr.write(humanTimes(`rebill: ${message}${cause}\n`));
     process.exitCode = exitCodeFor(err);
   }
 }

@@ -12,11 +12,12 @@ import {
   resumeMandate,
   showMandate,
 } from '../billing/mandates/index.ts';
+import { GATEWAYS, INTENTS, SETTLE_MODES } from '../billing/mandates/schemas.ts';
 import { mandateMachine } from '../domain/lifecycle.ts';
 import { formatMoney } from '../domain/money.ts';
 import { InvalidRequestError, ValidationError } from '../errors.ts';
 import type { CliDeps } from './deps.ts';
-import { idArg, intOption, printJson, table } from './output.ts';
+import { humanTimes, idArg, intOption, printJson, table } from './output.ts';
 
 /**
  * A card number or DPAN is read from a file (`--card-number-file F`) or standard input (`-`),
@@ -120,7 +121,9 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
       .command('create')
       .description('Register a mandate (its customer already went through a customer-initiated verification)')
       .requiredOption('--customer <ref>', 'customer reference')
-      .requiredOption('--intent <intent>', 'subscription | instalment | unscheduled')
+      .addOption(
+        new Option('--intent <intent>', 'what the mandate is for').choices(INTENTS).makeOptionMandatory(),
+      )
       .option(
         '--amount <minor>',
         'amount in minor units (per instalment for instalment plans; or --total)',
@@ -142,8 +145,14 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
         'instalment plans: total to split, remainder on the last',
         intOption('--total'),
       )
-      .option('--gateway <name>', 'worldpay | liquido', 'worldpay')
-      .option('--settle <mode>', 'full | partial | none', 'full')
+      .addOption(
+        new Option('--gateway <name>', 'the gateway that charges it').choices(GATEWAYS).default('worldpay'),
+      )
+      .addOption(
+        new Option('--settle <mode>', 'how much of each authorization to settle')
+          .choices(SETTLE_MODES)
+          .default('full'),
+      )
       .option('--settle-percent <n>', 'with --settle partial', intOption('--settle-percent'))
       .option('--json', 'print the created mandate as JSON'),
   ).action(async (o) => {
@@ -174,7 +183,9 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
       if (o.json) printJson(m);
       else
         process.stdout.write(
-          `created mandate ${m.id} (${m.intent}, next due ${m.nextDueAt ?? 'when a charge is queued'})\n`,
+          humanTimes(
+            `created mandate ${m.id} (${m.intent}, next due ${m.nextDueAt ?? 'when a charge is queued'})\n`,
+          ),
         );
     });
   });
@@ -185,7 +196,7 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
     .addOption(
       new Option('--status <s>', 'a mandate status').choices(Object.keys(mandateMachine.transitions)),
     )
-    .option('--intent <i>', 'subscription | instalment | unscheduled')
+    .addOption(new Option('--intent <intent>', 'only this intent').choices(INTENTS))
     .option('--customer <ref>', 'customer reference')
     .option('--limit <n>', 'page size (max 1000)', intOption('--limit'), 50)
     .option('--after <id>', 'next page: mandates after this id', intOption('--after'))
@@ -316,10 +327,18 @@ function registerChangeCommands(mandates: Command, deps: CliDeps): void {
     .option('--billing-anchor <iso>', 'the next charge instant; later cycles keep its day and local time')
     .option('--narrative <text>', 'statement narrative')
     .option('--end <iso|none>', 'no cycle after this instant (none: no end)')
-    .addOption(new Option('--settle <mode>', 'settle mode').choices(['full', 'partial', 'none']))
+    .addOption(
+      new Option('--settle <mode>', 'how much of each authorization to settle').choices(SETTLE_MODES),
+    )
     .option('--settle-percent <n>', 'with --settle partial', intOption('--settle-percent'))
     .option('--effective <when>', 'next_cycle | now | an ISO instant (a scheduled change)', 'next_cycle')
-    .addOption(new Option('--proration <p>', 'none | charge | credit').choices(['none', 'charge', 'credit']))
+    .addOption(
+      new Option('--proration <p>', 'for a change effective now or at an instant').choices([
+        'none',
+        'charge',
+        'credit',
+      ]),
+    )
     .option('--json', 'JSON output')
     .action(async (id, o) => {
       await deps.withApp(async (app) => {

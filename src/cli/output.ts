@@ -9,11 +9,20 @@ export function exitCodeFor(err: unknown): number {
   return err instanceof RebillError ? err.exitCode : exitCodes.failure;
 }
 
-/** A plain text table: a header row, then rows, columns padded to their widest cell. */
+/** An instant as the API writes it (`2026-12-01T09:00:00.000Z`), with its milliseconds. */
+const ISO_WITH_MS = /(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.\d{3}Z/g;
+
+/**
+ * Human output's instants to the second (`2026-12-01T09:00:00Z`): the milliseconds the API and
+ * `--json` keep are noise to a reader. Applied to every instant in the text.
+ */
+export const humanTimes = (text: string): string => text.replace(ISO_WITH_MS, '$1Z');
+
+/** A plain text table: a header row, then rows, columns padded to their widest cell; instants to the second. */
 export function table(headers: string[], rows: (string | number | null | undefined)[][]): string {
   const cells = [
     headers,
-    ...rows.map((r) => r.map((c) => (c === null || c === undefined ? '-' : String(c)))),
+    ...rows.map((r) => r.map((c) => (c === null || c === undefined ? '-' : humanTimes(String(c))))),
   ];
   const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
   const line = (r: string[]) =>

@@ -3,7 +3,7 @@ import type { RunReport } from '../billing/run/run.ts';
 import { runBilling } from '../billing/run/run.ts';
 import { formatMoney } from '../domain/money.ts';
 import type { CliDeps } from './deps.ts';
-import { exitCodes, idArg, intOption, parseInstant, printJson, table } from './output.ts';
+import { exitCodes, humanTimes, idArg, intOption, parseInstant, printJson, table } from './output.ts';
 import { progressBar } from './terminal.ts';
 
 export function registerRunCommand(program: Command, deps: CliDeps): void {
@@ -54,7 +54,7 @@ export function registerRunCommand(program: Command, deps: CliDeps): void {
 }
 
 export function formatRunReport(r: RunReport): string {
-  let out = `run ${r.runId} at ${r.asOf}${r.dryRun ? ' (dry run: nothing sent)' : ''}: ${r.status} in ${r.durationMs} ms\n`;
+  let out = `run ${r.runId} at ${humanTimes(r.asOf)}${r.dryRun ? ' (dry run: nothing sent)' : ''}: ${r.status} in ${r.durationMs} ms\n`;
   if (r.forecast) {
     out +=
       r.forecast.length === 0

@@ -74,3 +74,42 @@ export function progressBar(label: string, enabled: boolean): Progress {
     },
   };
 }
+
+/**
+ * The log level of a CLI command. A person at a terminal reads the tables on stdout: JSON log
+ * lines between them are noise, so there only warnings and errors are logged unless `--verbose`
+ * or an explicit REBILL_LOG_LEVEL asks for more. Piped output (scripts, CI) and the serving
+ * commands (`daemon`, `admin`) log at the configured level.
+ */
+export function cliLogLevel(o: {
+  configured: string;
+  /** REBILL_LOG_LEVEL was set in the environment (not the default). */
+  explicit: boolean;
+  verbose: boolean;
+  terminal: boolean;
+  serving: boolean;
+}): string {
+  if (o.verbose || o.explicit || o.serving || !o.terminal) return o.configured;
+  return QUIET_ORDER.indexOf(o.configured) > QUIET_ORDER.indexOf('warn') ? o.configured : 'warn';
+}
+
+/** pino's levels, from the most to the least talkative. */
+const QUIET_ORDER = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+/**
+ * The reader of stdout or stderr went away (`rebill ... | head -1`): end quietly, as a Unix
+ * tool ended by SIGPIPE would, instead of dying on an unhandled EPIPE with a stack trace.
+ * Nothing is left half done by it: a command writes its output after its work.
+ */
+export function endQuietlyOnClosedPipe(): void {
+  const onError = (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    process.exit(process.exitCode ?? 0);
+  };
+  process.stdout.on('error', onError);
+  process.stderr.on('error', onError);
+}
+
+/** True for the error a write to a closed pipe ends in. */
+export const isClosedPipe = (err: unknown): boolean =>
+  (err as NodeJS.ErrnoException | undefined)?.code === 'EPIPE';

@@ -5,6 +5,7 @@ import type { Runner } from '../billing/run/runner.ts';
 import { ConfigError } from '../config.ts';
 import { errorMessage } from '../errors.ts';
 import { pruneIdempotencyKeys } from '../http/idempotency.ts';
+import type { Metrics } from '../metrics.ts';
 import { claimSlot, floorToSlot, lastSlot, previousSlot } from './slots.ts';
 
 export type DaemonState = 'created' | 'running' | 'stopping' | 'stopped';
@@ -37,6 +38,8 @@ export interface DaemonOptions {
   name?: string;
   /** false: no timer; the caller drives ticks (tests). */
   cron?: boolean;
+  /** Counts every tick by outcome (`rebill_daemon_ticks_total`): an empty one leaves no other trace. */
+  metrics?: Pick<Metrics, 'tick'> | undefined;
 }
 
 export function validateSchedule(schedule: string): void {
@@ -68,23 +71,37 @@ export function createDaemon(opts: DaemonOptions): Daemon {
       return { slot, outcome: 'not-elected' };
     }
     const asOf = ctx.clock.now();
-    log.info({ slot, asOf }, 'billing tick started');
-    const report = await runner.run({ asOf, trigger: 'cron', followSettlements: true });
+    log.debug({ slot, asOf }, 'billing tick started');
+    const report = await runner.run({ asOf, trigger: 'cron', followSettlements: true, forgetIfIdle: true });
     await pruneIdempotencyKeys(ctx.database).catch((err) =>
       log.warn({ err: errorMessage(err) }, 'pruning idempotency keys failed'),
     );
-    log.info(
-      { slot, runId: report.runId, status: report.status, counts: report.counts },
-      'billing tick finished',
-    );
+    if (report.recorded)
+      log.info(
+        { slot, runId: report.runId, status: report.status, counts: report.counts },
+        'billing tick finished',
+      );
+    else log.debug({ slot }, 'billing tick found nothing to do');
     return { slot, outcome: 'fired', report };
   }
+
+  const counted = (p: Promise<TickResult>): Promise<TickResult> =>
+    p.then(
+      (r) => {
+        opts.metrics?.tick(r.outcome !== 'fired' ? r.outcome : r.report?.recorded ? 'ran' : 'empty');
+        return r;
+      },
+      (err: unknown) => {
+        opts.metrics?.tick('failed');
+        throw err;
+      },
+    );
 
   function tick(slot?: Date): Promise<TickResult> {
     const s = floorToSlot(opts.schedule, slot ?? ctx.clock.now());
     if (state === 'stopping' || state === 'stopped') return Promise.resolve({ slot: s, outcome: 'stopping' });
-    if (current) return Promise.resolve({ slot: s, outcome: 'busy' });
-    const p = doTick(s).finally(() => {
+    if (current) return counted(Promise.resolve({ slot: s, outcome: 'busy' }));
+    const p = counted(doTick(s)).finally(() => {
       current = undefined;
     });
     current = p;

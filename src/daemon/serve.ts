@@ -36,6 +36,7 @@ export async function serve(app: App, opts: { schedule: boolean }): Promise<{ dr
         runner,
         schedule: config.daemon.schedule,
         shutdownTimeoutMs: config.daemon.shutdownTimeoutMs,
+        metrics,
       })
     : undefined;
 

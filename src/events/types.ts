@@ -10,13 +10,16 @@ export const EVENT_TYPES = {
   'mandate.resumed': 'the mandate is active again (resumed, or a new credential cleared a stop)',
   'mandate.cancelled': 'the mandate was cancelled (by an operator, at period end, or by dunning)',
   'mandate.completed': 'the mandate charged its last cycle or instalment',
-  'mandate.stopped': 'dunning stopped the mandate (a refusal that no retry can fix)',
+  'mandate.stopped':
+    'dunning stopped the mandate (a refusal that no retry can fix, or the gateway turned its request away)',
   'mandate.needs_new_credential': 'the card cannot be charged again until new card details are attached',
   'charge.authorized': 'the charge was authorized (data.lastAttempt is the attempt)',
   'charge.refused':
     'the issuer refused the charge: data.lastAttempt has refusalCode, adviceCode, decision and decisionReason; data.nextAttemptAt the retry',
   'charge.retry_scheduled': 'the charge will be attempted again at data.nextAttemptAt',
   'charge.outcome_unknown': 'no answer from the gateway: rebill will ask it, and never charge twice',
+  'charge.stopped':
+    'the charge will not be sent again: a refusal no retry can fix, or the gateway turned the request itself away (data.stateReason says which)',
   'charge.failed': 'the charge failed for good',
   'charge.settled': 'the charge settled',
   'charge.settlement_failed': 'the settlement failed',
@@ -37,7 +40,8 @@ export const EVENT_TYPES = {
     'Worldpay accepted a PayPal refund (its 202, or a later sentForRefund for one whose answer was lost); data.refund',
   'paypal_payment.refund_failed':
     'Worldpay turned a PayPal refund down or reported refundFailed; data.refund.error says why',
-  'run.completed': 'a billing run finished; data: the run with its counts',
+  'run.completed':
+    'a billing run that did something finished (dry runs and empty daemon ticks emit nothing); data: the run with its counts',
   'webhook_endpoint.disabled':
     'an endpoint failed every delivery for REBILL_WEBHOOK_GIVE_UP_AFTER and was disabled',
   ping: 'a test event, sent by POST /v1/webhook-endpoints/{id}/test to that endpoint only',

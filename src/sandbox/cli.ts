@@ -26,7 +26,9 @@ interface SandboxCommandOptions {
 export function registerSandboxCommand(program: Command): Command {
   return program
     .command('sandbox')
-    .description('Run the built-in Worldpay sandbox (Try-like: rotating links, events, scripted outcomes)')
+    .description(
+      'Run the built-in Worldpay and Liquido sandbox (Try-like: rotating links, events, scripted outcomes; POST /_sandbox/verifications for a recurring link)',
+    )
     .option('--port <n>', 'port to listen on (0 = random)', nonNegativeInt, 8787)
     .option('--host <h>', 'address to bind', '127.0.0.1')
     .option('--username <u>', 'Basic auth username', 'sandbox')

@@ -70,13 +70,15 @@ describe('rebill legacy (CLI)', () => {
     expect(human.stdout).toContain('... 2 more (use --json for all)');
   });
 
-  it('exits 1 on a fatal error and warns when no key is set', async () => {
+  it('exits 1 on a fatal error, 2 on a bad --format, and warns when no key is set', async () => {
     const r = await run(['import', '/nonexistent/file.csv'], {});
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('rebill legacy import: ENOENT');
-    const bad = await run(['import', example, '--format', 'xml']);
-    expect(bad.code).toBe(1);
-    expect(bad.stderr).toContain('unknown format');
+    // a format not in the list is a usage error (exit 2 in the CLI), as every enum flag's is
+    await expect(run(['import', example, '--format', 'xml'])).rejects.toMatchObject({
+      code: 'commander.invalidArgument',
+      message: expect.stringContaining("option '--format <format>' argument 'xml' is invalid"),
+    });
   });
 
   it('status counts mandates holding card data', async () => {

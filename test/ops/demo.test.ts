@@ -30,5 +30,11 @@ describe('npm run demo (rebill demo)', () => {
     const dir = /embedded database in (\S+),/.exec(out)?.[1];
     expect(dir).toBeDefined();
     expect(existsSync(dir!)).toBe(false);
+    // it says it deleted its database, and where the reader goes next
+    expect(out).toContain(`Its database (${dir}) is deleted now`);
+    expect(out).toContain('Try it locally in five minutes');
+    expect(out).toMatch(/npx rebill sandbox --port 8787/);
+    expect(out).toMatch(/_sandbox\/verifications/);
+    expect(out).toMatch(/Going to production: PostgreSQL first/);
   }, 200_000);
 });

@@ -36,7 +36,7 @@ async function commitWithoutAttempt(
       orSame: true,
       reason: `not sent: ${decision.reason}`,
       runId: book.runId,
-      set: [sql`next_attempt_at = coalesce(${retryAt}::timestamptz, next_attempt_at)`],
+      set: [sql`next_attempt_at = ${retryAt}::timestamptz`],
     });
     if (!r.ok) return false;
     if (mandateStatus) {

@@ -2,7 +2,7 @@ import { ValidationError } from '../../errors.ts';
 import { ConnectionError, GatewayError, RequestRejectedError } from '../../gateways/errors.ts';
 import type { AuthorizeResult, Instrument } from '../../gateways/types.ts';
 import type { BillingContext } from '../context.ts';
-import { decideRefusal } from '../dunning/refusal.ts';
+import { decideRefusal, mandateStatusFor } from '../dunning/refusal.ts';
 import type { RetryDecision } from '../dunning/retry-policy.ts';
 import { count, noteError, type RunTally } from '../run/tally.ts';
 import { renewLease } from '../sql/transitions.ts';
@@ -323,8 +323,12 @@ async function recordRejected(
     else book.counts.unknown++;
     return;
   }
-  noteError(book, `gateway rejected the request (${err.status}): ${message}`);
-  const decision: RetryDecision = { action: 'stop', reason: `gateway rejected the request: ${message}` };
+  // Not an error of the run (nothing waits to be tried again): the charge and its mandate are
+  // stopped, with their events, as a refusal no retry can fix would stop them.
+  const decision: RetryDecision = {
+    action: 'stop',
+    reason: `gateway rejected the request (${err.status}): ${message}`,
+  };
   const committed = await commitRefused(
     ctx.database,
     refusalTarget(p),
@@ -337,7 +341,7 @@ async function recordRejected(
       error: message,
     },
     decision,
-    null,
+    mandateStatusFor(decision),
   );
   if (committed) count(book.counts, decision);
   else book.counts.lostLeases++;

@@ -64,10 +64,15 @@ export function instantOf(field: string, v: string | Date, zone: string): Date {
   return parseInstant(field, typeof v === 'string' ? v : v.toISOString(), zone);
 }
 
+/** The enumerations a mandate is created with: the API's schema and the CLI's flags both take these. */
+export const INTENTS = ['subscription', 'instalment', 'unscheduled'] as const;
+export const GATEWAYS = ['worldpay', 'liquido'] as const;
+export const SETTLE_MODES = ['full', 'partial', 'none'] as const;
+
 export const createMandateSchema = z
   .object({
     customerRef: freeText(z.string().min(1).max(128)),
-    intent: z.enum(['subscription', 'instalment', 'unscheduled']),
+    intent: z.enum(INTENTS),
     /** Per cycle; for instalment plans, or give totalAmount instead. */
     amount: z.number().int().positive().optional(),
     currency: z.string().regex(/^[A-Z]{3}$/, 'must be an ISO-4217 code'),
@@ -85,8 +90,8 @@ export const createMandateSchema = z
     instalments: z.number().int().min(1).max(1000).optional(),
     /** Instalment plans: a total to split into N instalments, the last carrying the remainder. */
     totalAmount: z.number().int().positive().optional(),
-    gateway: z.enum(['worldpay', 'liquido']).default('worldpay'),
-    settleMode: z.enum(['full', 'partial', 'none']).default('full'),
+    gateway: z.enum(GATEWAYS).default('worldpay'),
+    settleMode: z.enum(SETTLE_MODES).default('full'),
     settlePercent: z.number().int().min(1).max(100).optional(),
     credential: credentialInputSchema,
   })

@@ -27,6 +27,11 @@ export interface RunOptions {
   allowFuture?: boolean | undefined;
   /** How the caller named `asOf` (`--at` on the CLI), for the error that refuses it. */
   asOfField?: string;
+  /**
+   * A daemon tick: a run that found nothing to do leaves no row and emits no event, so a
+   * minute-by-minute schedule does not bury the runs that did something.
+   */
+  forgetIfIdle?: boolean;
 }
 
 /** How far ahead of the wall clock a run's `asOf` may be without `allowFuture`: clock skew. */
@@ -78,4 +83,6 @@ export interface RunReport {
     nextAttemptAt: string | null;
   }[];
   durationMs: number;
+  /** false: a run asked to `forgetIfIdle` found nothing to do; its row is gone. */
+  recorded: boolean;
 }

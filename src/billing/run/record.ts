@@ -67,7 +67,11 @@ export async function finishRun(
     );
 }
 
-export { writeRunCounts as recordProgress, writeWouldSend as recordForecast } from '../sql/runs.ts';
+export {
+  deleteIdleRun as forgetIdleRun,
+  writeRunCounts as recordProgress,
+  writeWouldSend as recordForecast,
+} from '../sql/runs.ts';
 
 /** How often a run that lost its database tries again to record its end. */
 const RECORD_RETRY_MS = 1000;

@@ -17,11 +17,12 @@ import {
   closeFailedRun,
   createRun,
   finishRun,
+  forgetIdleRun,
   markInterruptedRuns,
   recordForecast,
   startHeartbeat,
 } from './record.ts';
-import { type RunTally, zero } from './tally.ts';
+import { isIdle, type RunTally, zero } from './tally.ts';
 
 export {
   assertNotFuture,
@@ -62,6 +63,7 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
     errors: book.errors,
     refusals: [],
     durationMs: Date.now() - started,
+    recorded: true,
   });
   try {
     const interrupted = await markInterruptedRuns(ctx);
@@ -111,6 +113,13 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
       : counts.errors > 0
         ? 'completed_with_errors'
         : 'completed';
+    if (
+      opts.forgetIfIdle &&
+      status === 'completed' &&
+      isIdle(counts) &&
+      (await forgetIdleRun(ctx.database, runId))
+    )
+      return { ...report(status), recorded: false };
     await finishRun(ctx, runId, status, counts, book.errors[0] ?? null);
     const out = report(status);
     out.refusals = await refusalSummary(ctx, runId, opts.asOf);

@@ -59,6 +59,9 @@ export const zero = (): RunCounts => ({
   failed: 0,
 });
 
+/** Nothing happened: no charge created, sent, settled, reconciled or changed, no error. */
+export const isIdle = (counts: RunCounts): boolean => Object.values(counts).every((n) => n === 0);
+
 export function count(counts: RunCounts, d: RetryDecision): void {
   if (d.action === 'retry') counts.retryScheduled++;
   else if (d.action === 'needs_new_credential') counts.needsNewCredential++;

@@ -163,9 +163,12 @@ export async function commitRefusedOutcome(
     // attempt written ahead before it.
     if (d.blocksCard) await lockCredential(database, tx, p.credentialId);
     const target = outcomeState(d.chargeState, p.mandateId);
+    // Only a retry has a next attempt: a charge stopped, failed, cancelled or waiting for new
+    // card details is not sent again until an operator acts (retry-now, a new credential),
+    // which sets one; keeping the old due time would show an attempt that will never come.
     const ch = await database.rows<{ state: string }>(
       sql`update charges c set state = ${target}, state_reason = ${d.reason},
-                 next_attempt_at = coalesce(${retryAt}::timestamptz, next_attempt_at),
+                 next_attempt_at = ${retryAt}::timestamptz,
                  lease_owner = null, lease_expires_at = null, updated_at = now()
            where id = ${p.chargeId} and fence = ${p.fence} and ${movesTo(target, [d.chargeState, 'cancelled'])}
            returning state`,

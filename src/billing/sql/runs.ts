@@ -63,8 +63,8 @@ export async function writeWouldSend(database: Database, runId: number, forecast
 
 /**
  * Close the run through the run table, and write `run.completed` with its end, in its
- * statement (the outbox's rule). Returns false when the run was already closed (marked
- * interrupted meanwhile): its end stands.
+ * statement (the outbox's rule); a dry run changed nothing, so it tells nobody. Returns false
+ * when the run was already closed (marked interrupted meanwhile): its end stands.
  */
 export async function finishRunRow(
   database: Database,
@@ -83,8 +83,21 @@ export async function finishRunRow(
       select 'run.completed', jsonb_build_object('id', id, 'status', status, 'trigger', trigger, 'asOf', rebill_iso(as_of),
              'dryRun', dry_run, 'mandateId', mandate_id, 'counts', counts, 'error', error,
              'startedAt', rebill_iso(started_at), 'finishedAt', rebill_iso(finished_at))
-        from r
+        from r where not r.dry_run
     )
     select id from r`);
+  return rows.length > 0;
+}
+
+/**
+ * Forget a run that found nothing to do (a daemon tick on a quiet minute): its row goes while
+ * it is still `running`, before any end or event is written, so `runs list` and the event log
+ * keep the runs that did something. Returns false when it was closed meanwhile (marked
+ * interrupted): then it stays.
+ */
+export async function deleteIdleRun(database: Database, runId: number): Promise<boolean> {
+  const rows = await database.rows<{ id: number }>(
+    sql`delete from billing_runs where id = ${runId} and ${isOpen(runMachine, 'status')} returning id`,
+  );
   return rows.length > 0;
 }
