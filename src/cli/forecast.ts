@@ -1,5 +1,6 @@
 import { type Command, Option } from 'commander';
 import { type Bucket, forecast, plannedCharges } from '../billing/mandates/forecast.ts';
+import { csvLine } from '../billing/reporting/csv.ts';
 import { formatMoney } from '../domain/money.ts';
 import type { CliDeps } from './deps.ts';
 import { intOption, parseInstant, printJson, table } from './output.ts';
@@ -32,10 +33,16 @@ export function registerForecastCommand(program: Command, deps: CliDeps): void {
             mandateId: o.mandate,
             currency: o.currency,
           })) {
-            const ref = /[",\n]/.test(c.customerRef)
-              ? `"${c.customerRef.replaceAll('"', '""')}"`
-              : c.customerRef;
-            const line = `${c.mandateId},${ref},${c.kind},${c.cycle ?? ''},${c.dueAt},${c.amount},${c.creditApplied},${c.currency}\n`;
+            const line = csvLine([
+              c.mandateId,
+              c.customerRef,
+              c.kind,
+              c.cycle,
+              c.dueAt,
+              c.amount,
+              c.creditApplied,
+              c.currency,
+            ]);
             if (!process.stdout.write(line)) await new Promise((r) => process.stdout.once('drain', r));
           }
           return;
