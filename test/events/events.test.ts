@@ -12,7 +12,12 @@ import { loadConfig } from '../../src/config.ts';
 import { num } from '../../src/db/values.ts';
 import { appendEvent } from '../../src/events/append.ts';
 import { createDeliverer, deliveryBody, retryDelay, signature } from '../../src/events/deliver.ts';
-import { checkEndpointUrl, createEndpoint, listDeliveries, removeEndpoint } from '../../src/events/endpoints.ts';
+import {
+  checkEndpointUrl,
+  createEndpoint,
+  listDeliveries,
+  removeEndpoint,
+} from '../../src/events/endpoints.ts';
 import { startDeliveryLoop } from '../../src/events/loop.ts';
 import { listEvents, sequenceEvents } from '../../src/events/sequence.ts';
 import { type AdminServer, createAdminServer } from '../../src/http/server.ts';
