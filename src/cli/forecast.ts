@@ -3,7 +3,7 @@ import { type Bucket, forecast, plannedCharges } from '../billing/mandates/forec
 import { csvLine } from '../billing/reporting/csv.ts';
 import { formatMoney } from '../domain/money.ts';
 import type { CliDeps } from './deps.ts';
-import { intOption, parseInstant, printJson, table } from './output.ts';
+import { ID, intOption, parseInstant, printJson, table } from './output.ts';
 
 export function registerForecastCommand(program: Command, deps: CliDeps): void {
   program
@@ -13,7 +13,7 @@ export function registerForecastCommand(program: Command, deps: CliDeps): void {
     )
     .requiredOption('--from <iso>', 'window start (inclusive)')
     .requiredOption('--to <iso>', 'window end (exclusive)')
-    .option('--mandate <id>', 'only this mandate', intOption('--mandate'))
+    .option('--mandate <id>', 'only this mandate', intOption('--mandate', ID))
     .option('--currency <code>', 'only this currency')
     .addOption(new Option('--by <bucket>', 'totals per').choices(['day', 'week', 'month']).default('month'))
     .option('--csv', 'every charge as CSV on standard output, streamed')

@@ -16,7 +16,7 @@ import { mandateMachine } from '../domain/lifecycle.ts';
 import { formatMoney } from '../domain/money.ts';
 import { InvalidRequestError, ValidationError } from '../errors.ts';
 import type { CliDeps } from './deps.ts';
-import { idArg, intOption, printJson, table } from './output.ts';
+import { ID, idArg, intOption, PAGE_SIZE, printJson, table } from './output.ts';
 
 /**
  * A card number or DPAN is read from a file (`--card-number-file F`) or standard input (`-`),
@@ -136,7 +136,11 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
       .option('--local-time <HH:mm>', 'charge time of day in the time zone')
       .option('--trial-end <iso>', 'first charge at the end of a trial')
       .option('--end <iso>', 'no charge after this instant')
-      .option('--instalments <n>', 'number of instalments', intOption('--instalments'))
+      .option(
+        '--instalments <n>',
+        'number of instalments',
+        intOption('--instalments', { min: 1, max: 1000, what: 'an integer from 1 to 1000' }),
+      )
       .option(
         '--total <minor>',
         'instalment plans: total to split, remainder on the last',
@@ -144,7 +148,11 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
       )
       .option('--gateway <name>', 'worldpay | liquido', 'worldpay')
       .option('--settle <mode>', 'full | partial | none', 'full')
-      .option('--settle-percent <n>', 'with --settle partial', intOption('--settle-percent'))
+      .option(
+        '--settle-percent <n>',
+        'with --settle partial',
+        intOption('--settle-percent', { min: 1, max: 100, what: 'a percentage from 1 to 100' }),
+      )
       .option('--json', 'print the created mandate as JSON'),
   ).action(async (o) => {
     await deps.withApp(async (app) => {
@@ -187,8 +195,8 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
     )
     .option('--intent <i>', 'subscription | instalment | unscheduled')
     .option('--customer <ref>', 'customer reference')
-    .option('--limit <n>', 'page size (max 1000)', intOption('--limit'), 50)
-    .option('--after <id>', 'next page: mandates after this id', intOption('--after'))
+    .option('--limit <n>', 'page size (max 1000)', intOption('--limit', PAGE_SIZE), 50)
+    .option('--after <id>', 'next page: mandates after this id', intOption('--after', ID))
     .option('--json', 'JSON output')
     .action(async (o) => {
       await deps.withApp(async (app) => {

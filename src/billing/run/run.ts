@@ -19,6 +19,7 @@ import { type RunTally, zero } from './tally.ts';
 export {
   assertNotFuture,
   FUTURE_TOLERANCE_MS,
+  MAX_RUN_LIMIT,
   type RunOptions,
   type RunReport,
   type RunTrigger,
