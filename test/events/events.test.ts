@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import { sql } from 'drizzle-orm';
+import postgres from 'postgres';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWorker } from '../../bench/lib/worker-cli.ts';
@@ -22,8 +24,10 @@ import { startDeliveryLoop } from '../../src/events/loop.ts';
 import { listEvents, sequenceEvents } from '../../src/events/sequence.ts';
 import { type AdminServer, createAdminServer } from '../../src/http/server.ts';
 import { silentLogger } from '../../src/logger.ts';
+import { createMetrics } from '../../src/metrics.ts';
 import { rebillBin } from '../support/cli.ts';
 import { hasServer, serverSkipReason } from '../support/db.ts';
+import { withDatabase } from '../support/global-setup.ts';
 import { startReceiver, verifySignature } from '../support/receiver.ts';
 import { DAY } from '../support/time.ts';
 import { startWorld, type World } from '../support/world.ts';
@@ -189,6 +193,77 @@ describe('events and webhooks', () => {
     const after = await listEvents(db, { after: start, type: 'ping' });
     expect(after.items.map((e) => e.data.n)).toEqual(['slow', 'fast']);
     expect(Number(after.items[1]!.id)).toBe(Number(after.items[0]!.id) + 1);
+  });
+
+  it.skipIf(!hasServer)('a transaction open in another database holds no event', async () => {
+    const db = w.t.database;
+    const base = process.env.DATABASE_URL!;
+    const name = `rebill_other_${randomBytes(6).toString('hex')}`;
+    const admin = postgres(base, { max: 1, onnotice: () => {} });
+    await admin.unsafe(`create database ${name}`);
+    const other = postgres(withDatabase(base, name), { max: 1, onnotice: () => {} });
+    try {
+      const start = Number((await listEvents(db, { limit: 1000 })).items.at(-1)?.id ?? 0);
+      let release!: () => void;
+      const held = new Promise<void>((r) => {
+        release = r;
+      });
+      let began!: () => void;
+      const open = new Promise<void>((r) => {
+        began = r;
+      });
+      // an unrelated application's long transaction, with a transaction id, begun before the event
+      const elsewhere = other.begin(async (tx) => {
+        await tx`select pg_current_xact_id()`;
+        began();
+        await held;
+      });
+      await open;
+      await appendEvent(db, undefined, { type: 'ping', data: { n: 'while another database works' } });
+      const seen = await listEvents(db, { after: start, type: 'ping' });
+      release();
+      await elsewhere;
+      expect(seen.items.map((e) => e.data.n)).toEqual(['while another database works']);
+      // nothing is left waiting, and the metric says so
+      const metrics = createMetrics(db);
+      expect(await metrics.render()).toMatch(/^rebill_events_oldest_unsequenced_age_seconds 0$/m);
+    } finally {
+      await other.end();
+      await admin.unsafe(`drop database if exists ${name} with (force)`);
+      await admin.end();
+    }
+  });
+
+  it.skipIf(!hasServer)('the metric shows how long the oldest unsequenced event has waited', async () => {
+    const db = w.t.database;
+    await sequenceEvents(db);
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    let written!: () => void;
+    const wrote = new Promise<void>((r) => {
+      written = r;
+    });
+    // a transaction of this database, open while a later one commits its event
+    const slow = db.db.transaction(async (tx) => {
+      await appendEvent(db, tx, { type: 'ping', data: { n: 'slow' } });
+      written();
+      await held;
+    });
+    await wrote;
+    await appendEvent(db, undefined, { type: 'ping', data: { n: 'waits' } });
+    await new Promise((r) => setTimeout(r, 1500));
+    await sequenceEvents(db);
+    const metrics = createMetrics(db);
+    const age = Number(
+      /^rebill_events_oldest_unsequenced_age_seconds (\S+)$/m.exec(await metrics.render())?.[1],
+    );
+    release();
+    await slow;
+    expect(age).toBeGreaterThanOrEqual(1.5);
+    await sequenceEvents(db);
+    expect(await metrics.render()).toMatch(/^rebill_events_oldest_unsequenced_age_seconds 0$/m);
   });
 
   it('a billing story reaches a flaky receiver: every event at least once, signed, in order per mandate, filtered by type', {
