@@ -39,7 +39,6 @@ export function registerEventCommands(program: Command, deps: CliDeps): void {
     .option('--follow', 'keep polling (every second) until interrupted')
     .option('--json', 'JSON output (one event per line with --follow)')
     .action(async (o) => {
-      if (o.limit > 1000) throw new Error('--limit: must be at most 1000');
       await deps.withApp(async (app) => {
         let after: number = o.after ?? 0;
         let stop = false;
@@ -185,7 +184,6 @@ export function registerEventCommands(program: Command, deps: CliDeps): void {
     .option('--before <id>', 'next page: deliveries before this id', intOption('--before', ID))
     .option('--json', 'JSON output')
     .action(async (id, o) => {
-      if (o.limit > 1000) throw new Error('--limit: must be at most 1000');
       await deps.withApp(async (app) => {
         const page = await listDeliveries(app, idArg('id', id), {
           state: o.state,

@@ -26,7 +26,6 @@ export function registerRunCommand(program: Command, deps: CliDeps): void {
     .action(async (opts) => {
       const asOf = opts.at ? parseInstant('--at', opts.at) : new Date();
       const mandateId = opts.mandate ? idArg('--mandate', opts.mandate) : undefined;
-      if (opts.limit !== undefined && opts.limit < 1) throw new Error('--limit: must be at least 1');
       await deps.withApp(
         async (app) => {
           const bar = progressBar('charging', !opts.json);
