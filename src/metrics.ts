@@ -94,6 +94,11 @@ export function createMetrics(database: Database): Metrics {
     help: 'Age of the oldest event still waiting to be delivered to an endpoint (0 when none)',
     registers: [registry],
   });
+  const unsequencedAge = new Gauge({
+    name: 'rebill_events_oldest_unsequenced_age_seconds',
+    help: 'Age of the oldest committed event still waiting for its id (held by an older transaction still open in this database; 0 when none)',
+    registers: [registry],
+  });
   const disabledEndpoints = new Gauge({
     name: 'rebill_webhook_endpoints_disabled',
     help: 'Webhook endpoints disabled after failing every delivery for the give-up window',
@@ -108,6 +113,7 @@ export function createMetrics(database: Database): Metrics {
       backlog: number;
       pending: number;
       undelivered: number;
+      unsequenced: number;
       disabled: number;
     }>(sql`select
         (select count(*) from attempts where state in ('sending', 'unknown')) as unknown,
@@ -116,6 +122,7 @@ export function createMetrics(database: Database): Metrics {
         (select count(*) from payment_actions where state = 'requested') as pending,
         (select coalesce(extract(epoch from now() - min(e.created_at)), 0)
            from webhook_deliveries d join events e on e.id = d.event_id where d.state = 'pending') as undelivered,
+        (select coalesce(extract(epoch from now() - min(created_at)), 0) from events where id is null) as unsequenced,
         (select count(*) from webhook_endpoints where status = 'disabled') as disabled`);
     const r = rows[0];
     if (!r) return;
@@ -124,6 +131,7 @@ export function createMetrics(database: Database): Metrics {
     backlog.set(r.backlog);
     pendingActions.set(r.pending);
     undeliveredAge.set(Math.max(0, r.undelivered));
+    unsequencedAge.set(Math.max(0, r.unsequenced));
     disabledEndpoints.set(r.disabled);
   }
 

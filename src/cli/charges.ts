@@ -3,7 +3,7 @@ import { dunningReport, getCharge, listCharges, retryNow } from '../billing/oper
 import { chargeMachine } from '../domain/lifecycle.ts';
 import { formatMoney } from '../domain/money.ts';
 import type { CliDeps } from './deps.ts';
-import { idArg, intOption, parseInstant, printJson, table } from './output.ts';
+import { ID, idArg, intOption, PAGE_SIZE, parseInstant, printJson, table } from './output.ts';
 import { formatRunReport } from './run.ts';
 
 export function registerChargeCommands(program: Command, deps: CliDeps): void {
@@ -20,12 +20,12 @@ export function registerChargeCommands(program: Command, deps: CliDeps): void {
         'dunning',
       ]),
     )
-    .option('--mandate <id>', 'only this mandate', intOption('--mandate'))
+    .option('--mandate <id>', 'only this mandate', intOption('--mandate', ID))
     .option('--code <code>', 'only charges whose last refusal had this code')
     .option('--due-from <iso>', 'only charges due at or after this instant')
     .option('--due-to <iso>', 'only charges due before this instant')
-    .option('--limit <n>', 'page size (max 1000)', intOption('--limit'), 50)
-    .option('--after <id>', 'next page: charges after this id', intOption('--after'))
+    .option('--limit <n>', 'page size (max 1000)', intOption('--limit', PAGE_SIZE), 50)
+    .option('--after <id>', 'next page: charges after this id', intOption('--after', ID))
     .option('--json', 'JSON output')
     .action(async (o) => {
       await deps.withApp(async (app) => {

@@ -14,7 +14,7 @@ import {
 import { type EventView, listEvents, pruneEvents } from '../events/sequence.ts';
 import { eventTypes } from '../events/types.ts';
 import type { CliDeps } from './deps.ts';
-import { idArg, intOption, printJson, table } from './output.ts';
+import { CURSOR, ID, idArg, intOption, PAGE_SIZE, printJson, table } from './output.ts';
 
 const eventRow = (e: EventView) => [
   e.id,
@@ -32,14 +32,13 @@ export function registerEventCommands(program: Command, deps: CliDeps): void {
   events
     .command('list')
     .description('Events in id order; --follow keeps polling for new ones')
-    .option('--after <id>', 'only events after this id (the cursor)', intOption('--after'))
+    .option('--after <id>', 'only events after this id (the cursor)', intOption('--after', CURSOR))
     .addOption(new Option('--type <type>', 'only this event type').choices(eventTypes))
-    .option('--mandate <id>', 'only events of this mandate', intOption('--mandate'))
-    .option('--limit <n>', 'page size (max 1000)', intOption('--limit'), 100)
+    .option('--mandate <id>', 'only events of this mandate', intOption('--mandate', ID))
+    .option('--limit <n>', 'page size (max 1000)', intOption('--limit', PAGE_SIZE), 100)
     .option('--follow', 'keep polling (every second) until interrupted')
     .option('--json', 'JSON output (one event per line with --follow)')
     .action(async (o) => {
-      if (o.limit > 1000) throw new Error('--limit: must be at most 1000');
       await deps.withApp(async (app) => {
         let after: number = o.after ?? 0;
         let stop = false;
@@ -181,11 +180,10 @@ export function registerEventCommands(program: Command, deps: CliDeps): void {
     .command('deliveries <id>')
     .description("An endpoint's deliveries, newest first")
     .addOption(new Option('--state <state>', 'only this state').choices([...DELIVERY_STATES]))
-    .option('--limit <n>', 'page size (max 1000)', intOption('--limit'), 50)
-    .option('--before <id>', 'next page: deliveries before this id', intOption('--before'))
+    .option('--limit <n>', 'page size (max 1000)', intOption('--limit', PAGE_SIZE), 50)
+    .option('--before <id>', 'next page: deliveries before this id', intOption('--before', ID))
     .option('--json', 'JSON output')
     .action(async (id, o) => {
-      if (o.limit > 1000) throw new Error('--limit: must be at most 1000');
       await deps.withApp(async (app) => {
         const page = await listDeliveries(app, idArg('id', id), {
           state: o.state,

@@ -1,8 +1,9 @@
 import { type Command, Option } from 'commander';
 import { type Bucket, forecast, plannedCharges } from '../billing/mandates/forecast.ts';
+import { csvLine } from '../billing/reporting/csv.ts';
 import { formatMoney } from '../domain/money.ts';
 import type { CliDeps } from './deps.ts';
-import { intOption, parseInstant, printJson, table } from './output.ts';
+import { ID, intOption, parseInstant, printJson, table } from './output.ts';
 
 export function registerForecastCommand(program: Command, deps: CliDeps): void {
   program
@@ -12,7 +13,7 @@ export function registerForecastCommand(program: Command, deps: CliDeps): void {
     )
     .requiredOption('--from <iso>', 'window start (inclusive)')
     .requiredOption('--to <iso>', 'window end (exclusive)')
-    .option('--mandate <id>', 'only this mandate', intOption('--mandate'))
+    .option('--mandate <id>', 'only this mandate', intOption('--mandate', ID))
     .option('--currency <code>', 'only this currency')
     .addOption(new Option('--by <bucket>', 'totals per').choices(['day', 'week', 'month']).default('month'))
     .option('--csv', 'every charge as CSV on standard output, streamed')
@@ -32,10 +33,16 @@ export function registerForecastCommand(program: Command, deps: CliDeps): void {
             mandateId: o.mandate,
             currency: o.currency,
           })) {
-            const ref = /[",\n]/.test(c.customerRef)
-              ? `"${c.customerRef.replaceAll('"', '""')}"`
-              : c.customerRef;
-            const line = `${c.mandateId},${ref},${c.kind},${c.cycle ?? ''},${c.dueAt},${c.amount},${c.creditApplied},${c.currency}\n`;
+            const line = csvLine([
+              c.mandateId,
+              c.customerRef,
+              c.kind,
+              c.cycle,
+              c.dueAt,
+              c.amount,
+              c.creditApplied,
+              c.currency,
+            ]);
             if (!process.stdout.write(line)) await new Promise((r) => process.stdout.once('drain', r));
           }
           return;

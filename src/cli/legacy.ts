@@ -13,6 +13,7 @@ import { legacyStatus } from '../legacy/erase.ts';
 import { type ImportReport, importLegacy } from '../legacy/import.ts';
 import { detectFormat, readCsv, readNdjson } from '../legacy/reader.ts';
 import { rotateKeys } from '../legacy/rotate-key.ts';
+import { intOption } from './output.ts';
 
 export interface LegacyDeps {
   openDatabase: () => Promise<Database>;
@@ -84,7 +85,12 @@ export function registerLegacyCommands(program: Command, deps: LegacyDeps): Comm
     )
     .option('--dry-run', 'validate and report without writing', false)
     .option('--json', 'print the report as JSON, with every rejection', false)
-    .option('--batch-size <n>', 'rows per transaction', (v) => Number.parseInt(v, 10), 1000)
+    .option(
+      '--batch-size <n>',
+      'rows per transaction',
+      intOption('--batch-size', { min: 1, max: 10_000, what: 'an integer from 1 to 10000' }),
+      1000,
+    )
     .action(
       async (file: string, o: { format?: string; dryRun: boolean; json: boolean; batchSize: number }) => {
         let database: Database | undefined;
@@ -92,9 +98,6 @@ export function registerLegacyCommands(program: Command, deps: LegacyDeps): Comm
         try {
           const config = deps.config();
           const format = detectFormat(file, o.format);
-          if (!Number.isInteger(o.batchSize) || o.batchSize < 1 || o.batchSize > 10_000) {
-            throw new Error('--batch-size must be an integer from 1 to 10000');
-          }
           const size = statSync(file).size;
           if (!config.encryptionKey) {
             err().write(

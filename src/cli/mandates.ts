@@ -17,7 +17,7 @@ import { mandateMachine } from '../domain/lifecycle.ts';
 import { formatMoney } from '../domain/money.ts';
 import { InvalidRequestError, ValidationError } from '../errors.ts';
 import type { CliDeps } from './deps.ts';
-import { humanTimes, idArg, intOption, printJson, table } from './output.ts';
+import { humanTimes, ID, idArg, intOption, PAGE_SIZE, printJson, table } from './output.ts';
 
 /**
  * A card number or DPAN is read from a file (`--card-number-file F`) or standard input (`-`),
@@ -139,7 +139,11 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
       .option('--local-time <HH:mm>', 'charge time of day in the time zone')
       .option('--trial-end <iso>', 'first charge at the end of a trial')
       .option('--end <iso>', 'no charge after this instant')
-      .option('--instalments <n>', 'number of instalments', intOption('--instalments'))
+      .option(
+        '--instalments <n>',
+        'number of instalments',
+        intOption('--instalments', { min: 1, max: 1000, what: 'an integer from 1 to 1000' }),
+      )
       .option(
         '--total <minor>',
         'instalment plans: total to split, remainder on the last',
@@ -153,7 +157,11 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
           .choices(SETTLE_MODES)
           .default('full'),
       )
-      .option('--settle-percent <n>', 'with --settle partial', intOption('--settle-percent'))
+      .option(
+        '--settle-percent <n>',
+        'with --settle partial',
+        intOption('--settle-percent', { min: 1, max: 100, what: 'a percentage from 1 to 100' }),
+      )
       .option('--json', 'print the created mandate as JSON'),
   ).action(async (o) => {
     await deps.withApp(async (app) => {
@@ -198,8 +206,8 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
     )
     .addOption(new Option('--intent <intent>', 'only this intent').choices(INTENTS))
     .option('--customer <ref>', 'customer reference')
-    .option('--limit <n>', 'page size (max 1000)', intOption('--limit'), 50)
-    .option('--after <id>', 'next page: mandates after this id', intOption('--after'))
+    .option('--limit <n>', 'page size (max 1000)', intOption('--limit', PAGE_SIZE), 50)
+    .option('--after <id>', 'next page: mandates after this id', intOption('--after', ID))
     .option('--json', 'JSON output')
     .action(async (o) => {
       await deps.withApp(async (app) => {
@@ -330,7 +338,11 @@ function registerChangeCommands(mandates: Command, deps: CliDeps): void {
     .addOption(
       new Option('--settle <mode>', 'how much of each authorization to settle').choices(SETTLE_MODES),
     )
-    .option('--settle-percent <n>', 'with --settle partial', intOption('--settle-percent'))
+    .option(
+      '--settle-percent <n>',
+      'with --settle partial',
+      intOption('--settle-percent', { min: 1, max: 100, what: 'a percentage from 1 to 100' }),
+    )
     .option('--effective <when>', 'next_cycle | now | an ISO instant (a scheduled change)', 'next_cycle')
     .addOption(
       new Option('--proration <p>', 'for a change effective now or at an instant').choices([

@@ -37,19 +37,39 @@ export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
-/** Parse an integer option, naming it when it is not one. */
-export function intOption(name: string) {
-  return (v: string): number => {
-    if (!/^-?\d+$/.test(v))
-      throw new InvalidRequestError(`${name}: expected an integer, got ${quoteSafely(v)}`);
-    return Number(v);
-  };
+/** What an integer flag or argument accepts: the range the API accepts for the same field. */
+export interface IntRange {
+  min: number;
+  max: number;
+  /** How the refusal names it ("a positive id"). */
+  what: string;
+}
+
+const SAFE = Number.MAX_SAFE_INTEGER;
+export const POSITIVE: IntRange = { min: 1, max: SAFE, what: 'a positive integer' };
+export const ID: IntRange = { min: 1, max: SAFE, what: 'a positive id' };
+/** A cursor: an id, or 0 for the start. */
+export const CURSOR: IntRange = { min: 0, max: SAFE, what: 'an id, or 0' };
+export const PAGE_SIZE: IntRange = { min: 1, max: 1000, what: 'an integer from 1 to 1000' };
+
+/**
+ * The one parser of every numeric flag and argument: an integer in the range, or an
+ * InvalidRequestError (exit 2) naming the flag, so nothing out of range reaches the database.
+ */
+export function parseInteger(name: string, v: string, range: IntRange = POSITIVE): number {
+  const n = /^-?\d{1,16}$/.test(v) ? Number(v) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < range.min || n > range.max)
+    throw new InvalidRequestError(`${name}: expected ${range.what}, got ${quoteSafely(v)}`);
+  return n;
+}
+
+/** An integer option's parser for commander (see parseInteger). */
+export function intOption(name: string, range: IntRange = POSITIVE) {
+  return (v: string): number => parseInteger(name, v, range);
 }
 
 export function idArg(name: string, v: string): number {
-  if (!/^\d+$/.test(v) || Number(v) < 1)
-    throw new InvalidRequestError(`${name}: expected a positive id, got ${quoteSafely(v)}`);
-  return Number(v);
+  return parseInteger(name, v, ID);
 }
 
 /** Parse an ISO-8601 instant strictly (see domain/instant.ts); without an offset it is UTC. */

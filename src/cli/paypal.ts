@@ -12,7 +12,7 @@ import {
 } from '../billing/paypal/views.ts';
 import { formatMoney } from '../domain/money.ts';
 import type { CliDeps } from './deps.ts';
-import { idArg, intOption, printJson, table } from './output.ts';
+import { ID, idArg, intOption, printJson, table } from './output.ts';
 
 const money = (p: PaypalPaymentView, amount: number) => formatMoney(amount, p.currency);
 
@@ -64,7 +64,11 @@ export function registerPaypalCommands(program: Command, deps: CliDeps): void {
       "the checkout's transactionReference (Worldpay's webhooks name the payment by it)",
     )
     .option('--customer <ref>', 'the customer it belongs to')
-    .option('--mandate <id>', 'the mandate it belongs to (its customer by default)', intOption('--mandate'))
+    .option(
+      '--mandate <id>',
+      'the mandate it belongs to (its customer by default)',
+      intOption('--mandate', ID),
+    )
     .option('--json', 'print JSON')
     .action(
       async (o: {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { RunReport } from '../billing/run/run.ts';
-import { runBilling } from '../billing/run/run.ts';
+import { MAX_RUN_LIMIT, runBilling } from '../billing/run/run.ts';
 import { formatMoney } from '../domain/money.ts';
 import type { CliDeps } from './deps.ts';
 import { exitCodes, humanTimes, idArg, intOption, parseInstant, printJson, table } from './output.ts';
@@ -16,13 +16,16 @@ export function registerRunCommand(program: Command, deps: CliDeps): void {
     .option('--allow-future', 'allow --at more than 5 minutes ahead of now (bills customers early)')
     .option('--dry-run', 'list what would be charged and send nothing')
     .option('--mandate <id>', 'only this mandate')
-    .option('--limit <n>', 'at most this many authorizations', intOption('--limit'))
+    .option(
+      '--limit <n>',
+      'at most this many authorizations',
+      intOption('--limit', { min: 1, max: MAX_RUN_LIMIT, what: `an integer from 1 to ${MAX_RUN_LIMIT}` }),
+    )
     .option('--follow-settlements', 'also ask the gateway about settlements still pending')
     .option('--json', 'print a machine-readable report')
     .action(async (opts) => {
       const asOf = opts.at ? parseInstant('--at', opts.at) : new Date();
       const mandateId = opts.mandate ? idArg('--mandate', opts.mandate) : undefined;
-      if (opts.limit !== undefined && opts.limit < 1) throw new Error('--limit: must be at least 1');
       await deps.withApp(
         async (app) => {
           const bar = progressBar('charging', !opts.json);

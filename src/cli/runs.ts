@@ -1,15 +1,15 @@
 import type { Command } from 'commander';
 import { getRun, listRuns } from '../billing/reporting/runs.ts';
 import type { CliDeps } from './deps.ts';
-import { idArg, intOption, printJson, table } from './output.ts';
+import { ID, idArg, intOption, PAGE_SIZE, printJson, table } from './output.ts';
 
 export function registerRunsCommands(program: Command, deps: CliDeps): void {
   const runs = program.command('runs').description('Billing runs, whoever started them (CLI, API, cron)');
   runs
     .command('list')
     .description('Runs, newest first')
-    .option('--limit <n>', 'page size', intOption('--limit'), 20)
-    .option('--before <id>', 'next page: runs before this id', intOption('--before'))
+    .option('--limit <n>', 'page size', intOption('--limit', PAGE_SIZE), 20)
+    .option('--before <id>', 'next page: runs before this id', intOption('--before', ID))
     .option('--json', 'JSON output')
     .action(async (o) => {
       await deps.withApp(async (app) => {

@@ -9,6 +9,7 @@ import {
   markAttemptFailed,
   markDelivered,
 } from '../billing/sql/webhooks.ts';
+import { maskCardNumbers } from '../domain/card.ts';
 import { errorMessage } from '../errors.ts';
 import { appendEvent } from './append.ts';
 import { isBlockedAddress } from './endpoints.ts';
@@ -243,7 +244,8 @@ export function createDeliverer(
     eventCreatedAt: Date,
     out: { status: number | null; response: string | null; error: string | null },
   ): Promise<keyof DeliveryStats> {
-    const response = out.response === null ? null : out.response.replaceAll('\u0000', '');
+    // A receiver may echo what it was sent or anything else: card-like digit runs never get stored.
+    const response = out.response === null ? null : maskCardNumbers(out.response.replaceAll('\u0000', ''));
     if (out.error === null) {
       await ctx.database.db.transaction(async (tx) => {
         await markDelivered(ctx.database, tx, { ...d, status: out.status, response });

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { BlockList, isIP } from 'node:net';
+import { isIP } from 'node:net';
 import { sql } from 'drizzle-orm';
+import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 import type { BillingContext } from '../billing/context.ts';
 import { freeText, parseInput } from '../billing/mandates/schemas.ts';
@@ -13,41 +14,43 @@ import { sequenceEvents } from './sequence.ts';
 import { isEventType } from './types.ts';
 
 /**
- * Addresses a webhook must not reach unless REBILL_WEBHOOK_ALLOW_INSECURE=1: loopback, the
- * private ranges, link-local (cloud metadata lives at 169.254.169.254), CGNAT, multicast and
- * the unspecified address. A merchant's endpoint is on the internet; anything else is a way
- * into the network rebill runs in.
+ * Addresses a webhook must not reach unless REBILL_WEBHOOK_ALLOW_INSECURE=1: anything ipaddr.js
+ * does not classify as plain `unicast` (loopback, the private ranges, link-local, where cloud
+ * metadata lives at 169.254.169.254, CGNAT, multicast, reserved and documentation ranges, the
+ * unspecified address, unique-local and site-local IPv6). An IPv6 address that reaches IPv4
+ * space through a transition mechanism is judged by the IPv4 address it carries (IPv4-mapped
+ * `::ffff:0:0/96`, SIIT `::ffff:0:0:0/96`, NAT64 `64:ff9b::/96`, 6to4 `2002::/16`); the ones
+ * whose IPv4 address cannot be told (local-use NAT64 `64:ff9b:1::/48`, Teredo `2001::/32`) and
+ * the deprecated IPv4-compatible `::/96` are refused. A merchant's endpoint is on the internet;
+ * anything else is a way into the network rebill runs in.
  */
-const blocked = new BlockList();
-for (const [net, bits] of [
-  ['0.0.0.0', 8],
-  ['10.0.0.0', 8],
-  ['100.64.0.0', 10],
-  ['127.0.0.0', 8],
-  ['169.254.0.0', 16],
-  ['172.16.0.0', 12],
-  ['192.0.0.0', 24],
-  ['192.168.0.0', 16],
-  ['198.18.0.0', 15],
-  ['224.0.0.0', 3],
-] as const)
-  blocked.addSubnet(net, bits, 'ipv4');
-for (const [net, bits] of [
-  ['::', 128],
-  ['::1', 128],
-  ['fc00::', 7],
-  ['fe80::', 10],
-  ['ff00::', 8],
-] as const)
-  blocked.addSubnet(net, bits, 'ipv6');
-
-/** Whether an IP address is one a webhook may not reach (IPv4-mapped IPv6 checked as IPv4). */
 export function isBlockedAddress(address: string): boolean {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped) return blocked.check(mapped[1]!, 'ipv4');
-  const family = isIP(address);
-  if (family === 0) return false;
-  return blocked.check(address, family === 4 ? 'ipv4' : 'ipv6');
+  if (isIP(address) === 0) return false;
+  const ip = ipaddr.parse(address);
+  if (ip.kind() === 'ipv4') return ip.range() !== 'unicast';
+  const v6 = ip as ipaddr.IPv6;
+  const v4 = embeddedIPv4(v6);
+  if (v4) return v4.range() !== 'unicast';
+  // ::/96 holds IPv4-compatible addresses (and ::, ::1, which range() names already)
+  return v6.range() !== 'unicast' || v6.parts.slice(0, 6).every((p) => p === 0);
+}
+
+/** The IPv4 address an IPv6 one carries when a transition range says where it is, or undefined. */
+function embeddedIPv4(v6: ipaddr.IPv6): ipaddr.IPv4 | undefined {
+  const p = v6.parts;
+  const from = (hi: number, lo: number) => new ipaddr.IPv4([hi >> 8, hi & 0xff, lo >> 8, lo & 0xff]);
+  switch (v6.range()) {
+    case 'ipv4Mapped':
+    case 'rfc6145':
+      return from(p[6]!, p[7]!);
+    case 'rfc6052':
+      // 64:ff9b::/96 only; the local-use 64:ff9b:1::/48 may embed it anywhere
+      return p[2] === 0 && p[3] === 0 && p[4] === 0 && p[5] === 0 ? from(p[6]!, p[7]!) : undefined;
+    case '6to4':
+      return from(p[1]!, p[2]!);
+    default:
+      return undefined;
+  }
 }
 
 /** An endpoint URL as rebill will call it, or a ValidationError naming `url`. */

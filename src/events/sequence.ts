@@ -9,10 +9,19 @@ import { isEventType } from './types.ts';
  * Why a sequencer: a bigserial id is taken when a row is inserted, not when its transaction
  * commits, so a consumer reading `after=41` can see 42 before a slower transaction commits 41,
  * and skip it for good. Events are therefore written with `id` null and given their public id
- * here, only once every transaction that could still commit an older one has ended (its `tx`
- * is below the oldest running transaction, `pg_snapshot_xmin`), in insertion order, under an
- * advisory lock so two sequencers never interleave. In the same statement each new event is
- * fanned out to the endpoints subscribed to its type: one pending delivery each.
+ * here, only once every transaction that could still commit an older one has ended, in
+ * insertion order, under an advisory lock so two sequencers never interleave. In the same
+ * statement each new event is fanned out to the endpoints subscribed to its type: one pending
+ * delivery each.
+ *
+ * "Every transaction that could": the transactions still running in this statement's snapshot
+ * (`pg_snapshot_xip`), less those pg_stat_activity shows running in another database, which
+ * cannot write this database's events. The snapshot's own xmin is cluster-wide: waiting on it
+ * held every event for as long as any transaction anywhere on the server stayed open. A running
+ * transaction that pg_stat_activity does not place (it ended after the snapshot, or is a
+ * prepared transaction) still holds, so the horizon is never later than the safe one. An event
+ * is ready when its `tx` is below the oldest such transaction, or below the snapshot's xmax when
+ * there is none.
  */
 const SEQUENCER_LOCK = 7_202_612_04;
 const BATCH = 2000;
@@ -23,9 +32,17 @@ export async function sequenceEvents(database: Database): Promise<{ sequenced: n
     const r = await database.db.transaction(async (tx) => {
       await database.rows(sql`select pg_advisory_xact_lock(${SEQUENCER_LOCK})`, tx);
       const rows = await database.rows<{ sequenced: number; deliveries: number }>(
-        sql`with ready as (
+        sql`with snap as (select pg_current_snapshot() as s), horizon as (
+              select coalesce(
+                (select min(x) from snap, pg_snapshot_xip(snap.s) x
+                  where not exists (
+                    select 1 from pg_stat_activity a
+                     where a.datname <> current_database()
+                       and a.backend_xid::text::bigint = x::text::bigint % 4294967296)),
+                (select pg_snapshot_xmax(s) from snap))::text::bigint as tx
+            ), ready as (
               select seq, nextval('events_id_seq') as id from events
-               where id is null and tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+               where id is null and tx < (select tx from horizon)
                order by seq limit ${BATCH}
             ), upd as (
               update events e set id = r.id from ready r where e.seq = r.seq

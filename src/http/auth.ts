@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import ipaddr from 'ipaddr.js';
 import { ConfigError } from '../config.ts';
 import { ForbiddenError, UnauthorizedError } from '../errors.ts';
 
@@ -26,14 +27,34 @@ export function createTokenCheck(tokens: readonly string[]): (header: string | u
   };
 }
 
+/** All clients together may fail this many times the per-client limit in one window. */
+export const GLOBAL_FAILURE_FACTOR = 10;
+
 /**
- * Failed authentications per client address: after `maxFailures` within a minute the client
- * is answered 429 (with Retry-After) until that minute has passed, correct token or not, so
- * guessing tokens costs a minute per `maxFailures` tries instead of thousands a second. Memory
- * is bounded: at most 10,000 addresses are tracked, expired entries go first.
+ * The key a client's failures count under: its IPv4 address (an IPv4-mapped IPv6 one too), or
+ * the /64 of its IPv6 address, the block one host or home is usually given, where every guess
+ * could otherwise come from a fresh address.
+ */
+export function clientKey(address: string): string {
+  if (!ipaddr.isValid(address)) return address;
+  const ip = ipaddr.process(address);
+  if (ip.kind() === 'ipv4') return ip.toString();
+  return `${ipaddr.IPv6.networkAddressFromCIDR(`${ip.toString()}/64`).toString()}/64`;
+}
+
+/**
+ * Failed guesses (a wrong token, at the API or the console's sign-in) per client (`clientKey`):
+ * after `maxFailures` within a minute the client is answered 429 (with Retry-After) until that
+ * minute has passed, correct token or not, so guessing tokens costs a minute per `maxFailures`
+ * tries instead of thousands a second. All clients together are bounded too: after
+ * GLOBAL_FAILURE_FACTOR × `maxFailures` failures in a minute every token check waits for the
+ * minute to pass (a signed-in console session is not a token check and goes on working), so
+ * guesses spread over many addresses gain nothing either. Memory is bounded: at most 10,000
+ * clients are tracked, expired entries go first.
  */
 export function createAuthLockout(maxFailures: number, windowMs = 60_000) {
   const failures = new Map<string, { count: number; since: number }>();
+  let all = { count: 0, since: 0 };
   const current = (client: string, now: number) => {
     const f = failures.get(client);
     if (f && now - f.since >= windowMs) {
@@ -42,15 +63,24 @@ export function createAuthLockout(maxFailures: number, windowMs = 60_000) {
     }
     return f;
   };
+  const waitFor = (f: { count: number; since: number } | undefined, max: number, now: number) =>
+    f && f.count >= max && now - f.since < windowMs ? f.since + windowMs - now : 0;
   return {
     /** Milliseconds this client must wait, or 0. */
-    blockedFor(client: string, now = Date.now()): number {
+    blockedFor(address: string, now = Date.now()): number {
       if (maxFailures === 0) return 0;
-      const f = current(client, now);
-      return f && f.count >= maxFailures ? f.since + windowMs - now : 0;
+      return waitFor(current(clientKey(address), now), maxFailures, now);
     },
-    failed(client: string, now = Date.now()): void {
+    /** Milliseconds every token check must wait (the global bound), or 0. */
+    allBlockedFor(now = Date.now()): number {
+      if (maxFailures === 0) return 0;
+      return waitFor(all, maxFailures * GLOBAL_FAILURE_FACTOR, now);
+    },
+    failed(address: string, now = Date.now()): void {
       if (maxFailures === 0) return;
+      if (now - all.since >= windowMs) all = { count: 0, since: now };
+      all.count++;
+      const client = clientKey(address);
       const f = current(client, now);
       if (f) f.count++;
       else {

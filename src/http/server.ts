@@ -1,7 +1,7 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { BillingContext } from '../billing/context.ts';
 import type { Runner } from '../billing/run/runner.ts';
-import { errorMessage } from '../errors.ts';
+import { errorMessage, ForbiddenError } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import { createAuthLockout, createTokenCheck } from './auth.ts';
 import { checkSession, consoleRoutes, createSessionStore, findConsoleAssets } from './console.ts';
@@ -72,21 +72,25 @@ export async function createAdminServer(opts: {
     header: string | undefined,
     viaSession = false,
   ) => {
-    const wait = lockout.blockedFor(req.ip);
-    if (wait > 0) {
+    const refuse = (wait: number, who: string): never => {
       const seconds = Math.ceil(wait / 1000);
       void reply.header('retry-after', String(seconds));
       throw new TooManyFailedAuthenticationsError(
-        `too many failed authentications from this client: retry in ${seconds} s`,
+        `too many failed authentications ${who}: retry in ${seconds} s`,
       );
-    }
+    };
+    const wait = lockout.blockedFor(req.ip);
+    if (wait > 0) refuse(wait, 'from this client');
+    // A console request carries its session cookie instead of a token (and, to change
+    // anything, the session's CSRF token). An expired or unknown session is a 401 but not a
+    // guess: only a wrong token counts.
+    if (viaSession && checkSession(req, sessions)) return;
+    const allWait = lockout.allBlockedFor();
+    if (allWait > 0) refuse(allWait, 'from all clients');
     try {
-      // A console request carries its session cookie instead of a token (and, to change
-      // anything, the session's CSRF token).
-      if (viaSession && checkSession(req, sessions)) return;
       checkToken(header);
     } catch (err) {
-      lockout.failed(req.ip);
+      if (err instanceof ForbiddenError) lockout.failed(req.ip);
       throw err;
     }
   };

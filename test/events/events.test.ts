@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import { sql } from 'drizzle-orm';
+import postgres from 'postgres';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWorker } from '../../bench/lib/worker-cli.ts';
@@ -12,13 +14,20 @@ import { loadConfig } from '../../src/config.ts';
 import { num } from '../../src/db/values.ts';
 import { appendEvent } from '../../src/events/append.ts';
 import { createDeliverer, deliveryBody, retryDelay, signature } from '../../src/events/deliver.ts';
-import { checkEndpointUrl, createEndpoint } from '../../src/events/endpoints.ts';
+import {
+  checkEndpointUrl,
+  createEndpoint,
+  listDeliveries,
+  removeEndpoint,
+} from '../../src/events/endpoints.ts';
 import { startDeliveryLoop } from '../../src/events/loop.ts';
 import { listEvents, sequenceEvents } from '../../src/events/sequence.ts';
 import { type AdminServer, createAdminServer } from '../../src/http/server.ts';
 import { silentLogger } from '../../src/logger.ts';
+import { createMetrics } from '../../src/metrics.ts';
 import { rebillBin } from '../support/cli.ts';
 import { hasServer, serverSkipReason } from '../support/db.ts';
+import { withDatabase } from '../support/global-setup.ts';
 import { startReceiver, verifySignature } from '../support/receiver.ts';
 import { DAY } from '../support/time.ts';
 import { startWorld, type World } from '../support/world.ts';
@@ -89,6 +98,72 @@ describe('events and webhooks', () => {
     expect(() => checkEndpointUrl('http://hooks.example.com/x', true)).toThrow(/https/);
   });
 
+  it('IPv6 addresses that reach IPv4 space are judged by the IPv4 address they reach, or refused', () => {
+    for (const bad of [
+      'https://[64:ff9b::a9fe:a9fe]/latest/meta-data', // NAT64 to 169.254.169.254
+      'https://[64:ff9b::a00:1]/x', // NAT64 to 10.0.0.1
+      'https://[64:ff9b:1::a9fe:a9fe]/x', // local-use NAT64
+      'https://[2002:a9fe:a9fe::1]/x', // 6to4 from 169.254.169.254
+      'https://[2002:7f00:1::1]/x', // 6to4 from 127.0.0.1
+      'https://[::a9fe:a9fe]/x', // IPv4-compatible
+      'https://[::ffff:0:a9fe:a9fe]/x', // SIIT
+      'https://[::ffff:a9fe:a9fe]/x', // IPv4-mapped
+      'https://[fec0::1]/x', // site-local
+      'https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/x', // Teredo
+      'https://[2001:db8::1]/x', // documentation
+    ])
+      expect(() => checkEndpointUrl(bad, false), bad).toThrow(/private or link-local/);
+    for (const good of [
+      'https://[2606:4700:4700::1111]/x',
+      'https://[64:ff9b::808:808]/x', // NAT64 to 8.8.8.8: what an IPv6-only network's DNS64 answers
+      'https://[2002:808:808::1]/x',
+      'https://[::ffff:8.8.8.8]/x',
+      'https://8.8.8.8/x',
+    ])
+      expect(checkEndpointUrl(good, false), good).toContain('https://');
+  });
+
+  it('refuses a transition address at delivery time too, and masks card numbers in a stored answer', async () => {
+    const app = await w.app(T0);
+    const strict = {
+      ...app,
+      config: { ...app.config, events: { ...app.config.events, webhookAllowInsecure: false } },
+    };
+    // an endpoint written before the registration check knew these ranges
+    const [old] = await w.t.database.rows<{ id: number }>(
+      sql`insert into webhook_endpoints (url, events, secret)
+          values ('https://[64:ff9b::a9fe:a9fe]/latest/meta-data', '{ping}', 'whsec_test') returning id`,
+    );
+    await appendEvent(w.t.database, undefined, { type: 'ping', data: {}, endpointId: old!.id });
+    const deliverer = createDeliverer(strict);
+    await deliverer.deliverDue();
+    await deliverer.close();
+    const [refused] = (await listDeliveries(app, old!.id)).items;
+    expect(refused).toMatchObject({ state: 'pending', lastStatus: null });
+    expect(refused!.lastError).toContain('refused');
+    await removeEndpoint(app, old!.id);
+    // a loopback receiver (the test's own, insecure context) echoing card numbers
+    const echo = await startReceiver();
+    echo.answer =
+      '{"echo":"4444 3333 2222 1111","card":"4929-3016-6131-8602","raw":"5555555555554444","order":42}';
+    const ep = await createEndpoint(app, { url: echo.url, events: ['ping'] });
+    await appendEvent(w.t.database, undefined, { type: 'ping', data: {}, endpointId: ep.id });
+    const relaxed = createDeliverer(app);
+    await relaxed.deliverDue();
+    await relaxed.close();
+    await echo.close();
+    const [answered] = (await listDeliveries(app, ep.id)).items;
+    expect(answered).toMatchObject({ state: 'delivered', lastStatus: 200 });
+    expect(answered!.lastResponse).toBe(
+      '{"echo":"[digits ending 1111]","card":"[digits ending 8602]","raw":"[digits ending 4444]","order":42}',
+    );
+    const stored = await w.t.database.rows<{ r: string }>(
+      sql`select string_agg(coalesce(last_response, ''), ' ') as r from webhook_deliveries`,
+    );
+    for (const pan of ['4444 3333 2222 1111', '4929-3016-6131-8602', '5555555555554444'])
+      expect(stored[0]!.r).not.toContain(pan);
+  });
+
   // Two transactions at once: PGlite has one connection, where the held one would block the other.
   it.skipIf(!hasServer)('the cursor never skips an event that commits after a later one', async () => {
     const db = w.t.database;
@@ -118,6 +193,77 @@ describe('events and webhooks', () => {
     const after = await listEvents(db, { after: start, type: 'ping' });
     expect(after.items.map((e) => e.data.n)).toEqual(['slow', 'fast']);
     expect(Number(after.items[1]!.id)).toBe(Number(after.items[0]!.id) + 1);
+  });
+
+  it.skipIf(!hasServer)('a transaction open in another database holds no event', async () => {
+    const db = w.t.database;
+    const base = process.env.DATABASE_URL!;
+    const name = `rebill_other_${randomBytes(6).toString('hex')}`;
+    const admin = postgres(base, { max: 1, onnotice: () => {} });
+    await admin.unsafe(`create database ${name}`);
+    const other = postgres(withDatabase(base, name), { max: 1, onnotice: () => {} });
+    try {
+      const start = Number((await listEvents(db, { limit: 1000 })).items.at(-1)?.id ?? 0);
+      let release!: () => void;
+      const held = new Promise<void>((r) => {
+        release = r;
+      });
+      let began!: () => void;
+      const open = new Promise<void>((r) => {
+        began = r;
+      });
+      // an unrelated application's long transaction, with a transaction id, begun before the event
+      const elsewhere = other.begin(async (tx) => {
+        await tx`select pg_current_xact_id()`;
+        began();
+        await held;
+      });
+      await open;
+      await appendEvent(db, undefined, { type: 'ping', data: { n: 'while another database works' } });
+      const seen = await listEvents(db, { after: start, type: 'ping' });
+      release();
+      await elsewhere;
+      expect(seen.items.map((e) => e.data.n)).toEqual(['while another database works']);
+      // nothing is left waiting, and the metric says so
+      const metrics = createMetrics(db);
+      expect(await metrics.render()).toMatch(/^rebill_events_oldest_unsequenced_age_seconds 0$/m);
+    } finally {
+      await other.end();
+      await admin.unsafe(`drop database if exists ${name} with (force)`);
+      await admin.end();
+    }
+  });
+
+  it.skipIf(!hasServer)('the metric shows how long the oldest unsequenced event has waited', async () => {
+    const db = w.t.database;
+    await sequenceEvents(db);
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    let written!: () => void;
+    const wrote = new Promise<void>((r) => {
+      written = r;
+    });
+    // a transaction of this database, open while a later one commits its event
+    const slow = db.db.transaction(async (tx) => {
+      await appendEvent(db, tx, { type: 'ping', data: { n: 'slow' } });
+      written();
+      await held;
+    });
+    await wrote;
+    await appendEvent(db, undefined, { type: 'ping', data: { n: 'waits' } });
+    await new Promise((r) => setTimeout(r, 1500));
+    await sequenceEvents(db);
+    const metrics = createMetrics(db);
+    const age = Number(
+      /^rebill_events_oldest_unsequenced_age_seconds (\S+)$/m.exec(await metrics.render())?.[1],
+    );
+    release();
+    await slow;
+    expect(age).toBeGreaterThanOrEqual(1.5);
+    await sequenceEvents(db);
+    expect(await metrics.render()).toMatch(/^rebill_events_oldest_unsequenced_age_seconds 0$/m);
   });
 
   it('a billing story reaches a flaky receiver: every event at least once, signed, in order per mandate, filtered by type', {

@@ -6,6 +6,7 @@ import type { App } from '../../src/app.ts';
 import { listMandates, parseInput } from '../../src/billing/mandates/index.ts';
 import { createRunner } from '../../src/billing/run/runner.ts';
 import { ConfigError } from '../../src/config.ts';
+import { clientKey, createAuthLockout, GLOBAL_FAILURE_FACTOR } from '../../src/http/auth.ts';
 import { pruneIdempotencyKeys } from '../../src/http/idempotency.ts';
 import { adminRoutes } from '../../src/http/routes/index.ts';
 import { type AdminServer, createAdminServer } from '../../src/http/server.ts';
@@ -178,6 +179,51 @@ describe('admin HTTP API', () => {
     } finally {
       await locked.close();
     }
+  });
+
+  it('an expired session cookie or a missing token is not a guess; only a wrong token counts', async () => {
+    const locked = await createAdminServer({
+      ctx: { ...app, config: { ...app.config, admin: { ...app.config.admin, authFailuresPerMinute: 3 } } },
+      runner: createRunner(app),
+    });
+    const lockedUrl = await locked.listen('127.0.0.1:0');
+    try {
+      const get = async (headers: Record<string, string>) => {
+        const res = await request(`${lockedUrl}/v1/mandates`, { headers });
+        await res.body.text();
+        return res.statusCode;
+      };
+      // an operator's console tab, reloaded 21 times after its session expired
+      for (let i = 0; i < 21; i++)
+        expect(await get({ cookie: 'rebill_session=expired-session-id' })).toBe(401);
+      for (let i = 0; i < 5; i++) expect(await get({})).toBe(401);
+      expect(await get({ authorization: `Bearer ${TOKEN}` })).toBe(200);
+      for (let i = 0; i < 3; i++) expect(await get({ authorization: 'Bearer guess' })).toBe(403);
+      expect(await get({ authorization: `Bearer ${TOKEN}` })).toBe(429);
+    } finally {
+      await locked.close();
+    }
+  });
+
+  it('counts IPv6 clients per /64, and all clients together within a global bound', () => {
+    expect(clientKey('2001:db8:1:2:aaaa::1')).toBe('2001:db8:1:2::/64');
+    expect(clientKey('::ffff:203.0.113.9')).toBe('203.0.113.9');
+    expect(clientKey('203.0.113.9')).toBe('203.0.113.9');
+    const lockout = createAuthLockout(3);
+    const t = 1_000_000;
+    // three guesses from three addresses of one /64: the fourth address is blocked too
+    for (const host of ['1', '2', 'ffff:1']) lockout.failed(`2001:db8:1:2::${host}`, t);
+    expect(lockout.blockedFor('2001:db8:1:2:9::9', t + 1)).toBe(60_000 - 1);
+    expect(lockout.blockedFor('2001:db8:1:3::1', t + 1)).toBe(0);
+    expect(lockout.allBlockedFor(t + 1)).toBe(0);
+    // guesses spread over many /64s (two each, under the per-client limit) meet the global bound
+    const spread = 3 * GLOBAL_FAILURE_FACTOR - 3;
+    for (let i = 0; i < spread; i++) lockout.failed(`2001:db8:${(i >> 1).toString(16)}:ff::1`, t + 2);
+    expect(lockout.blockedFor('2001:db8:0:ff::1', t + 3)).toBe(0);
+    expect(lockout.allBlockedFor(t + 3)).toBe(60_000 - 3);
+    // and a minute later everyone may try again
+    expect(lockout.allBlockedFor(t + 60_000)).toBe(0);
+    expect(lockout.blockedFor('2001:db8:1:2::1', t + 60_000)).toBe(0);
   });
 
   it('every route but /healthz and the webhook rejects a missing (401) and a wrong (403) token', async () => {

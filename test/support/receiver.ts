@@ -27,6 +27,8 @@ export interface Receiver {
   behave: (n: number) => 'ok' | 'error' | 'timeout' | 'reset';
   /** Wait this long before answering (a slow receiver keeps deliveries in flight). */
   delayMs: number;
+  /** The body of an 'ok' answer. */
+  answer: string;
   close(): Promise<void>;
 }
 
@@ -40,6 +42,7 @@ export async function startReceiver(timeoutMs = 60_000): Promise<Receiver> {
     secrets: [],
     behave: () => 'ok',
     delayMs: 0,
+    answer: '{"received":true}',
     close: async () => {},
   };
   const read = (req: IncomingMessage) =>
@@ -83,7 +86,7 @@ export async function startReceiver(timeoutMs = 60_000): Promise<Receiver> {
       return;
     }
     if (how === 'error') return res.writeHead(500, { 'content-type': 'text/plain' }).end('receiver error');
-    res.writeHead(200, { 'content-type': 'application/json' }).end('{"received":true}');
+    res.writeHead(200, { 'content-type': 'application/json' }).end(r.answer);
   });
   server.keepAliveTimeout = 1000;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

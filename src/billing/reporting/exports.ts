@@ -2,6 +2,7 @@ import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
 import { ValidationError } from '../../errors.ts';
 import { sequenceEvents } from '../../events/sequence.ts';
+import { csvLine } from './csv.ts';
 
 /**
  * Data out, in files: charges, mandates, attempts or events in a window, as CSV or NDJSON,
@@ -18,7 +19,12 @@ const iso = (column: string) => sql.raw(`rebill_iso(${column})`);
 /** Per kind: its columns (in order), the instant its window is on, and its query. */
 const KINDS: Record<
   ExportKind,
-  { columns: string[]; select: (where: SQL, after: number, limit: number) => SQL }
+  {
+    columns: string[];
+    select: (where: SQL, after: number, limit: number) => SQL;
+    /** NDJSON: columns the API gives in another JSON type than the row's (a string id, a JSON document). */
+    ndjson?: Record<string, 'string' | 'json'>;
+  }
 > = {
   charges: {
     columns: [
@@ -99,6 +105,8 @@ const KINDS: Record<
   },
   events: {
     columns: ['id', 'type', 'created_at', 'mandate_id', 'customer_ref', 'data'],
+    // as GET /v1/events: the id is the cursor, a string
+    ndjson: { id: 'string', data: 'json' },
     select: (
       where,
       after,
@@ -209,10 +217,13 @@ export async function* exportLines(
     for (const r of rows) {
       if (format === 'ndjson') {
         const o: Record<string, unknown> = {};
-        for (const c of k.columns)
-          o[c] = c === 'data' && typeof r[c] === 'string' ? JSON.parse(r[c]) : (r[c] ?? null);
+        for (const c of k.columns) {
+          const v = r[c] ?? null;
+          const as = v === null ? undefined : k.ndjson?.[c];
+          o[c] = as === 'json' ? JSON.parse(String(v)) : as === 'string' ? String(v) : v;
+        }
         out += `${JSON.stringify(o)}\n`;
-      } else out += `${k.columns.map((c) => csvCell(r[c])).join(',')}\n`;
+      } else out += csvLine(k.columns.map((c) => r[c]));
     }
     written += rows.length;
     if (out) yield out;
@@ -225,9 +236,3 @@ export async function* exportLines(
 
 /** A row of an export: its columns, times already ISO text (`iso`), event data as JSON text. */
 type ExportRow = { id: number } & Record<string, string | number | null>;
-
-function csvCell(v: unknown): string {
-  if (v === null || v === undefined) return '';
-  const s = typeof v === 'object' ? JSON.stringify(v) : String(v);
-  return /[",\n\r]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
-}

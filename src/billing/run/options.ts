@@ -34,6 +34,9 @@ export interface RunOptions {
   forgetIfIdle?: boolean;
 }
 
+/** The most charges one run may be asked to take (PostgreSQL's `limit` is a 64-bit integer). */
+export const MAX_RUN_LIMIT = 100_000_000;
+
 /** How far ahead of the wall clock a run's `asOf` may be without `allowFuture`: clock skew. */
 export const FUTURE_TOLERANCE_MS = 5 * 60_000;
 

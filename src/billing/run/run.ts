@@ -27,6 +27,7 @@ import { isIdle, type RunTally, zero } from './tally.ts';
 export {
   assertNotFuture,
   FUTURE_TOLERANCE_MS,
+  MAX_RUN_LIMIT,
   type RunOptions,
   type RunReport,
   type RunTrigger,

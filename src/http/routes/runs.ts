@@ -3,14 +3,12 @@ import type { BillingContext } from '../../billing/context.ts';
 import { forecast } from '../../billing/mandates/forecast.ts';
 import { getRun, listRuns } from '../../billing/reporting/runs.ts';
 import { reconcileWithGateway } from '../../billing/run/reconcile.ts';
-import { assertNotFuture } from '../../billing/run/run.ts';
+import { assertNotFuture, MAX_RUN_LIMIT } from '../../billing/run/run.ts';
 import type { Runner } from '../../billing/run/runner.ts';
 import { parseInstant } from '../../domain/instant.ts';
 import { defineRoute, type RouteDef } from '../route.ts';
 import { currency, int } from './filters.ts';
 
-/** The most charges one run may be asked to take (PostgreSQL's `limit` is a 64-bit integer). */
-const MAX_RUN_LIMIT = 100_000_000;
 const runQuery = z.object({ limit: int.max(1000).optional(), before: int.optional() }).strict();
 const runBody = z
   .object({
