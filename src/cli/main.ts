@@ -125,6 +125,7 @@ const ID_OF: Record<string, string> = {
   mandates: 'mandate',
   charges: 'charge',
   webhooks: 'webhook endpoint',
+  paypal: 'PayPal payment',
 };
 const ARGUMENT_TEXT: Record<string, string> = {
   chargeId: "the charge's id",

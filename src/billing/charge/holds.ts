@@ -6,7 +6,7 @@
  * Two checks make the bound (docs/operations.md, "A cancel or pause wins at the POST"):
  *  - the launch (`launchAttempts`, sql/write-ahead.ts), committed right before each POST, reads
  *    the mandate's status: a hold committed before that statement began stops the attempt there;
- *  - a hold committed after it is announced by the database at its commit (migration 0014's
+ *  - a hold committed after it is announced by the database at its commit (migration 0013's
  *    trigger notifies `rebill_mandate_status`) and lands in this set, which the sender reads
  *    synchronously just before the request leaves.
  * A hold made by this process is noted here at once (`noteHold`), before its caller answers.
