@@ -5,6 +5,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBilling } from '../../src/billing/run/run.ts';
 import { createRunner } from '../../src/billing/run/runner.ts';
+import { type ChargeAction, type ChargeStanding, chargeActions } from '../../src/domain/charge-actions.ts';
 import { CONSOLE_CSP } from '../../src/http/console.ts';
 import { type AdminServer, createAdminServer } from '../../src/http/server.ts';
 import {
@@ -325,6 +326,49 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     expect(await alert.textContent()).toBe('mandate 3 is needs_new_credential: resume it first');
     // the 409 is the answer this step asks for, not a problem of the page
     expected.push(/^HTTP 409: POST .*\/retry-now$/, /^console error: Failed to load resource: .* 409/);
+  });
+
+  it('offers on each charge exactly the actions its state allows, and the server refuses the others', async () => {
+    const ACTIONS: Record<ChargeAction, { label: string; path: string; body: unknown }> = {
+      retryNow: { label: 'Retry now', path: 'retry-now', body: {} },
+      settle: { label: 'Settle', path: 'settle', body: {} },
+      partialSettle: { label: 'Partial settle', path: 'partial-settle', body: { amount: 1 } },
+      cancel: { label: 'Cancel', path: 'cancel', body: {} },
+      refund: { label: 'Refund', path: 'refund', body: {} },
+      partialRefund: { label: 'Partial refund', path: 'partial-refund', body: { amount: 1 } },
+      reversal: { label: 'Reverse', path: 'reversal', body: {} },
+    };
+    /** The console's buttons on a charge's page, checked against the table and the server. */
+    const check = async (id: number, state: string) => {
+      const c = (await api('GET', `/v1/charges/${id}`)).body as unknown as ChargeStanding;
+      expect(c.state).toBe(state);
+      const offered = chargeActions(c);
+      await page.goto(`${url}/ui/charges/${id}`);
+      await page.getByRole('heading', { name: `Charge #${id}` }).waitFor();
+      const buttons = await page.locator('.actions > .action > button').allTextContents();
+      expect(buttons).toEqual(offered.map((a) => ACTIONS[a].label));
+      for (const a of Object.keys(ACTIONS) as ChargeAction[]) {
+        if (offered.includes(a)) continue;
+        const res = await api('POST', `/v1/charges/${id}/${ACTIONS[a].path}`, ACTIONS[a].body);
+        expect([a, res.status]).toEqual([a, 409]);
+      }
+      return buttons;
+    };
+    // the story's first charges are settling: the settle accepted, its settled event not yet asked for
+    const [charge] = (await api('GET', '/v1/charges?state=settling')).body.items as { id: number }[];
+    const id = charge!.id;
+    expect(await check(id, 'settling')).toEqual(['Refund', 'Partial refund', 'Reverse']);
+    expect((await api('GET', `/v1/charges/${id}/events`)).status).toBe(200);
+    expect(await check(id, 'settled')).toEqual(['Refund', 'Partial refund', 'Reverse']);
+    expect((await api('POST', `/v1/charges/${id}/partial-refund`, { amount: 1 })).status).toBe(200);
+    expect(await check(id, 'partially_refunded')).toEqual(['Refund', 'Partial refund']);
+    expect((await api('POST', `/v1/charges/${id}/refund`, {})).status).toBe(200);
+    expect(await check(id, 'refunded')).toEqual([]);
+    expect(await page.locator('.actions-none').textContent()).toBe('No action applies to a refunded charge.');
+    const [parked] = (await api('GET', '/v1/charges?state=needs_new_credential')).body.items as {
+      id: number;
+    }[];
+    expect(await check(parked!.id, 'needs_new_credential')).toEqual(['Retry now']);
   });
 
   it('updates a mandate through its dialog, and the change shows', async () => {

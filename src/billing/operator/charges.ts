@@ -2,6 +2,7 @@ import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
 import type { attempts, charges, credentials, paymentActions } from '../../db/schema.ts';
 import type { RawRow } from '../../db/values.ts';
+import { CHARGE_ACTION_STATES } from '../../domain/charge-actions.ts';
 import type { ChargeState } from '../../domain/lifecycle.ts';
 import { ConflictError, NotFoundError } from '../../errors.ts';
 import type { Intent } from '../../gateways/types.ts';
@@ -225,7 +226,7 @@ export async function dunningReport(database: Database): Promise<
 export async function retryNow(ctx: BillingContext, id: number): Promise<RunReport> {
   const charge = await getCharge(ctx.database, id);
   const now = ctx.clock.now();
-  if (!RETRYABLE.includes(charge.state as ChargeState)) {
+  if (!CHARGE_ACTION_STATES.retryNow.includes(charge.state as ChargeState)) {
     throw new ConflictError(`charge ${id} is ${charge.state}: nothing to retry`);
   }
   const open = await ctx.database.rows<{ transaction_reference: string }>(
@@ -290,6 +291,3 @@ export async function retryNow(ctx: BillingContext, id: number): Promise<RunRepo
   });
   return runBilling(ctx, { asOf: now, trigger: 'cli', mandateId: charge.mandateId });
 }
-
-/** Charges an operator may send again now. */
-const RETRYABLE: readonly ChargeState[] = ['retry_scheduled', 'stopped', 'needs_new_credential', 'pending'];

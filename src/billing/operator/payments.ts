@@ -1,6 +1,8 @@
 import { sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { Database, Tx } from '../../db/client.ts';
+import { CHARGE_ACTION_STATES } from '../../domain/charge-actions.ts';
+import type { ChargeState } from '../../domain/lifecycle.ts';
 import { guardMoney } from '../../domain/money.ts';
 import { ConflictError, GatewayRejectedError, NotFoundError, ValidationError } from '../../errors.ts';
 import { GatewayError } from '../../gateways/errors.ts';
@@ -115,7 +117,7 @@ async function writeAheadAction(
     const c = rows[0];
     if (!c) throw new NotFoundError('charge', chargeId);
     const currency = c.currency;
-    const state = c.state;
+    const state = c.state as ChargeState;
     if (c.authorized_attempt_id === null || c.gateway_payment_id === null)
       throw new ConflictError(`charge ${chargeId} is ${state}: it has no authorized payment`);
     if (input.currency !== undefined && input.currency !== currency)
@@ -156,7 +158,7 @@ async function writeAheadAction(
           throw new ConflictError(
             `charge ${chargeId}: ${settleAsked} already settled or requested; use partial-settle for the rest`,
           );
-        if (!['authorized', 'settle_failed'].includes(state))
+        if (!CHARGE_ACTION_STATES.settle.includes(state))
           throw new ConflictError(
             `charge ${chargeId} is ${state}: only an authorized payment can be settled`,
           );
@@ -164,7 +166,7 @@ async function writeAheadAction(
         break;
       case 'partialSettle':
         amount = input.amount ?? 0;
-        if (!['authorized', 'settling', 'settle_failed'].includes(state))
+        if (!CHARGE_ACTION_STATES.partialSettle.includes(state))
           throw new ConflictError(
             `charge ${chargeId} is ${state}: only an authorized payment can be settled`,
           );
@@ -174,7 +176,7 @@ async function writeAheadAction(
           );
         break;
       case 'cancel':
-        if (state !== 'authorized' || settleAsked > 0)
+        if (!CHARGE_ACTION_STATES.cancel.includes(state) || settleAsked > 0)
           throw new ConflictError(
             `charge ${chargeId} is ${state}${settleAsked > 0 ? ' with a settlement' : ''}: only an authorized payment with nothing settled can be cancelled`,
           );
@@ -188,6 +190,8 @@ async function writeAheadAction(
         amount = kind === 'refund' ? settled - refundAsked : (input.amount ?? 0);
         if (settled === 0)
           throw new ConflictError(`charge ${chargeId}: nothing is settled, there is nothing to refund`);
+        if (!CHARGE_ACTION_STATES[kind].includes(state))
+          throw new ConflictError(`charge ${chargeId} is ${state}: it cannot be refunded`);
         if (amount <= 0 || refundAsked + amount > settled)
           throw new ConflictError(
             `charge ${chargeId}: refunding ${amount} would exceed the settled ${settled} ${currency} (${refundAsked} already refunded or requested)`,
@@ -196,7 +200,7 @@ async function writeAheadAction(
       case 'reversal':
         if (s.refunds > 0)
           throw new ConflictError(`charge ${chargeId}: a refund or reversal was already requested`);
-        if (!['authorized', 'settling', 'settled'].includes(state))
+        if (!CHARGE_ACTION_STATES.reversal.includes(state))
           throw new ConflictError(`charge ${chargeId} is ${state}: it cannot be reversed`);
         amount = settled > 0 ? settled : null;
         break;

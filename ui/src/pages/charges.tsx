@@ -1,3 +1,5 @@
+import { Fragment, type JSX } from 'preact';
+import { type ChargeAction, chargeActions } from '../../../src/domain/charge-actions.ts';
 import { chargeMachine } from '../../../src/domain/lifecycle.ts';
 import { parseMajor } from '../../../src/domain/money.ts';
 import { api } from '../api.ts';
@@ -187,20 +189,27 @@ function ChargeActions({ c, reload }: { c: ChargeDetail; reload: () => void }) {
   const amountOf = (id: string) =>
     parseMajor((document.getElementById(id) as HTMLInputElement).value, c.currency, 'amount');
   const ref = money(c.amount, c.currency);
-  return (
-    <div class="actions">
+  const offered = chargeActions(c);
+  if (offered.length === 0)
+    return <p class="actions-none">No action applies to a {c.state.replaceAll('_', ' ')} charge.</p>;
+  const buttons: Record<ChargeAction, () => JSX.Element> = {
+    retryNow: () => (
       <ConfirmAction
         label="Retry now"
         question={`Retry charge #${c.id} (${ref}) now, if its scheme rules allow it?`}
         act={() => post('retry-now')}
         done={reload}
       />
+    ),
+    settle: () => (
       <ConfirmAction
         label="Settle"
         question={`Settle the authorized ${ref}?`}
         act={() => post('settle')}
         done={reload}
       />
+    ),
+    partialSettle: () => (
       <ConfirmAction
         label="Partial settle"
         question={`Settle part of charge #${c.id}.`}
@@ -209,6 +218,8 @@ function ChargeActions({ c, reload }: { c: ChargeDetail; reload: () => void }) {
       >
         <AmountInput id={`ps-${c.id}`} currency={c.currency} />
       </ConfirmAction>
+    ),
+    cancel: () => (
       <ConfirmAction
         label="Cancel"
         danger
@@ -216,13 +227,17 @@ function ChargeActions({ c, reload }: { c: ChargeDetail; reload: () => void }) {
         act={() => post('cancel')}
         done={reload}
       />
+    ),
+    refund: () => (
       <ConfirmAction
         label="Refund"
         danger
-        question={`Refund what is settled of charge #${c.id}?`}
+        question={`Refund the ${money(c.settledAmount - c.refundedAmount, c.currency)} settled and not refunded of charge #${c.id}?`}
         act={() => post('refund')}
         done={reload}
       />
+    ),
+    partialRefund: () => (
       <ConfirmAction
         label="Partial refund"
         danger
@@ -232,6 +247,22 @@ function ChargeActions({ c, reload }: { c: ChargeDetail; reload: () => void }) {
       >
         <AmountInput id={`pr-${c.id}`} currency={c.currency} />
       </ConfirmAction>
+    ),
+    reversal: () => (
+      <ConfirmAction
+        label="Reverse"
+        danger
+        question={`Reverse charge #${c.id} (${ref}): Worldpay cancels or refunds it, as its state requires?`}
+        act={() => post('reversal')}
+        done={reload}
+      />
+    ),
+  };
+  return (
+    <div class="actions">
+      {offered.map((a) => (
+        <Fragment key={a}>{buttons[a]()}</Fragment>
+      ))}
     </div>
   );
 }
