@@ -371,6 +371,19 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     expect(await check(parked!.id, 'needs_new_credential')).toEqual(['Retry now']);
   });
 
+  it('offers on a mandate the status moves the mandate machine allows', async () => {
+    const buttons = async (id: number) => {
+      await page.goto(`${url}/ui/mandates/${id}`);
+      await page.getByRole('heading', { name: `Mandate #${id}` }).waitFor();
+      return page.locator('.actions > .action > button').allTextContents();
+    };
+    const always = ['Cancel now', 'Cancel at period end', 'Update', 'Attach credential link'];
+    // story-33 waits for a new card: it may be paused, or resumed as it is
+    expect((await api('GET', '/v1/mandates/3')).body.status).toBe('needs_new_credential');
+    expect(await buttons(3)).toEqual(['Pause', 'Resume', ...always]);
+    expect(await buttons(4)).toEqual(['Pause', ...always]);
+  });
+
   it('updates a mandate through its dialog, and the change shows', async () => {
     await page.goto(`${url}/ui/mandates/4`);
     await page.getByRole('heading', { name: 'Mandate #4' }).waitFor();

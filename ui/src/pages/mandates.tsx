@@ -1,4 +1,4 @@
-import { mandateMachine } from '../../../src/domain/lifecycle.ts';
+import { canMove, type MandateStatus, mandateMachine } from '../../../src/domain/lifecycle.ts';
 import { parseMajor } from '../../../src/domain/money.ts';
 import { api, currentSession } from '../api.ts';
 import { Badge, ConfirmAction, Field, Loading, Table, useLoad } from '../components.tsx';
@@ -223,10 +223,13 @@ export function MandatePage({ id }: { id: number }) {
 }
 
 function MandateActions({ m, reload }: { m: MandateDetail; reload: () => void }) {
-  const open = m.status !== 'cancelled' && m.status !== 'completed';
+  // The moves the server's door allows: the same table (canMove), so the buttons cannot drift.
+  const status = m.status as MandateStatus;
+  const may = (to: MandateStatus) => canMove(mandateMachine, status, to);
+  const open = may('cancelled');
   return (
     <div class="actions">
-      {m.status === 'active' && (
+      {may('paused') && (
         <ConfirmAction
           label="Pause"
           question={`Pause mandate #${m.id}? Nothing is charged while it is paused.`}
@@ -234,7 +237,7 @@ function MandateActions({ m, reload }: { m: MandateDetail; reload: () => void })
           done={reload}
         />
       )}
-      {(m.status === 'paused' || m.status === 'stopped') && (
+      {may('active') && (
         <ConfirmAction
           label="Resume"
           question={`Resume mandate #${m.id}? Cycles missed while paused are skipped.`}
