@@ -47,7 +47,7 @@ describe('payment actions on an authorized charge', () => {
   it('refuses a partial settle beyond the authorized amount before calling Worldpay', async () => {
     const { chargeId, reference } = await authorizedCharge();
     await expect(paymentAction(app, chargeId, 'partialSettle', { amount: 1001 })).rejects.toThrow(
-      /would exceed the authorized 1000 GBP/,
+      /^charge \d+: settling 10\.01 GBP would exceed the authorized 10\.00 GBP \(0\.00 GBP already settled or requested\)$/,
     );
     expect(sent(reference, 'partialSettle')).toHaveLength(0);
 
@@ -76,7 +76,7 @@ describe('payment actions on an authorized charge', () => {
     await expect(paymentAction(app, chargeId, 'refund')).rejects.toThrow(/nothing is settled/);
     await paymentAction(app, chargeId, 'partialSettle', { amount: 500 });
     await expect(paymentAction(app, chargeId, 'partialRefund', { amount: 501 })).rejects.toThrow(
-      /would exceed the settled 500 GBP/,
+      /^charge \d+: refunding 5\.01 GBP would exceed the settled 5\.00 GBP \(0\.00 GBP already refunded or requested\)$/,
     );
     expect(sent(reference, 'partialRefund')).toHaveLength(0);
     const r = await paymentAction(app, chargeId, 'partialRefund', { amount: 200 });

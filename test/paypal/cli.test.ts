@@ -50,7 +50,7 @@ describe('rebill paypal', () => {
     expect(p2.stdout).toMatch(/-PR2 15\.00 GBP: accepted/);
     const p3 = await cli('partial-refund', a.id, '--amount', '2600');
     expect(p3.code).toBe(2);
-    expect(p3.stderr).toMatch(/would exceed what is left, 2500 GBP/);
+    expect(p3.stderr).toMatch(/would exceed what is left, 25\.00 GBP/);
     expect(refundsSent(w, a.paymentId).map((e) => e.amount)).toEqual([1000, 1500]);
 
     const early = await cli('refund', b.id);

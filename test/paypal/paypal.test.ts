@@ -88,7 +88,7 @@ describe('PayPal payments against the sandbox over HTTP', () => {
     expect(second.payment).toMatchObject({ refunded: 2500, left: 2500 });
 
     await expect(refundPaypalPayment(app, a.id, 'partialRefund', { amount: 2600 })).rejects.toThrow(
-      /would exceed what is left, 2500 GBP of 5000/,
+      /would exceed what is left, 25\.00 GBP of 50\.00 GBP/,
     );
     await expect(
       refundPaypalPayment(app, a.id, 'partialRefund', { amount: 100, currency: 'EUR' }),
@@ -158,7 +158,7 @@ describe('PayPal payments against the sandbox over HTTP', () => {
     await expect(refundPaypalPayment(app, d.id, 'refund')).rejects.toThrow(/has no answer yet/);
     // A partial refund within what is left, counting the one in doubt, may still go.
     await expect(refundPaypalPayment(app, d.id, 'partialRefund', { amount: 3001 })).rejects.toThrow(
-      /would exceed what is left, 3000 GBP/,
+      /would exceed what is left, 30\.00 GBP/,
     );
     const next = await refundPaypalPayment(app, d.id, 'partialRefund', { amount: 3000 });
     expect(next.outcome).toBe('accepted');

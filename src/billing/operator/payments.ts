@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { Database, Tx } from '../../db/client.ts';
 import { CHARGE_ACTION_STATES } from '../../domain/charge-actions.ts';
 import type { ChargeState } from '../../domain/lifecycle.ts';
-import { guardMoney } from '../../domain/money.ts';
+import { formatMoney, guardMoney } from '../../domain/money.ts';
 import { ConflictError, GatewayRejectedError, NotFoundError, ValidationError } from '../../errors.ts';
 import { GatewayError } from '../../gateways/errors.ts';
 import type { PaymentActionKind, PaymentActionResult } from '../../gateways/types.ts';
@@ -156,7 +156,7 @@ async function writeAheadAction(
       case 'settle':
         if (settleAsked > 0)
           throw new ConflictError(
-            `charge ${chargeId}: ${settleAsked} already settled or requested; use partial-settle for the rest`,
+            `charge ${chargeId}: ${formatMoney(settleAsked, currency)} already settled or requested; use partial-settle for the rest`,
           );
         if (!CHARGE_ACTION_STATES.settle.includes(state))
           throw new ConflictError(
@@ -172,7 +172,7 @@ async function writeAheadAction(
           );
         if (settleAsked + amount > authorized)
           throw new ConflictError(
-            `charge ${chargeId}: settling ${amount} would exceed the authorized ${authorized} ${currency} (${settleAsked} already settled or requested)`,
+            `charge ${chargeId}: settling ${formatMoney(amount, currency)} would exceed the authorized ${formatMoney(authorized, currency)} (${formatMoney(settleAsked, currency)} already settled or requested)`,
           );
         break;
       case 'cancel':
@@ -194,7 +194,7 @@ async function writeAheadAction(
           throw new ConflictError(`charge ${chargeId} is ${state}: it cannot be refunded`);
         if (amount <= 0 || refundAsked + amount > settled)
           throw new ConflictError(
-            `charge ${chargeId}: refunding ${amount} would exceed the settled ${settled} ${currency} (${refundAsked} already refunded or requested)`,
+            `charge ${chargeId}: refunding ${formatMoney(amount, currency)} would exceed the settled ${formatMoney(settled, currency)} (${formatMoney(refundAsked, currency)} already refunded or requested)`,
           );
         break;
       case 'reversal':

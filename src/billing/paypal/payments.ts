@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { z } from 'zod';
-import { guardMoney } from '../../domain/money.ts';
+import { formatMoney, guardMoney } from '../../domain/money.ts';
 import {
   ConflictError,
   exitCodes,
@@ -252,9 +252,10 @@ async function writeAhead(
     }
     if (p.left <= 0)
       throw new RefundNotAllowedError(`PayPal payment ${id}: nothing is left to refund (nothing was sent)`);
+    const money = (n: number) => formatMoney(n, p.currency);
     if (amount > p.left)
       throw new RefundNotAllowedError(
-        `PayPal payment ${id}: refunding ${amount} would exceed what is left, ${p.left} ${p.currency} of ${p.amount} (${p.refunded} refunded, ${p.pending} in doubt; nothing was sent)`,
+        `PayPal payment ${id}: refunding ${money(amount)} would exceed what is left, ${money(p.left)} of ${money(p.amount)} (${money(p.refunded)} refunded, ${money(p.pending)} in doubt; nothing was sent)`,
       );
     const rel = kind === 'refund' ? 'action:refund' : 'action:partialRefund';
     const href = p.links[rel];
