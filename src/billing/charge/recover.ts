@@ -173,11 +173,14 @@ async function reconcileOne(
   report: ReconcileReport,
 ): Promise<void> {
   const p = open.attempt;
-  if (open.neverLaunched && (await commitNeverSent(ctx, p))) {
+  // A missing launch marker proves nothing was sent only while the database keeps every commit:
+  // after a lossy failover or a restore the marker can be lost with a request that did go out.
+  // So the gateway is asked first, and only an attempt it does not know is `not_sent`.
+  const q = await ctx.gateway(p.charge.gateway).queryByReference(p.reference, p.charge.entity);
+  if (open.neverLaunched && q.found === false && (await commitNeverSent(ctx, p))) {
     report.notSent++;
     return;
   }
-  const q = await ctx.gateway(p.charge.gateway).queryByReference(p.reference, p.charge.entity);
   // sent_at is the write-ahead time, not the send time: a written-ahead attempt may wait in
   // the queue before it goes. A sender posts only while its lease has a margin left, so an
   // attempt still `attempting` went out, if at all, before its holder's lease ran out: count
