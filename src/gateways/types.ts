@@ -4,6 +4,8 @@
  * the database.
  */
 
+import type { ChargeAction } from '../domain/charge-actions.ts';
+
 export type Intent = 'subscription' | 'instalment' | 'unscheduled';
 
 export interface Money {
@@ -92,13 +94,8 @@ export type AuthorizeResult =
       reachedServer?: boolean;
     });
 
-export type PaymentActionKind =
-  | 'settle'
-  | 'partialSettle'
-  | 'cancel'
-  | 'refund'
-  | 'partialRefund'
-  | 'reversal';
+/** The operator's charge actions that are a request to the gateway (all but retrying). */
+export type PaymentActionKind = Exclude<ChargeAction, 'retryNow'>;
 
 export interface PaymentActionRequest {
   kind: PaymentActionKind;

@@ -16,6 +16,7 @@ import { ConflictError, NotFoundError, ValidationError } from '../../errors.ts';
 import type { BillingContext } from '../context.ts';
 import { claimScheduledChange, settleChange } from '../sql/mandate-changes.ts';
 import { transitionMandate, writeAudit } from '../sql/transitions.ts';
+import type { CalendarRow } from './materialize.ts';
 
 /**
  * Applying a mandate change (src/billing/mandates/changes.ts takes it in): at once, or, for a
@@ -43,28 +44,22 @@ export type ChangeRow = Omit<RawRow<typeof mandateChanges>, 'changes' | 'prorati
 };
 
 /** The mandate columns a plan is read from (`planColumns`). */
-export type PlanRow = Pick<
-  RawRow<typeof mandates>,
-  | 'id'
-  | 'status'
-  | 'intent'
-  | 'amount'
-  | 'currency'
-  | 'interval_unit'
-  | 'interval_count'
-  | 'timezone'
-  | 'anchor_at'
-  | 'anchor_cycle'
-  | 'end_at'
-  | 'instalments_total'
-  | 'last_instalment_amount'
-  | 'next_cycle'
-  | 'next_due_at'
-  | 'credit_balance'
-  | 'narrative'
-  | 'settle_mode'
-  | 'settle_percent'
->;
+export type PlanRow = CalendarRow &
+  Pick<
+    RawRow<typeof mandates>,
+    | 'id'
+    | 'status'
+    | 'intent'
+    | 'amount'
+    | 'currency'
+    | 'last_instalment_amount'
+    | 'next_cycle'
+    | 'next_due_at'
+    | 'credit_balance'
+    | 'narrative'
+    | 'settle_mode'
+    | 'settle_percent'
+  >;
 
 export const planColumns = sql`id, status, intent, amount, currency, interval_unit, interval_count, timezone, anchor_at, anchor_cycle,
   end_at, instalments_total, last_instalment_amount, next_cycle, next_due_at, credit_balance, narrative, settle_mode,
