@@ -33,6 +33,8 @@ export interface MandateView {
   creditBalance: number;
   credential: {
     id: number;
+    /** Worldpay card API: `v6` (link chain) or `v7` (merchant-initiated, by scheme reference). */
+    api: string;
     instrumentType: string;
     status: string;
     brand: string | null;
@@ -48,7 +50,7 @@ export interface MandateView {
 export type ViewRow = RawRow<typeof mandates> &
   Pick<
     RawRow<typeof credentials>,
-    'instrument_type' | 'brand' | 'last_four' | 'expiry_month' | 'expiry_year'
+    'api' | 'instrument_type' | 'brand' | 'last_four' | 'expiry_month' | 'expiry_year'
   > & {
     customer_ref: string;
     credential_status: string;
@@ -86,6 +88,7 @@ export function toView(r: ViewRow): MandateView {
     creditBalance: r.credit_balance,
     credential: {
       id: r.credential_id,
+      api: r.api,
       instrumentType: r.instrument_type,
       status: r.credential_status,
       brand: r.brand,
@@ -98,7 +101,7 @@ export function toView(r: ViewRow): MandateView {
   };
 }
 
-export const viewSelect = sql`select m.*, cu.ref as customer_ref, cr.instrument_type, cr.status as credential_status, cr.brand,
+export const viewSelect = sql`select m.*, cu.ref as customer_ref, cr.api, cr.instrument_type, cr.status as credential_status, cr.brand,
   cr.last_four, cr.expiry_month, cr.expiry_year, (cr.encrypted_pan is not null) as holds_card_data, l.href as current_link
   from mandates m join customers cu on cu.id = m.customer_id join credentials cr on cr.id = m.credential_id
   left join links l on l.id = cr.current_link_id`;

@@ -37,6 +37,12 @@ export const credentials = pgTable(
       .notNull()
       .references(() => customers.id),
     gateway: text('gateway').notNull().default('worldpay'),
+    /**
+     * Worldpay's card API the credential is charged through: `v6` (the `recurringAuthorize`
+     * link chain, or migrateRecurring for a legacy card) or `v7` (Card Payments v7
+     * merchant-initiated transactions, tied to the first payment by `scheme_reference`).
+     */
+    api: text('api').notNull().default('v6'),
     instrumentType: text('instrument_type').notNull(),
     status: text('status').notNull().default('active'),
     statusReason: text('status_reason'),
@@ -62,6 +68,7 @@ export const credentials = pgTable(
     index('credentials_customer_idx').on(t.customerId),
     uniqueIndex('credentials_customer_fingerprint_uq').on(t.customerId, t.fingerprint),
     oneOf('credentials_status_check', 'status', credentialMachine),
+    check('credentials_api_check', sql`"api" in ('v6', 'v7')`),
   ],
 );
 export type Credential = typeof credentials.$inferSelect;
