@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { digits } from './replies.js';
+import { digits, randomChars } from './replies.js';
 
 // The cards Card Payments v7 first payments made known: a card's numbers, the Worldpay token and
 // network token issued for it, and the scheme reference of its first customer-initiated payment,
@@ -45,12 +45,7 @@ export function cardBrand(cardNumber: string): CardBrand {
  */
 export function schemeReferenceFor(brand: CardBrand): string {
   if (brand !== 'mastercard') return digits(15);
-  const alnum = randomBytes(9)
-    .toString('base64')
-    .replace(/[^A-Za-z0-9]/g, '7')
-    .toUpperCase()
-    .slice(0, 9);
-  return `MCC${alnum}  `;
+  return `MCC${randomChars(9, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789')}  `;
 }
 
 /** A network token number in the card's brand range: the card's first four digits, then random. */

@@ -88,6 +88,18 @@ export function curies(base: string) {
   return [{ ...CURIES[0], href: base + CURIES[0]!.href }];
 }
 
+const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+
+/**
+ * `n` random characters of `alphabet` (default letters and digits), for ids and references that
+ * are not secrets: Math.random, not crypto, as these are on the hot path.
+ */
+export function randomChars(n: number, alphabet = ALNUM): string {
+  let out = '';
+  for (let i = 0; i < n; i++) out += alphabet[Math.floor(Math.random() * alphabet.length)];
+  return out;
+}
+
 /** Random digits for authorization codes and scheme references (not secrets: Math.random is enough). */
 export function digits(n: number): string {
   let out = String(1 + Math.floor(Math.random() * 9));

@@ -1,10 +1,17 @@
-import { randomBytes } from 'node:crypto';
 import { cardBrand, schemeReferenceFor, type V7Card } from './cards.js';
 import type { LedgerDraft } from './ledger.js';
 import { nextActions, type PaymentState, transition } from './paymentMachine.js';
 import type { Payment } from './payments.js';
 import { magicNameOutcome, refusalDescription } from './refusals.js';
-import { digits, duplicateReference, errorReply, href, type SandboxReply, schemaError } from './replies.js';
+import {
+  digits,
+  duplicateReference,
+  errorReply,
+  href,
+  randomChars,
+  type SandboxReply,
+  schemaError,
+} from './replies.js';
 import { type InstrumentKeys, unwrap } from './scripts.js';
 import type { SandboxStores } from './stores.js';
 import type { AccountUpdaterScript, Outcome } from './types.js';
@@ -53,7 +60,7 @@ export function v7Links(base: string, p: Payment): Record<string, unknown> {
 
 /** A Worldpay payment or command id: 21-36 characters of `[A-Za-z0-9_-]`. */
 function worldpayId(prefix: string): string {
-  return prefix + randomBytes(16).toString('base64url').slice(0, 21);
+  return prefix + randomChars(21, 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-');
 }
 
 const RISK_FACTORS = [
