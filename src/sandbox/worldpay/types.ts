@@ -115,7 +115,9 @@ export interface LedgerEntry {
   schemeReference?: string;
   customerAgreementType?: string;
   instrumentType?: string;
+  /** Of the number charged: the card's, or the network token's for `card/networkToken`. */
   lastFour?: string;
+  /** As sent (card or network token), or the card's as the sandbox knows it for `card/token`. */
   expiryMonth?: number;
   expiryYear?: number;
   requestAccountUpdater?: boolean;

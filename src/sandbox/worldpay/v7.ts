@@ -447,7 +447,7 @@ export function firstPayment(
     stores,
     base,
     {
-      transactionReference: `first-payment-${Date.now().toString(36)}-${firstPaymentSeq}`,
+      transactionReference: `first-payment-${stores.now().toString(36)}-${firstPaymentSeq}`,
       channel: 'ecom',
       merchant: { entity: input.entity ?? 'default' },
       instruction: {
