@@ -781,3 +781,34 @@ describe('worldpay sandbox, Card Payments v7 webhooks', () => {
     }
   });
 });
+
+describe('worldpay sandbox, Card Payments v7 throttling', () => {
+  it('counts v7 requests in the same rate limit as v6 ones, answering 429 in v7 media type', async () => {
+    const sandbox = await startSandbox({ rateLimit: { requestsPerSecond: 2 } });
+    try {
+      const first = sandbox.firstPayment({ cardNumber: VISA, expiryMonth: 2, expiryYear: 2030 });
+      const body = (n: number) =>
+        mitBody(`rl-${n}`, { type: 'card/token', href: first.tokenHref }, first.schemeReference);
+      // Six requests split over at most two one-second windows: one window holds three.
+      const results = await Promise.all(
+        [1, 2, 3, 4, 5, 6].map((n) =>
+          n % 2 === 0
+            ? post(sandbox.url + '/cardPayments/merchantInitiatedTransactions', body(n))
+            : get(sandbox.url + '/payments/events?transactionRef=none&entity=default'),
+        ),
+      );
+      const throttled = results.filter((r) => r.status === 429);
+      expect(throttled.length).toBeGreaterThan(0);
+      expect(sandbox.stats().throttled).toBe(throttled.length);
+      for (const [i, r] of results.entries()) {
+        if (r.status === 429 && i % 2 === 1) expect(r.contentType).toContain(V7);
+        if (r.status !== 429) expect(r.status).toBe(i % 2 === 1 ? 201 : 404);
+      }
+      // A throttled charge was never made.
+      const charged = sandbox.ledger().filter((e) => e.op === 'authorize');
+      expect(charged).toHaveLength(results.filter((r, i) => i % 2 === 1 && r.status === 201).length);
+    } finally {
+      await sandbox.close();
+    }
+  });
+});
