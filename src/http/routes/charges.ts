@@ -48,7 +48,7 @@ export function chargeRoutes(ctx: BillingContext): RouteDef[] {
       method: 'GET',
       url: '/v1/charges/:id',
       tag: 'charges',
-      summary: 'A charge with its payment actions and events',
+      summary: 'A charge with its payment actions, events and disputes (chargebacks)',
       status: 200,
       handler: async ({ params }) => getCharge(db, params.id),
     }),
