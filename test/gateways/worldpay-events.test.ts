@@ -16,12 +16,14 @@ import { createRunner } from '../../src/billing/run/runner.ts';
 import { fixedClock } from '../../src/clock.ts';
 import { loadConfig } from '../../src/config.ts';
 import { num } from '../../src/db/values.ts';
+import { formatMoney } from '../../src/domain/money.ts';
 import { createWorldpayGateway } from '../../src/gateways/worldpay/index.ts';
 import { normalisePaymentStatus, WORLDPAY_EVENT_TYPES } from '../../src/gateways/worldpay/status.ts';
 import { type AdminServer, createAdminServer } from '../../src/http/server.ts';
 import { silentLogger } from '../../src/logger.ts';
 import { type Sandbox, startSandbox } from '../../src/sandbox/server.ts';
 import { addFormats } from '../support/ajv.ts';
+import { cliEnv, runCli } from '../support/cli.ts';
 import { startWorld, type World } from '../support/world.ts';
 
 /**
@@ -329,6 +331,22 @@ describe('Worldpay events: every type handled or kept, chargebacks and disputes'
       dispute: { status: 'charged_back', amount: 2000 },
       pausedMandateIds: [disputed.mandateId, same1.id, same2.id].sort((a, b) => a - b),
     });
+
+    // rebill charges show lists the dispute under the charge (and in its JSON).
+    const cli = cliEnv(w);
+    try {
+      const shownCli = await runCli(['charges', 'show', String(disputed.chargeId)], cli.env);
+      expect(shownCli.stderr).toBe('');
+      expect(shownCli.code).toBe(0);
+      const lines = shownCli.stdout.split('\n');
+      const row = lines[lines.indexOf('disputes') + 3] ?? '';
+      for (const cell of ['charged_back', formatMoney(2000, 'EUR'), '10.4', 'Fraud, card absent', 'pause'])
+        expect(row).toContain(cell);
+      const json = await runCli(['charges', 'show', String(disputed.chargeId), '--json'], cli.env);
+      expect(JSON.parse(json.stdout).disputes).toEqual(shown.body.disputes);
+    } finally {
+      cli.dispose();
+    }
 
     // A paused mandate is not charged: a run at the next cycle leaves it alone.
     const later = new Date('2026-06-01T10:00:00Z');
