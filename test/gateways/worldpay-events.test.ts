@@ -315,6 +315,18 @@ describe('Worldpay events: every type handled or kept, chargebacks and disputes'
         policy: 'pause',
       },
     ]);
+    // The list of disputes has it, filtered by status and by mandate.
+    const listed = await api('GET', `/v1/disputes?status=charged_back&mandateId=${disputed.mandateId}`);
+    expect(listed).toEqual({ status: 200, body: { items: shown.body.disputes, next: null } });
+    expect(
+      (await api('GET', `/v1/disputes?status=information_requested&mandateId=${disputed.mandateId}`)).body,
+    ).toEqual({
+      items: [],
+      next: null,
+    });
+    const wrong = await api('GET', '/v1/disputes?status=won');
+    expect(wrong.status).toBe(400);
+    expect(JSON.stringify(wrong.body)).toContain('status');
     // The charge itself is not moved: the dispute is a fact beside it.
     expect((shown.body as { state: string }).state).toBe('settling');
 

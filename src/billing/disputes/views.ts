@@ -1,3 +1,4 @@
+import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
 import { type DisputeRow, disputesOf } from '../sql/disputes.ts';
 
@@ -40,4 +41,32 @@ export function toDisputeView(r: DisputeRow): DisputeView {
 /** The disputes of a charge (at most one today; a list, so a second one would fit). */
 export async function chargeDisputes(database: Database, chargeId: number): Promise<DisputeView[]> {
   return (await disputesOf(database, [chargeId])).map(toDisputeView);
+}
+
+export interface DisputeFilter {
+  /** `information_requested` or `charged_back`. */
+  status?: string | undefined;
+  /** Only the disputes of this mandate's charges. */
+  mandateId?: number | undefined;
+  limit?: number | undefined;
+  /** Keyset pagination: disputes with id > after. */
+  after?: number | undefined;
+}
+
+/** Every charge's disputes, oldest first: what an operator goes through after a chargeback. */
+export async function listDisputes(
+  database: Database,
+  f: DisputeFilter = {},
+): Promise<{ items: DisputeView[]; next: number | null }> {
+  const where: SQL[] = [sql`true`];
+  if (f.status) where.push(sql`d.status = ${f.status}`);
+  if (f.mandateId !== undefined)
+    where.push(sql`d.charge_id in (select id from charges where mandate_id = ${f.mandateId})`);
+  if (f.after !== undefined) where.push(sql`d.id > ${f.after}`);
+  const limit = Math.min(Math.max(f.limit ?? 50, 1), 1000);
+  const rows = await database.rows<DisputeRow>(
+    sql`select d.* from disputes d where ${sql.join(where, sql` and `)} order by d.id limit ${limit + 1}`,
+  );
+  const items = rows.slice(0, limit).map(toDisputeView);
+  return { items, next: rows.length > limit ? (items.at(-1)?.id ?? null) : null };
 }
