@@ -529,6 +529,15 @@ describe('Worldpay events: every type handled or kept, chargebacks and disputes'
         ).status,
       ).toBe(400);
 
+      // A sandbox started without a webhook URL has nowhere to send it, and says so.
+      const nowhere = await request(`${w.sandbox.url}/_sandbox/disputes`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ transactionReference: reference, type: 'chargedBack' }),
+      });
+      expect(nowhere.statusCode).toBe(409);
+      expect(((await nowhere.body.json()) as Json).errorName).toBe('webhookNotConfigured');
+
       const asked = await control('/_sandbox/disputes', {
         transactionReference: reference,
         type: 'informationRequested',
