@@ -78,6 +78,7 @@ export function registerSandboxCommand(program: Command): Command {
         `  ledger + stats:  GET  ${sandbox.url}/_sandbox/ledger`,
         `  paypal payment:  POST ${sandbox.url}/_sandbox/paypal  {amount?, currency?, lastEvent?: 'authorized'}`,
         `  paypal event:    POST ${sandbox.url}/_sandbox/paypal/events  {href, lastEvent}`,
+        `  dispute event:   POST ${sandbox.url}/_sandbox/disputes  {transactionReference, type: chargedBack|informationRequested, amount?, reasonCode?, reason?}`,
         `  reset:           POST ${sandbox.url}/_sandbox/reset`,
       ];
       process.stdout.write(lines.join('\n') + '\n');

@@ -238,6 +238,11 @@ export async function controlRoutes(app: FastifyInstance, options: ControlRouteO
     });
   });
 
+  app.post('/_sandbox/disputes', async (request, reply) => {
+    const answer = state.dispute(request.body);
+    return reply.code(answer.status).send(answer.body);
+  });
+
   app.post('/_sandbox/paypal/events', async (request, reply) => {
     const input = body(request);
     const answer = state.movePaypal(

@@ -1,6 +1,7 @@
 import { authorize } from './authorize.js';
 import { createCardStore } from './cards.js';
 import { createChainStore } from './chains.js';
+import { sendDispute } from './disputes.js';
 import { createLedger } from './ledger.js';
 import { eventsReply, manage } from './manage.js';
 import type { ManageOp } from './paymentMachine.js';
@@ -109,6 +110,10 @@ export function createWorldpayState(options: WorldpayStateOptions) {
       const cardKey = input.cardNumber ? `card/plain:${input.cardNumber}` : undefined;
       const chain = chains.create(cardKey, input.cardHolderName);
       return { chainId: chain.id, href: base + '/payments/authorizations/recurring/' + chains.rotate(chain) };
+    },
+    /** Sends a chargeback or dispute event about a settled payment (disputes.ts). */
+    dispute(input: unknown): SandboxReply {
+      return sendDispute(stores, options.webhook, input);
     },
     script(rule: ScriptRule): void {
       scripts.add(rule);
