@@ -46,6 +46,12 @@ function summary(r: BenchResult): string {
         ]),
     `  statements/charge    ${fmt(r.statementsPerCharge, 2)}   round trips/charge ${fmt(r.roundTripsPerCharge, 2)}   transactions/charge ${r.transactionsPerCharge === null ? 'n/a' : fmt(r.transactionsPerCharge, 2)}`,
     `  CPU ms/charge        rebill ${fmt(r.cpuMsPerCharge, 3)} + PostgreSQL ${r.postgresCpuMsPerCharge === null ? 'n/a' : fmt(r.postgresCpuMsPerCharge, 3)} = ${r.totalCpuMsPerCharge === null ? 'n/a' : fmt(r.totalCpuMsPerCharge, 3)} (target 1.0); sandbox ${r.sandboxCpuMsPerCharge === null ? 'n/a' : fmt(r.sandboxCpuMsPerCharge, 3)}; bare client ${fmt(r.ceilingCpuMsPerRequest, 3)} per request`,
+    ...(r.pgWrites === null
+      ? []
+      : [
+          `  PostgreSQL writes    ${fmt(r.pgWrites.walBytesPerCharge, 0)} WAL bytes/charge (${fmt(r.pgWrites.walRecordsPerCharge, 1)} records, ${fmt(r.pgWrites.walFpiPerCharge, 2)} full pages); ${fmt(r.pgWrites.indexTuplesPerCharge, 1)} index entries/charge (at most), indexes +${fmt(r.pgWrites.indexBytesPerCharge, 0)} bytes/charge`,
+          `  row versions/charge  ${fmt(r.pgWrites.tupleInsertsPerCharge, 2)} inserted, ${fmt(r.pgWrites.tupleUpdatesPerCharge, 2)} updated (${fmt(r.pgWrites.hotUpdatesPerCharge, 2)} HOT)`,
+        ]),
     `  before first send    ${fmt(r.beforeFirstSendSeconds, 2)} s   (reconcile, materialise, ANALYZE, first claim)`,
     `  p50 / p99 ms/charge  ${fmt(r.p50Ms, 2)} / ${fmt(r.p99Ms, 2)}   (p50 authorize ${fmt(r.authorizeP50Ms, 2)}, settle ${fmt(r.settleP50Ms, 2)})`,
     `  gap s/charge         ${r.gapSecondsPerCharge === null ? 'n/a' : fmt(r.gapSecondsPerCharge, 4)}   (a slot's time per charge outside its two requests; mean window ${fmt(r.meanMs, 1)} ms)`,

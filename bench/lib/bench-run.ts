@@ -16,6 +16,7 @@ import { ownDatabase, serverTransactions } from './database.ts';
 import { floorOnce } from './floor.ts';
 import { commit, type Machine, machine } from './machine.ts';
 import { measuredGateway } from './measured-gateway.ts';
+import { type PgWrites, pgStats } from './pg-stats.ts';
 import { backendCpu, processCpuMs } from './proc-cpu.ts';
 import { seedDueMandates } from './seed.ts';
 
@@ -72,6 +73,16 @@ export interface BenchResult extends BenchParams {
   postgresCpuMsPerCharge: number | null;
   /** cpuMsPerCharge + postgresCpuMsPerCharge: what a charge costs rebill and its database. */
   totalCpuMsPerCharge: number | null;
+  /**
+   * PostgreSQL only: what the run made the server write per charge: WAL bytes, index entries,
+   * row versions (inserted, updated, HOT), table by table, and with pg_stat_statements loaded,
+   * the statements (bench/lib/pg-stats.ts); null on PGlite.
+   */
+  pgWrites: PgWrites | null;
+  walBytesPerCharge: number | null;
+  indexTuplesPerCharge: number | null;
+  /** postgresCpuMsPerCharge / totalCpuMsPerCharge. */
+  postgresCpuShare: number | null;
   /** CPU of the sandbox process per charge (the peer; not part of the total). */
   sandboxCpuMsPerCharge: number | null;
   /** Seconds from the run's start to its first authorization (reconcile, materialise, ANALYZE, claim). */
@@ -176,9 +187,12 @@ export async function benchOnce(
       logger: silentLogger,
       gateways: { worldpay: gateway },
     });
+    let stats: ReturnType<typeof pgStats> | null = null;
     try {
       if (p.outbox === false)
         await own.database.rows('alter table audit_log disable trigger audit_log_events');
+      stats = own.url ? pgStats(own.url) : null;
+      const writes0 = stats ? await stats.start() : null;
       const tx0 = opts.serverUrl ? await serverTransactions(opts.serverUrl, own.name) : 0;
       const statements0 = own.database.statements();
       const flights0 = own.database.flights();
@@ -212,6 +226,7 @@ export async function benchOnce(
       const statements = own.database.statements() - statements0;
       const tx = opts.serverUrl ? (await serverTransactions(opts.serverUrl, own.name)) - tx0 : null;
       const c = report.counts;
+      const pgWrites = stats && writes0 ? await stats.since(writes0, c.authorized) : null;
       if (c.authorized !== p.mandates || c.settleRequested !== p.mandates) {
         throw new BenchCheckError(
           `expected ${p.mandates} authorized and settled, got ${c.authorized} and ${c.settleRequested}: ${JSON.stringify(c)}`,
@@ -278,6 +293,10 @@ export async function benchOnce(
         cpuMsPerCharge: (cpu.user + cpu.system) / 1000 / charges,
         postgresCpuMsPerCharge: pg === null ? null : pg.ms / charges,
         totalCpuMsPerCharge: pg === null ? null : ((cpu.user + cpu.system) / 1000 + pg.ms) / charges,
+        postgresCpuShare: pg === null ? null : pg.ms / ((cpu.user + cpu.system) / 1000 + pg.ms),
+        pgWrites,
+        walBytesPerCharge: pgWrites?.walBytesPerCharge ?? null,
+        indexTuplesPerCharge: pgWrites?.indexTuplesPerCharge ?? null,
         sandboxCpuMsPerCharge: sandboxMs === null ? null : sandboxMs / charges,
         beforeFirstSendSeconds: ((timings.first ?? t0) - t0) / 1000,
         ceilingCpuMsPerRequest: (before.cpuMsPerRequest + after.cpuMsPerRequest) / 2,
@@ -305,6 +324,7 @@ export async function benchOnce(
         at: new Date().toISOString(),
       };
     } finally {
+      await stats?.close();
       await app.close();
       await gateway.close();
     }
