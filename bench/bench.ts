@@ -42,10 +42,10 @@ function summary(r: BenchResult): string {
       ? []
       : [
           `  floor charges/s      ${fmt(r.floorChargesPerSecond ?? 0)}   (minimal correct loop, bench/lib/floor.ts: ${fmt(r.floorBefore ?? 0)} before, ${fmt(r.floorAfter ?? 0)} after)`,
-          `  floorRatio           ${fmt(r.floorRatio, 3)}   (rebill / floor; target 0.8)`,
+          `  floorRatio           ${fmt(r.floorRatio, 3)}   (rebill / floor; target 0.9)`,
         ]),
     `  statements/charge    ${fmt(r.statementsPerCharge, 2)}   round trips/charge ${fmt(r.roundTripsPerCharge, 2)}   transactions/charge ${r.transactionsPerCharge === null ? 'n/a' : fmt(r.transactionsPerCharge, 2)}`,
-    `  CPU ms/charge        rebill ${fmt(r.cpuMsPerCharge, 3)} + PostgreSQL ${r.postgresCpuMsPerCharge === null ? 'n/a' : fmt(r.postgresCpuMsPerCharge, 3)} = ${r.totalCpuMsPerCharge === null ? 'n/a' : fmt(r.totalCpuMsPerCharge, 3)} (target 1.0); sandbox ${r.sandboxCpuMsPerCharge === null ? 'n/a' : fmt(r.sandboxCpuMsPerCharge, 3)}; bare client ${fmt(r.ceilingCpuMsPerRequest, 3)} per request`,
+    `  CPU ms/charge        rebill ${fmt(r.cpuMsPerCharge, 3)} + PostgreSQL ${r.postgresCpuMsPerCharge === null ? 'n/a' : fmt(r.postgresCpuMsPerCharge, 3)} = ${r.totalCpuMsPerCharge === null ? 'n/a' : fmt(r.totalCpuMsPerCharge, 3)} (target 0.45, PostgreSQL 0.3); sandbox ${r.sandboxCpuMsPerCharge === null ? 'n/a' : fmt(r.sandboxCpuMsPerCharge, 3)}; bare client ${fmt(r.ceilingCpuMsPerRequest, 3)} per request`,
     ...(r.pgWrites === null
       ? []
       : [
