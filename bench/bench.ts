@@ -49,7 +49,7 @@ function summary(r: BenchResult): string {
     ...(r.pgWrites === null
       ? []
       : [
-          `  PostgreSQL writes    ${fmt(r.pgWrites.walBytesPerCharge, 0)} WAL bytes/charge (${fmt(r.pgWrites.walRecordsPerCharge, 1)} records, ${fmt(r.pgWrites.walFpiPerCharge, 2)} full pages); ${fmt(r.pgWrites.indexTuplesPerCharge, 1)} index entries/charge (at most), indexes +${fmt(r.pgWrites.indexBytesPerCharge, 0)} bytes/charge`,
+          `  PostgreSQL writes    ${fmt(r.pgWrites.walBytesPerCharge, 0)} WAL bytes/charge${r.floorWalBytesPerCharge === null ? '' : ` (floor ${fmt(r.floorWalBytesPerCharge, 0)})`} (${fmt(r.pgWrites.walRecordsPerCharge, 1)} records, ${fmt(r.pgWrites.walFpiPerCharge, 2)} full pages); ${fmt(r.pgWrites.indexTuplesPerCharge, 1)} index entries/charge (at most), indexes +${fmt(r.pgWrites.indexBytesPerCharge, 0)} bytes/charge`,
           `  row versions/charge  ${fmt(r.pgWrites.tupleInsertsPerCharge, 2)} inserted, ${fmt(r.pgWrites.tupleUpdatesPerCharge, 2)} updated (${fmt(r.pgWrites.hotUpdatesPerCharge, 2)} HOT)`,
         ]),
     `  before first send    ${fmt(r.beforeFirstSendSeconds, 2)} s   (reconcile, materialise, ANALYZE, first claim)`,

@@ -59,6 +59,8 @@ export interface BenchResult extends BenchParams {
   floorAfter: number | null;
   /** chargesPerSecond / floorChargesPerSecond: the headline figure (1 would be the floor itself). */
   floorRatio: number | null;
+  /** The floor's WAL bytes per charge (mean of its runs; the whole server's, as walBytesPerCharge). */
+  floorWalBytesPerCharge: number | null;
   statementsPerCharge: number;
   /** PostgreSQL: transactions the server counted per charge; null on PGlite. */
   transactionsPerCharge: number | null;
@@ -163,10 +165,13 @@ export async function benchOnce(
   };
   const before = await ceilingOnce();
   const ceilingBefore = before.requestsPerSecond;
-  const floorOnceHere = async () =>
-    opts.serverUrl && p.floor !== false
-      ? (await floorOnce(sandboxUrl, p, { serverUrl: opts.serverUrl, log: opts.log })).chargesPerSecond
-      : null;
+  const floorWal: number[] = [];
+  const floorOnceHere = async () => {
+    if (!opts.serverUrl || p.floor === false) return null;
+    const f = await floorOnce(sandboxUrl, p, { serverUrl: opts.serverUrl, log: opts.log });
+    floorWal.push(f.walBytesPerCharge);
+    return f.chargesPerSecond;
+  };
   const floorBefore = await floorOnceHere();
   const seedStart = performance.now();
   const own = await ownDatabase('rebill_bench', opts.serverUrl, {
@@ -287,6 +292,8 @@ export async function benchOnce(
         floorBefore,
         floorAfter,
         floorRatio: floorChargesPerSecond === null ? null : chargesPerSecond / floorChargesPerSecond,
+        floorWalBytesPerCharge:
+          floorWal.length === 0 ? null : floorWal.reduce((a, b) => a + b, 0) / floorWal.length,
         statementsPerCharge: statements / charges,
         transactionsPerCharge: tx === null ? null : tx / charges,
         roundTripsPerCharge: flights / charges,

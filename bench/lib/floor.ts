@@ -35,6 +35,8 @@ export interface FloorResult {
   charges: number;
   seconds: number;
   chargesPerSecond: number;
+  /** WAL the server wrote during the loop / charges (its insert position: the whole server's). */
+  walBytesPerCharge: number;
 }
 
 const BATCH = 500;
@@ -63,14 +65,18 @@ export async function floorOnce(
     const gateway = worldpayGatewayFromConfig(config.worldpay);
     const sql = own.database.postgres!;
     try {
+      const lsn = async () =>
+        Number((await sql`select pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::float8 as b`)[0]?.b);
+      const wal0 = await lsn();
       const t0 = performance.now();
       const charges = await run(sql, gateway, { asOf, prefix, concurrency: p.concurrency });
       const seconds = (performance.now() - t0) / 1000;
+      const walBytesPerCharge = ((await lsn()) - wal0) / charges;
       opts.log(`floor: ${charges} charges in ${seconds.toFixed(1)}s`);
       if (charges !== p.mandates) throw new Error(`floor charged ${charges} of ${p.mandates}`);
       const settled = await sql`select count(*)::int as n from payment_actions where state = 'accepted'`;
       if (settled[0]?.n !== p.mandates) throw new Error(`floor settled ${settled[0]?.n} of ${p.mandates}`);
-      return { charges, seconds, chargesPerSecond: charges / seconds };
+      return { charges, seconds, chargesPerSecond: charges / seconds, walBytesPerCharge };
     } finally {
       await gateway.close();
     }
