@@ -16,6 +16,7 @@ import { ownDatabase, serverTransactions } from './database.ts';
 import { floorOnce } from './floor.ts';
 import { commit, type Machine, machine } from './machine.ts';
 import { measuredGateway } from './measured-gateway.ts';
+import { type PgWrites, pgStats } from './pg-stats.ts';
 import { backendCpu, processCpuMs } from './proc-cpu.ts';
 import { seedDueMandates } from './seed.ts';
 
@@ -58,6 +59,8 @@ export interface BenchResult extends BenchParams {
   floorAfter: number | null;
   /** chargesPerSecond / floorChargesPerSecond: the headline figure (1 would be the floor itself). */
   floorRatio: number | null;
+  /** The floor's WAL bytes per charge (mean of its runs; the whole server's, as walBytesPerCharge). */
+  floorWalBytesPerCharge: number | null;
   statementsPerCharge: number;
   /** PostgreSQL: transactions the server counted per charge; null on PGlite. */
   transactionsPerCharge: number | null;
@@ -72,6 +75,16 @@ export interface BenchResult extends BenchParams {
   postgresCpuMsPerCharge: number | null;
   /** cpuMsPerCharge + postgresCpuMsPerCharge: what a charge costs rebill and its database. */
   totalCpuMsPerCharge: number | null;
+  /**
+   * PostgreSQL only: what the run made the server write per charge: WAL bytes, index entries,
+   * row versions (inserted, updated, HOT), table by table, and with pg_stat_statements loaded,
+   * the statements (bench/lib/pg-stats.ts); null on PGlite.
+   */
+  pgWrites: PgWrites | null;
+  walBytesPerCharge: number | null;
+  indexTuplesPerCharge: number | null;
+  /** postgresCpuMsPerCharge / totalCpuMsPerCharge. */
+  postgresCpuShare: number | null;
   /** CPU of the sandbox process per charge (the peer; not part of the total). */
   sandboxCpuMsPerCharge: number | null;
   /** Seconds from the run's start to its first authorization (reconcile, materialise, ANALYZE, claim). */
@@ -152,10 +165,13 @@ export async function benchOnce(
   };
   const before = await ceilingOnce();
   const ceilingBefore = before.requestsPerSecond;
-  const floorOnceHere = async () =>
-    opts.serverUrl && p.floor !== false
-      ? (await floorOnce(sandboxUrl, p, { serverUrl: opts.serverUrl, log: opts.log })).chargesPerSecond
-      : null;
+  const floorWal: number[] = [];
+  const floorOnceHere = async () => {
+    if (!opts.serverUrl || p.floor === false) return null;
+    const f = await floorOnce(sandboxUrl, p, { serverUrl: opts.serverUrl, log: opts.log });
+    floorWal.push(f.walBytesPerCharge);
+    return f.chargesPerSecond;
+  };
   const floorBefore = await floorOnceHere();
   const seedStart = performance.now();
   const own = await ownDatabase('rebill_bench', opts.serverUrl, {
@@ -176,9 +192,12 @@ export async function benchOnce(
       logger: silentLogger,
       gateways: { worldpay: gateway },
     });
+    let stats: ReturnType<typeof pgStats> | null = null;
     try {
       if (p.outbox === false)
         await own.database.rows('alter table audit_log disable trigger audit_log_events');
+      stats = own.url ? pgStats(own.url) : null;
+      const writes0 = stats ? await stats.start() : null;
       const tx0 = opts.serverUrl ? await serverTransactions(opts.serverUrl, own.name) : 0;
       const statements0 = own.database.statements();
       const flights0 = own.database.flights();
@@ -212,6 +231,7 @@ export async function benchOnce(
       const statements = own.database.statements() - statements0;
       const tx = opts.serverUrl ? (await serverTransactions(opts.serverUrl, own.name)) - tx0 : null;
       const c = report.counts;
+      const pgWrites = stats && writes0 ? await stats.since(writes0, c.authorized) : null;
       if (c.authorized !== p.mandates || c.settleRequested !== p.mandates) {
         throw new BenchCheckError(
           `expected ${p.mandates} authorized and settled, got ${c.authorized} and ${c.settleRequested}: ${JSON.stringify(c)}`,
@@ -272,12 +292,18 @@ export async function benchOnce(
         floorBefore,
         floorAfter,
         floorRatio: floorChargesPerSecond === null ? null : chargesPerSecond / floorChargesPerSecond,
+        floorWalBytesPerCharge:
+          floorWal.length === 0 ? null : floorWal.reduce((a, b) => a + b, 0) / floorWal.length,
         statementsPerCharge: statements / charges,
         transactionsPerCharge: tx === null ? null : tx / charges,
         roundTripsPerCharge: flights / charges,
         cpuMsPerCharge: (cpu.user + cpu.system) / 1000 / charges,
         postgresCpuMsPerCharge: pg === null ? null : pg.ms / charges,
         totalCpuMsPerCharge: pg === null ? null : ((cpu.user + cpu.system) / 1000 + pg.ms) / charges,
+        postgresCpuShare: pg === null ? null : pg.ms / ((cpu.user + cpu.system) / 1000 + pg.ms),
+        pgWrites,
+        walBytesPerCharge: pgWrites?.walBytesPerCharge ?? null,
+        indexTuplesPerCharge: pgWrites?.indexTuplesPerCharge ?? null,
         sandboxCpuMsPerCharge: sandboxMs === null ? null : sandboxMs / charges,
         beforeFirstSendSeconds: ((timings.first ?? t0) - t0) / 1000,
         ceilingCpuMsPerRequest: (before.cpuMsPerRequest + after.cpuMsPerRequest) / 2,
@@ -305,6 +331,7 @@ export async function benchOnce(
         at: new Date().toISOString(),
       };
     } finally {
+      await stats?.close();
       await app.close();
       await gateway.close();
     }

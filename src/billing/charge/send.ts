@@ -206,20 +206,26 @@ async function sendAttempt(
   }
   if (ctx.logger.isLevelEnabled('debug')) log().debug({ correlationId: result.correlationId }, 'authorized');
   await ctx.faults?.hit('after-outcome', { chargeId: c.id, reference: p.reference });
-  if (settle && committed.settleActionId !== null) {
-    const out = await sendSettle(ctx, {
-      gateway: c.gateway,
-      chargeId: c.id,
-      fence: c.fence,
-      attemptId: p.attemptId,
-      actionId: committed.settleActionId,
-      plan: settle,
-      paymentId: result.paymentId,
-      links: result.links,
-      batch: book.acceptances,
-    });
-    if (out === 'accepted') counts.settleRequested++;
-    await ctx.faults?.hit('after-settle-request', { chargeId: c.id, reference: p.reference });
+  const actionId = committed.settleActionId;
+  if (settle && actionId !== null) {
+    const settling = (async () => {
+      const out = await sendSettle(ctx, {
+        gateway: c.gateway,
+        chargeId: c.id,
+        fence: c.fence,
+        attemptId: p.attemptId,
+        actionId,
+        plan: settle,
+        paymentId: result.paymentId,
+        links: result.links,
+        batch: book.acceptances,
+      });
+      if (out === 'accepted') counts.settleRequested++;
+      await ctx.faults?.hit('after-settle-request', { chargeId: c.id, reference: p.reference });
+    })();
+    // Its write-ahead row is committed: the next charge does not wait for its answer.
+    if (book.settles) await book.settles.add(settling);
+    else await settling;
   }
   return { next: result.nextRecurringLink };
 }

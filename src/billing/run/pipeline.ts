@@ -1,6 +1,7 @@
 /** The charge loop of a run: claim, prepare and send as a pipeline. */
 import { batcher } from '../charge/batcher.ts';
 import { mandateHolds } from '../charge/holds.ts';
+import { settlesOffSlot } from '../charge/off-slot.ts';
 import { outcomeBatcher } from '../charge/outcome.ts';
 import { prepareBatch, type Ready } from '../charge/prepare.ts';
 import { sendGroup } from '../charge/send.ts';
@@ -107,9 +108,17 @@ export async function sendDue(ctx: BillingContext, opts: RunOptions, book: RunTa
     ? batcher(ctx, 'launch', (items: LaunchItem[]) => launchAttempts(ctx.database, items))
     : undefined;
   book.launches = launches;
+  // A sender does not wait for its settle's answer (at most `concurrency` wait at once); their
+  // acceptances go to the batch above, so they are all in before it closes.
+  const settles = ctx.database.concurrent ? settlesOffSlot(Math.max(1, concurrency)) : undefined;
+  book.settles = settles;
   try {
     await Promise.all(Array.from({ length: Math.max(1, concurrency) }, sender));
   } finally {
+    book.settles = undefined;
+    await settles?.drain().catch((err: unknown) => {
+      failure ??= err;
+    });
     book.launches = undefined;
     await launches?.close();
     book.outcomes = undefined;

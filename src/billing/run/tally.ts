@@ -1,5 +1,6 @@
 import type { Batcher } from '../charge/batcher.ts';
 import type { MandateHolds } from '../charge/holds.ts';
+import type { SettlesOffSlot } from '../charge/off-slot.ts';
 import type { OutcomeBatcher } from '../charge/outcome.ts';
 import type { AcceptanceBatcher } from '../charge/settle.ts';
 /** What a billing run keeps while it goes: its counts, the leases it holds, its first errors. */
@@ -83,6 +84,8 @@ export interface RunTally {
   outcomes?: OutcomeBatcher | undefined;
   /** Where the send loop's launches wait for their group commit (PostgreSQL). */
   launches?: Batcher<LaunchItem, Launch> | undefined;
+  /** Settles sent off the slot: the sender does not wait for their answers (PostgreSQL). */
+  settles?: SettlesOffSlot | undefined;
   /** The mandates held since the launches read them, heard from the database. */
   holds?: MandateHolds | undefined;
 }
