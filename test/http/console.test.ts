@@ -1,5 +1,3 @@
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +10,7 @@ import {
   buildConsole as buildAssets,
   hasChromium,
   launchChromium,
+  screenshot,
   watchProblems,
 } from '../support/console.ts';
 import { DAY } from '../support/time.ts';
@@ -198,7 +197,6 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
   /** Problems a step provoked on purpose: each pattern excuses one. */
   const expected: RegExp[] = [];
   const t0 = new Date('2027-06-01T09:00:00Z');
-  const shots = join(import.meta.dirname, '..', '..', 'docs', 'screenshots');
 
   beforeAll(async () => {
     w = await startWorld({ env: { REBILL_ADMIN_TOKENS: TOKEN } });
@@ -271,8 +269,7 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     expect(figures).toContain('2 · 30.00 GBP'); // recovered by retry: 10.00 + 20.00
     // the next 30 days from the server's clock (June 13th): the three active mandates on July 1st
     expect(await page.getByLabel('Book').textContent()).toContain('Next 30 days59.99 GBP');
-    mkdirSync(shots, { recursive: true });
-    await page.screenshot({ path: join(shots, 'overview.png'), fullPage: true });
+    await screenshot(page, 'overview');
   });
 
   it('shows a mandate created through the API, and pauses it', async () => {
@@ -312,7 +309,7 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     expect(await page.getByRole('list', { name: 'Link chain' }).locator('li').count()).toBeGreaterThanOrEqual(
       2,
     );
-    await page.screenshot({ path: join(shots, 'mandate.png'), fullPage: true });
+    await screenshot(page, 'mandate');
   });
 
   it("shows the API's error sentence when an action is refused", async () => {
