@@ -297,6 +297,7 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     await page.getByRole('button', { name: 'Pause' }).click();
     await page.getByRole('dialog').getByRole('button', { name: 'Pause' }).click();
     await page.locator('h1 .badge', { hasText: 'paused' }).waitFor();
+    expect(await page.getByRole('status').textContent()).toContain(`Mandate ${id} paused`);
     expect((await api('GET', `/v1/mandates/${id}`)).body.status).toBe('paused');
   });
 
@@ -312,17 +313,35 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     await screenshot(page, 'mandate');
   });
 
-  it("shows the API's error sentence when an action is refused", async () => {
-    const charges = (await api('GET', '/v1/charges?code=33')).body.items as { id: number }[];
-    expect(charges.length).toBe(1);
-    await page.goto(`${url}/ui/charges/${charges[0]!.id}`);
-    await page.getByRole('button', { name: 'Retry now' }).click();
-    await page.getByRole('dialog').getByRole('button', { name: 'Retry now' }).click();
+  it('shows a refusal in plain words and major units, above the page, the button row intact', async () => {
+    const [charge] = (await api('GET', '/v1/charges?state=settling')).body.items as {
+      id: number;
+      amount: number;
+    }[];
+    await page.goto(`${url}/ui/charges/${charge!.id}`);
+    await page.getByRole('heading', { name: `Charge #${charge!.id}` }).waitFor();
+    const row = page.locator('.actions > .action > button');
+    const tops = async () => Promise.all((await row.all()).map(async (b) => (await b.boundingBox())!.y));
+    const before = await tops();
+    await page.getByRole('button', { name: 'Partial refund' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByLabel('Amount (GBP)').fill('999.00');
+    await dialog.getByRole('button', { name: 'Partial refund' }).click();
     const alert = page.getByRole('alert');
     await alert.waitFor();
-    expect(await alert.textContent()).toBe('mandate 3 is needs_new_credential: resume it first');
-    // the 409 is the answer this step asks for, not a problem of the page
-    expected.push(/^HTTP 409: POST .*\/retry-now$/, /^console error: Failed to load resource: .* 409/);
+    const said = (await alert.locator('span').textContent()) ?? '';
+    expect(said).toMatch(/^charge \d+: refunding 999\.00 GBP would exceed the settled \d+\.\d\d GBP/);
+    expect(said).not.toMatch(/\b99900\b/);
+    // the sentence is not inside the row of buttons, and the row did not move or wrap
+    expect(await page.locator('.actions [role=alert]').count()).toBe(0);
+    const after = await tops();
+    expect(after).toEqual(before);
+    expect(new Set(after).size).toBe(1);
+    // the refusal is the answer this step asks for, not a problem of the page
+    expected.push(
+      /^HTTP 4\d\d: POST .*\/partial-refund$/,
+      /^console error: Failed to load resource: .* 4\d\d/,
+    );
   });
 
   it('offers on each charge exactly the actions its state allows, and the server refuses the others', async () => {
@@ -337,9 +356,15 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     };
     /** The console's buttons on a charge's page, checked against the table and the server. */
     const check = async (id: number, state: string) => {
-      const c = (await api('GET', `/v1/charges/${id}`)).body as unknown as ChargeStanding;
+      const c = (await api('GET', `/v1/charges/${id}`)).body as unknown as ChargeStanding & {
+        mandateId: number;
+      };
       expect(c.state).toBe(state);
-      const offered = chargeActions(c);
+      const m = (await api('GET', `/v1/mandates/${c.mandateId}`)).body as {
+        status: string;
+        credential: { status: string };
+      };
+      const offered = chargeActions(c, { status: m.status, credentialStatus: m.credential.status });
       await page.goto(`${url}/ui/charges/${id}`);
       await page.getByRole('heading', { name: `Charge #${id}` }).waitFor();
       const buttons = await page.locator('.actions > .action > button').allTextContents();
@@ -357,7 +382,12 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     expect(await check(id, 'settling')).toEqual(['Refund', 'Partial refund', 'Reverse']);
     expect((await api('GET', `/v1/charges/${id}/events`)).status).toBe(200);
     expect(await check(id, 'settled')).toEqual(['Refund', 'Partial refund', 'Reverse']);
-    expect((await api('POST', `/v1/charges/${id}/partial-refund`, { amount: 1 })).status).toBe(200);
+    // a partial refund through the console, and its notice
+    await page.getByRole('button', { name: 'Partial refund' }).click();
+    await page.getByRole('dialog').getByLabel('Amount (GBP)').fill('0.01');
+    await page.getByRole('dialog').getByRole('button', { name: 'Partial refund' }).click();
+    await page.getByRole('status').getByText('Partial refund of 0.01 GBP sent').waitFor();
+    await page.locator('h1 .badge', { hasText: 'partially refunded' }).waitFor();
     expect(await check(id, 'partially_refunded')).toEqual(['Refund', 'Partial refund']);
     expect((await api('POST', `/v1/charges/${id}/refund`, {})).status).toBe(200);
     expect(await check(id, 'refunded')).toEqual([]);
@@ -365,7 +395,11 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     const [parked] = (await api('GET', '/v1/charges?state=needs_new_credential')).body.items as {
       id: number;
     }[];
-    expect(await check(parked!.id, 'needs_new_credential')).toEqual(['Retry now']);
+    // its state would allow a retry, but its mandate waits for a new card: no Retry now
+    expect(await check(parked!.id, 'needs_new_credential')).toEqual([]);
+    expect(await page.locator('.actions-none').textContent()).toMatch(
+      /^Retry waits for mandate #3: it is needs new credential/,
+    );
   });
 
   it('offers on a mandate the status moves the mandate machine allows', async () => {
@@ -388,6 +422,10 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     const dialog = page.getByRole('dialog');
     await dialog.getByLabel(/^Amount \(GBP/).fill('34.99');
     await dialog.getByRole('button', { name: 'Save change' }).click();
+    await page
+      .getByRole('status')
+      .getByText(/^Mandate 4 updated/)
+      .waitFor();
     // effective from the next cycle: the mandate's amount, and every cycle the page lists
     await page.locator('.facts').getByText('34.99 GBP every 1 month').waitFor();
     expect((await api('GET', '/v1/mandates/4')).body.amount).toBe(3499);
@@ -416,9 +454,11 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     await page.getByRole('heading', { name: 'Events and webhooks' }).waitFor();
     await page.getByLabel('URL').fill('https://hooks.example.com/rebill');
     await page.getByRole('button', { name: 'Add endpoint' }).click();
-    const notice = page.getByRole('status');
-    await notice.waitFor();
-    expect(await notice.textContent()).toMatch(/whsec_/);
+    await page
+      .getByRole('status')
+      .getByText(/^Endpoint \d+ added$/)
+      .waitFor();
+    expect(await page.locator('.secret').textContent()).toMatch(/whsec_/);
     await page.getByRole('heading', { name: /https:\/\/hooks\.example\.com\/rebill/ }).waitFor();
     expect(((await api('GET', '/v1/webhook-endpoints')).body.items as unknown[]).length).toBe(1);
     await page.getByRole('heading', { name: 'Event log' }).waitFor();
@@ -449,6 +489,33 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
       expect(overflow, path).toBeLessThanOrEqual(0);
     }
     await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  it('says the action was not done when the session expired under it', async () => {
+    await page.goto(`${url}/ui/mandates/4`);
+    await page.getByRole('heading', { name: 'Mandate #4' }).waitFor();
+    await page.getByRole('button', { name: 'Pause' }).click();
+    // the session ends (another tab signed out, the server restarted) while the dialog is open
+    const cookie = `rebill_session=${(await context.cookies(url)).find((c) => c.name === 'rebill_session')!.value}`;
+    const state = await request(`${url}/ui/session`, { headers: { cookie } });
+    const { csrfToken } = (await state.body.json()) as { csrfToken: string };
+    const end = await request(`${url}/ui/session/end`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', cookie, 'x-csrf-token': csrfToken },
+      body: '{}',
+    });
+    expect(end.statusCode).toBe(204);
+    await end.body.text();
+    await page.getByRole('dialog').getByRole('button', { name: 'Pause' }).click();
+    await page.getByLabel('Admin token').waitFor();
+    expect(await page.getByRole('status').textContent()).toBe(
+      'Your session expired: the action was not done',
+    );
+    expect((await api('GET', '/v1/mandates/4')).body.status).toBe('active');
+    expected.push(/^HTTP 401: POST .*\/pause$/, /^console error: Failed to load resource: .* 401/);
+    await page.getByLabel('Admin token').fill(TOKEN);
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Mandate #4' }).waitFor();
   });
 
   it('signs out, and the old session is refused', async () => {

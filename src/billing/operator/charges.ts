@@ -2,7 +2,7 @@ import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
 import type { attempts, charges, credentials, paymentActions } from '../../db/schema.ts';
 import type { RawRow } from '../../db/values.ts';
-import { CHARGE_ACTION_STATES } from '../../domain/charge-actions.ts';
+import { CHARGE_ACTION_STATES, RETRY_MANDATE_STATUSES } from '../../domain/charge-actions.ts';
 import type { ChargeState } from '../../domain/lifecycle.ts';
 import { ConflictError, NotFoundError } from '../../errors.ts';
 import type { Intent } from '../../gateways/types.ts';
@@ -252,7 +252,7 @@ export async function retryNow(ctx: BillingContext, id: number): Promise<RunRepo
     );
   }
   // A paused mandate stays paused: its operator resumes it first. Only a stopped one is revived.
-  if (c.mandate_status !== 'active' && c.mandate_status !== 'stopped')
+  if (!RETRY_MANDATE_STATUSES.includes(c.mandate_status))
     throw new ConflictError(`mandate ${charge.mandateId} is ${c.mandate_status}: resume it first`);
   const credentialId = c.id;
   const history = await loadCardHistory(ctx.database, [credentialId], now);

@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { api } from '../api.ts';
-import { Badge, ConfirmAction, ErrorBox, Field, Loading, Table, useLoad } from '../components.tsx';
+import { Badge, ConfirmAction, Field, Loading, perform, Table, useLoad } from '../components.tsx';
 import { when } from '../format.ts';
 import { href } from '../router.ts';
 import type { Delivery, Endpoint, EventItem, Page } from '../types.ts';
@@ -22,24 +22,26 @@ export function Events({ query }: { query: URLSearchParams }) {
     api.get<{ items: EventItem[]; next: string | null }>('/v1/events', { after, limit: 50 }),
   );
   const [secret, setSecret] = useState<string | null>(null);
-  const [error, setError] = useState<unknown>(null);
   const add = async (e: Event) => {
     e.preventDefault();
     const form = e.target as HTMLFormElement;
     const d = new FormData(form);
-    setError(null);
-    try {
-      const created = await api.post<{ secret: string }>('/v1/webhook-endpoints', {
-        url: String(d.get('url')).trim(),
-        events: ['*'],
-        ...(String(d.get('description')).trim() ? { description: String(d.get('description')).trim() } : {}),
-      });
-      setSecret(created.secret);
-      form.reset();
-      endpoints.reload();
-    } catch (err) {
-      setError(err);
-    }
+    await perform(
+      () =>
+        api.post<{ id: number; secret: string }>('/v1/webhook-endpoints', {
+          url: String(d.get('url')).trim(),
+          events: ['*'],
+          ...(String(d.get('description')).trim()
+            ? { description: String(d.get('description')).trim() }
+            : {}),
+        }),
+      (created) => `Endpoint ${created.id} added`,
+      (created) => {
+        setSecret(created.secret);
+        form.reset();
+        endpoints.reload();
+      },
+    );
   };
   return (
     <section>
@@ -54,9 +56,8 @@ export function Events({ query }: { query: URLSearchParams }) {
         </Field>
         <button type="submit">Add endpoint</button>
       </form>
-      <ErrorBox error={error} />
       {secret && (
-        <p class="notice" role="status">
+        <p class="notice secret">
           Signing secret, shown this once: <code>{secret}</code>
         </p>
       )}
@@ -79,6 +80,7 @@ export function Events({ query }: { query: URLSearchParams }) {
                     label="Send test event"
                     question={`Send a ping event to ${e.url}?`}
                     act={() => api.post(`/v1/webhook-endpoints/${e.id}/test`)}
+                    notice={`Test event sent to endpoint ${e.id}`}
                     done={endpoints.reload}
                   />
                   <ConfirmAction
@@ -86,6 +88,7 @@ export function Events({ query }: { query: URLSearchParams }) {
                     danger
                     question={`Remove endpoint #${e.id}? Deliveries still waiting end as failed.`}
                     act={() => api.del(`/v1/webhook-endpoints/${e.id}`)}
+                    notice={`Endpoint ${e.id} removed`}
                     done={endpoints.reload}
                   />
                 </div>
@@ -116,6 +119,7 @@ export function Events({ query }: { query: URLSearchParams }) {
                       label="Resend"
                       question={`Deliver event ${d.eventId} to ${e.url} again now?`}
                       act={() => api.post(`/v1/webhook-deliveries/${d.id}/resend`)}
+                      notice={`Event ${d.eventId} sent to endpoint ${e.id} again`}
                       done={endpoints.reload}
                     />,
                   ])}

@@ -1,3 +1,4 @@
+import type { UpdateResult } from '../../../src/billing/mandates/changes.ts';
 import { canMove, type MandateStatus, mandateMachine } from '../../../src/domain/lifecycle.ts';
 import { parseMajor } from '../../../src/domain/money.ts';
 import { api, currentSession } from '../api.ts';
@@ -176,6 +177,7 @@ export function MandatePage({ id }: { id: number }) {
                     label="Cancel change"
                     question={`Cancel scheduled change #${c.id}?`}
                     act={() => api.del(`/v1/mandates/${m.id}/changes/${c.id}`)}
+                    notice={`Change ${c.id} of mandate ${m.id} cancelled`}
                     done={data.reload}
                   />
                 ) : null,
@@ -234,6 +236,7 @@ function MandateActions({ m, reload }: { m: MandateDetail; reload: () => void })
           label="Pause"
           question={`Pause mandate #${m.id}? Nothing is charged while it is paused.`}
           act={() => api.post(`/v1/mandates/${m.id}/pause`)}
+          notice={`Mandate ${m.id} paused`}
           done={reload}
         />
       )}
@@ -242,6 +245,7 @@ function MandateActions({ m, reload }: { m: MandateDetail; reload: () => void })
           label="Resume"
           question={`Resume mandate #${m.id}? Cycles missed while paused are skipped.`}
           act={() => api.post(`/v1/mandates/${m.id}/resume`)}
+          notice={`Mandate ${m.id} resumed`}
           done={reload}
         />
       )}
@@ -251,6 +255,7 @@ function MandateActions({ m, reload }: { m: MandateDetail; reload: () => void })
           danger
           question={`Cancel mandate #${m.id} now? Waiting charges are cancelled; this cannot be undone.`}
           act={() => api.post(`/v1/mandates/${m.id}/cancel`, { atPeriodEnd: false })}
+          notice={`Mandate ${m.id} cancelled`}
           done={reload}
         />
       )}
@@ -259,6 +264,7 @@ function MandateActions({ m, reload }: { m: MandateDetail; reload: () => void })
           label="Cancel at period end"
           question={`Cancel mandate #${m.id} at the end of the current period?`}
           act={() => api.post(`/v1/mandates/${m.id}/cancel`, { atPeriodEnd: true })}
+          notice={`Mandate ${m.id} will be cancelled at the end of this period`}
           done={reload}
         />
       )}
@@ -278,6 +284,12 @@ function MandateActions({ m, reload }: { m: MandateDetail; reload: () => void })
             body.effective = v('effective');
             body.proration = v('proration');
             return api.patch(`/v1/mandates/${m.id}`, body);
+          }}
+          notice={(r) => {
+            const { change } = r as UpdateResult;
+            return change.state === 'scheduled'
+              ? `Mandate ${m.id} updated from ${when(change.effectiveAt)}`
+              : `Mandate ${m.id} updated`;
           }}
           done={reload}
         >
@@ -316,6 +328,7 @@ function MandateActions({ m, reload }: { m: MandateDetail; reload: () => void })
             const input = document.getElementById(`link-${m.id}`) as HTMLInputElement;
             return api.post(`/v1/mandates/${m.id}/credential`, { link: input.value.trim() });
           }}
+          notice={`New card attached to mandate ${m.id}`}
           done={reload}
         >
           <Field label="Link (payments:recurringAuthorize href)">
