@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -286,9 +287,9 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     });
     expect(created.status).toBe(201);
     const id = created.body.id as number;
-    await page.getByRole('link', { name: 'Mandates' }).click();
+    await page.getByRole('link', { name: 'Mandates', exact: true }).click();
     await page.getByRole('heading', { name: 'Mandates' }).waitFor();
-    await page.getByLabel('Customer').fill('console-new');
+    await page.getByLabel('Customer', { exact: true }).fill('console-new');
     await page.getByRole('button', { name: 'Filter' }).click();
     await page.getByRole('link', { name: `#${id}` }).click();
     await page.getByRole('heading', { name: `Mandate #${id}` }).waitFor();
@@ -321,8 +322,14 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     await page.goto(`${url}/ui/charges/${charge!.id}`);
     await page.getByRole('heading', { name: `Charge #${charge!.id}` }).waitFor();
     const row = page.locator('.actions > .action > button');
-    const tops = async () => Promise.all((await row.all()).map(async (b) => (await b.boundingBox())!.y));
+    // each button's top, from the row's own top: one line of buttons
+    const tops = async () => {
+      const y = (await page.locator('.actions').boundingBox())!.y;
+      return Promise.all((await row.all()).map(async (b) => (await b.boundingBox())!.y - y));
+    };
+    const height = async () => (await page.locator('.actions').boundingBox())!.height;
     const before = await tops();
+    const tall = await height();
     await page.getByRole('button', { name: 'Partial refund' }).click();
     const dialog = page.getByRole('dialog');
     await dialog.getByLabel('Amount (GBP)').fill('999.00');
@@ -337,6 +344,7 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     const after = await tops();
     expect(after).toEqual(before);
     expect(new Set(after).size).toBe(1);
+    expect(await height()).toBe(tall);
     // the refusal is the answer this step asks for, not a problem of the page
     expected.push(
       /^HTTP 4\d\d: POST .*\/partial-refund$/,
@@ -460,7 +468,32 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
       .waitFor();
     expect(await page.locator('.secret').textContent()).toMatch(/whsec_/);
     await page.getByRole('heading', { name: /https:\/\/hooks\.example\.com\/rebill/ }).waitFor();
-    expect(((await api('GET', '/v1/webhook-endpoints')).body.items as unknown[]).length).toBe(1);
+    const [endpoint] = (await api('GET', '/v1/webhook-endpoints')).body.items as { id: number }[];
+    const first = await page.locator('.secret code').textContent();
+
+    await page.getByRole('button', { name: 'Rotate secret' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Rotate' }).click();
+    await page
+      .getByRole('status')
+      .getByText(/has a new signing secret/)
+      .waitFor();
+    await page.locator('.secret code').filter({ hasNotText: first! }).waitFor();
+    expect((await api('GET', `/v1/webhook-endpoints/${endpoint!.id}`)).body.previousSecretExpiresAt).not.toBe(
+      null,
+    );
+
+    await page.getByRole('button', { name: 'Event types' }).click();
+    const types = page.getByRole('dialog');
+    await types.getByLabel('every event (*)').uncheck();
+    await types.getByLabel('charge.refused').check();
+    await types.getByLabel('charge.failed').check();
+    await types.getByRole('button', { name: 'Save event types' }).click();
+    await page.getByRole('status').getByText(`Endpoint ${endpoint!.id}'s event types saved`).waitFor();
+    await page.getByText('charge.refused, charge.failed').waitFor();
+    expect((await api('GET', `/v1/webhook-endpoints/${endpoint!.id}`)).body.events).toEqual([
+      'charge.refused',
+      'charge.failed',
+    ]);
     await page.getByRole('heading', { name: 'Event log' }).waitFor();
     await page.locator('section[aria-label="Events"] tbody tr').first().waitFor();
   });
@@ -489,6 +522,95 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
       expect(overflow, path).toBeLessThanOrEqual(0);
     }
     await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  it('creates an unscheduled mandate from its form, charges it, and shows both in its activity', async () => {
+    const v = await w.verify();
+    await page.goto(`${url}/ui/mandates`);
+    await page.getByText('New mandate').click();
+    const form = page.getByRole('form', { name: 'New mandate' });
+    await form.getByLabel('Customer reference').fill('walk-in-1');
+    await form.getByLabel('Intent').selectOption('unscheduled');
+    await form.getByLabel('Amount per charge').fill('12.34');
+    await form.getByLabel('Narrative (on the statement)').fill('Console walk-in');
+    await form.getByLabel(/^Recurring link/).fill(v.href);
+    await form.getByRole('button', { name: 'Create mandate' }).click();
+    const heading = page.getByRole('heading', { name: /^Mandate #\d+/ });
+    await heading.waitFor();
+    const id = Number((await heading.textContent())?.match(/#(\d+)/)?.[1]);
+    expect(await page.getByRole('status').textContent()).toContain(`Mandate ${id} created`);
+    expect((await api('GET', `/v1/mandates/${id}`)).body).toMatchObject({
+      customerRef: 'walk-in-1',
+      intent: 'unscheduled',
+      amount: 1234,
+      currency: 'GBP',
+      status: 'active',
+    });
+
+    await page.getByRole('button', { name: 'Charge now' }).click();
+    await page.getByRole('dialog').getByLabel('Amount (GBP)').fill('5.00');
+    await page.getByRole('dialog').getByRole('button', { name: 'Queue charge' }).click();
+    const queued = page.getByRole('status').getByText(/^Charge \d+ queued on mandate/);
+    await queued.waitFor();
+    const chargeId = Number((await queued.textContent())?.match(/^Charge (\d+)/)?.[1]);
+    const charge = (await api('GET', `/v1/charges/${chargeId}`)).body;
+    expect(charge).toMatchObject({ mandateId: id, amount: 500, currency: 'GBP', state: 'pending' });
+    // the audit trail: the mandate's creation and its card's
+    const activity = page.getByRole('list', { name: 'Activity' }).locator('li');
+    await activity.filter({ hasText: `mandate #${id}: created active` }).waitFor();
+    expect(await activity.count()).toBe(2);
+    expect(await activity.nth(1).textContent()).toMatch(/card #\d+: created active/);
+  });
+
+  it('undoes a cancel scheduled at period end', async () => {
+    expect((await api('POST', '/v1/mandates/4/cancel', { atPeriodEnd: true })).status).toBe(200);
+    await page.goto(`${url}/ui/mandates/4`);
+    await page.getByRole('heading', { name: 'Mandate #4' }).waitFor();
+    expect(await page.locator('.actions > .action > button').allTextContents()).not.toContain(
+      'Cancel at period end',
+    );
+    await page.getByRole('button', { name: 'Keep renewing' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Keep renewing' }).click();
+    await page
+      .getByRole('status')
+      .getByText('Mandate 4 renews as before: the scheduled cancel is undone')
+      .waitFor();
+    await page.getByRole('button', { name: 'Cancel at period end' }).waitFor();
+    expect((await api('GET', '/v1/mandates/4')).body).toMatchObject({
+      status: 'active',
+      cancelAtPeriodEnd: false,
+    });
+    // nothing left to undo: the API refuses a second time
+    expect((await api('POST', '/v1/mandates/4/undo-cancel', {})).status).toBe(409);
+  });
+
+  it("asks Worldpay about a charge's payment", async () => {
+    const [charge] = (await api('GET', '/v1/charges?state=settling')).body.items as { id: number }[];
+    await page.goto(`${url}/ui/charges/${charge!.id}`);
+    await page.getByRole('button', { name: 'Ask Worldpay' }).click();
+    await page
+      .getByRole('status')
+      .getByText(new RegExp(`^Worldpay says charge ${charge!.id}'s payment is \\w+`))
+      .waitFor();
+    // the page reloads the charge with what Worldpay said
+    await page.waitForLoadState('networkidle');
+  });
+
+  it("downloads the window's charges as CSV", async () => {
+    await page.goto(`${url}/ui?from=2027-06-01&to=2027-07-01`);
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('navigation', { name: 'Exports' }).getByRole('link', { name: 'charges' }).click(),
+    ]);
+    expect(download.suggestedFilename()).toBe('charges.csv');
+    const csv = readFileSync((await download.path())!, 'utf8');
+    const res = await request(
+      `${url}/v1/exports/charges?from=2027-06-01T00:00:00.000Z&to=2027-07-01T00:00:00.000Z&format=csv`,
+      { headers: { authorization: `Bearer ${TOKEN}` } },
+    );
+    expect(csv).toBe(await res.body.text());
+    expect(csv.split('\n')[0]).toMatch(/^id,/);
+    expect(csv.trim().split('\n').length).toBeGreaterThan(4);
   });
 
   it('says the action was not done when the session expired under it', async () => {

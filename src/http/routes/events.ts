@@ -4,6 +4,7 @@ import {
   createEndpoint,
   DELIVERY_STATES,
   endpointInputSchema,
+  endpointUpdateSchema,
   getEndpoint,
   listDeliveries,
   listEndpoints,
@@ -11,6 +12,7 @@ import {
   resendDelivery,
   rotateSecret,
   testEndpoint,
+  updateEndpoint,
 } from '../../events/endpoints.ts';
 import { listEvents } from '../../events/sequence.ts';
 import { eventTypes } from '../../events/types.ts';
@@ -87,6 +89,20 @@ export function eventRoutes(ctx: BillingContext): RouteDef[] {
       summary: 'An endpoint (without its secret)',
       status: 200,
       handler: async ({ params }) => getEndpoint(ctx, params.id),
+    }),
+    defineRoute({
+      method: 'PATCH',
+      url: '/v1/webhook-endpoints/:id',
+      tag: 'webhooks',
+      summary: 'Change the event types an endpoint receives (from the next event on), or its description',
+      body: endpointUpdateSchema,
+      bodyRequired: true,
+      examples: {
+        dunningOnly: { events: ['charge.refused', 'charge.failed', 'mandate.needs_new_credential'] },
+        everything: { events: ['*'] },
+      },
+      status: 200,
+      handler: async ({ params, body }) => updateEndpoint(ctx, params.id, body),
     }),
     defineRoute({
       method: 'DELETE',

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { BillingContext } from '../../billing/context.ts';
+import { mandateActivity } from '../../billing/mandates/activity.ts';
 import {
   cancelChange,
   listChanges,
@@ -17,6 +18,7 @@ import {
   queueCharge,
   resumeMandate,
   showMandate,
+  undoCancelAtPeriodEnd,
 } from '../../billing/mandates/index.ts';
 import { mandateMachine } from '../../domain/lifecycle.ts';
 import { defineRoute, type RouteDef } from '../route.ts';
@@ -34,6 +36,7 @@ const mandateQuery = z
   })
   .strict();
 const cancelBody = z.object({ atPeriodEnd: z.boolean().optional() }).strict();
+const activityQuery = z.object({ limit: int.max(1000).optional(), before: int.optional() }).strict();
 const queueBody = z.object({ amount: z.number().int().positive().optional() }).strict();
 
 /** Mandates: created, listed, paused and resumed, cancelled, changed, given a credential or a charge. */
@@ -145,6 +148,26 @@ export function mandateRoutes(ctx: BillingContext): RouteDef[] {
       status: 200,
       handler: async ({ params, body }) =>
         cancelMandate(ctx, params.id, { atPeriodEnd: body.atPeriodEnd ?? false }),
+    }),
+    defineRoute({
+      method: 'POST',
+      url: '/v1/mandates/:id/undo-cancel',
+      tag: 'mandates',
+      summary: 'Undo a cancel scheduled for the end of the period: the mandate renews as before',
+      body: emptyBody,
+      bodyFirst: true,
+      status: 200,
+      handler: async ({ params }) => undoCancelAtPeriodEnd(ctx, params.id),
+    }),
+    defineRoute({
+      method: 'GET',
+      url: '/v1/mandates/:id/activity',
+      tag: 'mandates',
+      summary:
+        "The mandate's activity from the audit trail, newest first: its own moves and changes, its charges', their payment actions' and its credentials'",
+      query: activityQuery,
+      status: 200,
+      handler: async ({ params, query }) => mandateActivity(db, params.id, query),
     }),
     defineRoute({
       method: 'POST',

@@ -1,4 +1,5 @@
 import { useState } from 'preact/hooks';
+import { EVENT_TYPES, type EventType, eventTypes } from '../../../src/events/types.ts';
 import { api } from '../api.ts';
 import { Badge, ConfirmAction, Field, Loading, perform, Table, useLoad } from '../components.tsx';
 import { when } from '../format.ts';
@@ -83,6 +84,47 @@ export function Events({ query }: { query: URLSearchParams }) {
                     notice={`Test event sent to endpoint ${e.id}`}
                     done={endpoints.reload}
                   />
+                  <ConfirmAction
+                    label="Rotate secret"
+                    question={`Give endpoint #${e.id} a new signing secret? The old one signs beside it for 24 hours.`}
+                    confirm="Rotate"
+                    act={() => api.post<{ secret: string }>(`/v1/webhook-endpoints/${e.id}/rotate-secret`)}
+                    notice={`Endpoint ${e.id} has a new signing secret; the old one signs beside it for 24 hours`}
+                    done={(r) => {
+                      setSecret((r as { secret: string }).secret);
+                      endpoints.reload();
+                    }}
+                  />
+                  <ConfirmAction
+                    label="Event types"
+                    question={`The events endpoint #${e.id} receives, from the next event on.`}
+                    confirm="Save event types"
+                    act={() => {
+                      const boxes = document.querySelectorAll<HTMLInputElement>(
+                        `#types-${e.id} input:checked`,
+                      );
+                      const chosen = [...boxes].map((b) => b.value);
+                      return api.patch(`/v1/webhook-endpoints/${e.id}`, {
+                        events: chosen.includes('*') ? ['*'] : chosen,
+                      });
+                    }}
+                    notice={`Endpoint ${e.id}'s event types saved`}
+                    done={endpoints.reload}
+                  >
+                    <fieldset id={`types-${e.id}`} class="types">
+                      <legend>Event types</legend>
+                      {['*', ...eventTypes].map((t) => (
+                        <label
+                          class="check"
+                          key={t}
+                          title={t === '*' ? 'every event' : EVENT_TYPES[t as EventType]}
+                        >
+                          <input type="checkbox" value={t} defaultChecked={e.events.includes(t)} />{' '}
+                          {t === '*' ? 'every event (*)' : t}
+                        </label>
+                      ))}
+                    </fieldset>
+                  </ConfirmAction>
                   <ConfirmAction
                     label="Remove"
                     danger

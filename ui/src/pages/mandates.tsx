@@ -1,11 +1,12 @@
+import { useState } from 'preact/hooks';
 import type { UpdateResult } from '../../../src/billing/mandates/changes.ts';
 import { canMove, type MandateStatus, mandateMachine } from '../../../src/domain/lifecycle.ts';
 import { parseMajor } from '../../../src/domain/money.ts';
 import { api, currentSession } from '../api.ts';
-import { Badge, ConfirmAction, Field, Loading, Table, useLoad } from '../components.tsx';
+import { Badge, ConfirmAction, Field, Loading, perform, Table, useLoad } from '../components.tsx';
 import { addDays, money, when } from '../format.ts';
-import { filtersOf, href, submitFilters } from '../router.ts';
-import type { Change, ForecastAnswer, Mandate, MandateDetail, Page } from '../types.ts';
+import { filtersOf, href, navigate, submitFilters } from '../router.ts';
+import type { ActivityItem, Change, ForecastAnswer, Mandate, MandateDetail, Page } from '../types.ts';
 import { MandatePaypal } from './paypal.tsx';
 
 /** The filter's choices: the mandate table's states. */
@@ -22,6 +23,7 @@ export function Mandates({ query }: { query: URLSearchParams }) {
   return (
     <section>
       <h1>Mandates</h1>
+      <NewMandate />
       <form class="filters" onSubmit={submit} aria-label="Filter mandates" key={JSON.stringify(f)}>
         <Field label="Status">
           <select name="status">
@@ -89,6 +91,85 @@ export function Mandates({ query }: { query: URLSearchParams }) {
         )}
       </Loading>
     </section>
+  );
+}
+
+/** The value of a form's named field, trimmed ('' when absent). */
+const fieldOf = (d: FormData, name: string) => String(d.get(name) ?? '').trim();
+
+/** POST /v1/mandates from a form: the fields `rebill mandates create` takes, a recurring link as the card. */
+function NewMandate() {
+  const [busy, setBusy] = useState(false);
+  const create = async (e: Event) => {
+    e.preventDefault();
+    const d = new FormData(e.target as HTMLFormElement);
+    const v = (n: string) => fieldOf(d, n);
+    setBusy(true);
+    await perform(
+      () => {
+        const currency = v('currency').toUpperCase();
+        const body: Record<string, unknown> = {
+          customerRef: v('customerRef'),
+          intent: v('intent'),
+          currency,
+          narrative: v('narrative'),
+          timezone: v('timezone') || 'UTC',
+          credential: { link: v('link') },
+        };
+        if (v('amount')) body.amount = parseMajor(v('amount'), currency, 'amount');
+        if (v('interval')) body.interval = v('interval');
+        if (v('instalments')) body.instalments = Number(v('instalments'));
+        if (v('start')) body.start = v('start');
+        return api.post<Mandate>('/v1/mandates', body);
+      },
+      (m) => `Mandate ${m.id} created`,
+      (m) => navigate(href(`/mandates/${m.id}`)),
+    );
+    setBusy(false);
+  };
+  return (
+    <details class="create">
+      <summary>New mandate</summary>
+      <form class="stack" onSubmit={create} aria-label="New mandate">
+        <Field label="Customer reference">
+          <input name="customerRef" required maxLength={128} />
+        </Field>
+        <Field label="Intent">
+          <select name="intent">
+            <option value="subscription">subscription</option>
+            <option value="instalment">instalment</option>
+            <option value="unscheduled">unscheduled</option>
+          </select>
+        </Field>
+        <Field label="Amount per charge">
+          <input name="amount" inputMode="decimal" placeholder="29.99" />
+        </Field>
+        <Field label="Currency">
+          <input name="currency" required pattern="[A-Za-z]{3}" size={4} defaultValue="GBP" />
+        </Field>
+        <Field label="Narrative (on the statement)">
+          <input name="narrative" required maxLength={24} />
+        </Field>
+        <Field label="Interval (subscription, instalment)">
+          <input name="interval" placeholder="1 month" />
+        </Field>
+        <Field label="Instalments">
+          <input name="instalments" type="number" min={1} max={1000} />
+        </Field>
+        <Field label="Start (in the time zone below; empty: now)">
+          <input name="start" type="date" />
+        </Field>
+        <Field label="Time zone">
+          <input name="timezone" placeholder="UTC" defaultValue="UTC" />
+        </Field>
+        <Field label="Recurring link (payments:recurringAuthorize href)">
+          <input name="link" type="url" required />
+        </Field>
+        <button type="submit" class="primary" disabled={busy}>
+          Create mandate
+        </button>
+      </form>
+    </details>
   );
 }
 
@@ -192,6 +273,7 @@ export function MandatePage({ id }: { id: number }) {
                 </li>
               ))}
             </ol>
+            <Activity id={m.id} />
             <h2>Charges</h2>
             {m.charges.length === 0 && <p class="muted">No charges yet.</p>}
             {m.charges.map((c) => (
@@ -221,6 +303,65 @@ export function MandatePage({ id }: { id: number }) {
         )}
       </Loading>
     </section>
+  );
+}
+
+/** What each audit entity is called on the page. */
+const ENTITY: Record<string, string> = {
+  mandate: 'mandate',
+  charge: 'charge',
+  attempt: 'attempt',
+  payment_action: 'payment action',
+  mandate_change: 'change',
+  credential: 'card',
+};
+
+/** The mandate's activity from the audit trail, newest first (GET /v1/mandates/{id}/activity). */
+function Activity({ id }: { id: number }) {
+  const [before, setBefore] = useState<number | null>(null);
+  const data = useLoad(`activity-${id}-${before}`, () =>
+    api.get<{ items: ActivityItem[]; next: number | null }>(`/v1/mandates/${id}/activity`, {
+      limit: 50,
+      before,
+    }),
+  );
+  return (
+    <>
+      <h2>Activity</h2>
+      <Loading state={data}>
+        {(page) => (
+          <>
+            {page.items.length === 0 && <p class="muted">No activity yet.</p>}
+            <ol class="timeline activity" aria-label="Activity">
+              {page.items.map((a) => (
+                <li key={a.id}>
+                  <time dateTime={a.at}>{when(a.at)}</time> · {ENTITY[a.entity] ?? a.entity} #{a.entityId}:{' '}
+                  {a.from === null
+                    ? `created ${a.to.replaceAll('_', ' ')}`
+                    : a.from === a.to
+                      ? 'changed'
+                      : `${a.from.replaceAll('_', ' ')} → ${a.to.replaceAll('_', ' ')}`}
+                  {a.reason ? ` · ${a.reason}` : ''} · by {a.actor}
+                  {a.runId ? ` (run #${a.runId})` : ''}
+                </li>
+              ))}
+            </ol>
+            <nav class="pager" aria-label="Activity pages">
+              {before !== null && (
+                <button type="button" onClick={() => setBefore(null)}>
+                  Newest
+                </button>
+              )}
+              {page.next !== null && (
+                <button type="button" onClick={() => setBefore(page.next)}>
+                  Older
+                </button>
+              )}
+            </nav>
+          </>
+        )}
+      </Loading>
+    </>
   );
 }
 
@@ -258,6 +399,37 @@ function MandateActions({ m, reload }: { m: MandateDetail; reload: () => void })
           notice={`Mandate ${m.id} cancelled`}
           done={reload}
         />
+      )}
+      {open && m.cancelAtPeriodEnd && (
+        <ConfirmAction
+          label="Keep renewing"
+          question={`Undo the cancel of mandate #${m.id} scheduled for the end of this period? It renews as before.`}
+          act={() => api.post(`/v1/mandates/${m.id}/undo-cancel`)}
+          notice={`Mandate ${m.id} renews as before: the scheduled cancel is undone`}
+          done={reload}
+        />
+      )}
+      {m.intent === 'unscheduled' && status === 'active' && (
+        <ConfirmAction
+          label="Charge now"
+          question={`Charge mandate #${m.id} now: the charge is due at once and the next run sends it. Leave the amount empty for the mandate's ${money(m.amount, m.currency)}.`}
+          confirm="Queue charge"
+          act={() => {
+            const raw = (document.getElementById(`charge-${m.id}`) as HTMLInputElement).value.trim();
+            return api.post(
+              `/v1/mandates/${m.id}/charges`,
+              raw ? { amount: parseMajor(raw, m.currency, 'amount') } : {},
+            );
+          }}
+          notice={(r) =>
+            `Charge ${(r as { chargeId: number }).chargeId} queued on mandate ${m.id}: the next run sends it`
+          }
+          done={reload}
+        >
+          <Field label={`Amount (${m.currency})`}>
+            <input id={`charge-${m.id}`} inputMode="decimal" placeholder={money(m.amount, m.currency)} />
+          </Field>
+        </ConfirmAction>
       )}
       {open && !m.cancelAtPeriodEnd && m.intent !== 'unscheduled' && (
         <ConfirmAction
