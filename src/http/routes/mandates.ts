@@ -22,14 +22,18 @@ import {
 } from '../../billing/mandates/index.ts';
 import { mandateMachine } from '../../domain/lifecycle.ts';
 import { defineRoute, type RouteDef } from '../route.ts';
-import { emptyBody, int, oneOf } from './filters.ts';
+import { emptyBody, int, oneOf, searchText } from './filters.ts';
 
 const mandateStatuses = Object.keys(mandateMachine.transitions);
 const mandateQuery = z
   .object({
     status: oneOf(mandateStatuses).optional(),
     intent: z.enum(['subscription', 'instalment', 'unscheduled']).optional(),
-    customer: z.string().min(1).max(128).optional(),
+    customerRef: searchText.optional(),
+    /** The search: a mandate id, a transaction reference, or a customer ref prefix. */
+    q: searchText.optional(),
+    /** Deprecated spelling of customerRef, kept for one release. */
+    customer: searchText.optional(),
     gateway: z.enum(['worldpay', 'liquido']).optional(),
     limit: int.max(1000).optional(),
     after: int.optional(),
@@ -81,14 +85,16 @@ export function mandateRoutes(ctx: BillingContext): RouteDef[] {
       method: 'GET',
       url: '/v1/mandates',
       tag: 'mandates',
-      summary: 'List mandates (filters, keyset pagination with `after`)',
+      summary:
+        'List mandates (filters, keyset pagination with `after`). `customerRef` finds customer refs by prefix; `q` finds a mandate id or a transaction reference exactly, or a customer ref by prefix',
       query: mandateQuery,
       status: 200,
       handler: async ({ query: q }) =>
         listMandates(db, {
           status: q.status,
           intent: q.intent,
-          customerRef: q.customer,
+          customerRef: q.customerRef ?? q.customer,
+          q: q.q,
           gateway: q.gateway,
           limit: q.limit,
           after: q.after,
