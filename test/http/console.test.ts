@@ -289,7 +289,7 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     const id = created.body.id as number;
     await page.getByRole('link', { name: 'Mandates', exact: true }).click();
     await page.getByRole('heading', { name: 'Mandates' }).waitFor();
-    await page.getByLabel('Customer', { exact: true }).fill('console-new');
+    await page.getByLabel('Customer starts with').fill('console-new');
     await page.getByRole('button', { name: 'Filter' }).click();
     await page.getByRole('link', { name: `#${id}` }).click();
     await page.getByRole('heading', { name: `Mandate #${id}` }).waitFor();
@@ -496,6 +496,77 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     ]);
     await page.getByRole('heading', { name: 'Event log' }).waitFor();
     await page.locator('section[aria-label="Events"] tbody tr').first().waitFor();
+  });
+
+  it('finds mandates by a customer ref prefix, and a charge by its transaction reference', async () => {
+    await page.goto(`${url}/ui/mandates`);
+    await page.getByLabel('Customer starts with').fill('story-');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForURL(/customerRef=story-$/);
+    const mandates = page.locator('section[aria-label="Mandates"] tbody tr');
+    await mandates.first().waitFor();
+    const customers = await page
+      .locator('section[aria-label="Mandates"] tbody tr td:nth-child(2)')
+      .allTextContents();
+    expect(customers.sort()).toEqual(['story-05', 'story-33', 'story-51', 'story-ok']);
+
+    const [charge] = (await api('GET', '/v1/charges?state=refunded')).body.items as {
+      id: number;
+      transactionReference: string;
+    }[];
+    expect(charge!.transactionReference).toBeTruthy();
+    await page.goto(`${url}/ui/charges`);
+    await page.getByLabel('Search').fill(charge!.transactionReference);
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForURL(/\?q=/);
+    const rows = page.locator('section[aria-label="Charges"] tbody tr');
+    await rows.first().waitFor();
+    expect(await rows.count()).toBe(1);
+    expect(await rows.first().locator('td').first().textContent()).toBe(`#${charge!.id}`);
+    // the search box also takes a customer ref prefix
+    await page.getByLabel('Search').fill('story-3');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForURL(/\?q=story-3$/);
+    await page
+      .locator('section[aria-label="Charges"] tbody tr td:nth-child(3)', { hasText: 'story-33' })
+      .first()
+      .waitFor();
+    const whose = await page
+      .locator('section[aria-label="Charges"] tbody tr td:nth-child(3)')
+      .allTextContents();
+    expect(new Set(whose)).toEqual(new Set(['story-33']));
+  });
+
+  it('reads the event log newest first, by type, with each payload', async () => {
+    await page.goto(`${url}/ui/events`);
+    const ids = async () =>
+      (await page.locator('section[aria-label="Events"] tbody tr td:first-child').allTextContents()).map(
+        Number,
+      );
+    await page.locator('section[aria-label="Events"] tbody tr').first().waitFor();
+    const all = await ids();
+    expect(all.length).toBeGreaterThan(5);
+    expect(all).toEqual([...all].sort((a, b) => b - a));
+    const newest = (await api('GET', '/v1/events?limit=1')).body.items as { id: string }[];
+    expect(all[0]).toBe(Number(newest[0]!.id));
+
+    await page.getByLabel('Type', { exact: true }).selectOption('charge.refused');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForURL(/type=charge\.refused/);
+    await page.locator('section[aria-label="Events"] tbody tr td:nth-child(2)').first().waitFor();
+    const types = await page
+      .locator('section[aria-label="Events"] tbody tr td:nth-child(2)')
+      .allTextContents();
+    expect(new Set(types)).toEqual(new Set(['charge.refused']));
+    const first = (await ids())[0]!;
+    await page.getByLabel(`Payload of event ${first}`).click();
+    const payload = JSON.parse((await page.locator('details.payload[open] pre').textContent())!);
+    const stored = (await api('GET', `/v1/events/${first}`)).body as { data: unknown };
+    expect(payload).toEqual(stored.data);
+    expect(payload).toMatchObject({
+      state: expect.any(String),
+      lastAttempt: { refusalCode: expect.any(String) },
+    });
   });
 
   it('starts a dry run and watches it finish', async () => {

@@ -12,7 +12,7 @@ import { filtersOf, href, submitFilters } from '../router.ts';
 import type { Charge, ChargeDetail, MandateDetail, Page } from '../types.ts';
 
 /** The filter's choices: the charge table's states, and `dunning` (the states dunning holds). */
-const FILTERS = ['state', 'code', 'dueFrom', 'dueTo'] as const;
+const FILTERS = ['q', 'state', 'code', 'dueFrom', 'dueTo'] as const;
 
 export const CHARGE_STATES = ['dunning', ...Object.keys(chargeMachine.transitions)];
 
@@ -22,6 +22,7 @@ export function Charges({ query }: { query: URLSearchParams }) {
 
   const data = useLoad(JSON.stringify(f), () =>
     api.get<Page<Charge>>('/v1/charges', {
+      q: f.q,
       state: f.state,
       code: f.code,
       dueFrom: f.dueFrom ? dateToIso(f.dueFrom) : undefined,
@@ -35,6 +36,15 @@ export function Charges({ query }: { query: URLSearchParams }) {
     <section>
       <h1>Charges</h1>
       <form class="filters" onSubmit={submit} aria-label="Filter charges" key={JSON.stringify(f)}>
+        <Field label="Search">
+          <input
+            name="q"
+            type="search"
+            defaultValue={f.q}
+            maxLength={128}
+            placeholder="charge id, transaction reference or customer"
+          />
+        </Field>
         <Field label="State">
           <select name="state">
             <option value="">any</option>
@@ -64,6 +74,7 @@ export function Charges({ query }: { query: URLSearchParams }) {
               head={[
                 'charge',
                 'mandate',
+                'customer',
                 'cycle',
                 'amount',
                 'due',
@@ -76,6 +87,7 @@ export function Charges({ query }: { query: URLSearchParams }) {
               rows={page.items.map((c) => [
                 <a href={href(`/charges/${c.id}`)}>#{c.id}</a>,
                 <a href={href(`/mandates/${c.mandateId}`)}>#{c.mandateId}</a>,
+                c.customerRef,
                 c.kind === 'cycle' ? c.cycle : c.kind,
                 money(c.amount, c.currency),
                 when(c.dueAt),
@@ -298,7 +310,7 @@ function ChargeActions({ c, m, reload }: { c: ChargeDetail; m: MandateDetail; re
   );
 }
 
-/** The payment's status at Worldpay, asked now and applied (GET /v1/charges/{id}/events). */
+/** The payment's status at Worldpay, asked now and applied (POST /v1/charges/{id}/query). */
 function AskWorldpay({ c, reload }: { c: ChargeDetail; reload: () => void }) {
   const [busy, setBusy] = useState(false);
   const ask = () =>
@@ -306,7 +318,7 @@ function AskWorldpay({ c, reload }: { c: ChargeDetail; reload: () => void }) {
       async () => {
         setBusy(true);
         try {
-          return await api.get<PaymentEventsOutcome>(`/v1/charges/${c.id}/events`);
+          return await api.post<PaymentEventsOutcome>(`/v1/charges/${c.id}/query`);
         } finally {
           setBusy(false);
         }

@@ -3,12 +3,12 @@ import { EVENT_TYPES, type EventType, eventTypes } from '../../../src/events/typ
 import { api } from '../api.ts';
 import { Badge, ConfirmAction, Field, Loading, perform, Table, useLoad } from '../components.tsx';
 import { when } from '../format.ts';
-import { href } from '../router.ts';
+import { filtersOf, href, submitFilters } from '../router.ts';
 import type { Delivery, Endpoint, EventItem, Page } from '../types.ts';
 
 /** Webhook endpoints with their recent deliveries (resend any), and the event log. */
 export function Events({ query }: { query: URLSearchParams }) {
-  const after = query.get('after') ?? '';
+  const f = filtersOf(query, ['type', 'mandateId', 'before', 'after']);
   const endpoints = useLoad('endpoints', async () => {
     const list = await api.get<{ items: Endpoint[] }>('/v1/webhook-endpoints');
     return Promise.all(
@@ -19,9 +19,15 @@ export function Events({ query }: { query: URLSearchParams }) {
       })),
     );
   });
-  const events = useLoad(`events-${after}`, () =>
-    api.get<{ items: EventItem[]; next: string | null }>('/v1/events', { after, limit: 50 }),
+  // Newest first: `next` reads older events (before=), `previous` newer ones (after=, order=desc).
+  const events = useLoad(`events-${JSON.stringify(f)}`, () =>
+    api.get<{ items: EventItem[]; next: string | null; previous: string | null }>('/v1/events', {
+      ...f,
+      order: 'desc',
+      limit: 50,
+    }),
   );
+  const filters = { type: f.type, mandateId: f.mandateId };
   const [secret, setSecret] = useState<string | null>(null);
   const add = async (e: Event) => {
     e.preventDefault();
@@ -172,12 +178,33 @@ export function Events({ query }: { query: URLSearchParams }) {
         )}
       </Loading>
       <h2>Event log</h2>
+      <form
+        class="filters"
+        onSubmit={submitFilters('/events', ['type', 'mandateId'])}
+        aria-label="Filter events"
+        key={JSON.stringify(filters)}
+      >
+        <Field label="Type">
+          <select name="type">
+            <option value="">any</option>
+            {eventTypes.map((t) => (
+              <option key={t} value={t} selected={t === f.type}>
+                {t}
+              </option>
+            ))}
+          </select>
+        </Field>
+        <Field label="Mandate">
+          <input name="mandateId" inputMode="numeric" pattern="[0-9]+" size={6} defaultValue={f.mandateId} />
+        </Field>
+        <button type="submit">Filter</button>
+      </form>
       <Loading state={events}>
         {(page) => (
           <>
             <Table
               label="Events"
-              head={['event', 'type', 'at', 'mandate', 'customer']}
+              head={['event', 'type', 'at', 'mandate', 'customer', 'payload']}
               empty="No events."
               rows={page.items.map((ev) => [
                 ev.id,
@@ -185,13 +212,18 @@ export function Events({ query }: { query: URLSearchParams }) {
                 when(ev.createdAt),
                 ev.mandateId ? <a href={href(`/mandates/${ev.mandateId}`)}>#{ev.mandateId}</a> : '—',
                 ev.customerRef ?? '—',
+                <details class="payload">
+                  <summary aria-label={`Payload of event ${ev.id}`}>Payload</summary>
+                  <pre>{JSON.stringify(ev.data, null, 2)}</pre>
+                </details>,
               ])}
             />
             <nav class="pager" aria-label="Pages">
-              {after && <a href={href('/events')}>First page</a>}
-              {page.next !== null && page.items.length > 0 && (
-                <a href={href('/events', { after: page.next })}>Next page</a>
+              {(f.before || f.after) && <a href={href('/events', filters)}>Newest</a>}
+              {page.previous !== null && (f.before || f.after) && (
+                <a href={href('/events', { ...filters, after: page.previous })}>Newer</a>
               )}
+              {page.next !== null && <a href={href('/events', { ...filters, before: page.next })}>Older</a>}
             </nav>
           </>
         )}

@@ -10,11 +10,11 @@ import type { ActivityItem, Change, ForecastAnswer, Mandate, MandateDetail, Page
 import { MandatePaypal } from './paypal.tsx';
 
 /** The filter's choices: the mandate table's states. */
-const FILTERS = ['status', 'intent', 'customer', 'gateway'] as const;
+const FILTERS = ['q', 'status', 'intent', 'customerRef', 'gateway'] as const;
 
 export const MANDATE_STATUSES = Object.keys(mandateMachine.transitions);
 
-/** Mandates, filtered by status, intent, customer and gateway, a keyset page at a time. */
+/** Mandates, searched, filtered by status, intent, customer ref prefix and gateway, a keyset page at a time. */
 export function Mandates({ query }: { query: URLSearchParams }) {
   const f = filtersOf(query, [...FILTERS, 'after']);
 
@@ -25,6 +25,15 @@ export function Mandates({ query }: { query: URLSearchParams }) {
       <h1>Mandates</h1>
       <NewMandate />
       <form class="filters" onSubmit={submit} aria-label="Filter mandates" key={JSON.stringify(f)}>
+        <Field label="Search">
+          <input
+            name="q"
+            type="search"
+            defaultValue={f.q}
+            maxLength={128}
+            placeholder="mandate id, transaction reference or customer"
+          />
+        </Field>
         <Field label="Status">
           <select name="status">
             <option value="">any</option>
@@ -49,8 +58,8 @@ export function Mandates({ query }: { query: URLSearchParams }) {
             </option>
           </select>
         </Field>
-        <Field label="Customer">
-          <input name="customer" defaultValue={f.customer} maxLength={128} />
+        <Field label="Customer starts with">
+          <input name="customerRef" defaultValue={f.customerRef} maxLength={128} />
         </Field>
         <Field label="Gateway">
           <select name="gateway">
