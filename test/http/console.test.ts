@@ -7,6 +7,7 @@ import { createRunner } from '../../src/billing/run/runner.ts';
 import { type ChargeAction, type ChargeStanding, chargeActions } from '../../src/domain/charge-actions.ts';
 import { CONSOLE_CSP } from '../../src/http/console.ts';
 import { type AdminServer, createAdminServer } from '../../src/http/server.ts';
+import { MEANING } from '../../ui/src/meaning.ts';
 import {
   buildConsole as buildAssets,
   hasChromium,
@@ -19,13 +20,23 @@ import { startWorld, type World } from '../support/world.ts';
 
 const TOKEN = 'console-test-token';
 // Browser-side code is given as strings: this project's TypeScript has no DOM types.
-/** How many pixels of a canvas are not transparent. */
-const paintedPixels = (selector: string) => `(() => {
+/**
+ * A canvas read once (a second read makes Chromium warn): how many pixels are not transparent,
+ * and how many are exactly each colour given (a bar's inside, not its antialiased edge).
+ */
+const canvasPixels = (selector: string, colours: string[] = []) => `(() => {
+  const want = ${JSON.stringify(colours)}.map((h) => [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16)));
   const c = document.querySelector(${JSON.stringify(selector)});
   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  let n = 0;
-  for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
-  return n;
+  let painted = 0;
+  const byColour = want.map(() => 0);
+  for (let i = 0; i < d.length; i += 4) {
+    if (d[i + 3] > 0) painted++;
+    want.forEach(([r, g, b], k) => {
+      if (d[i] === r && d[i + 1] === g && d[i + 2] === b && d[i + 3] === 255) byColour[k]++;
+    });
+  }
+  return { painted, byColour };
 })()`;
 
 const built: (() => void)[] = [];
@@ -262,8 +273,20 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     );
     expect(labels).toHaveLength(3);
     // the canvas was drawn on: some pixels are not transparent
-    const painted = await page.evaluate<number>(paintedPixels('#chart-refusals canvas'));
-    expect(painted).toBeGreaterThan(500);
+    const { refused, recovered, authorized } = MEANING as Record<string, string>;
+    const refusalBars = await page.evaluate<{ painted: number; byColour: number[] }>(
+      canvasPixels('#chart-refusals canvas', [refused!, recovered!, authorized!]),
+    );
+    expect(refusalBars.painted).toBeGreaterThan(500);
+    // colours by meaning: refused bars red, recovered green, whatever the series' order
+    expect(refusalBars.byColour[0]).toBeGreaterThan(100);
+    expect(refusalBars.byColour[1]).toBeGreaterThan(100);
+    expect(refusalBars.byColour[2]).toBe(0);
+    const dailyBars = await page.evaluate<{ byColour: number[] }>(
+      canvasPixels('#chart-daily canvas', [authorized!, refused!]),
+    );
+    expect(dailyBars.byColour[0]).toBeGreaterThan(100);
+    expect(dailyBars.byColour[1]).toBeGreaterThan(100);
     const gbp = page.getByLabel('Figures in GBP');
     const figures = await gbp.textContent();
     expect(figures).toContain('3 · 59.99 GBP'); // charged: 10.00 + 20.00 + 29.99
@@ -299,6 +322,9 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     await page.getByRole('dialog').getByRole('button', { name: 'Pause' }).click();
     await page.locator('h1 .badge', { hasText: 'paused' }).waitFor();
     expect(await page.getByRole('status').textContent()).toContain(`Mandate ${id} paused`);
+    // no date beside "Nothing planned": a paused mandate has no next due
+    expect(await page.locator('.facts').textContent()).toContain('Next duenothing while paused');
+    await page.getByText('Nothing planned.').waitFor();
     expect((await api('GET', `/v1/mandates/${id}`)).body.status).toBe('paused');
   });
 
@@ -569,7 +595,19 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     });
   });
 
-  it('starts a dry run and watches it finish', async () => {
+  it('starts a dry run and watches it finish, its counts and what it would send in words', async () => {
+    // something due now, so the dry run has a customer to name
+    const v = await w.verify();
+    const due = await api('POST', '/v1/mandates', {
+      customerRef: 'dry-1',
+      intent: 'unscheduled',
+      amount: 700,
+      currency: 'GBP',
+      narrative: 'Dry run',
+      credential: { link: v.href },
+    });
+    expect((await api('POST', `/v1/mandates/${due.body.id}/charges`, {})).status).toBe(201);
+    await page.goto(`${url}/ui`);
     await page.getByRole('link', { name: 'Runs' }).click();
     await page.getByRole('heading', { name: 'Runs' }).waitFor();
     expect(await page.getByLabel('Dry run (send nothing)').isChecked()).toBe(true);
@@ -579,6 +617,56 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     const runId = Number((await page.locator('h1').textContent())?.match(/#(\d+)/)?.[1]);
     const run = await api('GET', `/v1/runs/${runId}`);
     expect(run.body).toMatchObject({ dryRun: true, status: 'completed' });
+    const labels = await page.locator('.facts dt').allTextContents();
+    expect(labels).toContain('retry scheduled');
+    expect(labels).toContain('needs new credential');
+    // words, not the API's camelCase names
+    for (const l of labels) expect(l).toMatch(/^[A-Za-z][a-z ]*$/);
+    const wouldSend = page.locator('section[aria-label="Would send"] tbody tr');
+    const row = await wouldSend
+      .filter({ hasText: `#${due.body.id}` })
+      .locator('td')
+      .allTextContents();
+    expect(row.slice(1, 5)).toEqual(['dry-1', 'pending charge', '0', '7.00 GBP']);
+    for (const customer of await wouldSend.locator('td:nth-child(2)').allTextContents())
+      expect(customer).not.toBe('');
+  });
+
+  it('shows an instalment plan with its progress, total and what is left, in UTC and its own zone', async () => {
+    const v = await w.verify();
+    const plan = await api('POST', '/v1/mandates', {
+      customerRef: 'plan-1',
+      intent: 'instalment',
+      totalAmount: 60001,
+      instalments: 6,
+      currency: 'EUR',
+      narrative: 'Sofa in 6',
+      interval: '1 month',
+      start: '2027-06-10T10:00:00',
+      timezone: 'Europe/Paris',
+      credential: { link: v.href },
+    });
+    expect(plan.status).toBe(201);
+    const id = plan.body.id as number;
+    const at = new Date(t0.getTime() + 12 * DAY);
+    await runBilling(await w.app(at), { asOf: at, trigger: 'test', mandateId: id });
+    await page.goto(`${url}/ui/mandates/${id}`);
+    await page.getByRole('heading', { name: `Mandate #${id}` }).waitFor();
+    const fact = async (name: string) =>
+      page
+        .locator('.facts dt', { hasText: new RegExp(`^${name}$`) })
+        .locator('xpath=following-sibling::dd[1]')
+        .textContent();
+    expect(await fact('Instalments')).toBe('1 of 6 paid');
+    expect(await fact('Plan total')).toBe('600.01 EUR (the last instalment 100.01 EUR)');
+    expect(await fact('Left to pay')).toBe('500.01 EUR');
+    expect(await fact('Ends')).toBe('with instalment 6 of 6');
+    // 10:00 in Paris is 08:00 UTC in June (summer time)
+    expect(await fact('Started')).toBe('2027-06-10 08:00 UTC (2027-06-10 10:00 Europe/Paris)');
+    expect(await fact('Next due')).toBe('2027-07-10 08:00 UTC (2027-07-10 10:00 Europe/Paris)');
+    expect(await page.locator('section[aria-label="Next cycles"] tbody tr').first().textContent()).toContain(
+      '2027-07-10 10:00 Europe/Paris',
+    );
   });
 
   it('fits a phone-width screen', async () => {
@@ -592,6 +680,19 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
       );
       expect(overflow, path).toBeLessThanOrEqual(0);
     }
+    // the charges table scrolls inside its frame, to its last column
+    await page.goto(`${url}/ui/charges`);
+    const wrap = page.locator('section.table-wrap[aria-label="Charges"]');
+    await wrap.locator('tbody tr').first().waitFor();
+    await page.waitForLoadState('networkidle');
+    const frame = await wrap.evaluate((e) => ({ scroll: e.scrollWidth, client: e.clientWidth }));
+    expect(frame.scroll).toBeGreaterThan(frame.client);
+    await wrap.evaluate((e) => e.scrollTo({ left: e.scrollWidth }));
+    const last = (await wrap.locator('thead th').last().boundingBox())!;
+    expect(last.x + last.width).toBeLessThanOrEqual(390);
+    expect(last.x).toBeGreaterThanOrEqual(0);
+    await wrap.evaluate((e) => e.scrollTo({ left: 0 }));
+    await screenshot(page, 'charges-phone');
     await page.setViewportSize({ width: 1280, height: 900 });
   });
 
@@ -639,6 +740,9 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     await page.getByRole('heading', { name: 'Mandate #4' }).waitFor();
     expect(await page.locator('.actions > .action > button').allTextContents()).not.toContain(
       'Cancel at period end',
+    );
+    expect(await page.locator('.facts').textContent()).toContain(
+      'Next duenothing: cancels at the end of this period',
     );
     await page.getByRole('button', { name: 'Keep renewing' }).click();
     await page.getByRole('dialog').getByRole('button', { name: 'Keep renewing' }).click();

@@ -4,7 +4,7 @@ import { canMove, type MandateStatus, mandateMachine } from '../../../src/domain
 import { parseMajor } from '../../../src/domain/money.ts';
 import { api, currentSession } from '../api.ts';
 import { Badge, ConfirmAction, Field, Loading, perform, Table, useLoad } from '../components.tsx';
-import { addDays, money, when } from '../format.ts';
+import { addDays, money, when, zoned } from '../format.ts';
 import { filtersOf, href, navigate, submitFilters } from '../router.ts';
 import type { ActivityItem, Change, ForecastAnswer, Mandate, MandateDetail, Page } from '../types.ts';
 import { MandatePaypal } from './paypal.tsx';
@@ -100,6 +100,52 @@ export function Mandates({ query }: { query: URLSearchParams }) {
         )}
       </Loading>
     </section>
+  );
+}
+
+/** When a mandate ends, in words: a plan with its last instalment, a scheduled cancel, an end date, or never. */
+function endsOf(m: MandateDetail): string {
+  if (m.status === 'cancelled' || m.status === 'completed') return `${m.status} (${when(m.endAt)})`;
+  if (m.cancelAtPeriodEnd) return 'at the end of this period (cancel scheduled)';
+  if (m.instalmentsTotal !== null) return `with instalment ${m.instalmentsTotal} of ${m.instalmentsTotal}`;
+  if (m.endAt) return zoned(m.endAt, m.timezone);
+  return m.intent === 'unscheduled' ? 'never: charged when asked' : 'never: renews until cancelled';
+}
+
+/** The next due date, only where something will be charged then. */
+function nextDueOf(m: MandateDetail): string {
+  if (m.status === 'paused') return 'nothing while paused';
+  if (m.cancelAtPeriodEnd) return 'nothing: cancels at the end of this period';
+  if (m.status === 'cancelled' || m.status === 'completed') return 'nothing: it has ended';
+  if (m.intent === 'unscheduled') return 'when a charge is asked for';
+  return zoned(m.nextDueAt, m.timezone);
+}
+
+/** The charge states an instalment counts as paid in: authorized, and everything after. */
+const PAID = ['authorized', 'settling', 'settled', 'settle_failed', 'partially_refunded', 'refunded'];
+
+/** An instalment plan's progress: "2 of 6 paid", the plan's total and what is left of it. */
+function InstalmentProgress({ m }: { m: MandateDetail }) {
+  const n = m.instalmentsTotal!;
+  const total = m.amount * (n - 1) + (m.lastInstalmentAmount ?? m.amount);
+  const paid = m.charges.filter((c) => c.cycle >= 0 && PAID.includes(c.state));
+  const paidAmount = paid.reduce((a, c) => a + c.amount, 0);
+  return (
+    <>
+      <dt>Instalments</dt>
+      <dd>
+        {paid.length} of {n} paid
+      </dd>
+      <dt>Plan total</dt>
+      <dd>
+        {money(total, m.currency)}
+        {m.lastInstalmentAmount !== null && m.lastInstalmentAmount !== m.amount
+          ? ` (the last instalment ${money(m.lastInstalmentAmount, m.currency)})`
+          : ''}
+      </dd>
+      <dt>Left to pay</dt>
+      <dd>{money(total - paidAmount, m.currency)}</dd>
+    </>
   );
 }
 
@@ -217,12 +263,15 @@ export function MandatePage({ id }: { id: number }) {
               </dd>
               <dt>Narrative</dt>
               <dd>{m.narrative}</dd>
+              <dt>Time zone</dt>
+              <dd>{m.timezone}</dd>
               <dt>Started</dt>
-              <dd>{when(m.startAt)}</dd>
+              <dd>{zoned(m.startAt, m.timezone)}</dd>
+              {m.instalmentsTotal !== null && <InstalmentProgress m={m} />}
               <dt>Ends</dt>
-              <dd>{m.cancelAtPeriodEnd ? 'at the end of this period' : when(m.endAt)}</dd>
+              <dd>{endsOf(m)}</dd>
               <dt>Next due</dt>
-              <dd>{when(m.nextDueAt)}</dd>
+              <dd>{nextDueOf(m)}</dd>
               <dt>Credit</dt>
               <dd>{money(m.creditBalance, m.currency)}</dd>
               <dt>Card</dt>
@@ -243,7 +292,7 @@ export function MandatePage({ id }: { id: number }) {
               head={['due', 'cycle', 'amount', 'credit applied']}
               empty="Nothing planned."
               rows={next.map((c) => [
-                when(c.dueAt),
+                zoned(c.dueAt, m.timezone),
                 c.cycle ?? c.kind,
                 money(c.amount, c.currency),
                 money(c.creditApplied, c.currency),

@@ -2,7 +2,7 @@ import { Fragment } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { api, currentSession } from '../api.ts';
 import { Badge, Field, Loading, perform, Table, useLoad } from '../components.tsx';
-import { money, when } from '../format.ts';
+import { money, when, words } from '../format.ts';
 import { href, navigate } from '../router.ts';
 import type { Page, Run } from '../types.ts';
 
@@ -152,7 +152,7 @@ export function RunPage({ id }: { id: number }) {
               <dd>{when(r.startedAt)}</dd>
               {COUNTS.map((k) => (
                 <Fragment key={k}>
-                  <dt>{k}</dt>
+                  <dt>{words(k)}</dt>
                   <dd data-count={k}>{r.counts[k] ?? 0}</dd>
                 </Fragment>
               ))}
@@ -162,12 +162,13 @@ export function RunPage({ id }: { id: number }) {
                 <h2>Would send</h2>
                 <Table
                   label="Would send"
-                  head={['mandate', 'customer', 'cycle', 'amount', 'due']}
+                  head={['mandate', 'customer', 'what', 'cycle', 'amount', 'due']}
                   empty="Nothing is due."
                   rows={(r.wouldSend as WouldSend[]).map((w) => [
                     <a href={href(`/mandates/${w.mandateId}`)}>#{w.mandateId}</a>,
                     w.customerRef,
-                    w.cycle ?? w.kind,
+                    w.kind,
+                    w.cycle ?? '—',
                     money(w.amount, w.currency),
                     when(w.dueAt),
                   ])}
