@@ -5,13 +5,14 @@ import { formatMoney } from '../domain/money.ts';
 import type { CliDeps } from './deps.ts';
 import { ID, idArg, intOption, PAGE_SIZE, parseInstant, printJson, table } from './output.ts';
 import { formatRunReport } from './run.ts';
+import { renamedOption } from './vocabulary.ts';
 
 export function registerChargeCommands(program: Command, deps: CliDeps): void {
   const charges = program
     .command('charges')
     .description('Inspect charges, their dunning state, and retry one now');
 
-  charges
+  const list = charges
     .command('list')
     .description('List charges; --state dunning lists every charge in dunning with its refusal and decision')
     .addOption(
@@ -20,66 +21,72 @@ export function registerChargeCommands(program: Command, deps: CliDeps): void {
         'dunning',
       ]),
     )
-    .option('--mandate <id>', 'only this mandate', intOption('--mandate', ID))
+    .option('--mandate-id <id>', 'only this mandate', intOption('--mandate-id', ID))
+    .option('--customer-ref <prefix>', 'only customers whose ref starts with this (ada finds ada-1)')
+    .option('--search <text>', 'a charge id or a transaction reference exactly, or a customer ref by prefix')
     .option('--code <code>', 'only charges whose last refusal had this code')
     .option('--due-from <iso>', 'only charges due at or after this instant')
     .option('--due-to <iso>', 'only charges due before this instant')
     .option('--limit <n>', 'page size (max 1000)', intOption('--limit', PAGE_SIZE), 50)
     .option('--after <id>', 'next page: charges after this id', intOption('--after', ID))
-    .option('--json', 'JSON output')
-    .action(async (o) => {
-      await deps.withApp(async (app) => {
-        const page = await listCharges(app.database, {
-          state: o.state,
-          mandateId: o.mandate,
-          refusalCode: o.code,
-          dueFrom: o.dueFrom === undefined ? undefined : parseInstant('--due-from', o.dueFrom),
-          dueTo: o.dueTo === undefined ? undefined : parseInstant('--due-to', o.dueTo),
-          limit: o.limit,
-          after: o.after,
-        });
-        const summary = o.state === 'dunning' ? await dunningReport(app.database) : undefined;
-        if (o.json) return printJson({ ...page, ...(summary ? { summary } : {}) });
+    .option('--json', 'JSON output');
+  renamedOption(list, '--mandate', '--mandate-id').action(async (o) => {
+    await deps.withApp(async (app) => {
+      const page = await listCharges(app.database, {
+        state: o.state,
+        mandateId: o.mandateId,
+        customerRef: o.customerRef,
+        q: o.search,
+        refusalCode: o.code,
+        dueFrom: o.dueFrom === undefined ? undefined : parseInstant('--due-from', o.dueFrom),
+        dueTo: o.dueTo === undefined ? undefined : parseInstant('--due-to', o.dueTo),
+        limit: o.limit,
+        after: o.after,
+      });
+      const summary = o.state === 'dunning' ? await dunningReport(app.database) : undefined;
+      if (o.json) return printJson({ ...page, ...(summary ? { summary } : {}) });
+      process.stdout.write(
+        table(
+          [
+            'charge',
+            'mandate',
+            'customer',
+            'cycle',
+            'amount',
+            'state',
+            'code',
+            'advice',
+            'decision',
+            'next attempt',
+            'reason',
+          ],
+          page.items.map((c) => [
+            c.id,
+            c.mandateId,
+            c.customerRef,
+            c.cycle,
+            formatMoney(c.amount, c.currency),
+            c.state,
+            c.lastAttempt?.refusalCode,
+            c.lastAttempt?.adviceCode,
+            c.lastAttempt?.decision,
+            c.state === 'retry_scheduled' ? c.nextAttemptAt : null,
+            c.lastAttempt?.decisionReason ?? c.stateReason,
+          ]),
+        ),
+      );
+      if (page.next !== null) process.stdout.write(`more: --after ${page.next}\n`);
+      if (summary && summary.length > 0) {
+        process.stdout.write('\nrefusals by code\n');
         process.stdout.write(
           table(
-            [
-              'charge',
-              'mandate',
-              'cycle',
-              'amount',
-              'state',
-              'code',
-              'advice',
-              'decision',
-              'next attempt',
-              'reason',
-            ],
-            page.items.map((c) => [
-              c.id,
-              c.mandateId,
-              c.cycle,
-              formatMoney(c.amount, c.currency),
-              c.state,
-              c.lastAttempt?.refusalCode,
-              c.lastAttempt?.adviceCode,
-              c.lastAttempt?.decision,
-              c.state === 'retry_scheduled' ? c.nextAttemptAt : null,
-              c.lastAttempt?.decisionReason ?? c.stateReason,
-            ]),
+            ['code', 'advice', 'decision', 'state', 'charges', 'next attempt'],
+            summary.map((s) => [s.code, s.adviceCode, s.decision, s.state, s.charges, s.nextAttemptAt]),
           ),
         );
-        if (page.next !== null) process.stdout.write(`more: --after ${page.next}\n`);
-        if (summary && summary.length > 0) {
-          process.stdout.write('\nrefusals by code\n');
-          process.stdout.write(
-            table(
-              ['code', 'advice', 'decision', 'state', 'charges', 'next attempt'],
-              summary.map((s) => [s.code, s.adviceCode, s.decision, s.state, s.charges, s.nextAttemptAt]),
-            ),
-          );
-        }
-      });
+      }
     });
+  });
 
   charges
     .command('show <id>')

@@ -15,6 +15,7 @@ import { type EventView, listEvents, pruneEvents } from '../events/sequence.ts';
 import { eventTypes } from '../events/types.ts';
 import type { CliDeps } from './deps.ts';
 import { CURSOR, ID, idArg, intOption, PAGE_SIZE, printJson, table } from './output.ts';
+import { renamedOption } from './vocabulary.ts';
 
 const eventRow = (e: EventView) => [
   e.id,
@@ -29,54 +30,86 @@ const eventRow = (e: EventView) => [
 
 export function registerEventCommands(program: Command, deps: CliDeps): void {
   const events = program.command('events').description('The event log (what the webhooks deliver)');
-  events
+  const list = events
     .command('list')
-    .description('Events in id order; --follow keeps polling for new ones')
+    .description(
+      'The event log with each payload, newest first; --after (a cursor, 0 for the start) reads oldest first, --follow keeps polling for new ones',
+    )
     .option('--after <id>', 'only events after this id (the cursor)', intOption('--after', CURSOR))
+    .option(
+      '--before <id>',
+      'only events before this id (the next page, newest first)',
+      intOption('--before', ID),
+    )
+    .addOption(
+      new Option(
+        '--order <order>',
+        'newest first (desc) or oldest first (asc); default desc, asc with --after',
+      ).choices(['asc', 'desc']),
+    )
     .addOption(new Option('--type <type>', 'only this event type').choices(eventTypes))
-    .option('--mandate <id>', 'only events of this mandate', intOption('--mandate', ID))
+    .option('--mandate-id <id>', 'only events of this mandate', intOption('--mandate-id', ID))
     .option('--limit <n>', 'page size (max 1000)', intOption('--limit', PAGE_SIZE), 100)
-    .option('--follow', 'keep polling (every second) until interrupted')
-    .option('--json', 'JSON output (one event per line with --follow)')
-    .action(async (o) => {
-      await deps.withApp(async (app) => {
-        let after: number = o.after ?? 0;
-        let stop = false;
-        const onSignal = () => {
-          stop = true;
-        };
-        process.once('SIGINT', onSignal);
-        process.once('SIGTERM', onSignal);
-        try {
-          let first = true;
-          do {
-            const page = await listEvents(app.database, {
-              after,
-              type: o.type,
-              mandateId: o.mandate,
-              limit: o.limit,
-            });
-            if (page.items.length > 0) after = Number(page.items[page.items.length - 1]!.id);
-            if (o.json && o.follow)
-              for (const e of page.items) process.stdout.write(`${JSON.stringify(e)}\n`);
-            else if (o.json) printJson(page);
-            else if (page.items.length > 0 || first)
-              process.stdout.write(
-                table(['id', 'at', 'type', 'mandate', 'customer', 'state'], page.items.map(eventRow)),
-              );
-            first = false;
-            if (!o.follow) {
-              if (page.next !== null && !o.json) process.stdout.write(`more: --after ${page.next}\n`);
-              break;
-            }
-            if (page.next === null) await new Promise((r) => setTimeout(r, 1000));
-          } while (!stop);
-        } finally {
-          process.off('SIGINT', onSignal);
-          process.off('SIGTERM', onSignal);
-        }
-      });
+    .option(
+      '--follow',
+      'from --after (default 0), oldest first, then keep polling (every second) until interrupted',
+    )
+    .option('--json', 'JSON output (one event per line with --follow)');
+  renamedOption(list, '--mandate', '--mandate-id').action(async (o) => {
+    await deps.withApp(async (app) => {
+      if (!o.follow) {
+        const page = await listEvents(app.database, {
+          after: o.after,
+          before: o.before,
+          order: o.order,
+          type: o.type,
+          mandateId: o.mandateId,
+          limit: o.limit,
+        });
+        if (o.json) return printJson(page);
+        process.stdout.write(
+          table(['id', 'at', 'type', 'mandate', 'customer', 'state'], page.items.map(eventRow)),
+        );
+        const asc = (o.order ?? (o.after !== undefined ? 'asc' : 'desc')) === 'asc';
+        if (page.next !== null) process.stdout.write(`more: ${asc ? '--after' : '--before'} ${page.next}\n`);
+        if (page.previous !== null)
+          process.stdout.write(
+            `previous page: ${asc ? `--before ${page.previous}` : `--after ${page.previous} --order desc`}\n`,
+          );
+        return;
+      }
+      let after: number = o.after ?? 0;
+      let stop = false;
+      const onSignal = () => {
+        stop = true;
+      };
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      try {
+        let first = true;
+        do {
+          const page = await listEvents(app.database, {
+            after,
+            order: 'asc',
+            type: o.type,
+            mandateId: o.mandateId,
+            limit: o.limit,
+          });
+          if (page.items.length > 0) after = Number(page.items[page.items.length - 1]!.id);
+          if (o.json) for (const e of page.items) process.stdout.write(`${JSON.stringify(e)}\n`);
+          else if (page.items.length > 0 || first)
+            process.stdout.write(
+              table(['id', 'at', 'type', 'mandate', 'customer', 'state'], page.items.map(eventRow)),
+            );
+          first = false;
+          if (page.next === null) await new Promise((r) => setTimeout(r, 1000));
+        } while (!stop);
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
     });
+  });
 
   const hooks = program
     .command('webhooks')

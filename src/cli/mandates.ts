@@ -18,6 +18,7 @@ import { formatMoney } from '../domain/money.ts';
 import { InvalidRequestError, ValidationError } from '../errors.ts';
 import type { CliDeps } from './deps.ts';
 import { humanTimes, ID, idArg, intOption, PAGE_SIZE, printJson, table } from './output.ts';
+import { renamedOption } from './vocabulary.ts';
 
 /**
  * A card number or DPAN is read from a file (`--card-number-file F`) or standard input (`-`),
@@ -198,33 +199,35 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
     });
   });
 
-  mandates
+  const list = mandates
     .command('list')
     .description('List mandates')
     .addOption(
       new Option('--status <s>', 'a mandate status').choices(Object.keys(mandateMachine.transitions)),
     )
     .addOption(new Option('--intent <intent>', 'only this intent').choices(INTENTS))
-    .option('--customer <ref>', 'customer reference')
+    .option('--customer-ref <prefix>', 'customer refs starting with this (ada finds ada-1)')
+    .option('--search <text>', 'a mandate id or a transaction reference exactly, or a customer ref by prefix')
     .option('--limit <n>', 'page size (max 1000)', intOption('--limit', PAGE_SIZE), 50)
     .option('--after <id>', 'next page: mandates after this id', intOption('--after', ID))
-    .option('--json', 'JSON output')
-    .action(async (o) => {
-      await deps.withApp(async (app) => {
-        const page = await listMandates(app.database, {
-          status: o.status,
-          intent: o.intent,
-          customerRef: o.customer,
-          limit: o.limit,
-          after: o.after,
-        });
-        if (o.json) printJson(page);
-        else {
-          printMandates(page.items);
-          if (page.next !== null) process.stdout.write(`more: --after ${page.next}\n`);
-        }
+    .option('--json', 'JSON output');
+  renamedOption(list, '--customer', '--customer-ref').action(async (o) => {
+    await deps.withApp(async (app) => {
+      const page = await listMandates(app.database, {
+        status: o.status,
+        intent: o.intent,
+        customerRef: o.customerRef,
+        q: o.search,
+        limit: o.limit,
+        after: o.after,
       });
+      if (o.json) printJson(page);
+      else {
+        printMandates(page.items);
+        if (page.next !== null) process.stdout.write(`more: --after ${page.next}\n`);
+      }
     });
+  });
 
   mandates
     .command('show <id>')

@@ -39,6 +39,13 @@ export const CHARGE_ACTION_STATES: Readonly<Record<ChargeAction, readonly Charge
   reversal: ['authorized', 'settling', 'settled'],
 };
 
+/**
+ * The mandate statuses from which a charge may be retried: an active mandate, or a stopped one
+ * (the retry revives it). A paused mandate is resumed first; one waiting for a new card gets
+ * its card first (attaching it schedules the retry).
+ */
+export const RETRY_MANDATE_STATUSES: readonly string[] = ['active', 'stopped'];
+
 /** A charge as the console and the server see it: its state, amount, and what was settled and refunded. */
 export interface ChargeStanding {
   state: string;
@@ -47,8 +54,17 @@ export interface ChargeStanding {
   refundedAmount: number;
 }
 
-/** The actions open to a charge now: its state allows them, and its amounts leave something to do. */
-export function chargeActions(c: ChargeStanding): ChargeAction[] {
+/** The charge's mandate and card, where known: a retry needs both usable. */
+export interface ChargeMandate {
+  status: string;
+  credentialStatus: string;
+}
+
+/**
+ * The actions open to a charge now: its state allows them, and its amounts leave something to
+ * do; given its mandate, a retry also needs the mandate open to retries and its card active.
+ */
+export function chargeActions(c: ChargeStanding, mandate?: ChargeMandate): ChargeAction[] {
   const left = c.settledAmount - c.refundedAmount;
   return (Object.keys(CHARGE_ACTION_STATES) as ChargeAction[]).filter((a) => {
     if (!CHARGE_ACTION_STATES[a].includes(c.state as ChargeState)) return false;
@@ -56,6 +72,8 @@ export function chargeActions(c: ChargeStanding): ChargeAction[] {
     if (a === 'partialSettle') return c.settledAmount < c.amount;
     if (a === 'refund' || a === 'partialRefund') return left > 0;
     if (a === 'reversal') return c.refundedAmount === 0;
+    if (a === 'retryNow' && mandate)
+      return RETRY_MANDATE_STATUSES.includes(mandate.status) && mandate.credentialStatus === 'active';
     return true;
   });
 }

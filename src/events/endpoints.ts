@@ -182,6 +182,30 @@ export async function removeEndpoint(ctx: BillingContext, id: number): Promise<E
   return view;
 }
 
+/** What `PATCH /v1/webhook-endpoints/{id}` may change: the event types it receives, its description. */
+export const endpointUpdateSchema = endpointInputSchema
+  .pick({ events: true, description: true })
+  .partial()
+  .strict()
+  .refine((b) => b.events !== undefined || b.description !== undefined, {
+    message: 'give events or description to change',
+  });
+
+/** The event types an endpoint receives (from the next event on), or its description. */
+export async function updateEndpoint(ctx: BillingContext, id: number, raw: unknown): Promise<EndpointView> {
+  const input = parseInput(endpointUpdateSchema, raw);
+  const events = input.events ? [...new Set(input.events)] : null;
+  const rows = await ctx.database.rows<EndpointRow>(
+    sql`update webhook_endpoints
+           set events = coalesce(${events === null ? null : `{${events.map((e) => `"${e}"`).join(',')}}`}::text[], events),
+               description = ${input.description === undefined ? sql`description` : input.description},
+               updated_at = now()
+         where id = ${id} and status <> 'removed' returning *`,
+  );
+  if (!rows[0]) throw new NotFoundError('webhook endpoint', id);
+  return toEndpointView(rows[0]);
+}
+
 /** A new secret; the old one keeps signing beside it for 24 hours. */
 export async function rotateSecret(
   ctx: BillingContext,

@@ -2,7 +2,7 @@ import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.ts';
 import type { events } from '../db/schema.ts';
 import type { RawRow } from '../db/values.ts';
-import { ValidationError } from '../errors.ts';
+import { NotFoundError, ValidationError } from '../errors.ts';
 import { isEventType } from './types.ts';
 
 /**
@@ -92,32 +92,85 @@ export function toEventView(r: EventRow): EventView {
   };
 }
 
+export interface EventFilter {
+  /** Events after this id. Given alone, the page is oldest first: what a polling consumer reads. */
+  after?: number | undefined;
+  /** Events before this id. */
+  before?: number | undefined;
+  /** Default: `asc` when `after` is given (a polling consumer's cursor), otherwise `desc` (newest first). */
+  order?: 'asc' | 'desc' | undefined;
+  type?: string | undefined;
+  mandateId?: number | undefined;
+  limit?: number | undefined;
+}
+
+export interface EventPage {
+  items: EventView[];
+  /**
+   * The cursor of the next page in this order, or null at the end: pass it as `after` when the
+   * page is oldest first, as `before` when it is newest first.
+   */
+  next: string | null;
+  /**
+   * The cursor of the page before this one, or null at the start: pass it as `before` when the
+   * page is oldest first, as `after` (with `order=desc`) when it is newest first.
+   */
+  previous: string | null;
+}
+
 /**
- * Events in id order after a cursor: what a polling consumer reads. Sequences first, so what
- * committed is visible at once; the cursor is the last id read.
+ * The event log, a page at a time, newest first unless asked otherwise; `after` alone keeps the
+ * polling consumer's oldest-first order. Sequences first, so what committed is visible at once.
+ * A page anchored at `after` is the `limit` events just after it, one anchored at `before` the
+ * `limit` just before it, whatever order they are shown in, so `next` and `previous` walk the
+ * log both ways without skipping or repeating an event.
  */
-export async function listEvents(
-  database: Database,
-  f: {
-    after?: number | undefined;
-    type?: string | undefined;
-    mandateId?: number | undefined;
-    limit?: number;
-  },
-): Promise<{ items: EventView[]; next: string | null }> {
+export async function listEvents(database: Database, f: EventFilter): Promise<EventPage> {
   if (f.type !== undefined && !isEventType(f.type))
     throw new ValidationError('type', 'not an event type (GET /openapi.json lists them)');
   await sequenceEvents(database);
   const limit = f.limit ?? 100;
-  const where: SQL[] = [sql`id is not null`, sql`id > ${f.after ?? 0}`];
-  if (f.type) where.push(sql`type = ${f.type}`);
-  if (f.mandateId !== undefined) where.push(sql`mandate_id = ${f.mandateId}`);
+  const order = f.order ?? (f.after !== undefined ? 'asc' : 'desc');
+  const filters: SQL[] = [sql`id is not null`];
+  if (f.type) filters.push(sql`type = ${f.type}`);
+  if (f.mandateId !== undefined) filters.push(sql`mandate_id = ${f.mandateId}`);
+  const range: SQL[] = [];
+  if (f.after !== undefined) range.push(sql`id > ${f.after}`);
+  if (f.before !== undefined) range.push(sql`id < ${f.before}`);
+  // Read from the anchor outwards: up from `after`, down from `before`, else in the shown order.
+  const up = f.after !== undefined ? true : f.before !== undefined ? false : order === 'asc';
   const rows = await database.rows<EventRow>(
     sql`select id, type, created_at, mandate_id, customer_ref, data from events
-         where ${sql.join(where, sql` and `)} order by id limit ${limit}`,
+         where ${sql.join([...filters, ...range], sql` and `)}
+         order by id ${up ? sql`asc` : sql`desc`} limit ${limit + 1}`,
   );
-  const items = rows.map(toEventView);
-  return { items, next: items.length === limit ? items[items.length - 1]!.id : null };
+  const beyond = rows.length > limit;
+  const read = rows.slice(0, limit);
+  if (read.length === 0) return { items: [], next: null, previous: null };
+  const ids = read.map((r) => r.id);
+  const low = Math.min(...ids);
+  const high = Math.max(...ids);
+  // Beyond the page on the anchor's side: is there anything at all?
+  const [behind] = await database.rows<{ found: boolean }>(
+    sql`select exists (select 1 from events where ${sql.join(filters, sql` and `)}
+         and ${up ? sql`id < ${low}` : sql`id > ${high}`}) as found`,
+  );
+  const older = up ? Boolean(behind?.found) : beyond;
+  const newer = up ? beyond : Boolean(behind?.found);
+  const items = (up === (order === 'asc') ? read : read.reverse()).map(toEventView);
+  return order === 'asc'
+    ? { items, next: newer ? String(high) : null, previous: older ? String(low) : null }
+    : { items, next: older ? String(low) : null, previous: newer ? String(high) : null };
+}
+
+/** One event with its payload. */
+export async function getEvent(database: Database, id: number): Promise<EventView> {
+  await sequenceEvents(database);
+  const rows = await database.rows<EventRow>(
+    sql`select id, type, created_at, mandate_id, customer_ref, data from events where id = ${id}`,
+  );
+  if (!rows[0]) throw new NotFoundError('event', id);
+  return toEventView(rows[0]);
 }
 
 /** Delete events older than the retention that no delivery still waits for. */

@@ -55,7 +55,7 @@ const eventSchema = {
   type: 'object',
   required: ['id', 'type', 'createdAt', 'data'],
   properties: {
-    id: { type: 'string', description: 'A monotonic integer: the cursor of GET /v1/events?after=' },
+    id: { type: 'string', description: 'A monotonic integer: the cursor of GET /v1/events (after, before)' },
     type: {
       type: 'string',
       enum: eventTypes,

@@ -214,6 +214,7 @@ describe('billing core against the Worldpay sandbox', () => {
     expect(r.forecast).toEqual([
       {
         mandateId: m.id,
+        customerRef: 'dry-1',
         cycle: 0,
         amount: 100,
         currency: 'GBP',

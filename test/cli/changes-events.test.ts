@@ -105,10 +105,11 @@ describe.skipIf(!hasServer)('rebill CLI: events, webhooks, changes, forecast', (
     expect(backwards.code).toBe(2);
     expect(backwards.stderr).toMatch(/--to: must be after from/);
 
-    const events = await runCli(['events', 'list', '--mandate', String(m.id), '--json'], env);
+    const events = await runCli(['events', 'list', '--mandate-id', String(m.id), '--json'], env);
     expect(events.code, events.stderr).toBe(0);
     const types = JSON.parse(events.stdout).items.map((e: { type: string }) => e.type);
-    expect(types).toEqual(['mandate.created', 'charge.authorized', 'mandate.updated']);
+    // newest first, as the API lists them
+    expect(types).toEqual(['mandate.updated', 'charge.authorized', 'mandate.created']);
     const badType = await runCli(['events', 'list', '--type', 'charge.bogus'], env);
     expect(badType.code).toBe(2);
     expect(badType.stderr).toMatch(/--type/);

@@ -32,7 +32,7 @@ describe('rebill CLI', () => {
     const huge = '99999999999999999999';
     for (const [args, name] of [
       [['events', 'list', '--after', huge], '--after'],
-      [['events', 'list', '--mandate', huge], '--mandate'],
+      [['events', 'list', '--mandate-id', huge], '--mandate-id'],
       [['events', 'list', '--limit', '0'], '--limit'],
       [['events', 'list', '--limit', '1001'], '--limit'],
       [['runs', 'list', '--before', huge], '--before'],

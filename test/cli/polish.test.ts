@@ -124,6 +124,7 @@ describe('CLI polish', () => {
       forecast: [
         {
           mandateId: 1,
+          customerRef: 'cust-1',
           cycle: 0,
           amount: 2999,
           currency: 'GBP',

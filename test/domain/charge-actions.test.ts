@@ -37,3 +37,18 @@ describe('charge actions', () => {
     expect(at('stopped', 0)).toEqual(['retryNow']);
   });
 });
+
+describe('retry now', () => {
+  const parked = { state: 'needs_new_credential', amount: 1000, settledAmount: 0, refundedAmount: 0 };
+  it("is offered only while the charge's mandate takes retries and its card is active", () => {
+    const card = (status: string, credentialStatus = 'active') =>
+      chargeActions(parked, { status, credentialStatus }).includes('retryNow');
+    expect(card('active')).toBe(true);
+    expect(card('stopped')).toBe(true);
+    expect(card('needs_new_credential')).toBe(false);
+    expect(card('paused')).toBe(false);
+    expect(card('active', 'blocked')).toBe(false);
+    // without the mandate known, the charge's state alone decides
+    expect(chargeActions(parked)).toEqual(['retryNow']);
+  });
+});

@@ -167,7 +167,7 @@ describe('events and webhooks', () => {
   // Two transactions at once: PGlite has one connection, where the held one would block the other.
   it.skipIf(!hasServer)('the cursor never skips an event that commits after a later one', async () => {
     const db = w.t.database;
-    const before = await listEvents(db, { limit: 1000 });
+    const before = await listEvents(db, { after: 0, limit: 1000 });
     const start = Number(before.items.at(-1)?.id ?? 0);
     // A transaction that writes an event and stays open while another one commits its own.
     let release!: () => void;
@@ -203,7 +203,7 @@ describe('events and webhooks', () => {
     await admin.unsafe(`create database ${name}`);
     const other = postgres(withDatabase(base, name), { max: 1, onnotice: () => {} });
     try {
-      const start = Number((await listEvents(db, { limit: 1000 })).items.at(-1)?.id ?? 0);
+      const start = Number((await listEvents(db, { after: 0, limit: 1000 })).items.at(-1)?.id ?? 0);
       let release!: () => void;
       const held = new Promise<void>((r) => {
         release = r;
@@ -600,8 +600,9 @@ describe('events and webhooks', () => {
       const first = await call('GET', '/v1/events?limit=2');
       expect(first.status).toBe(200);
       expect(first.body.items).toHaveLength(2);
-      const next = await call('GET', `/v1/events?after=${first.body.next}&limit=2`);
-      expect(Number(next.body.items[0].id)).toBeGreaterThan(Number(first.body.items[1].id));
+      // newest first: the next page is older
+      const next = await call('GET', `/v1/events?before=${first.body.next}&limit=2`);
+      expect(Number(next.body.items[0].id)).toBeLessThan(Number(first.body.items[1].id));
       const created = await call('GET', '/v1/events?type=mandate.created&limit=1000');
       expect(created.body.items.length).toBeGreaterThan(0);
       expect(created.body.items.every((e: { type: string }) => e.type === 'mandate.created')).toBe(true);

@@ -260,7 +260,7 @@ describe('admin HTTP API', () => {
     expect(created.status).toBe(201);
     const id = created.body.id as number;
     expect(created.body).toMatchObject({ customerRef: 'api-1', status: 'active', amount: 1500 });
-    const list = await call('GET', '/v1/mandates?customer=api-1&status=active&limit=10');
+    const list = await call('GET', '/v1/mandates?customerRef=api-1&status=active&limit=10');
     expect(list.status).toBe(200);
     expect(list.body.items.map((m: { id: number }) => m.id)).toEqual([id]);
     expect((await call('GET', `/v1/mandates/${id}`)).body.links[0].href).toBe(v.href);
@@ -314,7 +314,7 @@ describe('admin HTTP API', () => {
     expect(charge).toMatchObject({ amount: 725, currency: 'EUR' });
     expect(['settling', 'settled']).toContain(charge.state);
     expect((await call('GET', `/v1/charges/${charge.id}`)).body.actions[0].kind).toBe('settle');
-    const events = await call('GET', `/v1/charges/${charge.id}/events`);
+    const events = await call('POST', `/v1/charges/${charge.id}/query`);
     expect(events.body).toMatchObject({ found: true, charge: { state: 'settled' } });
     // more than settled is refused before Worldpay is asked
     const refund = await call('POST', `/v1/charges/${charge.id}/partial-refund`, { body: { amount: 726 } });

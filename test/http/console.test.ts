@@ -1,5 +1,4 @@
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,10 +7,12 @@ import { createRunner } from '../../src/billing/run/runner.ts';
 import { type ChargeAction, type ChargeStanding, chargeActions } from '../../src/domain/charge-actions.ts';
 import { CONSOLE_CSP } from '../../src/http/console.ts';
 import { type AdminServer, createAdminServer } from '../../src/http/server.ts';
+import { MEANING } from '../../ui/src/meaning.ts';
 import {
   buildConsole as buildAssets,
   hasChromium,
   launchChromium,
+  screenshot,
   watchProblems,
 } from '../support/console.ts';
 import { DAY } from '../support/time.ts';
@@ -19,13 +20,23 @@ import { startWorld, type World } from '../support/world.ts';
 
 const TOKEN = 'console-test-token';
 // Browser-side code is given as strings: this project's TypeScript has no DOM types.
-/** How many pixels of a canvas are not transparent. */
-const paintedPixels = (selector: string) => `(() => {
+/**
+ * A canvas read once (a second read makes Chromium warn): how many pixels are not transparent,
+ * and how many are exactly each colour given (a bar's inside, not its antialiased edge).
+ */
+const canvasPixels = (selector: string, colours: string[] = []) => `(() => {
+  const want = ${JSON.stringify(colours)}.map((h) => [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16)));
   const c = document.querySelector(${JSON.stringify(selector)});
   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  let n = 0;
-  for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
-  return n;
+  let painted = 0;
+  const byColour = want.map(() => 0);
+  for (let i = 0; i < d.length; i += 4) {
+    if (d[i + 3] > 0) painted++;
+    want.forEach(([r, g, b], k) => {
+      if (d[i] === r && d[i + 1] === g && d[i + 2] === b && d[i + 3] === 255) byColour[k]++;
+    });
+  }
+  return { painted, byColour };
 })()`;
 
 const built: (() => void)[] = [];
@@ -198,7 +209,6 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
   /** Problems a step provoked on purpose: each pattern excuses one. */
   const expected: RegExp[] = [];
   const t0 = new Date('2027-06-01T09:00:00Z');
-  const shots = join(import.meta.dirname, '..', '..', 'docs', 'screenshots');
 
   beforeAll(async () => {
     w = await startWorld({ env: { REBILL_ADMIN_TOKENS: TOKEN } });
@@ -263,16 +273,27 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     );
     expect(labels).toHaveLength(3);
     // the canvas was drawn on: some pixels are not transparent
-    const painted = await page.evaluate<number>(paintedPixels('#chart-refusals canvas'));
-    expect(painted).toBeGreaterThan(500);
+    const { refused, recovered, authorized } = MEANING as Record<string, string>;
+    const refusalBars = await page.evaluate<{ painted: number; byColour: number[] }>(
+      canvasPixels('#chart-refusals canvas', [refused!, recovered!, authorized!]),
+    );
+    expect(refusalBars.painted).toBeGreaterThan(500);
+    // colours by meaning: refused bars red, recovered green, whatever the series' order
+    expect(refusalBars.byColour[0]).toBeGreaterThan(100);
+    expect(refusalBars.byColour[1]).toBeGreaterThan(100);
+    expect(refusalBars.byColour[2]).toBe(0);
+    const dailyBars = await page.evaluate<{ byColour: number[] }>(
+      canvasPixels('#chart-daily canvas', [authorized!, refused!]),
+    );
+    expect(dailyBars.byColour[0]).toBeGreaterThan(100);
+    expect(dailyBars.byColour[1]).toBeGreaterThan(100);
     const gbp = page.getByLabel('Figures in GBP');
     const figures = await gbp.textContent();
     expect(figures).toContain('3 · 59.99 GBP'); // charged: 10.00 + 20.00 + 29.99
     expect(figures).toContain('2 · 30.00 GBP'); // recovered by retry: 10.00 + 20.00
     // the next 30 days from the server's clock (June 13th): the three active mandates on July 1st
     expect(await page.getByLabel('Book').textContent()).toContain('Next 30 days59.99 GBP');
-    mkdirSync(shots, { recursive: true });
-    await page.screenshot({ path: join(shots, 'overview.png'), fullPage: true });
+    await screenshot(page, 'overview');
   });
 
   it('shows a mandate created through the API, and pauses it', async () => {
@@ -289,9 +310,9 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     });
     expect(created.status).toBe(201);
     const id = created.body.id as number;
-    await page.getByRole('link', { name: 'Mandates' }).click();
+    await page.getByRole('link', { name: 'Mandates', exact: true }).click();
     await page.getByRole('heading', { name: 'Mandates' }).waitFor();
-    await page.getByLabel('Customer').fill('console-new');
+    await page.getByLabel('Customer starts with').fill('console-new');
     await page.getByRole('button', { name: 'Filter' }).click();
     await page.getByRole('link', { name: `#${id}` }).click();
     await page.getByRole('heading', { name: `Mandate #${id}` }).waitFor();
@@ -300,6 +321,10 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     await page.getByRole('button', { name: 'Pause' }).click();
     await page.getByRole('dialog').getByRole('button', { name: 'Pause' }).click();
     await page.locator('h1 .badge', { hasText: 'paused' }).waitFor();
+    expect(await page.getByRole('status').textContent()).toContain(`Mandate ${id} paused`);
+    // no date beside "Nothing planned": a paused mandate has no next due
+    expect(await page.locator('.facts').textContent()).toContain('Next duenothing while paused');
+    await page.getByText('Nothing planned.').waitFor();
     expect((await api('GET', `/v1/mandates/${id}`)).body.status).toBe('paused');
   });
 
@@ -312,20 +337,45 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     expect(await page.getByRole('list', { name: 'Link chain' }).locator('li').count()).toBeGreaterThanOrEqual(
       2,
     );
-    await page.screenshot({ path: join(shots, 'mandate.png'), fullPage: true });
+    await screenshot(page, 'mandate');
   });
 
-  it("shows the API's error sentence when an action is refused", async () => {
-    const charges = (await api('GET', '/v1/charges?code=33')).body.items as { id: number }[];
-    expect(charges.length).toBe(1);
-    await page.goto(`${url}/ui/charges/${charges[0]!.id}`);
-    await page.getByRole('button', { name: 'Retry now' }).click();
-    await page.getByRole('dialog').getByRole('button', { name: 'Retry now' }).click();
+  it('shows a refusal in plain words and major units, above the page, the button row intact', async () => {
+    const [charge] = (await api('GET', '/v1/charges?state=settling')).body.items as {
+      id: number;
+      amount: number;
+    }[];
+    await page.goto(`${url}/ui/charges/${charge!.id}`);
+    await page.getByRole('heading', { name: `Charge #${charge!.id}` }).waitFor();
+    const row = page.locator('.actions > .action > button');
+    // each button's top, from the row's own top: one line of buttons
+    const tops = async () => {
+      const y = (await page.locator('.actions').boundingBox())!.y;
+      return Promise.all((await row.all()).map(async (b) => (await b.boundingBox())!.y - y));
+    };
+    const height = async () => (await page.locator('.actions').boundingBox())!.height;
+    const before = await tops();
+    const tall = await height();
+    await page.getByRole('button', { name: 'Partial refund' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByLabel('Amount (GBP)').fill('999.00');
+    await dialog.getByRole('button', { name: 'Partial refund' }).click();
     const alert = page.getByRole('alert');
     await alert.waitFor();
-    expect(await alert.textContent()).toBe('mandate 3 is needs_new_credential: resume it first');
-    // the 409 is the answer this step asks for, not a problem of the page
-    expected.push(/^HTTP 409: POST .*\/retry-now$/, /^console error: Failed to load resource: .* 409/);
+    const said = (await alert.locator('span').textContent()) ?? '';
+    expect(said).toMatch(/^charge \d+: refunding 999\.00 GBP would exceed the settled \d+\.\d\d GBP/);
+    expect(said).not.toMatch(/\b99900\b/);
+    // the sentence is not inside the row of buttons, and the row did not move or wrap
+    expect(await page.locator('.actions [role=alert]').count()).toBe(0);
+    const after = await tops();
+    expect(after).toEqual(before);
+    expect(new Set(after).size).toBe(1);
+    expect(await height()).toBe(tall);
+    // the refusal is the answer this step asks for, not a problem of the page
+    expected.push(
+      /^HTTP 4\d\d: POST .*\/partial-refund$/,
+      /^console error: Failed to load resource: .* 4\d\d/,
+    );
   });
 
   it('offers on each charge exactly the actions its state allows, and the server refuses the others', async () => {
@@ -340,9 +390,15 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     };
     /** The console's buttons on a charge's page, checked against the table and the server. */
     const check = async (id: number, state: string) => {
-      const c = (await api('GET', `/v1/charges/${id}`)).body as unknown as ChargeStanding;
+      const c = (await api('GET', `/v1/charges/${id}`)).body as unknown as ChargeStanding & {
+        mandateId: number;
+      };
       expect(c.state).toBe(state);
-      const offered = chargeActions(c);
+      const m = (await api('GET', `/v1/mandates/${c.mandateId}`)).body as {
+        status: string;
+        credential: { status: string };
+      };
+      const offered = chargeActions(c, { status: m.status, credentialStatus: m.credential.status });
       await page.goto(`${url}/ui/charges/${id}`);
       await page.getByRole('heading', { name: `Charge #${id}` }).waitFor();
       const buttons = await page.locator('.actions > .action > button').allTextContents();
@@ -358,9 +414,14 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     const [charge] = (await api('GET', '/v1/charges?state=settling')).body.items as { id: number }[];
     const id = charge!.id;
     expect(await check(id, 'settling')).toEqual(['Refund', 'Partial refund', 'Reverse']);
-    expect((await api('GET', `/v1/charges/${id}/events`)).status).toBe(200);
+    expect((await api('POST', `/v1/charges/${id}/query`, {})).status).toBe(200);
     expect(await check(id, 'settled')).toEqual(['Refund', 'Partial refund', 'Reverse']);
-    expect((await api('POST', `/v1/charges/${id}/partial-refund`, { amount: 1 })).status).toBe(200);
+    // a partial refund through the console, and its notice
+    await page.getByRole('button', { name: 'Partial refund' }).click();
+    await page.getByRole('dialog').getByLabel('Amount (GBP)').fill('0.01');
+    await page.getByRole('dialog').getByRole('button', { name: 'Partial refund' }).click();
+    await page.getByRole('status').getByText('Partial refund of 0.01 GBP sent').waitFor();
+    await page.locator('h1 .badge', { hasText: 'partially refunded' }).waitFor();
     expect(await check(id, 'partially_refunded')).toEqual(['Refund', 'Partial refund']);
     expect((await api('POST', `/v1/charges/${id}/refund`, {})).status).toBe(200);
     expect(await check(id, 'refunded')).toEqual([]);
@@ -368,7 +429,11 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     const [parked] = (await api('GET', '/v1/charges?state=needs_new_credential')).body.items as {
       id: number;
     }[];
-    expect(await check(parked!.id, 'needs_new_credential')).toEqual(['Retry now']);
+    // its state would allow a retry, but its mandate waits for a new card: no Retry now
+    expect(await check(parked!.id, 'needs_new_credential')).toEqual([]);
+    expect(await page.locator('.actions-none').textContent()).toMatch(
+      /^Retry waits for mandate #3: it is needs new credential/,
+    );
   });
 
   it('offers on a mandate the status moves the mandate machine allows', async () => {
@@ -391,6 +456,10 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     const dialog = page.getByRole('dialog');
     await dialog.getByLabel(/^Amount \(GBP/).fill('34.99');
     await dialog.getByRole('button', { name: 'Save change' }).click();
+    await page
+      .getByRole('status')
+      .getByText(/^Mandate 4 updated/)
+      .waitFor();
     // effective from the next cycle: the mandate's amount, and every cycle the page lists
     await page.locator('.facts').getByText('34.99 GBP every 1 month').waitFor();
     expect((await api('GET', '/v1/mandates/4')).body.amount).toBe(3499);
@@ -419,16 +488,126 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     await page.getByRole('heading', { name: 'Events and webhooks' }).waitFor();
     await page.getByLabel('URL').fill('https://hooks.example.com/rebill');
     await page.getByRole('button', { name: 'Add endpoint' }).click();
-    const notice = page.getByRole('status');
-    await notice.waitFor();
-    expect(await notice.textContent()).toMatch(/whsec_/);
+    await page
+      .getByRole('status')
+      .getByText(/^Endpoint \d+ added$/)
+      .waitFor();
+    expect(await page.locator('.secret').textContent()).toMatch(/whsec_/);
     await page.getByRole('heading', { name: /https:\/\/hooks\.example\.com\/rebill/ }).waitFor();
-    expect(((await api('GET', '/v1/webhook-endpoints')).body.items as unknown[]).length).toBe(1);
+    const [endpoint] = (await api('GET', '/v1/webhook-endpoints')).body.items as { id: number }[];
+    const first = await page.locator('.secret code').textContent();
+
+    await page.getByRole('button', { name: 'Rotate secret' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Rotate' }).click();
+    await page
+      .getByRole('status')
+      .getByText(/has a new signing secret/)
+      .waitFor();
+    await page.locator('.secret code').filter({ hasNotText: first! }).waitFor();
+    expect((await api('GET', `/v1/webhook-endpoints/${endpoint!.id}`)).body.previousSecretExpiresAt).not.toBe(
+      null,
+    );
+
+    await page.getByRole('button', { name: 'Event types' }).click();
+    const types = page.getByRole('dialog');
+    await types.getByLabel('every event (*)').uncheck();
+    await types.getByLabel('charge.refused').check();
+    await types.getByLabel('charge.failed').check();
+    await types.getByRole('button', { name: 'Save event types' }).click();
+    await page.getByRole('status').getByText(`Endpoint ${endpoint!.id}'s event types saved`).waitFor();
+    await page.getByText('charge.refused, charge.failed').waitFor();
+    expect((await api('GET', `/v1/webhook-endpoints/${endpoint!.id}`)).body.events).toEqual([
+      'charge.refused',
+      'charge.failed',
+    ]);
     await page.getByRole('heading', { name: 'Event log' }).waitFor();
     await page.locator('section[aria-label="Events"] tbody tr').first().waitFor();
   });
 
-  it('starts a dry run and watches it finish', async () => {
+  it('finds mandates by a customer ref prefix, and a charge by its transaction reference', async () => {
+    await page.goto(`${url}/ui/mandates`);
+    await page.getByLabel('Customer starts with').fill('story-');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForURL(/customerRef=story-$/);
+    const mandates = page.locator('section[aria-label="Mandates"] tbody tr');
+    await mandates.first().waitFor();
+    const customers = await page
+      .locator('section[aria-label="Mandates"] tbody tr td:nth-child(2)')
+      .allTextContents();
+    expect(customers.sort()).toEqual(['story-05', 'story-33', 'story-51', 'story-ok']);
+
+    const [charge] = (await api('GET', '/v1/charges?state=refunded')).body.items as {
+      id: number;
+      transactionReference: string;
+    }[];
+    expect(charge!.transactionReference).toBeTruthy();
+    await page.goto(`${url}/ui/charges`);
+    await page.getByLabel('Search').fill(charge!.transactionReference);
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForURL(/\?q=/);
+    const rows = page.locator('section[aria-label="Charges"] tbody tr');
+    await rows.first().waitFor();
+    expect(await rows.count()).toBe(1);
+    expect(await rows.first().locator('td').first().textContent()).toBe(`#${charge!.id}`);
+    // the search box also takes a customer ref prefix
+    await page.getByLabel('Search').fill('story-3');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForURL(/\?q=story-3$/);
+    await page
+      .locator('section[aria-label="Charges"] tbody tr td:nth-child(3)', { hasText: 'story-33' })
+      .first()
+      .waitFor();
+    const whose = await page
+      .locator('section[aria-label="Charges"] tbody tr td:nth-child(3)')
+      .allTextContents();
+    expect(new Set(whose)).toEqual(new Set(['story-33']));
+  });
+
+  it('reads the event log newest first, by type, with each payload', async () => {
+    await page.goto(`${url}/ui/events`);
+    const ids = async () =>
+      (await page.locator('section[aria-label="Events"] tbody tr td:first-child').allTextContents()).map(
+        Number,
+      );
+    await page.locator('section[aria-label="Events"] tbody tr').first().waitFor();
+    const all = await ids();
+    expect(all.length).toBeGreaterThan(5);
+    expect(all).toEqual([...all].sort((a, b) => b - a));
+    const newest = (await api('GET', '/v1/events?limit=1')).body.items as { id: string }[];
+    expect(all[0]).toBe(Number(newest[0]!.id));
+
+    await page.getByLabel('Type', { exact: true }).selectOption('charge.refused');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForURL(/type=charge\.refused/);
+    await page.locator('section[aria-label="Events"] tbody tr td:nth-child(2)').first().waitFor();
+    const types = await page
+      .locator('section[aria-label="Events"] tbody tr td:nth-child(2)')
+      .allTextContents();
+    expect(new Set(types)).toEqual(new Set(['charge.refused']));
+    const first = (await ids())[0]!;
+    await page.getByLabel(`Payload of event ${first}`).click();
+    const payload = JSON.parse((await page.locator('details.payload[open] pre').textContent())!);
+    const stored = (await api('GET', `/v1/events/${first}`)).body as { data: unknown };
+    expect(payload).toEqual(stored.data);
+    expect(payload).toMatchObject({
+      state: expect.any(String),
+      lastAttempt: { refusalCode: expect.any(String) },
+    });
+  });
+
+  it('starts a dry run and watches it finish, its counts and what it would send in words', async () => {
+    // something due now, so the dry run has a customer to name
+    const v = await w.verify();
+    const due = await api('POST', '/v1/mandates', {
+      customerRef: 'dry-1',
+      intent: 'unscheduled',
+      amount: 700,
+      currency: 'GBP',
+      narrative: 'Dry run',
+      credential: { link: v.href },
+    });
+    expect((await api('POST', `/v1/mandates/${due.body.id}/charges`, {})).status).toBe(201);
+    await page.goto(`${url}/ui`);
     await page.getByRole('link', { name: 'Runs' }).click();
     await page.getByRole('heading', { name: 'Runs' }).waitFor();
     expect(await page.getByLabel('Dry run (send nothing)').isChecked()).toBe(true);
@@ -438,6 +617,56 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     const runId = Number((await page.locator('h1').textContent())?.match(/#(\d+)/)?.[1]);
     const run = await api('GET', `/v1/runs/${runId}`);
     expect(run.body).toMatchObject({ dryRun: true, status: 'completed' });
+    const labels = await page.locator('.facts dt').allTextContents();
+    expect(labels).toContain('retry scheduled');
+    expect(labels).toContain('needs new credential');
+    // words, not the API's camelCase names
+    for (const l of labels) expect(l).toMatch(/^[A-Za-z][a-z ]*$/);
+    const wouldSend = page.locator('section[aria-label="Would send"] tbody tr');
+    const row = await wouldSend
+      .filter({ hasText: `#${due.body.id}` })
+      .locator('td')
+      .allTextContents();
+    expect(row.slice(1, 5)).toEqual(['dry-1', 'pending charge', '0', '7.00 GBP']);
+    for (const customer of await wouldSend.locator('td:nth-child(2)').allTextContents())
+      expect(customer).not.toBe('');
+  });
+
+  it('shows an instalment plan with its progress, total and what is left, in UTC and its own zone', async () => {
+    const v = await w.verify();
+    const plan = await api('POST', '/v1/mandates', {
+      customerRef: 'plan-1',
+      intent: 'instalment',
+      totalAmount: 60001,
+      instalments: 6,
+      currency: 'EUR',
+      narrative: 'Sofa in 6',
+      interval: '1 month',
+      start: '2027-06-10T10:00:00',
+      timezone: 'Europe/Paris',
+      credential: { link: v.href },
+    });
+    expect(plan.status).toBe(201);
+    const id = plan.body.id as number;
+    const at = new Date(t0.getTime() + 12 * DAY);
+    await runBilling(await w.app(at), { asOf: at, trigger: 'test', mandateId: id });
+    await page.goto(`${url}/ui/mandates/${id}`);
+    await page.getByRole('heading', { name: `Mandate #${id}` }).waitFor();
+    const fact = async (name: string) =>
+      page
+        .locator('.facts dt', { hasText: new RegExp(`^${name}$`) })
+        .locator('xpath=following-sibling::dd[1]')
+        .textContent();
+    expect(await fact('Instalments')).toBe('1 of 6 paid');
+    expect(await fact('Plan total')).toBe('600.01 EUR (the last instalment 100.01 EUR)');
+    expect(await fact('Left to pay')).toBe('500.01 EUR');
+    expect(await fact('Ends')).toBe('with instalment 6 of 6');
+    // 10:00 in Paris is 08:00 UTC in June (summer time)
+    expect(await fact('Started')).toBe('2027-06-10 08:00 UTC (2027-06-10 10:00 Europe/Paris)');
+    expect(await fact('Next due')).toBe('2027-07-10 08:00 UTC (2027-07-10 10:00 Europe/Paris)');
+    expect(await page.locator('section[aria-label="Next cycles"] tbody tr').first().textContent()).toContain(
+      '2027-07-10 10:00 Europe/Paris',
+    );
   });
 
   it('fits a phone-width screen', async () => {
@@ -451,7 +680,139 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
       );
       expect(overflow, path).toBeLessThanOrEqual(0);
     }
+    // the charges table scrolls inside its frame, to its last column
+    await page.goto(`${url}/ui/charges`);
+    const wrap = page.locator('section.table-wrap[aria-label="Charges"]');
+    await wrap.locator('tbody tr').first().waitFor();
+    await page.waitForLoadState('networkidle');
+    const frame = await wrap.evaluate((e) => ({ scroll: e.scrollWidth, client: e.clientWidth }));
+    expect(frame.scroll).toBeGreaterThan(frame.client);
+    await wrap.evaluate((e) => e.scrollTo({ left: e.scrollWidth }));
+    const last = (await wrap.locator('thead th').last().boundingBox())!;
+    expect(last.x + last.width).toBeLessThanOrEqual(390);
+    expect(last.x).toBeGreaterThanOrEqual(0);
+    await wrap.evaluate((e) => e.scrollTo({ left: 0 }));
+    await screenshot(page, 'charges-phone');
     await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  it('creates an unscheduled mandate from its form, charges it, and shows both in its activity', async () => {
+    const v = await w.verify();
+    await page.goto(`${url}/ui/mandates`);
+    await page.getByText('New mandate').click();
+    const form = page.getByRole('form', { name: 'New mandate' });
+    await form.getByLabel('Customer reference').fill('walk-in-1');
+    await form.getByLabel('Intent').selectOption('unscheduled');
+    await form.getByLabel('Amount per charge').fill('12.34');
+    await form.getByLabel('Narrative (on the statement)').fill('Console walk-in');
+    await form.getByLabel(/^Recurring link/).fill(v.href);
+    await form.getByRole('button', { name: 'Create mandate' }).click();
+    const heading = page.getByRole('heading', { name: /^Mandate #\d+/ });
+    await heading.waitFor();
+    const id = Number((await heading.textContent())?.match(/#(\d+)/)?.[1]);
+    expect(await page.getByRole('status').textContent()).toContain(`Mandate ${id} created`);
+    expect((await api('GET', `/v1/mandates/${id}`)).body).toMatchObject({
+      customerRef: 'walk-in-1',
+      intent: 'unscheduled',
+      amount: 1234,
+      currency: 'GBP',
+      status: 'active',
+    });
+
+    await page.getByRole('button', { name: 'Charge now' }).click();
+    await page.getByRole('dialog').getByLabel('Amount (GBP)').fill('5.00');
+    await page.getByRole('dialog').getByRole('button', { name: 'Queue charge' }).click();
+    const queued = page.getByRole('status').getByText(/^Charge \d+ queued on mandate/);
+    await queued.waitFor();
+    const chargeId = Number((await queued.textContent())?.match(/^Charge (\d+)/)?.[1]);
+    const charge = (await api('GET', `/v1/charges/${chargeId}`)).body;
+    expect(charge).toMatchObject({ mandateId: id, amount: 500, currency: 'GBP', state: 'pending' });
+    // the audit trail: the mandate's creation and its card's
+    const activity = page.getByRole('list', { name: 'Activity' }).locator('li');
+    await activity.filter({ hasText: `mandate #${id}: created active` }).waitFor();
+    expect(await activity.count()).toBe(2);
+    expect(await activity.nth(1).textContent()).toMatch(/card #\d+: created active/);
+  });
+
+  it('undoes a cancel scheduled at period end', async () => {
+    expect((await api('POST', '/v1/mandates/4/cancel', { atPeriodEnd: true })).status).toBe(200);
+    await page.goto(`${url}/ui/mandates/4`);
+    await page.getByRole('heading', { name: 'Mandate #4' }).waitFor();
+    expect(await page.locator('.actions > .action > button').allTextContents()).not.toContain(
+      'Cancel at period end',
+    );
+    expect(await page.locator('.facts').textContent()).toContain(
+      'Next duenothing: cancels at the end of this period',
+    );
+    await page.getByRole('button', { name: 'Keep renewing' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Keep renewing' }).click();
+    await page
+      .getByRole('status')
+      .getByText('Mandate 4 renews as before: the scheduled cancel is undone')
+      .waitFor();
+    await page.getByRole('button', { name: 'Cancel at period end' }).waitFor();
+    expect((await api('GET', '/v1/mandates/4')).body).toMatchObject({
+      status: 'active',
+      cancelAtPeriodEnd: false,
+    });
+    // nothing left to undo: the API refuses a second time
+    expect((await api('POST', '/v1/mandates/4/undo-cancel', {})).status).toBe(409);
+  });
+
+  it("asks Worldpay about a charge's payment", async () => {
+    const [charge] = (await api('GET', '/v1/charges?state=settling')).body.items as { id: number }[];
+    await page.goto(`${url}/ui/charges/${charge!.id}`);
+    await page.getByRole('button', { name: 'Ask Worldpay' }).click();
+    await page
+      .getByRole('status')
+      .getByText(new RegExp(`^Worldpay says charge ${charge!.id}'s payment is \\w+`))
+      .waitFor();
+    // the page reloads the charge with what Worldpay said
+    await page.waitForLoadState('networkidle');
+  });
+
+  it("downloads the window's charges as CSV", async () => {
+    await page.goto(`${url}/ui?from=2027-06-01&to=2027-07-01`);
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('navigation', { name: 'Exports' }).getByRole('link', { name: 'charges' }).click(),
+    ]);
+    expect(download.suggestedFilename()).toBe('charges.csv');
+    const csv = readFileSync((await download.path())!, 'utf8');
+    const res = await request(
+      `${url}/v1/exports/charges?from=2027-06-01T00:00:00.000Z&to=2027-07-01T00:00:00.000Z&format=csv`,
+      { headers: { authorization: `Bearer ${TOKEN}` } },
+    );
+    expect(csv).toBe(await res.body.text());
+    expect(csv.split('\n')[0]).toMatch(/^id,/);
+    expect(csv.trim().split('\n').length).toBeGreaterThan(4);
+  });
+
+  it('says the action was not done when the session expired under it', async () => {
+    await page.goto(`${url}/ui/mandates/4`);
+    await page.getByRole('heading', { name: 'Mandate #4' }).waitFor();
+    await page.getByRole('button', { name: 'Pause' }).click();
+    // the session ends (another tab signed out, the server restarted) while the dialog is open
+    const cookie = `rebill_session=${(await context.cookies(url)).find((c) => c.name === 'rebill_session')!.value}`;
+    const state = await request(`${url}/ui/session`, { headers: { cookie } });
+    const { csrfToken } = (await state.body.json()) as { csrfToken: string };
+    const end = await request(`${url}/ui/session/end`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', cookie, 'x-csrf-token': csrfToken },
+      body: '{}',
+    });
+    expect(end.statusCode).toBe(204);
+    await end.body.text();
+    await page.getByRole('dialog').getByRole('button', { name: 'Pause' }).click();
+    await page.getByLabel('Admin token').waitFor();
+    expect(await page.getByRole('status').textContent()).toBe(
+      'Your session expired: the action was not done',
+    );
+    expect((await api('GET', '/v1/mandates/4')).body.status).toBe('active');
+    expected.push(/^HTTP 401: POST .*\/pause$/, /^console error: Failed to load resource: .* 401/);
+    await page.getByLabel('Admin token').fill(TOKEN);
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Mandate #4' }).waitFor();
   });
 
   it('signs out, and the old session is refused', async () => {

@@ -244,9 +244,13 @@ describe('hostile input: every route, every field', () => {
 
   it('query parameters and ids: NUL, control characters, unknown values and huge numbers are 400s', async () => {
     const cases = [
-      '/v1/mandates?customer=a%00b',
-      '/v1/mandates?customer=a%07b',
-      `/v1/mandates?customer=${PAN}`,
+      '/v1/mandates?customerRef=a%00b',
+      '/v1/mandates?customerRef=a%07b',
+      `/v1/mandates?customerRef=${PAN}`,
+      `/v1/charges?q=${PAN}`,
+      '/v1/charges?q=a%00b',
+      `/v1/mandates?q=${'x'.repeat(201)}`,
+      '/v1/events?before=0',
       '/v1/mandates?status=bogus',
       '/v1/mandates?status=%00',
       '/v1/mandates?limit=99999999999999999999',
@@ -261,7 +265,7 @@ describe('hostile input: every route, every field', () => {
       '/v1/mandates/99999999999999999999',
       '/v1/charges/-1',
       '/v1/runs/1.5',
-      '/v1/mandates?customer=a&customer=b',
+      '/v1/mandates?customerRef=a&customerRef=b',
     ];
     for (const path of cases) {
       const res = await send('GET', path);

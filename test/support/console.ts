@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
@@ -51,4 +51,20 @@ export function watchProblems(page: Page, problems: string[]): void {
   page.on('response', (r) => {
     if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.request().method()} ${r.url()}`);
   });
+}
+
+/** Where the README's screenshots live. */
+export const SCREENSHOTS = join(import.meta.dirname, '..', '..', 'docs', 'screenshots');
+
+/**
+ * A screenshot of the page for the README: always taken (so a page that cannot be drawn still
+ * fails), and written to docs/screenshots/<name>.png only with REBILL_SCREENSHOTS=1, so a
+ * test run never rewrites a committed picture with rendering noise. Regenerate them on purpose
+ * after a page changed: `REBILL_SCREENSHOTS=1 npx vitest run test/http/console.test.ts`.
+ */
+export async function screenshot(page: Page, name: string): Promise<void> {
+  const png = await page.screenshot({ fullPage: true });
+  if (process.env.REBILL_SCREENSHOTS !== '1') return;
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  writeFileSync(join(SCREENSHOTS, `${name}.png`), png);
 }

@@ -22,9 +22,13 @@ interface Session {
 }
 
 let session: Session | null = null;
-let onSignedOut: () => void = () => {};
+/** Why the console is back at sign-in: said there, so an operator knows what became of the click. */
+export const EXPIRED_MID_ACTION = 'Your session expired: the action was not done';
+export const EXPIRED = 'Your session expired: sign in again';
 
-export const signedOutHandler = (f: () => void) => {
+let onSignedOut: (why: string) => void = () => {};
+
+export const signedOutHandler = (f: (why: string) => void) => {
   onSignedOut = f;
 };
 export const currentSession = () => session;
@@ -59,7 +63,8 @@ async function send<T>(method: string, path: string, body?: unknown): Promise<T>
     const err = new ApiError(res.status, e?.code ?? 'error', e?.message ?? `HTTP ${res.status}`, e?.field);
     if (res.status === 401 && path !== '/ui/session') {
       session = null;
-      onSignedOut();
+      // A change refused for the session did not happen: the sign-in page says so.
+      onSignedOut(method === 'GET' ? EXPIRED : EXPIRED_MID_ACTION);
     }
     throw err;
   }

@@ -1,9 +1,19 @@
 import { BarController, BarElement, CategoryScale, Chart, Legend, LinearScale, Tooltip } from 'chart.js';
 import { useEffect, useRef } from 'preact/hooks';
+import { MEANING } from './meaning.ts';
 
 Chart.register(BarController, BarElement, CategoryScale, LinearScale, Legend, Tooltip);
 
-const COLOURS = ['#2f6f4f', '#b3412f', '#c48a1c', '#3b5b92', '#7a4f9a', '#4f7f8f'];
+/** Series without a meaning (attempts, currencies): neither green nor red. */
+const OTHERS = ['#3b5b92', '#c48a1c', '#7a4f9a', '#4f7f8f', '#8a8f8c'];
+
+/** A series' colour: its meaning's, else the next colour that means nothing. */
+export function colourOf(series: Series[], i: number): string {
+  const own = MEANING[series[i]!.label];
+  if (own) return own;
+  const plain = series.slice(0, i).filter((s) => !MEANING[s.label]).length;
+  return OTHERS[plain % OTHERS.length]!;
+}
 
 export interface Series {
   label: string;
@@ -34,7 +44,7 @@ export function BarChart(props: {
         datasets: props.series.map((s, i) => ({
           label: s.label,
           data: s.values,
-          backgroundColor: COLOURS[i % COLOURS.length],
+          backgroundColor: colourOf(props.series, i),
         })),
       },
       options: {

@@ -26,15 +26,82 @@ export function useLoad<T>(key: string, load: () => Promise<T>) {
   return { ...state, reload };
 }
 
+/** Words of the state machines as an operator reads them: `needs_new_credential` → "needs new credential". */
+export const plainWords = (text: string): string =>
+  text.replace(/\b[a-z]+(?:_[a-z]+)+\b/g, (w) => w.replaceAll('_', ' '));
+
+/** An error as one sentence: the API's (amounts in major units, state names in words) and the field it names. */
+export function errorText(error: unknown): string {
+  const message = error instanceof ApiError || error instanceof Error ? error.message : String(error);
+  const field =
+    error instanceof ApiError && error.field && !message.includes(error.field) ? ` (${error.field})` : '';
+  return `${plainWords(message)}${field}`;
+}
+
 export function ErrorBox({ error }: { error: unknown }) {
   if (!error) return null;
-  const message = error instanceof ApiError || error instanceof Error ? error.message : String(error);
-  const field = error instanceof ApiError && error.field ? ` (${error.field})` : '';
   return (
     <p class="error" role="alert">
-      {message}
-      {field}
+      {errorText(error)}
     </p>
+  );
+}
+
+/** What the last action did, or why it was refused: one line above the page, until the next. */
+export interface Notice {
+  kind: 'done' | 'refused';
+  text: string;
+}
+let notice: Notice | null = null;
+const noticeListeners = new Set<() => void>();
+export function notify(n: Notice | null): void {
+  notice = n;
+  for (const l of noticeListeners) l();
+}
+
+/**
+ * An action outside a dialog (a form's submit, a button that only asks): done, its notice; refused,
+ * the API's sentence. Resolves to the answer, or undefined when refused.
+ */
+export async function perform<T>(
+  act: () => Promise<T>,
+  notice: (result: T) => string,
+  done?: (result: T) => void,
+): Promise<T | undefined> {
+  notify(null);
+  try {
+    const result = await act();
+    notify({ kind: 'done', text: notice(result) });
+    done?.(result);
+    return result;
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 401)) notify({ kind: 'refused', text: errorText(err) });
+    return undefined;
+  }
+}
+
+/**
+ * The notice line: a success as a status, a refusal as an alert, in a bar of its own over the
+ * page (sticky, so it shows wherever the button was), never inside a row of buttons.
+ */
+export function Notices() {
+  const [, setTick] = useState(0);
+  useEffect(() => {
+    const l = () => setTick((t) => t + 1);
+    noticeListeners.add(l);
+    return () => {
+      noticeListeners.delete(l);
+    };
+  }, []);
+  if (!notice) return null;
+  const n = notice;
+  return (
+    <div class={`notice-bar ${n.kind}`} role={n.kind === 'done' ? 'status' : 'alert'}>
+      <span>{n.text}</span>
+      <button type="button" class="dismiss" aria-label="Dismiss" onClick={() => notify(null)}>
+        ×
+      </button>
+    </div>
   );
 }
 
@@ -100,7 +167,8 @@ export function Table({
 
 /**
  * A button that asks first: a modal <dialog> says what will happen, and only its confirm button
- * acts. The API's error sentence, if it refuses, shows under the button.
+ * acts. Done, the notice line says what was done (`notice`); refused, it gives the API's
+ * sentence. A session that ended meanwhile is the sign-in page's to say.
  */
 export function ConfirmAction(props: {
   label: string;
@@ -108,23 +176,25 @@ export function ConfirmAction(props: {
   confirm?: string;
   danger?: boolean;
   act: () => Promise<unknown>;
+  /** The success notice: "Mandate 12 paused". */
+  notice: string | ((result: unknown) => string);
   done?: (result: unknown) => void;
   children?: ComponentChildren;
 }) {
   const dialog = useRef<HTMLDialogElement>(null);
   const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
   const run = async (e: Event) => {
     e.preventDefault();
     setBusy(true);
-    setError(null);
+    notify(null);
     try {
       const result = await props.act();
       dialog.current?.close();
+      notify({ kind: 'done', text: typeof props.notice === 'string' ? props.notice : props.notice(result) });
       props.done?.(result);
     } catch (err) {
       dialog.current?.close();
-      setError(err);
+      if (!(err instanceof ApiError && err.status === 401)) notify({ kind: 'refused', text: errorText(err) });
     } finally {
       setBusy(false);
     }
@@ -148,7 +218,6 @@ export function ConfirmAction(props: {
           </div>
         </form>
       </dialog>
-      <ErrorBox error={error} />
     </span>
   );
 }

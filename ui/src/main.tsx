@@ -2,7 +2,7 @@ import type { JSX } from 'preact';
 import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { resumeSession, signedOutHandler, signIn, signOut } from './api.ts';
-import { ErrorBox } from './components.tsx';
+import { ErrorBox, Notices, notify } from './components.tsx';
 import { ChargePage, Charges } from './pages/charges.tsx';
 import { Events } from './pages/events.tsx';
 import { MandatePage, Mandates } from './pages/mandates.tsx';
@@ -53,7 +53,7 @@ function Route({ path, query }: { path: string; query: URLSearchParams }) {
   );
 }
 
-function SignIn({ onSignedIn }: { onSignedIn: () => void }) {
+function SignIn({ onSignedIn, why }: { onSignedIn: () => void; why: string | null }) {
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
   const field = useRef<HTMLInputElement>(null);
@@ -77,6 +77,11 @@ function SignIn({ onSignedIn }: { onSignedIn: () => void }) {
     <main class="signin">
       <form onSubmit={submit} aria-label="Sign in">
         <h1>rebill console</h1>
+        {why && (
+          <p class="notice" role="status">
+            {why}
+          </p>
+        )}
         <label class="field">
           <span>Admin token</span>
           <input ref={field} type="password" name="token" autoComplete="current-password" required />
@@ -93,10 +98,19 @@ function SignIn({ onSignedIn }: { onSignedIn: () => void }) {
 function App() {
   const [state, setState] = useState<'loading' | 'in' | 'out'>('loading');
   const [error, setError] = useState<unknown>(null);
+  const [why, setWhy] = useState<string | null>(null);
   const { path, query } = useLocation();
   useEffect(() => {
-    document.addEventListener('click', linkHandler);
-    signedOutHandler(() => setState('out'));
+    document.addEventListener('click', (e) => {
+      // A notice is about the page it was given on: following a link leaves it behind.
+      if ((e.target as HTMLElement).closest('a')) notify(null);
+      linkHandler(e);
+    });
+    signedOutHandler((reason) => {
+      notify(null);
+      setWhy(reason);
+      setState('out');
+    });
     resumeSession().then(
       (s) => setState(s ? 'in' : 'out'),
       (err: unknown) => {
@@ -110,7 +124,13 @@ function App() {
     return (
       <>
         <ErrorBox error={error} />
-        <SignIn onSignedIn={() => setState('in')} />
+        <SignIn
+          why={why}
+          onSignedIn={() => {
+            setWhy(null);
+            setState('in');
+          }}
+        />
       </>
     );
   const section = path === '/' ? '/' : `/${path.split('/')[1]}`;
@@ -143,6 +163,7 @@ function App() {
         </button>
       </header>
       <main>
+        <Notices />
         <Route path={path} query={query} />
       </main>
     </div>

@@ -3,6 +3,7 @@
  * the server is bundled), so the console cannot drift from what the API returns.
  */
 
+export type { ActivityItem } from '../../src/billing/mandates/activity.ts';
 export type { ChangeView as Change } from '../../src/billing/mandates/changes.ts';
 export type { Forecast as ForecastAnswer } from '../../src/billing/mandates/forecast.ts';
 export type { MandateDetail, MandateView as Mandate } from '../../src/billing/mandates/views.ts';

@@ -16,6 +16,7 @@ export {
   pauseMandate,
   queueCharge,
   resumeMandate,
+  undoCancelAtPeriodEnd,
 } from './lifecycle.ts';
 export {
   type CreateMandateInput,

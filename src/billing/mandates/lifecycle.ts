@@ -145,6 +145,28 @@ export async function cancelMandate(
 }
 
 /**
+ * Undo a cancel scheduled for the end of the period: the mandate renews as before. Refused when
+ * none is scheduled, or the mandate has ended meanwhile (its period ended: too late).
+ */
+export async function undoCancelAtPeriodEnd(ctx: BillingContext, id: number): Promise<MandateView> {
+  const m = await getMandate(ctx.database, id);
+  if (m.status === 'cancelled' || m.status === 'completed')
+    throw new ConflictError(`mandate ${id} is ${m.status}: too late to keep it`);
+  if (!m.cancelAtPeriodEnd) throw new ConflictError(`mandate ${id} has no cancel scheduled`);
+  await ctx.database.db.transaction(async (tx) => {
+    // Only while still scheduled: a run that ended it meanwhile wins, and nothing is written.
+    const kept = await ctx.database.rows<{ id: number }>(
+      sql`update mandates set cancel_at_period_end = false, updated_at = now()
+           where id = ${id} and cancel_at_period_end and status not in ('cancelled', 'completed') returning id`,
+      tx,
+    );
+    if (kept.length === 0) throw new ConflictError(`mandate ${id} changed meanwhile; look again`);
+    await writeAudit(tx, 'mandate', id, m.status, m.status, 'cancel at period end undone');
+  });
+  return getMandate(ctx.database, id);
+}
+
+/**
  * New card details for a mandate (after a refusal asked for them, or any time): a new
  * credential, the mandate moved onto it and active again, and its charges waiting for a
  * credential or stopped scheduled for a retry now.

@@ -1,6 +1,7 @@
 import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
 import type { attempts, charges, credentials, links, mandates } from '../../db/schema.ts';
+import { checkSearchText, customersByPrefix, searchId } from '../../db/search.ts';
 import type { RawRow } from '../../db/values.ts';
 import { NotFoundError } from '../../errors.ts';
 
@@ -115,7 +116,10 @@ export async function getMandate(database: Database, id: number): Promise<Mandat
 export interface ListFilter {
   status?: string | undefined;
   intent?: string | undefined;
+  /** Customer refs starting with this (`ada` finds `ada-1`). */
   customerRef?: string | undefined;
+  /** The search (src/db/search.ts): a mandate id, a transaction reference, or a customer ref prefix. */
+  q?: string | undefined;
   gateway?: string | undefined;
   limit?: number | undefined;
   /** Keyset pagination: mandates with id > after. */
@@ -129,7 +133,11 @@ export async function listMandates(
   const where: SQL[] = [sql`true`];
   if (f.status) where.push(sql`m.status = ${f.status}`);
   if (f.intent) where.push(sql`m.intent = ${f.intent}`);
-  if (f.customerRef) where.push(sql`cu.ref = ${f.customerRef}`);
+  if (f.customerRef !== undefined) {
+    checkSearchText('customerRef', f.customerRef);
+    where.push(sql`m.customer_id = any(array(${customersByPrefix(f.customerRef)}))`);
+  }
+  if (f.q !== undefined) where.push(mandateSearch(f.q));
   if (f.gateway) where.push(sql`m.gateway = ${f.gateway}`);
   if (f.after !== undefined) where.push(sql`m.id > ${f.after}`);
   const limit = Math.min(Math.max(f.limit ?? 50, 1), 1000);
@@ -138,6 +146,17 @@ export async function listMandates(
   );
   const items = rows.slice(0, limit).map(toView);
   return { items, next: rows.length > limit ? (items.at(-1)?.id ?? null) : null };
+}
+
+/** The mandates a search names: by id, by a transaction reference of one of its charges, by customer ref prefix. */
+function mandateSearch(q: string): SQL {
+  checkSearchText('q', q);
+  const id = searchId(q);
+  return sql`m.id = any(array(
+      ${id === null ? sql`` : sql`select ${id}::bigint union `}
+      select c.mandate_id from attempts a join charges c on c.id = a.charge_id where a.transaction_reference = ${q}
+      union select c.mandate_id from payment_actions pa join charges c on c.id = pa.charge_id where pa.reference = ${q}
+      union select m2.id from mandates m2 where m2.customer_id = any(array(${customersByPrefix(q)}))))`;
 }
 
 export interface MandateDetail extends MandateView {

@@ -1,8 +1,9 @@
 import { type SQL, sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
 import type { attempts, charges, credentials, paymentActions } from '../../db/schema.ts';
+import { checkSearchText, customersByPrefix, searchId } from '../../db/search.ts';
 import type { RawRow } from '../../db/values.ts';
-import { CHARGE_ACTION_STATES } from '../../domain/charge-actions.ts';
+import { CHARGE_ACTION_STATES, RETRY_MANDATE_STATUSES } from '../../domain/charge-actions.ts';
 import type { ChargeState } from '../../domain/lifecycle.ts';
 import { ConflictError, NotFoundError } from '../../errors.ts';
 import type { Intent } from '../../gateways/types.ts';
@@ -15,6 +16,8 @@ import { lockMandate, transitionCharge, transitionMandate } from '../sql/transit
 export interface ChargeView {
   id: number;
   mandateId: number;
+  /** The mandate's customer. */
+  customerRef: string;
   cycle: number;
   /** `cycle`, or `proration`: a one-off for a mandate change. */
   kind: string;
@@ -60,7 +63,8 @@ export interface ChargeDetail extends ChargeView {
   disputes: DisputeView[];
 }
 
-const chargeSelect = sql`select c.*, pa.transaction_reference as paid_reference,
+const chargeSelect = sql`select c.*, (select cu.ref from mandates m join customers cu on cu.id = m.customer_id
+     where m.id = c.mandate_id) as customer_ref, pa.transaction_reference as paid_reference,
     la.transaction_reference as last_reference, la.state as last_state, la.refusal_code, la.refusal_description, la.advice_code,
     la.decision, la.decision_reason, la.correlation_id
   from charges c
@@ -70,7 +74,12 @@ const chargeSelect = sql`select c.*, pa.transaction_reference as paid_reference,
 /** A row of `chargeSelect`: the charge, the paid attempt's reference and the last attempt (null without one). */
 type ChargeRow = RawRow<typeof charges> & {
   [K in keyof LastAttempt]: LastAttempt[K] | null;
-} & { paid_reference: string | null; last_reference: string | null; last_state: string | null };
+} & {
+  customer_ref: string;
+  paid_reference: string | null;
+  last_reference: string | null;
+  last_state: string | null;
+};
 type LastAttempt = Pick<
   RawRow<typeof attempts>,
   'refusal_code' | 'refusal_description' | 'advice_code' | 'decision' | 'decision_reason' | 'correlation_id'
@@ -80,6 +89,7 @@ function toChargeView(r: ChargeRow): ChargeView {
   return {
     id: r.id,
     mandateId: r.mandate_id,
+    customerRef: r.customer_ref,
     cycle: r.cycle,
     kind: r.kind,
     amount: r.amount,
@@ -118,6 +128,10 @@ export interface ChargeFilter {
   /** Only charges whose last attempt was refused with this code. */
   refusalCode?: string | undefined;
   mandateId?: number | undefined;
+  /** Only charges of customers whose ref starts with this (`ada` finds `ada-1`). */
+  customerRef?: string | undefined;
+  /** The search (src/db/search.ts): a charge id, a transaction reference, or a customer ref prefix. */
+  q?: string | undefined;
   /** Only charges due at or after this instant. */
   dueFrom?: Date | undefined;
   /** Only charges due before this instant. */
@@ -142,6 +156,11 @@ export async function listCharges(
   } else if (f.state) where.push(sql`c.state = ${f.state}`);
   if (f.refusalCode) where.push(sql`la.refusal_code = ${f.refusalCode}`);
   if (f.mandateId !== undefined) where.push(sql`c.mandate_id = ${f.mandateId}`);
+  if (f.customerRef !== undefined) {
+    checkSearchText('customerRef', f.customerRef);
+    where.push(sql`c.mandate_id = any(array(${mandatesOfCustomers(f.customerRef)}))`);
+  }
+  if (f.q !== undefined) where.push(chargeSearch(f.q));
   if (f.dueFrom) where.push(sql`c.due_at >= ${f.dueFrom.toISOString()}::timestamptz`);
   if (f.dueTo) where.push(sql`c.due_at < ${f.dueTo.toISOString()}::timestamptz`);
   if (f.after !== undefined) where.push(sql`c.id > ${f.after}`);
@@ -151,6 +170,20 @@ export async function listCharges(
   );
   const items = rows.slice(0, limit).map(toChargeView);
   return { items, next: rows.length > limit ? (items.at(-1)?.id ?? null) : null };
+}
+
+const mandatesOfCustomers = (prefix: string) =>
+  sql`select m.id from mandates m where m.customer_id = any(array(${customersByPrefix(prefix)}))`;
+
+/** The charges a search names: by id, by a transaction reference (attempt or action), by customer ref prefix. */
+function chargeSearch(q: string): SQL {
+  checkSearchText('q', q);
+  const id = searchId(q);
+  return sql`c.id = any(array(
+      ${id === null ? sql`` : sql`select ${id}::bigint union `}
+      select a.charge_id from attempts a where a.transaction_reference = ${q}
+      union select pa.charge_id from payment_actions pa where pa.reference = ${q}
+      union select c2.id from charges c2 where c2.mandate_id = any(array(${mandatesOfCustomers(q)}))))`;
 }
 
 export async function getCharge(database: Database, id: number): Promise<ChargeDetail> {
@@ -256,7 +289,7 @@ export async function retryNow(ctx: BillingContext, id: number): Promise<RunRepo
     );
   }
   // A paused mandate stays paused: its operator resumes it first. Only a stopped one is revived.
-  if (c.mandate_status !== 'active' && c.mandate_status !== 'stopped')
+  if (!RETRY_MANDATE_STATUSES.includes(c.mandate_status))
     throw new ConflictError(`mandate ${charge.mandateId} is ${c.mandate_status}: resume it first`);
   const credentialId = c.id;
   const history = await loadCardHistory(ctx.database, [credentialId], now);

@@ -30,7 +30,19 @@ export interface PaymentEventsOutcome {
   charge: ChargeDetail;
 }
 
-/** Ask the gateway where the payment is now and apply it (what the daemon's follow-up does). */
+/** A charge's payment events as recorded (webhooks and queries), oldest first: read only, nothing asked. */
+export async function recordedPaymentEvents(
+  ctx: BillingContext,
+  chargeId: number,
+): Promise<{ chargeId: number; items: ChargeDetail['events'] }> {
+  const charge = await getCharge(ctx.database, chargeId);
+  return { chargeId, items: charge.events };
+}
+
+/**
+ * Ask the gateway where the payment is now and apply it (what the daemon's follow-up does): the
+ * POST of a charge's query, never a GET, since the answer is written.
+ */
 export async function paymentEvents(ctx: BillingContext, chargeId: number): Promise<PaymentEventsOutcome> {
   const rows =
     await ctx.database.rows<AuthorizedPaymentRow>(sql`select c.authorized_attempt_id, c.state, m.gateway, a.gateway_payment_id,

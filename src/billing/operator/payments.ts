@@ -21,7 +21,7 @@ import { type ChargeDetail, getCharge } from './charges.ts';
 import type { AuthorizedPaymentRow } from './payment-events.ts';
 
 /** The payment's room: an action, and the events query that resolves one left unknown. */
-export { type PaymentEventsOutcome, paymentEvents } from './payment-events.ts';
+export { type PaymentEventsOutcome, paymentEvents, recordedPaymentEvents } from './payment-events.ts';
 
 /**
  * Operator actions on a charge's payment (the authorized attempt): settle, partial settle,

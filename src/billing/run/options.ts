@@ -70,6 +70,8 @@ export interface RunReport {
   /** Dry runs: what would be charged. */
   forecast?: {
     mandateId: number;
+    /** The mandate's customer, as every list shows it. */
+    customerRef: string;
     /** null for a prorated one-off a scheduled change would create. */
     cycle: number | null;
     amount: number;

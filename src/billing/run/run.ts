@@ -165,15 +165,17 @@ async function forecast(ctx: BillingContext, opts: RunOptions): Promise<NonNulla
   const rows = await ctx.database.rows<
     Pick<RawRow<typeof charges>, 'mandate_id' | 'cycle' | 'kind' | 'amount' | 'currency' | 'state'> & {
       next_attempt_at: Date;
+      customer_ref: string;
     }
-  >(sql`select c.mandate_id, c.cycle, c.kind, c.amount, c.currency, c.next_attempt_at, c.state
-      from charges c join mandates m on m.id = c.mandate_id
+  >(sql`select c.mandate_id, c.cycle, c.kind, c.amount, c.currency, c.next_attempt_at, c.state, cu.ref as customer_ref
+      from charges c join mandates m on m.id = c.mandate_id join customers cu on cu.id = m.customer_id
      where c.state in ('pending', 'retry_scheduled') and c.next_attempt_at <= ${opts.asOf.toISOString()}::timestamptz
        and ${mandateReleasesCharges('m')} ${filter}
      order by c.next_attempt_at, c.id limit ${limit}`);
   for (const r of rows)
     out.push({
       mandateId: r.mandate_id,
+      customerRef: r.customer_ref,
       cycle: r.cycle,
       amount: r.amount,
       currency: r.currency,
@@ -190,6 +192,7 @@ async function forecast(ctx: BillingContext, opts: RunOptions): Promise<NonNulla
     if (out.length >= limit) break;
     out.push({
       mandateId: c.mandateId,
+      customerRef: c.customerRef,
       cycle: c.cycle,
       amount: c.amount,
       currency: c.currency,

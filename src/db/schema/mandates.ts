@@ -15,12 +15,18 @@ import { created, id, money, oneOf, ref, ts } from './columns.ts';
 
 /** Who is charged and with what: customers, their credentials and links, mandates and their scheduled changes. */
 
-export const customers = pgTable('customers', {
-  id: id(),
-  ref: text('ref').notNull().unique(),
-  name: text('name'),
-  createdAt: created(),
-});
+export const customers = pgTable(
+  'customers',
+  {
+    id: id(),
+    ref: text('ref').notNull().unique(),
+    name: text('name'),
+    createdAt: created(),
+  },
+  // The lists' search finds a customer ref by prefix (`ref like 'ada%'`): the unique index's
+  // collation cannot serve a LIKE, text_pattern_ops can.
+  (t) => [index('customers_ref_prefix_idx').on(t.ref.op('text_pattern_ops'))],
+);
 export type Customer = typeof customers.$inferSelect;
 
 /**

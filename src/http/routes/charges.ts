@@ -5,13 +5,17 @@ import { getCharge, listCharges, retryNow } from '../../billing/operator/charges
 import { parseInstant } from '../../domain/instant.ts';
 import { chargeMachine, disputeMachine } from '../../domain/lifecycle.ts';
 import { defineRoute, type RouteDef } from '../route.ts';
-import { emptyBody, int, oneOf } from './filters.ts';
+import { emptyBody, int, oneOf, searchText } from './filters.ts';
 
 const chargeStates = [...Object.keys(chargeMachine.transitions), 'dunning'];
 const chargeQuery = z
   .object({
     state: oneOf(chargeStates).optional(),
     mandateId: int.optional(),
+    /** Customer refs starting with this, as `rebill charges list --customer-ref`. */
+    customerRef: searchText.optional(),
+    /** The search, as `--search`: a charge id or a transaction reference exactly, or a customer ref by prefix. */
+    q: searchText.optional(),
     /** The last refusal's code, as `rebill charges list --code`. */
     code: z
       .string()
@@ -43,7 +47,8 @@ export function chargeRoutes(ctx: BillingContext): RouteDef[] {
       method: 'GET',
       url: '/v1/charges',
       tag: 'charges',
-      summary: 'List charges with their last refusal code, advice, decision and next attempt',
+      summary:
+        'List charges with their last refusal code, advice, decision and next attempt. `customerRef` finds customer refs by prefix; `q` finds a charge id or a transaction reference exactly, or a customer ref by prefix',
       query: chargeQuery,
       status: 200,
       handler: async ({ query: { code, dueFrom, dueTo, ...q } }) =>

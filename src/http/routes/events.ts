@@ -4,6 +4,7 @@ import {
   createEndpoint,
   DELIVERY_STATES,
   endpointInputSchema,
+  endpointUpdateSchema,
   getEndpoint,
   listDeliveries,
   listEndpoints,
@@ -11,8 +12,9 @@ import {
   resendDelivery,
   rotateSecret,
   testEndpoint,
+  updateEndpoint,
 } from '../../events/endpoints.ts';
-import { listEvents } from '../../events/sequence.ts';
+import { getEvent, listEvents } from '../../events/sequence.ts';
 import { eventTypes } from '../../events/types.ts';
 import { defineRoute, type RouteDef } from '../route.ts';
 import { emptyBody, int, oneOf } from './filters.ts';
@@ -20,6 +22,8 @@ import { emptyBody, int, oneOf } from './filters.ts';
 const eventQuery = z
   .object({
     after: z.coerce.number().int().min(0).optional(),
+    before: int.optional(),
+    order: z.enum(['asc', 'desc']).optional(),
     type: oneOf(eventTypes).optional(),
     mandateId: int.optional(),
     limit: int.max(1000).optional(),
@@ -41,18 +45,36 @@ export function eventRoutes(ctx: BillingContext): RouteDef[] {
       url: '/v1/events',
       tag: 'events',
       summary:
-        'Events in id order after a cursor (`after`, the last id read); `next` is the cursor of the next page',
+        'The event log with each payload, newest first; filters `type` and `mandateId`. Newest first, `next` is passed as `before` (older) and `previous` as `after` with `order=desc` (newer). `after` alone (a polling consumer, 0 for the start) reads oldest first, and then `next` is passed as `after`',
       query: eventQuery,
       status: 200,
       response: {
         type: 'object',
-        required: ['items', 'next'],
+        required: ['items', 'next', 'previous'],
         properties: {
           items: { type: 'array', items: { $ref: '#/components/schemas/Event' } },
-          next: { type: ['string', 'null'], description: 'The cursor of the next page, or null at the end' },
+          next: {
+            type: ['string', 'null'],
+            description:
+              'The cursor of the next page in this order, or null at the end: `before` when newest first, `after` when oldest first',
+          },
+          previous: {
+            type: ['string', 'null'],
+            description:
+              'The cursor of the page before, or null at the start: `after` (with `order=desc`) when newest first, `before` when oldest first',
+          },
         },
       },
       handler: async ({ query }) => listEvents(ctx.database, query),
+    }),
+    defineRoute({
+      method: 'GET',
+      url: '/v1/events/:id',
+      tag: 'events',
+      summary: 'One event with its payload',
+      status: 200,
+      response: { $ref: '#/components/schemas/Event' },
+      handler: async ({ params }) => getEvent(ctx.database, params.id),
     }),
     defineRoute({
       method: 'POST',
@@ -87,6 +109,20 @@ export function eventRoutes(ctx: BillingContext): RouteDef[] {
       summary: 'An endpoint (without its secret)',
       status: 200,
       handler: async ({ params }) => getEndpoint(ctx, params.id),
+    }),
+    defineRoute({
+      method: 'PATCH',
+      url: '/v1/webhook-endpoints/:id',
+      tag: 'webhooks',
+      summary: 'Change the event types an endpoint receives (from the next event on), or its description',
+      body: endpointUpdateSchema,
+      bodyRequired: true,
+      examples: {
+        dunningOnly: { events: ['charge.refused', 'charge.failed', 'mandate.needs_new_credential'] },
+        everything: { events: ['*'] },
+      },
+      status: 200,
+      handler: async ({ params, body }) => updateEndpoint(ctx, params.id, body),
     }),
     defineRoute({
       method: 'DELETE',

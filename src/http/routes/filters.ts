@@ -15,3 +15,6 @@ export const currency = z
 
 /** The body of an action that takes no options: nothing, or `{}`. */
 export const emptyBody = z.object({}).strict();
+
+/** A search text or customer ref prefix (src/db/search.ts). */
+export const searchText = z.string().min(1, 'must not be empty').max(200);

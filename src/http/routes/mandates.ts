@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { BillingContext } from '../../billing/context.ts';
+import { mandateActivity } from '../../billing/mandates/activity.ts';
 import {
   cancelChange,
   listChanges,
@@ -17,23 +18,29 @@ import {
   queueCharge,
   resumeMandate,
   showMandate,
+  undoCancelAtPeriodEnd,
 } from '../../billing/mandates/index.ts';
 import { mandateMachine } from '../../domain/lifecycle.ts';
 import { defineRoute, type RouteDef } from '../route.ts';
-import { emptyBody, int, oneOf } from './filters.ts';
+import { emptyBody, int, oneOf, searchText } from './filters.ts';
 
 const mandateStatuses = Object.keys(mandateMachine.transitions);
 const mandateQuery = z
   .object({
     status: oneOf(mandateStatuses).optional(),
     intent: z.enum(['subscription', 'instalment', 'unscheduled']).optional(),
-    customer: z.string().min(1).max(128).optional(),
+    customerRef: searchText.optional(),
+    /** The search: a mandate id, a transaction reference, or a customer ref prefix. */
+    q: searchText.optional(),
+    /** Deprecated spelling of customerRef, kept for one release. */
+    customer: searchText.optional(),
     gateway: z.enum(['worldpay', 'liquido']).optional(),
     limit: int.max(1000).optional(),
     after: int.optional(),
   })
   .strict();
 const cancelBody = z.object({ atPeriodEnd: z.boolean().optional() }).strict();
+const activityQuery = z.object({ limit: int.max(1000).optional(), before: int.optional() }).strict();
 const queueBody = z.object({ amount: z.number().int().positive().optional() }).strict();
 
 /** Mandates: created, listed, paused and resumed, cancelled, changed, given a credential or a charge. */
@@ -78,14 +85,16 @@ export function mandateRoutes(ctx: BillingContext): RouteDef[] {
       method: 'GET',
       url: '/v1/mandates',
       tag: 'mandates',
-      summary: 'List mandates (filters, keyset pagination with `after`)',
+      summary:
+        'List mandates (filters, keyset pagination with `after`). `customerRef` finds customer refs by prefix; `q` finds a mandate id or a transaction reference exactly, or a customer ref by prefix',
       query: mandateQuery,
       status: 200,
       handler: async ({ query: q }) =>
         listMandates(db, {
           status: q.status,
           intent: q.intent,
-          customerRef: q.customer,
+          customerRef: q.customerRef ?? q.customer,
+          q: q.q,
           gateway: q.gateway,
           limit: q.limit,
           after: q.after,
@@ -145,6 +154,26 @@ export function mandateRoutes(ctx: BillingContext): RouteDef[] {
       status: 200,
       handler: async ({ params, body }) =>
         cancelMandate(ctx, params.id, { atPeriodEnd: body.atPeriodEnd ?? false }),
+    }),
+    defineRoute({
+      method: 'POST',
+      url: '/v1/mandates/:id/undo-cancel',
+      tag: 'mandates',
+      summary: 'Undo a cancel scheduled for the end of the period: the mandate renews as before',
+      body: emptyBody,
+      bodyFirst: true,
+      status: 200,
+      handler: async ({ params }) => undoCancelAtPeriodEnd(ctx, params.id),
+    }),
+    defineRoute({
+      method: 'GET',
+      url: '/v1/mandates/:id/activity',
+      tag: 'mandates',
+      summary:
+        "The mandate's activity from the audit trail, newest first: its own moves and changes, its charges', their payment actions' and its credentials'",
+      query: activityQuery,
+      status: 200,
+      handler: async ({ params, query }) => mandateActivity(db, params.id, query),
     }),
     defineRoute({
       method: 'POST',

@@ -6,8 +6,10 @@ import {
   type PaymentOp,
   paymentAction,
   paymentEvents,
+  recordedPaymentEvents,
 } from '../../billing/operator/payments.ts';
 import { defineRoute, type RouteDef } from '../route.ts';
+import { emptyBody } from './filters.ts';
 
 /** The payment actions: one route each, the body with an amount where the action takes part of one. */
 const actions: { path: string; kind: PaymentOp; body: z.ZodType; summary: string }[] = [
@@ -50,8 +52,20 @@ export function paymentRoutes(ctx: BillingContext): RouteDef[] {
     defineRoute({
       method: 'GET',
       url: '/v1/charges/:id/events',
-      tag: 'payments',
-      summary: "Ask the gateway for the payment's latest status and apply it",
+      tag: 'charges',
+      summary:
+        "The payment's events as recorded (webhooks and queries), oldest first. Reads only: POST /v1/charges/{id}/query asks the gateway",
+      status: 200,
+      handler: async ({ params }) => recordedPaymentEvents(ctx, params.id),
+    }),
+    defineRoute({
+      method: 'POST',
+      url: '/v1/charges/:id/query',
+      tag: 'charges',
+      summary:
+        "Ask the gateway for the payment's latest status and apply it (as `rebill charges query`); answers what was found and applied",
+      body: emptyBody,
+      bodyFirst: true,
       status: 200,
       handler: async ({ params }) => paymentEvents(ctx, params.id),
     }),
@@ -59,7 +73,7 @@ export function paymentRoutes(ctx: BillingContext): RouteDef[] {
       defineRoute({
         method: 'POST',
         url: `/v1/charges/:id/${p.path}`,
-        tag: 'payments',
+        tag: 'charges',
         summary: `${p.summary} (amount checks are done before the gateway is called)`,
         body: p.body,
         examples: p.body === amountInputSchema ? { part: { amount: 1000 } } : { whole: {} },

@@ -1,15 +1,18 @@
 import { Fragment, type JSX } from 'preact';
+import { useState } from 'preact/hooks';
+import type { PaymentEventsOutcome } from '../../../src/billing/operator/payment-events.ts';
+import type { PaymentActionOutcome } from '../../../src/billing/operator/payments.ts';
 import { type ChargeAction, chargeActions } from '../../../src/domain/charge-actions.ts';
 import { chargeMachine } from '../../../src/domain/lifecycle.ts';
 import { parseMajor } from '../../../src/domain/money.ts';
 import { api } from '../api.ts';
-import { Badge, ConfirmAction, Field, Loading, Table, useLoad } from '../components.tsx';
+import { Badge, ConfirmAction, Field, Loading, perform, Table, useLoad } from '../components.tsx';
 import { dateToIso, money, when } from '../format.ts';
 import { filtersOf, href, submitFilters } from '../router.ts';
 import type { Charge, ChargeDetail, MandateDetail, Page } from '../types.ts';
 
 /** The filter's choices: the charge table's states, and `dunning` (the states dunning holds). */
-const FILTERS = ['state', 'code', 'dueFrom', 'dueTo'] as const;
+const FILTERS = ['q', 'state', 'code', 'dueFrom', 'dueTo'] as const;
 
 export const CHARGE_STATES = ['dunning', ...Object.keys(chargeMachine.transitions)];
 
@@ -19,6 +22,7 @@ export function Charges({ query }: { query: URLSearchParams }) {
 
   const data = useLoad(JSON.stringify(f), () =>
     api.get<Page<Charge>>('/v1/charges', {
+      q: f.q,
       state: f.state,
       code: f.code,
       dueFrom: f.dueFrom ? dateToIso(f.dueFrom) : undefined,
@@ -32,6 +36,15 @@ export function Charges({ query }: { query: URLSearchParams }) {
     <section>
       <h1>Charges</h1>
       <form class="filters" onSubmit={submit} aria-label="Filter charges" key={JSON.stringify(f)}>
+        <Field label="Search">
+          <input
+            name="q"
+            type="search"
+            defaultValue={f.q}
+            maxLength={128}
+            placeholder="charge id, transaction reference or customer"
+          />
+        </Field>
         <Field label="State">
           <select name="state">
             <option value="">any</option>
@@ -61,6 +74,7 @@ export function Charges({ query }: { query: URLSearchParams }) {
               head={[
                 'charge',
                 'mandate',
+                'customer',
                 'cycle',
                 'amount',
                 'due',
@@ -73,6 +87,7 @@ export function Charges({ query }: { query: URLSearchParams }) {
               rows={page.items.map((c) => [
                 <a href={href(`/charges/${c.id}`)}>#{c.id}</a>,
                 <a href={href(`/mandates/${c.mandateId}`)}>#{c.mandateId}</a>,
+                c.customerRef,
                 c.kind === 'cycle' ? c.cycle : c.kind,
                 money(c.amount, c.currency),
                 when(c.dueAt),
@@ -98,7 +113,7 @@ export function ChargePage({ id }: { id: number }) {
   const data = useLoad(`charge-${id}`, async () => {
     const c = await api.get<ChargeDetail>(`/v1/charges/${id}`);
     const m = await api.get<MandateDetail>(`/v1/mandates/${c.mandateId}`);
-    return { c, attempts: m.charges.find((x) => x.id === id)?.attempts ?? [] };
+    return { c, m, attempts: m.charges.find((x) => x.id === id)?.attempts ?? [] };
   });
   return (
     <section>
@@ -106,7 +121,7 @@ export function ChargePage({ id }: { id: number }) {
         <a href={href('/charges')}>← Charges</a>
       </p>
       <Loading state={data}>
-        {({ c, attempts }) => (
+        {({ c, m, attempts }) => (
           <>
             <h1>
               Charge #{c.id} <Badge value={c.state} />
@@ -131,7 +146,7 @@ export function ChargePage({ id }: { id: number }) {
               <dt>Next attempt</dt>
               <dd>{c.state === 'retry_scheduled' ? when(c.nextAttemptAt) : '—'}</dd>
             </dl>
-            <ChargeActions c={c} reload={data.reload} />
+            <ChargeActions c={c} m={m} reload={data.reload} />
             <h2>Attempts</h2>
             <Table
               label="Attempts"
@@ -184,20 +199,31 @@ export function AmountInput({ id, currency }: { id: string; currency: string }) 
   );
 }
 
-function ChargeActions({ c, reload }: { c: ChargeDetail; reload: () => void }) {
+/** "Refund of 10.00 GBP sent": what a payment action's answer says was asked of the gateway. */
+function sent(what: string, r: unknown): string {
+  const o = r as PaymentActionOutcome;
+  const amount = o.amount === null ? '' : ` of ${money(o.amount, o.currency)}`;
+  return o.outcome === 'unknown'
+    ? `${what}${amount} sent; Worldpay's answer was lost: ask Worldpay before trying again`
+    : `${what}${amount} sent`;
+}
+
+function ChargeActions({ c, m, reload }: { c: ChargeDetail; m: MandateDetail; reload: () => void }) {
   const post = (path: string, body: unknown = {}) => api.post(`/v1/charges/${c.id}/${path}`, body);
   const amountOf = (id: string) =>
     parseMajor((document.getElementById(id) as HTMLInputElement).value, c.currency, 'amount');
   const ref = money(c.amount, c.currency);
-  const offered = chargeActions(c);
-  if (offered.length === 0)
-    return <p class="actions-none">No action applies to a {c.state.replaceAll('_', ' ')} charge.</p>;
+  const left = money(c.settledAmount - c.refundedAmount, c.currency);
+  const offered = chargeActions(c, { status: m.status, credentialStatus: m.credential.status });
+  // Retry is the state's own action but the mandate or its card holds it back: say what does.
+  const held = chargeActions(c).includes('retryNow') && !offered.includes('retryNow');
   const buttons: Record<ChargeAction, () => JSX.Element> = {
     retryNow: () => (
       <ConfirmAction
         label="Retry now"
         question={`Retry charge #${c.id} (${ref}) now, if its scheme rules allow it?`}
         act={() => post('retry-now')}
+        notice={`Charge ${c.id} retried`}
         done={reload}
       />
     ),
@@ -206,6 +232,7 @@ function ChargeActions({ c, reload }: { c: ChargeDetail; reload: () => void }) {
         label="Settle"
         question={`Settle the authorized ${ref}?`}
         act={() => post('settle')}
+        notice={(r) => sent('Settlement', r)}
         done={reload}
       />
     ),
@@ -214,6 +241,7 @@ function ChargeActions({ c, reload }: { c: ChargeDetail; reload: () => void }) {
         label="Partial settle"
         question={`Settle part of charge #${c.id}.`}
         act={() => post('partial-settle', { amount: amountOf(`ps-${c.id}`) })}
+        notice={(r) => sent('Partial settlement', r)}
         done={reload}
       >
         <AmountInput id={`ps-${c.id}`} currency={c.currency} />
@@ -225,6 +253,7 @@ function ChargeActions({ c, reload }: { c: ChargeDetail; reload: () => void }) {
         danger
         question={`Cancel the authorization of charge #${c.id}?`}
         act={() => post('cancel')}
+        notice={(r) => sent('Cancellation', r)}
         done={reload}
       />
     ),
@@ -232,8 +261,9 @@ function ChargeActions({ c, reload }: { c: ChargeDetail; reload: () => void }) {
       <ConfirmAction
         label="Refund"
         danger
-        question={`Refund the ${money(c.settledAmount - c.refundedAmount, c.currency)} settled and not refunded of charge #${c.id}?`}
+        question={`Refund the ${left} settled and not refunded of charge #${c.id}?`}
         act={() => post('refund')}
+        notice={(r) => sent('Refund', r)}
         done={reload}
       />
     ),
@@ -241,8 +271,9 @@ function ChargeActions({ c, reload }: { c: ChargeDetail; reload: () => void }) {
       <ConfirmAction
         label="Partial refund"
         danger
-        question={`Refund part of charge #${c.id}.`}
+        question={`Refund part of charge #${c.id} (${left} left to refund).`}
         act={() => post('partial-refund', { amount: amountOf(`pr-${c.id}`) })}
+        notice={(r) => sent('Partial refund', r)}
         done={reload}
       >
         <AmountInput id={`pr-${c.id}`} currency={c.currency} />
@@ -254,15 +285,57 @@ function ChargeActions({ c, reload }: { c: ChargeDetail; reload: () => void }) {
         danger
         question={`Reverse charge #${c.id} (${ref}): Worldpay cancels or refunds it, as its state requires?`}
         act={() => post('reversal')}
+        notice={(r) => sent('Reversal', r)}
         done={reload}
       />
     ),
   };
   return (
-    <div class="actions">
-      {offered.map((a) => (
-        <Fragment key={a}>{buttons[a]()}</Fragment>
-      ))}
+    <>
+      {offered.length === 0 ? (
+        <p class="actions-none">
+          {held
+            ? `Retry waits for mandate #${m.id}: it is ${m.status.replaceAll('_', ' ')} and its card ${m.credential.status}; attach a new card or resume it first.`
+            : `No action applies to a ${c.state.replaceAll('_', ' ')} charge.`}
+        </p>
+      ) : (
+        <div class="actions">
+          {offered.map((a) => (
+            <Fragment key={a}>{buttons[a]()}</Fragment>
+          ))}
+        </div>
+      )}
+      {c.lastAttempt?.state === 'authorized' && <AskWorldpay c={c} reload={reload} />}
+    </>
+  );
+}
+
+/** The payment's status at Worldpay, asked now and applied (POST /v1/charges/{id}/query). */
+function AskWorldpay({ c, reload }: { c: ChargeDetail; reload: () => void }) {
+  const [busy, setBusy] = useState(false);
+  const ask = () =>
+    perform(
+      async () => {
+        setBusy(true);
+        try {
+          return await api.post<PaymentEventsOutcome>(`/v1/charges/${c.id}/query`);
+        } finally {
+          setBusy(false);
+        }
+      },
+      (r) =>
+        r.found === true
+          ? `Worldpay says charge ${c.id}'s payment is ${r.status}${r.applied ? `; the charge is now ${r.applied.replaceAll('_', ' ')}` : ''}`
+          : r.found === false
+            ? `Worldpay does not know charge ${c.id}'s payment`
+            : `Worldpay did not answer about charge ${c.id}: try again later`,
+      reload,
+    );
+  return (
+    <div class="queries">
+      <button type="button" onClick={ask} disabled={busy}>
+        Ask Worldpay
+      </button>
     </div>
   );
 }

@@ -1,13 +1,14 @@
 import { useState } from 'preact/hooks';
+import { EVENT_TYPES, type EventType, eventTypes } from '../../../src/events/types.ts';
 import { api } from '../api.ts';
-import { Badge, ConfirmAction, ErrorBox, Field, Loading, Table, useLoad } from '../components.tsx';
+import { Badge, ConfirmAction, Field, Loading, perform, Table, useLoad } from '../components.tsx';
 import { when } from '../format.ts';
-import { href } from '../router.ts';
+import { filtersOf, href, submitFilters } from '../router.ts';
 import type { Delivery, Endpoint, EventItem, Page } from '../types.ts';
 
 /** Webhook endpoints with their recent deliveries (resend any), and the event log. */
 export function Events({ query }: { query: URLSearchParams }) {
-  const after = query.get('after') ?? '';
+  const f = filtersOf(query, ['type', 'mandateId', 'before', 'after']);
   const endpoints = useLoad('endpoints', async () => {
     const list = await api.get<{ items: Endpoint[] }>('/v1/webhook-endpoints');
     return Promise.all(
@@ -18,28 +19,36 @@ export function Events({ query }: { query: URLSearchParams }) {
       })),
     );
   });
-  const events = useLoad(`events-${after}`, () =>
-    api.get<{ items: EventItem[]; next: string | null }>('/v1/events', { after, limit: 50 }),
+  // Newest first: `next` reads older events (before=), `previous` newer ones (after=, order=desc).
+  const events = useLoad(`events-${JSON.stringify(f)}`, () =>
+    api.get<{ items: EventItem[]; next: string | null; previous: string | null }>('/v1/events', {
+      ...f,
+      order: 'desc',
+      limit: 50,
+    }),
   );
+  const filters = { type: f.type, mandateId: f.mandateId };
   const [secret, setSecret] = useState<string | null>(null);
-  const [error, setError] = useState<unknown>(null);
   const add = async (e: Event) => {
     e.preventDefault();
     const form = e.target as HTMLFormElement;
     const d = new FormData(form);
-    setError(null);
-    try {
-      const created = await api.post<{ secret: string }>('/v1/webhook-endpoints', {
-        url: String(d.get('url')).trim(),
-        events: ['*'],
-        ...(String(d.get('description')).trim() ? { description: String(d.get('description')).trim() } : {}),
-      });
-      setSecret(created.secret);
-      form.reset();
-      endpoints.reload();
-    } catch (err) {
-      setError(err);
-    }
+    await perform(
+      () =>
+        api.post<{ id: number; secret: string }>('/v1/webhook-endpoints', {
+          url: String(d.get('url')).trim(),
+          events: ['*'],
+          ...(String(d.get('description')).trim()
+            ? { description: String(d.get('description')).trim() }
+            : {}),
+        }),
+      (created) => `Endpoint ${created.id} added`,
+      (created) => {
+        setSecret(created.secret);
+        form.reset();
+        endpoints.reload();
+      },
+    );
   };
   return (
     <section>
@@ -54,9 +63,8 @@ export function Events({ query }: { query: URLSearchParams }) {
         </Field>
         <button type="submit">Add endpoint</button>
       </form>
-      <ErrorBox error={error} />
       {secret && (
-        <p class="notice" role="status">
+        <p class="notice secret">
           Signing secret, shown this once: <code>{secret}</code>
         </p>
       )}
@@ -79,13 +87,56 @@ export function Events({ query }: { query: URLSearchParams }) {
                     label="Send test event"
                     question={`Send a ping event to ${e.url}?`}
                     act={() => api.post(`/v1/webhook-endpoints/${e.id}/test`)}
+                    notice={`Test event sent to endpoint ${e.id}`}
                     done={endpoints.reload}
                   />
+                  <ConfirmAction
+                    label="Rotate secret"
+                    question={`Give endpoint #${e.id} a new signing secret? The old one signs beside it for 24 hours.`}
+                    confirm="Rotate"
+                    act={() => api.post<{ secret: string }>(`/v1/webhook-endpoints/${e.id}/rotate-secret`)}
+                    notice={`Endpoint ${e.id} has a new signing secret; the old one signs beside it for 24 hours`}
+                    done={(r) => {
+                      setSecret((r as { secret: string }).secret);
+                      endpoints.reload();
+                    }}
+                  />
+                  <ConfirmAction
+                    label="Event types"
+                    question={`The events endpoint #${e.id} receives, from the next event on.`}
+                    confirm="Save event types"
+                    act={() => {
+                      const boxes = document.querySelectorAll<HTMLInputElement>(
+                        `#types-${e.id} input:checked`,
+                      );
+                      const chosen = [...boxes].map((b) => b.value);
+                      return api.patch(`/v1/webhook-endpoints/${e.id}`, {
+                        events: chosen.includes('*') ? ['*'] : chosen,
+                      });
+                    }}
+                    notice={`Endpoint ${e.id}'s event types saved`}
+                    done={endpoints.reload}
+                  >
+                    <fieldset id={`types-${e.id}`} class="types">
+                      <legend>Event types</legend>
+                      {['*', ...eventTypes].map((t) => (
+                        <label
+                          class="check"
+                          key={t}
+                          title={t === '*' ? 'every event' : EVENT_TYPES[t as EventType]}
+                        >
+                          <input type="checkbox" value={t} defaultChecked={e.events.includes(t)} />{' '}
+                          {t === '*' ? 'every event (*)' : t}
+                        </label>
+                      ))}
+                    </fieldset>
+                  </ConfirmAction>
                   <ConfirmAction
                     label="Remove"
                     danger
                     question={`Remove endpoint #${e.id}? Deliveries still waiting end as failed.`}
                     act={() => api.del(`/v1/webhook-endpoints/${e.id}`)}
+                    notice={`Endpoint ${e.id} removed`}
                     done={endpoints.reload}
                   />
                 </div>
@@ -116,6 +167,7 @@ export function Events({ query }: { query: URLSearchParams }) {
                       label="Resend"
                       question={`Deliver event ${d.eventId} to ${e.url} again now?`}
                       act={() => api.post(`/v1/webhook-deliveries/${d.id}/resend`)}
+                      notice={`Event ${d.eventId} sent to endpoint ${e.id} again`}
                       done={endpoints.reload}
                     />,
                   ])}
@@ -126,12 +178,33 @@ export function Events({ query }: { query: URLSearchParams }) {
         )}
       </Loading>
       <h2>Event log</h2>
+      <form
+        class="filters"
+        onSubmit={submitFilters('/events', ['type', 'mandateId'])}
+        aria-label="Filter events"
+        key={JSON.stringify(filters)}
+      >
+        <Field label="Type">
+          <select name="type">
+            <option value="">any</option>
+            {eventTypes.map((t) => (
+              <option key={t} value={t} selected={t === f.type}>
+                {t}
+              </option>
+            ))}
+          </select>
+        </Field>
+        <Field label="Mandate">
+          <input name="mandateId" inputMode="numeric" pattern="[0-9]+" size={6} defaultValue={f.mandateId} />
+        </Field>
+        <button type="submit">Filter</button>
+      </form>
       <Loading state={events}>
         {(page) => (
           <>
             <Table
               label="Events"
-              head={['event', 'type', 'at', 'mandate', 'customer']}
+              head={['event', 'type', 'at', 'mandate', 'customer', 'payload']}
               empty="No events."
               rows={page.items.map((ev) => [
                 ev.id,
@@ -139,13 +212,18 @@ export function Events({ query }: { query: URLSearchParams }) {
                 when(ev.createdAt),
                 ev.mandateId ? <a href={href(`/mandates/${ev.mandateId}`)}>#{ev.mandateId}</a> : '—',
                 ev.customerRef ?? '—',
+                <details class="payload">
+                  <summary aria-label={`Payload of event ${ev.id}`}>Payload</summary>
+                  <pre>{JSON.stringify(ev.data, null, 2)}</pre>
+                </details>,
               ])}
             />
             <nav class="pager" aria-label="Pages">
-              {after && <a href={href('/events')}>First page</a>}
-              {page.next !== null && page.items.length > 0 && (
-                <a href={href('/events', { after: page.next })}>Next page</a>
+              {(f.before || f.after) && <a href={href('/events', filters)}>Newest</a>}
+              {page.previous !== null && (f.before || f.after) && (
+                <a href={href('/events', { ...filters, after: page.previous })}>Newer</a>
               )}
+              {page.next !== null && <a href={href('/events', { ...filters, before: page.next })}>Older</a>}
             </nav>
           </>
         )}

@@ -1,18 +1,20 @@
+import { useState } from 'preact/hooks';
+import type { UpdateResult } from '../../../src/billing/mandates/changes.ts';
 import { canMove, type MandateStatus, mandateMachine } from '../../../src/domain/lifecycle.ts';
 import { parseMajor } from '../../../src/domain/money.ts';
 import { api, currentSession } from '../api.ts';
-import { Badge, ConfirmAction, Field, Loading, Table, useLoad } from '../components.tsx';
-import { addDays, money, when } from '../format.ts';
-import { filtersOf, href, submitFilters } from '../router.ts';
-import type { Change, ForecastAnswer, Mandate, MandateDetail, Page } from '../types.ts';
+import { Badge, ConfirmAction, Field, Loading, perform, Table, useLoad } from '../components.tsx';
+import { addDays, money, when, zoned } from '../format.ts';
+import { filtersOf, href, navigate, submitFilters } from '../router.ts';
+import type { ActivityItem, Change, ForecastAnswer, Mandate, MandateDetail, Page } from '../types.ts';
 import { MandatePaypal } from './paypal.tsx';
 
 /** The filter's choices: the mandate table's states. */
-const FILTERS = ['status', 'intent', 'customer', 'gateway'] as const;
+const FILTERS = ['q', 'status', 'intent', 'customerRef', 'gateway'] as const;
 
 export const MANDATE_STATUSES = Object.keys(mandateMachine.transitions);
 
-/** Mandates, filtered by status, intent, customer and gateway, a keyset page at a time. */
+/** Mandates, searched, filtered by status, intent, customer ref prefix and gateway, a keyset page at a time. */
 export function Mandates({ query }: { query: URLSearchParams }) {
   const f = filtersOf(query, [...FILTERS, 'after']);
 
@@ -21,7 +23,17 @@ export function Mandates({ query }: { query: URLSearchParams }) {
   return (
     <section>
       <h1>Mandates</h1>
+      <NewMandate />
       <form class="filters" onSubmit={submit} aria-label="Filter mandates" key={JSON.stringify(f)}>
+        <Field label="Search">
+          <input
+            name="q"
+            type="search"
+            defaultValue={f.q}
+            maxLength={128}
+            placeholder="mandate id, transaction reference or customer"
+          />
+        </Field>
         <Field label="Status">
           <select name="status">
             <option value="">any</option>
@@ -46,8 +58,8 @@ export function Mandates({ query }: { query: URLSearchParams }) {
             </option>
           </select>
         </Field>
-        <Field label="Customer">
-          <input name="customer" defaultValue={f.customer} maxLength={128} />
+        <Field label="Customer starts with">
+          <input name="customerRef" defaultValue={f.customerRef} maxLength={128} />
         </Field>
         <Field label="Gateway">
           <select name="gateway">
@@ -91,6 +103,131 @@ export function Mandates({ query }: { query: URLSearchParams }) {
   );
 }
 
+/** When a mandate ends, in words: a plan with its last instalment, a scheduled cancel, an end date, or never. */
+function endsOf(m: MandateDetail): string {
+  if (m.status === 'cancelled' || m.status === 'completed') return `${m.status} (${when(m.endAt)})`;
+  if (m.cancelAtPeriodEnd) return 'at the end of this period (cancel scheduled)';
+  if (m.instalmentsTotal !== null) return `with instalment ${m.instalmentsTotal} of ${m.instalmentsTotal}`;
+  if (m.endAt) return zoned(m.endAt, m.timezone);
+  return m.intent === 'unscheduled' ? 'never: charged when asked' : 'never: renews until cancelled';
+}
+
+/** The next due date, only where something will be charged then. */
+function nextDueOf(m: MandateDetail): string {
+  if (m.status === 'paused') return 'nothing while paused';
+  if (m.cancelAtPeriodEnd) return 'nothing: cancels at the end of this period';
+  if (m.status === 'cancelled' || m.status === 'completed') return 'nothing: it has ended';
+  if (m.intent === 'unscheduled') return 'when a charge is asked for';
+  return zoned(m.nextDueAt, m.timezone);
+}
+
+/** The charge states an instalment counts as paid in: authorized, and everything after. */
+const PAID = ['authorized', 'settling', 'settled', 'settle_failed', 'partially_refunded', 'refunded'];
+
+/** An instalment plan's progress: "2 of 6 paid", the plan's total and what is left of it. */
+function InstalmentProgress({ m }: { m: MandateDetail }) {
+  const n = m.instalmentsTotal!;
+  const total = m.amount * (n - 1) + (m.lastInstalmentAmount ?? m.amount);
+  const paid = m.charges.filter((c) => c.cycle >= 0 && PAID.includes(c.state));
+  const paidAmount = paid.reduce((a, c) => a + c.amount, 0);
+  return (
+    <>
+      <dt>Instalments</dt>
+      <dd>
+        {paid.length} of {n} paid
+      </dd>
+      <dt>Plan total</dt>
+      <dd>
+        {money(total, m.currency)}
+        {m.lastInstalmentAmount !== null && m.lastInstalmentAmount !== m.amount
+          ? ` (the last instalment ${money(m.lastInstalmentAmount, m.currency)})`
+          : ''}
+      </dd>
+      <dt>Left to pay</dt>
+      <dd>{money(total - paidAmount, m.currency)}</dd>
+    </>
+  );
+}
+
+/** The value of a form's named field, trimmed ('' when absent). */
+const fieldOf = (d: FormData, name: string) => String(d.get(name) ?? '').trim();
+
+/** POST /v1/mandates from a form: the fields `rebill mandates create` takes, a recurring link as the card. */
+function NewMandate() {
+  const [busy, setBusy] = useState(false);
+  const create = async (e: Event) => {
+    e.preventDefault();
+    const d = new FormData(e.target as HTMLFormElement);
+    const v = (n: string) => fieldOf(d, n);
+    setBusy(true);
+    await perform(
+      () => {
+        const currency = v('currency').toUpperCase();
+        const body: Record<string, unknown> = {
+          customerRef: v('customerRef'),
+          intent: v('intent'),
+          currency,
+          narrative: v('narrative'),
+          timezone: v('timezone') || 'UTC',
+          credential: { link: v('link') },
+        };
+        if (v('amount')) body.amount = parseMajor(v('amount'), currency, 'amount');
+        if (v('interval')) body.interval = v('interval');
+        if (v('instalments')) body.instalments = Number(v('instalments'));
+        if (v('start')) body.start = v('start');
+        return api.post<Mandate>('/v1/mandates', body);
+      },
+      (m) => `Mandate ${m.id} created`,
+      (m) => navigate(href(`/mandates/${m.id}`)),
+    );
+    setBusy(false);
+  };
+  return (
+    <details class="create">
+      <summary>New mandate</summary>
+      <form class="stack" onSubmit={create} aria-label="New mandate">
+        <Field label="Customer reference">
+          <input name="customerRef" required maxLength={128} />
+        </Field>
+        <Field label="Intent">
+          <select name="intent">
+            <option value="subscription">subscription</option>
+            <option value="instalment">instalment</option>
+            <option value="unscheduled">unscheduled</option>
+          </select>
+        </Field>
+        <Field label="Amount per charge">
+          <input name="amount" inputMode="decimal" placeholder="29.99" />
+        </Field>
+        <Field label="Currency">
+          <input name="currency" required pattern="[A-Za-z]{3}" size={4} defaultValue="GBP" />
+        </Field>
+        <Field label="Narrative (on the statement)">
+          <input name="narrative" required maxLength={24} />
+        </Field>
+        <Field label="Interval (subscription, instalment)">
+          <input name="interval" placeholder="1 month" />
+        </Field>
+        <Field label="Instalments">
+          <input name="instalments" type="number" min={1} max={1000} />
+        </Field>
+        <Field label="Start (in the time zone below; empty: now)">
+          <input name="start" type="date" />
+        </Field>
+        <Field label="Time zone">
+          <input name="timezone" placeholder="UTC" defaultValue="UTC" />
+        </Field>
+        <Field label="Recurring link (payments:recurringAuthorize href)">
+          <input name="link" type="url" required />
+        </Field>
+        <button type="submit" class="primary" disabled={busy}>
+          Create mandate
+        </button>
+      </form>
+    </details>
+  );
+}
+
 /** One mandate: what it is, what comes next, its link chain, charges and changes; and its actions. */
 export function MandatePage({ id }: { id: number }) {
   const now = currentSession()?.serverTime ?? new Date().toISOString();
@@ -126,12 +263,15 @@ export function MandatePage({ id }: { id: number }) {
               </dd>
               <dt>Narrative</dt>
               <dd>{m.narrative}</dd>
+              <dt>Time zone</dt>
+              <dd>{m.timezone}</dd>
               <dt>Started</dt>
-              <dd>{when(m.startAt)}</dd>
+              <dd>{zoned(m.startAt, m.timezone)}</dd>
+              {m.instalmentsTotal !== null && <InstalmentProgress m={m} />}
               <dt>Ends</dt>
-              <dd>{m.cancelAtPeriodEnd ? 'at the end of this period' : when(m.endAt)}</dd>
+              <dd>{endsOf(m)}</dd>
               <dt>Next due</dt>
-              <dd>{when(m.nextDueAt)}</dd>
+              <dd>{nextDueOf(m)}</dd>
               <dt>Credit</dt>
               <dd>{money(m.creditBalance, m.currency)}</dd>
               <dt>Card</dt>
@@ -152,7 +292,7 @@ export function MandatePage({ id }: { id: number }) {
               head={['due', 'cycle', 'amount', 'credit applied']}
               empty="Nothing planned."
               rows={next.map((c) => [
-                when(c.dueAt),
+                zoned(c.dueAt, m.timezone),
                 c.cycle ?? c.kind,
                 money(c.amount, c.currency),
                 money(c.creditApplied, c.currency),
@@ -176,6 +316,7 @@ export function MandatePage({ id }: { id: number }) {
                     label="Cancel change"
                     question={`Cancel scheduled change #${c.id}?`}
                     act={() => api.del(`/v1/mandates/${m.id}/changes/${c.id}`)}
+                    notice={`Change ${c.id} of mandate ${m.id} cancelled`}
                     done={data.reload}
                   />
                 ) : null,
@@ -190,6 +331,7 @@ export function MandatePage({ id }: { id: number }) {
                 </li>
               ))}
             </ol>
+            <Activity id={m.id} />
             <h2>Charges</h2>
             {m.charges.length === 0 && <p class="muted">No charges yet.</p>}
             {m.charges.map((c) => (
@@ -222,6 +364,65 @@ export function MandatePage({ id }: { id: number }) {
   );
 }
 
+/** What each audit entity is called on the page. */
+const ENTITY: Record<string, string> = {
+  mandate: 'mandate',
+  charge: 'charge',
+  attempt: 'attempt',
+  payment_action: 'payment action',
+  mandate_change: 'change',
+  credential: 'card',
+};
+
+/** The mandate's activity from the audit trail, newest first (GET /v1/mandates/{id}/activity). */
+function Activity({ id }: { id: number }) {
+  const [before, setBefore] = useState<number | null>(null);
+  const data = useLoad(`activity-${id}-${before}`, () =>
+    api.get<{ items: ActivityItem[]; next: number | null }>(`/v1/mandates/${id}/activity`, {
+      limit: 50,
+      before,
+    }),
+  );
+  return (
+    <>
+      <h2>Activity</h2>
+      <Loading state={data}>
+        {(page) => (
+          <>
+            {page.items.length === 0 && <p class="muted">No activity yet.</p>}
+            <ol class="timeline activity" aria-label="Activity">
+              {page.items.map((a) => (
+                <li key={a.id}>
+                  <time dateTime={a.at}>{when(a.at)}</time> · {ENTITY[a.entity] ?? a.entity} #{a.entityId}:{' '}
+                  {a.from === null
+                    ? `created ${a.to.replaceAll('_', ' ')}`
+                    : a.from === a.to
+                      ? 'changed'
+                      : `${a.from.replaceAll('_', ' ')} → ${a.to.replaceAll('_', ' ')}`}
+                  {a.reason ? ` · ${a.reason}` : ''} · by {a.actor}
+                  {a.runId ? ` (run #${a.runId})` : ''}
+                </li>
+              ))}
+            </ol>
+            <nav class="pager" aria-label="Activity pages">
+              {before !== null && (
+                <button type="button" onClick={() => setBefore(null)}>
+                  Newest
+                </button>
+              )}
+              {page.next !== null && (
+                <button type="button" onClick={() => setBefore(page.next)}>
+                  Older
+                </button>
+              )}
+            </nav>
+          </>
+        )}
+      </Loading>
+    </>
+  );
+}
+
 function MandateActions({ m, reload }: { m: MandateDetail; reload: () => void }) {
   // The moves the server's door allows: the same table (canMove), so the buttons cannot drift.
   const status = m.status as MandateStatus;
@@ -234,6 +435,7 @@ function MandateActions({ m, reload }: { m: MandateDetail; reload: () => void })
           label="Pause"
           question={`Pause mandate #${m.id}? Nothing is charged while it is paused.`}
           act={() => api.post(`/v1/mandates/${m.id}/pause`)}
+          notice={`Mandate ${m.id} paused`}
           done={reload}
         />
       )}
@@ -242,6 +444,7 @@ function MandateActions({ m, reload }: { m: MandateDetail; reload: () => void })
           label="Resume"
           question={`Resume mandate #${m.id}? Cycles missed while paused are skipped.`}
           act={() => api.post(`/v1/mandates/${m.id}/resume`)}
+          notice={`Mandate ${m.id} resumed`}
           done={reload}
         />
       )}
@@ -251,14 +454,47 @@ function MandateActions({ m, reload }: { m: MandateDetail; reload: () => void })
           danger
           question={`Cancel mandate #${m.id} now? Waiting charges are cancelled; this cannot be undone.`}
           act={() => api.post(`/v1/mandates/${m.id}/cancel`, { atPeriodEnd: false })}
+          notice={`Mandate ${m.id} cancelled`}
           done={reload}
         />
+      )}
+      {open && m.cancelAtPeriodEnd && (
+        <ConfirmAction
+          label="Keep renewing"
+          question={`Undo the cancel of mandate #${m.id} scheduled for the end of this period? It renews as before.`}
+          act={() => api.post(`/v1/mandates/${m.id}/undo-cancel`)}
+          notice={`Mandate ${m.id} renews as before: the scheduled cancel is undone`}
+          done={reload}
+        />
+      )}
+      {m.intent === 'unscheduled' && status === 'active' && (
+        <ConfirmAction
+          label="Charge now"
+          question={`Charge mandate #${m.id} now: the charge is due at once and the next run sends it. Leave the amount empty for the mandate's ${money(m.amount, m.currency)}.`}
+          confirm="Queue charge"
+          act={() => {
+            const raw = (document.getElementById(`charge-${m.id}`) as HTMLInputElement).value.trim();
+            return api.post(
+              `/v1/mandates/${m.id}/charges`,
+              raw ? { amount: parseMajor(raw, m.currency, 'amount') } : {},
+            );
+          }}
+          notice={(r) =>
+            `Charge ${(r as { chargeId: number }).chargeId} queued on mandate ${m.id}: the next run sends it`
+          }
+          done={reload}
+        >
+          <Field label={`Amount (${m.currency})`}>
+            <input id={`charge-${m.id}`} inputMode="decimal" placeholder={money(m.amount, m.currency)} />
+          </Field>
+        </ConfirmAction>
       )}
       {open && !m.cancelAtPeriodEnd && m.intent !== 'unscheduled' && (
         <ConfirmAction
           label="Cancel at period end"
           question={`Cancel mandate #${m.id} at the end of the current period?`}
           act={() => api.post(`/v1/mandates/${m.id}/cancel`, { atPeriodEnd: true })}
+          notice={`Mandate ${m.id} will be cancelled at the end of this period`}
           done={reload}
         />
       )}
@@ -278,6 +514,12 @@ function MandateActions({ m, reload }: { m: MandateDetail; reload: () => void })
             body.effective = v('effective');
             body.proration = v('proration');
             return api.patch(`/v1/mandates/${m.id}`, body);
+          }}
+          notice={(r) => {
+            const { change } = r as UpdateResult;
+            return change.state === 'scheduled'
+              ? `Mandate ${m.id} updated from ${when(change.effectiveAt)}`
+              : `Mandate ${m.id} updated`;
           }}
           done={reload}
         >
@@ -316,6 +558,7 @@ function MandateActions({ m, reload }: { m: MandateDetail; reload: () => void })
             const input = document.getElementById(`link-${m.id}`) as HTMLInputElement;
             return api.post(`/v1/mandates/${m.id}/credential`, { link: input.value.trim() });
           }}
+          notice={`New card attached to mandate ${m.id}`}
           done={reload}
         >
           <Field label="Link (payments:recurringAuthorize href)">

@@ -6,6 +6,15 @@ import { addDays, amounts, dateToIso, money, percent } from '../format.ts';
 import { href, submitFilters } from '../router.ts';
 import type { Daily, ForecastAnswer, Recovery, Summary } from '../types.ts';
 
+/** The exports a window can be downloaded as (GET /v1/exports/{kind}), with their labels. */
+const EXPORTS: [string, string][] = [
+  ['charges', 'charges'],
+  ['attempts', 'attempts'],
+  ['mandates', 'mandates'],
+  ['events', 'events'],
+  ['paypal', 'PayPal payments'],
+];
+
 /** The window at a glance: the summary's figures and four charts, for ?from&to (UTC days). */
 export function Overview({ query }: { query: URLSearchParams }) {
   const now = currentSession()?.serverTime ?? new Date().toISOString();
@@ -40,6 +49,17 @@ export function Overview({ query }: { query: URLSearchParams }) {
         </Field>
         <button type="submit">Show</button>
       </form>
+      <nav class="downloads" aria-label="Exports">
+        Download this window as CSV:{' '}
+        {EXPORTS.map(([kind, label], i) => (
+          <Fragment key={kind}>
+            {i > 0 && ' · '}
+            <a href={`/v1/exports/${kind}?${new URLSearchParams({ ...window, format: 'csv' })}`} download>
+              {label}
+            </a>
+          </Fragment>
+        ))}
+      </nav>
       <Loading state={data}>
         {({ summary, recovery, daily, forecast }) => {
           const days = [...new Set(daily.days.map((d) => d.day))];

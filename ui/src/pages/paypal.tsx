@@ -136,6 +136,7 @@ function PaypalActions({ p, reload }: { p: PaypalPaymentDetail; reload: () => vo
         danger
         question={`Refund what is left of PayPal payment #${p.id} (${money(p.left, p.currency)})? Worldpay is asked first.`}
         act={() => post('refund')}
+        notice={`Refund of ${money(p.left, p.currency)} requested`}
         done={reload}
       />
       <ConfirmAction
@@ -143,6 +144,10 @@ function PaypalActions({ p, reload }: { p: PaypalPaymentDetail; reload: () => vo
         danger
         question={`Refund part of PayPal payment #${p.id} (${money(p.left, p.currency)} left).`}
         act={() => post('partial-refund', { amount: amount(), currency: p.currency })}
+        notice={(r) => {
+          const refund = (r as PaypalPaymentDetail).refunds.at(-1);
+          return refund ? `Refund of ${money(refund.amount, refund.currency)} requested` : 'Refund requested';
+        }}
         done={reload}
       >
         <AmountInput id={amountId} currency={p.currency} />

@@ -1,8 +1,8 @@
 import { Fragment } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { api, currentSession } from '../api.ts';
-import { Badge, ErrorBox, Field, Loading, Table, useLoad } from '../components.tsx';
-import { money, when } from '../format.ts';
+import { Badge, Field, Loading, perform, Table, useLoad } from '../components.tsx';
+import { money, when, words } from '../format.ts';
 import { href, navigate } from '../router.ts';
 import type { Page, Run } from '../types.ts';
 
@@ -34,26 +34,23 @@ export function Runs({ query }: { query: URLSearchParams }) {
   const data = useLoad(`runs-${before}`, () => api.get<Page<Run>>('/v1/runs', { limit: 25, before }));
   usePoll(data.value?.items.some((r) => r.status === 'running') ?? false, data.reload);
   const now = currentSession()?.serverTime ?? new Date().toISOString();
-  const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
   const start = async (e: Event) => {
     e.preventDefault();
     const d = new FormData(e.target as HTMLFormElement);
+    const dryRun = d.get('dryRun') === 'on';
     setBusy(true);
-    setError(null);
-    try {
-      const asOf = String(d.get('asOf'));
-      const r = await api.post<{ id: number }>('/v1/runs', {
-        asOf: `${asOf}:00.000Z`,
-        dryRun: d.get('dryRun') === 'on',
-        allowFuture: d.get('allowFuture') === 'on',
-      });
-      navigate(href(`/runs/${r.id}`));
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
+    await perform(
+      () =>
+        api.post<{ id: number }>('/v1/runs', {
+          asOf: `${String(d.get('asOf'))}:00.000Z`,
+          dryRun,
+          allowFuture: d.get('allowFuture') === 'on',
+        }),
+      (r) => `${dryRun ? 'Dry run' : 'Run'} ${r.id} started`,
+      (r) => navigate(href(`/runs/${r.id}`)),
+    );
+    setBusy(false);
   };
   return (
     <section>
@@ -72,7 +69,6 @@ export function Runs({ query }: { query: URLSearchParams }) {
           Start run
         </button>
       </form>
-      <ErrorBox error={error} />
       <Loading state={data}>
         {(page) => (
           <>
@@ -156,7 +152,7 @@ export function RunPage({ id }: { id: number }) {
               <dd>{when(r.startedAt)}</dd>
               {COUNTS.map((k) => (
                 <Fragment key={k}>
-                  <dt>{k}</dt>
+                  <dt>{words(k)}</dt>
                   <dd data-count={k}>{r.counts[k] ?? 0}</dd>
                 </Fragment>
               ))}
@@ -166,12 +162,13 @@ export function RunPage({ id }: { id: number }) {
                 <h2>Would send</h2>
                 <Table
                   label="Would send"
-                  head={['mandate', 'customer', 'cycle', 'amount', 'due']}
+                  head={['mandate', 'customer', 'what', 'cycle', 'amount', 'due']}
                   empty="Nothing is due."
                   rows={(r.wouldSend as WouldSend[]).map((w) => [
                     <a href={href(`/mandates/${w.mandateId}`)}>#{w.mandateId}</a>,
                     w.customerRef,
-                    w.cycle ?? w.kind,
+                    w.kind,
+                    w.cycle ?? '—',
                     money(w.amount, w.currency),
                     when(w.dueAt),
                   ])}
