@@ -294,7 +294,7 @@ describe('v7 credentials through the API', () => {
   });
 
   it('a Visa transaction identifier (15 digits, Luhn-valid) is a scheme reference, not a card number', async () => {
-    const visaRef = '123456789012346';
+    const visaRef = '123456789012347';
     const res = await call(
       'POST',
       '/v1/mandates',

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { Tx } from '../../db/client.ts';
 import { cardBrand, luhnValid } from '../../domain/card.ts';
-import { encryptSecret, fingerprint } from '../../domain/card-crypto.ts';
+import { encryptSecret, fingerprint, v7Fingerprint } from '../../domain/card-crypto.ts';
 import { ConflictError, ValidationError } from '../../errors.ts';
 import type { BillingContext } from '../context.ts';
 import { writeAudit } from '../sql/transitions.ts';
@@ -12,22 +12,6 @@ import type { CredentialInput, V7CredentialInput } from './schemas.ts';
 /** A v7 credential input, told apart from the v6 and Liquido shapes by its `api`. */
 export function isV7(c: CredentialInput): c is V7CredentialInput {
   return 'api' in c && c.api === 'v7';
-}
-
-/**
- * Identity of a v7 instrument within its customer: `<kind>:<hash>`, keyed (HMAC) for numbers so
- * a key rotation re-fingerprints them (src/legacy/rotate-key.ts keeps the kind). Apart from the
- * v6 kinds, so a card charged through v6 and the same card through v7 are two credentials.
- * The legacy import (src/legacy/import.ts) fingerprints v7 rows with the same function.
- */
-export function v7Fingerprint(
-  kind: 'token' | 'card' | 'networkToken',
-  value: string,
-  key: Buffer | undefined,
-): string {
-  if (kind === 'token') return `v7token:${createHash('sha256').update(value).digest('hex')}`;
-  if (!key) throw new Error('a card number needs an encryption key');
-  return `${kind === 'card' ? 'v7pan' : 'v7ntok'}:${fingerprint(value, key)}`;
 }
 
 /** The columns of a v7 credential, checked; card data encrypted. */
