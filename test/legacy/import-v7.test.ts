@@ -10,7 +10,7 @@ import { loadConfig } from '../../src/config.ts';
 import type { Database } from '../../src/db/client.ts';
 import { decryptSecret, fingerprint } from '../../src/domain/card-crypto.ts';
 import { importLegacy } from '../../src/legacy/import.ts';
-import { readLegacyFile, type SourceRecord } from '../../src/legacy/reader.ts';
+import type { SourceRecord } from '../../src/legacy/reader.ts';
 import { type TestDatabase, testDatabase } from '../support/db.ts';
 
 /**
