@@ -356,6 +356,7 @@ describe('v7 credentials through the API', () => {
       mandate({ ...v7card, schemeReference: 'OTHER' }, { customerRef: 'v7-attach' }),
     );
     expect(other.status, other.text).toBe(409);
+    expect(other.body.error.message).toMatch(/already holds this card\/plain with another scheme reference/);
     expect(other.text).not.toContain(OTHER_PAN);
     expect(await counts()).toEqual(before);
     // the same card through v6 is another credential (the APIs charge it differently)

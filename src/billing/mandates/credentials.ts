@@ -108,7 +108,7 @@ export async function upsertCredential(
     // One v7 credential per card: a second first payment's reference would be dropped silently.
     if (isV7(c) && c.schemeReference !== undefined && c.schemeReference !== existing[0].scheme_reference)
       throw new ConflictError(
-        `credential ${id} holds this ${String(cols.instrument_type)} with ${existing[0].scheme_reference === null ? 'no' : 'another'} scheme reference; give the one it holds, or a mandate on it`,
+        `credential ${id} already holds this ${String(cols.instrument_type)} with ${existing[0].scheme_reference === null ? 'no' : 'another'} scheme reference: one credential per customer and card keeps the reference of the card's first payment`,
       );
     return id;
   }
