@@ -339,10 +339,11 @@ describe('v7 credentials through the API', () => {
       lastFour: '8602',
       currentLink: null,
     });
-    const event = await w.t.database.rows<{ data: { credential: { api: string } } }>(
+    // the event's mandate shows the credential as the API does, scheme reference included
+    const event = await w.t.database.rows<{ data: { credential: Record<string, unknown> } }>(
       sql`select data from events where type = 'credential.updated' and mandate_id = ${id}`,
     );
-    expect(event.map((e) => e.data.credential.api)).toEqual(['v7']);
+    expect(event.map((e) => e.data.credential)).toEqual([attached.body.credential]);
 
     // a second mandate of the customer on the same card and reference shares the credential
     const second = await call('POST', '/v1/mandates', mandate(v7card, { customerRef: 'v7-attach' }));
