@@ -10,7 +10,8 @@ import { loadConfig } from '../../src/config.ts';
 import type { Database } from '../../src/db/client.ts';
 import { decryptSecret, fingerprint } from '../../src/domain/card-crypto.ts';
 import { importLegacy } from '../../src/legacy/import.ts';
-import type { SourceRecord } from '../../src/legacy/reader.ts';
+import { readLegacyFile, type SourceRecord } from '../../src/legacy/reader.ts';
+import { rotateKeys } from '../../src/legacy/rotate-key.ts';
 import { type TestDatabase, testDatabase } from '../support/db.ts';
 
 /**
@@ -270,6 +271,24 @@ describe('legacy import --api v7', () => {
       ['ref-4', null],
       ['ref-5', '123456789012347'],
     ]);
+  });
+
+  it('a key rotation keeps v7 fingerprints findable: the example imports unchanged under the new key, its card data still readable', async () => {
+    const NEW_KEY = Buffer.alloc(32, 9);
+    const rotated = await rotateKeys(t.database, KEY, NEW_KEY);
+    expect(rotated.reencrypted).toBeGreaterThan(0);
+    const again = await importLegacy(t.database, readLegacyFile(example), {
+      key: NEW_KEY,
+      now: NOW,
+      api: 'v7',
+    });
+    expect(again).toMatchObject({ imported: 0, unchanged: 4, changed: [], rejected: [] });
+    const [card] = await t.database.rows<{ encrypted_pan: string; fingerprint: string }>(
+      sql`select c.encrypted_pan, c.fingerprint from mandates m join credentials c on c.id = m.credential_id
+          where m.legacy_id = 'v7-sub-1001'`,
+    );
+    expect(card!.fingerprint).toBe(`v7pan:${fingerprint(PAN, NEW_KEY)}`);
+    expect(decryptSecret(card!.encrypted_pan, [NEW_KEY])).toBe(PAN);
   });
 
   it('--api takes v6 or v7 only, as every enum flag', async () => {
