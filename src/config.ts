@@ -108,6 +108,9 @@ const entity = z
 /** How long a connection to PostgreSQL may take before the request that needs it fails (503). */
 export const DEFAULT_DB_CONNECT_TIMEOUT_MS = 3000;
 
+export const CHARGEBACK_POLICIES = ['pause', 'notify'] as const;
+export type ChargebackPolicy = (typeof CHARGEBACK_POLICIES)[number];
+
 export interface Config {
   databaseUrl: string | undefined;
   /** How long a connection to PostgreSQL may take to open; a request that needs it fails then. */
@@ -176,6 +179,11 @@ export interface Config {
     secrets: Map<string, string>;
     /** Accept unsigned events when no secret is configured (sandboxes, tests); off by default. */
     allowUnsigned: boolean;
+    /**
+     * What a chargeback does beside its dispute record and events: `pause` the card's other
+     * active mandates (reason `chargeback`) until an operator resumes them, or only `notify`.
+     */
+    chargebackPolicy: ChargebackPolicy;
   };
 }
 
@@ -329,6 +337,11 @@ export function loadConfig(env: Env = process.env): Config {
     webhook: {
       secrets: parseWebhookSecrets(readSecret(env, 'WORLDPAY_WEBHOOK_SECRETS')),
       allowUnsigned: parse(env, 'WORLDPAY_WEBHOOK_ALLOW_UNSIGNED', flag),
+      chargebackPolicy: parse(
+        env,
+        'REBILL_CHARGEBACK_POLICY',
+        z.enum(CHARGEBACK_POLICIES, { message: 'must be one of pause, notify' }).default('pause'),
+      ),
     },
   };
 }

@@ -83,7 +83,7 @@ export function registerChargeCommands(program: Command, deps: CliDeps): void {
 
   charges
     .command('show <id>')
-    .description('Show a charge with its last attempt and dunning decision')
+    .description('Show a charge with its last attempt, dunning decision and disputes (chargebacks)')
     .option('--json', 'JSON output')
     .action(async (id, o) => {
       await deps.withApp(async (app) => {
@@ -113,6 +113,35 @@ export function registerChargeCommands(program: Command, deps: CliDeps): void {
             ],
           ),
         );
+        if (c.disputes.length > 0) {
+          process.stdout.write('\ndisputes\n');
+          process.stdout.write(
+            table(
+              [
+                'dispute',
+                'status',
+                'amount',
+                'reason code',
+                'reason',
+                'disputed',
+                'charged back',
+                'received',
+                'policy',
+              ],
+              c.disputes.map((d) => [
+                d.id,
+                d.status,
+                formatMoney(d.amount, d.currency),
+                d.reasonCode,
+                d.reason,
+                d.disputedAt,
+                d.chargedBackAt,
+                d.receivedAt,
+                d.policy,
+              ]),
+            ),
+          );
+        }
       });
     });
 

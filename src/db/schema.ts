@@ -5,6 +5,7 @@
  */
 export * from './schema/audit.ts';
 export * from './schema/charges.ts';
+export * from './schema/disputes.ts';
 export * from './schema/events.ts';
 export * from './schema/mandates.ts';
 export * from './schema/operations.ts';

@@ -68,6 +68,8 @@ export type DeliveryState = 'pending' | 'delivered' | 'failed';
 
 export type EndpointStatus = 'enabled' | 'disabled' | 'removed';
 
+export type DisputeStatus = 'information_requested' | 'charged_back';
+
 /** One state machine: the states a row may be created in, and the moves between states. */
 export interface Machine<S extends string> {
   name: string;
@@ -218,6 +220,16 @@ export const endpointMachine: Machine<EndpointStatus> = {
   transitions: { enabled: ['disabled', 'removed'], disabled: ['removed'], removed: [] },
 };
 
+/**
+ * A dispute of a charge, from Worldpay's events: opened by `informationRequested` (the issuer
+ * asks, the funds are held) or straight away by `chargedBack`; an open one ends charged back.
+ */
+export const disputeMachine: Machine<DisputeStatus> = {
+  name: 'dispute',
+  initial: ['information_requested', 'charged_back'],
+  transitions: { information_requested: ['charged_back'], charged_back: [] },
+};
+
 export const machines = [
   chargeMachine,
   mandateMachine,
@@ -229,6 +241,7 @@ export const machines = [
   deliveryMachine,
   endpointMachine,
   paypalRefundMachine,
+  disputeMachine,
 ] as const;
 
 export function states<S extends string>(m: Machine<S>): S[] {

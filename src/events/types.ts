@@ -6,7 +6,8 @@ export const EVENT_TYPES = {
   'mandate.created': 'a mandate was created (API, CLI or legacy import); data: the mandate',
   'mandate.updated':
     'a mandate changed without changing status (cancel at period end requested, a new credential)',
-  'mandate.paused': 'an operator paused the mandate',
+  'mandate.paused':
+    'an operator paused the mandate, or a chargeback on its card did (REBILL_CHARGEBACK_POLICY=pause; data.reason is chargeback)',
   'mandate.resumed': 'the mandate is active again (resumed, or a new credential cleared a stop)',
   'mandate.cancelled': 'the mandate was cancelled (by an operator, at period end, or by dunning)',
   'mandate.completed': 'the mandate charged its last cycle or instalment',
@@ -27,6 +28,10 @@ export const EVENT_TYPES = {
   'charge.partially_refunded': 'part of the charge was refunded (data.refundedAmount)',
   'charge.cancelled':
     'the charge will not be attempted (its mandate was cancelled) or its authorization was cancelled',
+  'charge.disputed':
+    'the customer disputed the charge with their card issuer, who asks for information and holds the funds (Worldpay informationRequested); data.dispute',
+  'charge.charged_back':
+    'the issuer took the charge back (Worldpay chargedBack); data.dispute has the amount and dates, data.pausedMandateIds the card’s mandates paused',
   'credential.updated': 'a mandate moved to new card details, or its card was blocked by a refusal',
   'credential.expiring':
     'the card expires before the mandate’s next charge (sent REBILL_EXPIRY_NOTICE_DAYS ahead, once per card and expiry)',

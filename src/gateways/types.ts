@@ -129,6 +129,12 @@ export type PaymentStatus =
   | 'expired'
   | 'inProgress'
   | 'failed'
+  /** Worldpay stored the card as a token (a fact, no move). */
+  | 'tokenCreated'
+  /** The issuer took the money back: a dispute lost, recorded on the charge. */
+  | 'chargedBack'
+  /** The issuer asks about the payment for a dispute; the funds are held meanwhile. */
+  | 'informationRequested'
   | 'other';
 
 export type QueryResult =

@@ -2,7 +2,11 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { receivePaymentEvent } from '../billing/charge/follow.ts';
 import type { BillingContext } from '../billing/context.ts';
+import { disputeDetails } from '../billing/disputes/record.ts';
 import { receivePaypalEvent } from '../billing/paypal/webhook.ts';
+import { keepUnmatchedEvent } from '../billing/sql/inbox.ts';
+import { ValidationError } from '../errors.ts';
+import { normalisePaymentStatus } from '../gateways/worldpay/status.ts';
 import type { Metrics } from '../metrics.ts';
 
 export const WEBHOOK_PATH = '/webhooks/worldpay';
@@ -118,6 +122,23 @@ export function webhookRoutes(ctx: BillingContext, metrics?: Metrics) {
         payload: body,
         occurredAt: occurred && !Number.isNaN(occurred.getTime()) ? occurred : undefined,
       };
+      const status = normalisePaymentStatus(type);
+      if (status === 'chargedBack' || status === 'informationRequested') {
+        // Checked before anything is written: a malformed amount is refused, naming its field.
+        try {
+          disputeDetails(body.eventDetails);
+        } catch (err) {
+          if (err instanceof ValidationError) return answer(400, 'bad_request', err.message);
+          throw err;
+        }
+      }
+      // A type Worldpay added after this list was written is kept (payment_events, raw) and
+      // answered 200 like any other, never applied: the operator hears of it here.
+      if (status === 'other')
+        log.warn(
+          { eventId, transactionReference: reference, type },
+          'webhook of an unknown event type kept, not applied',
+        );
       const card = await receivePaymentEvent(ctx, event);
       // Not a card payment's: perhaps a PayPal payment's, by its refund reference or transactionReference.
       const refundRef = body.eventDetails?.reference;
@@ -129,9 +150,10 @@ export function webhookRoutes(ctx: BillingContext, metrics?: Metrics) {
             })
           : card;
       if (out.outcome === 'unknown_reference') {
+        const kept = await keepUnmatchedEvent(ctx.database, event);
         log.warn(
-          { eventId, transactionReference: reference, type },
-          'webhook for an unknown transaction reference',
+          { eventId, transactionReference: reference, type, kept },
+          'webhook for an unknown transaction reference kept, not applied',
         );
         return answer(200, 'unknown_reference');
       }

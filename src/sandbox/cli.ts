@@ -27,7 +27,7 @@ export function registerSandboxCommand(program: Command): Command {
   return program
     .command('sandbox')
     .description(
-      'Run the built-in Worldpay and Liquido sandbox (Try-like: rotating links, events, scripted outcomes; POST /_sandbox/verifications for a recurring link)',
+      'Run the built-in Worldpay and Liquido sandbox (Try-like: rotating links, events, scripted outcomes; POST /_sandbox/verifications for a recurring link). Card Payments v7 too: POST /cardPayments/merchantInitiatedTransactions, POST /_sandbox/v7/first-payments for a token and scheme reference, scripts matched by cardNumber/tokenHref/networkToken with accountUpdater answers, POST /_sandbox/v7/account-updater {mode: request|managed}',
     )
     .option('--port <n>', 'port to listen on (0 = random)', nonNegativeInt, 8787)
     .option('--host <h>', 'address to bind', '127.0.0.1')
@@ -71,10 +71,14 @@ export function registerSandboxCommand(program: Command): Command {
         `Worldpay sandbox listening on ${sandbox.url}`,
         `  payments root:   GET  ${sandbox.url}/payments  (Basic auth ${options.username}:***)`,
         `  verification:    POST ${sandbox.url}/_sandbox/verifications  {cardNumber?, cardHolderName?}`,
-        `  script outcomes: POST ${sandbox.url}/_sandbox/script  {match:{chainId|transactionReference|any, op?}, outcomes:[...]}`,
+        `  script outcomes: POST ${sandbox.url}/_sandbox/script  {match:{chainId|transactionReference|cardNumber|tokenHref|networkToken|any, op?}, outcomes:[...]}`,
+        `  v7 charges:      POST ${sandbox.url}/cardPayments/merchantInitiatedTransactions  (application/vnd.worldpay.payments-v7+json)`,
+        `  v7 first pay:    POST ${sandbox.url}/_sandbox/v7/first-payments  {cardNumber, expiryMonth, expiryYear, cardHolderName?, networkToken?}`,
+        `  account updater: POST ${sandbox.url}/_sandbox/v7/account-updater  {mode: 'request'|'managed'}  (scripts: outcome.accountUpdater)`,
         `  ledger + stats:  GET  ${sandbox.url}/_sandbox/ledger`,
         `  paypal payment:  POST ${sandbox.url}/_sandbox/paypal  {amount?, currency?, lastEvent?: 'authorized'}`,
         `  paypal event:    POST ${sandbox.url}/_sandbox/paypal/events  {href, lastEvent}`,
+        `  dispute event:   POST ${sandbox.url}/_sandbox/disputes  {transactionReference, type: chargedBack|informationRequested, amount?, reasonCode?, reason?}`,
         `  reset:           POST ${sandbox.url}/_sandbox/reset`,
       ];
       process.stdout.write(lines.join('\n') + '\n');

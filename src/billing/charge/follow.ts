@@ -7,8 +7,10 @@ import { errorMessage } from '../../errors.ts';
 import type { PaymentStatus } from '../../gateways/types.ts';
 import { normalisePaymentStatus } from '../../gateways/worldpay/status.ts';
 import type { BillingContext } from '../context.ts';
+import { type DisputeRecorded, disputeDetails, recordDispute } from '../disputes/record.ts';
 import { noteSettleEvent } from '../sql/payment-actions.ts';
 import { transitionCharge } from '../sql/transitions.ts';
+import { noteHold } from './holds.ts';
 import {
   ACTIONS_PROVEN,
   commitActionAccepted,
@@ -29,7 +31,13 @@ export interface PaymentEventInput {
 export type PaymentEventOutcome =
   | { outcome: 'unknown_reference' }
   | { outcome: 'duplicate'; chargeId: number }
-  | { outcome: 'applied' | 'recorded'; chargeId: number; moved: string | null };
+  | {
+      outcome: 'applied' | 'recorded';
+      chargeId: number;
+      moved: string | null;
+      /** A dispute event that opened or charged back the charge's dispute. */
+      dispute?: DisputeRecorded | undefined;
+    };
 
 /**
  * A Worldpay event pushed to the webhook: find its attempt by reference, drop a redelivery
@@ -42,7 +50,7 @@ export async function receivePaymentEvent(
   e: PaymentEventInput,
 ): Promise<PaymentEventOutcome> {
   const db = ctx.database;
-  return db.db.transaction(async (tx) => {
+  const out = await db.db.transaction(async (tx): Promise<PaymentEventOutcome> => {
     const rows = await db.rows<{ id: number; charge_id: number }>(
       sql`select a.id, a.charge_id from attempts a where a.transaction_reference = ${e.transactionReference}`,
       tx,
@@ -71,8 +79,23 @@ export async function receivePaymentEvent(
       },
       tx,
     );
-    return { outcome: moved ? 'applied' : 'recorded', chargeId, moved };
+    // A dispute is a fact about the charge, not a state of it: recorded beside it.
+    const dispute =
+      status === 'chargedBack' || status === 'informationRequested'
+        ? await recordDispute(ctx, tx, {
+            chargeId,
+            kind: status,
+            eventId: e.eventId,
+            occurredAt: e.occurredAt ?? ctx.clock.now(),
+            details: disputeDetails((e.payload as { eventDetails?: unknown } | null)?.eventDetails),
+          })
+        : undefined;
+    return { outcome: moved || dispute ? 'applied' : 'recorded', chargeId, moved, dispute };
   });
+  // This process's senders hear of the pauses now; others when the database notifies them.
+  for (const id of out.outcome === 'applied' ? (out.dispute?.pausedMandateIds ?? []) : [])
+    await noteHold(db, id, 'paused');
+  return out;
 }
 
 /**

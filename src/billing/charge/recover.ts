@@ -36,6 +36,9 @@ const AUTHORIZED_LIKE: PaymentStatus[] = [
   'refunded',
   'refundFailed',
   'settlementFailed',
+  // Only a payment that was authorized and settled can be disputed.
+  'chargedBack',
+  'informationRequested',
 ];
 
 export interface ReconcileReport {

@@ -8,6 +8,7 @@ import { ConflictError, NotFoundError } from '../../errors.ts';
 import type { Intent } from '../../gateways/types.ts';
 import { chargeDunning, loadCardHistory } from '../charge/claim.ts';
 import type { BillingContext } from '../context.ts';
+import { chargeDisputes, type DisputeView } from '../disputes/views.ts';
 import { type RunReport, runBilling } from '../run/run.ts';
 import { lockMandate, transitionCharge, transitionMandate } from '../sql/transitions.ts';
 
@@ -55,6 +56,8 @@ export interface ChargeDetail extends ChargeView {
     createdAt: string;
   }[];
   events: { source: string; lastEvent: string; eventId: string | null; receivedAt: string }[];
+  /** Worldpay's disputes of the payment (informationRequested, chargedBack), oldest first. */
+  disputes: DisputeView[];
 }
 
 const chargeSelect = sql`select c.*, pa.transaction_reference as paid_reference,
@@ -182,6 +185,7 @@ export async function getCharge(database: Database, id: number): Promise<ChargeD
       eventId: e.event_id,
       receivedAt: e.received_at.toISOString(),
     })),
+    disputes: await chargeDisputes(database, id),
   };
 }
 

@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import type { BillingContext } from '../../billing/context.ts';
+import { listDisputes } from '../../billing/disputes/views.ts';
 import { getCharge, listCharges, retryNow } from '../../billing/operator/charges.ts';
 import { parseInstant } from '../../domain/instant.ts';
-import { chargeMachine } from '../../domain/lifecycle.ts';
+import { chargeMachine, disputeMachine } from '../../domain/lifecycle.ts';
 import { defineRoute, type RouteDef } from '../route.ts';
 import { emptyBody, int, oneOf } from './filters.ts';
 
@@ -25,7 +26,16 @@ const chargeQuery = z
   })
   .strict();
 
-/** Charges listed and read, and a charge in dunning retried now. */
+const disputeQuery = z
+  .object({
+    status: oneOf(Object.keys(disputeMachine.transitions)).optional(),
+    mandateId: int.optional(),
+    limit: int.max(1000).optional(),
+    after: int.optional(),
+  })
+  .strict();
+
+/** Charges listed and read, a charge in dunning retried now, and the charges' disputes. */
 export function chargeRoutes(ctx: BillingContext): RouteDef[] {
   const db = ctx.database;
   return [
@@ -48,9 +58,19 @@ export function chargeRoutes(ctx: BillingContext): RouteDef[] {
       method: 'GET',
       url: '/v1/charges/:id',
       tag: 'charges',
-      summary: 'A charge with its payment actions and events',
+      summary: 'A charge with its payment actions, events and disputes (chargebacks)',
       status: 200,
       handler: async ({ params }) => getCharge(db, params.id),
+    }),
+    defineRoute({
+      method: 'GET',
+      url: '/v1/disputes',
+      tag: 'charges',
+      summary:
+        'Disputes of charges (Worldpay informationRequested and chargedBack), oldest first; each charge shows its own too',
+      query: disputeQuery,
+      status: 200,
+      handler: async ({ query }) => listDisputes(db, query),
     }),
     defineRoute({
       method: 'POST',

@@ -12,6 +12,22 @@ export interface SandboxReply {
   delayMs?: number;
   /** Destroy the socket instead of answering (script `lost`); the payment is already committed. */
   lost?: boolean;
+  /** The media type of the answer when not v6's (v7 payments answer in v7's). */
+  contentType?: string;
+}
+
+/** Worldpay's answer to a reused transaction reference. */
+export function duplicateReference(): SandboxReply {
+  // Worldpay's published name and message for it (the APM API's OpenAPI document; the card
+  // API publishes none of its own).
+  return {
+    status: 400,
+    body: {
+      errorName: 'transactionReferenceIsADuplicate',
+      message:
+        'The transaction reference (while valid as a reference) is a duplicate already used in another transaction.',
+    },
+  };
 }
 
 const CURIES = [{ name: 'payments', href: '/rels/payments/{rel}', templated: true }];
@@ -70,6 +86,18 @@ export function href(base: string, path: string): { href: string } {
 
 export function curies(base: string) {
   return [{ ...CURIES[0], href: base + CURIES[0]!.href }];
+}
+
+const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+
+/**
+ * `n` random characters of `alphabet` (default letters and digits), for ids and references that
+ * are not secrets: Math.random, not crypto, as these are on the hot path.
+ */
+export function randomChars(n: number, alphabet = ALNUM): string {
+  let out = '';
+  for (let i = 0; i < n; i++) out += alphabet[Math.floor(Math.random() * alphabet.length)];
+  return out;
 }
 
 /** Random digits for authorization codes and scheme references (not secrets: Math.random is enough). */
