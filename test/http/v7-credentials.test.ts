@@ -371,6 +371,29 @@ describe('v7 credentials through the API', () => {
     expect(v6.body.credential.id).not.toBe(attached.body.credential.id);
   });
 
+  it("takes what the sandbox's first payment answered: its token href and its scheme reference, byte for byte", async () => {
+    const res = await request(`${w.sandbox.url}/_sandbox/v7/first-payments`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ cardNumber: '5555555555554444', expiryMonth: 9, expiryYear: 2031 }),
+    });
+    const first = (await res.body.json()) as { tokenHref: string; schemeReference: string };
+    expect(res.statusCode).toBe(201);
+    const created = await call(
+      'POST',
+      '/v1/mandates',
+      mandate({ api: 'v7', schemeReference: first.schemeReference, tokenHref: first.tokenHref }),
+    );
+    expect(created.status, created.text).toBe(201);
+    expect(created.body.credential).toMatchObject({
+      api: 'v7',
+      instrumentType: 'card/token',
+      schemeReference: first.schemeReference,
+    });
+    // a Mastercard first payment's reference ends in spaces: kept
+    expect(first.schemeReference).toMatch(/ $/);
+  });
+
   it('refuses a v7 credential for a Liquido mandate, naming credential.api', async () => {
     const created = await call(
       'POST',
