@@ -6,6 +6,7 @@
 import { createReadStream, readFileSync, statSync } from 'node:fs';
 import cliProgress from 'cli-progress';
 import { type Command, Option } from 'commander';
+import { WORLDPAY_APIS } from '../billing/mandates/schemas.ts';
 import type { Config } from '../config.ts';
 import type { Database } from '../db/client.ts';
 import { keyId, parseKey } from '../domain/card-crypto.ts';
@@ -13,6 +14,7 @@ import { legacyStatus } from '../legacy/erase.ts';
 import { type ImportReport, importLegacy } from '../legacy/import.ts';
 import { detectFormat, readCsv, readNdjson } from '../legacy/reader.ts';
 import { rotateKeys } from '../legacy/rotate-key.ts';
+import type { LegacyApi } from '../legacy/rows.ts';
 import { intOption } from './output.ts';
 
 export interface LegacyDeps {
@@ -83,6 +85,14 @@ export function registerLegacyCommands(program: Command, deps: LegacyDeps): Comm
         'ndjson',
       ]),
     )
+    .addOption(
+      new Option(
+        '--api <version>',
+        "Worldpay's card API the credentials are charged through: v6 (migrateRecurring, then a link chain; card data erased after the first charge) or v7 (card/plain, card/token, card/networkToken with scheme_reference; card data kept)",
+      )
+        .choices(WORLDPAY_APIS)
+        .default('v6'),
+    )
     .option('--dry-run', 'validate and report without writing', false)
     .option('--json', 'print the report as JSON, with every rejection', false)
     .option(
@@ -92,7 +102,10 @@ export function registerLegacyCommands(program: Command, deps: LegacyDeps): Comm
       1000,
     )
     .action(
-      async (file: string, o: { format?: string; dryRun: boolean; json: boolean; batchSize: number }) => {
+      async (
+        file: string,
+        o: { format?: string; api: LegacyApi; dryRun: boolean; json: boolean; batchSize: number },
+      ) => {
         let database: Database | undefined;
         let bar: cliProgress.SingleBar | undefined;
         try {
@@ -123,6 +136,7 @@ export function registerLegacyCommands(program: Command, deps: LegacyDeps): Comm
             key: config.encryptionKey,
             maxAmountMajor: config.billing.maxAmount,
             dryRun: o.dryRun,
+            api: o.api,
             now: deps.now?.() ?? new Date(),
             batchSize: o.batchSize,
             onProgress: bar ? (rows) => rows % 1000 === 0 && bar!.update(bytes, { rows }) : undefined,

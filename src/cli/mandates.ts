@@ -12,7 +12,7 @@ import {
   resumeMandate,
   showMandate,
 } from '../billing/mandates/index.ts';
-import { GATEWAYS, INTENTS, SETTLE_MODES } from '../billing/mandates/schemas.ts';
+import { GATEWAYS, INTENTS, SETTLE_MODES, WORLDPAY_APIS } from '../billing/mandates/schemas.ts';
 import { mandateMachine } from '../domain/lifecycle.ts';
 import { formatMoney } from '../domain/money.ts';
 import { InvalidRequestError, ValidationError } from '../errors.ts';
@@ -49,6 +49,13 @@ function credentialFrom(opts: Record<string, string | undefined>): Record<string
         `--${given === 'cardNumber' ? 'card-number' : 'dpan'}: a card number on the command line lands in ps and the shell's history; give ${instead} FILE, or ${instead} - to read it from standard input`,
       );
   }
+  if (opts.api === 'v7') return v7CredentialFrom(opts);
+  for (const [given, flag] of [
+    ['schemeReference', '--scheme-reference'],
+    ['networkTokenFile', '--network-token-file'],
+  ] as const) {
+    if (opts[given] !== undefined) throw new InvalidRequestError(`${flag}: only with --api v7`);
+  }
   const given = ['link', 'cardNumberFile', 'tokenHref', 'dpanFile', 'liquidoCardId'].filter(
     (k) => opts[k] !== undefined,
   );
@@ -57,11 +64,7 @@ function credentialFrom(opts: Record<string, string | undefined>): Record<string
       'credential: give exactly one of --link, --card-number-file, --token-href, --dpan-file, --liquido-card-id',
     );
   }
-  const expiry = () => {
-    const m = /^(\d{1,2})\/(\d{4})$/.exec(opts.expiry ?? '');
-    if (!m) throw new InvalidRequestError('--expiry: expected MM/YYYY');
-    return { expiryMonth: Number(m[1]), expiryYear: Number(m[2]) };
-  };
+  const expiry = () => expiryFrom(opts);
   if (opts.link) return { link: opts.link };
   if (opts.tokenHref) return { tokenHref: opts.tokenHref };
   if (opts.liquidoCardId) return { liquidoCardId: opts.liquidoCardId };
@@ -71,26 +74,113 @@ function credentialFrom(opts: Record<string, string | undefined>): Record<string
   return { dpan: secretFrom('--dpan-file', opts.dpanFile ?? '-'), ...expiry(), ...holder };
 }
 
+function expiryFrom(opts: Record<string, string | undefined>): { expiryMonth: number; expiryYear: number } {
+  const m = /^(\d{1,2})\/(\d{4})$/.exec(opts.expiry ?? '');
+  if (!m) throw new InvalidRequestError('--expiry: expected MM/YYYY');
+  return { expiryMonth: Number(m[1]), expiryYear: Number(m[2]) };
+}
+
+/**
+ * `--api v7`: a token, a card or a network token, with the first payment's scheme reference
+ * (required for a card or network token). The reference is passed on as given, trailing spaces
+ * included; the numbers come from files, as for v6.
+ */
+function v7CredentialFrom(opts: Record<string, string | undefined>): Record<string, unknown> {
+  for (const [key, flag] of [
+    ['link', '--link'],
+    ['dpanFile', '--dpan-file'],
+    ['liquidoCardId', '--liquido-card-id'],
+  ] as const) {
+    if (opts[key] !== undefined)
+      throw new InvalidRequestError(
+        `${flag}: not a Card Payments v7 credential; with --api v7 give --token-href, --card-number-file or --network-token-file`,
+      );
+  }
+  const given = ['tokenHref', 'cardNumberFile', 'networkTokenFile'].filter((k) => opts[k] !== undefined);
+  if (given.length !== 1)
+    throw new InvalidRequestError(
+      'credential: with --api v7 give exactly one of --token-href, --card-number-file, --network-token-file',
+    );
+  const ref = opts.schemeReference !== undefined ? { schemeReference: opts.schemeReference } : {};
+  if (opts.tokenHref !== undefined) {
+    if (opts.cardHolder !== undefined || opts.expiry !== undefined)
+      throw new InvalidRequestError(
+        `${opts.expiry !== undefined ? '--expiry' : '--card-holder'}: not with --token-href (the token holds the card)`,
+      );
+    return { api: 'v7', ...ref, tokenHref: opts.tokenHref };
+  }
+  const card = opts.cardNumberFile !== undefined;
+  if (opts.schemeReference === undefined)
+    throw new InvalidRequestError(
+      `--scheme-reference: required with ${card ? '--card-number-file' : '--network-token-file'}: the scheme reference the customer's first, customer-initiated payment answered with`,
+    );
+  if (card)
+    return {
+      api: 'v7',
+      ...ref,
+      card: {
+        number: secretFrom('--card-number-file', opts.cardNumberFile!),
+        ...expiryFrom(opts),
+        ...(opts.cardHolder !== undefined ? { holderName: opts.cardHolder } : {}),
+      },
+    };
+  if (opts.cardHolder !== undefined)
+    throw new InvalidRequestError('--card-holder: not with --network-token-file');
+  return {
+    api: 'v7',
+    ...ref,
+    networkToken: { number: secretFrom('--network-token-file', opts.networkTokenFile!), ...expiryFrom(opts) },
+  };
+}
+
 function credentialOptions(c: Command): Command {
   return (
     c
-      .option('--link <href>', 'payments:recurringAuthorize href from a customer-initiated verification')
+      .addOption(
+        new Option(
+          '--api <version>',
+          "Worldpay's card API: v6 (recurring link chain, the default) or v7 (merchant-initiated, by scheme reference)",
+        ).choices(WORLDPAY_APIS),
+      )
+      .option('--link <href>', 'v6: payments:recurringAuthorize href from a customer-initiated verification')
       .option(
         '--card-number-file <file|->',
-        'card for migrateRecurring, read from FILE or standard input (-); stored encrypted until the first charge',
+        'card read from FILE or standard input (-), stored encrypted; v6: for migrateRecurring, kept until the first charge; v7: kept, sent on every charge',
       )
-      .option('--token-href <href>', 'Worldpay token href for migrateRecurring')
+      .option('--token-href <href>', 'Worldpay token href (v6: for migrateRecurring)')
       .option(
         '--dpan-file <file|->',
-        'Apple Pay network token for migrateRecurring, from FILE or standard input (-)',
+        'v6: Apple Pay network token for migrateRecurring, from FILE or standard input (-)',
       )
-      .option('--expiry <MM/YYYY>', 'expiry of the card or DPAN')
+      .option(
+        '--network-token-file <file|->',
+        'v7: network token number, from FILE or standard input (-), stored encrypted',
+      )
+      .option(
+        '--scheme-reference <ref>',
+        "v7: the scheme reference of the customer's first, customer-initiated payment, as given (trailing spaces kept); required with a card or network token",
+      )
+      .option('--expiry <MM/YYYY>', 'expiry of the card, DPAN or network token')
       // Refused with the reason (see credentialFrom): kept so a user who types them is told why.
       .addOption(new Option('--card-number <pan>').hideHelp())
       .addOption(new Option('--dpan <dpan>').hideHelp())
       .option('--card-holder <name>', 'card holder name')
       .option('--liquido-card-id <id>', 'vaulted Liquido card (Liquido mandates)')
   );
+}
+
+/**
+ * What a mandate is charged with, in one line: the gateway and, for Worldpay, the card API, the
+ * instrument, its status and the scheme reference quoted (its trailing spaces are part of it).
+ */
+function credentialLine(m: MandateView): string {
+  const c = m.credential;
+  return [
+    m.gateway === 'worldpay' ? `Worldpay ${c.api}` : m.gateway,
+    c.instrumentType,
+    c.status,
+    ...(c.schemeReference !== null ? [`scheme reference ${JSON.stringify(c.schemeReference)}`] : []),
+  ].join(' · ');
 }
 
 function printMandates(items: MandateView[]): void {
@@ -238,13 +328,17 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
         const m = await showMandate(app.database, idArg('id', id));
         if (o.json) return printJson(m);
         printMandates([m]);
-        process.stdout.write(`\nlink chain (credential ${m.credential.id})\n`);
-        process.stdout.write(
-          table(
-            ['link', 'rel', 'source', 'current', 'href'],
-            m.links.map((l) => [l.id, l.rel, l.source, l.current ? 'yes' : '', l.href]),
-          ),
-        );
+        process.stdout.write(`\ncredential ${m.credential.id}: ${credentialLine(m)}\n`);
+        // v7 credentials have no link chain: each charge is tied to the first payment by its reference.
+        if (m.credential.api !== 'v7' || m.links.length > 0) {
+          process.stdout.write(`\nlink chain (credential ${m.credential.id})\n`);
+          process.stdout.write(
+            table(
+              ['link', 'rel', 'source', 'current', 'href'],
+              m.links.map((l) => [l.id, l.rel, l.source, l.current ? 'yes' : '', l.href]),
+            ),
+          );
+        }
         process.stdout.write('\ncharges\n');
         process.stdout.write(
           table(
@@ -306,7 +400,7 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
       .option('--json', 'JSON output'),
   ).action(async (id, o) => {
     await deps.withApp(async (app) => {
-      const m = await attachCredential(app, idArg('id', id), credentialFrom(o));
+      const m = await asOptions(attachCredential(app, idArg('id', id), credentialFrom(o)));
       if (o.json) printJson(m);
       else
         process.stdout.write(`mandate ${m.id} now uses credential ${m.credential.id} and is ${m.status}\n`);
@@ -413,6 +507,20 @@ const OPTION_OF: Record<string, string> = {
   billingAnchor: '--billing-anchor',
   'credential.link': '--link',
   'credential.tokenHref': '--token-href',
+  'credential.api': '--api',
+  'credential.cardNumber': '--card-number-file',
+  'credential.dpan': '--dpan-file',
+  'credential.expiryMonth': '--expiry',
+  'credential.expiryYear': '--expiry',
+  'credential.cardHolderName': '--card-holder',
+  'credential.schemeReference': '--scheme-reference',
+  'credential.card.number': '--card-number-file',
+  'credential.card.expiryMonth': '--expiry',
+  'credential.card.expiryYear': '--expiry',
+  'credential.card.holderName': '--card-holder',
+  'credential.networkToken.number': '--network-token-file',
+  'credential.networkToken.expiryMonth': '--expiry',
+  'credential.networkToken.expiryYear': '--expiry',
 };
 
 async function asOptions<T>(work: Promise<T>): Promise<T> {

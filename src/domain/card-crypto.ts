@@ -96,3 +96,20 @@ export function fingerprint(value: string, key: Buffer): string {
   }
   return createHmac('sha256', sub).update(value).digest('base64url');
 }
+
+/**
+ * Identity of a v7 instrument within its customer: `<kind>:<hash>`, keyed (HMAC) for numbers so
+ * a key rotation re-fingerprints them (src/legacy/rotate-key.ts keeps the kind). Apart from the
+ * v6 kinds, so a card charged through v6 and the same card through v7 are two credentials.
+ * The API (src/billing/mandates/credentials.ts) and the legacy import (src/legacy/import.ts)
+ * both fingerprint v7 instruments with this function.
+ */
+export function v7Fingerprint(
+  kind: 'token' | 'card' | 'networkToken',
+  value: string,
+  key: Buffer | undefined,
+): string {
+  if (kind === 'token') return `v7token:${createHash('sha256').update(value).digest('hex')}`;
+  if (!key) throw new RebillError('a card number needs an encryption key');
+  return `${kind === 'card' ? 'v7pan' : 'v7ntok'}:${fingerprint(value, key)}`;
+}

@@ -47,6 +47,11 @@ interface RouteFields {
    * answered so, and a client may read the error's field.
    */
   bodyFirst?: boolean;
+  /**
+   * The body is this part of what the service takes: errors name its fields under it, as the
+   * service does (`credential.schemeReference` for the body of POST /v1/mandates/:id/credential).
+   */
+  bodyAt?: string;
   /** Status of a successful answer. */
   status: number;
   /** The success answer's JSON Schema, where the document gives one. */
@@ -133,7 +138,7 @@ export function defineRoute<
  */
 export function parseRoute(r: RouteDef, req: FastifyRequest): RouteInput {
   const readBody = () =>
-    r.body ? parseInput(r.body, r.bodyRequired ? req.body : (req.body ?? {})) : undefined;
+    r.body ? parseInput(r.body, r.bodyRequired ? req.body : (req.body ?? {}), r.bodyAt) : undefined;
   const early = r.bodyFirst ? readBody() : undefined;
   const params = parseInput(r.params, req.params ?? {});
   const query = r.query ? parseInput(r.query, req.query) : undefined;

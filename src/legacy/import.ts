@@ -9,10 +9,10 @@ import { createHash } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { auditCreatedRows } from '../billing/sql/audit.ts';
 import type { Database, Executor } from '../db/client.ts';
-import { encryptSecret, fingerprint } from '../domain/card-crypto.ts';
+import { encryptSecret, fingerprint, v7Fingerprint } from '../domain/card-crypto.ts';
 import { ConflictError } from '../errors.ts';
 import type { SourceRecord } from './reader.ts';
-import { createRowValidator, type RowError, type ValidRow } from './rows.ts';
+import { createRowValidator, type LegacyApi, type RowError, type ValidRow } from './rows.ts';
 
 export interface ImportOptions {
   /** Encryption key for PANs/DPANs. Without it rows carrying one are rejected (field card_number/dpan). */
@@ -25,6 +25,12 @@ export interface ImportOptions {
   onProgress?: (read: number) => void;
   /** REBILL_MAX_AMOUNT (default 100,000 major units). */
   maxAmountMajor?: number | undefined;
+  /**
+   * Worldpay's card API the credentials are charged through (credentials.api), default v6. v7
+   * rows carry the first payment's scheme reference, and their card data is kept: v7 sends it
+   * on every charge (nothing erases it after a first charge, as v6's migrateRecurring does).
+   */
+  api?: LegacyApi | undefined;
 }
 
 export interface ImportReport {
@@ -50,16 +56,34 @@ class ConcurrentImportError extends ConflictError {
 }
 
 /**
+ * A v7 row names a card its customer already has a credential for, with another scheme
+ * reference: sharing the credential would drop the row's reference silently.
+ */
+class SchemeReferenceConflict extends ConflictError {
+  static override readonly type: string = 'SchemeReferenceConflict';
+  constructor(readonly line: number) {
+    super(`line ${line}: the customer's credential for this card holds another scheme reference`);
+  }
+}
+
+/**
  * Why the database refused a row, when the refusal is about the data (SQLSTATE class 22 data
  * exception, 23 integrity violation, P0 raised by a trigger), or null for any other failure.
  */
-function rowFault(err: unknown): string | null {
-  if (err instanceof ConcurrentImportError) return 'imported by another import running at the same time';
+function rowFault(err: unknown): { field: string; reason: string } | null {
+  if (err instanceof ConcurrentImportError)
+    return { field: '(row)', reason: 'imported by another import running at the same time' };
+  if (err instanceof SchemeReferenceConflict)
+    return {
+      field: 'scheme_reference',
+      reason:
+        "differs from the scheme reference of this customer's credential for the same card (imported before, or on an earlier line)",
+    };
   const e = err as { code?: unknown; cause?: { code?: unknown } };
   const code =
     typeof e?.code === 'string' ? e.code : typeof e?.cause?.code === 'string' ? e.cause.code : null;
   return code !== null && /^(22|23|P0)[0-9A-Z]{3}$/.test(code)
-    ? `the database refused the row (${code})`
+    ? { field: '(row)', reason: `the database refused the row (${code})` }
     : null;
 }
 
@@ -102,8 +126,17 @@ export function legacyHash(row: ValidRow): string {
   return `v1:${createHash('sha256').update(canonical).digest('base64url')}`;
 }
 
-/** Fingerprint of the row's instrument: keyed HMAC for numbers, a plain hash for a token href (stored in clear anyway). */
-export function instrumentFingerprint(row: ValidRow, key: Buffer | undefined): string {
+/**
+ * Fingerprint of the row's instrument: keyed HMAC for numbers, a plain hash for a token href
+ * (stored in clear anyway). v7 rows are fingerprinted as the API's v7 credentials are, so a
+ * card imported and the same card given through the API are one credential.
+ */
+export function instrumentFingerprint(row: ValidRow, key: Buffer | undefined, api: LegacyApi = 'v6'): string {
+  if (api === 'v7') {
+    if (row.tokenHref !== null) return v7Fingerprint('token', row.tokenHref, key);
+    if (row.pan === null) throw new Error('a v7 card row has no number');
+    return v7Fingerprint(row.instrumentType === 'card/plain' ? 'card' : 'networkToken', row.pan, key);
+  }
   if (row.tokenHref !== null) return `tok:${createHash('sha256').update(row.tokenHref).digest('base64url')}`;
   if (!key || row.pan === null) throw new Error('a card number needs an encryption key');
   const kind = row.instrumentType === 'card/plain' ? 'pan' : 'dpan';
@@ -121,6 +154,7 @@ export async function importLegacy(
     now: opts.now,
     canStoreCardData: opts.key !== undefined,
     maxAmountMajor: opts.maxAmountMajor,
+    api: opts.api ?? 'v6',
   });
   const report: ImportReport = {
     read: 0,
@@ -157,9 +191,9 @@ export async function importLegacy(
         try {
           report.imported += await database.db.transaction((tx) => writeRows(database, tx, [one], opts));
         } catch (e) {
-          const reason = rowFault(e);
-          if (reason === null) throw e;
-          reject([{ line: one.row.line, field: '(row)', reason }]);
+          const fault = rowFault(e);
+          if (fault === null) throw e;
+          reject([{ line: one.row.line, ...fault }]);
         }
       }
     }
@@ -173,7 +207,11 @@ export async function importLegacy(
       if (!result.ok) reject(result.errors);
       else {
         const row = result.row;
-        batch.push({ row, fingerprint: instrumentFingerprint(row, opts.key), hash: legacyHash(row) });
+        batch.push({
+          row,
+          fingerprint: instrumentFingerprint(row, opts.key, opts.api),
+          hash: legacyHash(row),
+        });
         if (batch.length >= batchSize) await flush();
       }
     }
@@ -241,6 +279,7 @@ async function writeRows(
     if (credentialValues.has(k)) continue;
     credentialValues.set(k, {
       customer_id: cid,
+      api: opts.api ?? 'v6',
       instrument_type: row.instrumentType,
       brand: row.brand,
       bin: row.pan ? row.pan.slice(0, 6) : null,
@@ -259,27 +298,40 @@ async function writeRows(
     id: number | string;
     customer_id: number | string;
     fingerprint: string;
+    scheme_reference: string | null;
   }>(
     sql`with input as (
           select * from jsonb_to_recordset(${credentialJson}::jsonb) as x(
-            customer_id bigint, instrument_type text, brand text, bin text, last_four text,
+            customer_id bigint, api text, instrument_type text, brand text, bin text, last_four text,
             expiry_month smallint, expiry_year smallint, card_holder_name text, token_href text,
             encrypted_pan text, fingerprint text, scheme_reference text)),
         ins as (
-          insert into credentials (customer_id, gateway, instrument_type, brand, bin, last_four, expiry_month,
+          insert into credentials (customer_id, gateway, api, instrument_type, brand, bin, last_four, expiry_month,
             expiry_year, card_holder_name, token_href, encrypted_pan, fingerprint, scheme_reference)
-          select customer_id, 'worldpay', instrument_type, brand, bin, last_four, expiry_month,
+          select customer_id, 'worldpay', api, instrument_type, brand, bin, last_four, expiry_month,
             expiry_year, card_holder_name, token_href, encrypted_pan, fingerprint, scheme_reference from input
           on conflict (customer_id, fingerprint) do nothing
-          returning id, customer_id, fingerprint)
-        select id, customer_id, fingerprint from ins
-        union all select c.id, c.customer_id, c.fingerprint from credentials c
+          returning id, customer_id, fingerprint, scheme_reference)
+        select id, customer_id, fingerprint, scheme_reference from ins
+        union all select c.id, c.customer_id, c.fingerprint, c.scheme_reference from credentials c
           join input on c.customer_id = input.customer_id and c.fingerprint = input.fingerprint`,
     tx,
   );
   const credentialId = new Map(
     credentialRows.map((c) => [`${Number(c.customer_id)}\u0000${c.fingerprint}`, Number(c.id)]),
   );
+  if (opts.api === 'v7') {
+    // A row whose card its customer already has with another reference (stored before, or an
+    // earlier row of the batch) is refused: the batch is retried row by row to name it.
+    const reference = new Map(
+      credentialRows.map((c) => [`${Number(c.customer_id)}\u0000${c.fingerprint}`, c.scheme_reference]),
+    );
+    for (const { row, fingerprint: fp } of rows) {
+      const held = reference.get(`${customerId.get(row.customerRef)!}\u0000${fp}`);
+      if (row.schemeReference !== null && held !== row.schemeReference)
+        throw new SchemeReferenceConflict(row.line);
+    }
+  }
 
   const mandateJson = JSON.stringify(
     rows.map(({ row, fingerprint: fp, hash }) => {

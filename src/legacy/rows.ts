@@ -8,6 +8,7 @@ import { type CardBrand, cardBrand, containsCardNumber, luhnValid } from '../dom
 import { readInstant } from '../domain/instant.ts';
 import { ceilingMinor, DEFAULT_MAX_AMOUNT_MAJOR, isCurrency } from '../domain/money.ts';
 import { narrativeProblem } from '../domain/narrative.ts';
+import { schemeReferenceProblem } from '../domain/scheme-reference.ts';
 
 export const FIELDS = [
   'legacy_id',
@@ -48,7 +49,11 @@ export const REQUIRED_COLUMNS: readonly Field[] = [
 export const INTENTS = ['subscription', 'instalment', 'unscheduled'] as const;
 export type Intent = (typeof INTENTS)[number];
 export const INSTRUMENT_TYPES = ['card/plain', 'card/token', 'card/networkToken+applepay'] as const;
-export type InstrumentType = (typeof INSTRUMENT_TYPES)[number];
+/** `--api v7`: Card Payments v7's instruments (a network token's number goes in `dpan`). */
+export const V7_INSTRUMENT_TYPES = ['card/plain', 'card/token', 'card/networkToken'] as const;
+export type InstrumentType = (typeof INSTRUMENT_TYPES)[number] | (typeof V7_INSTRUMENT_TYPES)[number];
+/** Worldpay's card API the imported credentials are charged through. */
+export type LegacyApi = 'v6' | 'v7';
 
 export interface RowError {
   line: number;
@@ -72,13 +77,14 @@ export interface ValidRow {
   entity: string;
   narrative: string;
   instrumentType: InstrumentType;
-  /** The PAN (card/plain) or DPAN (network token), digits only; null for card/token. */
+  /** The PAN (card/plain) or DPAN / network token number, digits only; null for card/token. */
   pan: string | null;
   brand: CardBrand | null;
   tokenHref: string | null;
   expiryMonth: number | null;
   expiryYear: number | null;
   cardHolderName: string | null;
+  /** v7: byte for byte as the file gives it (trailing spaces kept); v6: trimmed. */
   schemeReference: string | null;
 }
 
@@ -91,6 +97,11 @@ export interface ValidatorOptions {
   canStoreCardData: boolean;
   /** REBILL_MAX_AMOUNT: the largest single charge, in major units of the row's currency. */
   maxAmountMajor?: number;
+  /**
+   * `v7`: rows are Card Payments v7 credentials (V7_INSTRUMENT_TYPES), each card or network token
+   * with the scheme reference of its first, customer-initiated payment. Default `v6`.
+   */
+  api?: LegacyApi;
 }
 
 export const NO_KEY_REASON = 'REBILL_ENCRYPTION_KEY is not set: card numbers cannot be stored';
@@ -123,6 +134,11 @@ export function parseChargeAt(value: string, zone: string): Date | null {
 
 /** A validator for one file: it remembers legacy ids so a later duplicate is rejected. */
 export function createRowValidator(opts: ValidatorOptions): (line: number, record: unknown) => RowResult {
+  const v7 = opts.api === 'v7';
+  const types: readonly InstrumentType[] = v7 ? V7_INSTRUMENT_TYPES : INSTRUMENT_TYPES;
+  // v7's scheme reference is checked as one (src/domain/scheme-reference.ts): a Visa reference
+  // is 15 digits and may pass the Luhn check the free-text columns are held to.
+  const cardChecked = (field: Field) => !CARD_FIELDS.has(field) && !(v7 && field === 'scheme_reference');
   // legacy_id -> first line it appeared on. Grows with the file (about 100 bytes a row), the
   // one thing that does: a duplicate can be anywhere, and a dry run cannot ask the database.
   const seen = new Map<string, number>();
@@ -166,7 +182,7 @@ export function createRowValidator(opts: ValidatorOptions): (line: number, recor
     for (const field of FIELDS) {
       const v = get(field);
       if (v.includes('\u0000')) fail(field, 'must be a string or a number');
-      else if (!CARD_FIELDS.has(field) && containsCardNumber(v))
+      else if (cardChecked(field) && containsCardNumber(v))
         fail(field, 'looks like a card number; card numbers belong only in card_number or dpan');
     }
     if (errors.length > 0) return { ok: false, errors };
@@ -271,18 +287,23 @@ export function createRowValidator(opts: ValidatorOptions): (line: number, recor
     }
 
     const typeText = get('instrument_type');
-    const instrumentType = (INSTRUMENT_TYPES as readonly string[]).includes(typeText)
+    const instrumentType = (types as readonly string[]).includes(typeText)
       ? (typeText as InstrumentType)
       : null;
     if (typeText === '') fail('instrument_type', 'required');
     else if (!instrumentType) {
-      fail('instrument_type', 'must be card/plain, card/token or card/networkToken+applepay');
+      fail(
+        'instrument_type',
+        `must be ${types.slice(0, -1).join(', ')} or ${types.at(-1)}${v7 ? ' (--api v7)' : ''}`,
+      );
     }
 
     // Which instrument fields each type needs, and which it must not carry (a PAN on a token
     // row would otherwise be dropped silently, or worse, stored where nobody expects it).
-    const panField = instrumentType === 'card/networkToken+applepay' ? 'dpan' : 'card_number';
-    const needsPan = instrumentType === 'card/plain' || instrumentType === 'card/networkToken+applepay';
+    const networkToken =
+      instrumentType === 'card/networkToken+applepay' || instrumentType === 'card/networkToken';
+    const panField = networkToken ? 'dpan' : 'card_number';
+    const needsPan = instrumentType === 'card/plain' || networkToken;
     let pan: string | null = null;
     let brand: CardBrand | null = null;
     if (instrumentType) {
@@ -342,8 +363,21 @@ export function createRowValidator(opts: ValidatorOptions): (line: number, recor
 
     const holder = get('card_holder_name');
     if (holder.length > MAX_TEXT) fail('card_holder_name', `must be at most ${MAX_TEXT} characters`);
-    const schemeReference = get('scheme_reference');
-    if (schemeReference.length > MAX_TEXT) fail('scheme_reference', `must be at most ${MAX_TEXT} characters`);
+    let schemeReference = get('scheme_reference');
+    if (v7) {
+      // Byte for byte: Worldpay's own references end in spaces.
+      const raw = record.scheme_reference;
+      schemeReference = typeof raw === 'string' ? raw : '';
+      if (raw !== undefined && raw !== null && raw !== '' && typeof raw !== 'string')
+        fail('scheme_reference', 'must be a string');
+      else if (schemeReference === '') {
+        if (needsPan) fail('scheme_reference', `required for instrument_type ${instrumentType} (--api v7)`);
+      } else {
+        const problem = schemeReferenceProblem(schemeReference, pan);
+        if (problem !== null) fail('scheme_reference', problem);
+      }
+    } else if (schemeReference.length > MAX_TEXT)
+      fail('scheme_reference', `must be at most ${MAX_TEXT} characters`);
 
     if (errors.length > 0) return { ok: false, errors };
     return {

@@ -172,7 +172,8 @@ export async function undoCancelAtPeriodEnd(ctx: BillingContext, id: number): Pr
  * credential or stopped scheduled for a retry now.
  */
 export async function attachCredential(ctx: BillingContext, id: number, raw: unknown): Promise<MandateView> {
-  const credential = parseInput(credentialInputSchema, raw);
+  // Errors name `credential.<field>`, as creating a mandate does.
+  const credential = parseInput(credentialInputSchema, raw, 'credential');
   assertCredentialUsable(ctx, credential, ctx.clock.now());
   const m = await getMandate(ctx.database, id);
   if (m.status === 'cancelled' || m.status === 'completed')

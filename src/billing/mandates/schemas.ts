@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { containsCardNumber, hasControlCharacter } from '../../domain/card.ts';
 import { parseInstant } from '../../domain/instant.ts';
 import { narrativeProblem } from '../../domain/narrative.ts';
+import { schemeReferenceProblem } from '../../domain/scheme-reference.ts';
 import { ValidationError } from '../../errors.ts';
 
 /**
@@ -29,25 +30,86 @@ const expiry = {
   expiryYear: z.number().int().min(2000).max(2100),
 };
 
-/** How a mandate is charged: a recurring link from a verification, or data for migrateRecurring / Liquido. */
+const v6 = { api: z.literal('v6').optional() };
+const cardDigits = z.string().regex(/^\d{12,19}$/, 'must be 12-19 digits');
+
+/**
+ * A Card Payments v7 credential: a Worldpay token, a card or a network token, with the scheme
+ * reference of the customer's first, customer-initiated payment (required for a card or a
+ * network token, optional for a token). The reference is kept byte for byte.
+ */
+export const v7CredentialSchema = z
+  .object({
+    api: z.literal('v7'),
+    schemeReference: z
+      .string()
+      .describe(
+        "The scheme reference the customer's first, customer-initiated payment answered with (scheme.reference), byte for byte; 1-255 characters. Required with card or networkToken.",
+      )
+      .optional(),
+    tokenHref: z.string().url().optional(),
+    card: z
+      .object({
+        number: cardDigits,
+        ...expiry,
+        holderName: freeText(z.string().min(1).max(255)).optional(),
+      })
+      .strict()
+      .optional(),
+    networkToken: z
+      .object({ number: cardDigits, ...expiry })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const given = [c.tokenHref, c.card, c.networkToken].filter((v) => v !== undefined).length;
+    if (given !== 1)
+      ctx.addIssue({
+        code: 'custom',
+        path: [],
+        message: 'give exactly one of tokenHref, card or networkToken',
+      });
+    if (c.schemeReference === undefined) {
+      if (c.card || c.networkToken)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['schemeReference'],
+          message: `is required for a ${c.card ? 'card' : 'network token'}: the scheme reference its first, customer-initiated payment answered with`,
+        });
+    } else {
+      const problem = schemeReferenceProblem(c.schemeReference, c.card?.number ?? c.networkToken?.number);
+      if (problem !== null) ctx.addIssue({ code: 'custom', path: ['schemeReference'], message: problem });
+    }
+  });
+export type V7CredentialInput = z.infer<typeof v7CredentialSchema>;
+
+/**
+ * How a mandate is charged. Worldpay v6 (the default, `api` left out or `v6`): a recurring link
+ * from a verification, or data for migrateRecurring; Liquido: a vaulted card. Worldpay v7:
+ * `api: "v7"` with a token, a card or a network token and the first payment's scheme reference.
+ */
 export const credentialInputSchema = z.union([
-  z.object({ link: z.string().url() }).strict(),
+  z.object({ ...v6, link: z.string().url() }).strict(),
   z
     .object({
-      cardNumber: z.string().regex(/^\d{12,19}$/, 'must be 12-19 digits'),
+      ...v6,
+      cardNumber: cardDigits,
       ...expiry,
       cardHolderName: freeText(z.string().max(255)).optional(),
     })
     .strict(),
-  z.object({ tokenHref: z.string().url() }).strict(),
+  z.object({ ...v6, tokenHref: z.string().url() }).strict(),
   z
     .object({
-      dpan: z.string().regex(/^\d{12,19}$/, 'must be 12-19 digits'),
+      ...v6,
+      dpan: cardDigits,
       ...expiry,
       cardHolderName: freeText(z.string().max(255)).optional(),
     })
     .strict(),
   z.object({ liquidoCardId: z.string().min(1).max(128) }).strict(),
+  v7CredentialSchema,
 ]);
 export type CredentialInput = z.infer<typeof credentialInputSchema>;
 
@@ -68,6 +130,8 @@ export function instantOf(field: string, v: string | Date, zone: string): Date {
 export const INTENTS = ['subscription', 'instalment', 'unscheduled'] as const;
 export const GATEWAYS = ['worldpay', 'liquido'] as const;
 export const SETTLE_MODES = ['full', 'partial', 'none'] as const;
+/** Worldpay's card APIs a credential is charged through (credentials.api). */
+export const WORLDPAY_APIS = ['v6', 'v7'] as const;
 
 export const createMandateSchema = z
   .object({
@@ -98,12 +162,40 @@ export const createMandateSchema = z
   .strict();
 export type CreateMandateInput = z.input<typeof createMandateSchema>;
 
-/** Turn a zod failure into our ValidationError naming the first bad field. */
-export function parseInput<T>(schema: z.ZodType<T>, input: unknown): T {
+/**
+ * Turn a zod failure into our ValidationError naming the first bad field. `at`: where the input
+ * sits in the service's input, named before its fields (`credential` for a credential given alone).
+ */
+export function parseInput<T>(schema: z.ZodType<T>, input: unknown, at?: string): T {
   const r = schema.safeParse(input);
   if (!r.success) {
-    const issue = r.error.issues[0]!;
-    throw new ValidationError(issue.path.join('.') || 'body', issue.message);
+    const { path, message } = firstIssue(r.error.issues, at === undefined ? [] : [at]);
+    throw new ValidationError(path.join('.') || 'body', message);
   }
   return r.data;
+}
+
+/**
+ * The issue to report. A value that fits none of a union's shapes is reported by the one shape
+ * it was meant for, when only one takes all its keys and its `api`: `{api: "v7", card}`
+ * without a scheme reference is `credential.schemeReference: is required...`, not "Invalid input".
+ */
+function firstIssue(
+  issues: readonly z.core.$ZodIssue[],
+  base: PropertyKey[],
+): { path: PropertyKey[]; message: string } {
+  const issue = issues[0]!;
+  const path = [...base, ...issue.path];
+  if (issue.code === 'invalid_union') {
+    const meant = issue.errors.filter(
+      (branch) =>
+        !branch.some(
+          (i) =>
+            (i.code === 'unrecognized_keys' && i.path.length === 0) ||
+            (i.code === 'invalid_value' && i.path.length === 1 && i.path[0] === 'api'),
+        ),
+    );
+    if (meant.length === 1 && meant[0]!.length > 0) return firstIssue(meant[0]!, path);
+  }
+  return { path, message: issue.message };
 }

@@ -37,6 +37,8 @@ export interface MandateView {
     /** Worldpay card API: `v6` (link chain) or `v7` (merchant-initiated, by scheme reference). */
     api: string;
     instrumentType: string;
+    /** v7: the first customer-initiated payment's scheme reference, byte for byte (sent on every charge). */
+    schemeReference: string | null;
     status: string;
     brand: string | null;
     lastFour: string | null;
@@ -51,7 +53,7 @@ export interface MandateView {
 export type ViewRow = RawRow<typeof mandates> &
   Pick<
     RawRow<typeof credentials>,
-    'api' | 'instrument_type' | 'brand' | 'last_four' | 'expiry_month' | 'expiry_year'
+    'api' | 'instrument_type' | 'scheme_reference' | 'brand' | 'last_four' | 'expiry_month' | 'expiry_year'
   > & {
     customer_ref: string;
     credential_status: string;
@@ -91,6 +93,7 @@ export function toView(r: ViewRow): MandateView {
       id: r.credential_id,
       api: r.api,
       instrumentType: r.instrument_type,
+      schemeReference: r.scheme_reference,
       status: r.credential_status,
       brand: r.brand,
       lastFour: r.last_four,
@@ -102,7 +105,7 @@ export function toView(r: ViewRow): MandateView {
   };
 }
 
-export const viewSelect = sql`select m.*, cu.ref as customer_ref, cr.api, cr.instrument_type, cr.status as credential_status, cr.brand,
+export const viewSelect = sql`select m.*, cu.ref as customer_ref, cr.api, cr.instrument_type, cr.scheme_reference, cr.status as credential_status, cr.brand,
   cr.last_four, cr.expiry_month, cr.expiry_year, (cr.encrypted_pan is not null) as holds_card_data, l.href as current_link
   from mandates m join customers cu on cu.id = m.customer_id join credentials cr on cr.id = m.credential_id
   left join links l on l.id = cr.current_link_id`;

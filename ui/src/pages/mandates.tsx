@@ -283,7 +283,7 @@ export function MandatePage({ id }: { id: number }) {
                 <Badge value={m.credential.status} />
               </dd>
               <dt>Gateway</dt>
-              <dd>{m.gateway}</dd>
+              <dd>{gatewayLine(m)}</dd>
             </dl>
             <MandateActions m={m} reload={data.reload} />
             <h2>Next cycles</h2>
@@ -568,4 +568,14 @@ function MandateActions({ m, reload }: { m: MandateDetail; reload: () => void })
       )}
     </div>
   );
+}
+
+/**
+ * The gateway and, for Worldpay, the card API the credential is charged through, with a v7
+ * credential's scheme reference quoted: its trailing spaces are part of it.
+ */
+function gatewayLine(m: MandateDetail): string {
+  if (m.gateway !== 'worldpay') return m.gateway;
+  const ref = m.credential.schemeReference;
+  return `Worldpay ${m.credential.api}${ref !== null ? ` · scheme reference ${JSON.stringify(ref)}` : ''}`;
 }
