@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { luhnValid } from '../../src/domain/card.ts';
 import { type FirstPaymentMade, type Sandbox, startSandbox } from '../../src/sandbox/server.js';
 
 // The sandbox's Card Payments v7 side over real HTTP: the merchant- and customer-initiated
@@ -168,6 +169,8 @@ describe('worldpay sandbox, Card Payments v7', () => {
     expect(first.schemeReference).toMatch(/^MCC[A-Z0-9]{9} {2}$/);
     expect(first.networkToken!.number).toMatch(/^5555[0-9]{12}$/);
     expect(first.networkToken!.number).not.toBe(MASTERCARD);
+    // rebill checks a network token number with Luhn, as it does a card number.
+    expect(luhnValid(first.networkToken!.number)).toBe(true);
     expect(first.networkToken!.expiryYear).toBe(2030);
 
     const res = await post(mit, mitBody('mit-1', token(first), first.schemeReference));

@@ -49,8 +49,24 @@ export function schemeReferenceFor(brand: CardBrand): string {
 }
 
 /** A network token number in the card's brand range: the card's first four digits, then random. */
+/** A network token number as a scheme issues one: the card's length and prefix, a valid Luhn digit. */
 function networkTokenNumber(cardNumber: string): string {
-  return cardNumber.slice(0, 4) + digits(cardNumber.length - 4);
+  const body = cardNumber.slice(0, 4) + digits(cardNumber.length - 5);
+  return body + luhnCheckDigit(body);
+}
+
+/** The digit that makes `body` + digit pass the Luhn check. */
+function luhnCheckDigit(body: string): string {
+  let sum = 0;
+  for (let i = 0; i < body.length; i++) {
+    let d = Number(body[body.length - 1 - i]);
+    if (i % 2 === 0) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+  }
+  return String((10 - (sum % 10)) % 10);
 }
 
 export function createCardStore(nextId: () => string) {
