@@ -4,13 +4,16 @@ import { chargeMachine } from '../domain/lifecycle.ts';
 import { formatMoney } from '../domain/money.ts';
 import type { CliDeps } from './deps.ts';
 import { ID, idArg, intOption, PAGE_SIZE, parseInstant, printJson, table } from './output.ts';
+import { printActions } from './payments.ts';
 import { formatRunReport } from './run.ts';
 import { renamedOption } from './vocabulary.ts';
 
 export function registerChargeCommands(program: Command, deps: CliDeps): void {
   const charges = program
     .command('charges')
-    .description('Inspect charges, their dunning state, and retry one now');
+    .description(
+      'Inspect charges and their dunning state; retry one now; settle, cancel, refund or reverse its payment; ask the gateway about it',
+    );
 
   const list = charges
     .command('list')
@@ -90,7 +93,7 @@ export function registerChargeCommands(program: Command, deps: CliDeps): void {
 
   charges
     .command('show <id>')
-    .description('Show a charge with its last attempt and dunning decision')
+    .description('Show a charge with its last attempt, dunning decision and payment actions')
     .option('--json', 'JSON output')
     .action(async (id, o) => {
       await deps.withApp(async (app) => {
@@ -117,9 +120,15 @@ export function registerChargeCommands(program: Command, deps: CliDeps): void {
               ],
               ['advice code', c.lastAttempt?.adviceCode],
               ['decision', c.lastAttempt?.decisionReason],
+              ['settled', formatMoney(c.settledAmount, c.currency)],
+              ['refunded', formatMoney(c.refundedAmount, c.currency)],
             ],
           ),
         );
+        if (c.actions.length > 0) {
+          process.stdout.write('\npayment actions\n');
+          printActions(c);
+        }
       });
     });
 

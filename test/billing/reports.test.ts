@@ -111,7 +111,7 @@ describe('reports', () => {
     async () => {
       const window = ['--from', '2027-06-01T00:00:00Z', '--to', '2027-07-01T00:00:00Z'];
       const env = { ...w.env, REBILL_LOG_LEVEL: 'warn' };
-      const json = await runCli(['report', 'recovery', ...window, '--json'], env);
+      const json = await runCli(['reports', 'recovery', ...window, '--json'], env);
       expect(json.code, json.stderr).toBe(0);
       const app = await w.app(t0);
       expect(JSON.parse(json.stdout)).toEqual(
@@ -121,15 +121,15 @@ describe('reports', () => {
           ),
         ),
       );
-      const human = await runCli(['report', 'summary', ...window, '--currency', 'GBP'], env);
+      const human = await runCli(['reports', 'summary', ...window, '--currency', 'GBP'], env);
       expect(human.code, human.stderr).toBe(0);
       // charged 3 for 70.00, recovered 2 for 30.00
       expect(human.stdout).toMatch(/GBP\s+3 \/ 70\.00 GBP/);
       expect(human.stdout).toContain('2 / 30.00 GBP');
-      const daily = await runCli(['report', 'daily', ...window], env);
+      const daily = await runCli(['reports', 'daily', ...window], env);
       expect(daily.code, daily.stderr).toBe(0);
       expect(daily.stdout).toMatch(/^2027-06-01\s+GBP\s+1\s+3\s+0$/m);
-      const bad = await runCli(['report', 'daily', '--from', '2027-06-01', '--to', '2029-01-01'], env);
+      const bad = await runCli(['reports', 'daily', '--from', '2027-06-01', '--to', '2029-01-01'], env);
       expect(bad.code).toBe(2);
       expect(bad.stderr).toContain('400 days');
     },
@@ -318,7 +318,7 @@ describe('exports', () => {
           '--to',
           '2027-09-01T00:00:00Z',
           '--csv',
-          '--mandate',
+          '--mandate-id',
           String(m.id),
         ],
         { ...w.env, REBILL_LOG_LEVEL: 'warn' },
