@@ -1,5 +1,6 @@
 import { type Command, Option } from 'commander';
 import { dunningReport, getCharge, listCharges, retryNow } from '../billing/operator/charges.ts';
+import { cycleLabel } from '../domain/labels.ts';
 import { chargeMachine } from '../domain/lifecycle.ts';
 import { formatMoney } from '../domain/money.ts';
 import type { CliDeps } from './deps.ts';
@@ -67,7 +68,7 @@ export function registerChargeCommands(program: Command, deps: CliDeps): void {
             c.id,
             c.mandateId,
             c.customerRef,
-            c.cycle,
+            cycleLabel(c),
             formatMoney(c.amount, c.currency),
             c.state,
             c.lastAttempt?.refusalCode,
@@ -105,7 +106,7 @@ export function registerChargeCommands(program: Command, deps: CliDeps): void {
             [
               ['charge', c.id],
               ['mandate', c.mandateId],
-              ['cycle', c.cycle],
+              ['cycle', cycleLabel(c)],
               ['amount', formatMoney(c.amount, c.currency)],
               ['state', c.state],
               ['reason', c.stateReason],

@@ -13,6 +13,7 @@ import {
   showMandate,
 } from '../billing/mandates/index.ts';
 import { GATEWAYS, INTENTS, SETTLE_MODES } from '../billing/mandates/schemas.ts';
+import { cycleLabel } from '../domain/labels.ts';
 import { mandateMachine } from '../domain/lifecycle.ts';
 import { formatMoney } from '../domain/money.ts';
 import { InvalidRequestError, ValidationError } from '../errors.ts';
@@ -258,7 +259,7 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
             ['charge', 'cycle', 'amount', 'due', 'state', 'attempts', 'last decision'],
             m.charges.map((c) => [
               c.id,
-              c.cycle,
+              cycleLabel(c),
               formatMoney(c.amount, c.currency),
               c.dueAt,
               c.state,

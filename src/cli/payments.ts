@@ -6,6 +6,7 @@ import {
   paymentEvents,
   recordedPaymentEvents,
 } from '../billing/operator/payments.ts';
+import { cycleLabel } from '../domain/labels.ts';
 import { formatMoney } from '../domain/money.ts';
 import type { CliDeps } from './deps.ts';
 import { idArg, intOption, printJson, table } from './output.ts';
@@ -33,7 +34,7 @@ const actions: { name: string; old?: string; kind: PaymentOp; amount: boolean; w
 
 function printCharge(c: ChargeDetail): void {
   process.stdout.write(
-    `charge ${c.id} (mandate ${c.mandateId}, cycle ${c.cycle}): ${c.state}, ${formatMoney(c.amount, c.currency)}, ` +
+    `charge ${c.id} (mandate ${c.mandateId}, cycle ${cycleLabel(c)}): ${c.state}, ${formatMoney(c.amount, c.currency)}, ` +
       `settled ${formatMoney(c.settledAmount, c.currency)}, refunded ${formatMoney(c.refundedAmount, c.currency)}\n`,
   );
   printActions(c);

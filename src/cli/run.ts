@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { RunReport } from '../billing/run/run.ts';
 import { MAX_RUN_LIMIT, runBilling } from '../billing/run/run.ts';
+import { cycleLabel, RUN_COUNT_LABELS } from '../domain/labels.ts';
 import { formatMoney } from '../domain/money.ts';
 import type { CliDeps } from './deps.ts';
 import { exitCodes, humanTimes, ID, intOption, parseInstant, printJson, table } from './output.ts';
@@ -67,40 +68,33 @@ export function formatRunReport(r: RunReport): string {
         ? 'nothing due\n'
         : table(
             ['mandate', 'cycle', 'amount', 'due', 'kind'],
-            r.forecast.map((f) => [f.mandateId, f.cycle, formatMoney(f.amount, f.currency), f.dueAt, f.kind]),
+            r.forecast.map((f) => [
+              f.mandateId,
+              cycleLabel(f),
+              formatMoney(f.amount, f.currency),
+              f.dueAt,
+              f.kind,
+            ]),
           );
     return out;
   }
   const c = r.counts;
+  const shown = [
+    'due',
+    'attempted',
+    'authorized',
+    'refused',
+    'unknown',
+    'errors',
+    'settleRequested',
+    'retryScheduled',
+    'needsNewCredential',
+    'stopped',
+    'failed',
+  ] as const;
   out += table(
-    [
-      'due',
-      'attempted',
-      'authorized',
-      'refused',
-      'unknown',
-      'errors',
-      'settle sent',
-      'retry later',
-      'new card',
-      'stopped',
-      'failed',
-    ],
-    [
-      [
-        c.due,
-        c.attempted,
-        c.authorized,
-        c.refused,
-        c.unknown,
-        c.errors,
-        c.settleRequested,
-        c.retryScheduled,
-        c.needsNewCredential,
-        c.stopped,
-        c.failed,
-      ],
-    ],
+    shown.map((k) => RUN_COUNT_LABELS[k]),
+    [shown.map((k) => c[k])],
   );
   if (c.reconciled > 0) out += `reconciled ${c.reconciled} attempt(s) left open by an earlier run\n`;
   if (r.refusals.length > 0) {

@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMandate } from '../../src/billing/mandates/index.ts';
+import { createMandate, listMandates } from '../../src/billing/mandates/index.ts';
+import { listCharges } from '../../src/billing/operator/charges.ts';
+import { paymentAction } from '../../src/billing/operator/payments.ts';
 import { dailyReport, recoveryReport, summaryReport } from '../../src/billing/reporting/reports.ts';
 import { runBilling } from '../../src/billing/run/run.ts';
 import { runCli } from '../support/cli.ts';
@@ -95,6 +97,8 @@ describe('reports', () => {
         currency: 'GBP',
         charged: { charges: 3, amount: 7000 },
         settledAmount: expect.any(Number),
+        refundedAmount: 0,
+        netAmount: expect.any(Number),
         firstAttemptRate: 0.25,
         refusals: 4,
         recoveredByRetry: { charges: 2, amount: 3000 },
@@ -104,6 +108,24 @@ describe('reports', () => {
     expect(s.mandatesByStatus).toMatchObject({ active: 3, needs_new_credential: 1 });
     // the three active mandates charge again on July 1st
     expect(s.forecastNext30Days).toEqual({ GBP: { charges: 3, amount: 7000 } });
+  });
+
+  it('summary: refunds of the charges authorized in the window, and what they bring in net', async () => {
+    const app = await w.app(new Date(t0.getTime() + 14 * DAY));
+    const figures = async () =>
+      (await summaryReport(app, t0, new Date(t0.getTime() + 30 * DAY), 'GBP', { forecast: false }))
+        .currencies[0]!;
+    const before = await figures();
+    expect(before.netAmount).toBe(before.settledAmount);
+    const [m] = (await listMandates(w.t.database, { customerRef: 'rep-d' })).items;
+    const [charge] = (await listCharges(w.t.database, { mandateId: m!.id })).items;
+    expect(charge!.settledAmount).toBe(4000);
+    const refund = await paymentAction(app, charge!.id, 'partialRefund', { amount: 1500 });
+    expect(refund.outcome).toBe('accepted');
+    const after = await figures();
+    expect(after.refundedAmount).toBe(1500);
+    expect(after.settledAmount).toBe(before.settledAmount);
+    expect(after.netAmount).toBe(before.settledAmount - 1500);
   });
 
   it.skipIf(!hasServer)(

@@ -174,7 +174,8 @@ async function forecast(ctx: BillingContext, opts: RunOptions): Promise<NonNulla
   for (const r of rows)
     out.push({
       mandateId: r.mandate_id,
-      cycle: r.cycle,
+      // A proration charge is named by its kind, as a planned one is: its cycle is internal.
+      cycle: r.kind === 'proration' ? null : r.cycle,
       amount: r.amount,
       currency: r.currency,
       dueAt: r.next_attempt_at.toISOString(),
