@@ -42,11 +42,23 @@ function reportCommands(program: Command, name: string, options: CommandOptions,
         if (o.json) return printJson(r);
         process.stdout.write(
           table(
-            ['currency', 'charged', 'settled', '1st attempt', 'refusals', 'recovered', 'failed for good'],
+            [
+              'currency',
+              'charged',
+              'settled',
+              'refunded',
+              'net',
+              '1st attempt',
+              'refusals',
+              'recovered',
+              'failed for good',
+            ],
             r.currencies.map((c) => [
               c.currency,
               `${c.charged.charges} / ${formatMoney(c.charged.amount, c.currency)}`,
               formatMoney(c.settledAmount, c.currency),
+              formatMoney(c.refundedAmount, c.currency),
+              formatMoney(c.netAmount, c.currency),
               c.firstAttemptRate === null ? null : `${(c.firstAttemptRate * 100).toFixed(1)} %`,
               c.refusals,
               `${c.recoveredByRetry.charges} / ${formatMoney(c.recoveredByRetry.amount, c.currency)}`,

@@ -145,8 +145,9 @@ describe('reports', () => {
       );
       const human = await runCli(['reports', 'summary', ...window, '--currency', 'GBP'], env);
       expect(human.code, human.stderr).toBe(0);
-      // charged 3 for 70.00, recovered 2 for 30.00
-      expect(human.stdout).toMatch(/GBP\s+3 \/ 70\.00 GBP/);
+      // charged 3 for 70.00, refunded 15.00 of them (above), recovered 2 for 30.00
+      expect(human.stdout).toMatch(/refunded\s+net/);
+      expect(human.stdout).toMatch(/GBP\s+3 \/ 70\.00 GBP\s+[\d.]+ GBP\s+15\.00 GBP\s+[\d.]+ GBP/);
       expect(human.stdout).toContain('2 / 30.00 GBP');
       const daily = await runCli(['reports', 'daily', ...window], env);
       expect(daily.code, daily.stderr).toBe(0);
