@@ -240,7 +240,7 @@ throwaway card-data key. Next steps (README, "Try it locally in five minutes"):
    export WORLDPAY_URL=http://127.0.0.1:8787 WORLDPAY_USERNAME=sandbox WORLDPAY_PASSWORD=sandbox
    export REBILL_ADMIN_TOKENS=local-admin-token
    curl -s -X POST http://127.0.0.1:8787/_sandbox/verifications    a card's first recurring link
-   npx rebill mandates create --customer ada --intent subscription --amount 2999 --currency GBP \\
+   npx rebill mandates create --customer-ref ada --intent subscription --amount 2999 --currency GBP \\
      --narrative "Gym membership" --interval "1 month" --link HREF
    npx rebill run
    npx rebill admin                                 then http://127.0.0.1:8080/ui

@@ -1,16 +1,20 @@
 import { type Command, Option } from 'commander';
 import { dunningReport, getCharge, listCharges, retryNow } from '../billing/operator/charges.ts';
+import { cycleLabel } from '../domain/labels.ts';
 import { chargeMachine } from '../domain/lifecycle.ts';
 import { formatMoney } from '../domain/money.ts';
 import type { CliDeps } from './deps.ts';
 import { ID, idArg, intOption, PAGE_SIZE, parseInstant, printJson, table } from './output.ts';
+import { printActions } from './payments.ts';
 import { formatRunReport } from './run.ts';
 import { renamedOption } from './vocabulary.ts';
 
 export function registerChargeCommands(program: Command, deps: CliDeps): void {
   const charges = program
     .command('charges')
-    .description('Inspect charges, their dunning state, and retry one now');
+    .description(
+      'Inspect charges and their dunning state; retry one now; settle, cancel, refund or reverse its payment; ask the gateway about it',
+    );
 
   const list = charges
     .command('list')
@@ -64,7 +68,7 @@ export function registerChargeCommands(program: Command, deps: CliDeps): void {
             c.id,
             c.mandateId,
             c.customerRef,
-            c.cycle,
+            cycleLabel(c),
             formatMoney(c.amount, c.currency),
             c.state,
             c.lastAttempt?.refusalCode,
@@ -90,7 +94,9 @@ export function registerChargeCommands(program: Command, deps: CliDeps): void {
 
   charges
     .command('show <id>')
-    .description('Show a charge with its last attempt, dunning decision and disputes (chargebacks)')
+    .description(
+      'Show a charge with its last attempt, dunning decision, payment actions and disputes (chargebacks)',
+    )
     .option('--json', 'JSON output')
     .action(async (id, o) => {
       await deps.withApp(async (app) => {
@@ -102,7 +108,7 @@ export function registerChargeCommands(program: Command, deps: CliDeps): void {
             [
               ['charge', c.id],
               ['mandate', c.mandateId],
-              ['cycle', c.cycle],
+              ['cycle', cycleLabel(c)],
               ['amount', formatMoney(c.amount, c.currency)],
               ['state', c.state],
               ['reason', c.stateReason],
@@ -117,9 +123,15 @@ export function registerChargeCommands(program: Command, deps: CliDeps): void {
               ],
               ['advice code', c.lastAttempt?.adviceCode],
               ['decision', c.lastAttempt?.decisionReason],
+              ['settled', formatMoney(c.settledAmount, c.currency)],
+              ['refunded', formatMoney(c.refundedAmount, c.currency)],
             ],
           ),
         );
+        if (c.actions.length > 0) {
+          process.stdout.write('\npayment actions\n');
+          printActions(c);
+        }
         if (c.disputes.length > 0) {
           process.stdout.write('\ndisputes\n');
           process.stdout.write(

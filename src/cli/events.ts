@@ -11,7 +11,7 @@ import {
   rotateSecret,
   testEndpoint,
 } from '../events/endpoints.ts';
-import { type EventView, listEvents, pruneEvents } from '../events/sequence.ts';
+import { type EventView, getEvent, listEvents, pruneEvents } from '../events/sequence.ts';
 import { eventTypes } from '../events/types.ts';
 import type { CliDeps } from './deps.ts';
 import { CURSOR, ID, idArg, intOption, PAGE_SIZE, printJson, table } from './output.ts';
@@ -110,6 +110,19 @@ export function registerEventCommands(program: Command, deps: CliDeps): void {
       }
     });
   });
+
+  events
+    .command('show <id>')
+    .description('One event with its payload (GET /v1/events/{id})')
+    .option('--json', 'JSON output')
+    .action(async (id, o) => {
+      await deps.withApp(async (app) => {
+        const e = await getEvent(app.database, idArg('id', id));
+        if (o.json) return printJson(e);
+        process.stdout.write(table(['id', 'at', 'type', 'mandate', 'customer', 'state'], [eventRow(e)]));
+        process.stdout.write(`${JSON.stringify(e.data, null, 2)}\n`);
+      });
+    });
 
   const hooks = program
     .command('webhooks')

@@ -1,13 +1,19 @@
 import { createWriteStream } from 'node:fs';
-import { Argument, type Command, Option } from 'commander';
+import { Argument, type Command, type CommandOptions, Option } from 'commander';
 import { EXPORT_KINDS, exportCount, exportLines } from '../billing/reporting/exports.ts';
 import type { CliDeps } from './deps.ts';
 import { parseInstant } from './output.ts';
 import { progressBar } from './terminal.ts';
+import { renamedCommand } from './vocabulary.ts';
 
 export function registerExportCommand(program: Command, deps: CliDeps): void {
-  program
-    .command('export')
+  // `exports` as the API's /v1/exports/{kind}; `export` was its spelling before one vocabulary.
+  renamedCommand('export', 'exports', (name, options) => exportCommand(program, name, options, deps));
+}
+
+function exportCommand(program: Command, name: string, options: CommandOptions, deps: CliDeps): Command {
+  return program
+    .command(name, options)
     .description(
       'Charges, mandates, attempts or events in a window as CSV or NDJSON, streamed (no card data)',
     )

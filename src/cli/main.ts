@@ -126,6 +126,7 @@ const ID_OF: Record<string, string> = {
   charges: 'charge',
   webhooks: 'webhook endpoint',
   paypal: 'PayPal payment',
+  events: 'event',
 };
 const ARGUMENT_TEXT: Record<string, string> = {
   chargeId: "the charge's id",

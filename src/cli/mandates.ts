@@ -13,12 +13,13 @@ import {
   showMandate,
 } from '../billing/mandates/index.ts';
 import { GATEWAYS, INTENTS, SETTLE_MODES, WORLDPAY_APIS } from '../billing/mandates/schemas.ts';
+import { cycleLabel } from '../domain/labels.ts';
 import { mandateMachine } from '../domain/lifecycle.ts';
 import { formatMoney } from '../domain/money.ts';
 import { InvalidRequestError, ValidationError } from '../errors.ts';
 import type { CliDeps } from './deps.ts';
 import { humanTimes, ID, idArg, intOption, PAGE_SIZE, printJson, table } from './output.ts';
-import { renamedOption } from './vocabulary.ts';
+import { flagOf, renamedCommand, renamedOption } from './vocabulary.ts';
 
 /**
  * A card number or DPAN is read from a file (`--card-number-file F`) or standard input (`-`),
@@ -68,7 +69,7 @@ function credentialFrom(opts: Record<string, string | undefined>): Record<string
   if (opts.link) return { link: opts.link };
   if (opts.tokenHref) return { tokenHref: opts.tokenHref };
   if (opts.liquidoCardId) return { liquidoCardId: opts.liquidoCardId };
-  const holder = opts.cardHolder ? { cardHolderName: opts.cardHolder } : {};
+  const holder = opts.cardHolderName ? { cardHolderName: opts.cardHolderName } : {};
   if (opts.cardNumberFile)
     return { cardNumber: secretFrom('--card-number-file', opts.cardNumberFile), ...expiry(), ...holder };
   return { dpan: secretFrom('--dpan-file', opts.dpanFile ?? '-'), ...expiry(), ...holder };
@@ -103,9 +104,9 @@ function v7CredentialFrom(opts: Record<string, string | undefined>): Record<stri
     );
   const ref = opts.schemeReference !== undefined ? { schemeReference: opts.schemeReference } : {};
   if (opts.tokenHref !== undefined) {
-    if (opts.cardHolder !== undefined || opts.expiry !== undefined)
+    if (opts.cardHolderName !== undefined || opts.expiry !== undefined)
       throw new InvalidRequestError(
-        `${opts.expiry !== undefined ? '--expiry' : '--card-holder'}: not with --token-href (the token holds the card)`,
+        `${opts.expiry !== undefined ? '--expiry' : '--card-holder-name'}: not with --token-href (the token holds the card)`,
       );
     return { api: 'v7', ...ref, tokenHref: opts.tokenHref };
   }
@@ -121,11 +122,11 @@ function v7CredentialFrom(opts: Record<string, string | undefined>): Record<stri
       card: {
         number: secretFrom('--card-number-file', opts.cardNumberFile!),
         ...expiryFrom(opts),
-        ...(opts.cardHolder !== undefined ? { holderName: opts.cardHolder } : {}),
+        ...(opts.cardHolderName !== undefined ? { holderName: opts.cardHolderName } : {}),
       },
     };
-  if (opts.cardHolder !== undefined)
-    throw new InvalidRequestError('--card-holder: not with --network-token-file');
+  if (opts.cardHolderName !== undefined)
+    throw new InvalidRequestError('--card-holder-name: not with --network-token-file');
   return {
     api: 'v7',
     ...ref,
@@ -164,7 +165,7 @@ function credentialOptions(c: Command): Command {
       // Refused with the reason (see credentialFrom): kept so a user who types them is told why.
       .addOption(new Option('--card-number <pan>').hideHelp())
       .addOption(new Option('--dpan <dpan>').hideHelp())
-      .option('--card-holder <name>', 'card holder name')
+      .option('--card-holder-name <name>', 'card holder name')
       .option('--liquido-card-id <id>', 'vaulted Liquido card (Liquido mandates)')
   );
 }
@@ -207,17 +208,17 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
   const mandates = program.command('mandates').description('Create, inspect and change mandates');
   registerChangeCommands(mandates, deps);
 
-  credentialOptions(
+  const create = credentialOptions(
     mandates
       .command('create')
       .description('Register a mandate (its customer already went through a customer-initiated verification)')
-      .requiredOption('--customer <ref>', 'customer reference')
+      .option('--customer-ref <ref>', 'customer reference (required)')
       .addOption(
         new Option('--intent <intent>', 'what the mandate is for').choices(INTENTS).makeOptionMandatory(),
       )
       .option(
         '--amount <minor>',
-        'amount in minor units (per instalment for instalment plans; or --total)',
+        'amount in minor units (per instalment for instalment plans; or --total-amount)',
         intOption('--amount'),
       )
       .requiredOption('--currency <XXX>', 'ISO-4217 currency')
@@ -236,29 +237,34 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
         intOption('--instalments', { min: 1, max: 1000, what: 'an integer from 1 to 1000' }),
       )
       .option(
-        '--total <minor>',
+        '--total-amount <minor>',
         'instalment plans: total to split, remainder on the last',
-        intOption('--total'),
+        intOption('--total-amount'),
       )
       .addOption(
         new Option('--gateway <name>', 'the gateway that charges it').choices(GATEWAYS).default('worldpay'),
       )
       .addOption(
-        new Option('--settle <mode>', 'how much of each authorization to settle')
+        new Option('--settle-mode <mode>', 'how much of each authorization to settle')
           .choices(SETTLE_MODES)
           .default('full'),
       )
       .option(
         '--settle-percent <n>',
-        'with --settle partial',
+        'with --settle-mode partial',
         intOption('--settle-percent', { min: 1, max: 100, what: 'a percentage from 1 to 100' }),
       )
       .option('--json', 'print the created mandate as JSON'),
-  ).action(async (o) => {
+  );
+  renamedOption(create, '--customer', '--customer-ref');
+  renamedOption(create, '--total', '--total-amount');
+  renamedOption(create, '--settle', '--settle-mode');
+  renamedOption(create, '--card-holder', '--card-holder-name');
+  create.action(async (o) => {
     await deps.withApp(async (app) => {
       const m = await asOptions(
         createMandate(app, {
-          customerRef: o.customer,
+          customerRef: o.customerRef,
           intent: o.intent,
           amount: o.amount,
           currency: o.currency,
@@ -272,9 +278,9 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
           trialEnd: o.trialEnd,
           end: o.end,
           instalments: o.instalments,
-          totalAmount: o.total,
+          totalAmount: o.totalAmount,
           gateway: o.gateway,
-          settleMode: o.settle,
+          settleMode: o.settleMode,
           settlePercent: o.settlePercent,
           credential: credentialFrom(o),
         }),
@@ -296,6 +302,7 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
       new Option('--status <s>', 'a mandate status').choices(Object.keys(mandateMachine.transitions)),
     )
     .addOption(new Option('--intent <intent>', 'only this intent').choices(INTENTS))
+    .addOption(new Option('--gateway <name>', 'only mandates charged through this gateway').choices(GATEWAYS))
     .option('--customer-ref <prefix>', 'customer refs starting with this (ada finds ada-1)')
     .option('--search <text>', 'a mandate id or a transaction reference exactly, or a customer ref by prefix')
     .option('--limit <n>', 'page size (max 1000)', intOption('--limit', PAGE_SIZE), 50)
@@ -308,6 +315,7 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
         intent: o.intent,
         customerRef: o.customerRef,
         q: o.search,
+        gateway: o.gateway,
         limit: o.limit,
         after: o.after,
       });
@@ -345,7 +353,7 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
             ['charge', 'cycle', 'amount', 'due', 'state', 'attempts', 'last decision'],
             m.charges.map((c) => [
               c.id,
-              c.cycle,
+              cycleLabel(c),
               formatMoney(c.amount, c.currency),
               c.dueAt,
               c.state,
@@ -393,36 +401,43 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
       });
     });
 
-  credentialOptions(
-    mandates
-      .command('attach-credential <id>')
-      .description('Attach new card details: resumes billing and clears a stop')
-      .option('--json', 'JSON output'),
-  ).action(async (id, o) => {
-    await deps.withApp(async (app) => {
-      const m = await asOptions(attachCredential(app, idArg('id', id), credentialFrom(o)));
-      if (o.json) printJson(m);
-      else
-        process.stdout.write(`mandate ${m.id} now uses credential ${m.credential.id} and is ${m.status}\n`);
+  // `credential` is POST /v1/mandates/{id}/credential; `charge` is POST /v1/mandates/{id}/charges.
+  renamedCommand('attach-credential', 'credential', (name, options) => {
+    const cmd = credentialOptions(
+      mandates
+        .command(`${name} <id>`, options)
+        .description('Attach new card details: resumes billing and clears a stop')
+        .option('--json', 'JSON output'),
+    );
+    renamedOption(cmd, '--card-holder', '--card-holder-name');
+    return cmd.action(async (id, o) => {
+      await deps.withApp(async (app) => {
+        const m = await asOptions(attachCredential(app, idArg('id', id), credentialFrom(o)));
+        if (o.json) printJson(m);
+        else
+          process.stdout.write(`mandate ${m.id} now uses credential ${m.credential.id} and is ${m.status}\n`);
+      });
     });
   });
 
-  mandates
-    .command('queue-charge <id>')
-    .description('Queue a charge on an unscheduled mandate (due now)')
-    .option('--amount <minor>', 'amount (default the mandate amount)', intOption('--amount'))
-    .option('--json', 'JSON output')
-    .action(async (id, o) => {
-      await deps.withApp(async (app) => {
-        const c = await queueCharge(app, idArg('id', id), { amount: o.amount });
-        if (o.json) printJson(c);
-        else process.stdout.write(`queued charge ${c.chargeId} (cycle ${c.cycle})\n`);
-      });
-    });
+  renamedCommand('queue-charge', 'charge', (name, options) =>
+    mandates
+      .command(`${name} <id>`, options)
+      .description('Charge an unscheduled mandate: a charge due now, sent by the next run')
+      .option('--amount <minor>', 'amount (default the mandate amount)', intOption('--amount'))
+      .option('--json', 'JSON output')
+      .action(async (id, o) => {
+        await deps.withApp(async (app) => {
+          const c = await queueCharge(app, idArg('id', id), { amount: o.amount });
+          if (o.json) printJson(c);
+          else process.stdout.write(`charge ${c.chargeId} (cycle ${c.cycle}) is due now\n`);
+        });
+      }),
+  );
 }
 
 function registerChangeCommands(mandates: Command, deps: CliDeps): void {
-  mandates
+  const update = mandates
     .command('update <id>')
     .description(
       'Change a mandate: at the next cycle (default), now, or at an instant; proration charge or credit for changes effective now or at an instant',
@@ -433,11 +448,11 @@ function registerChangeCommands(mandates: Command, deps: CliDeps): void {
     .option('--narrative <text>', 'statement narrative')
     .option('--end <iso|none>', 'no cycle after this instant (none: no end)')
     .addOption(
-      new Option('--settle <mode>', 'how much of each authorization to settle').choices(SETTLE_MODES),
+      new Option('--settle-mode <mode>', 'how much of each authorization to settle').choices(SETTLE_MODES),
     )
     .option(
       '--settle-percent <n>',
-      'with --settle partial',
+      'with --settle-mode partial',
       intOption('--settle-percent', { min: 1, max: 100, what: 'a percentage from 1 to 100' }),
     )
     .option('--effective <when>', 'next_cycle | now | an ISO instant (a scheduled change)', 'next_cycle')
@@ -448,30 +463,30 @@ function registerChangeCommands(mandates: Command, deps: CliDeps): void {
         'credit',
       ]),
     )
-    .option('--json', 'JSON output')
-    .action(async (id, o) => {
-      await deps.withApp(async (app) => {
-        const body: Record<string, unknown> = { effective: o.effective };
-        if (o.amount !== undefined) body.amount = o.amount;
-        if (o.interval !== undefined) body.interval = o.interval;
-        if (o.billingAnchor !== undefined) body.billingAnchor = o.billingAnchor;
-        if (o.narrative !== undefined) body.narrative = o.narrative;
-        if (o.end !== undefined) body.end = o.end === 'none' ? null : o.end;
-        if (o.settle !== undefined) body.settleMode = o.settle;
-        if (o.settlePercent !== undefined) body.settlePercent = o.settlePercent;
-        if (o.proration !== undefined) body.proration = o.proration;
-        const m = await asOptions(updateMandate(app, idArg('id', id), body));
-        if (o.json) return printJson(m);
-        const c = m.change;
-        process.stdout.write(
-          c.state === 'scheduled'
-            ? `change ${c.id} of mandate ${m.id} scheduled for ${c.effectiveAt}\n`
-            : `mandate ${m.id} changed (effective ${c.effectiveAt}): ${formatMoney(m.amount, m.currency)} ${m.interval ?? ''}, next ${m.nextDueAt ?? '-'}` +
-                `${c.oneOffAmount > 0 ? `; prorated charge ${c.oneOffChargeId} of ${formatMoney(c.oneOffAmount, m.currency)}` : ''}` +
-                `${c.credited > 0 ? `; credit ${formatMoney(c.credited, m.currency)} (balance ${formatMoney(m.creditBalance, m.currency)})` : ''}\n`,
-        );
-      });
+    .option('--json', 'JSON output');
+  renamedOption(update, '--settle', '--settle-mode').action(async (id, o) => {
+    await deps.withApp(async (app) => {
+      const body: Record<string, unknown> = { effective: o.effective };
+      if (o.amount !== undefined) body.amount = o.amount;
+      if (o.interval !== undefined) body.interval = o.interval;
+      if (o.billingAnchor !== undefined) body.billingAnchor = o.billingAnchor;
+      if (o.narrative !== undefined) body.narrative = o.narrative;
+      if (o.end !== undefined) body.end = o.end === 'none' ? null : o.end;
+      if (o.settleMode !== undefined) body.settleMode = o.settleMode;
+      if (o.settlePercent !== undefined) body.settlePercent = o.settlePercent;
+      if (o.proration !== undefined) body.proration = o.proration;
+      const m = await asOptions(updateMandate(app, idArg('id', id), body));
+      if (o.json) return printJson(m);
+      const c = m.change;
+      process.stdout.write(
+        c.state === 'scheduled'
+          ? `change ${c.id} of mandate ${m.id} scheduled for ${c.effectiveAt}\n`
+          : `mandate ${m.id} changed (effective ${c.effectiveAt}): ${formatMoney(m.amount, m.currency)} ${m.interval ?? ''}, next ${m.nextDueAt ?? '-'}` +
+              `${c.oneOffAmount > 0 ? `; prorated charge ${c.oneOffChargeId} of ${formatMoney(c.oneOffAmount, m.currency)}` : ''}` +
+              `${c.credited > 0 ? `; credit ${formatMoney(c.credited, m.currency)} (balance ${formatMoney(m.creditBalance, m.currency)})` : ''}\n`,
+      );
     });
+  });
   mandates
     .command('changes <id>')
     .description("A mandate's scheduled, applied and cancelled changes")
@@ -499,28 +514,23 @@ function registerChangeCommands(mandates: Command, deps: CliDeps): void {
     });
 }
 
-/** The service names body fields; on the command line they are options (`trialEnd` is `--trial-end`). */
+/**
+ * The service names body fields; on the command line they are options by the glossary's rule
+ * (`trialEnd` is `--trial-end`, `credential.tokenHref` is `--token-href`), but for the card data
+ * read from a file and the expiry given as one flag.
+ */
 const OPTION_OF: Record<string, string> = {
-  customerRef: '--customer',
-  totalAmount: '--total',
-  settleMode: '--settle',
-  billingAnchor: '--billing-anchor',
-  'credential.link': '--link',
-  'credential.tokenHref': '--token-href',
-  'credential.api': '--api',
-  'credential.cardNumber': '--card-number-file',
-  'credential.dpan': '--dpan-file',
-  'credential.expiryMonth': '--expiry',
-  'credential.expiryYear': '--expiry',
-  'credential.cardHolderName': '--card-holder',
-  'credential.schemeReference': '--scheme-reference',
-  'credential.card.number': '--card-number-file',
-  'credential.card.expiryMonth': '--expiry',
-  'credential.card.expiryYear': '--expiry',
-  'credential.card.holderName': '--card-holder',
-  'credential.networkToken.number': '--network-token-file',
-  'credential.networkToken.expiryMonth': '--expiry',
-  'credential.networkToken.expiryYear': '--expiry',
+  cardNumber: '--card-number-file',
+  dpan: '--dpan-file',
+  expiryMonth: '--expiry',
+  expiryYear: '--expiry',
+  'card.number': '--card-number-file',
+  'card.expiryMonth': '--expiry',
+  'card.expiryYear': '--expiry',
+  'card.holderName': '--card-holder-name',
+  'networkToken.number': '--network-token-file',
+  'networkToken.expiryMonth': '--expiry',
+  'networkToken.expiryYear': '--expiry',
 };
 
 async function asOptions<T>(work: Promise<T>): Promise<T> {
@@ -528,9 +538,8 @@ async function asOptions<T>(work: Promise<T>): Promise<T> {
     return await work;
   } catch (err) {
     if (err instanceof ValidationError) {
-      const option =
-        OPTION_OF[err.field] ??
-        `--${err.field.replace(/^credential\./, '').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+      const field = err.field.replace(/^credential\./, '');
+      const option = OPTION_OF[field] ?? flagOf(field);
       throw new ValidationError(option, err.message.slice(err.field.length + 2));
     }
     throw err;

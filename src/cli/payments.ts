@@ -1,11 +1,18 @@
 import type { Command } from 'commander';
 import { type ChargeDetail, getCharge } from '../billing/operator/charges.ts';
-import { type PaymentOp, paymentAction, paymentEvents } from '../billing/operator/payments.ts';
+import {
+  type PaymentOp,
+  paymentAction,
+  paymentEvents,
+  recordedPaymentEvents,
+} from '../billing/operator/payments.ts';
+import { cycleLabel } from '../domain/labels.ts';
 import { formatMoney } from '../domain/money.ts';
 import type { CliDeps } from './deps.ts';
 import { idArg, intOption, printJson, table } from './output.ts';
+import { deprecationNotice } from './vocabulary.ts';
 
-const actions: { name: string; kind: PaymentOp; amount: boolean; what: string }[] = [
+const actions: { name: string; old?: string; kind: PaymentOp; amount: boolean; what: string }[] = [
   { name: 'settle', kind: 'settle', amount: false, what: 'Settle the full authorized amount' },
   {
     name: 'partial-settle',
@@ -17,7 +24,8 @@ const actions: { name: string; kind: PaymentOp; amount: boolean; what: string }[
   { name: 'refund', kind: 'refund', amount: false, what: 'Refund what is settled and not yet refunded' },
   { name: 'partial-refund', kind: 'partialRefund', amount: true, what: 'Refund part of the settled amount' },
   {
-    name: 'reverse',
+    name: 'reversal',
+    old: 'reverse',
     kind: 'reversal',
     amount: false,
     what: 'Reverse the payment (the gateway cancels or refunds)',
@@ -26,9 +34,14 @@ const actions: { name: string; kind: PaymentOp; amount: boolean; what: string }[
 
 function printCharge(c: ChargeDetail): void {
   process.stdout.write(
-    `charge ${c.id} (mandate ${c.mandateId}, cycle ${c.cycle}): ${c.state}, ${formatMoney(c.amount, c.currency)}, ` +
+    `charge ${c.id} (mandate ${c.mandateId}, cycle ${cycleLabel(c)}): ${c.state}, ${formatMoney(c.amount, c.currency)}, ` +
       `settled ${formatMoney(c.settledAmount, c.currency)}, refunded ${formatMoney(c.refundedAmount, c.currency)}\n`,
   );
+  printActions(c);
+}
+
+/** A charge's payment actions, as a table (nothing when it has none). */
+export function printActions(c: ChargeDetail): void {
   if (c.actions.length > 0)
     process.stdout.write(
       table(
@@ -46,13 +59,37 @@ function printCharge(c: ChargeDetail): void {
     );
 }
 
+/**
+ * A charge's payment actions under `rebill charges`, each named as its API path
+ * (`charges reversal` is `POST /v1/charges/{id}/reversal`), and `payments`, their spelling before
+ * one vocabulary, kept hidden for one release: each of its commands prints the notice and runs
+ * the `charges` one.
+ */
 export function registerPaymentCommands(program: Command, deps: CliDeps): void {
+  const charges = program.commands.find((c) => c.name() === 'charges');
+  if (!charges) throw new Error('register the charges commands first');
+  registerActions(charges, deps, (a) => a.name);
   const payments = program
-    .command('payments')
-    .description('Settle, cancel, refund or reverse the payment of a charge; query its events');
+    .command('payments', { hidden: true })
+    .description('Deprecated: the charges commands (rebill charges settle|...|reversal|query|show)');
+  registerActions(payments, deps, (a) => a.old ?? a.name);
+  for (const cmd of payments.commands) {
+    const now = OLD_NAMES[cmd.name()] ?? cmd.name();
+    cmd.hook('preAction', () => deprecationNotice(`rebill payments ${cmd.name()}`, `rebill charges ${now}`));
+  }
+}
+
+/** `payments X` → `charges Y` where the word changed. */
+const OLD_NAMES: Record<string, string> = { reverse: 'reversal', events: 'query' };
+
+function registerActions(
+  group: Command,
+  deps: CliDeps,
+  nameOf: (a: { name: string; old?: string }) => string,
+): void {
   for (const a of actions) {
-    const cmd = payments
-      .command(`${a.name} <chargeId>`)
+    const cmd = group
+      .command(`${nameOf(a)} <chargeId>`)
       .description(`${a.what} (amounts checked before Worldpay is called)`);
     if (a.amount) cmd.requiredOption('--amount <minor>', 'amount in minor units', intOption('--amount'));
     cmd
@@ -69,15 +106,17 @@ export function registerPaymentCommands(program: Command, deps: CliDeps): void {
           if (opts.json) return printJson(out);
           process.stdout.write(
             `${a.kind} ${out.reference}${out.amount !== null && out.currency ? ` ${formatMoney(out.amount, out.currency)}` : ''}: ${out.outcome}` +
-              `${out.outcome === 'unknown' ? ' (run `rebill payments events` to resolve it before trying again)' : ''}\n`,
+              `${out.outcome === 'unknown' ? ' (run `rebill charges query` to resolve it before trying again)' : ''}\n`,
           );
           printCharge(out.charge);
         });
       });
   }
-  payments
-    .command('events <chargeId>')
-    .description("Ask the gateway for the payment's latest status and apply it")
+  group
+    .command(`${nameOf({ name: 'query', old: 'events' })} <chargeId>`)
+    .description(
+      "Ask the gateway for the payment's latest status and record it (POST /v1/charges/{id}/query)",
+    )
     .option('--json', 'print JSON')
     .action(async (id: string, opts: { json?: boolean }) => {
       const chargeId = idArg('chargeId', id);
@@ -94,16 +133,35 @@ export function registerPaymentCommands(program: Command, deps: CliDeps): void {
         printCharge(out.charge);
       });
     });
-  payments
-    .command('show <chargeId>')
-    .description('A charge with its payment actions and events')
-    .option('--json', 'print JSON')
-    .action(async (id: string, opts: { json?: boolean }) => {
-      const chargeId = idArg('chargeId', id);
-      await deps.withApp(async (app) => {
-        const c = await getCharge(app.database, chargeId);
-        if (opts.json) printJson(c);
-        else printCharge(c);
+  if (group.name() === 'charges')
+    group
+      .command('events <chargeId>')
+      .description("The payment's events as recorded (webhooks and queries); asks nothing")
+      .option('--json', 'print JSON')
+      .action(async (id: string, opts: { json?: boolean }) => {
+        const chargeId = idArg('chargeId', id);
+        await deps.withApp(async (app) => {
+          const out = await recordedPaymentEvents(app, chargeId);
+          if (opts.json) return printJson(out);
+          process.stdout.write(
+            table(
+              ['event', 'source', 'event id', 'received'],
+              out.items.map((e) => [e.lastEvent, e.source, e.eventId, e.receivedAt]),
+            ),
+          );
+        });
       });
-    });
+  if (group.name() === 'payments')
+    group
+      .command('show <chargeId>')
+      .description('A charge with its payment actions and events')
+      .option('--json', 'print JSON')
+      .action(async (id: string, opts: { json?: boolean }) => {
+        const chargeId = idArg('chargeId', id);
+        await deps.withApp(async (app) => {
+          const c = await getCharge(app.database, chargeId);
+          if (opts.json) printJson(c);
+          else printCharge(c);
+        });
+      });
 }

@@ -13,6 +13,7 @@ import {
 import { formatMoney } from '../domain/money.ts';
 import type { CliDeps } from './deps.ts';
 import { ID, idArg, intOption, printJson, table } from './output.ts';
+import { renamedOption } from './vocabulary.ts';
 
 const money = (p: PaypalPaymentView, amount: number) => formatMoney(amount, p.currency);
 
@@ -48,7 +49,7 @@ export function registerPaypalCommands(program: Command, deps: CliDeps): void {
       'Track PayPal payments taken at checkout by their Worldpay events link; query and refund them',
     );
 
-  paypal
+  const track = paypal
     .command('track')
     .description(
       'Track a PayPal payment by its action:events link (asked at once; the amount is yours to give)',
@@ -63,46 +64,52 @@ export function registerPaypalCommands(program: Command, deps: CliDeps): void {
       '--transaction-reference <ref>',
       "the checkout's transactionReference (Worldpay's webhooks name the payment by it)",
     )
-    .option('--customer <ref>', 'the customer it belongs to')
+    .option('--customer-ref <ref>', 'the customer it belongs to')
     .option(
-      '--mandate <id>',
+      '--mandate-id <id>',
       'the mandate it belongs to (its customer by default)',
-      intOption('--mandate', ID),
+      intOption('--mandate-id', ID),
     )
-    .option('--json', 'print JSON')
-    .action(
-      async (o: {
-        eventsLink: string;
-        amount: number;
-        currency: string;
-        transactionReference?: string;
-        customer?: string;
-        mandate?: number;
-        json?: boolean;
-      }) => {
-        await deps.withApp(async (app) => {
-          const p = await trackPaypalPayment(app, {
-            eventsLink: o.eventsLink,
-            amount: o.amount,
-            currency: o.currency,
-            ...(o.transactionReference !== undefined ? { transactionReference: o.transactionReference } : {}),
-            ...(o.customer !== undefined ? { customerRef: o.customer } : {}),
-            ...(o.mandate !== undefined ? { mandateId: o.mandate } : {}),
-          });
-          if (o.json) return printJson(p);
-          printPayment(p);
+    .option('--json', 'print JSON');
+  renamedOption(track, '--customer', '--customer-ref');
+  renamedOption(track, '--mandate', '--mandate-id').action(
+    async (o: {
+      eventsLink: string;
+      amount: number;
+      currency: string;
+      transactionReference?: string;
+      customerRef?: string;
+      mandateId?: number;
+      json?: boolean;
+    }) => {
+      await deps.withApp(async (app) => {
+        const p = await trackPaypalPayment(app, {
+          eventsLink: o.eventsLink,
+          amount: o.amount,
+          currency: o.currency,
+          ...(o.transactionReference !== undefined ? { transactionReference: o.transactionReference } : {}),
+          ...(o.customerRef !== undefined ? { customerRef: o.customerRef } : {}),
+          ...(o.mandateId !== undefined ? { mandateId: o.mandateId } : {}),
         });
-      },
-    );
+        if (o.json) return printJson(p);
+        printPayment(p);
+      });
+    },
+  );
 
-  paypal
+  const list = paypal
     .command('list')
     .description('List tracked PayPal payments, newest first (as stored; `show` asks Worldpay)')
-    .option('--customer <ref>', 'only this customer')
-    .option('--json', 'print JSON')
-    .action(async (o: { customer?: string; json?: boolean }) => {
+    .option('--customer-ref <ref>', 'only this customer')
+    .option('--mandate-id <id>', 'only this mandate', intOption('--mandate-id', ID))
+    .option('--json', 'print JSON');
+  renamedOption(list, '--customer', '--customer-ref').action(
+    async (o: { customerRef?: string; mandateId?: number; json?: boolean }) => {
       await deps.withApp(async (app) => {
-        const items = await listPaypalPayments(app.database, { customerRef: o.customer });
+        const items = await listPaypalPayments(app.database, {
+          customerRef: o.customerRef,
+          mandateId: o.mandateId,
+        });
         if (o.json) return printJson({ items });
         process.stdout.write(
           table(
@@ -120,7 +127,8 @@ export function registerPaypalCommands(program: Command, deps: CliDeps): void {
           ),
         );
       });
-    });
+    },
+  );
 
   paypal
     .command('show <id>')

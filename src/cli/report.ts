@@ -1,8 +1,9 @@
-import type { Command } from 'commander';
+import type { Command, CommandOptions } from 'commander';
 import { dailyReport, recoveryReport, summaryReport } from '../billing/reporting/reports.ts';
 import { formatMoney } from '../domain/money.ts';
 import type { CliDeps } from './deps.ts';
 import { parseInstant, printJson, table } from './output.ts';
+import { renamedCommand } from './vocabulary.ts';
 
 /** A report's window (`--from`, `--to`), its currency filter where it has one, and `--json`. */
 function windowOptions(cmd: Command, opts: { currency: boolean }): Command {
@@ -19,38 +20,59 @@ const windowOf = (o: { from: string; to: string }) => ({
 });
 
 export function registerReportCommands(program: Command, deps: CliDeps): void {
-  const report = program.command('report').description('What billing and dunning did in a window');
+  // `reports` as the API's /v1/reports; `report` was its spelling before one vocabulary.
+  renamedCommand('report', 'reports', (name, options) => reportCommands(program, name, options, deps));
+}
+
+function reportCommands(program: Command, name: string, options: CommandOptions, deps: CliDeps): Command {
+  const report = program
+    .command(name, options)
+    .description('What billing and dunning did in a window: charged, settled, refunded, net, recovered');
   const summary = report
     .command('summary')
     .description(
       'Charged, settled, first-attempt rate, refusals, recovered by retry, failed for good, per currency',
     );
-  windowOptions(summary, { currency: true }).action(async (o) => {
-    const { from, to } = windowOf(o);
-    await deps.withApp(async (app) => {
-      const r = await summaryReport(app, from, to, o.currency);
-      if (o.json) return printJson(r);
-      process.stdout.write(
-        table(
-          ['currency', 'charged', 'settled', '1st attempt', 'refusals', 'recovered', 'failed for good'],
-          r.currencies.map((c) => [
-            c.currency,
-            `${c.charged.charges} / ${formatMoney(c.charged.amount, c.currency)}`,
-            formatMoney(c.settledAmount, c.currency),
-            c.firstAttemptRate === null ? null : `${(c.firstAttemptRate * 100).toFixed(1)} %`,
-            c.refusals,
-            `${c.recoveredByRetry.charges} / ${formatMoney(c.recoveredByRetry.amount, c.currency)}`,
-            `${c.failedForGood.charges} / ${formatMoney(c.failedForGood.amount, c.currency)}`,
-          ]),
-        ),
-      );
-      process.stdout.write(
-        `unknown outcomes open: ${r.unknownOpen}; mandates: ${Object.entries(r.mandatesByStatus)
-          .map(([k, v]) => `${v} ${k}`)
-          .join(', ')}\n`,
-      );
+  windowOptions(summary, { currency: true })
+    .option('--no-forecast', "leave out the next 30 days' forecast, which walks every mandate's calendar")
+    .action(async (o) => {
+      const { from, to } = windowOf(o);
+      await deps.withApp(async (app) => {
+        const r = await summaryReport(app, from, to, o.currency, { forecast: o.forecast !== false });
+        if (o.json) return printJson(r);
+        process.stdout.write(
+          table(
+            [
+              'currency',
+              'charged',
+              'settled',
+              'refunded',
+              'net',
+              '1st attempt',
+              'refusals',
+              'recovered',
+              'failed for good',
+            ],
+            r.currencies.map((c) => [
+              c.currency,
+              `${c.charged.charges} / ${formatMoney(c.charged.amount, c.currency)}`,
+              formatMoney(c.settledAmount, c.currency),
+              formatMoney(c.refundedAmount, c.currency),
+              formatMoney(c.netAmount, c.currency),
+              c.firstAttemptRate === null ? null : `${(c.firstAttemptRate * 100).toFixed(1)} %`,
+              c.refusals,
+              `${c.recoveredByRetry.charges} / ${formatMoney(c.recoveredByRetry.amount, c.currency)}`,
+              `${c.failedForGood.charges} / ${formatMoney(c.failedForGood.amount, c.currency)}`,
+            ]),
+          ),
+        );
+        process.stdout.write(
+          `unknown outcomes open: ${r.unknownOpen}; mandates: ${Object.entries(r.mandatesByStatus)
+            .map(([k, v]) => `${v} ${k}`)
+            .join(', ')}\n`,
+        );
+      });
     });
-  });
   const recovery = report
     .command('recovery')
     .description(
@@ -134,4 +156,5 @@ export function registerReportCommands(program: Command, deps: CliDeps): void {
       );
     });
   });
+  return report;
 }

@@ -69,3 +69,73 @@ export function commandPath(cmd: Command, last?: string): string {
   if (last !== undefined) words[words.length - 1] = last;
   return `rebill ${words.join(' ')}`;
 }
+
+/**
+ * How an API field is given on the CLI where the rule alone does not say: `argument` (a
+ * positional `<name>`), another flag, `deprecated` (an old spelling the API still takes), or
+ * `refused` (named by the API only to refuse it with a reason).
+ */
+export type FieldSpelling = `--${string}` | 'argument' | 'deprecated' | 'refused';
+
+/** The card data a credential carries, as the CLI takes it (never a number on the command line). */
+export const CREDENTIAL_FLAGS: Record<string, FieldSpelling> = {
+  cardNumber: '--card-number-file',
+  dpan: '--dpan-file',
+  expiryMonth: '--expiry',
+  expiryYear: '--expiry',
+};
+
+/**
+ * The glossary: every admin API route and the CLI command that does the same, with the fields
+ * the rule does not spell. The README's table is this one; the vocabulary test checks every
+ * route is here and every field of it has its flag.
+ */
+export const GLOSSARY: { api: string; cli: string; fields?: Record<string, FieldSpelling> }[] = [
+  { api: 'POST /v1/runs', cli: 'run' },
+  { api: 'GET /v1/runs', cli: 'runs list' },
+  { api: 'GET /v1/runs/:id', cli: 'runs show' },
+  { api: 'POST /v1/reconciliations', cli: 'reconcile' },
+  { api: 'GET /v1/forecast', cli: 'forecast' },
+  { api: 'POST /v1/mandates', cli: 'mandates create' },
+  { api: 'GET /v1/mandates', cli: 'mandates list', fields: { q: '--search', customer: 'deprecated' } },
+  { api: 'GET /v1/mandates/:id', cli: 'mandates show' },
+  // A mandate keeps its currency: PATCH names the field only to say so.
+  { api: 'PATCH /v1/mandates/:id', cli: 'mandates update', fields: { currency: 'refused' } },
+  { api: 'POST /v1/mandates/:id/pause', cli: 'mandates pause' },
+  { api: 'POST /v1/mandates/:id/resume', cli: 'mandates resume' },
+  { api: 'POST /v1/mandates/:id/cancel', cli: 'mandates cancel' },
+  { api: 'POST /v1/mandates/:id/credential', cli: 'mandates credential' },
+  { api: 'POST /v1/mandates/:id/charges', cli: 'mandates charge' },
+  { api: 'GET /v1/mandates/:id/changes', cli: 'mandates changes' },
+  { api: 'DELETE /v1/mandates/:id/changes/:changeId', cli: 'mandates cancel-change' },
+  { api: 'GET /v1/charges', cli: 'charges list', fields: { q: '--search' } },
+  { api: 'GET /v1/charges/:id', cli: 'charges show' },
+  { api: 'POST /v1/charges/:id/retry-now', cli: 'charges retry-now' },
+  { api: 'POST /v1/charges/:id/settle', cli: 'charges settle' },
+  { api: 'POST /v1/charges/:id/partial-settle', cli: 'charges partial-settle' },
+  { api: 'POST /v1/charges/:id/cancel', cli: 'charges cancel' },
+  { api: 'POST /v1/charges/:id/refund', cli: 'charges refund' },
+  { api: 'POST /v1/charges/:id/partial-refund', cli: 'charges partial-refund' },
+  { api: 'POST /v1/charges/:id/reversal', cli: 'charges reversal' },
+  { api: 'POST /v1/charges/:id/query', cli: 'charges query' },
+  { api: 'GET /v1/charges/:id/events', cli: 'charges events' },
+  { api: 'POST /v1/paypal-payments', cli: 'paypal track' },
+  { api: 'GET /v1/paypal-payments', cli: 'paypal list' },
+  { api: 'GET /v1/paypal-payments/:id', cli: 'paypal show' },
+  { api: 'POST /v1/paypal-payments/:id/refund', cli: 'paypal refund' },
+  { api: 'POST /v1/paypal-payments/:id/partial-refund', cli: 'paypal partial-refund' },
+  { api: 'GET /v1/events', cli: 'events list' },
+  { api: 'GET /v1/events/:id', cli: 'events show' },
+  { api: 'POST /v1/webhook-endpoints', cli: 'webhooks add', fields: { url: 'argument' } },
+  { api: 'GET /v1/webhook-endpoints', cli: 'webhooks list' },
+  { api: 'GET /v1/webhook-endpoints/:id', cli: 'webhooks show' },
+  { api: 'DELETE /v1/webhook-endpoints/:id', cli: 'webhooks remove' },
+  { api: 'POST /v1/webhook-endpoints/:id/rotate-secret', cli: 'webhooks rotate-secret' },
+  { api: 'POST /v1/webhook-endpoints/:id/test', cli: 'webhooks test' },
+  { api: 'GET /v1/webhook-endpoints/:id/deliveries', cli: 'webhooks deliveries' },
+  { api: 'POST /v1/webhook-deliveries/:id/resend', cli: 'webhooks resend' },
+  { api: 'GET /v1/reports/summary', cli: 'reports summary' },
+  { api: 'GET /v1/reports/recovery', cli: 'reports recovery' },
+  { api: 'GET /v1/reports/daily', cli: 'reports daily' },
+  { api: 'GET /v1/exports/:kind', cli: 'exports' },
+];

@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMandate } from '../../src/billing/mandates/index.ts';
+import { createMandate, listMandates } from '../../src/billing/mandates/index.ts';
+import { listCharges } from '../../src/billing/operator/charges.ts';
+import { paymentAction } from '../../src/billing/operator/payments.ts';
 import { dailyReport, recoveryReport, summaryReport } from '../../src/billing/reporting/reports.ts';
 import { runBilling } from '../../src/billing/run/run.ts';
 import { runCli } from '../support/cli.ts';
@@ -95,6 +97,8 @@ describe('reports', () => {
         currency: 'GBP',
         charged: { charges: 3, amount: 7000 },
         settledAmount: expect.any(Number),
+        refundedAmount: 0,
+        netAmount: expect.any(Number),
         firstAttemptRate: 0.25,
         refusals: 4,
         recoveredByRetry: { charges: 2, amount: 3000 },
@@ -106,12 +110,30 @@ describe('reports', () => {
     expect(s.forecastNext30Days).toEqual({ GBP: { charges: 3, amount: 7000 } });
   });
 
+  it('summary: refunds of the charges authorized in the window, and what they bring in net', async () => {
+    const app = await w.app(new Date(t0.getTime() + 14 * DAY));
+    const figures = async () =>
+      (await summaryReport(app, t0, new Date(t0.getTime() + 30 * DAY), 'GBP', { forecast: false }))
+        .currencies[0]!;
+    const before = await figures();
+    expect(before.netAmount).toBe(before.settledAmount);
+    const [m] = (await listMandates(w.t.database, { customerRef: 'rep-d' })).items;
+    const [charge] = (await listCharges(w.t.database, { mandateId: m!.id })).items;
+    expect(charge!.settledAmount).toBe(4000);
+    const refund = await paymentAction(app, charge!.id, 'partialRefund', { amount: 1500 });
+    expect(refund.outcome).toBe('accepted');
+    const after = await figures();
+    expect(after.refundedAmount).toBe(1500);
+    expect(after.settledAmount).toBe(before.settledAmount);
+    expect(after.netAmount).toBe(before.settledAmount - 1500);
+  });
+
   it.skipIf(!hasServer)(
     'the CLI prints the same reports: JSON as the API, amounts in major units for people',
     async () => {
       const window = ['--from', '2027-06-01T00:00:00Z', '--to', '2027-07-01T00:00:00Z'];
       const env = { ...w.env, REBILL_LOG_LEVEL: 'warn' };
-      const json = await runCli(['report', 'recovery', ...window, '--json'], env);
+      const json = await runCli(['reports', 'recovery', ...window, '--json'], env);
       expect(json.code, json.stderr).toBe(0);
       const app = await w.app(t0);
       expect(JSON.parse(json.stdout)).toEqual(
@@ -121,15 +143,16 @@ describe('reports', () => {
           ),
         ),
       );
-      const human = await runCli(['report', 'summary', ...window, '--currency', 'GBP'], env);
+      const human = await runCli(['reports', 'summary', ...window, '--currency', 'GBP'], env);
       expect(human.code, human.stderr).toBe(0);
-      // charged 3 for 70.00, recovered 2 for 30.00
-      expect(human.stdout).toMatch(/GBP\s+3 \/ 70\.00 GBP/);
+      // charged 3 for 70.00, refunded 15.00 of them (above), recovered 2 for 30.00
+      expect(human.stdout).toMatch(/refunded\s+net/);
+      expect(human.stdout).toMatch(/GBP\s+3 \/ 70\.00 GBP\s+[\d.]+ GBP\s+15\.00 GBP\s+[\d.]+ GBP/);
       expect(human.stdout).toContain('2 / 30.00 GBP');
-      const daily = await runCli(['report', 'daily', ...window], env);
+      const daily = await runCli(['reports', 'daily', ...window], env);
       expect(daily.code, daily.stderr).toBe(0);
       expect(daily.stdout).toMatch(/^2027-06-01\s+GBP\s+1\s+3\s+0$/m);
-      const bad = await runCli(['report', 'daily', '--from', '2027-06-01', '--to', '2029-01-01'], env);
+      const bad = await runCli(['reports', 'daily', '--from', '2027-06-01', '--to', '2029-01-01'], env);
       expect(bad.code).toBe(2);
       expect(bad.stderr).toContain('400 days');
     },
@@ -318,7 +341,7 @@ describe('exports', () => {
           '--to',
           '2027-09-01T00:00:00Z',
           '--csv',
-          '--mandate',
+          '--mandate-id',
           String(m.id),
         ],
         { ...w.env, REBILL_LOG_LEVEL: 'warn' },

@@ -57,7 +57,7 @@ describe('rebill CLI', () => {
       [
         'mandates',
         'create',
-        '--customer',
+        '--customer-ref',
         'cli-1',
         '--intent',
         'subscription',
@@ -92,11 +92,11 @@ describe('rebill CLI', () => {
       nextDueAt: '2026-02-01T10:00:00.000Z',
     });
 
-    const dry = await runCli(['run', '--at', '2026-02-01T11:00:00Z', '--dry-run', '--json'], env);
+    const dry = await runCli(['run', '--as-of', '2026-02-01T11:00:00Z', '--dry-run', '--json'], env);
     expect(JSON.parse(dry.stdout).forecast).toEqual([expect.objectContaining({ mandateId: m.id, cycle: 0 })]);
     expect(w.sandbox.ledger().filter((e) => e.chainId === v.chainId)).toHaveLength(0);
 
-    const run = await runCli(['run', '--at', '2026-02-01T11:00:00Z', '--mandate', String(m.id)], env);
+    const run = await runCli(['run', '--as-of', '2026-02-01T11:00:00Z', '--mandate-id', String(m.id)], env);
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toMatch(/authorized/);
     expect(w.sandbox.ledger().filter((e) => e.chainId === v.chainId && e.op === 'authorize')).toHaveLength(1);
@@ -115,10 +115,10 @@ describe('rebill CLI', () => {
   });
 
   it('rejects bad input with a clear message and a meaningful exit code', { timeout: 240_000 }, async () => {
-    const badAt = await runCli(['run', '--at', 'yesterday'], env);
+    const badAt = await runCli(['run', '--as-of', 'yesterday'], env);
     expect(badAt.code).toBe(2);
-    expect(badAt.stderr).toMatch(/--at: must be an ISO-8601 date/);
-    const unknown = await runCli(['run', '--mandate', '999999'], env);
+    expect(badAt.stderr).toMatch(/--as-of: must be an ISO-8601 date/);
+    const unknown = await runCli(['run', '--mandate-id', '999999'], env);
     expect(unknown.code).toBe(3);
     expect(unknown.stderr).toMatch(/mandate 999999 not found/);
     const badEnv = await runCli(['mandates', 'list'], { ...env, WORLDPAY_URL: 'not a url' });
@@ -128,7 +128,7 @@ describe('rebill CLI', () => {
       [
         'mandates',
         'create',
-        '--customer',
+        '--customer-ref',
         'x',
         '--intent',
         'unscheduled',
@@ -143,15 +143,15 @@ describe('rebill CLI', () => {
     expect(badNarrative.stderr).toMatch(/--narrative/);
     // billing weeks ahead is refused unless asked for
     const ahead = new Date(Date.now() + 19 * 86_400_000).toISOString();
-    const future = await runCli(['run', '--at', ahead], { ...env, REBILL_ALLOW_FUTURE_RUNS: '0' });
+    const future = await runCli(['run', '--as-of', ahead], { ...env, REBILL_ALLOW_FUTURE_RUNS: '0' });
     expect(future.code).toBe(2);
-    expect(future.stderr).toMatch(/--at: .*ahead of now.*--allow-future/);
+    expect(future.stderr).toMatch(/--as-of: .*ahead of now.*--allow-future/);
     const create = (extra: string[]) =>
       runCli(
         [
           'mandates',
           'create',
-          ...['--customer', 'bad', '--intent', 'subscription', '--amount', '100', '--currency', 'GBP'],
+          ...['--customer-ref', 'bad', '--intent', 'subscription', '--amount', '100', '--currency', 'GBP'],
           ...['--narrative', 'x', '--interval', '1 month'],
           ...extra,
         ],
@@ -169,7 +169,7 @@ describe('rebill CLI', () => {
     expect(foreign.code).toBe(2);
     expect(foreign.stderr).toMatch(/--link: must be a link on the configured Worldpay origin/);
     const contradiction = await create([
-      ...['--intent', 'instalment', '--instalments', '3', '--total', '10000'],
+      ...['--intent', 'instalment', '--instalments', '3', '--total-amount', '10000'],
       ...['--link', `${env.WORLDPAY_URL}/payments/authorizations/recurring/x`],
     ]);
     expect(contradiction.code).toBe(2);
@@ -178,7 +178,7 @@ describe('rebill CLI', () => {
     const link = ['--link', `${env.WORLDPAY_URL}/payments/authorizations/recurring/x`];
     const PAN = '4929301661318602';
     for (const [extra, flag] of [
-      [['--customer', PAN], '--customer'],
+      [['--customer-ref', PAN], '--customer-ref'],
       [['--narrative', 'a\u0007b'], '--narrative'],
       [['--narrative', '\u{1F4B8}\u{1F4B8}'], '--narrative'],
       [['--amount', '5188247082276544'], '--amount'],

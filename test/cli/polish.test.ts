@@ -50,15 +50,15 @@ describe('CLI polish', () => {
     const bogus: [string[], string][] = [
       [['mandates', 'create', '--intent', 'bogus'], '--intent'],
       [['mandates', 'create', '--gateway', 'paypol'], '--gateway'],
-      [['mandates', 'create', '--settle', 'half'], '--settle'],
+      [['mandates', 'create', '--settle-mode', 'half'], '--settle-mode'],
       [['mandates', 'list', '--intent', 'bogus'], '--intent'],
       [['mandates', 'list', '--status', 'bogus'], '--status'],
-      [['mandates', 'update', '1', '--settle', 'half'], '--settle'],
+      [['mandates', 'update', '1', '--settle-mode', 'half'], '--settle-mode'],
       [['mandates', 'update', '1', '--proration', 'some'], '--proration'],
       [['charges', 'list', '--state', 'bogus'], '--state'],
       [['legacy', 'import', 'x.csv', '--format', 'xml'], '--format'],
       [['forecast', '--from', '2026-01-01', '--to', '2026-02-01', '--by', 'hour'], '--by'],
-      [['export', 'charges', '--from', '2026-01-01', '--to', '2026-02-01', '--format', 'xml'], '--format'],
+      [['exports', 'charges', '--from', '2026-01-01', '--to', '2026-02-01', '--format', 'xml'], '--format'],
       [['events', 'list', '--type', 'charge.bogus'], '--type'],
     ];
     it.each(bogus)('%j is refused naming %s', async (args, flag) => {
@@ -73,8 +73,8 @@ describe('CLI polish', () => {
       expect(choicesOf('mandates create', '--intent')).toEqual(shape.intent.options);
       expect(choicesOf('mandates list', '--intent')).toEqual(shape.intent.options);
       expect(choicesOf('mandates create', '--gateway')).toEqual(shape.gateway.unwrap().options);
-      expect(choicesOf('mandates create', '--settle')).toEqual(shape.settleMode.unwrap().options);
-      expect(choicesOf('mandates update', '--settle')).toEqual(shape.settleMode.unwrap().options);
+      expect(choicesOf('mandates create', '--settle-mode')).toEqual(shape.settleMode.unwrap().options);
+      expect(choicesOf('mandates update', '--settle-mode')).toEqual(shape.settleMode.unwrap().options);
       expect(choicesOf('mandates list', '--status')).toEqual(Object.keys(mandateMachine.transitions));
       expect(choicesOf('charges list', '--state')).toEqual([
         ...Object.keys(chargeMachine.transitions),

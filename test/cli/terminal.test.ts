@@ -68,7 +68,7 @@ describe.skipIf(!hasServer)('the CLI on a terminal', () => {
   it('draws the bar from a total counted first, and never puts a log line on its line', async () => {
     const at = new Date(t0.getTime() + 3_600_000).toISOString();
     // `script` gives the child a pseudo-terminal, so stderr.isTTY is true as for a person
-    const command = `${process.execPath} ${rebillBin} run --at ${at}`;
+    const command = `${process.execPath} ${rebillBin} run --as-of ${at}`;
     const child = spawn('script', ['-q', '-e', '-c', command, '/dev/null'], {
       env: {
         PATH: process.env.PATH ?? '',

@@ -8,7 +8,7 @@ import { cliEnv, runCli } from '../support/cli.ts';
 import { startWorld, TEST_KEY, type World } from '../support/world.ts';
 
 /**
- * `rebill mandates create|attach-credential --api v7` as a user runs them (child processes,
+ * `rebill mandates create|credential --api v7` as a user runs them (child processes,
  * this file's database): each credential's flags, card numbers read from files and never
  * printed, and each mistake an exit 2 naming its flag.
  */
@@ -41,7 +41,7 @@ describe('rebill mandates --api v7', () => {
       [
         'mandates',
         'create',
-        '--customer',
+        '--customer-ref',
         `cli-v7-${++n}`,
         '--intent',
         'subscription',
@@ -71,7 +71,7 @@ describe('rebill mandates --api v7', () => {
       join(dir, 'pan'),
       '--expiry',
       '12/2030',
-      '--card-holder',
+      '--card-holder-name',
       'Ada Lovelace',
     ]);
     expect(card.code, card.stderr).toBe(0);
@@ -104,7 +104,7 @@ describe('rebill mandates --api v7', () => {
     const nt = await runCli(
       [
         'mandates',
-        'attach-credential',
+        'credential',
         String(m.id),
         '--api',
         'v7',

@@ -116,7 +116,7 @@ describe('signals that mean something', () => {
     const t0 = at('2026-05-04T10:00:00Z');
     const gone = `${w.sandbox.url}/payments/authorizations/recurring/no-such-link`;
     const m = await subscription(t0, at('2026-05-04T09:00:00Z'), gone);
-    const run = await runCli(['run', '--at', t0.toISOString(), '--mandate', String(m.id)], w.env);
+    const run = await runCli(['run', '--as-of', t0.toISOString(), '--mandate-id', String(m.id)], w.env);
     // stopped is what happened, as a refusal no retry can fix: not a deferral (exit 5)
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);

@@ -28,7 +28,7 @@ describe('rebill paypal', () => {
       String(amount),
       '--currency',
       'GBP',
-      '--customer',
+      '--customer-ref',
       'cli-pp',
       '--json',
     );
@@ -67,7 +67,7 @@ describe('rebill paypal', () => {
     expect(shown.stdout).toMatch(/last event sentForRefund, 30\.00 GBP, refunded 30\.00 GBP, left 0\.00 GBP/);
     expect(refundsSent(w, c.paymentId)).toHaveLength(1);
 
-    const list = await cli('list', '--customer', 'cli-pp', '--json');
+    const list = await cli('list', '--customer-ref', 'cli-pp', '--json');
     expect(JSON.parse(list.stdout).items.map((p: { id: number }) => String(p.id))).toEqual([
       c.id,
       b.id,

@@ -187,6 +187,10 @@ export interface SummaryReport {
     currency: string;
     charged: { charges: number; amount: number };
     settledAmount: number;
+    /** Of the charges authorized in the window: what was refunded of them (so far). */
+    refundedAmount: number;
+    /** settledAmount less refundedAmount: what the window's charges bring in, net of refunds. */
+    netAmount: number;
     firstAttemptRate: number | null;
     refusals: number;
     recoveredByRetry: { charges: number; amount: number };
@@ -200,7 +204,8 @@ export interface SummaryReport {
 
 /**
  * The window at a glance, per currency: `charged` (authorized in the window: count and amount),
- * `settled` (of those, the amount settled), `firstAttemptRate` (charges whose first attempt was
+ * `settled` (of those, the amount settled), `refundedAmount` (of those, the amount refunded so
+ * far) and `netAmount` (settled less refunded), `firstAttemptRate` (charges whose first attempt was
  * in the window and authorized on it, over those charges), `refusals` (refused attempts in the
  * window), `recoveredByRetry` (authorized in the window on attempt 2 or later), `failedForGood`
  * (charges whose last attempt was in the window and that ended failed, stopped or waiting for a
@@ -223,6 +228,7 @@ export async function summaryReport(
     charged: number;
     charged_amount: number;
     settled_amount: number;
+    refunded_amount: number;
     recovered: number;
     recovered_amount: number;
     first_attempts: number;
@@ -233,6 +239,7 @@ export async function summaryReport(
       count(*) filter (where a.state = 'authorized' and a.attempted_at >= ${f}::timestamptz and a.attempted_at < ${t}::timestamptz)::int as charged,
       coalesce(sum(c.amount) filter (where a.state = 'authorized' and a.attempted_at >= ${f}::timestamptz and a.attempted_at < ${t}::timestamptz), 0)::bigint as charged_amount,
       coalesce(sum(c.settled_amount) filter (where a.state = 'authorized' and a.attempted_at >= ${f}::timestamptz and a.attempted_at < ${t}::timestamptz), 0)::bigint as settled_amount,
+      coalesce(sum(c.refunded_amount) filter (where a.state = 'authorized' and a.attempted_at >= ${f}::timestamptz and a.attempted_at < ${t}::timestamptz), 0)::bigint as refunded_amount,
       count(*) filter (where a.state = 'authorized' and a.attempt_no >= 2 and a.attempted_at >= ${f}::timestamptz and a.attempted_at < ${t}::timestamptz)::int as recovered,
       coalesce(sum(c.amount) filter (where a.state = 'authorized' and a.attempt_no >= 2 and a.attempted_at >= ${f}::timestamptz and a.attempted_at < ${t}::timestamptz), 0)::bigint as recovered_amount,
       count(*) filter (where a.attempt_no = 1 and a.attempted_at >= ${f}::timestamptz and a.attempted_at < ${t}::timestamptz and a.state in ('authorized', 'refused'))::int as first_attempts,
@@ -285,6 +292,8 @@ export async function summaryReport(
       currency: r.currency,
       charged: { charges: r.charged, amount: r.charged_amount },
       settledAmount: r.settled_amount,
+      refundedAmount: r.refunded_amount,
+      netAmount: r.settled_amount - r.refunded_amount,
       firstAttemptRate:
         r.first_attempts === 0 ? null : Math.round((r.first_authorized / r.first_attempts) * 10_000) / 10_000,
       refusals: r.refusals,

@@ -25,7 +25,7 @@ export interface RunOptions {
   runId?: number;
   /** Bill for an instant more than FUTURE_TOLERANCE_MS ahead of the wall clock (see assertNotFuture). */
   allowFuture?: boolean | undefined;
-  /** How the caller named `asOf` (`--at` on the CLI), for the error that refuses it. */
+  /** How the caller named `asOf` (`--as-of` on the CLI), for the error that refuses it. */
   asOfField?: string;
   /**
    * A daemon tick: a run that found nothing to do leaves no row and emits no event, so a
@@ -50,7 +50,7 @@ export function assertNotFuture(ctx: BillingContext, opts: RunOptions, wallNow =
   const ahead = opts.asOf.getTime() - wallNow;
   if (ahead > FUTURE_TOLERANCE_MS) {
     const field = opts.asOfField ?? 'asOf';
-    const flag = field === '--at' ? '--allow-future' : 'allowFuture: true';
+    const flag = field.startsWith('--') ? '--allow-future' : 'allowFuture: true';
     throw new ValidationError(
       field,
       `${opts.asOf.toISOString()} is ${Math.round(ahead / 60_000)} minutes ahead of now: billing early charges customers early; pass ${flag} to mean it`,

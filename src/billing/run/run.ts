@@ -176,7 +176,8 @@ async function forecast(ctx: BillingContext, opts: RunOptions): Promise<NonNulla
     out.push({
       mandateId: r.mandate_id,
       customerRef: r.customer_ref,
-      cycle: r.cycle,
+      // A proration charge is named by its kind, as a planned one is: its cycle is internal.
+      cycle: r.kind === 'proration' ? null : r.cycle,
       amount: r.amount,
       currency: r.currency,
       dueAt: r.next_attempt_at.toISOString(),

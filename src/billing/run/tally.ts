@@ -5,6 +5,7 @@ import type { OutcomeBatcher } from '../charge/outcome.ts';
 import type { AcceptanceBatcher } from '../charge/settle.ts';
 /** What a billing run keeps while it goes: its counts, the leases it holds, its first errors. */
 
+import { RUN_COUNT_LABELS } from '../../domain/labels.ts';
 import type { RetryDecision } from '../dunning/retry-policy.ts';
 import type { Launch, LaunchItem } from '../sql/write-ahead.ts';
 
@@ -37,6 +38,9 @@ export interface RunCounts {
    */
   adopted: number;
 }
+
+/** Every counter has its label (src/domain/labels.ts): a new counter without one does not compile. */
+export const countLabels: Record<keyof RunCounts, string> = RUN_COUNT_LABELS;
 
 export const zero = (): RunCounts => ({
   adopted: 0,

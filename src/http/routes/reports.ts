@@ -20,7 +20,7 @@ export function reportRoutes(ctx: BillingContext): RouteDef[] {
       url: '/v1/reports/summary',
       tag: 'reports',
       summary:
-        'Charged, settled, first-attempt rate, refusals, recovered by retry, failed for good, open unknowns, mandates by status, the next 30 days',
+        'Charged, settled, refunded and net (of the charges authorized in the window), first-attempt rate, refusals, recovered by retry, failed for good, open unknowns, mandates by status, the next 30 days',
       query: summaryQuery,
       status: 200,
       handler: async ({ query: q }) =>

@@ -1,5 +1,6 @@
 import { useState } from 'preact/hooks';
 import type { UpdateResult } from '../../../src/billing/mandates/changes.ts';
+import { cycleLabel } from '../../../src/domain/labels.ts';
 import { canMove, type MandateStatus, mandateMachine } from '../../../src/domain/lifecycle.ts';
 import { parseMajor } from '../../../src/domain/money.ts';
 import { api, currentSession } from '../api.ts';
@@ -337,7 +338,8 @@ export function MandatePage({ id }: { id: number }) {
             {m.charges.map((c) => (
               <article class="charge" key={c.id} aria-label={`Charge ${c.id}`}>
                 <h3>
-                  <a href={href(`/charges/${c.id}`)}>Charge #{c.id}</a> · cycle {c.cycle} ·{' '}
+                  <a href={href(`/charges/${c.id}`)}>Charge #{c.id}</a> ·{' '}
+                  {cycleLabel(c) === 'proration' ? 'proration' : `cycle ${c.cycle}`} ·{' '}
                   {money(c.amount, c.currency)} · due {when(c.dueAt)} <Badge value={c.state} />
                 </h3>
                 {c.stateReason && <p class="reason">{c.stateReason}</p>}

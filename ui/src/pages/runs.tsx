@@ -1,8 +1,9 @@
 import { Fragment } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
+import { RUN_COUNT_LABELS } from '../../../src/domain/labels.ts';
 import { api, currentSession } from '../api.ts';
 import { Badge, Field, Loading, perform, Table, useLoad } from '../components.tsx';
-import { money, when, words } from '../format.ts';
+import { money, when } from '../format.ts';
 import { href, navigate } from '../router.ts';
 import type { Page, Run } from '../types.ts';
 
@@ -26,7 +27,7 @@ const COUNTS = [
   'settleRequested',
   'unknown',
   'errors',
-];
+] as const;
 
 /** Runs, newest first, and a form to start one (or a dry run) for an as-of instant. */
 export function Runs({ query }: { query: URLSearchParams }) {
@@ -152,7 +153,7 @@ export function RunPage({ id }: { id: number }) {
               <dd>{when(r.startedAt)}</dd>
               {COUNTS.map((k) => (
                 <Fragment key={k}>
-                  <dt>{words(k)}</dt>
+                  <dt>{RUN_COUNT_LABELS[k]}</dt>
                   <dd data-count={k}>{r.counts[k] ?? 0}</dd>
                 </Fragment>
               ))}
