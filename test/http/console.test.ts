@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBilling } from '../../src/billing/run/run.ts';
 import { createRunner } from '../../src/billing/run/runner.ts';
 import { type ChargeAction, type ChargeStanding, chargeActions } from '../../src/domain/charge-actions.ts';
+import { RUN_COUNT_LABELS } from '../../src/domain/labels.ts';
 import { CONSOLE_CSP } from '../../src/http/console.ts';
 import { type AdminServer, createAdminServer } from '../../src/http/server.ts';
 import { MEANING } from '../../ui/src/meaning.ts';
@@ -618,8 +619,9 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     const run = await api('GET', `/v1/runs/${runId}`);
     expect(run.body).toMatchObject({ dryRun: true, status: 'completed' });
     const labels = await page.locator('.facts dt').allTextContents();
-    expect(labels).toContain('retry scheduled');
-    expect(labels).toContain('needs new credential');
+    // the same labels the CLI's run table uses
+    expect(labels).toContain(RUN_COUNT_LABELS.retryScheduled);
+    expect(labels).toContain(RUN_COUNT_LABELS.needsNewCredential);
     // words, not the API's camelCase names
     for (const l of labels) expect(l).toMatch(/^[A-Za-z][a-z ]*$/);
     const wouldSend = page.locator('section[aria-label="Would send"] tbody tr');
