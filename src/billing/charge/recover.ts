@@ -1,5 +1,6 @@
 import { type SQL, sql } from 'drizzle-orm';
 import { errorMessage } from '../../errors.ts';
+import { linkFor } from '../../gateways/links.ts';
 import type { PaymentStatus, QueryResult } from '../../gateways/types.ts';
 import type { BillingContext } from '../context.ts';
 import { decideRefusal } from '../dunning/refusal.ts';
@@ -281,7 +282,7 @@ export async function adoptAnswer(
     await commitUnknown(ctx.database, p, { latencyMs: q.latencyMs, reason: `payment ${q.rawStatus}` });
     return 'stillUnknown';
   }
-  const paymentId = q.links['payments:events'] ?? p.reference;
+  const paymentId = linkFor(q.links, 'events') ?? p.reference;
   // The settle the mandate asks for is written with the authorization, whatever the payment's
   // status: when the gateway already has it (sentForSettlement and later), the status proves
   // it accepted below, so the charge's settled amount is what it would have been.
