@@ -1,6 +1,8 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { controlRoutes, scriptRuleProblem } from './worldpay/controlRoutes.js';
+import { createWorldpayGate } from './worldpay/gate.js';
 import type { LedgerEntry, SandboxStats, ScriptRule, WebhookOptions } from './worldpay/types.js';
+import { V7_PREFIX, v7Routes } from './worldpay/v7Routes.js';
 import { createWebhookSender } from './worldpay/webhookSender.js';
 import { WORLDPAY_PREFIX, worldpayRoutes } from './worldpay/worldpayRoutes.js';
 import { createWorldpayState } from './worldpay/worldpayState.js';
@@ -66,15 +68,17 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
   // Known once listening (port 0 picks one): the routes read it per request.
   let listenUrl: string | undefined;
   const publicUrl = () => opts.publicUrl ?? listenUrl;
-  await app.register(worldpayRoutes, {
-    prefix: WORLDPAY_PREFIX,
+  const access = {
     state,
     username: opts.username ?? 'sandbox',
     password: opts.password ?? 'sandbox',
     latencyMs: opts.latencyMs ?? 0,
     requestsPerSecond: opts.rateLimit?.requestsPerSecond,
-    publicUrl,
-  });
+  };
+  // One gate for both card APIs: the same credentials, and one rate limit for the server.
+  const gate = createWorldpayGate(access);
+  await app.register(worldpayRoutes, { prefix: WORLDPAY_PREFIX, ...access, publicUrl, gate });
+  await app.register(v7Routes, { prefix: V7_PREFIX, state, gate, publicUrl });
   await app.register(controlRoutes, { state, stats, publicUrl });
   for (const plugin of opts.plugins ?? []) {
     await app.register(async (child) => {

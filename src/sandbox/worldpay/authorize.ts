@@ -5,6 +5,7 @@ import { magicNameOutcome, refusalDescription } from './refusals.js';
 import {
   curies,
   digits,
+  duplicateReference,
   errorReply,
   href,
   notFound,
@@ -64,16 +65,7 @@ export function authorize(
   if (payments.byReference(req.entity, req.transactionReference)) {
     ledger.countDuplicateReference();
     ledger.record({ ...base_entry, chainId: chain?.id, outcome: 'duplicate', httpStatus: 400 });
-    // Worldpay's published name and message for it (the APM API's OpenAPI document; the card
-    // API publishes none of its own).
-    return {
-      status: 400,
-      body: {
-        errorName: 'transactionReferenceIsADuplicate',
-        message:
-          'The transaction reference (while valid as a reference) is a duplicate already used in another transaction.',
-      },
-    };
+    return duplicateReference();
   }
   if (op === 'migrate') {
     chain = (req.cardKey && chains.byCard(req.cardKey)) || chains.create(req.cardKey, req.cardHolderName);

@@ -4,6 +4,7 @@ import type { Payment } from './payments.js';
 import { curies, errorReply, href, notFound, type SandboxReply, schemaError } from './replies.js';
 import { unwrap } from './scripts.js';
 import type { SandboxStores } from './stores.js';
+import { V7_TYPE, v7Links } from './v7.js';
 import { validatePartial } from './validateBody.js';
 
 // Actions on a payment (settle, cancel, refund, reversal and their partial forms) and the events
@@ -19,6 +20,9 @@ export function manage(
 ): SandboxReply {
   const p = stores.payments.byLink(linkData);
   if (!p || p.paypal) return notFound();
+  if (p.api === 'v7') {
+    return { ...manageResolved(stores, base, op, p, body, (q) => v7Links(base, q)), contentType: V7_TYPE };
+  }
   return manageResolved(stores, base, op, p, body);
 }
 
@@ -99,12 +103,26 @@ export function manageResolved(
   return { status: 202, body: { _links: replyLinks(p) }, delayMs: scripted.delayMs, lost };
 }
 
-/** The events query's answer: the last event older than the event lag, with the next actions' links. */
-export function eventsReply({ payments }: SandboxStores, base: string, p: Payment | undefined): SandboxReply {
+/**
+ * The events query's answer: the last event older than the event lag, with the next actions'
+ * links. `recovery`: found by transaction reference, whose v7 schema spells a cancellation
+ * `Send for Cancellation`.
+ */
+export function eventsReply(
+  { payments }: SandboxStores,
+  base: string,
+  p: Payment | undefined,
+  recovery = false,
+): SandboxReply {
   if (!p) return notFound();
   payments.advance(p);
   const event = payments.visibleEvent(p);
   if (!event) return notFound();
+  if (p.api === 'v7') {
+    const lastEvent =
+      recovery && event.state === 'cancelled' ? 'Send for Cancellation' : LAST_EVENT[event.state];
+    return { status: 200, body: { lastEvent, _links: v7Links(base, p) }, contentType: V7_TYPE };
+  }
   return { status: 200, body: { lastEvent: LAST_EVENT[event.state], _links: actionLinks(base, p, false) } };
 }
 

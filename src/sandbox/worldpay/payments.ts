@@ -7,7 +7,6 @@ import {
   settlementCompletes,
   WEBHOOK_TYPE,
 } from './paymentMachine.js';
-import type { AuthorizationRequest } from './validateBody.js';
 import type { WebhookSender } from './webhookSender.js';
 
 // The payments store: every payment by its action links' link data and by (entity, transaction
@@ -31,6 +30,18 @@ export interface Payment extends PaymentAmounts {
   references: Set<string>;
   settleDueAt?: number;
   paypal?: boolean;
+  /** A Card Payments v7 payment: its answers carry `cardPayments:*` links and v7 media types. */
+  api?: 'v7';
+  /** Worldpay's payment id in v7 answers. */
+  paymentId?: string;
+}
+
+/** What opening a card payment needs of its request (v6 authorization or v7 transaction). */
+export interface PaymentOpening {
+  transactionReference: string;
+  entity: string;
+  amount: number;
+  currency: string;
 }
 
 export interface PaymentClock {
@@ -116,8 +127,13 @@ export function createPaymentStore(options: PaymentClock, nextId: () => string) 
       return paymentsByReference.get(referenceKey(entity, transactionReference));
     },
 
-    /** A card payment, authorized or refused, on a chain. */
-    open(req: AuthorizationRequest, chain: Chain, state: PaymentState): Payment {
+    /** A card payment, authorized or refused: on a chain (v6), or a v7 payment with its payment id. */
+    open(
+      req: PaymentOpening,
+      chain: Pick<Chain, 'id'> | undefined,
+      state: PaymentState,
+      v7?: { paymentId: string },
+    ): Payment {
       const id = `pay-${nextId()}`;
       const p: Payment = {
         id,
@@ -125,7 +141,7 @@ export function createPaymentStore(options: PaymentClock, nextId: () => string) 
         transactionReference: req.transactionReference,
         entity: req.entity,
         currency: req.currency,
-        chainId: chain.id,
+        chainId: chain?.id,
         createdAt: now(),
         events: [],
         references: new Set(),
@@ -135,6 +151,10 @@ export function createPaymentStore(options: PaymentClock, nextId: () => string) 
         releasedAmount: 0,
         refundedAmount: 0,
       };
+      if (v7) {
+        p.api = 'v7';
+        p.paymentId = v7.paymentId;
+      }
       paymentsByLink.set(p.linkData, p);
       paymentsByReference.set(referenceKey(req.entity, req.transactionReference), p);
       emit(p, state, p.createdAt);

@@ -12,6 +12,22 @@ export interface SandboxReply {
   delayMs?: number;
   /** Destroy the socket instead of answering (script `lost`); the payment is already committed. */
   lost?: boolean;
+  /** The media type of the answer when not v6's (v7 payments answer in v7's). */
+  contentType?: string;
+}
+
+/** Worldpay's answer to a reused transaction reference. */
+export function duplicateReference(): SandboxReply {
+  // Worldpay's published name and message for it (the APM API's OpenAPI document; the card
+  // API publishes none of its own).
+  return {
+    status: 400,
+    body: {
+      errorName: 'transactionReferenceIsADuplicate',
+      message:
+        'The transaction reference (while valid as a reference) is a duplicate already used in another transaction.',
+    },
+  };
 }
 
 const CURIES = [{ name: 'payments', href: '/rels/payments/{rel}', templated: true }];

@@ -1,5 +1,12 @@
 import type { Outcome, ScriptOp, ScriptRule } from './types.js';
 
+/** The instrument a v7 request was charged with, as scripts match it (any of them may match). */
+export interface InstrumentKeys {
+  cardNumbers: readonly string[];
+  tokenHref?: string;
+  networkToken?: string;
+}
+
 /** The scripted behaviours: outcomes queued by the control API, taken one per matching request. */
 export function createScriptBook() {
   let scripts: ScriptRule[] = [];
@@ -9,8 +16,16 @@ export function createScriptBook() {
       scripts.push({ match: { ...rule.match }, outcomes: [...rule.outcomes] });
     },
 
-    /** Takes the next scripted outcome: by transaction reference first, then chain, then any. */
-    next(op: ScriptOp, transactionReference?: string, chainId?: string): Outcome | undefined {
+    /**
+     * Takes the next scripted outcome: by transaction reference first, then instrument (v7),
+     * then chain, then any.
+     */
+    next(
+      op: ScriptOp,
+      transactionReference?: string,
+      chainId?: string,
+      instrument?: InstrumentKeys,
+    ): Outcome | undefined {
       if (scripts.length === 0) return undefined;
       const opOf = (rule: ScriptRule) => rule.match.op ?? 'authorize';
       const pick = (test: (rule: ScriptRule) => boolean): Outcome | undefined => {
@@ -26,6 +41,14 @@ export function createScriptBook() {
       return (
         (transactionReference !== undefined
           ? pick((r) => r.match.transactionReference === transactionReference)
+          : undefined) ??
+        (instrument !== undefined
+          ? pick(
+              (r) =>
+                (r.match.cardNumber !== undefined && instrument.cardNumbers.includes(r.match.cardNumber)) ||
+                (r.match.tokenHref !== undefined && r.match.tokenHref === instrument.tokenHref) ||
+                (r.match.networkToken !== undefined && r.match.networkToken === instrument.networkToken),
+            )
           : undefined) ??
         (chainId !== undefined ? pick((r) => r.match.chainId === chainId) : undefined) ??
         pick((r) => r.match.any === true)

@@ -1,3 +1,4 @@
+import type { CardStore } from './cards.js';
 import type { ChainStore } from './chains.js';
 import type { Ledger } from './ledger.js';
 import type { PaymentStore } from './payments.js';
@@ -12,4 +13,13 @@ export interface SandboxStores {
   ledger: Ledger;
   /** Window after authorization in which a reversal cancels instead of refunding (Worldpay: 15 min). */
   reversalCancelWindowMs: number;
+  /** Cards made known by Card Payments v7 first payments. */
+  cards: CardStore;
+  /**
+   * Account Updater as the merchant is set up for it: `request` answers with an updated
+   * instrument only when the request asked (`requestAccountUpdater: true`), `managed` always.
+   */
+  accountUpdater: { mode: AccountUpdaterMode };
 }
+
+export type AccountUpdaterMode = 'request' | 'managed';

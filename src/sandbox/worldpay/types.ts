@@ -9,16 +9,54 @@ export type SandboxOp =
   | 'cancel'
   | 'refund'
   | 'partialRefund'
-  | 'reversal';
+  | 'reversal'
+  /** A Card Payments v7 customer-initiated (first) payment. */
+  | 'firstPayment';
 
-/** Ops a script rule can target: `authorize` matches both recurring authorizations and migrations. */
-export type ScriptOp = Exclude<SandboxOp, 'migrate'>;
+/**
+ * Ops a script rule can target: `authorize` matches recurring authorizations, migrations and v7
+ * merchant-initiated transactions.
+ */
+export type ScriptOp = Exclude<SandboxOp, 'migrate' | 'firstPayment'>;
 
 export type RefusalSpelling = 'v6' | 'v7';
 
+/** The messages `updatedPaymentInstrument.accountUpdaterMessage` may carry (v7 OpenAPI enum). */
+export const ACCOUNT_UPDATER_MESSAGES = [
+  'The merchant is not registered in the update program',
+  'The account number was changed',
+  'The account was closed',
+  'TThe expiration date was changed',
+  'The issuing bank does not participate in the update program',
+  'Contact the cardholder for updated information',
+  'No match found',
+  'No changes found',
+] as const;
+
+/** What a v7 answer's `updatedPaymentInstrument` says (Account Updater), scripted per outcome. */
+export interface AccountUpdaterScript {
+  message: (typeof ACCOUNT_UPDATER_MESSAGES)[number];
+  expiryMonth?: number;
+  expiryYear?: number;
+  /** A new card number (only merchants set up for it receive it). */
+  cardNumber?: string;
+  /** A network token applied in place of the card. */
+  networkToken?: { number: string; expiryMonth: number; expiryYear: number };
+  lastFour?: string;
+  cardBin?: string;
+  cardBrand?: string;
+}
+
 export type Outcome =
-  | { type: 'authorize' }
-  | { type: 'refuse'; code: string; adviceCode?: string; description?: string; spelling?: RefusalSpelling }
+  | { type: 'authorize'; accountUpdater?: AccountUpdaterScript }
+  | {
+      type: 'refuse';
+      code: string;
+      adviceCode?: string;
+      description?: string;
+      spelling?: RefusalSpelling;
+      accountUpdater?: AccountUpdaterScript;
+    }
   | { type: 'error'; status: number; errorName?: string; retryAfterSeconds?: number }
   // `next`, not `then`: an object with a `then` key looks like a promise to `await`. The HTTP
   // control API also accepts `then` (the name in the issue) and renames it.
@@ -28,6 +66,12 @@ export type Outcome =
 export interface ScriptMatch {
   chainId?: string;
   transactionReference?: string;
+  /** v7: a full card number; also matches the token and network token its first payment made. */
+  cardNumber?: string;
+  /** v7: a `card/token` href. */
+  tokenHref?: string;
+  /** v7: a `card/networkToken` token number. */
+  networkToken?: string;
   any?: boolean;
   op?: ScriptOp;
 }
@@ -65,6 +109,18 @@ export interface LedgerEntry {
   httpStatus: number;
   /** The payment was committed but the response was dropped on purpose (script `lost`). */
   responseLost?: boolean;
+  /** Card Payments v7 requests only: what a test checks of them (never a full card number). */
+  api?: 'v7';
+  /** The scheme reference the request sent, byte for byte (trailing spaces kept). */
+  schemeReference?: string;
+  customerAgreementType?: string;
+  instrumentType?: string;
+  lastFour?: string;
+  expiryMonth?: number;
+  expiryYear?: number;
+  requestAccountUpdater?: boolean;
+  /** The Account Updater message the answer carried. */
+  accountUpdaterMessage?: string;
   at: string;
 }
 

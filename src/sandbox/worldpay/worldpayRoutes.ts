@@ -1,6 +1,6 @@
-import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { createWorldpayGate, type WorldpayGate } from './gate.js';
 import type { ManageOp } from './paymentMachine.js';
 import { notFound, type SandboxReply } from './replies.js';
 import type { WorldpayState } from './worldpayState.js';
@@ -16,6 +16,8 @@ export interface WorldpayRouteOptions {
   requestsPerSecond?: number;
   /** Base of the hrefs in responses; default: http:// + the request's Host header. */
   publicUrl?: string | (() => string | undefined);
+  /** Auth and throttling shared with the v7 routes; default: this plugin's own. */
+  gate?: WorldpayGate;
 }
 
 const RESPONSE_TYPE = 'application/vnd.worldpay.payments-v6.hal+json';
@@ -28,6 +30,8 @@ const MANAGE_ROUTES: Array<[string, ManageOp]> = [
   ['/payments/settlements/refunds/full/', 'refund'],
   ['/payments/settlements/refunds/partials/', 'partialRefund'],
   ['/payments/sales/reversals/', 'reversal'],
+  // v7's settle link (the other paths are the same in both versions).
+  ['/payments/settlements/', 'settle'],
 ];
 
 /** The plugin is registered under the `/payments` prefix; routes are written as full paths. */
@@ -44,11 +48,28 @@ function rawTail(request: FastifyRequest, prefix: string): string {
   return url.slice(prefix.length, query < 0 ? undefined : query);
 }
 
+/** Writes out a state's answer: after its delay, in its media type, or not at all when `lost`. */
+export async function writeAnswer(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  answer: SandboxReply,
+  defaultType: string,
+): Promise<void> {
+  if (answer.delayMs) await sleep(answer.delayMs);
+  if (answer.lost) {
+    // "Committed but the response is lost": the payment exists, the client sees a reset.
+    reply.hijack();
+    request.raw.socket.destroy();
+    return;
+  }
+  if (answer.headers) reply.headers(answer.headers);
+  reply.code(answer.status).type(answer.contentType ?? defaultType);
+  return reply.send(answer.body ?? {});
+}
+
 export async function worldpayRoutes(app: FastifyInstance, options: WorldpayRouteOptions): Promise<void> {
   const { state } = options;
-  const expectedAuth = 'Basic ' + Buffer.from(`${options.username}:${options.password}`).toString('base64');
-  let windowSecond = 0;
-  let windowCount = 0;
+  const gate = options.gate ?? createWorldpayGate(options);
 
   function base(request: FastifyRequest): string {
     return (
@@ -57,50 +78,14 @@ export async function worldpayRoutes(app: FastifyInstance, options: WorldpayRout
     );
   }
 
-  async function send(request: FastifyRequest, reply: FastifyReply, answer: SandboxReply): Promise<void> {
-    if (answer.delayMs) await sleep(answer.delayMs);
-    if (answer.lost) {
-      // "Committed but the response is lost": the payment exists, the client sees a reset.
-      reply.hijack();
-      request.raw.socket.destroy();
-      return;
-    }
-    if (answer.headers) reply.headers(answer.headers);
-    reply.code(answer.status).type(RESPONSE_TYPE);
-    return reply.send(answer.body ?? {});
-  }
+  const send = (request: FastifyRequest, reply: FastifyReply, answer: SandboxReply) =>
+    writeAnswer(request, reply, answer, RESPONSE_TYPE);
 
   // Only the Worldpay paths take raw bodies: other plugins on the same server keep fastify's parsers.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => done(null, body));
 
-  app.addHook('onRequest', async (request, reply) => {
-    reply.header('wp-correlationid', randomUUID());
-    state.countRequest();
-    if (options.latencyMs > 0) await sleep(options.latencyMs);
-    if (options.requestsPerSecond !== undefined) {
-      const second = Math.floor(Date.now() / 1000);
-      if (second !== windowSecond) {
-        windowSecond = second;
-        windowCount = 0;
-      }
-      windowCount += 1;
-      if (windowCount > options.requestsPerSecond) {
-        state.countThrottled();
-        return reply
-          .code(429)
-          .type(RESPONSE_TYPE)
-          .header('retry-after', '1')
-          .send({ errorName: 'tooManyRequests', message: 'Request rate limit exceeded.' });
-      }
-    }
-    if (request.headers.authorization !== expectedAuth) {
-      return reply
-        .code(401)
-        .type(RESPONSE_TYPE)
-        .send({ errorName: 'accessDenied', message: 'Access to the requested resource has been denied' });
-    }
-  });
+  app.addHook('onRequest', async (request, reply) => gate(request, reply, RESPONSE_TYPE));
 
   app.addHook('preHandler', async (request, reply) => {
     if (request.method !== 'POST') return;

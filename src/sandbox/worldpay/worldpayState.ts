@@ -1,4 +1,5 @@
 import { authorize } from './authorize.js';
+import { createCardStore } from './cards.js';
 import { createChainStore } from './chains.js';
 import { createLedger } from './ledger.js';
 import { eventsReply, manage } from './manage.js';
@@ -7,8 +8,9 @@ import { createPaymentStore, type PaymentClock } from './payments.js';
 import { movePaypal, openPaypal, paypalEvents, paypalRefund } from './paypal.js';
 import { notFound, type SandboxReply } from './replies.js';
 import { createScriptBook } from './scripts.js';
-import type { SandboxStores } from './stores.js';
+import type { AccountUpdaterMode, SandboxStores } from './stores.js';
 import type { LedgerEntry, LedgerOutcome, SandboxOp, SandboxStats, ScriptRule } from './types.js';
+import { customerInitiated, type FirstPaymentInput, firstPayment, merchantInitiated } from './v7.js';
 
 // The sandbox's whole memory: chains (chains.ts), payments (payments.ts), scripts (scripts.ts),
 // ledger (ledger.ts). Everything is a Map keyed by the id or link a request carries, so a
@@ -37,8 +39,10 @@ export function createWorldpayState(options: WorldpayStateOptions) {
     scripts: createScriptBook(),
     ledger: createLedger(now, options.ledgerLimit),
     reversalCancelWindowMs: options.reversalCancelWindowMs,
+    cards: createCardStore(nextId),
+    accountUpdater: { mode: 'request' },
   };
-  const { chains, payments, scripts, ledger } = stores;
+  const { chains, payments, scripts, ledger, cards } = stores;
 
   return {
     authorize(
@@ -48,6 +52,22 @@ export function createWorldpayState(options: WorldpayStateOptions) {
       linkData: string | undefined,
     ): SandboxReply {
       return authorize(stores, base, op, body, linkData);
+    },
+    /** Card Payments v7 `POST /cardPayments/merchantInitiatedTransactions`. */
+    merchantInitiated(base: string, body: unknown): SandboxReply {
+      return merchantInitiated(stores, base, body);
+    },
+    /** Card Payments v7 `POST /cardPayments/customerInitiatedTransactions`. */
+    customerInitiated(base: string, body: unknown): SandboxReply {
+      return customerInitiated(stores, base, body).reply;
+    },
+    /** A customer's first payment made from outside (control API): the token, card and scheme reference. */
+    firstPayment(base: string, input: FirstPaymentInput) {
+      return firstPayment(stores, base, input);
+    },
+    /** How Account Updater answers: only when asked (`request`, the default) or always (`managed`). */
+    setAccountUpdaterMode(mode: AccountUpdaterMode): void {
+      stores.accountUpdater.mode = mode;
     },
     manage(base: string, op: ManageOp, linkData: string, body: unknown): SandboxReply {
       return manage(stores, base, op, linkData, body);
@@ -63,7 +83,7 @@ export function createWorldpayState(options: WorldpayStateOptions) {
     ): SandboxReply {
       if (!transactionReference || !entity) return notFound();
       const p = payments.byReference(entity, transactionReference);
-      return eventsReply(stores, base, p?.paypal ? undefined : p);
+      return eventsReply(stores, base, p?.paypal ? undefined : p, true);
     },
     paypalEvents(base: string, linkData: string): SandboxReply {
       return paypalEvents(stores, base, payments.byLink(linkData));
@@ -105,6 +125,8 @@ export function createWorldpayState(options: WorldpayStateOptions) {
     reset(): void {
       payments.reset();
       chains.reset();
+      cards.reset();
+      stores.accountUpdater.mode = 'request';
       scripts.reset();
       ledger.reset();
     },
