@@ -73,7 +73,9 @@ export function authorizedReason(
   opts: { recovered?: boolean },
 ): string {
   if (!opts.recovered) return `attempt ${p.reference} authorized`;
-  return `attempt ${p.reference} authorized (recovered by query)${nextRel === null ? '; no new recurring link returned, credential keeps its link' : ''}`;
+  // A v7 credential has no link to keep: its charges never chain.
+  const keeps = nextRel === null && p.kind !== 'mit';
+  return `attempt ${p.reference} authorized (recovered by query)${keeps ? '; no new recurring link returned, credential keeps its link' : ''}`;
 }
 
 /**
