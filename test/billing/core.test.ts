@@ -12,7 +12,7 @@ import { paymentAction } from '../../src/billing/operator/payments.ts';
 import { runBilling } from '../../src/billing/run/run.ts';
 import { num } from '../../src/db/values.ts';
 import { at } from '../support/time.ts';
-import { APIS, attach, authorizations, ledgerOf, mandateFor, payer } from '../support/v7.ts';
+import { APIS, authorizations, ledgerOf, mandateFor, payer } from '../support/v7.ts';
 import { startWorld, type World } from '../support/world.ts';
 
 /** The links an attempt's answer returned, by name. */
