@@ -1,13 +1,17 @@
 import Fastify, { type FastifyInstance } from 'fastify';
-import { controlRoutes, scriptRuleProblem } from './worldpay/controlRoutes.js';
+import { controlRoutes, firstPaymentProblem, scriptRuleProblem } from './worldpay/controlRoutes.js';
 import { createWorldpayGate } from './worldpay/gate.js';
+import type { AccountUpdaterMode } from './worldpay/stores.js';
 import type { LedgerEntry, SandboxStats, ScriptRule, WebhookOptions } from './worldpay/types.js';
+import type { FirstPaymentInput, FirstPaymentMade } from './worldpay/v7.js';
 import { V7_PREFIX, v7Routes } from './worldpay/v7Routes.js';
 import { createWebhookSender } from './worldpay/webhookSender.js';
 import { WORLDPAY_PREFIX, worldpayRoutes } from './worldpay/worldpayRoutes.js';
 import { createWorldpayState } from './worldpay/worldpayState.js';
 
+export type { AccountUpdaterMode } from './worldpay/stores.js';
 export type { LedgerEntry, Outcome, SandboxStats, ScriptRule } from './worldpay/types.js';
+export type { FirstPaymentInput, FirstPaymentMade } from './worldpay/v7.js';
 
 export type SandboxPlugin = (app: FastifyInstance) => Promise<void> | void;
 
@@ -47,6 +51,10 @@ export interface Sandbox {
   stats(): SandboxStats;
   script(rule: ScriptRule): void;
   reset(): void;
+  /** Card Payments v7: a customer's first payment, as `POST /_sandbox/v7/first-payments` makes it. */
+  firstPayment(input: FirstPaymentInput): FirstPaymentMade;
+  /** Card Payments v7: Account Updater answers only when asked (`request`, default) or always (`managed`). */
+  accountUpdater(mode: AccountUpdaterMode): void;
   /** Resolves when every webhook sent so far has been acknowledged (at once without a webhook). */
   webhooksDrained(): Promise<void>;
   /** The fastify instance, for plugins or inject() in tests. */
@@ -109,6 +117,14 @@ export async function startSandbox(opts: SandboxOptions = {}): Promise<Sandbox> 
       if (problem) throw new TypeError(`Invalid sandbox script: ${problem}`);
       state.script(rule);
     },
+    firstPayment(input) {
+      const problem = firstPaymentProblem(input as unknown as Record<string, unknown>);
+      if (problem) throw new TypeError(`Invalid first payment: ${problem}`);
+      const made = state.firstPayment(publicUrl()!, input);
+      if (made.status !== 201) throw new TypeError(`First payment refused: ${JSON.stringify(made.body)}`);
+      return made.body as unknown as FirstPaymentMade;
+    },
+    accountUpdater: (mode) => state.setAccountUpdaterMode(mode),
     reset: () => state.reset(),
     webhooksDrained: () => webhook?.drained() ?? Promise.resolve(),
   };

@@ -134,7 +134,7 @@ export function scriptRuleProblem(rule: unknown): string | undefined {
 }
 
 /** Why a first-payments body is unusable (naming the field, never echoing a number), or undefined. */
-function firstPaymentProblem(input: Record<string, unknown>): string | undefined {
+export function firstPaymentProblem(input: Record<string, unknown>): string | undefined {
   if (!(typeof input.cardNumber === 'string' && DIGITS.test(input.cardNumber))) {
     return 'cardNumber must be a string of 12-19 digits';
   }

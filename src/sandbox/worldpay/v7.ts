@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { cardBrand, schemeReferenceFor, type V7Card } from './cards.js';
 import type { LedgerDraft } from './ledger.js';
-import { nextActions, type PaymentState } from './paymentMachine.js';
+import { nextActions, type PaymentState, transition } from './paymentMachine.js';
 import type { Payment } from './payments.js';
 import { magicNameOutcome, refusalDescription } from './refusals.js';
 import { digits, duplicateReference, errorReply, href, type SandboxReply, schemaError } from './replies.js';
@@ -275,9 +275,19 @@ export function merchantInitiated(stores: SandboxStores, base: string, body: unk
       scheme: { reference: schemeReferenceFor(cardBrand(u.number ?? '4')) },
       paymentInstrument: maskedInstrument(u),
     };
+    if (instruction.requestAutoSettlement.enabled === true) {
+      // Auto settlement: settled in the same call, through the payment machine's settle.
+      const settled = transition(p, 'settle', undefined, false);
+      if (settled.ok) {
+        p.state = settled.next;
+        payments.emit(p, 'sentForSettlement', stores.now());
+        payments.scheduleSettlement(p);
+        answer.outcome = 'Sent for Settlement';
+      }
+    }
   }
   if (updated) answer.updatedPaymentInstrument = updated;
-  if (p.state === 'authorized') answer._links = v7Links(base, p);
+  if (decided.type !== 'refuse') answer._links = v7Links(base, p);
   return { status: 201, body: answer, contentType: V7_TYPE, delayMs: scripted.delayMs, lost };
 }
 
@@ -406,6 +416,17 @@ export interface FirstPaymentInput {
   networkToken?: boolean;
 }
 
+/** What `POST /_sandbox/v7/first-payments` answers: what a v7 credential is made of. */
+export interface FirstPaymentMade {
+  tokenHref: string;
+  /** Byte for byte: a Mastercard's ends in two spaces. */
+  schemeReference: string;
+  lastFour: string;
+  expiryMonth: number;
+  expiryYear: number;
+  networkToken?: { number: string; expiryMonth: number; expiryYear: number };
+}
+
 let firstPaymentSeq = 0;
 
 /** Makes a real first payment (with token creation) and answers what later charges need. */
@@ -442,7 +463,7 @@ export function firstPayment(
     return { status: made.reply.status, body: (made.reply.body ?? {}) as Record<string, unknown> };
   }
   const { card } = made;
-  const body: Record<string, unknown> = {
+  const body: FirstPaymentMade & Record<string, unknown> = {
     tokenHref: stores.cards.token(card, base),
     schemeReference: made.schemeReference,
     lastFour: input.cardNumber.slice(-4),
