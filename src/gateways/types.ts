@@ -184,7 +184,10 @@ export interface Gateway {
   action(req: PaymentActionRequest): Promise<PaymentActionResult>;
   /** Status of a known payment (Worldpay: GET payments:events). */
   query(payment: { paymentId: string; links: Links }): Promise<QueryResult>;
-  /** Recovery: status by the reference of an authorization whose outcome is unknown. */
-  queryByReference(reference: string, entity: string): Promise<QueryResult>;
+  /**
+   * Recovery: status by the reference of an authorization whose outcome is unknown. `api`:
+   * Worldpay's card API the authorization was sent through (its media type is asked in).
+   */
+  queryByReference(reference: string, entity: string, api?: 'v6' | 'v7'): Promise<QueryResult>;
   close(): Promise<void>;
 }

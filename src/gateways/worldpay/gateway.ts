@@ -385,13 +385,13 @@ export function createWorldpayGateway(opts: WorldpayGatewayOptions): WorldpayGat
     return get(resolve(href, 'payments:events'), 'query', 'the events query', isV7Links(payment.links));
   }
 
-  async function queryByReference(reference: string, entity: string): Promise<QueryResult> {
+  async function queryByReference(reference: string, entity: string, api?: 'v6' | 'v7'): Promise<QueryResult> {
     validateTransactionReference(reference, 'transactionRef');
     validateEntity(entity, 'entity');
     const url =
       `${base}/payments/events?transactionRef=${encodeURIComponent(reference)}` +
       `&entity=${encodeURIComponent(entity)}`;
-    const result = await get(url, 'queryByReference', 'the recovery query');
+    const result = await get(url, 'queryByReference', 'the recovery query', api === 'v7');
     // The recovery answer lists next actions but not always the payment's own events link:
     // without one, the recovery query itself is how this payment is asked about later.
     if (result.found === true && linkFor(result.links, 'events') === undefined) {
