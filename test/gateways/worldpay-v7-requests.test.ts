@@ -123,7 +123,7 @@ describe.skipIf(!haveSpec)('rebill v7 requests against the published Card Paymen
       interval: '1 month',
       start: at('2026-06-01T00:00:00Z'),
     });
-    const inst = await make(token, 'c-inst', {
+    await make(token, 'c-inst', {
       intent: 'instalment',
       instalments: 2,
       interval: '1 month',

@@ -385,7 +385,11 @@ export function createWorldpayGateway(opts: WorldpayGatewayOptions): WorldpayGat
     return get(resolve(href, 'payments:events'), 'query', 'the events query', isV7Links(payment.links));
   }
 
-  async function queryByReference(reference: string, entity: string, api?: 'v6' | 'v7'): Promise<QueryResult> {
+  async function queryByReference(
+    reference: string,
+    entity: string,
+    api?: 'v6' | 'v7',
+  ): Promise<QueryResult> {
     validateTransactionReference(reference, 'transactionRef');
     validateEntity(entity, 'entity');
     const url =
