@@ -3,6 +3,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { showMandate } from '../../src/billing/mandates/index.ts';
 import { runBilling } from '../../src/billing/run/run.ts';
+import { ConfigError, loadConfig } from '../../src/config.ts';
 import { decryptSecret } from '../../src/domain/card-crypto.ts';
 import type { AccountUpdaterScript } from '../../src/sandbox/worldpay/types.ts';
 import { at } from '../support/time.ts';
@@ -255,6 +256,23 @@ describe('Account Updater: off (the default)', () => {
     w = await startWorld();
   });
   afterAll(async () => w?.close());
+
+  it('refuses a mode it does not know, naming the variable', () => {
+    const bad = (() => {
+      try {
+        loadConfig({ ...w.env, WORLDPAY_ACCOUNT_UPDATER: 'sometimes' });
+      } catch (err) {
+        return err;
+      }
+      return undefined;
+    })();
+    expect(bad).toBeInstanceOf(ConfigError);
+    expect(bad).toMatchObject({ variable: 'WORLDPAY_ACCOUNT_UPDATER' });
+    expect(String((bad as Error).message)).toMatch(/off, request or managed/);
+    expect(loadConfig({ ...w.env, WORLDPAY_ACCOUNT_UPDATER: 'managed' }).worldpay.accountUpdater).toBe(
+      'managed',
+    );
+  });
 
   it('sends no requestAccountUpdater, applies nothing, and parks an expired card without sending it', async () => {
     expect(w.config.worldpay.accountUpdater).toBe('off');
