@@ -54,6 +54,7 @@ async function main(argv: string[]): Promise<number> {
       'concurrency',
       'two-workers',
       'operator-rate',
+      'v7-share',
     ],
     flags: ['keep', 'tsx', 'no-save'],
   });
@@ -75,8 +76,11 @@ async function main(argv: string[]): Promise<number> {
     twoWorkers: args.num('two-workers', 0.25),
     /** Chance per step that an operator pauses, resumes or cancels a mandate while workers run. */
     operatorRate: args.num('operator-rate', 0.5),
+    /** Share of the cards that are Card Payments v7 credentials (the rest are v6 chains). */
+    v7Share: args.num('v7-share', 0),
   };
   if (p.faultRate > 1) throw new ArgsError('--fault-rate: a probability between 0 and 1');
+  if (p.v7Share > 1) throw new ArgsError('--v7-share: a share between 0 and 1');
   const random = rng(p.seed);
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const started = performance.now();
@@ -129,9 +133,13 @@ async function main(argv: string[]): Promise<number> {
     // seed: every intent, some customers with two mandates on one card
     const unscheduled: number[] = [];
     for (let i = 0; i < p.mandates; ) {
-      const v = (await (
-        await fetch(`${sandbox.url}/_sandbox/verifications`, { method: 'POST', body: '{}' })
-      ).json()) as { href: string };
+      // A v7 card is a first payment at the sandbox; its mandates' credential is made v7 below.
+      const v7 = p.v7Share > 0 && random() < p.v7Share ? await v7Card(sandbox.url, i) : undefined;
+      const v = v7
+        ? undefined
+        : ((await (
+            await fetch(`${sandbox.url}/_sandbox/verifications`, { method: 'POST', body: '{}' })
+          ).json()) as { href: string });
       const onCard = random() < 0.1 ? 2 : 1;
       for (let k = 0; k < onCard && i < p.mandates; k++, i++) {
         const r = random();
@@ -142,18 +150,29 @@ async function main(argv: string[]): Promise<number> {
           currency: 'GBP',
           narrative: 'Soak',
           start: startAt,
-          credential: { link: v.href },
+          credential: v7 ? v7.credential : { link: v!.href },
         };
-        if (r < 0.55) await createMandate(app, { ...base, intent: 'subscription', interval: '1 month' });
-        else if (r < 0.7) await createMandate(app, { ...base, intent: 'subscription', interval: '1 week' });
+        let id: number;
+        if (r < 0.55)
+          id = (await createMandate(app, { ...base, intent: 'subscription', interval: '1 month' })).id;
+        else if (r < 0.7)
+          id = (await createMandate(app, { ...base, intent: 'subscription', interval: '1 week' })).id;
         else if (r < 0.92)
-          await createMandate(app, {
-            ...base,
-            intent: 'instalment',
-            interval: '1 month',
-            instalments: 2 + Math.floor(random() * 5),
-          });
-        else unscheduled.push((await createMandate(app, { ...base, intent: 'unscheduled' })).id);
+          id = (
+            await createMandate(app, {
+              ...base,
+              intent: 'instalment',
+              interval: '1 month',
+              instalments: 2 + Math.floor(random() * 5),
+            })
+          ).id;
+        else {
+          id = (await createMandate(app, { ...base, intent: 'unscheduled' })).id;
+          unscheduled.push(id);
+        }
+        if (v7)
+          await own.database.rows(sql`update credentials set api = 'v7', scheme_reference = ${v7.schemeReference}
+            where id = (select credential_id from mandates where id = ${id})`);
       }
     }
     log(`soak: ${p.mandates} mandates seeded (${unscheduled.length} unscheduled); faults at ${p.faultRate}`);
@@ -304,3 +323,34 @@ main(process.argv.slice(2)).then(
     process.exitCode = err instanceof ArgsError ? 2 : 1;
   },
 );
+
+/** A Luhn-valid card number of its own for each seeded v7 card. */
+function cardNumberFor(n: number): string {
+  const body = `4${String(n).padStart(14, '0')}`;
+  let sum = 0;
+  for (let i = 0; i < body.length; i++) {
+    let d = Number(body[body.length - 1 - i]);
+    if (i % 2 === 0) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+  }
+  return body + String((10 - (sum % 10)) % 10);
+}
+
+/** A v7 card: its first payment at the sandbox, and the card credential a mandate is created with. */
+async function v7Card(sandboxUrl: string, n: number) {
+  const cardNumber = cardNumberFor(n);
+  const res = await fetch(`${sandboxUrl}/_sandbox/v7/first-payments`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ cardNumber, expiryMonth: 12, expiryYear: 2035 }),
+  });
+  if (res.status !== 201) throw new SoakSetupError(`first payment: HTTP ${res.status} ${await res.text()}`);
+  const first = (await res.json()) as { schemeReference: string };
+  return {
+    schemeReference: first.schemeReference,
+    credential: { cardNumber, expiryMonth: 12, expiryYear: 2035 },
+  };
+}

@@ -110,6 +110,8 @@ export const DEFAULT_DB_CONNECT_TIMEOUT_MS = 3000;
 
 export const CHARGEBACK_POLICIES = ['pause', 'notify'] as const;
 export type ChargebackPolicy = (typeof CHARGEBACK_POLICIES)[number];
+export const ACCOUNT_UPDATER_MODES = ['off', 'request', 'managed'] as const;
+export type AccountUpdaterMode = (typeof ACCOUNT_UPDATER_MODES)[number];
 
 export interface Config {
   databaseUrl: string | undefined;
@@ -126,6 +128,13 @@ export interface Config {
     requestsPerSecond: number;
     connectTimeoutMs: number;
     requestTimeoutMs: number;
+    /**
+     * Worldpay's Account Updater on Card Payments v7 charges: `off` (updates in answers are not
+     * applied), `request` (each charge asks for one: `instruction.requestAccountUpdater`) or
+     * `managed` (Worldpay updates the cards on its own; the request is unchanged). In both
+     * on-modes an answer's `updatedPaymentInstrument` updates the credential.
+     */
+    accountUpdater: AccountUpdaterMode;
   };
   liquido: {
     url: string;
@@ -253,6 +262,11 @@ export function loadConfig(env: Env = process.env): Config {
       requestsPerSecond: parse(env, 'WORLDPAY_RPS', intIn(0, 1_000_000, 0)),
       connectTimeoutMs: parse(env, 'WORLDPAY_CONNECT_TIMEOUT_MS', intIn(100, 120_000, 5_000)),
       requestTimeoutMs: parse(env, 'WORLDPAY_TIMEOUT_MS', intIn(100, 300_000, 30_000)),
+      accountUpdater: parse(
+        env,
+        'WORLDPAY_ACCOUNT_UPDATER',
+        z.enum(ACCOUNT_UPDATER_MODES, { message: 'must be off, request or managed' }).default('off'),
+      ),
     },
     liquido: {
       url: parse(env, 'LIQUIDO_URL', url('https://api-qa.liquido.com')) as string,

@@ -107,7 +107,10 @@ export async function startFaultProxy(opts: {
     }
     const path = req.url ?? '/';
     const body = await readBody(req);
-    const isAuthorize = req.method === 'POST' && path.startsWith('/payments/authorizations/recurring/');
+    const isAuthorize =
+      req.method === 'POST' &&
+      (path.startsWith('/payments/authorizations/recurring/') ||
+        path === '/cardPayments/merchantInitiatedTransactions');
     const settleLink = path.match(/^\/payments\/settlements\/(?:full|partials)\/(.+)$/)?.[1];
     if (req.method === 'GET' && path.startsWith('/payments') && random() < rate / 2) {
       count('query 503');

@@ -41,6 +41,7 @@ export async function checkSoak(
     reattemptsOver15In30Days: 0,
     attemptsAfterBlockingRefusal: 0,
     retriesBeforeAdviceWait: 0,
+    v7WithoutFirstSchemeReference: 0,
   };
   const examples: Record<string, string[]> = {};
   const flag = (name: string, example: string) => {
@@ -104,6 +105,22 @@ export async function checkSoak(
         `mandate-cycle ${key}: ${list.map((e) => e.transactionReference).join(', ')}`,
       );
   }
+  // 3b. every v7 charge carried its card's FIRST scheme reference, byte for byte
+  const firstReference = new Map<string, string | null>();
+  for (const r of await database.rows(sql`select m.id, cr.scheme_reference from mandates m
+      join credentials cr on cr.id = m.credential_id where cr.api = 'v7'`)) {
+    firstReference.set(String(r.id), r.scheme_reference === null ? null : String(r.scheme_reference));
+  }
+  const v7Sent = ledger.filter((e) => e.op === 'authorize' && e.api === 'v7' && e.transactionReference);
+  for (const e of v7Sent) {
+    const mandate = e.transactionReference!.split('-')[1]!;
+    const want = firstReference.get(mandate);
+    if (want === undefined || want === null || e.schemeReference !== want)
+      flag(
+        'v7WithoutFirstSchemeReference',
+        `${e.transactionReference}: sent ${JSON.stringify(e.schemeReference)}`,
+      );
+  }
   const known = new Map<string, { state: string; chargeState: string; authorizedAttempt: boolean }>();
   for (const r of await database.rows(sql`select a.transaction_reference, a.state, c.state as charge_state,
       (c.authorized_attempt_id = a.id) as is_authorized_attempt
@@ -158,7 +175,8 @@ export async function checkSoak(
   }
   for (const e of authorized) {
     const ref = e.transactionReference ?? '';
-    if (e.responseLost || opts.slowReferences.has(ref)) continue;
+    // A v7 charge has no chain: no recurring link to store.
+    if (e.responseLost || opts.slowReferences.has(ref) || e.api === 'v7') continue;
     const l = attemptLinks.get(ref);
     if (!l || (!l.recurring && !l.recovery))
       flag('newLinkReceivedButNotStored', `${ref}: answered intact, no recurring link stored`);
@@ -253,6 +271,7 @@ export async function checkSoak(
     attemptsInDatabase: num((await database.rows(sql`select count(*)::int as n from attempts`))[0]?.n),
     ledgerEntries: ledger.length,
     gatewayAuthorizations: authorized.length,
+    v7Authorizations: authorized.filter((e) => e.api === 'v7').length,
     gatewayRefusals: ledger.filter((e) => e.op === 'authorize' && e.outcome === 'refused').length,
     gatewaySettles: settled.size,
     lostResponses: ledger.filter((e) => e.responseLost).length,

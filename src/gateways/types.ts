@@ -38,7 +38,42 @@ export type Instrument =
       cardHolderName?: string;
     }
   /** Liquido: a vaulted card. */
-  | { type: 'liquido/cardId'; cardId: string };
+  | { type: 'liquido/cardId'; cardId: string }
+  /**
+   * Worldpay Card Payments v7: a merchant-initiated transaction on a stored card, tied to the
+   * customer's first payment by `AuthorizeRequest.schemeReference`.
+   */
+  | { type: 'mit'; card: MitCard };
+
+/** The stored card a v7 merchant-initiated transaction is charged on. */
+export type MitCard =
+  | { type: 'card/token'; href: string }
+  | {
+      type: 'card/plain';
+      cardNumber: string;
+      expiryMonth: number;
+      expiryYear: number;
+      cardHolderName?: string | undefined;
+    }
+  | { type: 'card/networkToken'; tokenNumber: string; expiryMonth: number; expiryYear: number };
+
+/**
+ * What Worldpay's Account Updater answered about the card (v7 `updatedPaymentInstrument`).
+ * `cardNumber` is secret: never logged, stored only encrypted.
+ */
+export interface UpdatedInstrument {
+  /** `accountUpdaterMessage` as Worldpay wrote it (its own misspellings included). */
+  message: string;
+  expiryMonth?: number | undefined;
+  expiryYear?: number | undefined;
+  cardNumber?: string | undefined;
+  cardBin?: string | undefined;
+  lastFour?: string | undefined;
+  cardBrand?: string | undefined;
+  fundingType?: string | undefined;
+  /** The payment went out on a network token instead of the card. */
+  appliedNetworkToken?: boolean | undefined;
+}
 
 export interface AuthorizeRequest {
   /** Deterministic per (mandate, cycle, attempt): Worldpay transactionReference / Liquido idempotencyKey. */
@@ -48,7 +83,10 @@ export interface AuthorizeRequest {
   entity: string;
   narrative: string;
   intent: Intent;
-  /** Scheme reference of the original customer-initiated transaction, when known (migration). */
+  /**
+   * Scheme reference of the customer's first, customer-initiated transaction, when known: sent
+   * byte for byte on every v7 merchant-initiated charge (`customerAgreement.schemeReference`).
+   */
   schemeReference?: string | undefined;
   /** Customer reference, for gateways that want payer details. */
   customerRef?: string | undefined;
@@ -78,6 +116,8 @@ export type AuthorizeResult =
       schemeReference?: string | undefined;
       authorizationCode?: string | undefined;
       riskFactors?: unknown[] | undefined;
+      /** v7 with the Account Updater: what it changed about the card. */
+      updatedInstrument?: UpdatedInstrument | undefined;
     })
   | (Exchange & {
       outcome: 'refused';
@@ -85,6 +125,7 @@ export type AuthorizeResult =
       description?: string | undefined;
       adviceCode?: string | undefined;
       riskFactors?: unknown[] | undefined;
+      updatedInstrument?: UpdatedInstrument | undefined;
     })
   | (Exchange & {
       /** Timeout, reset or 5xx: the gateway may or may not have acted. Never resend blindly. */
@@ -149,7 +190,10 @@ export interface Gateway {
   action(req: PaymentActionRequest): Promise<PaymentActionResult>;
   /** Status of a known payment (Worldpay: GET payments:events). */
   query(payment: { paymentId: string; links: Links }): Promise<QueryResult>;
-  /** Recovery: status by the reference of an authorization whose outcome is unknown. */
-  queryByReference(reference: string, entity: string): Promise<QueryResult>;
+  /**
+   * Recovery: status by the reference of an authorization whose outcome is unknown. `api`:
+   * Worldpay's card API the authorization was sent through (its media type is asked in).
+   */
+  queryByReference(reference: string, entity: string, api?: 'v6' | 'v7'): Promise<QueryResult>;
   close(): Promise<void>;
 }

@@ -1,25 +1,26 @@
 import { sql } from 'drizzle-orm';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { attachCredential, createMandate, showMandate } from '../../src/billing/mandates/index.ts';
+import { attachCredential, showMandate } from '../../src/billing/mandates/index.ts';
 import { listCharges, retryNow } from '../../src/billing/operator/charges.ts';
 import { runBilling } from '../../src/billing/run/run.ts';
 import { date, num } from '../../src/db/values.ts';
 import { ADVICE_CODES, REFUSAL_CODES } from '../../src/domain/dunning/index.ts';
 import type { Outcome } from '../../src/sandbox/server.ts';
 import { at, DAY } from '../support/time.ts';
+import { APIS, attach, authorizations, mandateFor, type Payer, payer } from '../support/v7.ts';
 import { startWorld, type World } from '../support/world.ts';
 
-describe('dunning end to end against the sandbox', () => {
+describe.each(APIS)('dunning end to end against the sandbox (%s)', (api) => {
   let w: World;
   beforeAll(async () => {
     w = await startWorld();
   });
   afterAll(async () => w?.close());
 
-  async function subscription(ref: string, start: string, href: string, interval = '1 month') {
+  async function subscription(ref: string, start: string, p: Payer, interval = '1 month') {
     const app = await w.app(at(start));
-    return createMandate(app, {
+    return mandateFor(app, w, p, {
       customerRef: ref,
       intent: 'subscription',
       amount: 2500,
@@ -27,14 +28,13 @@ describe('dunning end to end against the sandbox', () => {
       narrative: 'Dunning test',
       interval,
       start: at(start),
-      credential: { link: href },
     });
   }
 
-  it('a soft decline is retried on schedule, recovers, and the chain continues with the newest link', async () => {
-    const v = await w.verify();
-    const m = await subscription('soft-1', '2026-01-05T10:00:00Z', v.href);
-    w.sandbox.script({ match: { chainId: v.chainId }, outcomes: [{ type: 'refuse', code: '51' }] });
+  it('a soft decline is retried on schedule, recovers, and billing carries on (v6: on the newest link)', async () => {
+    const v = await payer(w, api);
+    const m = await subscription('soft-1', '2026-01-05T10:00:00Z', v);
+    w.sandbox.script({ match: v.match, outcomes: [{ type: 'refuse', code: '51' }] });
     const app = await w.app(at('2026-01-05T10:00:00Z'));
     const r1 = await runBilling(app, { asOf: at('2026-01-05T11:00:00Z'), trigger: 'test', mandateId: m.id });
     expect(r1.counts).toMatchObject({ refused: 1, retryScheduled: 1 });
@@ -56,19 +56,21 @@ describe('dunning end to end against the sandbox', () => {
     const r2 = await runBilling(app, { asOf: retryAt, trigger: 'test', mandateId: m.id });
     expect(r2.counts.authorized).toBe(1);
     await runBilling(app, { asOf: at('2026-02-05T11:00:00Z'), trigger: 'test', mandateId: m.id });
-    const auths = w.sandbox.ledger().filter((e) => e.chainId === v.chainId && e.op === 'authorize');
+    const auths = authorizations(w, m.id);
     expect(auths.map((e) => [e.transactionReference, e.outcome])).toEqual([
       [`rb-${m.id}-0-1`, 'refused'],
       [`rb-${m.id}-0-2`, 'authorized'],
       [`rb-${m.id}-1-1`, 'authorized'],
     ]);
     expect(auths.every((e) => !e.stale)).toBe(true);
+    // v7: the retry and the next cycle carry the first payment's scheme reference too
+    if (api === 'v7') expect(auths.every((e) => e.schemeReference === v.schemeReference)).toBe(true);
   });
 
   it('an expired card waits for new card details, then resumes on the new credential', async () => {
-    const v = await w.verify();
-    const m = await subscription('exp-1', '2026-03-01T10:00:00Z', v.href);
-    w.sandbox.script({ match: { chainId: v.chainId }, outcomes: [{ type: 'refuse', code: '33' }] });
+    const v = await payer(w, api);
+    const m = await subscription('exp-1', '2026-03-01T10:00:00Z', v);
+    w.sandbox.script({ match: v.match, outcomes: [{ type: 'refuse', code: '33' }] });
     const app = await w.app(at('2026-03-01T10:00:00Z'));
     const r1 = await runBilling(app, { asOf: at('2026-03-01T11:00:00Z'), trigger: 'test', mandateId: m.id });
     expect(r1.counts.needsNewCredential).toBe(1);
@@ -82,23 +84,30 @@ describe('dunning end to end against the sandbox', () => {
       mandateId: m.id,
     });
     expect(idle.counts.attempted).toBe(0);
-    const fresh = await w.verify();
+    const fresh = await payer(w, api);
     const app2 = await w.app(at('2026-04-15T00:00:00Z'));
-    await attachCredential(app2, m.id, { link: fresh.href });
+    await attachCredential(app2, m.id, fresh.credential);
+    await attach(w, m.id, fresh);
     d = await showMandate(w.t.database, m.id);
     expect(d.status).toBe('active');
     const r2 = await runBilling(app2, { asOf: at('2026-04-15T00:00:01Z'), trigger: 'test', mandateId: m.id });
     expect(r2.counts.authorized).toBeGreaterThanOrEqual(1);
-    const viaNew = w.sandbox.ledger().filter((e) => e.chainId === fresh.chainId && e.op === 'authorize');
+    const viaNew = authorizations(w, m.id).slice(1);
     expect(viaNew[0]?.transactionReference).toBe(`rb-${m.id}-0-2`);
     expect(viaNew[0]?.outcome).toBe('authorized');
+    if (api === 'v6') expect(viaNew[0]?.chainId).toBe(fresh.match.chainId);
+    else
+      expect([viaNew[0]?.lastFour, viaNew[0]?.schemeReference]).toEqual([
+        fresh.cardNumber!.slice(-4),
+        fresh.schemeReference,
+      ]);
   });
 
   it('MAC 03 stops the mandate and blocks the card: retry-now refuses with the reason', async () => {
-    const v = await w.verify();
-    const m = await subscription('mac03-1', '2026-05-01T10:00:00Z', v.href);
+    const v = await payer(w, api);
+    const m = await subscription('mac03-1', '2026-05-01T10:00:00Z', v);
     w.sandbox.script({
-      match: { chainId: v.chainId },
+      match: v.match,
       outcomes: [{ type: 'refuse', code: '79', adviceCode: '03' }],
     });
     const app = await w.app(at('2026-05-01T10:00:00Z'));
@@ -115,7 +124,7 @@ describe('dunning end to end against the sandbox', () => {
         mandateId: m.id,
       });
     }
-    expect(w.sandbox.ledger().filter((e) => e.chainId === v.chainId && e.op === 'authorize')).toHaveLength(1);
+    expect(authorizations(w, m.id)).toHaveLength(1);
   });
 
   it('over 60 simulated days, any refusal sequence on a shared card stays within the scheme rules', async () => {
@@ -135,20 +144,15 @@ describe('dunning end to end against the sandbox', () => {
     await fc.assert(
       fc.asyncProperty(fc.array(outcome, { minLength: 10, maxLength: 40 }), async (outcomes) => {
         run++;
-        const v = await w.verify();
+        const v = await payer(w, api);
         const start = new Date(Date.UTC(2027, 0, 1) + run * 200 * DAY);
         const ids: number[] = [];
         for (const k of [0, 1]) {
           // one customer, one card, two mandates: they share one credential and its ledger
-          const m = await subscription(
-            `prop-${run}`,
-            start.toISOString(),
-            v.href,
-            k === 0 ? '1 week' : '10 days',
-          );
+          const m = await subscription(`prop-${run}`, start.toISOString(), v, k === 0 ? '1 week' : '10 days');
           ids.push(m.id);
         }
-        w.sandbox.script({ match: { chainId: v.chainId }, outcomes });
+        w.sandbox.script({ match: v.match, outcomes });
         const app = await w.app(start);
         for (let day = 0; day <= 60; day++) {
           await runBilling(app, { asOf: new Date(start.getTime() + day * DAY + 3_600_000), trigger: 'test' });

@@ -28,6 +28,8 @@ export interface ClaimedCharge {
   credentialId: number;
   credentialStatus: string;
   instrumentType: string;
+  /** Worldpay's card API the credential is charged through: `v6` (links, migrateRecurring) or `v7` (MITs). */
+  api: string;
   linkHref: string | null;
   encryptedPan: string | null;
   expiryMonth: number | null;
@@ -117,7 +119,8 @@ export type ClaimRow = Pick<
   'id' | 'mandate_id' | 'cycle' | 'amount' | 'currency' | 'state' | 'attempt_count' | 'fence'
 > &
   Pick<RawRow<typeof mandates>, 'entity' | 'narrative' | 'gateway' | 'settle_mode' | 'settle_percent'> &
-  Pick<RawRow<typeof credentials>, 'instrument_type'> & {
+  Pick<RawRow<typeof credentials>, 'instrument_type'> &
+  Partial<Pick<RawRow<typeof credentials>, 'api'>> & {
     /** What the mandate was created with (`createMandate` takes only these). */
     intent: Intent;
     customer_ref: string;
@@ -161,6 +164,7 @@ export function toClaimed(r: ClaimRow): ClaimedCharge {
     credentialId: r.credential_id,
     credentialStatus: r.credential_status,
     instrumentType: r.instrument_type,
+    api: r.api ?? 'v6',
     linkHref: r.link_href,
     encryptedPan: r.encrypted_pan ?? null,
     expiryMonth: r.expiry_month ?? null,

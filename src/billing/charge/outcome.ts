@@ -13,6 +13,9 @@ import {
   type RefusalTarget,
 } from '../sql/attempt-outcomes.ts';
 import { type AuthorizedOutcome, commitAuthorizedOutcomes } from '../sql/authorized-outcomes.ts';
+import { applyCredentialUpdate } from '../sql/credential-updates.ts';
+import { transitionMandate } from '../sql/transitions.ts';
+import type { AccountUpdate } from './account-updater.ts';
 import { batcher } from './batcher.ts';
 import type { ClaimedCharge } from './claim.ts';
 
@@ -31,7 +34,8 @@ export interface PlannedAttempt {
   attemptId: number;
   attemptNo: number;
   reference: string;
-  kind: 'recurring' | 'migrate' | 'liquido';
+  /** `mit`: a Card Payments v7 merchant-initiated transaction (no link chain). */
+  kind: 'recurring' | 'migrate' | 'liquido' | 'mit';
   linkHref: string | null;
   asOf: Date;
   /** The charge's state while this attempt is open: `attempting`, or `unknown` once reconciled. */
@@ -69,7 +73,9 @@ export function authorizedReason(
   opts: { recovered?: boolean },
 ): string {
   if (!opts.recovered) return `attempt ${p.reference} authorized`;
-  return `attempt ${p.reference} authorized (recovered by query)${nextRel === null ? '; no new recurring link returned, credential keeps its link' : ''}`;
+  // A v7 credential has no link to keep: its charges never chain.
+  const keeps = nextRel === null && p.kind !== 'mit';
+  return `attempt ${p.reference} authorized (recovered by query)${keeps ? '; no new recurring link returned, credential keeps its link' : ''}`;
 }
 
 /**
@@ -117,9 +123,29 @@ export async function commitAuthorized(
   p: PlannedAttempt,
   r: Extract<AuthorizeResult, { outcome: 'authorized' }>,
   settle: SettlePlan | null,
-  opts: { recovered?: boolean; erasePan?: boolean } = {},
+  opts: { recovered?: boolean; erasePan?: boolean; accountUpdate?: AccountUpdate } = {},
 ): Promise<{ settleActionId: number | null } | false> {
-  const applied = await commitAuthorizedOutcomes(database, [authorizedOutcome(p, r, settle, opts)]);
+  const outcome = authorizedOutcome(p, r, settle, opts);
+  const au = opts.accountUpdate;
+  const applied =
+    au?.update === undefined && au?.closing === undefined
+      ? await commitAuthorizedOutcomes(database, [outcome])
+      : // The Account Updater's answer rides the outcome's commit: the credential's update, and a
+        // card it says is finished moves the mandate to wait for a new one (its next charge
+        // would only be refused).
+        await database.db.transaction(async (tx) => {
+          const done = await commitAuthorizedOutcomes(database, [outcome], tx);
+          if (!done.has(p.charge.id)) return done;
+          if (au.update !== undefined) await applyCredentialUpdate(database, tx, au.update);
+          if (au.closing !== undefined)
+            await transitionMandate(database, tx, {
+              id: p.charge.mandateId,
+              to: 'needs_new_credential',
+              from: ['active'],
+              reason: `Account Updater: ${au.closing}`,
+            });
+          return done;
+        });
   const actionId = applied.get(p.charge.id);
   return actionId === undefined ? false : { settleActionId: actionId };
 }

@@ -61,6 +61,14 @@ async function commitWithoutAttempt(
 /** Whether the next attempt is a retry: an earlier one of the charge left the process. */
 const isRetry = (c: ClaimedCharge): boolean => c.attemptCount > c.unsentAttempts;
 
+/**
+ * A v7 charge's first attempt with the Account Updater on is sent whatever the stored expiry
+ * says: the updater answers with the card's new expiry (or says it was closed), where parking
+ * it would wait for a new card the updater may already have.
+ */
+const sendsPastExpiry = (ctx: BillingContext, c: ClaimedCharge): boolean =>
+  c.api === 'v7' && ctx.config.worldpay.accountUpdater !== 'off' && !isRetry(c);
+
 /** An attempt written ahead and ready to send, with the instrument it goes out with. */
 export interface Ready {
   attempt: PlannedAttempt;
@@ -131,8 +139,11 @@ export async function prepareBatch(
       .map((a) => a.at.getTime());
     const check = ctx.policy.beforeSend({
       now: asOf,
-      expiryMonth: c.expiryMonth,
-      expiryYear: c.expiryYear,
+      // With the Account Updater on, a v7 charge on a card whose stored expiry has passed goes
+      // out once (its first attempt): the answer may carry the new expiry. A retry is checked
+      // against the expiry as always.
+      expiryMonth: sendsPastExpiry(ctx, c) ? null : c.expiryMonth,
+      expiryYear: sendsPastExpiry(ctx, c) ? null : c.expiryYear,
       ledger: { attempts, blocked: null },
       isRetry: isRetry(c),
       intent: c.intent,
@@ -197,6 +208,7 @@ export function instrumentFor(
       linkHref: null,
     };
   }
+  if (c.api === 'v7') return mitInstrumentFor(c, decrypt);
   if (c.linkHref)
     return { instrument: { type: 'link', href: c.linkHref }, kind: 'recurring', linkHref: c.linkHref };
   switch (c.instrumentType) {
@@ -236,5 +248,57 @@ export function instrumentFor(
       return { instrument: { type: 'card/token', href: c.tokenHref }, kind: 'migrate', linkHref: null };
     default:
       return { error: `credential ${c.credentialId} has no recurring link` };
+  }
+}
+
+/**
+ * A Card Payments v7 credential's instrument: its token, or its card or network token
+ * decrypted. Its card data is kept after every charge (v7 needs it each time), and it has no
+ * link chain: the charge goes to the one merchant-initiated endpoint with the scheme reference
+ * of the customer's first payment, required for a card or network token.
+ */
+function mitInstrumentFor(
+  c: ClaimedCharge,
+  decrypt: (blob: string) => string,
+): { instrument: Instrument; kind: PlannedAttempt['kind']; linkHref: string | null } | { error: string } {
+  const mit = (card: Extract<Instrument, { type: 'mit' }>['card']) => ({
+    instrument: { type: 'mit' as const, card },
+    kind: 'mit' as const,
+    linkHref: null,
+  });
+  switch (c.instrumentType) {
+    case 'card/token':
+      if (!c.tokenHref) return { error: `v7 credential ${c.credentialId} has no token href` };
+      return mit({ type: 'card/token', href: c.tokenHref });
+    case 'card/plain':
+    case 'card/networkToken': {
+      if (!c.encryptedPan || c.expiryMonth === null || c.expiryYear === null) {
+        return { error: `v7 ${c.instrumentType} credential ${c.credentialId} has no card data` };
+      }
+      if (c.schemeReference === null) {
+        return {
+          error: `v7 ${c.instrumentType} credential ${c.credentialId} has no scheme reference (the first payment's)`,
+        };
+      }
+      const secret = decrypt(c.encryptedPan);
+      return c.instrumentType === 'card/plain'
+        ? mit({
+            type: 'card/plain',
+            cardNumber: secret,
+            expiryMonth: c.expiryMonth,
+            expiryYear: c.expiryYear,
+            cardHolderName: c.cardHolderName ?? undefined,
+          })
+        : mit({
+            type: 'card/networkToken',
+            tokenNumber: secret,
+            expiryMonth: c.expiryMonth,
+            expiryYear: c.expiryYear,
+          });
+    }
+    default:
+      return {
+        error: `v7 credential ${c.credentialId} has instrument type ${c.instrumentType}, which v7 cannot charge`,
+      };
   }
 }

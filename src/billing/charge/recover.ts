@@ -1,5 +1,6 @@
 import { type SQL, sql } from 'drizzle-orm';
 import { errorMessage } from '../../errors.ts';
+import { linkFor } from '../../gateways/links.ts';
 import type { PaymentStatus, QueryResult } from '../../gateways/types.ts';
 import type { BillingContext } from '../context.ts';
 import { decideRefusal } from '../dunning/refusal.ts';
@@ -179,7 +180,7 @@ async function reconcileOne(
   // A missing launch marker proves nothing was sent only while the database keeps every commit:
   // after a lossy failover or a restore the marker can be lost with a request that did go out.
   // So the gateway is asked first, and only an attempt it does not know is `not_sent`.
-  const q = await ctx.gateway(p.charge.gateway).queryByReference(p.reference, p.charge.entity);
+  const q = await ctx.gateway(p.charge.gateway).queryByReference(p.reference, p.charge.entity, apiOf(p));
   if (open.neverLaunched && q.found === false && (await commitNeverSent(ctx, p))) {
     report.notSent++;
     return;
@@ -193,6 +194,9 @@ async function reconcileOne(
   report[await adoptAnswer(ctx, p, q, asOf, { lagPassed })]++;
 }
 
+/** The card API an attempt was sent through: a merchant-initiated transaction is v7's. */
+const apiOf = (p: PlannedAttempt): 'v6' | 'v7' => (p.kind === 'mit' ? 'v7' : 'v6');
+
 /** What an adoption made of an attempt: the report's counter it adds to. */
 export type Adopted = 'authorized' | 'refused' | 'notFound' | 'stillUnknown';
 
@@ -204,7 +208,7 @@ export type Adopted = 'authorized' | 'refused' | 'notFound' | 'stillUnknown';
  * (the gateway has just said it has it): the attempt stays open for reconciliation to ask again.
  */
 export async function adoptUsedReference(ctx: BillingContext, p: PlannedAttempt): Promise<Adopted> {
-  const q = await ctx.gateway(p.charge.gateway).queryByReference(p.reference, p.charge.entity);
+  const q = await ctx.gateway(p.charge.gateway).queryByReference(p.reference, p.charge.entity, apiOf(p));
   return adoptAnswer(ctx, p, q, p.asOf, { lagPassed: false });
 }
 
@@ -284,7 +288,7 @@ export async function adoptAnswer(
     await commitUnknown(ctx.database, p, { latencyMs: q.latencyMs, reason: `payment ${q.rawStatus}` });
     return 'stillUnknown';
   }
-  const paymentId = q.links['payments:events'] ?? p.reference;
+  const paymentId = linkFor(q.links, 'events') ?? p.reference;
   // The settle the mandate asks for is written with the authorization, whatever the payment's
   // status: when the gateway already has it (sentForSettlement and later), the status proves
   // it accepted below, so the charge's settled amount is what it would have been.

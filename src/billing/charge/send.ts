@@ -7,6 +7,7 @@ import type { RetryDecision } from '../dunning/retry-policy.ts';
 import { count, noteError, type RunTally } from '../run/tally.ts';
 import { renewLease } from '../sql/transitions.ts';
 import { type Launch, launchAttempts } from '../sql/write-ahead.ts';
+import { accountUpdateOf, closingDecision } from './account-updater.ts';
 import {
   commitAuthorized,
   commitDeferred,
@@ -37,7 +38,8 @@ export async function sendGroup(
       continue;
     }
     let instrument = first;
-    if (newest !== undefined && instrument.type !== 'liquido/cardId') {
+    // A v7 credential has no chain: each of its charges goes to the one endpoint as it is.
+    if (newest !== undefined && instrument.type !== 'liquido/cardId' && instrument.type !== 'mit') {
       instrument = { type: 'link', href: newest };
       p.kind = 'recurring';
       p.linkHref = newest;
@@ -153,15 +155,23 @@ async function sendAttempt(
     if (!(await commitUnknown(ctx.database, p, result))) counts.lostLeases++;
     return {};
   }
+  // Worldpay's Account Updater (v7, when on): applied with the outcome, in its transaction.
+  const updated = accountUpdateOf(ctx, p, result.updatedInstrument);
+  if (updated.update !== undefined || updated.closing !== undefined) {
+    log().info(
+      { accountUpdaterMessage: updated.update?.message ?? updated.closing, outcome: result.outcome },
+      'Account Updater answered',
+    );
+  }
   if (result.outcome === 'refused') {
     counts.refused++;
     ctx.metrics?.attempt('refused', c.gateway, result.code);
-    const { decision, mandateStatus } = await decideRefusal(
-      ctx,
-      c,
-      { code: result.code, adviceCode: result.adviceCode ?? null },
-      p.asOf,
-    );
+    // A card the updater says is closed (or whose holder must be asked) is not retried: the
+    // mandate waits for new card details.
+    const { decision, mandateStatus } =
+      updated.closing !== undefined
+        ? { decision: closingDecision(updated.closing), mandateStatus: 'needs_new_credential' as const }
+        : await decideRefusal(ctx, c, { code: result.code, adviceCode: result.adviceCode ?? null }, p.asOf);
     log().info(
       {
         correlationId: result.correlationId,
@@ -182,6 +192,7 @@ async function sendAttempt(
         httpStatus: result.httpStatus,
         correlationId: result.correlationId,
         latencyMs: result.latencyMs,
+        accountUpdate: updated.update,
       },
       decision,
       mandateStatus,
@@ -197,9 +208,14 @@ async function sendAttempt(
   ctx.metrics?.attempt('authorized', c.gateway);
   const settle = planSettle(c, p.reference, result.links, result.paymentId);
   const erasePan = p.kind === 'migrate' && c.encryptedPan !== null;
-  const committed = book.outcomes
-    ? await book.outcomes.commit(p, result, settle, { erasePan })
-    : await commitAuthorized(ctx.database, p, result, settle, { erasePan });
+  // An answer with an update commits on its own (a transaction with the credential's update);
+  // every other one through the run's batch.
+  const committed =
+    updated.update !== undefined || updated.closing !== undefined
+      ? await commitAuthorized(ctx.database, p, result, settle, { accountUpdate: updated })
+      : book.outcomes
+        ? await book.outcomes.commit(p, result, settle, { erasePan })
+        : await commitAuthorized(ctx.database, p, result, settle, { erasePan });
   if (!committed) {
     lostLease(ctx, book, log());
     return {};

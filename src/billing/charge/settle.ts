@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import type { Database, Executor } from '../../db/client.ts';
 import { errorMessage } from '../../errors.ts';
 import { GatewayError, RequestRejectedError } from '../../gateways/errors.ts';
+import { linkFor } from '../../gateways/links.ts';
 import type { Links, PaymentActionKind, PaymentActionResult, PaymentStatus } from '../../gateways/types.ts';
 import type { BillingContext } from '../context.ts';
 import { type Acceptance, commitAcceptances, commitActionFailed } from '../sql/payment-actions.ts';
@@ -34,7 +35,7 @@ export function planSettle(
         reference: actionReference(reference, 'partialSettle', 1),
         amount,
         currency: m.currency,
-        linkHref: links['payments:partialSettle'] ?? paymentId,
+        linkHref: linkFor(links, 'partialSettle') ?? paymentId,
       };
     }
   }
@@ -43,7 +44,7 @@ export function planSettle(
     reference: actionReference(reference, 'settle', 1),
     amount: m.amount,
     currency: m.currency,
-    linkHref: links['payments:settle'] ?? paymentId,
+    linkHref: linkFor(links, 'settle') ?? paymentId,
   };
 }
 

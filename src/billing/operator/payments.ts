@@ -6,6 +6,7 @@ import type { ChargeState } from '../../domain/lifecycle.ts';
 import { formatMoney, guardMoney } from '../../domain/money.ts';
 import { ConflictError, GatewayRejectedError, NotFoundError, ValidationError } from '../../errors.ts';
 import { GatewayError } from '../../gateways/errors.ts';
+import { actionLink } from '../../gateways/links.ts';
 import type { PaymentActionKind, PaymentActionResult } from '../../gateways/types.ts';
 import { actionReference } from '../charge/references.ts';
 import {
@@ -213,7 +214,7 @@ async function writeAheadAction(
     const ins = await ctx.database.rows<{ id: number }>(
       sql`insert into payment_actions (charge_id, attempt_id, kind, reference, amount, currency, link_href)
           values (${chargeId}, ${attemptId}, ${kind}, ${reference}, ${amount}, ${currency},
-                  ${links[`payments:${kind}`] ?? paymentId}) returning id`,
+                  ${actionLink(links, kind) ?? paymentId}) returning id`,
       tx,
     );
     const lease = await ctx.database.rows<{ fence: number }>(

@@ -146,7 +146,8 @@ async function askOne(
     c.cycle,
     c.attemptCount + 1,
   );
-  const q = await ctx.gateway(c.gateway).queryByReference(reference, c.entity);
+  const api = c.api === 'v7' ? 'v7' : 'v6';
+  const q = await ctx.gateway(c.gateway).queryByReference(reference, c.entity, api);
   if (q.found !== true) {
     if (q.found === 'unknown') report.errors++;
     await releaseLease(ctx.database, { chargeId: c.id, owner: ctx.workerId, fence: c.fence });
@@ -155,7 +156,7 @@ async function askOne(
   // Written ahead as the attempt it was (its link, as far as this database knows it), so the
   // outcome commits through the same door as any other.
   const kind: PlannedAttempt['kind'] =
-    c.gateway === 'liquido' ? 'liquido' : c.linkHref ? 'recurring' : 'migrate';
+    c.gateway === 'liquido' ? 'liquido' : api === 'v7' ? 'mit' : c.linkHref ? 'recurring' : 'migrate';
   const [p] = await writeAhead(ctx.database, [{ charge: c, reference, kind, linkHref: c.linkHref }], asOf);
   if (!p) return undefined; // taken over meanwhile: its new holder meets the reference itself
   const outcome = await adoptAnswer(ctx, p, q, asOf, { lagPassed: true });

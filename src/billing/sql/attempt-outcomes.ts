@@ -13,6 +13,7 @@ import {
   type MandateStatus,
   UNSENT_CHARGE_STATES,
 } from '../../domain/lifecycle.ts';
+import { applyCredentialUpdate, type CredentialUpdate } from './credential-updates.ts';
 import { blockCredential, lockCredential } from './credentials.ts';
 import {
   chargeMayBecome,
@@ -120,6 +121,8 @@ export interface RefusalInfo {
   /** Attempt state: refused by the issuer, an error the gateway answered, or never reached it. */
   attemptState: 'refused' | 'error' | 'not_found' | 'not_sent';
   error?: string | undefined;
+  /** What the Account Updater said about the card in the same answer (v7), applied with it. */
+  accountUpdate?: CredentialUpdate | undefined;
 }
 
 /** A dunning decision, as the refusal's commit writes it. */
@@ -205,6 +208,7 @@ export async function commitRefusedOutcome(
           actor: 'system',
         });
     }
+    if (info.accountUpdate !== undefined) await applyCredentialUpdate(database, tx, info.accountUpdate);
     if (d.blocksCard) await blockCredential(database, tx, p.credentialId, d.reason);
     return true;
   });

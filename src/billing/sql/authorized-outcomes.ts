@@ -28,7 +28,7 @@
  * (or a batch and a write-ahead) sharing credentials wait for each other instead of deadlocking.
  */
 import { type SQL, sql } from 'drizzle-orm';
-import type { Database } from '../../db/client.ts';
+import type { Database, Executor } from '../../db/client.ts';
 import { attemptMachine } from '../../domain/lifecycle.ts';
 import { chargeMayBecome, mayBecome } from './transitions.ts';
 
@@ -43,7 +43,7 @@ export interface AuthorizedOutcome {
   credentialId: number;
   /** The charge's state while the attempt was open (audited as the move's origin). */
   fromState: 'attempting' | 'unknown';
-  kind: 'recurring' | 'migrate' | 'liquido';
+  kind: 'recurring' | 'migrate' | 'liquido' | 'mit';
   /** Where the links came from: `links.source`. */
   source: 'authorize' | 'migrate' | 'recovery';
   linkHref: string | null;
@@ -112,6 +112,8 @@ const credentialMove = (erase: boolean): SQL => sql`, newest as (
 export async function commitAuthorizedOutcomes(
   database: Database,
   items: AuthorizedOutcome[],
+  /** A transaction to commit in (an Account Updater's update beside it), else its own. */
+  on?: Executor,
 ): Promise<Map<number, number | null>> {
   const out = new Map<number, number | null>();
   if (items.length === 0) return out;
@@ -190,7 +192,7 @@ export async function commitAuthorizedOutcomes(
       select 'charge', v.charge_id, v.from_state, 'authorized', v.audit_reason from v join ch on ch.id = v.charge_id
     )
     select ch.id as charge_id, act.id as action_id from ch left join act on act.charge_id = ch.id`,
-    undefined,
+    on,
     { prepare: true },
   );
   for (const r of rows) out.set(r.charge_id, r.action_id);

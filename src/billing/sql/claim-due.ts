@@ -63,7 +63,7 @@ export async function claimDueCharges(
       join: sql`and m.id = c.mandate_id and cu.id = m.customer_id and cr.id = m.credential_id`,
       returning: sql`c.id, c.mandate_id, c.cycle, c.amount, c.currency, c.state, c.attempt_count, c.fence,
               m.intent, m.entity, m.narrative, m.gateway, m.settle_mode, m.settle_percent, cu.ref as customer_ref,
-              cr.id as credential_id, cr.status as credential_status, cr.instrument_type, l.href as link_href,
+              cr.id as credential_id, cr.status as credential_status, cr.instrument_type, cr.api, l.href as link_href,
               cr.encrypted_pan, cr.expiry_month, cr.expiry_year, cr.card_holder_name, cr.token_href,
               cr.vaulted_card_id, cr.scheme_reference, c.next_attempt_at, c.next_attempt_at::text as cursor_at,
               case when c.attempt_count = 0 then 0 else (select count(*) from attempts x

@@ -13,6 +13,7 @@ export function worldpayGatewayFromConfig(config: Config['worldpay'], logger?: L
     requestsPerSecond: config.requestsPerSecond,
     connectTimeoutMs: config.connectTimeoutMs,
     requestTimeoutMs: config.requestTimeoutMs,
+    accountUpdater: config.accountUpdater,
     ...(logger ? { logger } : {}),
   });
 }

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { ValidationError } from '../../errors.ts';
 import { ConnectionError, ContractError, type GatewayError, TimeoutError } from '../errors.ts';
 import { createHttpClient, type HttpRequest, type HttpResponse, splitHref } from '../http.ts';
+import { actionLink, isV7Links, linkFor } from '../links.ts';
 import type {
   AuthorizeRequest,
   AuthorizeResult,
@@ -22,6 +23,7 @@ import {
   mapQueryResponse,
   parseLinks,
 } from './responses.ts';
+import { MIT_PATH, mapMitResponse, mitBody, V7_MEDIA_TYPE } from './v7.ts';
 import {
   buildPaymentInstrument,
   normaliseNarrative,
@@ -49,6 +51,8 @@ export interface WorldpayGatewayOptions {
   /** First backoff step (full jitter, doubling). */
   retryBaseMs?: number | undefined;
   retryMaxMs?: number | undefined;
+  /** Worldpay's Account Updater (`request`: v7 charges ask for it; `managed`, `off`: they do not). */
+  accountUpdater?: 'off' | 'request' | 'managed' | undefined;
 }
 
 /** A card credential Worldpay can take as `paymentInstrument`. */
@@ -105,6 +109,13 @@ export function createWorldpayGateway(opts: WorldpayGatewayOptions): WorldpayGat
     const token = Buffer.from(`${opts.username}:${opts.password ?? ''}`).toString('base64');
     headers.authorization = `Basic ${token}`;
   }
+  /** Card Payments v7: its one media type as Content-Type and Accept, the same credentials. */
+  const v7Headers: Record<string, string> = {
+    ...headers,
+    'content-type': V7_MEDIA_TYPE,
+    accept: V7_MEDIA_TYPE,
+  };
+  const requestAccountUpdater = opts.accountUpdater === 'request';
 
   /**
    * Hrefs are followed as given; a relative one is resolved against the configured origin.
@@ -140,9 +151,9 @@ export function createWorldpayGateway(opts: WorldpayGatewayOptions): WorldpayGat
   }
 
   /** Sends and logs; transport failures come back as errors for the caller to map. */
-  async function send(req: HttpRequest): Promise<HttpResponse> {
+  async function send(req: HttpRequest, v7 = false): Promise<HttpResponse> {
     try {
-      const res = await http.request({ ...req, headers });
+      const res = await http.request({ ...req, headers: v7 ? v7Headers : headers });
       log(req.kind, req.method, exchangeOf(res), { attempts: res.attempts });
       return res;
     } catch (err) {
@@ -203,6 +214,7 @@ export function createWorldpayGateway(opts: WorldpayGatewayOptions): WorldpayGat
   }
 
   async function authorize(req: WorldpayAuthorizeRequest): Promise<AuthorizeResult> {
+    if (req.instrument.type === 'mit') return authorizeMit(req, req.instrument.card);
     const instruction: Record<string, unknown> = {
       narrative: { line1: normaliseNarrative(req.narrative) },
       value: validateMoney(req.value, 'instruction.value'),
@@ -257,6 +269,40 @@ export function createWorldpayGateway(opts: WorldpayGatewayOptions): WorldpayGat
     }
   }
 
+  /** Card Payments v7: one fixed endpoint, the first payment's scheme reference, no link chain. */
+  async function authorizeMit(
+    req: AuthorizeRequest,
+    card: Extract<Instrument, { type: 'mit' }>['card'],
+  ): Promise<AuthorizeResult> {
+    const body = mitBody(req, card, { entity: defaultEntity, requestAccountUpdater });
+    const url = base + MIT_PATH;
+    let res: HttpResponse;
+    try {
+      // As v6: a 429 or a refused connection may be resent; a timeout, reset or 5xx never.
+      res = await send(
+        { url, method: 'POST', body: JSON.stringify(body), retry: 'notProcessed', kind: 'authorize.mit' },
+        true,
+      );
+    } catch (err) {
+      const t = transportReason(err);
+      if (t !== undefined)
+        return {
+          outcome: 'unknown',
+          reason: t.reason,
+          latencyMs: t.latencyMs,
+          reachedServer: t.reachedServer,
+        };
+      if (err instanceof ContractError) return unknownFromContract(err);
+      throw err;
+    }
+    try {
+      return mapMitResponse(res, origin);
+    } catch (err) {
+      if (err instanceof ContractError) return unknownFromContract(err);
+      throw err;
+    }
+  }
+
   function unknownFromContract(err: ContractError): AuthorizeResult {
     logger?.warn(
       {
@@ -276,16 +322,25 @@ export function createWorldpayGateway(opts: WorldpayGatewayOptions): WorldpayGat
     };
   }
 
-  async function post(href: string, body: unknown, kind: string, what: string): Promise<PaymentActionResult> {
+  async function post(
+    href: string,
+    body: unknown,
+    kind: string,
+    what: string,
+    v7 = false,
+  ): Promise<PaymentActionResult> {
     let res: HttpResponse;
     try {
-      res = await send({
-        url: href,
-        method: 'POST',
-        body: body === undefined ? undefined : JSON.stringify(body),
-        retry: 'notProcessed',
-        kind,
-      });
+      res = await send(
+        {
+          url: href,
+          method: 'POST',
+          body: body === undefined ? undefined : JSON.stringify(body),
+          retry: 'notProcessed',
+          kind,
+        },
+        v7,
+      );
     } catch (err) {
       const t = transportReason(err);
       if (t === undefined) throw err;
@@ -294,10 +349,10 @@ export function createWorldpayGateway(opts: WorldpayGatewayOptions): WorldpayGat
     return mapActionResponse(res, origin, what);
   }
 
-  async function get(href: string, kind: string, what: string): Promise<QueryResult> {
+  async function get(href: string, kind: string, what: string, v7 = false): Promise<QueryResult> {
     let res: HttpResponse;
     try {
-      res = await send({ url: href, method: 'GET', retry: 'idempotent', kind });
+      res = await send({ url: href, method: 'GET', retry: 'idempotent', kind }, v7);
     } catch (err) {
       const t = transportReason(err);
       if (t === undefined) throw err;
@@ -311,8 +366,10 @@ export function createWorldpayGateway(opts: WorldpayGatewayOptions): WorldpayGat
   }
 
   async function action(req: PaymentActionRequest): Promise<PaymentActionResult> {
+    // By relation: v6 names it `payments:settle`, v7 `cardPayments:settle` (a reversal is v7's
+    // `reverse`). A payment v7 answered is spoken to in v7's media type.
     const rel = `payments:${req.kind}`;
-    const href = req.links[rel];
+    const href = actionLink(req.links, req.kind);
     if (href === undefined) {
       throw new ValidationError(
         'links',
@@ -320,24 +377,28 @@ export function createWorldpayGateway(opts: WorldpayGatewayOptions): WorldpayGat
       );
     }
     const body = partialKinds.has(req.kind) ? partialBody(req.value, req.reference) : undefined;
-    return post(resolve(href, `links.${rel}`), body, req.kind, req.kind);
+    return post(resolve(href, `links.${rel}`), body, req.kind, req.kind, isV7Links(req.links));
   }
 
   async function query(payment: { paymentId: string; links: Links }): Promise<QueryResult> {
-    const href = payment.links['payments:events'] ?? payment.paymentId;
-    return get(resolve(href, 'payments:events'), 'query', 'the events query');
+    const href = linkFor(payment.links, 'events') ?? payment.paymentId;
+    return get(resolve(href, 'payments:events'), 'query', 'the events query', isV7Links(payment.links));
   }
 
-  async function queryByReference(reference: string, entity: string): Promise<QueryResult> {
+  async function queryByReference(
+    reference: string,
+    entity: string,
+    api?: 'v6' | 'v7',
+  ): Promise<QueryResult> {
     validateTransactionReference(reference, 'transactionRef');
     validateEntity(entity, 'entity');
     const url =
       `${base}/payments/events?transactionRef=${encodeURIComponent(reference)}` +
       `&entity=${encodeURIComponent(entity)}`;
-    const result = await get(url, 'queryByReference', 'the recovery query');
+    const result = await get(url, 'queryByReference', 'the recovery query', api === 'v7');
     // The recovery answer lists next actions but not always the payment's own events link:
     // without one, the recovery query itself is how this payment is asked about later.
-    if (result.found === true && result.links['payments:events'] === undefined) {
+    if (result.found === true && linkFor(result.links, 'events') === undefined) {
       return { ...result, links: { ...result.links, 'payments:events': url } };
     }
     return result;
