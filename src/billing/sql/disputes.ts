@@ -1,7 +1,7 @@
 /**
  * The disputes table's writes: a dispute opened on a charge, and moved to `charged_back`, each
  * guarded by `disputeMachine` (src/domain/lifecycle.ts) and audited in the same statement; the
- * `disputes_transition_guard` trigger (migration 0019) refuses any other move. Both are no-ops
+ * `disputes_transition_guard` trigger (migration 0018) refuses any other move. Both are no-ops
  * on a repeat, so an event applied twice records nothing twice.
  */
 import { sql } from 'drizzle-orm';

@@ -43,7 +43,7 @@ export const charges = pgTable(
       .on(t.nextAttemptAt, t.id)
       .where(sql`${t.state} in ('pending', 'retry_scheduled', 'unknown', 'authorized')`),
     // Not the states every charge passes through that charges_work_idx already finds (pending,
-    // authorized): a charge's move into one of them writes no entry here (migration 0020).
+    // authorized): a charge's move into one of them writes no entry here (migration 0019).
     index('charges_state_idx').on(t.state).where(sql`${t.state} not in ('pending', 'authorized')`),
     oneOf('charges_state_check', 'state', chargeMachine),
   ],
