@@ -292,6 +292,17 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     const figures = await gbp.textContent();
     expect(figures).toContain('3 · 59.99 GBP'); // charged: 10.00 + 20.00 + 29.99
     expect(figures).toContain('2 · 30.00 GBP'); // recovered by retry: 10.00 + 20.00
+    // refunds and the net, as the summary report gives them
+    const report = (await api('GET', '/v1/reports/summary?from=2027-06-01&to=2027-07-01&currency=GBP'))
+      .body as { currencies: { refundedAmount: number; netAmount: number }[] };
+    const summary = report.currencies[0]!;
+    const figure = async (term: string) =>
+      (await gbp
+        .locator('dt', { hasText: new RegExp(`^${term}$`) })
+        .locator('xpath=following-sibling::dd[1]')
+        .textContent())!;
+    expect(await figure('Refunded')).toBe(`${(summary.refundedAmount / 100).toFixed(2)} GBP`);
+    expect(await figure('Net of refunds')).toBe(`${(summary.netAmount / 100).toFixed(2)} GBP`);
     // the next 30 days from the server's clock (June 13th): the three active mandates on July 1st
     expect(await page.getByLabel('Book').textContent()).toContain('Next 30 days59.99 GBP');
     await screenshot(page, 'overview');

@@ -84,6 +84,10 @@ export function Overview({ query }: { query: URLSearchParams }) {
                       </dd>
                       <dt>Settled</dt>
                       <dd>{money(c.settledAmount, c.currency)}</dd>
+                      <dt>Refunded</dt>
+                      <dd>{money(c.refundedAmount, c.currency)}</dd>
+                      <dt>Net of refunds</dt>
+                      <dd>{money(c.netAmount, c.currency)}</dd>
                       <dt>First-attempt rate</dt>
                       <dd>{percent(c.firstAttemptRate)}</dd>
                       <dt>Refusals</dt>
