@@ -14,7 +14,7 @@ export function registerDisputeCommands(program: Command, deps: CliDeps): void {
     .command('list')
     .description('Disputes of charges, oldest first; each charge shows its own in `charges show`')
     .addOption(
-      new Option('--status <s>', 'information_requested (open: the funds are held) or charged_back').choices(
+      new Option('--status <s>', 'a dispute status (information_requested: open, the funds held)').choices(
         Object.keys(disputeMachine.transitions),
       ),
     )

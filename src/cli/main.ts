@@ -129,7 +129,6 @@ const ID_OF: Record<string, string> = {
   webhooks: 'webhook endpoint',
   paypal: 'PayPal payment',
   events: 'event',
-  disputes: 'dispute',
 };
 const ARGUMENT_TEXT: Record<string, string> = {
   chargeId: "the charge's id",
