@@ -1,4 +1,5 @@
 import { type Command, Option } from 'commander';
+import { InvalidRequestError } from '../errors.ts';
 import { createDeliverer } from '../events/deliver.ts';
 import {
   createEndpoint,
@@ -10,6 +11,7 @@ import {
   resendDelivery,
   rotateSecret,
   testEndpoint,
+  updateEndpoint,
 } from '../events/endpoints.ts';
 import { type EventView, getEvent, listEvents, pruneEvents } from '../events/sequence.ts';
 import { eventTypes } from '../events/types.ts';
@@ -137,16 +139,31 @@ export function registerEventCommands(program: Command, deps: CliDeps): void {
       await deps.withApp(async (app) => {
         const ep = await createEndpoint(app, {
           url,
-          events: String(o.events)
-            .split(',')
-            .map((s: string) => s.trim())
-            .filter(Boolean),
+          events: eventList(o.events),
           ...(o.description !== undefined ? { description: o.description } : {}),
         }).catch(flagged);
         if (o.json) return printJson(ep);
         process.stdout.write(
           `webhook endpoint ${ep.id} added for ${ep.events.join(', ')}\nsigning secret (shown once): ${ep.secret}\n`,
         );
+      });
+    });
+  hooks
+    .command('update <id>')
+    .description('Change the event types an endpoint receives (from the next event on), or its description')
+    .option('--events <types>', 'comma-separated event types, or * for all')
+    .option('--description <text>', 'a note for operators')
+    .option('--json', 'JSON output')
+    .action(async (id, o) => {
+      if (o.events === undefined && o.description === undefined)
+        throw new InvalidRequestError('--events: give --events or --description to change');
+      await deps.withApp(async (app) => {
+        const ep = await updateEndpoint(app, idArg('id', id), {
+          ...(o.events !== undefined ? { events: eventList(o.events) } : {}),
+          ...(o.description !== undefined ? { description: o.description } : {}),
+        }).catch(flagged);
+        if (o.json) return printJson(ep);
+        process.stdout.write(`webhook endpoint ${ep.id} now receives ${ep.events.join(', ')}\n`);
       });
     });
   hooks
@@ -299,10 +316,19 @@ export function registerEventCommands(program: Command, deps: CliDeps): void {
     });
 }
 
-/** CLI errors name the flag: `events` is --events here. */
+/** `--events a,b` as the list the API takes (`*` for all). */
+const eventList = (v: string): string[] =>
+  String(v)
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+
+/** CLI errors name the flag: `events` is --events here, `description` --description. */
 function flagged(err: unknown): never {
   const e = err as { field?: string; message?: string };
-  if (typeof e?.field === 'string' && e.field.startsWith('events') && e.message)
-    e.message = e.message.replace(/^events(\.\d+)?/, '--events');
+  if (typeof e?.field === 'string' && e.message) {
+    if (e.field.startsWith('events')) e.message = e.message.replace(/^events(\.\d+)?/, '--events');
+    else if (e.field === 'description') e.message = e.message.replace(/^description/, '--description');
+  }
   throw err;
 }

@@ -10,6 +10,7 @@ import { registerSandboxCommand } from '../sandbox/cli.ts';
 import { registerChargeCommands } from './charges.ts';
 import { registerDaemonCommands } from './daemon.ts';
 import type { CliDeps } from './deps.ts';
+import { registerDisputeCommands } from './disputes.ts';
 import { registerEventCommands } from './events.ts';
 import { registerExportCommand } from './export.ts';
 import { registerForecastCommand } from './forecast.ts';
@@ -85,6 +86,7 @@ export function buildProgram(): Command {
   registerReconcileCommand(program, deps);
   registerMandateCommands(program, deps);
   registerChargeCommands(program, deps);
+  registerDisputeCommands(program, deps);
   registerPaymentCommands(program, deps);
   registerPaypalCommands(program, deps);
   registerDaemonCommands(program, deps);

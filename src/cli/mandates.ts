@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { type Command, Option } from 'commander';
+import { mandateActivity } from '../billing/mandates/activity.ts';
 import { cancelChange, listChanges, updateMandate } from '../billing/mandates/changes.ts';
 import {
   attachCredential,
@@ -11,6 +12,7 @@ import {
   queueCharge,
   resumeMandate,
   showMandate,
+  undoCancelAtPeriodEnd,
 } from '../billing/mandates/index.ts';
 import { GATEWAYS, INTENTS, SETTLE_MODES, WORLDPAY_APIS } from '../billing/mandates/schemas.ts';
 import { cycleLabel } from '../domain/labels.ts';
@@ -19,7 +21,7 @@ import { formatMoney } from '../domain/money.ts';
 import { InvalidRequestError, ValidationError } from '../errors.ts';
 import type { CliDeps } from './deps.ts';
 import { humanTimes, ID, idArg, intOption, PAGE_SIZE, printJson, table } from './output.ts';
-import { flagOf, renamedCommand, renamedOption } from './vocabulary.ts';
+import { CREDENTIAL_FLAGS, flagOf, renamedCommand, renamedOption } from './vocabulary.ts';
 
 /**
  * A card number or DPAN is read from a file (`--card-number-file F`) or standard input (`-`),
@@ -401,6 +403,53 @@ export function registerMandateCommands(program: Command, deps: CliDeps): void {
       });
     });
 
+  mandates
+    .command('undo-cancel <id>')
+    .description('Undo a cancel scheduled for the end of the period: the mandate renews as before')
+    .option('--json', 'JSON output')
+    .action(async (id, o) => {
+      await deps.withApp(async (app) => {
+        const m = await undoCancelAtPeriodEnd(app, idArg('id', id));
+        if (o.json) printJson(m);
+        else
+          process.stdout.write(
+            humanTimes(`mandate ${m.id} is ${m.status} and renews (next due ${m.nextDueAt ?? '-'})\n`),
+          );
+      });
+    });
+
+  mandates
+    .command('activity <id>')
+    .description(
+      "A mandate's activity from the audit trail, newest first: its own moves and changes, its charges', their payment actions' and its credentials'",
+    )
+    .option('--limit <n>', 'page size (max 1000)', intOption('--limit', PAGE_SIZE), 100)
+    .option('--before <id>', 'next page: entries before this id', intOption('--before', ID))
+    .option('--json', 'JSON output')
+    .action(async (id, o) => {
+      await deps.withApp(async (app) => {
+        const page = await mandateActivity(app.database, idArg('id', id), {
+          limit: o.limit,
+          before: o.before,
+        });
+        if (o.json) return printJson(page);
+        process.stdout.write(
+          table(
+            ['at', 'entity', 'id', 'from → to', 'reason', 'actor'],
+            page.items.map((a) => [
+              a.at,
+              a.entity,
+              a.entityId,
+              `${a.from ?? '-'} → ${a.to}`,
+              a.reason,
+              a.actor,
+            ]),
+          ),
+        );
+        if (page.next !== null) process.stdout.write(`more: --before ${page.next}\n`);
+      });
+    });
+
   // `credential` is POST /v1/mandates/{id}/credential; `charge` is POST /v1/mandates/{id}/charges.
   renamedCommand('attach-credential', 'credential', (name, options) => {
     const cmd = credentialOptions(
@@ -517,29 +566,15 @@ function registerChangeCommands(mandates: Command, deps: CliDeps): void {
 /**
  * The service names body fields; on the command line they are options by the glossary's rule
  * (`trialEnd` is `--trial-end`, `credential.tokenHref` is `--token-href`), but for the card data
- * read from a file and the expiry given as one flag.
+ * read from a file and the expiry given as one flag (CREDENTIAL_FLAGS).
  */
-const OPTION_OF: Record<string, string> = {
-  cardNumber: '--card-number-file',
-  dpan: '--dpan-file',
-  expiryMonth: '--expiry',
-  expiryYear: '--expiry',
-  'card.number': '--card-number-file',
-  'card.expiryMonth': '--expiry',
-  'card.expiryYear': '--expiry',
-  'card.holderName': '--card-holder-name',
-  'networkToken.number': '--network-token-file',
-  'networkToken.expiryMonth': '--expiry',
-  'networkToken.expiryYear': '--expiry',
-};
-
 async function asOptions<T>(work: Promise<T>): Promise<T> {
   try {
     return await work;
   } catch (err) {
     if (err instanceof ValidationError) {
       const field = err.field.replace(/^credential\./, '');
-      const option = OPTION_OF[field] ?? flagOf(field);
+      const option = CREDENTIAL_FLAGS[field] ?? flagOf(field);
       throw new ValidationError(option, err.message.slice(err.field.length + 2));
     }
     throw err;

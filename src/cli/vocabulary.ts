@@ -77,12 +77,22 @@ export function commandPath(cmd: Command, last?: string): string {
  */
 export type FieldSpelling = `--${string}` | 'argument' | 'deprecated' | 'refused';
 
-/** The card data a credential carries, as the CLI takes it (never a number on the command line). */
+/**
+ * The card data a credential carries, as the CLI takes it (never a number on the command line):
+ * a v6 field by its name, a v7 card's or network token's by its path (`card.number`).
+ */
 export const CREDENTIAL_FLAGS: Record<string, FieldSpelling> = {
   cardNumber: '--card-number-file',
   dpan: '--dpan-file',
   expiryMonth: '--expiry',
   expiryYear: '--expiry',
+  'card.number': '--card-number-file',
+  'card.expiryMonth': '--expiry',
+  'card.expiryYear': '--expiry',
+  'card.holderName': '--card-holder-name',
+  'networkToken.number': '--network-token-file',
+  'networkToken.expiryMonth': '--expiry',
+  'networkToken.expiryYear': '--expiry',
 };
 
 /**
@@ -108,6 +118,8 @@ export const GLOSSARY: { api: string; cli: string; fields?: Record<string, Field
   { api: 'POST /v1/mandates/:id/charges', cli: 'mandates charge' },
   { api: 'GET /v1/mandates/:id/changes', cli: 'mandates changes' },
   { api: 'DELETE /v1/mandates/:id/changes/:changeId', cli: 'mandates cancel-change' },
+  { api: 'POST /v1/mandates/:id/undo-cancel', cli: 'mandates undo-cancel' },
+  { api: 'GET /v1/mandates/:id/activity', cli: 'mandates activity' },
   { api: 'GET /v1/charges', cli: 'charges list', fields: { q: '--search' } },
   { api: 'GET /v1/charges/:id', cli: 'charges show' },
   { api: 'POST /v1/charges/:id/retry-now', cli: 'charges retry-now' },
@@ -119,6 +131,7 @@ export const GLOSSARY: { api: string; cli: string; fields?: Record<string, Field
   { api: 'POST /v1/charges/:id/reversal', cli: 'charges reversal' },
   { api: 'POST /v1/charges/:id/query', cli: 'charges query' },
   { api: 'GET /v1/charges/:id/events', cli: 'charges events' },
+  { api: 'GET /v1/disputes', cli: 'disputes list' },
   { api: 'POST /v1/paypal-payments', cli: 'paypal track' },
   { api: 'GET /v1/paypal-payments', cli: 'paypal list' },
   { api: 'GET /v1/paypal-payments/:id', cli: 'paypal show' },
@@ -129,6 +142,7 @@ export const GLOSSARY: { api: string; cli: string; fields?: Record<string, Field
   { api: 'POST /v1/webhook-endpoints', cli: 'webhooks add', fields: { url: 'argument' } },
   { api: 'GET /v1/webhook-endpoints', cli: 'webhooks list' },
   { api: 'GET /v1/webhook-endpoints/:id', cli: 'webhooks show' },
+  { api: 'PATCH /v1/webhook-endpoints/:id', cli: 'webhooks update' },
   { api: 'DELETE /v1/webhook-endpoints/:id', cli: 'webhooks remove' },
   { api: 'POST /v1/webhook-endpoints/:id/rotate-secret', cli: 'webhooks rotate-secret' },
   { api: 'POST /v1/webhook-endpoints/:id/test', cli: 'webhooks test' },

@@ -37,15 +37,25 @@ const unwrap = (s: z.ZodType): z.ZodType => {
     : s;
 };
 
-/** The fields of a request schema: an object's keys, a union's members' keys; a credential's own fields spelled as the CLI takes card data. */
-function fieldsOf(schema: z.ZodType): { field: string; credential: boolean }[] {
+/**
+ * The fields of a request schema: an object's keys, a union's members' keys; a credential's own
+ * fields spelled as the CLI takes card data, a v7 card's or network token's by its path
+ * (`card.number`), so each of them has its flag too.
+ */
+function fieldsOf(
+  schema: z.ZodType,
+  credential = false,
+  prefix = '',
+): { field: string; credential: boolean }[] {
   const d = defOf(unwrap(schema));
-  if (d.type === 'union')
-    return (d.options ?? []).flatMap((o) => fieldsOf(o).map((f) => ({ ...f, credential: true })));
+  if (d.type === 'union') return (d.options ?? []).flatMap((o) => fieldsOf(o, true, prefix));
   if (d.type !== 'object') return [];
-  return Object.entries(d.shape ?? {}).flatMap(([field, s]) =>
-    defOf(unwrap(s)).type === 'union' ? fieldsOf(s) : [{ field, credential: false }],
-  );
+  return Object.entries(d.shape ?? {}).flatMap(([field, s]) => {
+    const type = defOf(unwrap(s)).type;
+    if (type === 'union') return fieldsOf(s, credential, prefix);
+    if (credential && type === 'object') return fieldsOf(s, true, `${prefix}${field}.`);
+    return [{ field: `${prefix}${field}`, credential }];
+  });
 }
 
 const program = buildProgram();
