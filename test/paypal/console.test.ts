@@ -92,7 +92,7 @@ describe.skipIf(!hasChromium)('PayPal payments in the console (headless Chromium
       credential: { link: v.href },
     });
     const a = await track(5000, { mandateId: m.id });
-    await page.getByRole('link', { name: 'PayPal' }).click();
+    await page.getByRole('link', { name: 'PayPal', exact: true }).click();
     await page.getByRole('heading', { name: 'PayPal payments' }).waitFor();
     const list = page.getByRole('region', { name: 'PayPal payments' });
     await list.getByRole('link', { name: `PayPal #${a.id}` }).waitFor();

@@ -1,3 +1,4 @@
+import type { PaypalRefundOutcome } from '../../../src/billing/paypal/payments.ts';
 import { parseMajor } from '../../../src/domain/money.ts';
 import { api } from '../api.ts';
 import { Badge, ConfirmAction, ErrorBox, Field, Loading, Table, useLoad } from '../components.tsx';
@@ -145,8 +146,8 @@ function PaypalActions({ p, reload }: { p: PaypalPaymentDetail; reload: () => vo
         question={`Refund part of PayPal payment #${p.id} (${money(p.left, p.currency)} left).`}
         act={() => post('partial-refund', { amount: amount(), currency: p.currency })}
         notice={(r) => {
-          const refund = (r as PaypalPaymentDetail).refunds.at(-1);
-          return refund ? `Refund of ${money(refund.amount, refund.currency)} requested` : 'Refund requested';
+          const refund = r as PaypalRefundOutcome;
+          return `${refund.outcome === 'accepted' ? 'Refund' : 'Refund (answer lost: rebill asks Worldpay before anything is resent)'} of ${money(refund.amount, refund.currency)} requested`;
         }}
         done={reload}
       >
