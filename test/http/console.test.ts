@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { recordDispute } from '../../src/billing/disputes/record.ts';
 import { runBilling } from '../../src/billing/run/run.ts';
 import { createRunner } from '../../src/billing/run/runner.ts';
 import { type ChargeAction, type ChargeStanding, chargeActions } from '../../src/domain/charge-actions.ts';
@@ -782,6 +783,40 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
       .waitFor();
     // the page reloads the charge with what Worldpay said
     await page.waitForLoadState('networkidle');
+  });
+
+  it("shows a charge's dispute and the chargeback policy it applied", async () => {
+    const [charge] = (await api('GET', '/v1/charges?state=settling')).body.items as { id: number }[];
+    const app = await w.app(t0);
+    for (const [kind, eventId] of [
+      ['informationRequested', 'console-dispute-1'],
+      ['chargedBack', 'console-dispute-2'],
+    ] as const)
+      await app.database.db.transaction((tx) =>
+        recordDispute(app, tx, {
+          chargeId: charge!.id,
+          kind,
+          eventId,
+          occurredAt: t0,
+          details: { amount: null, reasonCode: '10.4', reason: 'Fraud, card absent' },
+        }),
+      );
+    await page.goto(`${url}/ui/charges/${charge!.id}`);
+    const rows = page.getByRole('region', { name: 'Disputes' }).locator('tbody tr');
+    await rows.first().waitFor();
+    const cells = await rows.first().locator('td').allTextContents();
+    expect(cells[1]).toBe('charged back');
+    expect(cells[3]).toBe('10.4 · Fraud, card absent');
+    expect(cells[6]).toBe("the card's mandates paused");
+    // the policy paused the card's mandates; an operator's resume clears it (later tests need them active)
+    const paused = (await api('GET', '/v1/mandates?status=paused')).body.items as {
+      id: number;
+      statusReason: string | null;
+    }[];
+    const byChargeback = paused.filter((m) => m.statusReason === 'chargeback');
+    expect(byChargeback.length).toBeGreaterThan(0);
+    for (const m of byChargeback)
+      expect((await api('POST', `/v1/mandates/${m.id}/resume`, {})).body.status).toBe('active');
   });
 
   it("downloads the window's charges as CSV", async () => {

@@ -177,6 +177,21 @@ export function ChargePage({ id }: { id: number }) {
                 when(a.createdAt),
               ])}
             />
+            <h2>Disputes</h2>
+            <Table
+              label="Disputes"
+              head={['dispute', 'status', 'amount', 'reason', 'disputed', 'charged back', 'policy']}
+              empty="No disputes."
+              rows={c.disputes.map((d) => [
+                d.id,
+                <Badge value={d.status} />,
+                money(d.amount, d.currency),
+                [d.reasonCode, d.reason].filter(Boolean).join(' · ') || '—',
+                when(d.disputedAt),
+                d.chargedBackAt ? when(d.chargedBackAt) : '—',
+                d.policy === 'pause' ? "the card's mandates paused" : (d.policy ?? '—'),
+              ])}
+            />
             <h2>Worldpay events</h2>
             <Table
               label="Worldpay events"
