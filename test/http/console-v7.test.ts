@@ -71,6 +71,9 @@ describe.skipIf(!hasChromium)('console: a v7 mandate', () => {
     await page.getByLabel('Admin token').fill(TOKEN);
     await page.keyboard.press('Enter');
     await page.getByRole('heading', { name: 'Overview' }).waitFor();
+    // the overview's figures are drawn once all its requests have answered: leaving before would
+    // abort them, which the page-problems check below counts
+    await page.getByLabel('Book').waitFor();
 
     const v7 = await create({
       api: 'v7',
