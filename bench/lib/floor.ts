@@ -27,8 +27,9 @@ import { seedDueMandates } from './seed.ts';
  * It leaves out what rebill adds on top (docs/benchmark.md says what each costs): the audit trail
  * and the events it feeds, the launch marker and the holds (an operator's cancel winning at the
  * POST), dunning and its ledger, leases and fencing, reconciliation, the run's bookkeeping, the
- * state table guards' reads of the charge before each move, the links a response returns beyond
- * the next recurring one, the indexes rebill's reads need.
+ * state table guards' reads of the charge before each move, the indexes rebill's reads need.
+ * Every link an answer returns is kept, as rebill keeps it (on the attempt and the settle's
+ * action, the recurring one also as the credential's chain row): a refund or a cancel needs them.
  * PostgreSQL only (it drives postgres.js directly).
  */
 export interface FloorResult {
@@ -133,9 +134,11 @@ async function run(
   const outcomes = batcher(quiet, 'floor outcome', async (items: Outcome[]) => {
     const rows = await sql<{ charge_id: string; id: string }[]>`with v as (
         select * from jsonb_to_recordset(${JSON.stringify(items)}::jsonb) as v(charge_id bigint, attempt_id bigint,
-          credential_id bigint, payment_id text, href text, settle_reference text, amount bigint, currency text, settle_link text)
+          credential_id bigint, payment_id text, href text, settle_reference text, amount bigint, currency text, settle_link text,
+          links jsonb)
       ), at as (
-        update attempts a set state = 'authorized', outcome = 'authorized', gateway_payment_id = v.payment_id, completed_at = now()
+        update attempts a set state = 'authorized', outcome = 'authorized', gateway_payment_id = v.payment_id, links = v.links,
+               completed_at = now()
           from v where a.id = v.attempt_id
       ), lk as (
         insert into links (credential_id, attempt_id, source, rel, href)
@@ -157,10 +160,10 @@ async function run(
     const byCharge = new Map(rows.map((r) => [Number(r.charge_id), Number(r.id)]));
     return items.map((it) => byCharge.get(it.charge_id) ?? 0);
   });
-  const acceptances = batcher(quiet, 'floor acceptance', async (ids: number[]) => {
-    await sql`update payment_actions set state = 'accepted', completed_at = now()
-      where id in (select jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb)::bigint)`;
-    return ids.map(() => true);
+  const acceptances = batcher(quiet, 'floor acceptance', async (items: Acceptance[]) => {
+    await sql`update payment_actions pa set state = 'accepted', links = v.links, completed_at = now()
+      from jsonb_to_recordset(${JSON.stringify(items)}::jsonb) as v(id bigint, links jsonb) where pa.id = v.id`;
+    return items.map(() => true);
   });
   // Settles off the slot, as rebill's: at most C wait for their answers at once.
   const settles = settlesOffSlot(o.concurrency);
@@ -205,6 +208,7 @@ async function run(
       amount: Number(c.amount),
       currency: c.currency,
       settle_link: r.links['payments:settle'] ?? null,
+      links: Object.entries(r.links),
     });
     if (!actionId) throw new Error(`floor: outcome of ${c.reference} not committed`);
     await settles.add(
@@ -217,7 +221,7 @@ async function run(
         });
         if (s.outcome !== 'accepted') throw new Error(`floor: settle of ${c.reference} ${s.outcome}`);
         charged++;
-        await acceptances.add(actionId);
+        await acceptances.add({ id: actionId, links: s.links });
       })(),
     );
     return next;
@@ -275,4 +279,11 @@ interface Outcome {
   amount: number;
   currency: string;
   settle_link: string | null;
+  /** Every link the authorization returned, kept on its attempt as rebill keeps them. */
+  links: [string, string][];
+}
+
+interface Acceptance {
+  id: number;
+  links: Record<string, string>;
 }

@@ -166,8 +166,10 @@ export async function checkSoak(
   // by query after the worker died between the answer and the commit)
   const attemptLinks = new Map<string, { recurring: boolean; recovery: boolean }>();
   for (const r of await database.rows(sql`select a.transaction_reference,
-      bool_or(l.rel = 'payments:recurringAuthorize') as recurring, bool_or(l.source = 'recovery') as recovery
-      from attempts a join links l on l.attempt_id = a.id group by a.transaction_reference`)) {
+      exists (select 1 from links l where l.attempt_id = a.id and l.rel = 'payments:recurringAuthorize') as recurring,
+      exists (select 1 from audit_log al where al.entity_type = 'charge' and al.entity_id = a.charge_id
+                 and al.reason like 'attempt ' || a.transaction_reference || ' authorized (recovered by query)%') as recovery
+      from attempts a where a.links is not null`)) {
     attemptLinks.set(String(r.transaction_reference), {
       recurring: r.recurring === true,
       recovery: r.recovery === true,

@@ -24,8 +24,8 @@ describe.skipIf(!hasServer)('charge: a group goes out on the newest link (Postgr
 
   /** The recurring link each authorization returned, by transaction reference (as the database kept it). */
   async function returnedLinks(): Promise<Map<string, string>> {
-    const rows = await app.database.rows(sql`select a.transaction_reference, l.href from links l
-      join attempts a on a.id = l.attempt_id where l.rel = 'payments:recurringAuthorize'`);
+    const rows = await app.database.rows(sql`select a.transaction_reference, l.href from payment_links l
+      join attempts a on a.id = l.attempt_id where l.rel = 'payments:recurringAuthorize' and l.action_id is null`);
     return new Map(rows.map((r) => [String(r.transaction_reference), String(r.href)]));
   }
 

@@ -18,8 +18,8 @@ import { startWorld, type World } from '../support/world.ts';
 /** The links an attempt's answer returned, by name. */
 async function attemptLinks(w: World, chargeId: number): Promise<Record<string, string>> {
   const rows = await w.t.database.rows<{ rel: string; href: string }>(
-    sql`select l.rel, l.href from links l join charges c on c.authorized_attempt_id = l.attempt_id
-         where c.id = ${chargeId} and l.action_id is null order by l.id`,
+    sql`select l.rel, l.href from payment_links l join charges c on c.authorized_attempt_id = l.attempt_id
+         where c.id = ${chargeId} and l.action_id is null order by l.n`,
   );
   return Object.fromEntries(rows.map((r) => [r.rel, r.href]));
 }
@@ -251,8 +251,8 @@ describe.each(APIS)('billing core against the Worldpay sandbox (%s)', (api) => {
       );
     const settleLinksOf = async (chargeId: number) => {
       const rows = await w.t.database.rows<{ rel: string; href: string }>(
-        sql`select l.rel, l.href from links l join payment_actions pa on pa.id = l.action_id
-             where pa.charge_id = ${chargeId} and pa.kind = 'settle' order by l.id`,
+        sql`select l.rel, l.href from payment_links l join payment_actions pa on pa.id = l.action_id
+             where pa.charge_id = ${chargeId} and pa.kind = 'settle' order by pa.id, l.n`,
       );
       return Object.fromEntries(rows.map((l) => [l.rel, l.href]));
     };

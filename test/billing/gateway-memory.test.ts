@@ -109,7 +109,7 @@ describe('a reference the gateway already has is adopted, not stopped', () => {
     const [charge] = await chargesOf(app, m.id);
     if (!charge) throw new Error('charged');
     const links = await app.database.rows<{ rel: string; href: string }>(
-      sql`select l.rel, l.href from links l join attempts a on a.id = l.attempt_id where a.charge_id = ${charge.id}`,
+      sql`select l.rel, l.href from payment_links l where l.charge_id = ${charge.id} order by l.action_id nulls first, l.n`,
     );
     const byRel = Object.fromEntries(links.map((l) => [l.rel, l.href]));
     // A worker whose database forgot it settled this payment, then refunded it.

@@ -78,7 +78,7 @@ describe.skipIf(!hasServer)('outcome batch (PostgreSQL)', () => {
 
   const rowsOf = (ids: number[]) =>
     w.t.database.rows(sql`select c.id, c.state, c.authorized_attempt_id, a.state as attempt_state, a.gateway_payment_id,
-        (select count(*) from links l where l.attempt_id = a.id)::int as links,
+        (select count(*) from payment_links l where l.attempt_id = a.id and l.action_id is null)::int as links,
         (select count(*) from payment_actions pa where pa.charge_id = c.id and pa.state = 'requested')::int as settles,
         (select count(*) from audit_log al where al.entity_type = 'charge' and al.entity_id = c.id and al.to_state = 'authorized')::int as audits,
         (select count(*) from events e where e.type = 'charge.authorized' and (e.data->>'id')::bigint = c.id)::int as events

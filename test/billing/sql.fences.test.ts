@@ -117,7 +117,6 @@ describe.skipIf(!hasServer)('sql: fences of the outcome and acceptance commits (
     const acceptance = (s: (typeof settled)[0]) => ({
       actionId: s.actionId,
       chargeId: s.p.charge.id,
-      attemptId: s.p.attemptId,
       fence: s.p.charge.fence,
       kind: 'settle',
       amount: s.p.charge.amount,

@@ -95,7 +95,7 @@ export async function chargeRow(app: App, id: number) {
       (select count(*) from audit_log al where al.entity_type = 'charge' and al.entity_id = c.id
           and al.actor = 'system')::int as audits,
       (select count(*) from payment_actions pa where pa.charge_id = c.id)::int as actions,
-      (select count(*) from links l join attempts a on a.id = l.attempt_id where a.charge_id = c.id)::int as links
+      (select count(*) from payment_links l where l.charge_id = c.id)::int as links
     from charges c where c.id = ${id}`);
   const r = rows[0];
   if (!r) throw new Error(`no charge ${id}`);

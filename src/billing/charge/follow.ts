@@ -248,7 +248,6 @@ export async function resolvePendingActions(
       {
         actionId: p.id,
         chargeId: p.charge_id,
-        attemptId,
         kind: p.kind,
         amount: p.amount,
       },

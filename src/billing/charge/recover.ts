@@ -413,7 +413,7 @@ async function resumeOne(ctx: BillingContext, r: PaymentRow): Promise<boolean> {
     if (q.found === true && SETTLING.includes(q.status)) {
       await commitActionAccepted(
         ctx.database,
-        { actionId, chargeId, attemptId, kind: plan.kind, amount: plan.amount },
+        { actionId, chargeId, kind: plan.kind, amount: plan.amount },
         {
           outcome: 'accepted',
           links: q.links,

@@ -92,10 +92,18 @@ export async function adoptRejectedAction(
   };
 }
 
-/** The newest link of each relation a payment has returned (authorization, then actions). */
-export async function paymentLinks(database: Database, attemptId: number): Promise<Links> {
+/**
+ * The newest link of each relation a payment has returned: the authorization's, then each
+ * action's in order, a later answer's link replacing an earlier one of the same relation (the
+ * `payment_links` view, reached through the attempt's charge so both halves use an index).
+ * `on`: a transaction to read in (PGlite has one connection: a read outside it would wait).
+ */
+export async function paymentLinks(database: Database, attemptId: number, on?: Executor): Promise<Links> {
   const rows = await database.rows<{ rel: string; href: string }>(
-    sql`select distinct on (rel) rel, href from links where attempt_id = ${attemptId} order by rel, id desc`,
+    sql`select rel, href from payment_links
+     where charge_id = (select charge_id from attempts where id = ${attemptId}) and attempt_id = ${attemptId}
+     order by action_id nulls first, n`,
+    on,
   );
   const out: Links = {};
   for (const r of rows) out[r.rel] = r.href;
@@ -112,7 +120,7 @@ export async function paymentLinks(database: Database, attemptId: number): Promi
  */
 export async function commitActionAccepted(
   database: Database,
-  a: { actionId: number; chargeId: number; attemptId: number; kind: string; amount: number | null },
+  a: { actionId: number; chargeId: number; kind: string; amount: number | null },
   r: Extract<PaymentActionResult, { outcome: 'accepted' }>,
   opts: { releaseLease: boolean; fence?: number | undefined; on?: Executor | undefined },
 ): Promise<boolean> {
@@ -217,7 +225,6 @@ async function acceptSettle(
   const accepted: Acceptance = {
     actionId: s.actionId,
     chargeId: s.chargeId,
-    attemptId: s.attemptId,
     fence: s.fence,
     kind: s.plan.kind,
     amount: s.plan.amount,

@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { z } from 'zod';
-import type { Database, Tx } from '../../db/client.ts';
+import type { Database } from '../../db/client.ts';
 import { CHARGE_ACTION_STATES } from '../../domain/charge-actions.ts';
 import type { ChargeState } from '../../domain/lifecycle.ts';
 import { formatMoney, guardMoney } from '../../domain/money.ts';
@@ -210,7 +210,7 @@ async function writeAheadAction(
     const txRef = String(c.transaction_reference);
     const reference = actionReference(txRef, kind, s.same_kind + 1);
     const paymentId = c.gateway_payment_id;
-    const links = await linksOf(ctx.database, attemptId, tx);
+    const links = await paymentLinks(ctx.database, attemptId, tx);
     const ins = await ctx.database.rows<{ id: number }>(
       sql`insert into payment_actions (charge_id, attempt_id, kind, reference, amount, currency, link_href)
           values (${chargeId}, ${attemptId}, ${kind}, ${reference}, ${amount}, ${currency},
@@ -235,16 +235,6 @@ async function writeAheadAction(
       fence: lease[0]!.fence,
     };
   });
-}
-
-/** paymentLinks inside a transaction (PGlite has one connection: a query outside the
- * transaction would wait for it forever). */
-async function linksOf(database: Database, attemptId: number, tx: Tx): Promise<Record<string, string>> {
-  const rows = await database.rows<{ rel: string; href: string }>(
-    sql`select distinct on (rel) rel, href from links where attempt_id = ${attemptId} order by rel, id desc`,
-    tx,
-  );
-  return Object.fromEntries(rows.map((r) => [r.rel, r.href]));
 }
 
 /** Record an action the gateway turned away, and the error the caller answers with. */
@@ -328,7 +318,7 @@ export async function paymentAction(
     log.info({ correlationId: result.correlationId }, `${kind} accepted`);
     await commitActionAccepted(
       ctx.database,
-      { actionId: a.actionId, chargeId, attemptId: a.attemptId, kind, amount: a.amount },
+      { actionId: a.actionId, chargeId, kind, amount: a.amount },
       result,
       { releaseLease: true, fence: a.fence },
     );

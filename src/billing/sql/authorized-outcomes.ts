@@ -1,7 +1,7 @@
 /**
  * The one commit of an authorization, for one charge or many in one statement: the attempt
- * authorized, every returned link kept (append-only), the credential moved to its newest
- * recurring link, the charge authorized and, when it settles automatically, the settle action
+ * authorized with every returned link kept on it, the recurring one also appended to the
+ * credential's chain (`links`) and the credential moved to it, the charge authorized and, when it settles automatically, the settle action
  * written ahead, the move audited. `commitAuthorized` (charge/outcome.ts) is a batch of one;
  * the send loop's batcher commits every authorization that came back while the previous commit
  * was running. A migration that erases the card data adds its two writes (the PAN erased with
@@ -171,14 +171,14 @@ export async function commitAuthorizedOutcomes(
       update attempts a set state = 'authorized', outcome = 'authorized', http_status = v.http_status,
              kind = v.kind, link_href = v.link_href, correlation_id = v.correlation_id, latency_ms = v.latency_ms,
              scheme_reference = v.scheme_reference, auth_code = v.auth_code, gateway_payment_id = v.payment_id,
-             completed_at = now()
+             links = v.links, completed_at = now()
         from v join ch on ch.id = v.charge_id
        where a.id = v.attempt_id and ${mayBecome(attemptMachine, 'a.state', 'authorized')}
     ), lk as (
       insert into links (credential_id, attempt_id, source, rel, href)
-      select case when l.value ->> 0 in (${RECURRING_LIST}) then v.credential_id end, v.attempt_id,
-             v.source, l.value ->> 0, l.value ->> 1
+      select v.credential_id, v.attempt_id, v.source, l.value ->> 0, l.value ->> 1
         from v join ch on ch.id = v.charge_id cross join lateral jsonb_array_elements(v.links) l
+       where l.value ->> 0 in (${RECURRING_LIST})
       returning id, attempt_id, rel
     )${credentialMove(erase)}, act as (
       insert into payment_actions (charge_id, attempt_id, kind, reference, amount, currency, link_href)

@@ -25,7 +25,6 @@ const actionMay = (to: 'accepted' | 'failed', column = 'pa.state') => mayBecome(
 export interface Acceptance {
   actionId: number;
   chargeId: number;
-  attemptId: number;
   /** The fencing token of the lease the caller holds on the charge, or null: the action's own `requested` state guards. */
   fence: number | null;
   kind: string;
@@ -70,7 +69,6 @@ export async function commitAcceptances(
     items.map((a) => ({
       action_id: a.actionId,
       charge_id: a.chargeId,
-      attempt_id: a.attemptId,
       fence: a.fence,
       kind: a.kind,
       amount: a.amount,
@@ -84,7 +82,7 @@ export async function commitAcceptances(
     sql`
     with v as (
       select * from jsonb_to_recordset(${payload}::jsonb) as v(action_id bigint, charge_id bigint,
-        attempt_id bigint, fence bigint, kind text, amount bigint, http_status int, correlation_id text, links jsonb,
+        fence bigint, kind text, amount bigint, http_status int, correlation_id text, links jsonb,
         release boolean)
     ), ch as (
       update charges c set
@@ -100,14 +98,10 @@ export async function commitAcceptances(
       returning c.id, o.state as from_state, c.state as to_state, v.action_id
     ), act as (
       update payment_actions pa set state = 'accepted', http_status = v.http_status,
-             correlation_id = v.correlation_id, completed_at = now()
+             correlation_id = v.correlation_id, links = v.links, completed_at = now()
         from v join ch on ch.action_id = v.action_id
        where pa.id = v.action_id and ${actionMay('accepted')}
       returning pa.id
-    ), lk as (
-      insert into links (attempt_id, action_id, source, rel, href)
-      select v.attempt_id, v.action_id, v.kind, l.key, l.value
-        from v join act on act.id = v.action_id cross join lateral jsonb_each_text(v.links) l
     ), aud as (
       insert into audit_log (entity_type, entity_id, from_state, to_state, reason)
       select 'payment_action', act.id, 'requested', 'accepted', v.kind || ' accepted by the gateway'

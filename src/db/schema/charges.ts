@@ -80,6 +80,13 @@ export const attempts = pgTable(
     schemeReference: text('scheme_reference'),
     authCode: text('auth_code'),
     gatewayPaymentId: text('gateway_payment_id'),
+    /**
+     * Every link the authorization's answer gave, as [relation, href] pairs in the order given
+     * (a relation may repeat), kept on its attempt row rather than as rows of their own: the
+     * `payment_links` view reads them with the actions' links. The recurring one is also a
+     * `links` row, the credential's chain.
+     */
+    links: jsonb('links').$type<[string, string][]>(),
     error: text('error'),
     /** Business time the attempt was made at (the run's as-of time). */
     attemptedAt: ts('attempted_at').notNull(),
@@ -120,6 +127,8 @@ export const paymentActions = pgTable(
     correlationId: text('correlation_id'),
     error: text('error'),
     lastEvent: text('last_event'),
+    /** The links the action's accepted answer gave (relation to href), read through the `payment_links` view. */
+    links: jsonb('links').$type<Record<string, string>>(),
     createdAt: created(),
     completedAt: ts('completed_at'),
   },

@@ -79,7 +79,13 @@ export const credentials = pgTable(
 );
 export type Credential = typeof credentials.$inferSelect;
 
-/** Append-only: every link any gateway response returned, and which response it came from. */
+/**
+ * Append-only: the recurring chain, every `payments:recurringAuthorize` (or migrate) link a
+ * verification or an authorization gave, kept with its credential; `credentials.current_link_id`
+ * is the newest. The other links of an answer (settle, cancel, refund, events...) are kept on
+ * the answer's own row (`attempts.links`, `payment_actions.links`), read through the
+ * `payment_links` view: eight rows and their index entries per charge became one.
+ */
 export const links = pgTable(
   'links',
   {
