@@ -150,7 +150,8 @@ async function main(argv: string[]): Promise<number> {
       mandates,
       latencyMs,
       concurrency,
-      maxInFlight: args.num('max-in-flight', concurrency),
+      // A slot's authorization and, off the slot, the settle before it: up to 2C requests at once.
+      maxInFlight: args.num('max-in-flight', 2 * concurrency),
       chains: args.num('chains', Math.min(mandates, 20_000)),
       batchSize: args.num('batch-size', 500),
       ceilingSeconds: args.num('ceiling-seconds', 5),

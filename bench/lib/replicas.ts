@@ -47,7 +47,7 @@ async function once(
     await seedDueMandates(own.database, { mandates: p.mandates, chains, dueAt: asOf });
     const env = benchEnv(
       sandboxUrl,
-      { concurrency: p.concurrency, maxInFlight: p.concurrency, batchSize: 500, latencyMs: p.latencyMs },
+      { concurrency: p.concurrency, maxInFlight: 2 * p.concurrency, batchSize: 500, latencyMs: p.latencyMs },
       own.url,
     );
     if (own.url === undefined) {
