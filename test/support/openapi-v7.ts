@@ -1,7 +1,7 @@
 /**
- * Worldpay's Card Payments v7 OpenAPI file, loaded for ajv with its errata applied (the loader
- * of test/gateways/worldpay-v7-openapi.test.ts, shared): validators of each operation's request
- * and answer bodies.
+ * Worldpay's Card Payments v7 OpenAPI file, loaded for ajv with its errata applied (one loader
+ * for test/gateways/worldpay-v7-openapi.test.ts and worldpay-v7-requests.test.ts): validators of
+ * each operation's request and answer bodies.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -11,7 +11,7 @@ import { addFormats } from './ajv.ts';
 
 const repoRoot = path.resolve(import.meta.dirname, '../..');
 // The shared folder sits beside the main checkout (../shared), or beside a worktree's parent.
-const specFile =
+export const specFile =
   ['../shared', '../../shared']
     .map((dir) => path.resolve(repoRoot, dir, 'worldpay-openapi/worldpay-card-payments-openapi.yaml'))
     .find((file) => existsSync(file)) ?? path.resolve(repoRoot, '../shared/worldpay-openapi');
