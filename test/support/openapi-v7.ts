@@ -4,17 +4,12 @@
  * each operation's request and answer bodies.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { parse } from 'yaml';
 import { addFormats } from './ajv.ts';
+import { sharedFile } from './shared.ts';
 
-const repoRoot = path.resolve(import.meta.dirname, '../..');
-// The shared folder sits beside the main checkout (../shared), or beside a worktree's parent.
-export const specFile =
-  ['../shared', '../../shared']
-    .map((dir) => path.resolve(repoRoot, dir, 'worldpay-openapi/worldpay-card-payments-openapi.yaml'))
-    .find((file) => existsSync(file)) ?? path.resolve(repoRoot, '../shared/worldpay-openapi');
+export const specFile = sharedFile('worldpay-openapi/worldpay-card-payments-openapi.yaml');
 export const haveSpec = existsSync(specFile);
 
 export type Json = Record<string, unknown>;
