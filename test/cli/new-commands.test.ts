@@ -1,15 +1,6 @@
-import { type Command, CommanderError } from 'commander';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { recordDispute } from '../../src/billing/disputes/record.ts';
-import { buildProgram } from '../../src/cli/main.ts';
-import { exitCodeFor } from '../../src/cli/output.ts';
-import { errorMessage } from '../../src/errors.ts';
-import { cliEnv } from '../support/cli.ts';
-import { startWorld, type World } from '../support/world.ts';
-
-function commands(c: Command): Command[] {
-  return c.commands.flatMap((sub) => [sub, ...commands(sub)]);
-}
+import { cliInProcess } from '../support/cli-in-process.ts';
 
 /**
  * The commands of the four admin routes added beside the glossary (disputes list, mandates
@@ -17,50 +8,7 @@ function commands(c: Command): Command[] {
  * this process against the sandbox and this file's database, as the vocabulary test runs them.
  */
 describe("the glossary's newest commands", () => {
-  let w: World;
-  let dispose: () => void;
-  const saved = { ...process.env };
-  beforeAll(async () => {
-    w = await startWorld();
-    const e = cliEnv(w);
-    dispose = e.dispose;
-    Object.assign(process.env, e.env);
-  });
-  afterAll(async () => {
-    for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
-    Object.assign(process.env, saved);
-    dispose?.();
-    await w?.close();
-  });
-
-  async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    let stdout = '';
-    let stderr = '';
-    const out = vi.spyOn(process.stdout, 'write').mockImplementation((c) => {
-      stdout += String(c);
-      return true;
-    });
-    const err = vi.spyOn(process.stderr, 'write').mockImplementation((c) => {
-      stderr += String(c);
-      return true;
-    });
-    let code = 0;
-    try {
-      const p = buildProgram();
-      for (const c of [p, ...commands(p)])
-        c.configureOutput({ writeErr: (s) => (stderr += s), writeOut: (s) => (stdout += s) });
-      await p.parseAsync(args, { from: 'user' });
-      code = Number(process.exitCode ?? 0);
-    } catch (e) {
-      code = e instanceof CommanderError ? 2 : exitCodeFor(e);
-      if (!(e instanceof CommanderError)) stderr += `rebill: ${errorMessage(e)}\n`;
-    } finally {
-      out.mockRestore();
-      err.mockRestore();
-      process.exitCode = undefined;
-    }
-    return { code, stdout, stderr };
-  }
+  const { world, cli } = cliInProcess();
   async function ok(...args: string[]): Promise<string> {
     const r = await cli(...args);
     expect(r.code, r.stderr).toBe(0);
@@ -70,7 +18,7 @@ describe("the glossary's newest commands", () => {
 
   /** A monthly GBP 12.34 mandate from 2026-02-01 10:00 UTC (in the past, billed from there), its first cycle charged at 11:00. */
   async function chargedMandate(ref: string): Promise<{ id: number; chargeId: number }> {
-    const v = await w.verify();
+    const v = await world().verify();
     const m = JSON.parse(
       await ok(
         ...['mandates', 'create', '--customer-ref', ref, '--intent', 'subscription', '--amount', '1234'],
@@ -165,7 +113,7 @@ describe("the glossary's newest commands", () => {
   it('disputes list shows a dispute recorded on a charge', { timeout: 120_000 }, async () => {
     const m = await chargedMandate('glo-dispute');
     const other = await chargedMandate('glo-quiet');
-    const app = await w.app(new Date('2026-02-10T08:00:00Z'));
+    const app = await world().app(new Date('2026-02-10T08:00:00Z'));
     const recorded = await app.database.db.transaction((tx) =>
       recordDispute(app, tx, {
         chargeId: m.chargeId,

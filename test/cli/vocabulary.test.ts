@@ -1,13 +1,12 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Command, CommanderError } from 'commander';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { Command } from 'commander';
+import { describe, expect, it } from 'vitest';
 import type { z } from 'zod';
 import type { BillingContext } from '../../src/billing/context.ts';
 import type { Runner } from '../../src/billing/run/runner.ts';
 import { buildProgram } from '../../src/cli/main.ts';
-import { exitCodeFor } from '../../src/cli/output.ts';
 import {
   CREDENTIAL_FLAGS,
   type FieldSpelling,
@@ -15,10 +14,8 @@ import {
   GLOSSARY,
   RENAMED_OPTIONS,
 } from '../../src/cli/vocabulary.ts';
-import { errorMessage } from '../../src/errors.ts';
 import { adminRoutes } from '../../src/http/routes/index.ts';
-import { cliEnv } from '../support/cli.ts';
-import { startWorld, type World } from '../support/world.ts';
+import { cliInProcess } from '../support/cli-in-process.ts';
 
 /** Every command of the program, with its path (`mandates create`). */
 function commands(c: Command, path: string[] = []): { path: string; command: Command }[] {
@@ -124,50 +121,7 @@ describe('one vocabulary across the CLI and the API', () => {
  * child's would be (standard output and standard error are captured, not replaced).
  */
 describe('each old spelling still works, with a deprecation notice on standard error', () => {
-  let w: World;
-  let dispose: () => void;
-  const saved = { ...process.env };
-  beforeAll(async () => {
-    w = await startWorld();
-    const e = cliEnv(w);
-    dispose = e.dispose;
-    Object.assign(process.env, e.env);
-  });
-  afterAll(async () => {
-    for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
-    Object.assign(process.env, saved);
-    dispose?.();
-    await w?.close();
-  });
-
-  async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    let stdout = '';
-    let stderr = '';
-    const out = vi.spyOn(process.stdout, 'write').mockImplementation((c) => {
-      stdout += String(c);
-      return true;
-    });
-    const err = vi.spyOn(process.stderr, 'write').mockImplementation((c) => {
-      stderr += String(c);
-      return true;
-    });
-    let code = 0;
-    try {
-      const p = buildProgram();
-      for (const c of [p, ...commands(p).map((x) => x.command)])
-        c.configureOutput({ writeErr: (s) => (stderr += s), writeOut: (s) => (stdout += s) });
-      await p.parseAsync(args, { from: 'user' });
-      code = Number(process.exitCode ?? 0);
-    } catch (e) {
-      code = e instanceof CommanderError ? 2 : exitCodeFor(e);
-      if (!(e instanceof CommanderError)) stderr += `rebill: ${errorMessage(e)}\n`;
-    } finally {
-      out.mockRestore();
-      err.mockRestore();
-      process.exitCode = undefined;
-    }
-    return { code, stdout, stderr };
-  }
+  const { world, cli } = cliInProcess();
   const notice = (old: string, now: string) =>
     `rebill: ${old} is deprecated and goes in the next release; use ${now}\n`;
 
@@ -185,7 +139,7 @@ describe('each old spelling still works, with a deprecation notice on standard e
 
   it('flags and commands, old and new, side by side', { timeout: 240_000 }, async () => {
     const mandate = async (...args: string[]) => {
-      const v = await w.verify();
+      const v = await world().verify();
       return cli(
         'mandates',
         'create',
@@ -251,7 +205,7 @@ describe('each old spelling still works, with a deprecation notice on standard e
     expect(charged.stderr).toBe('');
     const chargeIds = [JSON.parse(queued.stdout).chargeId, JSON.parse(charged.stdout).chargeId] as number[];
 
-    const link = await w.verify();
+    const link = await world().verify();
     const attached = await cli('mandates', 'attach-credential', String(m2.id), '--link', link.href, '--json');
     expect(attached.code, attached.stderr).toBe(0);
     expect(attached.stderr).toBe(notice('rebill mandates attach-credential', 'rebill mandates credential'));

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { createWorldpayGateway, type WorldpayGateway } from '../../src/gateways/worldpay/index.ts';
 import { addFormats } from '../support/ajv.ts';
+import { sharedFile } from '../support/shared.ts';
 
 /**
  * The requests the Worldpay client sends, captured on a loopback recorder that answers the
@@ -15,8 +16,7 @@ import { addFormats } from '../support/ajv.ts';
  * bodies for the authorizations (not in the published files).
  */
 
-const repoRoot = path.resolve(import.meta.dirname, '../..');
-const openapiDir = path.resolve(repoRoot, '../shared/worldpay-openapi');
+const openapiDir = sharedFile('worldpay-openapi');
 const haveOpenapi = existsSync(openapiDir);
 if (!haveOpenapi) console.warn(`worldpay-openapi tests skipped: ${openapiDir} is missing`);
 

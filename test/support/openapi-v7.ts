@@ -1,20 +1,15 @@
 /**
- * Worldpay's Card Payments v7 OpenAPI file, loaded for ajv with its errata applied (the loader
- * of test/gateways/worldpay-v7-openapi.test.ts, shared): validators of each operation's request
- * and answer bodies.
+ * Worldpay's Card Payments v7 OpenAPI file, loaded for ajv with its errata applied (one loader
+ * for test/gateways/worldpay-v7-openapi.test.ts and worldpay-v7-requests.test.ts): validators of
+ * each operation's request and answer bodies.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { parse } from 'yaml';
 import { addFormats } from './ajv.ts';
+import { sharedFile } from './shared.ts';
 
-const repoRoot = path.resolve(import.meta.dirname, '../..');
-// The shared folder sits beside the main checkout (../shared), or beside a worktree's parent.
-const specFile =
-  ['../shared', '../../shared']
-    .map((dir) => path.resolve(repoRoot, dir, 'worldpay-openapi/worldpay-card-payments-openapi.yaml'))
-    .find((file) => existsSync(file)) ?? path.resolve(repoRoot, '../shared/worldpay-openapi');
+export const specFile = sharedFile('worldpay-openapi/worldpay-card-payments-openapi.yaml');
 export const haveSpec = existsSync(specFile);
 
 export type Json = Record<string, unknown>;

@@ -1,6 +1,7 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { WorldpayGate } from './gate.js';
 import { notFound } from './replies.js';
+import { publicBase, routeShell } from './routeShell.js';
 import { V7_TYPE } from './v7.js';
 import { writeAnswer } from './worldpayRoutes.js';
 import type { WorldpayState } from './worldpayState.js';
@@ -25,59 +26,33 @@ function isV7(header: string | undefined): boolean {
 
 export async function v7Routes(app: FastifyInstance, options: V7RouteOptions): Promise<void> {
   const { state, gate } = options;
-  const base = (request: FastifyRequest) =>
-    (typeof options.publicUrl === 'function' ? options.publicUrl() : options.publicUrl) ??
-    'http://' + request.headers.host;
+  const base = publicBase(options.publicUrl);
 
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => done(null, body));
-
-  app.addHook('onRequest', async (request, reply) => gate(request, reply, V7_TYPE));
-
-  app.addHook('preHandler', async (request, reply) => {
-    if (!isV7(request.headers['content-type'])) {
-      return reply
-        .code(415)
-        .type(V7_TYPE)
-        .send({
-          errorName: 'headerHasInvalidValue',
-          message: `Content-Type must be ${V7_TYPE}`,
-        });
-    }
-    if (!isV7(request.headers.accept)) {
-      return reply
-        .code(406)
-        .type(V7_TYPE)
-        .send({
-          errorName: 'headerHasInvalidValue',
-          message: `Accept must be ${V7_TYPE}`,
-        });
-    }
-    const raw = request.body as string | undefined;
-    if (raw === undefined || raw.length === 0) {
-      request.body = undefined;
-      return;
-    }
-    try {
-      request.body = JSON.parse(raw);
-    } catch {
-      return reply
-        .code(400)
-        .type(V7_TYPE)
-        .send({ errorName: 'bodyIsNotJson', message: 'The body within the request is not valid json' });
-    }
-  });
-
-  app.setErrorHandler(async (error, _request, reply) => {
-    const status = (error as { statusCode?: number }).statusCode ?? 500;
-    reply.code(status >= 400 && status < 500 ? status : 500).type(V7_TYPE);
-    return reply.send(
-      status === 413
-        ? { errorName: 'bodyIsTooLarge', message: 'The body is too large' }
-        : status < 500 && status >= 400
-          ? { errorName: 'bodyDoesNotMatchSchema', message: 'The request could not be read' }
-          : { errorName: 'internalErrorOccurred', message: 'An internal error occurred' },
-    );
+  routeShell(app, {
+    gate,
+    responseType: V7_TYPE,
+    postsOnly: false,
+    checkHeaders: (request, reply) => {
+      if (!isV7(request.headers['content-type'])) {
+        return reply
+          .code(415)
+          .type(V7_TYPE)
+          .send({
+            errorName: 'headerHasInvalidValue',
+            message: `Content-Type must be ${V7_TYPE}`,
+          });
+      }
+      if (!isV7(request.headers.accept)) {
+        return reply
+          .code(406)
+          .type(V7_TYPE)
+          .send({
+            errorName: 'headerHasInvalidValue',
+            message: `Accept must be ${V7_TYPE}`,
+          });
+      }
+      return undefined;
+    },
   });
 
   app.post('/merchantInitiatedTransactions', async (request, reply) =>

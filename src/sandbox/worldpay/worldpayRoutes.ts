@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { createWorldpayGate, type WorldpayGate } from './gate.js';
 import type { ManageOp } from './paymentMachine.js';
 import { notFound, type SandboxReply } from './replies.js';
+import { publicBase, routeShell } from './routeShell.js';
 import type { WorldpayState } from './worldpayState.js';
 
 // The Worldpay-facing routes. Thin: check auth, media type and throttling, cut the link data
@@ -71,59 +72,28 @@ export async function worldpayRoutes(app: FastifyInstance, options: WorldpayRout
   const { state } = options;
   const gate = options.gate ?? createWorldpayGate(options);
 
-  function base(request: FastifyRequest): string {
-    return (
-      (typeof options.publicUrl === 'function' ? options.publicUrl() : options.publicUrl) ??
-      'http://' + request.headers.host
-    );
-  }
+  const base = publicBase(options.publicUrl);
 
   const send = (request: FastifyRequest, reply: FastifyReply, answer: SandboxReply) =>
     writeAnswer(request, reply, answer, RESPONSE_TYPE);
 
-  // Only the Worldpay paths take raw bodies: other plugins on the same server keep fastify's parsers.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => done(null, body));
-
-  app.addHook('onRequest', async (request, reply) => gate(request, reply, RESPONSE_TYPE));
-
-  app.addHook('preHandler', async (request, reply) => {
-    if (request.method !== 'POST') return;
-    const contentType = request.headers['content-type'];
-    const raw = request.body as string | undefined;
-    if (
-      (contentType !== undefined || (raw !== undefined && raw.length > 0)) &&
-      !REQUEST_TYPE.test(contentType ?? '')
-    ) {
-      return reply.code(415).type(RESPONSE_TYPE).send({
-        errorName: 'headerHasInvalidValue',
-        message: 'Content-Type must be application/vnd.worldpay.payments-v6+json',
-      });
-    }
-    if (raw === undefined || raw.length === 0) {
-      request.body = undefined;
-      return;
-    }
-    try {
-      request.body = JSON.parse(raw);
-    } catch {
-      return reply
-        .code(400)
-        .type(RESPONSE_TYPE)
-        .send({ errorName: 'bodyIsNotJson', message: 'The body within the request is not valid json' });
-    }
-  });
-
-  app.setErrorHandler(async (error, _request, reply) => {
-    const status = (error as { statusCode?: number }).statusCode ?? 500;
-    reply.code(status >= 400 && status < 500 ? status : 500).type(RESPONSE_TYPE);
-    return reply.send(
-      status === 413
-        ? { errorName: 'bodyIsTooLarge', message: 'The body is too large' }
-        : status < 500 && status >= 400
-          ? { errorName: 'bodyDoesNotMatchSchema', message: 'The request could not be read' }
-          : { errorName: 'internalErrorOccurred', message: 'An internal error occurred' },
-    );
+  routeShell(app, {
+    gate,
+    responseType: RESPONSE_TYPE,
+    postsOnly: true,
+    checkHeaders: (request, reply, raw) => {
+      const contentType = request.headers['content-type'];
+      if (
+        (contentType !== undefined || (raw !== undefined && raw.length > 0)) &&
+        !REQUEST_TYPE.test(contentType ?? '')
+      ) {
+        return reply.code(415).type(RESPONSE_TYPE).send({
+          errorName: 'headerHasInvalidValue',
+          message: 'Content-Type must be application/vnd.worldpay.payments-v6+json',
+        });
+      }
+      return undefined;
+    },
   });
 
   app.get(at('/payments'), async (request, reply) => {
