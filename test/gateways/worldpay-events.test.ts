@@ -1,6 +1,5 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
 import { Ajv } from 'ajv';
 import { sql } from 'drizzle-orm';
 import pino from 'pino';
@@ -24,6 +23,7 @@ import { silentLogger } from '../../src/logger.ts';
 import { type Sandbox, startSandbox } from '../../src/sandbox/server.ts';
 import { addFormats } from '../support/ajv.ts';
 import { cliEnv, runCli } from '../support/cli.ts';
+import { sharedFile } from '../support/shared.ts';
 import { startWorld, type World } from '../support/world.ts';
 
 /**
@@ -41,10 +41,7 @@ const TOKEN = 'tok';
 const sign = (raw: string) => `k1/SHA256/${createHmac('sha256', SECRET).update(raw).digest('hex')}`;
 
 /** The Events API file, found beside the main checkout or beside the worktrees' folder. */
-const repoRoot = path.resolve(import.meta.dirname, '../..');
-const eventsFile = ['../shared', '../../shared']
-  .map((p) => path.resolve(repoRoot, p, 'worldpay-openapi/worldpay-events-openapi.yaml'))
-  .find((p) => existsSync(p));
+const eventsFile = sharedFile('worldpay-openapi/worldpay-events-openapi.yaml');
 type Json = Record<string, unknown>;
 
 /** camelCase as the events query's `lastEvent` spells it: `chargedBack` -> `Charged Back`. */
@@ -176,7 +173,8 @@ describe('Worldpay events: every type handled or kept, chargebacks and disputes'
     );
 
   it('the receiver knows every payment and chargeback type of the Events API file', () => {
-    if (!eventsFile) return expect.fail('worldpay-events-openapi.yaml not found beside the checkout');
+    if (!existsSync(eventsFile))
+      return expect.fail('worldpay-events-openapi.yaml not found beside the checkout');
     const doc = parse(readFileSync(eventsFile, 'utf8')) as { webhooks: Record<string, { post: Json }> };
     const documented = Object.entries(doc.webhooks)
       .filter(([, v]) => ['Payment', 'Chargeback'].includes((v.post.tags as string[])[0]!))
@@ -448,7 +446,8 @@ describe('Worldpay events: every type handled or kept, chargebacks and disputes'
   });
 
   it('end to end: the sandbox sends a signed dispute and a chargeback the receiver records', async () => {
-    if (!eventsFile) return expect.fail('worldpay-events-openapi.yaml not found beside the checkout');
+    if (!existsSync(eventsFile))
+      return expect.fail('worldpay-events-openapi.yaml not found beside the checkout');
     const doc = parse(readFileSync(eventsFile, 'utf8')) as { components: Json };
     const ajv = new Ajv({ strict: false, allErrors: true });
     addFormats(ajv);

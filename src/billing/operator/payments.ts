@@ -1,6 +1,5 @@
 import { sql } from 'drizzle-orm';
 import { z } from 'zod';
-import type { Database } from '../../db/client.ts';
 import { CHARGE_ACTION_STATES } from '../../domain/charge-actions.ts';
 import type { ChargeState } from '../../domain/lifecycle.ts';
 import { formatMoney, guardMoney } from '../../domain/money.ts';
