@@ -446,12 +446,16 @@ describe('planner statistics after a large materialisation', () => {
   });
   afterAll(async () => w?.close());
 
-  const analyzeCount = async () => {
+  const analyzeCount = async (table = 'charges') => {
     const rows = await w.t.database.rows(
-      sql`select analyze_count::int as n from pg_stat_user_tables where relname = 'charges'`,
+      sql`select analyze_count::int as n from pg_stat_user_tables where relname = ${table}`,
     );
     return num(rows[0]?.n ?? 0);
   };
+  /** How often the tables the send loop grows were analyzed: one figure when all agree. */
+  const sendTablesAnalyzed = async () => [
+    ...new Set(await Promise.all(['attempts', 'payment_actions', 'links'].map((t) => analyzeCount(t)))),
+  ];
   const mandates = async (n: number, start: Date) => {
     const v = await w.verify();
     const app = await w.app(start);
@@ -482,4 +486,16 @@ describe('planner statistics after a large materialisation', () => {
     expect(r2.counts.authorized).toBe(3);
     expect(await analyzeCount()).toBe(1);
   });
+
+  it.skipIf(!process.env.DATABASE_URL)(
+    'analyzes the tables the send loop grows once a run has claimed REBILL_ANALYZE_AFTER_ROWS charges',
+    async () => {
+      // The runs above: 2 claimed (below the threshold), then 3 (at it).
+      expect(await sendTablesAnalyzed()).toEqual([1]);
+      const small = await mandates(2, at('2026-04-01T00:00:00Z'));
+      const r3 = await runBilling(small, { asOf: at('2026-04-01T00:00:00Z'), trigger: 'test' });
+      expect(r3.counts.authorized).toBe(2);
+      expect(await sendTablesAnalyzed()).toEqual([1]);
+    },
+  );
 });

@@ -11,6 +11,7 @@ import { type ClaimCursor, claimCursor, claimDueCharges } from '../sql/claim-due
 import { type LaunchItem, launchAttempts } from '../sql/write-ahead.ts';
 import type { RunOptions } from './options.ts';
 import { recordProgress } from './record.ts';
+import { growthStatistics } from './statistics.ts';
 import { noteError, type RunTally } from './tally.ts';
 
 /**
@@ -39,6 +40,7 @@ export async function sendDue(ctx: BillingContext, opts: RunOptions, book: RunTa
   let feeding: Promise<void> | null = null;
   let lastProgressWrite = Date.now();
   let cursor: ClaimCursor | null = null;
+  const statistics = growthStatistics(ctx);
 
   const feed = async () => {
     const limit = Math.min(batchSize, remaining);
@@ -61,6 +63,7 @@ export async function sendDue(ctx: BillingContext, opts: RunOptions, book: RunTa
     if (claimed.length === 0 || remaining <= 0) exhausted = true;
     if (claimed.length === 0) return;
     counts.due += claimed.length;
+    statistics.claimed(counts.due);
     queue.push(...(await prepareBatch(ctx, claimed, opts.asOf, book)));
     if (Date.now() - lastProgressWrite > 1000) {
       lastProgressWrite = Date.now();
@@ -125,6 +128,7 @@ export async function sendDue(ctx: BillingContext, opts: RunOptions, book: RunTa
     await outcomes?.close();
     book.acceptances = undefined;
     await batch?.close();
+    await statistics.close();
   }
   if (failure !== undefined) throw failure;
 }

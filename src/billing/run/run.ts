@@ -22,6 +22,7 @@ import {
   recordForecast,
   startHeartbeat,
 } from './record.ts';
+import { refreshChargeStatistics } from './statistics.ts';
 import { isIdle, type RunTally, zero } from './tally.ts';
 
 export {
@@ -95,7 +96,7 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
       counts.missedCycles += mat.skipped;
       if (applied === 0 && mat.created + mat.skipped === 0) break;
     }
-    await refreshStatistics(ctx, counts.created);
+    await refreshChargeStatistics(ctx, counts.created);
     if (opts.onTotal) {
       const due = await countDueCharges(ctx.database, { asOf: opts.asOf, mandateId: opts.mandateId });
       opts.onTotal(opts.limit === undefined ? due : Math.min(due, opts.limit));
@@ -133,23 +134,6 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
   } finally {
     stopHeartbeat();
   }
-}
-
-/**
- * A run that has just created many charges (the first of the month for a large book) changes
- * the charges table faster than autovacuum's analyze notices, and not at all where autovacuum
- * is off. On stale statistics PostgreSQL expects a handful of due rows and plans the claim as a
- * bitmap scan that reads and sorts every due row for each batch (0.84 s per claim at 1,000,000
- * due charges, measured) instead of reading 500 rows of the (next_attempt_at, id) index (1.2 ms).
- * One ANALYZE samples the table in about 0.3 s at that size. A database user that does not own
- * the table gets a warning from PostgreSQL, not an error.
- */
-async function refreshStatistics(ctx: BillingContext, created: number): Promise<void> {
-  const threshold = ctx.config.billing.analyzeAfterRows;
-  if (threshold === 0 || created < threshold) return;
-  const started = Date.now();
-  await ctx.database.rows(sql`analyze charges`);
-  ctx.logger.info({ created, ms: Date.now() - started }, 'refreshed the charges table statistics');
 }
 
 /**
