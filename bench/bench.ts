@@ -170,6 +170,7 @@ async function main(argv: string[]): Promise<number> {
           mandates: args.num('mandates', 2000),
           replicas: [...new Set([2, k].filter((x) => x <= k))],
           concurrency: args.num('concurrency', 32),
+          batchSize: args.num('batch-size', 500),
           latencyMs,
         },
         log,

@@ -23,7 +23,8 @@ import { seedDueMandates } from './seed.ts';
  * With every economy rebill uses: outcomes and settle acceptances group-committed (rebill's own
  * batcher: what comes back during a commit goes in the next), each batch bound as one jsonb array
  * to one prepared statement, statements pipelined on the pool's connections, the settle off the
- * slot, and only the indexes its statements read (`FLOOR_DROPPED_INDEXES`).
+ * slot, statistics refreshed as its tables grow, and only the indexes its statements read
+ * (`FLOOR_DROPPED_INDEXES`).
  * It leaves out what rebill adds on top (docs/benchmark.md says what each costs): the audit trail
  * and the events it feeds, the launch marker and the holds (an operator's cancel winning at the
  * POST), dunning and its ledger, leases and fencing, reconciliation, the run's bookkeeping, the
@@ -231,11 +232,23 @@ async function run(
   // C or fewer groups wait.
   const groups: Claimed[][] = [];
   let done = false;
+  // Statistics refreshed as rebill's run refreshes them (src/billing/run/statistics.ts): the
+  // statements are prepared, and their plans follow the tables' growth only through ANALYZE.
+  let claimed = 0;
+  let analyzeAt = 10_000;
+  let analyzing: Promise<unknown> | null = null;
   const refill = async () => {
     const batch = await claim();
     if (batch.length === 0) {
       done = true;
       return;
+    }
+    claimed += batch.length;
+    if (claimed >= analyzeAt && analyzing === null) {
+      while (analyzeAt <= claimed) analyzeAt *= 2;
+      analyzing = sql`analyze attempts, payment_actions, links`.then(() => {
+        analyzing = null;
+      });
     }
     const byCredential = new Map<string, Claimed[]>();
     for (const c of batch) {
@@ -265,6 +278,7 @@ async function run(
     await settles.drain();
     await outcomes.close();
     await acceptances.close();
+    await analyzing;
   }
   return charged;
 }

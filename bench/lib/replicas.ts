@@ -25,6 +25,8 @@ export interface ReplicasResult {
   mandates: number;
   latencyMs: number;
   concurrency: number;
+  /** Charges each replica claims at once (`REBILL_BATCH_SIZE`). */
+  batchSize: number;
   points: ReplicaPoint[];
   /** chargesPerSecond at K / (K x chargesPerSecond at 1), for each K > 1. */
   scaling: Record<string, number>;
@@ -36,7 +38,7 @@ export interface ReplicasResult {
 async function once(
   sandboxUrl: string,
   serverUrl: string | undefined,
-  p: { mandates: number; replicas: number; concurrency: number; latencyMs: number },
+  p: { mandates: number; replicas: number; concurrency: number; batchSize: number; latencyMs: number },
   log: (line: string) => void,
 ): Promise<ReplicaPoint> {
   const own = await ownDatabase('rebill_replicas', serverUrl, { maxConnections: 4 });
@@ -47,7 +49,7 @@ async function once(
     await seedDueMandates(own.database, { mandates: p.mandates, chains, dueAt: asOf });
     const env = benchEnv(
       sandboxUrl,
-      { concurrency: p.concurrency, maxInFlight: 2 * p.concurrency, batchSize: 500, latencyMs: p.latencyMs },
+      { concurrency: p.concurrency, maxInFlight: 2 * p.concurrency, batchSize: p.batchSize, latencyMs: p.latencyMs },
       own.url,
     );
     if (own.url === undefined) {
@@ -81,7 +83,7 @@ async function once(
 export async function replicasBench(
   sandboxUrl: string,
   serverUrl: string | undefined,
-  p: { mandates: number; replicas: number[]; concurrency: number; latencyMs: number },
+  p: { mandates: number; replicas: number[]; concurrency: number; batchSize: number; latencyMs: number },
   log: (line: string) => void,
 ): Promise<ReplicasResult> {
   // Without DATABASE_URL, `--replicas 1` runs one embedded (PGlite) `rebill run` process.
@@ -99,6 +101,7 @@ export async function replicasBench(
     mandates: p.mandates,
     latencyMs: p.latencyMs,
     concurrency: p.concurrency,
+    batchSize: p.batchSize,
     points,
     scaling,
     machine: machine(),
