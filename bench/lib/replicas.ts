@@ -49,7 +49,12 @@ async function once(
     await seedDueMandates(own.database, { mandates: p.mandates, chains, dueAt: asOf });
     const env = benchEnv(
       sandboxUrl,
-      { concurrency: p.concurrency, maxInFlight: 2 * p.concurrency, batchSize: p.batchSize, latencyMs: p.latencyMs },
+      {
+        concurrency: p.concurrency,
+        maxInFlight: 2 * p.concurrency,
+        batchSize: p.batchSize,
+        latencyMs: p.latencyMs,
+      },
       own.url,
     );
     if (own.url === undefined) {
