@@ -8,7 +8,7 @@ import type { Sql } from 'postgres';
 import { DEFAULT_DB_CONNECT_TIMEOUT_MS } from '../config.ts';
 import { ConflictError } from '../errors.ts';
 import * as schema from './schema.ts';
-import { pgParsers, TIMESTAMPTZ } from './values.ts';
+import { pgArrayParsers, pgParsers, TIMESTAMPTZ } from './values.ts';
 
 export type Schema = typeof schema;
 export type Db = PgDatabase<PgQueryResultHKT, Schema>;
@@ -143,6 +143,12 @@ export async function createDatabase(opts: DbOptions): Promise<Database> {
       backoff: reconnectPause,
       onnotice: () => {},
       connection: { application_name: 'rebill' },
+      // postgres.js asks every new connection for the array types first, and drops that query's
+      // promise: a connection lost during it (a database restarting, a proxy cut) is an
+      // unhandled rejection no caller can catch, which ends the process
+      // (porsager/postgres#1192, #1223). Arrays are read with our own parsers (`pgArrayParsers`)
+      // and sent as literals (`'{...}'::text[]`).
+      fetch_types: false,
       ...(opts.countStatements
         ? {
             debug: () => {
@@ -159,6 +165,7 @@ export async function createDatabase(opts: DbOptions): Promise<Database> {
     // read a Date as well as a text (`mapFromDriverValue`); the raw path wants Dates and numbers.
     // A Date read back goes out again as a parameter: drizzle passes parameters through.
     for (const [oid, parse] of Object.entries(pgParsers)) client.options.parsers[Number(oid)] = parse;
+    for (const [oid, parse] of Object.entries(pgArrayParsers)) client.options.parsers[Number(oid)] = parse;
     const passThrough = client.options.serializers[TIMESTAMPTZ];
     client.options.serializers[TIMESTAMPTZ] = (x: unknown) =>
       x instanceof Date ? x.toISOString() : passThrough ? passThrough(x) : x;

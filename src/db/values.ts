@@ -16,6 +16,45 @@ export const INT8 = 20;
 export const NUMERIC = 1700;
 export const TIMESTAMP = 1114;
 export const TIMESTAMPTZ = 1184;
+export const TEXT_ARRAY = 1009;
+export const INT4_ARRAY = 1007;
+export const INT8_ARRAY = 1016;
+
+/**
+ * A one-dimensional array from PostgreSQL's text form (`{a,"b,c",NULL}`), each element read by
+ * `element`: for postgres.js, which does not fetch array types (src/db/client.ts says why);
+ * PGlite parses arrays itself. `webhook_endpoints.events` (text[]) is the one array column.
+ */
+export function parseArray<T>(text: string, element: (text: string) => T): (T | null)[] {
+  if (!text.startsWith('{') || !text.endsWith('}'))
+    throw new TypeError(`not an array literal: ${text.slice(0, 40)}`);
+  const out: (T | null)[] = [];
+  const body = text.slice(1, -1);
+  let i = 0;
+  while (i < body.length) {
+    let value = '';
+    if (body[i] === '"') {
+      for (i++; i < body.length && body[i] !== '"'; i++) {
+        if (body[i] === '\\') i++;
+        value += body[i];
+      }
+      i++;
+      out.push(element(value));
+    } else {
+      while (i < body.length && body[i] !== ',') value += body[i++];
+      out.push(value === 'NULL' ? null : element(value));
+    }
+    if (body[i] === ',') i++;
+  }
+  return out;
+}
+
+/** The array types a raw row may hold, for postgres.js. */
+export const pgArrayParsers: Record<number, (text: string) => unknown> = {
+  [TEXT_ARRAY]: (text) => parseArray(text, (x) => x),
+  [INT4_ARRAY]: (text) => parseArray(text, Number),
+  [INT8_ARRAY]: (text) => parseArray(text, parseInt8),
+};
 
 export function parseInt8(text: string): number {
   const n = Number(text);

@@ -44,6 +44,7 @@ async function readings(database: Database) {
            '2026-03-01 14:34:56.789+02'::timestamptz as timestamptz_offset,
            '2026-03-01 12:34:56.789'::timestamp as timestamp, null::timestamptz as timestamptz_null,
            'infinity'::timestamptz as latest, array[1, 2]::int8[] as int8_array,
+           array[3, null]::int4[] as int4_array, '{a,"b,c","q\\"x",NULL,"NULL",""}'::text[] as text_array,
            '{"k": [1, "two", null]}'::jsonb as jsonb, 'null'::jsonb as jsonb_null_value, null::jsonb as jsonb_null,
            true as bool, 'text' as text
       from (values (1::int8), (2::int8), (4::int8)) v(x)`);
@@ -129,6 +130,11 @@ describe('raw rows have the same JS types on PostgreSQL and PGlite', () => {
             ['number', 1],
             ['number', 2],
           ],
+        ],
+        int4_array: ['array', [['number', 3], 'null']],
+        text_array: [
+          'array',
+          [['string', 'a'], ['string', 'b,c'], ['string', 'q"x'], 'null', ['string', 'NULL'], ['string', '']],
         ],
         jsonb: ['object', '{"k":[1,"two",null]}'],
         jsonb_null_value: 'null',
