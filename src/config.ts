@@ -297,7 +297,7 @@ export function loadConfig(env: Env = process.env): Config {
       leaseSeconds: parse(env, 'REBILL_LEASE_SECONDS', intIn(5, 3600, 120)),
       eventLagMinutes: parse(env, 'REBILL_EVENT_LAG_MINUTES', intIn(0, 1440, 15)),
       dunningPolicyFile: parse(env, 'REBILL_DUNNING_POLICY_FILE', z.string().optional()),
-      analyzeAfterRows: parse(env, 'REBILL_ANALYZE_AFTER_ROWS', intIn(0, 1_000_000_000, 10_000)),
+      analyzeAfterRows: parse(env, 'REBILL_ANALYZE_AFTER_ROWS', intIn(0, 1_000_000_000, 1_000)),
       allowFutureRuns: parse(env, 'REBILL_ALLOW_FUTURE_RUNS', flag),
       maxCatchUpCycles: parse(env, 'REBILL_MAX_CATCH_UP_CYCLES', intIn(1, 1000, 3)),
       maxAmount: parse(env, 'REBILL_MAX_AMOUNT', intIn(1, 1_000_000_000, DEFAULT_MAX_AMOUNT_MAJOR)),

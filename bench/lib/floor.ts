@@ -235,7 +235,7 @@ async function run(
   // Statistics refreshed as rebill's run refreshes them (src/billing/run/statistics.ts): the
   // statements are prepared, and their plans follow the tables' growth only through ANALYZE.
   let claimed = 0;
-  let analyzeAt = 10_000;
+  let analyzeAt = 1_000;
   let analyzing: Promise<unknown> | null = null;
   const refill = async () => {
     const batch = await claim();

@@ -33,18 +33,16 @@ const GROWN = sql`analyze attempts, payment_actions, links`;
  * nothing to millions of rows within the run, and the settle acceptances' plan stayed a
  * sequential scan of `payment_actions` for the whole run: 3.9 billion rows read over 1,000,000
  * charges, 1.2 ms of backend time per charge, the acceptances falling 130,000 behind. An ANALYZE
- * invalidates the plans made before it; taken once the run has claimed a tenth of the threshold
- * and each time its claimed charges double from there, the plans follow the tables' growth as
- * autovacuum's would (ten times over a 1,000,000-charge run, each a sample of the three tables,
- * all of a small one). A tenth, not the threshold: replicas share a month start, each claiming
- * a part of it, and a table of a few thousand rows scanned at every batch costs more than its
- * ANALYZE. Planning every execution instead
+ * invalidates the plans made before it; taken once the run has claimed the threshold (1,000 by
+ * default) and each time its claimed charges double from there, the plans follow the tables'
+ * growth as autovacuum's would (ten times over a 1,000,000-charge run, each a sample of the
+ * three tables, all of a small one). Planning every execution instead
  * (`plan_cache_mode`) cost 0.44 ms of backend time per charge on the 10,000-mandate bench.
  * One at a time, off the senders' path; a failure is logged, never the run's.
  */
 export function growthStatistics(ctx: BillingContext) {
   const threshold = ctx.config.billing.analyzeAfterRows;
-  let next = Math.ceil(threshold / 10);
+  let next = threshold;
   let running: Promise<void> | null = null;
   return {
     /** The run has claimed `claimed` charges so far. */
