@@ -592,11 +592,13 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     await page.getByLabel('Type', { exact: true }).selectOption('charge.refused');
     await page.getByRole('button', { name: 'Filter' }).click();
     await page.waitForURL(/type=charge\.refused/);
-    await page.locator('section[aria-label="Events"] tbody tr td:nth-child(2)').first().waitFor();
-    const types = await page
-      .locator('section[aria-label="Events"] tbody tr td:nth-child(2)')
-      .allTextContents();
-    expect(new Set(types)).toEqual(new Set(['charge.refused']));
+    // The unfiltered rows stay until the filtered list replaces them (and the table may be empty
+    // in between): wait for the rows to be the filtered ones, not for any row.
+    const types = () =>
+      page.locator('section[aria-label="Events"] tbody tr td:nth-child(2)').allTextContents();
+    await expect
+      .poll(async () => new Set(await types()), { timeout: 10_000 })
+      .toEqual(new Set(['charge.refused']));
     const first = (await ids())[0]!;
     await page.getByLabel(`Payload of event ${first}`).click();
     const payload = JSON.parse((await page.locator('details.payload[open] pre').textContent())!);
