@@ -542,12 +542,15 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     await page.getByLabel('Customer starts with').fill('story-');
     await page.getByRole('button', { name: 'Filter' }).click();
     await page.waitForURL(/customerRef=story-$/);
-    const mandates = page.locator('section[aria-label="Mandates"] tbody tr');
-    await mandates.first().waitFor();
-    const customers = await page
-      .locator('section[aria-label="Mandates"] tbody tr td:nth-child(2)')
-      .allTextContents();
-    expect(customers.sort()).toEqual(['story-05', 'story-33', 'story-51', 'story-ok']);
+    // The unfiltered rows stay until the filtered list replaces them (and the table may be empty
+    // in between): wait for the rows to be the filtered ones, not for any row.
+    const customers = async () =>
+      (
+        await page.locator('section[aria-label="Mandates"] tbody tr td:nth-child(2)').allTextContents()
+      ).sort();
+    await expect
+      .poll(customers, { timeout: 10_000 })
+      .toEqual(['story-05', 'story-33', 'story-51', 'story-ok']);
 
     const [charge] = (await api('GET', '/v1/charges?state=refunded')).body.items as {
       id: number;
@@ -558,22 +561,16 @@ describe.skipIf(!hasChromium)('console in headless Chromium', () => {
     await page.getByLabel('Search').fill(charge!.transactionReference);
     await page.getByRole('button', { name: 'Filter' }).click();
     await page.waitForURL(/\?q=/);
-    const rows = page.locator('section[aria-label="Charges"] tbody tr');
-    await rows.first().waitFor();
-    expect(await rows.count()).toBe(1);
-    expect(await rows.first().locator('td').first().textContent()).toBe(`#${charge!.id}`);
+    const firstCells = () =>
+      page.locator('section[aria-label="Charges"] tbody tr td:first-child').allTextContents();
+    await expect.poll(firstCells, { timeout: 10_000 }).toEqual([`#${charge!.id}`]);
     // the search box also takes a customer ref prefix
     await page.getByLabel('Search').fill('story-3');
     await page.getByRole('button', { name: 'Filter' }).click();
     await page.waitForURL(/\?q=story-3$/);
-    await page
-      .locator('section[aria-label="Charges"] tbody tr td:nth-child(3)', { hasText: 'story-33' })
-      .first()
-      .waitFor();
-    const whose = await page
-      .locator('section[aria-label="Charges"] tbody tr td:nth-child(3)')
-      .allTextContents();
-    expect(new Set(whose)).toEqual(new Set(['story-33']));
+    const whose = () =>
+      page.locator('section[aria-label="Charges"] tbody tr td:nth-child(3)').allTextContents();
+    await expect.poll(async () => new Set(await whose()), { timeout: 10_000 }).toEqual(new Set(['story-33']));
   });
 
   it('reads the event log newest first, by type, with each payload', async () => {
