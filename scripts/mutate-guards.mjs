@@ -29,6 +29,7 @@ const TESTS = [
   'test/billing/charge.cancel-in-flight.test.ts',
   'test/billing/charge.blocked-credential.test.ts',
   'test/billing/charge.newest-link.test.ts',
+  'test/billing/charge.credential-lease.test.ts',
   'test/billing/outcome-batch.test.ts',
   'test/billing/core.test.ts',
   'test/billing/lifecycle.test.ts',

@@ -149,6 +149,7 @@ describe.skipIf(!hasServer)('sql: fences of the outcome and acceptance commits (
     await takeOver(stale);
     const lease = (p: PlannedAttempt) => ({
       chargeId: p.charge.id,
+      credentialId: p.charge.credentialId,
       owner: app.workerId,
       fence: p.charge.fence,
       leaseSeconds: 600,
@@ -164,6 +165,11 @@ describe.skipIf(!hasServer)('sql: fences of the outcome and acceptance commits (
     expect(await renewLease(app.database, lease(stale))).toBeNull();
     expect(await expiry(stale)).toBe(before);
     expect(await renewLease(app.database, lease(fresh))).toEqual(expect.any(Number));
+    // Nor once another run holds its credential (its own lease on the credential ran out and
+    // was taken): the charge would go out beside that run's.
+    await app.database.rows(sql`update credentials set lease_owner = 'another-worker'
+      where id = ${fresh.charge.credentialId}`);
+    expect(await renewLease(app.database, lease(fresh))).toBeNull();
   });
 
   it('the claim leaves the due charges of a paused or cancelled mandate alone', async () => {

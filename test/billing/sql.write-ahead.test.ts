@@ -54,6 +54,9 @@ describe.skipIf(!hasServer)('sql: write-ahead (PostgreSQL)', () => {
     await app.database.rows(
       sql`update charges set lease_expires_at = now() - interval '1 second' where id = ${taken.id}`,
     );
+    await app.database.rows(
+      sql`update credentials set lease_expires_at = now() - interval '1 second' where id = ${taken.credentialId}`,
+    );
     const second = await claimDueCharges(app.database, {
       asOf: at,
       owner: 'second-worker',

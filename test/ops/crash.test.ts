@@ -42,8 +42,13 @@ describe.skipIf(!hasServer).each(APIS)('crash recovery (child processes sharing 
     return ids;
   }
 
-  const expireLeases = () =>
-    w.t.database.rows(sql`update charges set lease_expires_at = now() - interval '1 second'`);
+  const expireLeases = async () => {
+    await w.t.database.rows(sql`update charges set lease_expires_at = now() - interval '1 second'`);
+    // The dead worker's credentials too: leased with its charges, they run out with them.
+    await w.t.database.rows(
+      sql`update credentials set lease_expires_at = now() - interval '1 second' where lease_owner is not null`,
+    );
+  };
 
   async function chargesOf(ids: number[]) {
     return w.t.database.rows(

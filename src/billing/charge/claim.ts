@@ -55,6 +55,12 @@ export function leaseClaim(opts: {
   /** The `where` of the pick, on `charges c` (and whatever `pickJoin` adds). */
   pick: SQL;
   pickJoin?: SQL;
+  /** Further columns of `picked`, as `, expr as name`. */
+  pickColumns?: SQL;
+  /** The pick's tables locked with it, skipped when another holds them (`c` unless given). */
+  lockOf?: SQL;
+  /** Further CTEs after `picked`, as `, name as (...)` (a lease on what the pick also locked). */
+  with?: SQL;
   order: SQL;
   limit: number;
   owner: string;
@@ -67,13 +73,13 @@ export function leaseClaim(opts: {
   return sql`
     with picked as (
       -- lease_was: when the previous holder's lease ran out (a reconciler's bound on its send).
-      select c.id, c.lease_expires_at as lease_was from charges c ${opts.pickJoin ?? sql``}
+      select c.id, c.lease_expires_at as lease_was ${opts.pickColumns ?? sql``} from charges c ${opts.pickJoin ?? sql``}
       where ${opts.pick}
         and (c.lease_expires_at is null or c.lease_expires_at < now())
       order by ${opts.order}
       limit ${opts.limit}
-      for update of c skip locked
-    )
+      for update of ${opts.lockOf ?? sql`c`} skip locked
+    )${opts.with ?? sql``}
     update charges c
        set lease_owner = ${opts.owner},
            lease_expires_at = now() + make_interval(secs => ${opts.leaseSeconds}),

@@ -20,15 +20,25 @@ import type { Ready } from './prepare.ts';
 import { adoptUsedReference } from './recover.ts';
 import { planSettle, sendSettle } from './settle.ts';
 
-/** Send a credential's attempts in turn, each on the newest link the one before returned. */
+/** Where a credential's group ended: the newest link it was given, the refusal that blocked the card. */
+export interface GroupEnd {
+  newest?: string | undefined;
+  blocked?: string | undefined;
+}
+
+/**
+ * Send a credential's attempts in turn, each on the newest link the one before returned; `after`
+ * is where the credential's group before it in the run ended, when there was one.
+ */
 export async function sendGroup(
   ctx: BillingContext,
   group: Ready[],
   book: RunTally,
   progress: () => void,
-): Promise<void> {
-  let newest: string | undefined;
-  let blocked: string | undefined;
+  after: GroupEnd = {},
+): Promise<GroupEnd> {
+  let newest = after.newest;
+  let blocked = after.blocked;
   for (const { attempt: p, instrument: first } of group) {
     if (blocked !== undefined) {
       // An earlier refusal in this group blocked the card: what is written ahead behind it is
@@ -49,6 +59,7 @@ export async function sendGroup(
     blocked = out.cardBlocked;
     progress();
   }
+  return { newest, blocked };
 }
 
 async function notSentCardBlocked(ctx: BillingContext, p: PlannedAttempt, book: RunTally, why: string) {
@@ -95,6 +106,7 @@ async function sendAttempt(
     // over: renew it first (one statement, only on a slow run), or leave it if it is gone.
     const renewed = await renewLease(ctx.database, {
       chargeId: c.id,
+      credentialId: c.credentialId,
       owner: ctx.workerId,
       fence: c.fence,
       leaseSeconds: ctx.config.billing.leaseSeconds,

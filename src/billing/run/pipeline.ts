@@ -4,7 +4,7 @@ import { mandateHolds } from '../charge/holds.ts';
 import { settlesOffSlot } from '../charge/off-slot.ts';
 import { outcomeBatcher } from '../charge/outcome.ts';
 import { prepareBatch, type Ready } from '../charge/prepare.ts';
-import { sendGroup } from '../charge/send.ts';
+import { type GroupEnd, sendGroup } from '../charge/send.ts';
 import { acceptanceBatcher } from '../charge/settle.ts';
 import type { BillingContext } from '../context.ts';
 import { type ClaimCursor, claimCursor, claimDueCharges } from '../sql/claim-due.ts';
@@ -63,6 +63,7 @@ export async function sendDue(ctx: BillingContext, opts: RunOptions, book: RunTa
     if (claimed.length === 0 || remaining <= 0) exhausted = true;
     if (claimed.length === 0) return;
     counts.due += claimed.length;
+    for (const c of claimed) book.credentials.add(c.credentialId);
     statistics.claimed(counts.due);
     queue.push(...(await prepareBatch(ctx, claimed, opts.asOf, book)));
     if (Date.now() - lastProgressWrite > 1000) {
@@ -81,13 +82,34 @@ export async function sendDue(ctx: BillingContext, opts: RunOptions, book: RunTa
         feeding = null;
       });
   };
+  // Each credential's last group taken by a sender: a credential's charges claimed in a later
+  // batch go after it, from the link it ended on (the claim read the link before it was sent).
+  const lastGroup = new Map<number, Promise<GroupEnd>>();
+  const send = async (group: Ready[]) => {
+    const credentialId = group[0]!.attempt.charge.credentialId;
+    const before = lastGroup.get(credentialId);
+    const sending = (async () =>
+      sendGroup(
+        ctx,
+        group,
+        book,
+        () => opts.onProgress?.(counts),
+        before && (await before.catch(() => ({}))),
+      ))();
+    lastGroup.set(credentialId, sending);
+    try {
+      await sending;
+    } finally {
+      if (lastGroup.get(credentialId) === sending) lastGroup.delete(credentialId);
+    }
+  };
   const sender = async () => {
     for (;;) {
       refill();
       const group = queue.shift();
       if (group) {
         // Written ahead already: sent even when claiming failed or the run is stopping.
-        await sendGroup(ctx, group, book, () => opts.onProgress?.(counts));
+        await send(group);
         continue;
       }
       if (feeding) {

@@ -10,7 +10,7 @@ import type { BillingContext } from '../context.ts';
 import { applyDueChanges } from '../mandates/changes.ts';
 import { plannedCharges } from '../mandates/forecast.ts';
 import { materializeDueCharges } from '../mandates/materialize.ts';
-import { mandateReleasesCharges, releaseLeases } from '../sql/transitions.ts';
+import { mandateReleasesCharges, releaseCredentials, releaseLeases } from '../sql/transitions.ts';
 import { assertNotFuture, type RunOptions, type RunReport } from './options.ts';
 import { sendDue } from './pipeline.ts';
 import {
@@ -53,7 +53,7 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
   if (opts.mandateId !== undefined) await assertMandateExists(ctx, opts.mandateId);
   const runId = opts.runId ?? (await createRun(ctx, opts));
   const counts = zero();
-  const book: RunTally = { runId, counts, held: new Map(), errors: [] };
+  const book: RunTally = { runId, counts, held: new Map(), credentials: new Set(), errors: [] };
   const stopHeartbeat = startHeartbeat(ctx, runId);
   const log = ctx.logger.child({ runId });
   const report = (status: RunReport['status']): RunReport => ({
@@ -102,6 +102,8 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
       opts.onTotal(opts.limit === undefined ? due : Math.min(due, opts.limit));
     }
     await sendDue(ctx, opts, book);
+    await releaseCredentials(ctx.database, ctx.workerId, book.credentials);
+    book.credentials.clear();
     if (opts.followSettlements) {
       const f = await followSettlements(ctx, { limit: 10_000 });
       counts.settled += f.settled;
@@ -129,6 +131,7 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
     return out;
   } catch (err) {
     await releaseLeases(ctx.database, ctx.workerId, book.held).catch(() => {});
+    await releaseCredentials(ctx.database, ctx.workerId, book.credentials).catch(() => {});
     await closeFailedRun(ctx, runId, counts, err);
     throw err;
   } finally {

@@ -80,6 +80,8 @@ export interface RunTally {
   counts: RunCounts;
   /** Charges deferred in this run (id -> fence): leased until the run ends, so not retried in it. */
   held: Map<number, number>;
+  /** Credentials leased with this run's claims: one run sends a credential's charges at a time. */
+  credentials: Set<number>;
   /** The first distinct error messages, for the report. */
   errors: string[];
   /** Where the send loop's settle acceptances wait for their batched commit (PostgreSQL). */

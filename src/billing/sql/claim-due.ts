@@ -16,6 +16,13 @@
  * way through a 1,000,000-charge run (autovacuum off) one claim of 500 took 291 ms, 0.6 ms per
  * charge and growing. What the cursor steps over (a charge another worker held, a retry made due
  * meanwhile) is taken by the sweep from the start that a run makes when the cursor runs dry.
+ *
+ * Why it leases the credential too: each answer of a chain gives the next link, so a credential's
+ * charges must go out one after another. Two runs sending charges of one credential at once (two
+ * mandates on one card, each claimed by another worker) both POST the same link, each get a new
+ * one, and whichever commits last moves the credential, the older link as often as not. A
+ * credential another run holds is skipped until that run releases it (`releaseCredentials`, at
+ * its end) or its lease runs out; within a run, the send loop chains a credential's groups.
  */
 import { sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.ts';
@@ -53,8 +60,19 @@ export async function claimDueCharges(
   const rows = await database.rows<DueClaimRow>(
     leaseClaim({
       pick: sql`${dueCharges(opts)}
-        and (c.next_attempt_at, c.id) > (${opts.after?.at ?? '-infinity'}::timestamptz, ${opts.after?.id ?? 0}::bigint)`,
-      pickJoin: sql`join mandates pm on pm.id = c.mandate_id`,
+        and (c.next_attempt_at, c.id) > (${opts.after?.at ?? '-infinity'}::timestamptz, ${opts.after?.id ?? 0}::bigint)
+        and (pcr.lease_owner is null or pcr.lease_owner = ${opts.owner} or pcr.lease_expires_at < now())`,
+      pickJoin: sql`join mandates pm on pm.id = c.mandate_id join credentials pcr on pcr.id = pm.credential_id`,
+      pickColumns: sql`, pcr.id as credential_id`,
+      // The credential is leased with its charges: one run sends a credential's charges at a
+      // time. Its row is locked with the charge (skipped while another claim or commit holds
+      // it), and a lease another claim committed meanwhile is seen when the row is re-read
+      // under the lock, so two claims never both lease it.
+      lockOf: sql`c, pcr`,
+      with: sql`, credential_lease as (
+        update credentials hc set lease_owner = ${opts.owner},
+               lease_expires_at = now() + make_interval(secs => ${opts.leaseSeconds})
+         where hc.id in (select credential_id from picked))`,
       order: sql`c.next_attempt_at, c.id`,
       limit: opts.limit,
       owner: opts.owner,

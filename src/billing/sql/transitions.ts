@@ -305,6 +305,20 @@ export async function releaseLease(
   return rows.length > 0;
 }
 
+/** Release the credentials a run leased with its claims (sql/claim-due.ts), those it still holds. */
+export async function releaseCredentials(
+  database: Database,
+  owner: string,
+  credentials: ReadonlySet<number>,
+): Promise<number> {
+  if (credentials.size === 0) return 0;
+  const rows = await database.rows<{ id: number }>(
+    sql`update credentials set lease_owner = null, lease_expires_at = null
+     where id = any(${`{${[...credentials].join(',')}}`}::bigint[]) and lease_owner = ${owner} returning id`,
+  );
+  return rows.length;
+}
+
 /** Release many leases a run still holds (owner and fence checked per charge), in one statement. */
 export async function releaseLeases(
   database: Database,
@@ -327,13 +341,19 @@ export async function releaseLeases(
  */
 export async function renewLease(
   database: Database,
-  c: { chargeId: number; owner: string; fence: number; leaseSeconds: number },
+  c: { chargeId: number; credentialId: number; owner: string; fence: number; leaseSeconds: number },
 ): Promise<number | null> {
   const deadline = Date.now() + c.leaseSeconds * 1000;
+  // The credential's lease with it (taken with the claim, see sql/claim-due.ts): a charge whose
+  // credential another run took meanwhile is not renewed either, so it is not sent.
   const rows = await database.rows<{
     id: number;
-  }>(sql`update charges set lease_expires_at = now() + make_interval(secs => ${c.leaseSeconds})
-    where id = ${c.chargeId} and fence = ${c.fence} and lease_owner = ${c.owner} returning id`);
+  }>(sql`with cr as (
+      update credentials set lease_expires_at = now() + make_interval(secs => ${c.leaseSeconds})
+       where id = ${c.credentialId} and lease_owner = ${c.owner} returning id)
+    update charges set lease_expires_at = now() + make_interval(secs => ${c.leaseSeconds})
+    where id = ${c.chargeId} and fence = ${c.fence} and lease_owner = ${c.owner} and exists (select 1 from cr)
+    returning id`);
   return rows.length > 0 ? deadline : null;
 }
 

@@ -66,6 +66,14 @@ export const credentials = pgTable(
     fingerprint: text('fingerprint'),
     schemeReference: text('scheme_reference'),
     currentLinkId: ref('current_link_id'),
+    /**
+     * The run sending this credential's charges: one sender per credential at a time, so each
+     * charge goes on the link the one before it returned (two workers sending on one link at
+     * once each get a new link, and the credential could move to the older). Taken with the
+     * claim, renewed with a charge's lease, released when the run ends.
+     */
+    leaseOwner: text('lease_owner'),
+    leaseExpiresAt: ts('lease_expires_at'),
     migratedAt: ts('migrated_at'),
     createdAt: created(),
     updatedAt: ts('updated_at').notNull().defaultNow(),
