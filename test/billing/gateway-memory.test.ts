@@ -180,8 +180,12 @@ describe('a reference the gateway already has is adopted, not stopped', () => {
       ).toEqual([ref(paid), ref(retried, 2)].sort());
       expect((await chargesOf(clocked, paid.id))[0]?.state).toBe('settled');
       expect((await chargesOf(clocked, retried.id))[0]?.state).toBe('settled');
-      // The one the gateway never saw is left to the run, which sends it once.
+      // The one the gateway never saw is left to the run, which sends it once; the credentials
+      // the reconciliation's claims leased are released, so a run of another process may take them.
       expect((await chargesOf(clocked, untouched.id))[0]?.state).toBe('pending');
+      expect(
+        await clocked.database.rows(sql`select id from credentials where lease_owner is not null`),
+      ).toEqual([]);
       const run = await runBilling(clocked, { asOf: at, trigger: 'test', mandateId: untouched.id });
       expect(run.counts).toMatchObject({ authorized: 1, adopted: 0 });
 

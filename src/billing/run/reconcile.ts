@@ -9,7 +9,7 @@ import type { BillingContext } from '../context.ts';
 import { applyDueChanges } from '../mandates/changes.ts';
 import { materializeDueCharges } from '../mandates/materialize.ts';
 import { type ClaimCursor, claimCursor, claimDueCharges } from '../sql/claim-due.ts';
-import { releaseLease } from '../sql/transitions.ts';
+import { releaseCredentials, releaseLease } from '../sql/transitions.ts';
 import { writeAhead } from '../sql/write-ahead.ts';
 
 /** One reference the gateway knew and the database did not, and what was made of it. */
@@ -87,8 +87,15 @@ export async function reconcileWithGateway(
   // A refusal adopted means its retry may have gone out too, whenever the lost worker
   // scheduled it: the next pass asks those charges' next reference, due or not.
   let ask: Set<number> | undefined;
-  for (let pass = 0; pass < MAX_PASSES && ask?.size !== 0; pass++) {
-    ask = await sweep(ctx, opts.asOf, report, ask);
+  // The sweeps' claims lease the charges' credentials as a run's do: released after them, so
+  // the run or daemon started next is not kept off those cards until the leases run out.
+  const credentials = new Set<number>();
+  try {
+    for (let pass = 0; pass < MAX_PASSES && ask?.size !== 0; pass++) {
+      ask = await sweep(ctx, opts.asOf, report, ask, credentials);
+    }
+  } finally {
+    await releaseCredentials(ctx.database, ctx.workerId, credentials);
   }
   report.settlesResumed = await resumeSettlements(ctx, { limit: 100_000 });
   report.settled = (await followSettlements(ctx, { limit: 100_000 })).settled;
@@ -109,6 +116,7 @@ async function sweep(
   asOf: Date,
   report: ReconciliationReport,
   only: Set<number> | undefined,
+  credentials: Set<number>,
 ): Promise<Set<number>> {
   const refused = new Set<number>();
   let after: ClaimCursor | null = null;
@@ -121,6 +129,7 @@ async function sweep(
       after,
     });
     if (claimed.length === 0) return refused;
+    for (const c of claimed) credentials.add(c.credentialId);
     after = claimCursor(claimed) ?? after;
     for (const c of claimed) {
       if (only && !only.has(c.id)) {
