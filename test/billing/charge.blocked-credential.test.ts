@@ -97,7 +97,14 @@ describe.skipIf(!hasServer)('charge: a blocked credential is never sent (Postgre
     expect(claimed).toHaveLength(3);
     // The claim read the card as active; it is blocked before the batch is written ahead.
     await block((await credentialOf(ms[0]!.id)).id);
-    const book = { runId: 0, counts: zero(), held: new Map(), credentials: new Set<number>(), errors: [] };
+    const book = {
+      runId: 0,
+      counts: zero(),
+      held: new Map(),
+      credentials: new Set<number>(),
+      holder: app.workerId,
+      errors: [],
+    };
 
     const groups = await prepareBatch(app, claimed, runAt, book);
 

@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { App } from '../../src/app.ts';
 import type { ClaimedCharge } from '../../src/billing/charge/claim.ts';
+import { createMandate } from '../../src/billing/mandates/index.ts';
 import { runBilling } from '../../src/billing/run/run.ts';
 import { releaseCredentials } from '../../src/billing/sql/transitions.ts';
 import { authorizationsOn, claimDue, dueMandates, linkData } from '../support/centre.ts';
@@ -43,37 +44,46 @@ describe.skipIf(!hasServer)('charge: one run sends a credential at a time (Postg
     expect(what()).toBe(true);
   };
 
-  it("a second worker leaves a credential another worker's run holds, and sends it on the newest link after", async () => {
-    w = await startWorld();
-    const first = await w.app(runAt);
-    const second = await w.app(runAt);
-    expect(second.workerId).not.toBe(first.workerId);
-    const [m] = await dueMandates(w, first, { tag: 'two-workers', n: 2, at, shared: true });
-    const { chainId, href } = m!;
-    // The first worker's request is answered late: its run holds the credential meanwhile.
-    w.sandbox.script({
-      match: { chainId },
-      outcomes: [{ type: 'slow', ms: 800, next: { type: 'authorize' } }],
-    });
+  // Two processes (two workers), and two runs of one process (a daemon's tick beside an
+  // operator's run): each run is a holder of its own.
+  it.each([
+    { where: 'in another process', sameProcess: false },
+    { where: 'in the same process', sameProcess: true },
+  ])(
+    'a second run $where leaves a credential the first holds, and sends it on the newest link after',
+    async ({ sameProcess }) => {
+      // A late answer well inside the request timeout: the second run is over long before it.
+      w = await startWorld({ env: { WORLDPAY_TIMEOUT_MS: '15000' } });
+      const first = await w.app(runAt);
+      const second = sameProcess ? first : await w.app(runAt);
+      expect(second.workerId === first.workerId).toBe(sameProcess);
+      const [m] = await dueMandates(w, first, { tag: 'two-runs', n: 2, at, shared: true });
+      const { chainId, href } = m!;
+      // The first run's request is answered late: it holds the credential meanwhile.
+      w.sandbox.script({
+        match: { chainId },
+        outcomes: [{ type: 'slow', ms: 3000, next: { type: 'authorize' } }],
+      });
 
-    const running = runBilling(first, { asOf: runAt, trigger: 'test', limit: 1 });
-    await until(() => authorizationsOn(w!, chainId).length > 0 || w!.sandbox.ledger().length > 0);
-    const meanwhile = await runBilling(second, { asOf: runAt, trigger: 'test' });
-    expect(meanwhile.counts).toMatchObject({ attempted: 0 });
-    expect((await running).counts).toMatchObject({ attempted: 1, authorized: 1 });
-    // Released at the end of the first run, not left to run out: the next run takes it at once.
-    const after = await runBilling(second, { asOf: runAt, trigger: 'test' });
-    expect(after.counts).toMatchObject({ attempted: 1, authorized: 1 });
+      const running = runBilling(first, { asOf: runAt, trigger: 'test', limit: 1 });
+      await until(() => authorizationsOn(w!, chainId).length > 0 || w!.sandbox.ledger().length > 0);
+      const meanwhile = await runBilling(second, { asOf: runAt, trigger: 'test' });
+      expect(meanwhile.counts).toMatchObject({ attempted: 0 });
+      expect((await running).counts).toMatchObject({ attempted: 1, authorized: 1 });
+      // Released at the end of the first run, not left to run out: the next run takes it at once.
+      const after = await runBilling(second, { asOf: runAt, trigger: 'test' });
+      expect(after.counts).toMatchObject({ attempted: 1, authorized: 1 });
 
-    const auths = authorizationsOn(w, chainId);
-    const { current, returned } = await links(first, href);
-    const one = returned.get(auths[0]!.transactionReference!)!;
-    expect(auths.map((a) => a.linkUsed)).toEqual([linkData(href), linkData(one)]);
-    expect(w.sandbox.stats().staleLinkUses).toBe(0);
-    expect(current).toBe(returned.get(auths[1]!.transactionReference!));
-    const leased = await first.database.rows(sql`select id from credentials where lease_owner is not null`);
-    expect(leased).toEqual([]);
-  });
+      const auths = authorizationsOn(w, chainId);
+      const { current, returned } = await links(first, href);
+      const one = returned.get(auths[0]!.transactionReference!)!;
+      expect(auths.map((a) => a.linkUsed)).toEqual([linkData(href), linkData(one)]);
+      expect(w.sandbox.stats().staleLinkUses).toBe(0);
+      expect(current).toBe(returned.get(auths[1]!.transactionReference!));
+      const leased = await first.database.rows(sql`select id from credentials where lease_owner is not null`);
+      expect(leased).toEqual([]);
+    },
+  );
 
   it('a credential leased by another worker is not claimed until released or run out', async () => {
     w = await startWorld();
@@ -151,6 +161,47 @@ describe.skipIf(!hasServer)('charge: one run sends a credential at a time (Postg
     expect(auths.map((a) => a.linkUsed)).toEqual(expected.map(linkData));
     expect(w.sandbox.stats().staleLinkUses).toBe(0);
     expect(current).toBe(returned.get(auths.at(-1)!.transactionReference!));
+  });
+
+  it("a later batch's group taken after the credential's earlier group ended goes on the link it left", async () => {
+    // Claim order X1, Y, X2, one per batch, two senders: X2 is claimed while X1 is in flight
+    // (its claim reads the link X1 was sent on) and taken from the queue once X1 is done.
+    w = await startWorld({ env: { REBILL_BATCH_SIZE: '1', REBILL_CONCURRENCY: '2' } });
+    const app = await w.app(runAt);
+    const x = await w.verify();
+    const y = await w.verify();
+    const mandate = (customerRef: string, link: string) =>
+      createMandate(app, {
+        customerRef,
+        intent: 'subscription',
+        amount: 1000,
+        currency: 'GBP',
+        narrative: 'Centre test',
+        interval: '1 month',
+        start: at,
+        credential: { link },
+      });
+    await mandate('x', x.href);
+    await mandate('y', y.href);
+    await mandate('x', x.href);
+    w.sandbox.script({
+      match: { chainId: x.chainId },
+      outcomes: [{ type: 'slow', ms: 400, next: { type: 'authorize' } }],
+    });
+    w.sandbox.script({
+      match: { chainId: y.chainId },
+      outcomes: [{ type: 'slow', ms: 1200, next: { type: 'authorize' } }],
+    });
+
+    const report = await runBilling(app, { asOf: runAt, trigger: 'test' });
+    expect(report.counts).toMatchObject({ attempted: 3, authorized: 3 });
+
+    const auths = authorizationsOn(w, x.chainId);
+    const { current, returned } = await links(app, x.href);
+    const first = returned.get(auths[0]!.transactionReference!)!;
+    expect(auths.map((a) => a.linkUsed)).toEqual([linkData(x.href), linkData(first)]);
+    expect(w.sandbox.stats().staleLinkUses).toBe(0);
+    expect(current).toBe(returned.get(auths[1]!.transactionReference!));
   });
 
   it('a card blocked in an earlier group is not sent in a later batch of the run', async () => {

@@ -52,7 +52,14 @@ describe.skipIf(!hasServer)('outcome batch (PostgreSQL)', () => {
       leaseSeconds: 300,
       limit: 100,
     });
-    const book = { runId: 0, counts: zero(), held: new Map(), credentials: new Set<number>(), errors: [] };
+    const book = {
+      runId: 0,
+      counts: zero(),
+      held: new Map(),
+      credentials: new Set<number>(),
+      holder: app.workerId,
+      errors: [],
+    };
     const ready = (await prepareBatch(app, claimed, at, book)).flat();
     expect(ready).toHaveLength(n);
     const out = [];

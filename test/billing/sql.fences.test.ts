@@ -151,6 +151,7 @@ describe.skipIf(!hasServer)('sql: fences of the outcome and acceptance commits (
       chargeId: p.charge.id,
       credentialId: p.charge.credentialId,
       owner: app.workerId,
+      holder: app.workerId,
       fence: p.charge.fence,
       leaseSeconds: 600,
     });

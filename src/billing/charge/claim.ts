@@ -57,8 +57,8 @@ export function leaseClaim(opts: {
   pickJoin?: SQL;
   /** Further columns of `picked`, as `, expr as name`. */
   pickColumns?: SQL;
-  /** The pick's tables locked with it, skipped when another holds them (`c` unless given). */
-  lockOf?: SQL;
+  /** The pick's row locks, each skipped when another holds it (`for update of c skip locked` unless given). */
+  lock?: SQL;
   /** Further CTEs after `picked`, as `, name as (...)` (a lease on what the pick also locked). */
   with?: SQL;
   order: SQL;
@@ -78,7 +78,7 @@ export function leaseClaim(opts: {
         and (c.lease_expires_at is null or c.lease_expires_at < now())
       order by ${opts.order}
       limit ${opts.limit}
-      for update of ${opts.lockOf ?? sql`c`} skip locked
+      ${opts.lock ?? sql`for update of c skip locked`}
     )${opts.with ?? sql``}
     update charges c
        set lease_owner = ${opts.owner},

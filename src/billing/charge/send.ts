@@ -20,25 +20,28 @@ import type { Ready } from './prepare.ts';
 import { adoptUsedReference } from './recover.ts';
 import { planSettle, sendSettle } from './settle.ts';
 
-/** Where a credential's group ended: the newest link it was given, the refusal that blocked the card. */
-export interface GroupEnd {
+/**
+ * Where a credential stands before its group is sent, when the claim's reading may be old (an
+ * earlier group of the run sent charges of it since): the link to go on, and what blocked the card.
+ */
+export interface GroupStart {
   newest?: string | undefined;
   blocked?: string | undefined;
 }
 
 /**
- * Send a credential's attempts in turn, each on the newest link the one before returned; `after`
- * is where the credential's group before it in the run ended, when there was one.
+ * Send a credential's attempts in turn, each on the newest link the one before returned, the
+ * first on `start.newest` when given (else the link the claim read).
  */
 export async function sendGroup(
   ctx: BillingContext,
   group: Ready[],
   book: RunTally,
   progress: () => void,
-  after: GroupEnd = {},
-): Promise<GroupEnd> {
-  let newest = after.newest;
-  let blocked = after.blocked;
+  start: GroupStart = {},
+): Promise<void> {
+  let newest = start.newest;
+  let blocked = start.blocked;
   for (const { attempt: p, instrument: first } of group) {
     if (blocked !== undefined) {
       // An earlier refusal in this group blocked the card: what is written ahead behind it is
@@ -59,7 +62,6 @@ export async function sendGroup(
     blocked = out.cardBlocked;
     progress();
   }
-  return { newest, blocked };
 }
 
 async function notSentCardBlocked(ctx: BillingContext, p: PlannedAttempt, book: RunTally, why: string) {
@@ -108,6 +110,7 @@ async function sendAttempt(
       chargeId: c.id,
       credentialId: c.credentialId,
       owner: ctx.workerId,
+      holder: book.holder,
       fence: c.fence,
       leaseSeconds: ctx.config.billing.leaseSeconds,
     });

@@ -4,10 +4,11 @@ import { mandateHolds } from '../charge/holds.ts';
 import { settlesOffSlot } from '../charge/off-slot.ts';
 import { outcomeBatcher } from '../charge/outcome.ts';
 import { prepareBatch, type Ready } from '../charge/prepare.ts';
-import { type GroupEnd, sendGroup } from '../charge/send.ts';
+import { type GroupStart, sendGroup } from '../charge/send.ts';
 import { acceptanceBatcher } from '../charge/settle.ts';
 import type { BillingContext } from '../context.ts';
 import { type ClaimCursor, claimCursor, claimDueCharges } from '../sql/claim-due.ts';
+import { credentialNow } from '../sql/credentials.ts';
 import { type LaunchItem, launchAttempts } from '../sql/write-ahead.ts';
 import type { RunOptions } from './options.ts';
 import { recordProgress } from './record.ts';
@@ -41,6 +42,7 @@ export async function sendDue(ctx: BillingContext, opts: RunOptions, book: RunTa
   let lastProgressWrite = Date.now();
   let cursor: ClaimCursor | null = null;
   const statistics = growthStatistics(ctx);
+  const reread = new WeakSet<Ready[]>();
 
   const feed = async () => {
     const limit = Math.min(batchSize, remaining);
@@ -49,6 +51,7 @@ export async function sendDue(ctx: BillingContext, opts: RunOptions, book: RunTa
       claimDueCharges(ctx.database, {
         asOf: opts.asOf,
         owner: ctx.workerId,
+        holder: book.holder,
         leaseSeconds: ctx.config.billing.leaseSeconds,
         limit,
         mandateId: opts.mandateId,
@@ -63,9 +66,16 @@ export async function sendDue(ctx: BillingContext, opts: RunOptions, book: RunTa
     if (claimed.length === 0 || remaining <= 0) exhausted = true;
     if (claimed.length === 0) return;
     counts.due += claimed.length;
+    // A credential an earlier batch of this run claimed: its groups here are sent after that
+    // batch's, on what they left (the claim read the credential before they were sent).
+    const again = new Set(
+      claimed.filter((c) => book.credentials.has(c.credentialId)).map((c) => c.credentialId),
+    );
     for (const c of claimed) book.credentials.add(c.credentialId);
     statistics.claimed(counts.due);
-    queue.push(...(await prepareBatch(ctx, claimed, opts.asOf, book)));
+    const groups = await prepareBatch(ctx, claimed, opts.asOf, book);
+    for (const g of groups) if (again.has(credentialOf(g))) reread.add(g);
+    queue.push(...groups);
     if (Date.now() - lastProgressWrite > 1000) {
       lastProgressWrite = Date.now();
       await recordProgress(ctx.database, runId, counts);
@@ -82,25 +92,23 @@ export async function sendDue(ctx: BillingContext, opts: RunOptions, book: RunTa
         feeding = null;
       });
   };
-  // Each credential's last group taken by a sender: a credential's charges claimed in a later
-  // batch go after it, from the link it ended on (the claim read the link before it was sent).
-  const lastGroup = new Map<number, Promise<GroupEnd>>();
+  // Each credential's group being sent: a group of the same credential from a later batch
+  // waits for it (groups leave the queue in order, so an earlier one is here or done).
+  const inFlight = new Map<number, Promise<void>>();
   const send = async (group: Ready[]) => {
-    const credentialId = group[0]!.attempt.charge.credentialId;
-    const before = lastGroup.get(credentialId);
-    const sending = (async () =>
-      sendGroup(
-        ctx,
-        group,
-        book,
-        () => opts.onProgress?.(counts),
-        before && (await before.catch(() => ({}))),
-      ))();
-    lastGroup.set(credentialId, sending);
+    const credentialId = credentialOf(group);
+    const before = inFlight.get(credentialId);
+    const sending = (async () => {
+      await before;
+      const start = reread.has(group) ? await startOf(ctx, credentialId) : {};
+      await sendGroup(ctx, group, book, () => opts.onProgress?.(counts), start);
+    })();
+    const done = sending.catch(() => {});
+    inFlight.set(credentialId, done);
     try {
       await sending;
     } finally {
-      if (lastGroup.get(credentialId) === sending) lastGroup.delete(credentialId);
+      if (inFlight.get(credentialId) === done) inFlight.delete(credentialId);
     }
   };
   const sender = async () => {
@@ -108,8 +116,12 @@ export async function sendDue(ctx: BillingContext, opts: RunOptions, book: RunTa
       refill();
       const group = queue.shift();
       if (group) {
-        // Written ahead already: sent even when claiming failed or the run is stopping.
-        await send(group);
+        // Written ahead already: sent even when claiming failed or the run is stopping. A
+        // sender that fails stops the claims and goes on with the queue, so the run ends (and
+        // releases its credentials) only once nothing is being sent.
+        await send(group).catch((err: unknown) => {
+          failure ??= err;
+        });
         continue;
       }
       if (feeding) {
@@ -153,4 +165,15 @@ export async function sendDue(ctx: BillingContext, opts: RunOptions, book: RunTa
     await statistics.close();
   }
   if (failure !== undefined) throw failure;
+}
+
+const credentialOf = (group: Ready[]): number => group[0]!.attempt.charge.credentialId;
+
+/** A credential as an earlier group of the run left it: the link it is on, and a block. */
+async function startOf(ctx: BillingContext, credentialId: number): Promise<GroupStart> {
+  const now = await credentialNow(ctx.database, credentialId);
+  return {
+    newest: now.linkHref ?? undefined,
+    blocked: now.status === 'active' ? undefined : `a refusal (credential ${credentialId} is ${now.status})`,
+  };
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { LATEST_INSTANT } from '../../domain/instant.ts';
 import { ValidationError } from '../../errors.ts';
 import type { ClaimedCharge } from '../charge/claim.ts';
@@ -89,13 +90,16 @@ export async function reconcileWithGateway(
   let ask: Set<number> | undefined;
   // The sweeps' claims lease the charges' credentials as a run's do: released after them, so
   // the run or daemon started next is not kept off those cards until the leases run out.
-  const credentials = new Set<number>();
+  const held = {
+    holder: `${ctx.workerId}/reconcile-${randomBytes(4).toString('hex')}`,
+    credentials: new Set<number>(),
+  };
   try {
     for (let pass = 0; pass < MAX_PASSES && ask?.size !== 0; pass++) {
-      ask = await sweep(ctx, opts.asOf, report, ask, credentials);
+      ask = await sweep(ctx, opts.asOf, report, ask, held);
     }
   } finally {
-    await releaseCredentials(ctx.database, ctx.workerId, credentials);
+    await releaseCredentials(ctx.database, held.holder, held.credentials);
   }
   report.settlesResumed = await resumeSettlements(ctx, { limit: 100_000 });
   report.settled = (await followSettlements(ctx, { limit: 100_000 })).settled;
@@ -116,7 +120,7 @@ async function sweep(
   asOf: Date,
   report: ReconciliationReport,
   only: Set<number> | undefined,
-  credentials: Set<number>,
+  held: { holder: string; credentials: Set<number> },
 ): Promise<Set<number>> {
   const refused = new Set<number>();
   let after: ClaimCursor | null = null;
@@ -124,12 +128,13 @@ async function sweep(
     const claimed = await claimDueCharges(ctx.database, {
       asOf: only ? LATEST_INSTANT : asOf,
       owner: ctx.workerId,
+      holder: held.holder,
       leaseSeconds: ctx.config.billing.leaseSeconds,
       limit: ctx.config.billing.batchSize,
       after,
     });
     if (claimed.length === 0) return refused;
-    for (const c of claimed) credentials.add(c.credentialId);
+    for (const c of claimed) held.credentials.add(c.credentialId);
     after = claimCursor(claimed) ?? after;
     for (const c of claimed) {
       if (only && !only.has(c.id)) {

@@ -53,7 +53,14 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
   if (opts.mandateId !== undefined) await assertMandateExists(ctx, opts.mandateId);
   const runId = opts.runId ?? (await createRun(ctx, opts));
   const counts = zero();
-  const book: RunTally = { runId, counts, held: new Map(), credentials: new Set(), errors: [] };
+  const book: RunTally = {
+    runId,
+    counts,
+    held: new Map(),
+    credentials: new Set(),
+    holder: `${ctx.workerId}/run-${runId}`,
+    errors: [],
+  };
   const stopHeartbeat = startHeartbeat(ctx, runId);
   const log = ctx.logger.child({ runId });
   const report = (status: RunReport['status']): RunReport => ({
@@ -102,7 +109,10 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
       opts.onTotal(opts.limit === undefined ? due : Math.min(due, opts.limit));
     }
     await sendDue(ctx, opts, book);
-    await releaseCredentials(ctx.database, ctx.workerId, book.credentials);
+    // Everything was sent: a release that fails leaves the leases to run out, not the run failed.
+    await releaseCredentials(ctx.database, book.holder, book.credentials).catch((err: unknown) =>
+      log.warn({ err }, "could not release the run's credentials; their leases run out"),
+    );
     book.credentials.clear();
     if (opts.followSettlements) {
       const f = await followSettlements(ctx, { limit: 10_000 });
@@ -131,7 +141,7 @@ export async function runBilling(ctx: BillingContext, opts: RunOptions): Promise
     return out;
   } catch (err) {
     await releaseLeases(ctx.database, ctx.workerId, book.held).catch(() => {});
-    await releaseCredentials(ctx.database, ctx.workerId, book.credentials).catch(() => {});
+    await releaseCredentials(ctx.database, book.holder, book.credentials).catch(() => {});
     await closeFailedRun(ctx, runId, counts, err);
     throw err;
   } finally {

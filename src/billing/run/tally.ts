@@ -82,6 +82,8 @@ export interface RunTally {
   held: Map<number, number>;
   /** Credentials leased with this run's claims: one run sends a credential's charges at a time. */
   credentials: Set<number>;
+  /** Who holds them: the worker and the run, so two runs of one process are two holders. */
+  holder: string;
   /** The first distinct error messages, for the report. */
   errors: string[];
   /** Where the send loop's settle acceptances wait for their batched commit (PostgreSQL). */

@@ -48,6 +48,8 @@ export async function claimDueCharges(
   opts: {
     asOf: Date;
     owner: string;
+    /** Who holds the claimed charges' credentials: a run (worker and run), so two runs of one process are two holders. The owner unless given. */
+    holder?: string | undefined;
     leaseSeconds: number;
     limit: number;
     mandateId?: number | undefined;
@@ -57,20 +59,22 @@ export async function claimDueCharges(
 ): Promise<ClaimedCharge[]> {
   // Read before the statement: the lease the database grants ends no earlier than this.
   const leaseDeadline = Date.now() + opts.leaseSeconds * 1000;
+  const holder = opts.holder ?? opts.owner;
   const rows = await database.rows<DueClaimRow>(
     leaseClaim({
       pick: sql`${dueCharges(opts)}
         and (c.next_attempt_at, c.id) > (${opts.after?.at ?? '-infinity'}::timestamptz, ${opts.after?.id ?? 0}::bigint)
-        and (pcr.lease_owner is null or pcr.lease_owner = ${opts.owner} or pcr.lease_expires_at < now())`,
+        and (pcr.lease_owner is null or pcr.lease_owner = ${holder} or pcr.lease_expires_at < now())`,
       pickJoin: sql`join mandates pm on pm.id = c.mandate_id join credentials pcr on pcr.id = pm.credential_id`,
       pickColumns: sql`, pcr.id as credential_id`,
       // The credential is leased with its charges: one run sends a credential's charges at a
       // time. Its row is locked with the charge (skipped while another claim or commit holds
       // it), and a lease another claim committed meanwhile is seen when the row is re-read
-      // under the lock, so two claims never both lease it.
-      lockOf: sql`c, pcr`,
+      // under the lock, so two claims never both lease it. No key update: the lock the lease's
+      // update takes, which the foreign-key checks of the run's own inserts do not conflict with.
+      lock: sql`for update of c skip locked for no key update of pcr skip locked`,
       with: sql`, credential_lease as (
-        update credentials hc set lease_owner = ${opts.owner},
+        update credentials hc set lease_owner = ${holder},
                lease_expires_at = now() + make_interval(secs => ${opts.leaseSeconds})
          where hc.id in (select credential_id from picked))`,
       order: sql`c.next_attempt_at, c.id`,

@@ -31,3 +31,20 @@ export async function blockCredential(
   );
   return rows.map((r) => r.id);
 }
+
+/**
+ * Where a credential stands now, as a run reads it before sending a group of its charges that
+ * was claimed after an earlier group of the same run: the link that group ended on, and whether
+ * it blocked the card (the claim read both before that group was sent).
+ */
+export async function credentialNow(
+  database: Database,
+  id: number,
+): Promise<{ status: string; linkHref: string | null }> {
+  const rows = await database.rows<{ status: string; href: string | null }>(
+    sql`select cr.status, l.href from credentials cr left join links l on l.id = cr.current_link_id where cr.id = ${id}`,
+  );
+  const r = rows[0];
+  if (!r) throw new Error(`credential ${id} is gone`);
+  return { status: r.status, linkHref: r.href };
+}

@@ -305,18 +305,27 @@ export async function releaseLease(
   return rows.length > 0;
 }
 
-/** Release the credentials a run leased with its claims (sql/claim-due.ts), those it still holds. */
+/**
+ * Release the credentials a run leased with its claims (sql/claim-due.ts), those it still holds:
+ * in chunks, each taking its rows in id order as the other writers of credentials do.
+ */
 export async function releaseCredentials(
   database: Database,
-  owner: string,
+  holder: string,
   credentials: ReadonlySet<number>,
 ): Promise<number> {
-  if (credentials.size === 0) return 0;
-  const rows = await database.rows<{ id: number }>(
-    sql`update credentials set lease_owner = null, lease_expires_at = null
-     where id = any(${`{${[...credentials].join(',')}}`}::bigint[]) and lease_owner = ${owner} returning id`,
-  );
-  return rows.length;
+  const ids = [...credentials].sort((a, b) => a - b);
+  let released = 0;
+  for (let i = 0; i < ids.length; i += 10_000) {
+    const rows = await database.rows<{ id: number }>(
+      sql`update credentials set lease_owner = null, lease_expires_at = null
+       where id in (select id from credentials where id = any(${`{${ids.slice(i, i + 10_000).join(',')}}`}::bigint[])
+                       and lease_owner = ${holder} order by id for no key update)
+       returning id`,
+    );
+    released += rows.length;
+  }
+  return released;
 }
 
 /** Release many leases a run still holds (owner and fence checked per charge), in one statement. */
@@ -341,7 +350,15 @@ export async function releaseLeases(
  */
 export async function renewLease(
   database: Database,
-  c: { chargeId: number; credentialId: number; owner: string; fence: number; leaseSeconds: number },
+  c: {
+    chargeId: number;
+    credentialId: number;
+    owner: string;
+    /** Who holds the credential (the run: `RunTally.holder`). */
+    holder: string;
+    fence: number;
+    leaseSeconds: number;
+  },
 ): Promise<number | null> {
   const deadline = Date.now() + c.leaseSeconds * 1000;
   // The credential's lease with it (taken with the claim, see sql/claim-due.ts): a charge whose
@@ -350,7 +367,7 @@ export async function renewLease(
     id: number;
   }>(sql`with cr as (
       update credentials set lease_expires_at = now() + make_interval(secs => ${c.leaseSeconds})
-       where id = ${c.credentialId} and lease_owner = ${c.owner} returning id)
+       where id = ${c.credentialId} and lease_owner = ${c.holder} returning id)
     update charges set lease_expires_at = now() + make_interval(secs => ${c.leaseSeconds})
     where id = ${c.chargeId} and fence = ${c.fence} and lease_owner = ${c.owner} and exists (select 1 from cr)
     returning id`);
