@@ -3,8 +3,14 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { App } from '../../src/app.ts';
 import { prepareBatch } from '../../src/billing/charge/prepare.ts';
 import { runBilling } from '../../src/billing/run/run.ts';
-import { zero } from '../../src/billing/run/tally.ts';
-import { attemptsOf, authorizationsOn, chargesOf, claimDue, dueMandates } from '../support/centre.ts';
+import {
+  attemptsOf,
+  authorizationsOn,
+  chargesOf,
+  claimDue,
+  dueMandates,
+  runTally,
+} from '../support/centre.ts';
 import { hasServer, serverSkipReason } from '../support/db.ts';
 import { startWorld, type World } from '../support/world.ts';
 
@@ -97,14 +103,7 @@ describe.skipIf(!hasServer)('charge: a blocked credential is never sent (Postgre
     expect(claimed).toHaveLength(3);
     // The claim read the card as active; it is blocked before the batch is written ahead.
     await block((await credentialOf(ms[0]!.id)).id);
-    const book = {
-      runId: 0,
-      counts: zero(),
-      held: new Map(),
-      credentials: new Set<number>(),
-      holder: app.workerId,
-      errors: [],
-    };
+    const book = runTally(app);
 
     const groups = await prepareBatch(app, claimed, runAt, book);
 

@@ -6,10 +6,10 @@ import { prepareBatch } from '../../src/billing/charge/prepare.ts';
 import { planSettle } from '../../src/billing/charge/settle.ts';
 import { createMandate } from '../../src/billing/mandates/index.ts';
 import { materializeDueCharges } from '../../src/billing/mandates/materialize.ts';
-import { zero } from '../../src/billing/run/tally.ts';
 import { claimDueCharges } from '../../src/billing/sql/claim-due.ts';
 import { num } from '../../src/db/values.ts';
 import type { AuthorizeResult } from '../../src/gateways/types.ts';
+import { runTally } from '../support/centre.ts';
 import { hasServer, serverSkipReason } from '../support/db.ts';
 import { startWorld, type World } from '../support/world.ts';
 
@@ -52,14 +52,7 @@ describe.skipIf(!hasServer)('outcome batch (PostgreSQL)', () => {
       leaseSeconds: 300,
       limit: 100,
     });
-    const book = {
-      runId: 0,
-      counts: zero(),
-      held: new Map(),
-      credentials: new Set<number>(),
-      holder: app.workerId,
-      errors: [],
-    };
+    const book = runTally(app);
     const ready = (await prepareBatch(app, claimed, at, book)).flat();
     expect(ready).toHaveLength(n);
     const out = [];

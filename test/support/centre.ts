@@ -5,6 +5,7 @@ import type { PlannedAttempt } from '../../src/billing/charge/outcome.ts';
 import { transactionReference } from '../../src/billing/charge/references.ts';
 import { createMandate } from '../../src/billing/mandates/index.ts';
 import { materializeDueCharges } from '../../src/billing/mandates/materialize.ts';
+import { type RunTally, zero } from '../../src/billing/run/tally.ts';
 import { claimDueCharges } from '../../src/billing/sql/claim-due.ts';
 import { num, str } from '../../src/db/values.ts';
 import type { AuthorizeResult } from '../../src/gateways/types.ts';
@@ -144,4 +145,16 @@ export function linkData(href: string): string {
   const at = href.indexOf(marker);
   if (at < 0) throw new Error(`not a recurring link: ${href}`);
   return href.slice(at + marker.length);
+}
+
+/** A run's tally for calling the send loop's steps directly (no run row: run 0), held by the app's worker. */
+export function runTally(app: App): RunTally {
+  return {
+    runId: 0,
+    counts: zero(),
+    held: new Map(),
+    credentials: new Set(),
+    holder: app.workerId,
+    errors: [],
+  };
 }
