@@ -305,6 +305,9 @@ export async function releaseLease(
   return rows.length > 0;
 }
 
+/** Ids as one `bigint[]` parameter's literal (`'{1,2,3}'`): one text whatever their number. */
+const bigintArray = (ids: Iterable<number>): string => `{${[...ids].join(',')}}`;
+
 /**
  * Release the credentials a run leased with its claims (sql/claim-due.ts), those it still holds:
  * in chunks, each taking its rows in id order as the other writers of credentials do.
@@ -319,7 +322,7 @@ export async function releaseCredentials(
   for (let i = 0; i < ids.length; i += 10_000) {
     const rows = await database.rows<{ id: number }>(
       sql`update credentials set lease_owner = null, lease_expires_at = null
-       where id in (select id from credentials where id = any(${`{${ids.slice(i, i + 10_000).join(',')}}`}::bigint[])
+       where id in (select id from credentials where id = any(${bigintArray(ids.slice(i, i + 10_000))}::bigint[])
                        and lease_owner = ${holder} order by id for no key update)
        returning id`,
     );
@@ -338,8 +341,8 @@ export async function releaseLeases(
   const rows = await database.rows<{
     id: number;
   }>(sql`update charges c set lease_owner = null, lease_expires_at = null
-      from (select unnest(${`{${[...held.keys()].join(',')}}`}::bigint[]) as id,
-                   unnest(${`{${[...held.values()].join(',')}}`}::bigint[]) as fence) h
+      from (select unnest(${bigintArray(held.keys())}::bigint[]) as id,
+                   unnest(${bigintArray(held.values())}::bigint[]) as fence) h
      where c.id = h.id and c.fence = h.fence and c.lease_owner = ${owner} returning c.id`);
   return rows.length;
 }
